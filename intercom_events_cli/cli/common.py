@@ -1,0 +1,153 @@
+"""Options shared by several commands, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http import HTTPStatus
+from typing import Annotated
+
+import typer
+
+from ..config import redact
+from ..errors import ExitCode, IeventsError
+from ..output import Output
+
+CONNECTION = "Connection"
+OUTPUT = "Output"
+
+TokenFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token-file",
+        help="Read the access token from the first line of this file "
+        "(else INTERCOM_ACCESS_TOKEN_FILE). The token itself is never a flag.",
+        rich_help_panel=CONNECTION,
+        show_default=False,
+    ),
+]
+EnvFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--env-file",
+        help="Load variables from this file instead of ./.env (set variables win).",
+        rich_help_panel=CONNECTION,
+        show_default=False,
+    ),
+]
+RegionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--region",
+        help="Workspace region: us, eu or au (else INTERCOM_REGION, default us).",
+        rich_help_panel=CONNECTION,
+        show_default=False,
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="API base URL, overriding --region (else INTERCOM_BASE_URL). "
+        "Plain http only for loopback.",
+        rich_help_panel=CONNECTION,
+        show_default=False,
+    ),
+]
+ApiVersionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-version",
+        help="Intercom-Version header (else INTERCOM_API_VERSION, default 2.14).",
+        rich_help_panel=CONNECTION,
+        show_default=False,
+    ),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--timeout", min=0.1, help="Seconds per attempt.", rich_help_panel=CONNECTION),
+]
+RetriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        min=0,
+        help="Retries after the first attempt for network errors, timeouts, 408, 429, 5xx.",
+        rich_help_panel=CONNECTION,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout.", rich_help_panel=OUTPUT)
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="Nothing on success; errors still on stderr.", rich_help_panel=OUTPUT
+    ),
+]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="One stderr line per HTTP attempt (method, URL, status, ms, rate limit left).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+NoColorOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-color", help="No colour (also: NO_COLOR, or not a terminal).", rich_help_panel=OUTPUT
+    ),
+]
+DebugOpt = Annotated[
+    bool,
+    typer.Option(
+        "--debug",
+        help="Show tracebacks of internal errors (the token is redacted).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+
+
+def status_text(status: int | None) -> str:
+    """``404 Not Found`` for a status; ``no response`` for None."""
+    if status is None:
+        return "no response"
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+@contextmanager
+def reporting(
+    ui: Output, debug: bool = False, on_error: Callable[[IeventsError], None] | None = None
+) -> Iterator[None]:
+    """Run a command body; turn every error into a message and an exit code.
+
+    Expected errors (:class:`IeventsError`) become one line plus a hint. Anything else is
+    a bug: one line and exit 1, the traceback (redacted) only with ``--debug``. Ctrl-C
+    exits 130.
+    """
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except IeventsError as exc:
+        if on_error is not None:
+            on_error(exc)
+        ui.error(exc.message, exc.hint)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        ui.error("interrupted")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            ui.stderr.write(redact("".join(traceback.format_exception(exc))))
+        ui.error(
+            f"internal error: {type(exc).__name__}: {exc}",
+            None if debug else "this is a bug in ievents; run again with --debug for details",
+        )
+        raise typer.Exit(int(ExitCode.INTERNAL)) from None

@@ -1,0 +1,305 @@
+"""``ievents send``: one event, delivered now (or queued), with a clear outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..config import Settings, load_environment
+from ..errors import IeventsError, UsageError
+from ..event import Event, format_utc, merge_metadata, parse_metadata_json
+from ..outcome import Outcome, OutcomeKind
+from ..output import Output
+from . import app
+from .common import (
+    ApiVersionOpt,
+    BaseUrlOpt,
+    DebugOpt,
+    EnvFileOpt,
+    JsonOpt,
+    NoColorOpt,
+    QuietOpt,
+    RegionOpt,
+    RetriesOpt,
+    TimeoutOpt,
+    TokenFileOpt,
+    VerboseOpt,
+    reporting,
+    status_text,
+)
+
+EVENT = "Event"
+
+
+def read_metadata_json(value: str) -> dict[str, Any]:
+    """``--metadata-json``: inline JSON, or ``@FILE`` to read it from a file."""
+    if value.startswith("@"):
+        path = Path(value[1:]).expanduser()
+        try:
+            value = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+            raise UsageError(f"cannot read --metadata-json file {str(path)!r}: {reason}") from None
+    return parse_metadata_json(value)
+
+
+def build_event(
+    event_name: str,
+    *,
+    user_id: str | None,
+    email: str | None,
+    contact_id: str | None,
+    created_at: str | None,
+    metadata: list[str] | None,
+    metadata_json: str | None,
+) -> Event:
+    """Validate the command line into an Event (created_at fixed here, once)."""
+    if not (user_id or email or contact_id):
+        raise UsageError(
+            "no contact: give --user-id, --email or --id (Intercom's contact id, for leads)"
+        )
+    base = read_metadata_json(metadata_json) if metadata_json is not None else {}
+    return Event.create(
+        event_name,
+        user_id=user_id,
+        email=email,
+        contact_id=contact_id,
+        created_at=created_at,
+        metadata=merge_metadata(base, metadata or []),
+    )
+
+
+def outcome_json(outcome: Outcome, *, queued: bool = False) -> dict[str, Any]:
+    """The ``--json`` object for a delivery attempt."""
+    return {
+        "ok": outcome.delivered or queued,
+        "delivered": outcome.delivered,
+        "queued": queued,
+        "status": outcome.status,
+        "attempts": outcome.attempts,
+        "request_id": outcome.request_id,
+        "event": outcome.event.payload(),
+        "error": outcome.error(),
+    }
+
+
+def failure_hint(outcome: Outcome, settings: Settings) -> str:
+    """What the user can do about a failed delivery."""
+    event = outcome.event
+    if outcome.kind is OutcomeKind.AUTH:
+        return (
+            "the token was rejected: check INTERCOM_ACCESS_TOKEN is current and has the "
+            "'write events' permission; EU and AU workspaces need --region eu or --region au "
+            f"(this request went to {settings.base_url})"
+        )
+    if outcome.kind is OutcomeKind.NO_CONTACT:
+        return (
+            f"no contact with {event.contact} in this workspace; events do not create "
+            "contacts: create the contact first, or check the identifier"
+        )
+    if outcome.kind is OutcomeKind.INVALID:
+        return (
+            "Intercom refused the event's data; fix it and send again. If it is about "
+            "active event names, archive unused event names in Intercom "
+            "(Settings > Data > Events)"
+        )
+    retries = outcome.attempts - 1
+    when = f"in {outcome.retry_after_s:.0f} s" if outcome.retry_after_s else "in a few minutes"
+    return (
+        f"gave up after {outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''} "
+        f"({retries} retr{'ies' if retries != 1 else 'y'}); Intercom or the network is "
+        f"unavailable: try again {when}"
+    )
+
+
+def describe_failure(outcome: Outcome) -> str:
+    """One line: status, API error code and message, request id."""
+    parts = [status_text(outcome.status) if outcome.status is not None else "failed"]
+    detail = ": ".join(p for p in (outcome.error_code, outcome.error_message) if p)
+    line = f"{parts[0]}: {detail}" if detail else parts[0]
+    if outcome.request_id:
+        line += f" (request {outcome.request_id})"
+    return f"{outcome.event.event_name} for {outcome.event.contact} not delivered: {line}"
+
+
+def print_dry_run(ui: Output, event: Event, settings: Settings) -> None:
+    """Show exactly what would be sent, with the token as ``Bearer ***``."""
+    from ..client import events_url
+
+    url = events_url(settings)
+    if ui.json_mode:
+        ui.json(
+            {"ok": True, "dry_run": True, "method": "POST", "url": url, "event": event.payload()}
+        )
+        return
+    headers = {**settings.headers(redacted=True), "Content-Type": "application/json"}
+    lines = [f"POST {url}", *(f"{k}: {v}" for k, v in headers.items()), ""]
+    lines.append(json.dumps(event.payload(), indent=2, ensure_ascii=False))
+    ui.result("\n".join(lines))
+    if not settings.has_token:
+        ui.info("note: no access token is configured yet; set INTERCOM_ACCESS_TOKEN to send")
+
+
+@app.command(no_args_is_help=True)
+def send(
+    event_name: Annotated[
+        str, typer.Argument(help="Event name, e.g. invited-friend.", show_default=False)
+    ],
+    user_id: Annotated[
+        str | None,
+        typer.Option("--user-id", help="Your user id for the contact.", rich_help_panel=EVENT),
+    ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option("--email", help="The contact's e-mail address.", rich_help_panel=EVENT),
+    ] = None,
+    contact_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id", help="Intercom's contact id (the way to target a lead).", rich_help_panel=EVENT
+        ),
+    ] = None,
+    created_at: Annotated[
+        str | None,
+        typer.Option(
+            "--created-at",
+            metavar="WHEN",
+            help="Unix seconds or milliseconds, ISO-8601 (naive = UTC), or 'now' (default).",
+            rich_help_panel=EVENT,
+            show_default=False,
+        ),
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            "-m",
+            metavar="KEY=VALUE|KEY:=JSON",
+            help="Metadata, repeatable: KEY=VALUE sends a string, KEY:=JSON a number or "
+            "object. Keys ending in _date take a time and are sent as Unix seconds.",
+            rich_help_panel=EVENT,
+            show_default=False,
+        ),
+    ] = None,
+    metadata_json: Annotated[
+        str | None,
+        typer.Option(
+            "--metadata-json",
+            metavar="JSON|@FILE",
+            help="A whole metadata object (merged; -m wins on the same key).",
+            rich_help_panel=EVENT,
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", "-n", help="Validate and show the request; send nothing."),
+    ] = False,
+    token_file: TokenFileOpt = None,
+    env_file: EnvFileOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_version: ApiVersionOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    retries: RetriesOpt = 4,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Send one event to Intercom now.
+
+    Example: ievents send invited-friend --user-id 314159 -m plan=pro -m seats:=3
+
+    Exit codes: 0 delivered (or queued), 2 usage, 65 invalid data (locally or per the API),
+    67 no such contact, 75 temporary failure after retries, 77 token rejected,
+    78 configuration.
+    """
+    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
+    event: Event | None = None
+
+    def json_failure(exc: IeventsError) -> None:
+        if json_output:
+            ui.json(
+                {
+                    "ok": False,
+                    "delivered": False,
+                    "queued": False,
+                    "status": None,
+                    "attempts": 0,
+                    "request_id": None,
+                    "event": event.payload() if event is not None else None,
+                    "error": {"code": type(exc).__name__, "message": exc.message},
+                }
+            )
+
+    with reporting(ui, debug, on_error=json_failure):
+        event = build_event(
+            event_name,
+            user_id=user_id,
+            email=email,
+            contact_id=contact_id,
+            created_at=created_at,
+            metadata=metadata,
+            metadata_json=metadata_json,
+        )
+        env = load_environment(env_file)
+        settings = Settings.load(
+            env=env,
+            token_file=token_file,
+            region=region,
+            base_url=base_url,
+            api_version=api_version,
+            timeout=timeout,
+            retries=retries,
+            require_token=not dry_run,
+        )
+        if dry_run:
+            print_dry_run(ui, event, settings)
+            return
+        outcome = deliver_now(ui, event, settings)
+        report_outcome(ui, outcome, settings)
+        if not outcome.delivered:
+            raise typer.Exit(int(outcome.exit_code))
+
+
+def deliver_now(ui: Output, event: Event, settings: Settings) -> Outcome:
+    """Send the event with one client, logging each attempt with ``-v``."""
+    from ..client import AttemptLog, EventsClient
+
+    def log_attempt(entry: AttemptLog) -> None:
+        result = status_text(entry.status) if entry.status is not None else entry.error
+        remaining = (
+            f", rate limit remaining {entry.rate_limit_remaining}"
+            if entry.rate_limit_remaining is not None
+            else ""
+        )
+        ui.log(
+            f"{entry.method} {entry.url} -> {result} in {entry.elapsed_ms:.0f} ms "
+            f"(attempt {entry.attempt}{remaining})"
+        )
+
+    with EventsClient(settings, on_attempt=log_attempt if ui.verbose else None) as client:
+        return client.send(event)
+
+
+def report_outcome(ui: Output, outcome: Outcome, settings: Settings) -> None:
+    """Result line (stdout) or error and hint (stderr), and the ``--json`` object."""
+    if ui.json_mode:
+        ui.json(outcome_json(outcome))
+    if outcome.delivered:
+        if not ui.json_mode:
+            event = outcome.event
+            ui.result(
+                f"delivered {event.event_name} for {event.contact} at "
+                f"{format_utc(event.created_at)} ({status_text(outcome.status)}, "
+                f"{outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''}, "
+                f"{outcome.elapsed_s * 1000:.0f} ms)",
+                style="green",
+            )
+        return
+    ui.error(describe_failure(outcome), failure_hint(outcome, settings))

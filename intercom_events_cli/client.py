@@ -1,0 +1,269 @@
+"""EventsClient: one HTTP client per run, headers, retries, typed results.
+
+httpx is imported when a client is built, not when this module is imported, so that
+paths that send nothing (``--dry-run``, ``--queue``) never pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+import random as _random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .config import Settings, redact
+from .event import Event
+from .outcome import Outcome, OutcomeKind, classify_status
+from .retry import parse_rate_limit_remaining, retry_decision, server_requested_delay
+
+if TYPE_CHECKING:
+    import httpx
+
+EVENTS_PATH = "/events"
+_MAX_ERROR_TEXT = 200
+
+
+@dataclass(frozen=True)
+class AttemptLog:
+    """One HTTP attempt, for ``--verbose`` logs (never holds the token)."""
+
+    method: str
+    url: str
+    attempt: int
+    status: int | None
+    elapsed_ms: float
+    rate_limit_remaining: int | None
+    error: str | None = None
+
+
+class Pacer(Protocol):
+    """Rate-limit pacing hook: ``acquire`` before each request, ``observe`` each answer."""
+
+    def acquire(self) -> None:
+        """Block until a request may be sent."""
+
+    def observe(self, status: int | None, headers: Mapping[str, str]) -> None:
+        """Learn from an answer's status and ``X-RateLimit-*`` headers."""
+
+
+@dataclass
+class Exchange:
+    """The final answer to a request after retries (or the network failure)."""
+
+    status: int | None
+    attempts: int
+    elapsed_s: float
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    request_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    retry_after_s: float | None = None
+
+    @property
+    def kind(self) -> OutcomeKind:
+        """The outcome class of the final answer."""
+        return classify_status(self.status)
+
+
+def _error_details(response: httpx.Response) -> tuple[str | None, str | None, str | None, Any]:
+    """(code, message, request_id, parsed body) from an Intercom answer."""
+    request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
+    body: Any = None
+    if response.content:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+    if 200 <= response.status_code < 300:
+        return None, None, request_id, body
+    code: str | None = None
+    message: str | None = None
+    if isinstance(body, dict):
+        request_id = body.get("request_id") or request_id
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors:
+            codes = [str(e.get("code")) for e in errors if isinstance(e, dict) and e.get("code")]
+            messages = [
+                str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")
+            ]
+            code = codes[0] if codes else None
+            message = "; ".join(messages) or None
+        elif isinstance(body.get("message"), str):
+            message = body["message"]
+    if message is None:
+        text = " ".join(response.text.split())[:_MAX_ERROR_TEXT] if response.content else ""
+        message = text or response.reason_phrase or f"HTTP {response.status_code}"
+    if code is None:
+        code = f"http_{response.status_code}"
+    return code, redact(message), request_id, body
+
+
+class EventsClient:
+    """Sends events to Intercom over one reused ``httpx.Client``.
+
+    ``send`` never raises for an API or network failure: it returns an :class:`Outcome`
+    (call ``outcome.raise_for_failure()`` for an exception). The clock, sleep and random
+    source are injectable for tests; ``pacer`` spreads requests under a rate limit.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        max_connections: int = 20,
+        on_attempt: Callable[[AttemptLog], None] | None = None,
+        pacer: Pacer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        random: Callable[[], float] = _random.random,
+        max_wait_s: float = 60.0,
+    ) -> None:
+        import httpx
+
+        self.settings = settings
+        self._httpx = httpx
+        self._on_attempt = on_attempt
+        self._pacer = pacer
+        self._sleep = sleep
+        self._clock = clock
+        self._random = random
+        self._max_wait_s = max_wait_s
+        self._http = httpx.Client(
+            base_url=settings.base_url,
+            headers=settings.headers(),
+            timeout=httpx.Timeout(settings.timeout),
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            # A redirect could carry the token to another host: never follow one.
+            follow_redirects=False,
+        )
+
+    def __enter__(self) -> EventsClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def send(self, event: Event) -> Outcome:
+        """POST the event, retrying temporary failures with the identical body."""
+        exchange = self.request("POST", EVENTS_PATH, content=event.body())
+        return Outcome(
+            event=event,
+            kind=exchange.kind,
+            status=exchange.status,
+            attempts=exchange.attempts,
+            elapsed_s=exchange.elapsed_s,
+            request_id=exchange.request_id,
+            error_code=exchange.error_code,
+            error_message=exchange.error_message,
+            retry_after_s=exchange.retry_after_s,
+        )
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Exchange:
+        """Send one request with the retry policy; return the final answer.
+
+        ``url`` is a path under the base URL or an absolute URL (the caller checks that
+        an absolute URL points at the configured host before handing it over).
+        """
+        httpx = self._httpx
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            if self._pacer is not None:
+                self._pacer.acquire()
+            sent_at = time.monotonic()
+            status: int | None = None
+            response_headers: Mapping[str, str] = {}
+            body: Any = None
+            request_id: str | None = None
+            try:
+                response = self._http.request(
+                    method, url, content=content, params=params, headers=headers
+                )
+                status = response.status_code
+                response_headers = response.headers
+                code, message, request_id, body = _error_details(response)
+                shown_url = str(response.request.url)
+            except httpx.TimeoutException:
+                code = "timeout"
+                message = f"request timed out ({self.settings.timeout:g}s)"
+                shown_url = self._shown_url(url)
+            except httpx.TransportError as exc:
+                code = "connection_error"
+                message = redact(str(exc) or type(exc).__name__)
+                shown_url = self._shown_url(url)
+            elapsed_ms = (time.monotonic() - sent_at) * 1000
+            if self._pacer is not None:
+                self._pacer.observe(status, response_headers)
+            if self._on_attempt is not None:
+                self._on_attempt(
+                    AttemptLog(
+                        method=method,
+                        url=shown_url,
+                        attempt=attempt,
+                        status=status,
+                        elapsed_ms=elapsed_ms,
+                        rate_limit_remaining=parse_rate_limit_remaining(response_headers),
+                        error=None if status is not None else message,
+                    )
+                )
+            finished = Exchange(
+                status=status,
+                attempts=attempt,
+                elapsed_s=time.monotonic() - started,
+                headers=response_headers,
+                body=body,
+                request_id=request_id,
+                error_code=code,
+                error_message=message,
+            )
+            if status is not None and 200 <= status < 300:
+                return finished
+            decision = retry_decision(
+                attempt=attempt,
+                max_retries=self.settings.retries,
+                status=status,
+                headers=response_headers,
+                now=self._clock(),
+                random=self._random,
+                max_wait_s=self._max_wait_s,
+            )
+            if not decision.retry:
+                if finished.kind is OutcomeKind.TEMPORARY:
+                    finished.retry_after_s = server_requested_delay(
+                        status, response_headers, self._clock(), lambda: 0.0
+                    )
+                return finished
+            self._sleep(decision.delay_s)
+
+    def _shown_url(self, url: str) -> str:
+        return url if "://" in url else self.settings.base_url + url
+
+
+def events_url(settings: Settings) -> str:
+    """The URL events are posted to."""
+    return settings.base_url + EVENTS_PATH
+
+
+def dumps_compact(value: Any) -> str:
+    """JSON without spaces, non-ASCII kept (the form sent on the wire)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,222 @@
+"""Settings: token, region, base URL, API version; where they come from.
+
+Precedence: command-line flag > environment variable > ``.env`` (in the current
+directory, or ``--env-file``; it never overrides a variable already set) > default.
+The token is never taken from a flag's value, and :class:`Settings` never shows it in
+``repr``. Every token loaded is registered with :func:`register_secret` so that output
+code can redact it from anything it writes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from . import __version__
+from .errors import ConfigError
+
+TOKEN_ENV = "INTERCOM_ACCESS_TOKEN"
+TOKEN_FILE_ENV = "INTERCOM_ACCESS_TOKEN_FILE"
+REGION_ENV = "INTERCOM_REGION"
+BASE_URL_ENV = "INTERCOM_BASE_URL"
+API_VERSION_ENV = "INTERCOM_API_VERSION"
+OUTBOX_ENV = "IEVENTS_OUTBOX"
+
+DEFAULT_REGION = "us"
+DEFAULT_API_VERSION = "2.14"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 4
+REGION_BASE_URLS = {
+    "us": "https://api.intercom.io",
+    "eu": "https://api.eu.intercom.io",
+    "au": "https://api.au.intercom.io",
+}
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+_secrets: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret so that :func:`redact` removes it from any text."""
+    if value:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret in ``text`` with ``***``."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def load_environment(
+    env_file: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Merge the process environment over a ``.env`` file (the environment wins).
+
+    Without ``env_file`` a ``.env`` in the current directory is used when present; an
+    ``env_file`` that does not exist is a configuration error. python-dotenv is imported
+    only when there is a file to read. Empty values count as unset.
+    """
+    base = dict(os.environ if environ is None else environ)
+    path = Path(env_file) if env_file is not None else Path(".env")
+    if env_file is not None and not path.is_file():
+        raise ConfigError(
+            f"env file {str(path)!r} does not exist; check --env-file",
+        )
+    from_file: dict[str, str] = {}
+    if path.is_file():
+        try:
+            from dotenv import dotenv_values
+
+            values = dotenv_values(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read env file {str(path)!r}: {exc}") from None
+        from_file = {key: value for key, value in values.items() if value}
+    merged = from_file
+    merged.update({key: value for key, value in base.items() if value})
+    return merged
+
+
+def _read_token_file(path_text: str, origin: str) -> str:
+    path = Path(path_text).expanduser()
+    try:
+        with path.open(encoding="utf-8") as handle:
+            first_line = handle.readline().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"token file {str(path)!r} (from {origin}) does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+        raise ConfigError(
+            f"cannot read token file {str(path)!r} (from {origin}): {reason}"
+        ) from None
+    if not first_line:
+        raise ConfigError(f"token file {str(path)!r} (from {origin}) is empty")
+    return first_line
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1."""
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_base_url(url: str, origin: str) -> str:
+    """Return ``url`` without a trailing slash; refuse non-HTTP(S) and plain http off loopback."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"base URL {url!r} (from {origin}) is not an http(s) URL; "
+            "use e.g. https://api.intercom.io",
+        )
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigError(
+            f"base URL {url!r} (from {origin}) uses plain http off this machine, which would "
+            "send the token unencrypted; use https (plain http is allowed for loopback only)",
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(f"base URL {url!r} (from {origin}) must not have a query or fragment")
+    return url.strip().rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything needed to talk to Intercom. ``token`` is hidden from ``repr``."""
+
+    token: str = field(repr=False)
+    base_url: str = REGION_BASE_URLS[DEFAULT_REGION]
+    region: str = DEFAULT_REGION
+    api_version: str = DEFAULT_API_VERSION
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+
+    @property
+    def has_token(self) -> bool:
+        """Whether a token was configured (a dry run works without one)."""
+        return bool(self.token)
+
+    def headers(self, *, redacted: bool = False) -> dict[str, str]:
+        """The headers of every request; ``redacted`` shows the token as ``***``."""
+        return {
+            "Authorization": f"Bearer {'***' if redacted else self.token}",
+            "Accept": "application/json",
+            "Intercom-Version": self.api_version,
+            "User-Agent": f"ievents/{__version__} (+https://pypi.org/project/intercom-events-cli)",
+        }
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        env: Mapping[str, str] | None = None,
+        env_file: str | Path | None = None,
+        token_file: str | None = None,
+        region: str | None = None,
+        base_url: str | None = None,
+        api_version: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        require_token: bool = True,
+    ) -> Settings:
+        """Resolve settings from flags (the arguments), the environment and ``.env``.
+
+        ``env`` is an already merged environment (see :func:`load_environment`); without
+        it the process environment and ``.env`` (or ``env_file``) are read.
+        """
+        if env is None:
+            env = load_environment(env_file)
+        token = ""
+        if token_file:
+            token = _read_token_file(token_file, "--token-file")
+        elif env.get(TOKEN_ENV):
+            token = env[TOKEN_ENV].strip()
+        elif env.get(TOKEN_FILE_ENV):
+            token = _read_token_file(env[TOKEN_FILE_ENV], TOKEN_FILE_ENV)
+        if token and any(ch.isspace() or ord(ch) < 32 for ch in token):
+            raise ConfigError(
+                "the access token contains whitespace or control characters; check "
+                f"{TOKEN_ENV} (or the token file) holds only the token"
+            )
+        register_secret(token)
+        if require_token and not token:
+            raise ConfigError(
+                f"no access token: set {TOKEN_ENV} (in the environment or in .env), or point "
+                f"--token-file / {TOKEN_FILE_ENV} at a file holding it",
+            )
+
+        region_origin = "--region" if region else REGION_ENV
+        region_value = (region or env.get(REGION_ENV) or DEFAULT_REGION).strip().lower()
+        if region_value not in REGION_BASE_URLS:
+            raise ConfigError(
+                f"unknown region {region_value!r} (from {region_origin}); use us, eu or au",
+            )
+
+        if base_url:
+            resolved_url = validate_base_url(base_url, "--base-url")
+        elif env.get(BASE_URL_ENV):
+            resolved_url = validate_base_url(env[BASE_URL_ENV], BASE_URL_ENV)
+        else:
+            resolved_url = REGION_BASE_URLS[region_value]
+
+        version = (api_version or env.get(API_VERSION_ENV) or DEFAULT_API_VERSION).strip()
+        if not version or any(ch.isspace() or ord(ch) < 32 for ch in version):
+            raise ConfigError(f"API version {version!r} is not valid; use e.g. 2.14")
+
+        return cls(
+            token=token,
+            base_url=resolved_url,
+            region=region_value,
+            api_version=version,
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+            retries=DEFAULT_RETRIES if retries is None else retries,
+        )

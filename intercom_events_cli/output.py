@@ -1,0 +1,109 @@
+"""Where messages go and how they look: results on stdout, messages on stderr.
+
+Colour only when the stream is a terminal, ``NO_COLOR`` is unset, ``TERM`` is not
+``dumb`` and ``--no-color`` was not given. Every line written passes through
+:func:`~intercom_events_cli.config.redact`, so a token can never reach the screen or a
+log, whatever text an error carried. rich is imported only by the commands that draw
+tables or progress bars (:meth:`Output.rich_console`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import IO, TYPE_CHECKING, Any
+
+from .config import redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_STYLES = {"red": "31", "green": "32", "yellow": "33", "dim": "2", "bold": "1"}
+
+
+def colour_allowed(stream: IO[str], no_color: bool = False) -> bool:
+    """Whether ANSI colour may be written to ``stream`` (clig.dev's rules)."""
+    if no_color or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Output:
+    """The CLI's two streams plus its verbosity and format choices."""
+
+    def __init__(
+        self,
+        *,
+        json_mode: bool = False,
+        quiet: bool = False,
+        verbose: bool = False,
+        no_color: bool = False,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+    ) -> None:
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.verbose = verbose and not quiet
+        self.no_color = no_color
+        self.colour_out = colour_allowed(self.stdout, no_color)
+        self.colour_err = colour_allowed(self.stderr, no_color)
+
+    def _paint(self, text: str, style: str | None, enabled: bool) -> str:
+        if not style or not enabled:
+            return text
+        return f"\x1b[{_STYLES[style]}m{text}\x1b[0m"
+
+    def result(self, text: str, style: str | None = None) -> None:
+        """A human result line on stdout (suppressed by ``-q``)."""
+        if not self.quiet:
+            self.stdout.write(self._paint(redact(text), style, self.colour_out) + "\n")
+            self.stdout.flush()
+
+    def json(self, value: Any) -> None:
+        """One JSON document on stdout, one line (written even with ``-q``)."""
+        self.stdout.write(redact(json.dumps(value, ensure_ascii=False)) + "\n")
+        self.stdout.flush()
+
+    def info(self, text: str, style: str | None = None) -> None:
+        """A message on stderr (suppressed by ``-q``)."""
+        if not self.quiet:
+            self.stderr.write(self._paint(redact(text), style, self.colour_err) + "\n")
+            self.stderr.flush()
+
+    def log(self, text: str) -> None:
+        """A ``--verbose`` line on stderr."""
+        if self.verbose:
+            self.stderr.write(self._paint(redact(text), "dim", self.colour_err) + "\n")
+            self.stderr.flush()
+
+    def warn(self, text: str) -> None:
+        """A warning on stderr (shown even with ``-q``: it needs attention)."""
+        label = self._paint("warning:", "yellow", self.colour_err)
+        self.stderr.write(f"ievents: {label} {redact(text)}\n")
+        self.stderr.flush()
+
+    def error(self, text: str, hint: str | None = None) -> None:
+        """An error on stderr, always shown; ``hint`` says how to fix it."""
+        label = self._paint("error:", "red", self.colour_err)
+        self.stderr.write(f"ievents: {label} {redact(text)}\n")
+        if hint:
+            self.stderr.write(f"  hint: {redact(hint)}\n")
+        self.stderr.flush()
+
+    def rich_console(self, *, stderr: bool = False) -> Console:
+        """A rich Console on one of the streams, honouring the colour rules."""
+        from rich.console import Console
+
+        stream = self.stderr if stderr else self.stdout
+        enabled = self.colour_err if stderr else self.colour_out
+        return Console(
+            file=stream,
+            no_color=not enabled,
+            color_system="auto" if enabled else None,
+            highlight=False,
+            soft_wrap=False,
+        )

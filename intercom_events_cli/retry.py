@@ -1,0 +1,122 @@
+"""The retry schedule: what is retried and how long to wait. Pure; the clock is injected.
+
+Retried: network failures (no status), 408, 429, 500, 502, 503 and 504. Never any other
+4xx: they will fail the same way again. The wait is, in order of preference:
+
+1. ``Retry-After`` (seconds or an HTTP date) when the server sent one;
+2. on 429, until ``X-RateLimit-Reset`` (Unix seconds) plus a little jitter;
+3. otherwise exponential backoff with jitter: about 0.5 s, doubling, capped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+BASE_DELAY_S = 0.5
+MAX_BACKOFF_S = 30.0
+RESET_JITTER_S = 0.25
+
+
+def is_retryable(status: int | None) -> bool:
+    """True for a network failure (``None``) or a status worth trying again."""
+    return status is None or status in RETRYABLE_STATUSES
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP date)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now)
+
+
+def parse_rate_limit_reset(headers: Mapping[str, str]) -> float | None:
+    """``X-RateLimit-Reset`` as Unix seconds, or None."""
+    value = _header(headers, "X-RateLimit-Reset")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def parse_rate_limit_remaining(headers: Mapping[str, str]) -> int | None:
+    """``X-RateLimit-Remaining`` as an integer, or None."""
+    value = _header(headers, "X-RateLimit-Remaining")
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """Whether to try again, and after how many seconds."""
+
+    retry: bool
+    delay_s: float = 0.0
+    reason: str = ""
+
+
+def retry_decision(
+    *,
+    attempt: int,
+    max_retries: int,
+    status: int | None,
+    headers: Mapping[str, str],
+    now: float,
+    random: Callable[[], float],
+    max_wait_s: float = 60.0,
+) -> RetryDecision:
+    """Decide about the attempt numbered ``attempt`` (1-based) that just failed.
+
+    ``max_retries`` is how many retries follow the first attempt. A wait longer than
+    ``max_wait_s`` is not taken: the caller gives up and reports when to try again.
+    """
+    if not is_retryable(status):
+        return RetryDecision(False, reason="not retryable")
+    if attempt > max_retries:
+        return RetryDecision(False, reason="retries exhausted")
+    delay = server_requested_delay(status, headers, now, random)
+    if delay is None:
+        backoff = min(MAX_BACKOFF_S, BASE_DELAY_S * 2 ** (attempt - 1))
+        delay = backoff * (0.75 + 0.5 * random())
+    if delay > max_wait_s:
+        return RetryDecision(False, delay, reason="wait too long")
+    return RetryDecision(True, delay)
+
+
+def server_requested_delay(
+    status: int | None, headers: Mapping[str, str], now: float, random: Callable[[], float]
+) -> float | None:
+    """The wait the server asked for: Retry-After, or on 429 the rate-limit reset."""
+    retry_after = parse_retry_after(_header(headers, "Retry-After"), now)
+    if retry_after is not None:
+        return retry_after
+    if status == 429:
+        reset = parse_rate_limit_reset(headers)
+        if reset is not None:
+            return max(0.0, reset - now) + RESET_JITTER_S * random()
+    return None
