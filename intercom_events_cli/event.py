@@ -57,7 +57,10 @@ def parse_timestamp(value: object, *, field_name: str, clock: Clock = time.time)
         )
     number: float | None = None
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int from JSON can be too large for a float
+            number = math.inf
     elif isinstance(value, str):
         text = value.strip()
         if text.lower() == "now":
