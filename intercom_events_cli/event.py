@@ -284,7 +284,7 @@ def parse_metadata_option(option: str) -> tuple[str, Any]:
         key, raw = option[: position - 1], option[position + 1 :]
         try:
             return key, json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise ValidationError(
                 f"metadata {key!r}: {_describe(raw)} is not valid JSON; quote the whole "
                 'option, e.g. -m \'price:={"amount": 2999, "currency": "usd"}\'',
@@ -301,6 +301,11 @@ def parse_metadata_json(text: str) -> dict[str, Any]:
         raise ValidationError(
             f"--metadata-json is not valid JSON: {exc.msg} at line {exc.lineno}, "
             f"column {exc.colno}",
+            field="metadata",
+        ) from None
+    except (ValueError, RecursionError):  # a 5000-digit number, absurdly deep nesting
+        raise ValidationError(
+            "--metadata-json is not usable JSON: a number too long or nesting too deep",
             field="metadata",
         ) from None
     if not isinstance(value, dict):
