@@ -207,7 +207,7 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
         return {"amount": amount, "currency": currency}
     raise ValidationError(
         f'metadata {key!r}: an object must be a rich link {{"url", "value"}} or a '
-        f'monetary amount {{"amount", "currency"}}, got keys {sorted(keys)}',
+        f'monetary amount {{"amount", "currency"}}, got keys {sorted(map(str, keys))}',
         field=f"metadata.{key}",
     )
 
