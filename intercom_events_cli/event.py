@@ -121,6 +121,8 @@ def _parse_iso8601(text: str, field_name: str) -> int:
             f"{field_name}: {_describe(text)} is before 1970; Intercom needs a Unix time",
             field=field_name,
         )
+    if seconds > MAX_TIMESTAMP:  # 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+        raise ValidationError(f"{field_name}: {_describe(text)} is out of range", field=field_name)
     return seconds
 
 

@@ -380,6 +380,7 @@ def test_created_at_forms(value: object, expected: int) -> None:
         "1969-12-31T23:59:59Z",
         "2024-01-01T00:00:00+25:00",
         "99999-01-01",
+        "9999-12-31T23:59:59-01:00",
         10**20,
         float("nan"),
         float("inf"),
