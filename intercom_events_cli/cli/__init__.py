@@ -50,6 +50,7 @@ def root(
     """Submit Intercom data events from scripts, cron jobs and pipelines."""
 
 
+from . import lookup as _lookup  # noqa: E402,F401  (registers check and list)
 from . import send as _send  # noqa: E402,F401  (registers the command)
 
 

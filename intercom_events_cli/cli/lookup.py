@@ -1,0 +1,437 @@
+"""``ievents check`` and ``ievents list``: is my token right, and did my events arrive?"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ..config import Settings, load_environment, redact
+from ..errors import ApiError, ExitCode, IeventsError, UsageError
+from ..event import format_utc
+from ..output import Output
+from . import app
+from .common import (
+    ApiVersionOpt,
+    BaseUrlOpt,
+    DebugOpt,
+    EnvFileOpt,
+    JsonOpt,
+    NoColorOpt,
+    QuietOpt,
+    RegionOpt,
+    RetriesOpt,
+    TimeoutOpt,
+    TokenFileOpt,
+    VerboseOpt,
+    reporting,
+    status_text,
+)
+
+if TYPE_CHECKING:
+    from ..client import EventsClient
+    from ..lookup import Contact, TokenOwner
+
+CONTACT = "Contact"
+LISTING = "Listing"
+
+
+def open_client(ui: Output, settings: Settings) -> EventsClient:
+    """One client for the run; with ``-v`` one stderr line per HTTP attempt."""
+    from ..client import AttemptLog, EventsClient
+
+    def log_attempt(entry: AttemptLog) -> None:
+        result = status_text(entry.status) if entry.status is not None else entry.error
+        remaining = (
+            f", rate limit remaining {entry.rate_limit_remaining}"
+            if entry.rate_limit_remaining is not None
+            else ""
+        )
+        ui.log(
+            f"{entry.method} {entry.url} -> {result} in {entry.elapsed_ms:.0f} ms "
+            f"(attempt {entry.attempt}{remaining})"
+        )
+
+    return EventsClient(settings, on_attempt=log_attempt if ui.verbose else None)
+
+
+def api_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) -> str:
+    """What the user can do about a failed GET."""
+    if exc.exit_code is ExitCode.AUTH:
+        return (
+            "the token was rejected: check INTERCOM_ACCESS_TOKEN is current and allowed to "
+            "read admins and events; EU and AU workspaces need --region eu or --region au "
+            f"(this request went to {settings.base_url})"
+        )
+    if exc.exit_code is ExitCode.NO_CONTACT and contact is not None:
+        return f"no contact with {contact} in this workspace; check the identifier"
+    if exc.exit_code is ExitCode.CONFIG:
+        return (
+            f"{settings.base_url} did not answer like Intercom's API: check --base-url "
+            f"(or INTERCOM_BASE_URL) and --api-version (now {settings.api_version})"
+        )
+    if exc.exit_code is ExitCode.DATA:
+        return "Intercom refused the request; check the contact identifier"
+    return "Intercom or the network is unavailable: try again in a few minutes"
+
+
+def load_settings(
+    *,
+    env_file: str | None,
+    token_file: str | None,
+    region: str | None,
+    base_url: str | None,
+    api_version: str | None,
+    timeout: float,
+    retries: int,
+) -> Settings:
+    """Settings from flags, environment and ``.env``; a token is required."""
+    return Settings.load(
+        env=load_environment(env_file),
+        token_file=token_file,
+        region=region,
+        base_url=base_url,
+        api_version=api_version,
+        timeout=timeout,
+        retries=retries,
+    )
+
+
+def print_owner(ui: Output, owner: TokenOwner) -> None:
+    """The human ``check`` report on stdout."""
+
+    def shown(value: str | None) -> str:
+        return value if value else "(not reported)"
+
+    admin = shown(owner.admin_name)
+    if owner.admin_email:
+        admin += f" <{owner.admin_email}>"
+    app_line = shown(owner.app_name)
+    if owner.app_id_code:
+        app_line += f" (id_code {owner.app_id_code})"
+    ui.result("ok: the token works", style="green")
+    ui.result(f"  admin:   {admin}")
+    ui.result(f"  app:     {app_line}")
+    ui.result(f"  region:  {shown(owner.reported_region)}")
+    ui.result(f"  API:     {owner.api_base} (Intercom-Version {owner.api_version})")
+
+
+@app.command()
+def check(
+    token_file: TokenFileOpt = None,
+    env_file: EnvFileOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_version: ApiVersionOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    retries: RetriesOpt = 4,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check the token and region: who the token belongs to, and where ievents sends.
+
+    Example: ievents check
+
+    Asks Intercom (GET /me) for the admin and workspace behind the token and shows them
+    with the API host and version in use; warns when the workspace's region does not
+    match the configured host, and says how to fix it. A pre-flight check for cron jobs
+    and deployments.
+
+    Exit codes: 0 ok (also with a warning), 75 Intercom unreachable after retries,
+    77 token rejected, 78 no token or bad configuration (base URL, API version).
+    """
+    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
+    settings: Settings | None = None
+
+    def json_failure(exc: IeventsError) -> None:
+        if json_output:
+            ui.json(
+                {
+                    "ok": False,
+                    "api_base": settings.base_url if settings else None,
+                    "api_version": settings.api_version if settings else None,
+                    "status": getattr(exc, "status", None),
+                    "error": {"code": type(exc).__name__, "message": exc.message},
+                }
+            )
+
+    with reporting(ui, debug, on_error=json_failure):
+        settings = load_settings(
+            env_file=env_file,
+            token_file=token_file,
+            region=region,
+            base_url=base_url,
+            api_version=api_version,
+            timeout=timeout,
+            retries=retries,
+        )
+        from ..lookup import get_me
+
+        try:
+            with open_client(ui, settings) as client:
+                owner = get_me(client)
+        except ApiError as exc:
+            exc.hint = exc.hint or api_hint(exc, settings)
+            raise
+        if json_output:
+            ui.json(owner.as_json())
+        else:
+            print_owner(ui, owner)
+        for warning in owner.warnings():
+            ui.warn(warning)
+
+
+def pick_contact(user_id: str | None, email: str | None, intercom_user_id: str | None) -> Contact:
+    """Exactly one of the three identifiers, as a :class:`Contact`."""
+    from ..lookup import Contact
+
+    given = [
+        (key, value)
+        for key, value in (
+            ("user_id", user_id),
+            ("email", email),
+            ("intercom_user_id", intercom_user_id),
+        )
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise UsageError(
+            "give exactly one of --user-id, --email or --intercom-user-id"
+            + (f" (got {len(given)})" if given else "")
+        )
+    key, value = given[0]
+    if not value.strip():
+        raise UsageError(f"--{key.replace('_', '-')} is empty")
+    return Contact(key, value)
+
+
+def _plain(value: object) -> str:
+    """One table or TSV cell: text as is, anything else as compact JSON, no tabs/newlines."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return redact(" ".join(text.replace("\t", " ").splitlines()))
+
+
+def _when(value: object) -> str:
+    """created_at (Unix seconds) in UTC; anything else as Intercom sent it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return format_utc(value)
+        except (OverflowError, OSError, ValueError):
+            pass
+    return _plain(value)
+
+
+def _metadata_cells(metadata: object, *, compact: bool) -> str:
+    if not isinstance(metadata, dict) or not metadata:
+        return ""
+    if compact:
+        return _plain(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")))
+    return "\n".join(f"{_plain(key)}={_plain(value)}" for key, value in metadata.items())
+
+
+def event_row(event: dict[str, Any], *, compact: bool) -> list[str]:
+    """(event name, created_at in UTC, metadata) of one listed event."""
+    return [
+        _plain(event.get("event_name")),
+        _when(event.get("created_at")),
+        _metadata_cells(event.get("metadata"), compact=compact),
+    ]
+
+
+def summary_row(summary: dict[str, Any]) -> list[str]:
+    """(name, count, first, last) of one event summary."""
+    return [_plain(summary.get(key)) for key in ("name", "count", "first", "last")]
+
+
+def print_table(ui: Output, title: str, headers: list[str], rows: Iterable[list[str]]) -> None:
+    """A rich table on a terminal (rich imported only here)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        # Text(): event names and metadata are data, never rich markup.
+        table.add_row(*(Text(cell) for cell in row))
+    ui.rich_console().print(table)
+
+
+@app.command("list", no_args_is_help=True)
+def list_command(
+    user_id: Annotated[
+        str | None,
+        typer.Option("--user-id", help="Your user id for the contact.", rich_help_panel=CONTACT),
+    ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option("--email", help="The contact's e-mail address.", rich_help_panel=CONTACT),
+    ] = None,
+    intercom_user_id: Annotated[
+        str | None,
+        typer.Option(
+            "--intercom-user-id",
+            help="Intercom's contact id (the way to list a lead's events).",
+            rich_help_panel=CONTACT,
+        ),
+    ] = None,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="Event summaries instead: name, count, first and last time per event name.",
+            rich_help_panel=LISTING,
+        ),
+    ] = False,
+    per_page: Annotated[
+        int | None,
+        typer.Option(
+            "--per-page",
+            min=1,
+            metavar="N",
+            help="Events per page asked of Intercom (default: Intercom's).",
+            rich_help_panel=LISTING,
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            metavar="N",
+            help="Stop after N events (or summaries).",
+            rich_help_panel=LISTING,
+            show_default=False,
+        ),
+    ] = None,
+    token_file: TokenFileOpt = None,
+    env_file: EnvFileOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_version: ApiVersionOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    retries: RetriesOpt = 4,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="One JSON object per event on stdout (NDJSON); nothing else on stdout.",
+            rich_help_panel="Output",
+        ),
+    ] = False,
+    verbose: VerboseOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List a contact's events as Intercom has them, newest first.
+
+    Example: ievents list --user-id 314159 --limit 20
+
+    Intercom lists only events from the last 90 days (--summary counts older ones too).
+    On a terminal: a table (event name, created_at in UTC, metadata); in a pipe: one
+    tab-separated line per event (name, created_at, metadata as JSON); with --json: one
+    event object per line. Pages are followed only on the configured API host: the
+    token is never sent anywhere else.
+
+    Exit codes: 0 ok (also when there are no events), 2 usage, 65 refused by Intercom,
+    67 no such contact, 75 temporary failure after retries, 77 token rejected,
+    78 configuration.
+    """
+    ui = Output(json_mode=json_output, verbose=verbose or debug, no_color=no_color)
+    with reporting(ui, debug):
+        contact = pick_contact(user_id, email, intercom_user_id)
+        settings = load_settings(
+            env_file=env_file,
+            token_file=token_file,
+            region=region,
+            base_url=base_url,
+            api_version=api_version,
+            timeout=timeout,
+            retries=retries,
+        )
+        try:
+            with open_client(ui, settings) as client:
+                if summary:
+                    show_summaries(ui, client, contact, limit)
+                else:
+                    show_events(ui, client, contact, per_page=per_page, limit=limit)
+        except ApiError as exc:
+            exc.hint = exc.hint or api_hint(exc, settings, contact)
+            raise
+
+
+def show_summaries(ui: Output, client: EventsClient, contact: Contact, limit: int | None) -> None:
+    """``list --summary``: one line (or row, or JSON object) per event name."""
+    from ..lookup import get_summaries
+
+    summaries = get_summaries(client, contact, limit=limit)
+    if ui.json_mode:
+        for item in summaries:
+            ui.json(item)
+        return
+    if not summaries:
+        ui.info(f"no events for {contact}")
+        return
+    rows = [summary_row(item) for item in summaries]
+    if _is_terminal(ui):
+        print_table(ui, f"Event summaries for {contact}", ["event", "count", "first", "last"], rows)
+    else:
+        for row in rows:
+            ui.result("\t".join(row))
+
+
+def show_events(
+    ui: Output,
+    client: EventsClient,
+    contact: Contact,
+    *,
+    per_page: int | None,
+    limit: int | None,
+) -> None:
+    """``list``: the events, streamed as NDJSON or lines, or collected into a table."""
+    from ..lookup import list_events
+
+    listing = list_events(client, contact, per_page=per_page, limit=limit)
+    count = 0
+    table_rows: list[list[str]] = []
+    terminal = not ui.json_mode and _is_terminal(ui)
+    for event in listing:
+        count += 1
+        if ui.json_mode:
+            ui.json(event)
+        elif terminal:
+            table_rows.append(event_row(event, compact=False))
+        else:
+            ui.result("\t".join(event_row(event, compact=True)))
+    if terminal and table_rows:
+        title = f"{count} event{'s' if count != 1 else ''} for {contact}, newest first"
+        print_table(ui, title, ["event", "created_at (UTC)", "metadata"], table_rows)
+    if listing.foreign_next is not None:
+        ui.warn(
+            f"stopped after {listing.pages} page{'s' if listing.pages != 1 else ''} "
+            f"({count} event{'s' if count != 1 else ''}): the next page is on "
+            f"{listing.foreign_next}, not on {client.settings.base_url}, and ievents never "
+            "sends the token to another host; events may be missing"
+        )
+    if listing.repeated_next:
+        ui.warn(
+            f"stopped after {listing.pages} pages: Intercom's next-page link points back at a "
+            "page already read"
+        )
+    if count == 0 and listing.foreign_next is None:
+        ui.info(f"no events for {contact} in the last 90 days")
+    elif listing.more_available:
+        ui.info(f"showing the first {count} events; there are more (raise --limit)")
+
+
+def _is_terminal(ui: Output) -> bool:
+    isatty = getattr(ui.stdout, "isatty", None)
+    return bool(isatty and isatty())
