@@ -31,6 +31,9 @@ MAX_TIMESTAMP = 253402300799
 CURRENCY_PATTERN = re.compile(r"[A-Za-z]{3}")
 _OFFSET_WITHOUT_COLON = re.compile(r"([+-]\d{2})(\d{2})$")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Lone surrogates: what Python makes of bytes that are not UTF-8 (a Latin-1 argv, a JSON
+# "\ud800" escape). They cannot be encoded into the request body.
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 Clock = Callable[[], float]
 MetadataValue = str | int | float | dict[str, Any]
@@ -40,6 +43,13 @@ IDENTITY_FIELDS = ("user_id", "email", "id")
 def _describe(value: object, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _refuse_surrogates(text: str, what: str, field_name: str) -> None:
+    if _SURROGATES.search(text):
+        raise ValidationError(
+            f"{what} is not valid UTF-8 text; check the encoding of the input", field=field_name
+        )
 
 
 def parse_timestamp(value: object, *, field_name: str, clock: Clock = time.time) -> int:
@@ -150,6 +160,7 @@ def validate_event_name(name: object) -> str:
             "event_name contains a control character (such as a newline or tab); remove it",
             field="event_name",
         )
+    _refuse_surrogates(name, "event_name", "event_name")
     return name
 
 
@@ -159,6 +170,7 @@ def validate_metadata_key(key: object) -> str:
         raise ValidationError(f"metadata key {_describe(key)} is not a string", field="metadata")
     if key == "":
         raise ValidationError("metadata key is empty; use KEY=VALUE", field="metadata")
+    _refuse_surrogates(key, f"metadata key {_describe(key)}", "metadata")
     bad = sorted({ch for ch in key if ch in FORBIDDEN_KEY_CHARS})
     if bad:
         shown = " ".join("NUL" if ch == "\x00" else ch for ch in bad)
@@ -185,6 +197,9 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
                 field=f"metadata.{key}",
             )
         for part, part_text in (("url", url), ("value", text)):
+            _refuse_surrogates(
+                part_text, f"metadata {key!r}: the rich link's {part}", f"metadata.{key}"
+            )
             if len(part_text) > MAX_STRING_LENGTH:
                 raise ValidationError(
                     f"metadata {key!r}: the rich link's {part} is {len(part_text)} characters; "
@@ -225,6 +240,7 @@ def validate_metadata_value(key: str, value: object, clock: Clock = time.time) -
                 f"{MAX_STRING_LENGTH} (shorten it or send a rich link)",
                 field=f"metadata.{key}",
             )
+        _refuse_surrogates(value, f"metadata {key!r}", f"metadata.{key}")
         return value
     if isinstance(value, bool) or value is None:
         raise ValidationError(
@@ -340,6 +356,7 @@ def _validate_identity(name: str, value: object) -> str | None:
         )
     if _CONTROL_CHARACTERS.search(text):
         raise ValidationError(f"{name} contains a control character", field=name)
+    _refuse_surrogates(text, name, name)
     if name == "email" and ("@" not in text or any(ch.isspace() for ch in text)):
         raise ValidationError(f"email {_describe(text)} is not an e-mail address", field=name)
     return text

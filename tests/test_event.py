@@ -573,3 +573,29 @@ def test_metadata_json_with_a_number_too_long_for_python_is_a_validation_error()
         parse_metadata_json('{"a": ' + "1" * 5000 + "}")
     with pytest.raises(ValidationError):
         parse_metadata_option("a:=" + "1" * 5000)
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["event_name", "user_id", "email", "key", "string", "link_url", "link_value"],
+)
+def test_text_that_is_not_utf8_is_refused_before_sending(where: str) -> None:
+    # A Latin-1 byte in argv arrives as a lone surrogate (\udcff), as does JSON "\udcff";
+    # neither can be encoded into the request body.
+    bad = "caf\udcff"
+    arguments: dict[str, object] = {"user_id": "1", "metadata": {}}
+    if where in ("event_name", "user_id"):
+        arguments[where] = bad
+    elif where == "email":
+        arguments["email"] = bad + "@example.org"
+    elif where == "key":
+        arguments["metadata"] = {bad: "x"}
+    elif where == "string":
+        arguments["metadata"] = {"k": bad}
+    elif where == "link_url":
+        arguments["metadata"] = {"k": {"url": "https://e.org/" + bad, "value": "1"}}
+    else:
+        arguments["metadata"] = {"k": {"url": "https://e.org", "value": bad}}
+    name = arguments.pop("event_name", "e")
+    with pytest.raises(ValidationError, match="not valid UTF-8"):
+        Event.create(name, clock=clock, **arguments)  # type: ignore[arg-type]
