@@ -1,0 +1,29 @@
+"""The benchmark harness keeps working: its smoke run exits 0 and prints its tables.
+
+Nothing here looks at a timing; speed is the benchmark's business, not the tests'.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_smoke_run_prints_results_and_targets(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--smoke", "--quiet", "--json", str(results)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| scenario" in done.stdout and "| target (issue 6)" in done.stdout
+    for scenario in ("1. one event", "2. send --queue", "3. ", "4. rate limit", "5. "):
+        assert f"| {scenario}" in done.stdout, f"no row for scenario {scenario!r}"
+    assert "| ievents send " in done.stdout
+    assert results.stat().st_size > 0
