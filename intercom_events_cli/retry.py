@@ -10,6 +10,7 @@ Retried: network failures (no status), 408, 429, 500, 502, 503 and 504. Never an
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -33,6 +34,17 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _finite_number(value: str | None) -> float | None:
+    """A header's number; None when absent, garbage, NaN or infinite (a server's mistake)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP date)."""
     if value is None:
@@ -40,10 +52,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     text = value.strip()
     if not text:
         return None
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
+    seconds = _finite_number(text)
+    if seconds is not None:
+        return max(0.0, seconds)
     try:
         moment = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
@@ -55,20 +66,13 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 def parse_rate_limit_reset(headers: Mapping[str, str]) -> float | None:
     """``X-RateLimit-Reset`` as Unix seconds, or None."""
-    value = _header(headers, "X-RateLimit-Reset")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return _finite_number(_header(headers, "X-RateLimit-Reset"))
 
 
 def parse_rate_limit_remaining(headers: Mapping[str, str]) -> int | None:
     """``X-RateLimit-Remaining`` as an integer, or None."""
-    value = _header(headers, "X-RateLimit-Remaining")
-    try:
-        return int(float(value)) if value is not None else None
-    except ValueError:
-        return None
+    number = _finite_number(_header(headers, "X-RateLimit-Remaining"))
+    return int(number) if number is not None else None
 
 
 @dataclass(frozen=True)
