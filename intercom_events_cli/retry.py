@@ -105,7 +105,8 @@ def retry_decision(
         return RetryDecision(False, reason="retries exhausted")
     delay = server_requested_delay(status, headers, now, random)
     if delay is None:
-        backoff = min(MAX_BACKOFF_S, BASE_DELAY_S * 2 ** (attempt - 1))
+        # The exponent is bounded: 2**1024 does not fit in a float, and the cap is hit by 7.
+        backoff = min(MAX_BACKOFF_S, BASE_DELAY_S * 2 ** min(attempt - 1, 32))
         delay = backoff * (0.75 + 0.5 * random())
     if delay > max_wait_s:
         return RetryDecision(False, delay, reason="wait too long")
