@@ -34,6 +34,7 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Lone surrogates: what Python makes of bytes that are not UTF-8 (a Latin-1 argv, a JSON
 # "\ud800" escape). They cannot be encoded into the request body.
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+_WHITESPACE = re.compile(r"\s")
 
 Clock = Callable[[], float]
 MetadataValue = str | int | float | dict[str, Any]
@@ -171,8 +172,8 @@ def validate_metadata_key(key: object) -> str:
     if key == "":
         raise ValidationError("metadata key is empty; use KEY=VALUE", field="metadata")
     _refuse_surrogates(key, f"metadata key {_describe(key)}", "metadata")
-    bad = sorted({ch for ch in key if ch in FORBIDDEN_KEY_CHARS})
-    if bad:
+    if not FORBIDDEN_KEY_CHARS.isdisjoint(key):
+        bad = sorted({ch for ch in key if ch in FORBIDDEN_KEY_CHARS})
         shown = " ".join("NUL" if ch == "\x00" else ch for ch in bad)
         raise ValidationError(
             f"metadata key {_describe(key)} contains {shown}; Intercom does not accept "
@@ -357,7 +358,8 @@ def _validate_identity(name: str, value: object) -> str | None:
     if _CONTROL_CHARACTERS.search(text):
         raise ValidationError(f"{name} contains a control character", field=name)
     _refuse_surrogates(text, name, name)
-    if name == "email" and ("@" not in text or any(ch.isspace() for ch in text)):
+    # \s is str.isspace(); the regex is much faster than a per-character generator.
+    if name == "email" and ("@" not in text or _WHITESPACE.search(text)):
         raise ValidationError(f"email {_describe(text)} is not an e-mail address", field=name)
     return text
 
