@@ -1,0 +1,1 @@
+"""Contract tests: the real CLI against Intercom's own OpenAPI description, served by Prism."""
