@@ -94,7 +94,8 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str | None, st
         elif isinstance(body.get("message"), str):
             message = body["message"]
     if message is None:
-        text = " ".join(response.text.split())[:_MAX_ERROR_TEXT] if response.content else ""
+        # Redact before cutting: a cut through the token would leave its start unredacted.
+        text = redact(" ".join(response.text.split()))[:_MAX_ERROR_TEXT] if response.content else ""
         message = text or response.reason_phrase or f"HTTP {response.status_code}"
     if code is None:
         code = f"http_{response.status_code}"
