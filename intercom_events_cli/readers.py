@@ -1,0 +1,597 @@
+"""Bulk input: NDJSON and CSV streams (optionally gzip) → records with line numbers.
+
+Memory stays bounded whatever the input size: the input is read one physical line at a
+time, and no line longer than :data:`MAX_LINE_BYTES` is ever held whole (the rest of such a
+line is skipped and the record reported invalid).
+
+Every record comes back as a :class:`Record`: its 1-based line number, the original record
+(a dict, or the raw text of a line that is not a JSON object) and either a validated
+:class:`~intercom_events_cli.event.Event` or the
+:class:`~intercom_events_cli.errors.ValidationError` saying why not. Invalid records never
+stop the others. Only a problem with the input as a whole (a CSV header naming an unknown
+column, a corrupt gzip stream) raises :class:`InputError`.
+
+Decisions:
+
+- gzip is recognised by its magic bytes (``1f 8b``), not by the name, so a ``.gz`` file,
+  a compressed standard input and a misnamed file all work; the ``.gz`` suffix is only
+  skipped when the format is chosen from the extension.
+- CSV records are given back (and written to a rejects file) in the NDJSON form: the same
+  field names, with ``metadata`` as one object. A rejects file is therefore always NDJSON
+  and replays as it is.
+- CSV metadata: a ``metadata`` column holds a JSON object (typed values); ``metadata.KEY``
+  columns hold strings. When both give the same key, ``metadata.KEY`` wins.
+- CSV header problems (unknown or duplicate column, no ``event_name`` column, no contact
+  column) fail once, up front, before any record is read: a typo such as ``usr_id`` must
+  never send events without their contact.
+- A CSV row with more or fewer cells than the header is invalid: a missing comma would
+  otherwise shift a value into another column (a user id into ``email``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import gzip
+import io
+import json
+import os
+import stat
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from .errors import UsageError, ValidationError
+from .event import Event, event_from_record, validate_metadata_key
+
+__all__ = [
+    "CSV_COLUMNS",
+    "FORMATS",
+    "InputError",
+    "InputSource",
+    "MAX_LINE_BYTES",
+    "Record",
+    "RejectsWriter",
+    "detect_format",
+    "open_input",
+    "read_records",
+]
+
+NDJSON = "ndjson"
+CSV = "csv"
+FORMATS = (NDJSON, CSV)
+EXTENSION_FORMATS = {".ndjson": NDJSON, ".jsonl": NDJSON, ".json": NDJSON, ".csv": CSV}
+CSV_COLUMNS = ("event_name", "created_at", "user_id", "email", "id")
+METADATA_COLUMN = "metadata"
+METADATA_PREFIX = "metadata."
+# Far above any valid event (ten metadata values of 255 characters), far below a problem.
+MAX_LINE_BYTES = 1024 * 1024
+GZIP_MAGIC = b"\x1f\x8b"
+_BOM = codecs.BOM_UTF8
+_RAW_SHOWN = 200
+
+Clock = Callable[[], float]
+
+
+class _LineReader(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+class InputError(ValidationError):
+    """The input as a whole cannot be read on (bad CSV header, corrupt gzip); exit 65.
+
+    Records yielded before it was raised are unaffected.
+    """
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input record: where it was, what it said, and the Event or the reason not."""
+
+    line: int
+    original: dict[str, Any] | str
+    event: Event | None = None
+    error: ValidationError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the record is a valid event."""
+        return self.event is not None
+
+    def describe(self) -> str:
+        """``line 7: not valid JSON: ...`` (the problem with its line), or ``line 7: ok``."""
+        return f"line {self.line}: {self.error.message if self.error else 'ok'}"
+
+
+def _not_valid_json(exc: ValueError | RecursionError) -> ValidationError:
+    if isinstance(exc, json.JSONDecodeError):
+        detail = f"{exc.msg} at column {exc.colno}"
+    elif isinstance(exc, RecursionError):
+        detail = "nested too deeply"
+    else:
+        detail = str(exc)
+    return ValidationError(f"not valid JSON: {detail}", field="record")
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which are not JSON and which Intercom refuses.
+    raise ValueError(f"{name} is not allowed")
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def detect_format(name: str, format: str | None = None) -> str:
+    """The input format: ``format`` when given, else from the extension of ``name``.
+
+    ``-`` (standard input) defaults to NDJSON. A trailing ``.gz`` is skipped. An unknown
+    extension without ``format`` is a :class:`UsageError`.
+    """
+    if format is not None:
+        chosen = format.strip().lower()
+        if chosen in ("jsonl", "json"):
+            chosen = NDJSON
+        if chosen not in FORMATS:
+            raise UsageError(f"unknown format {format!r}; use --format ndjson or --format csv")
+        return chosen
+    if name == "-":
+        return NDJSON
+    lowered = name.lower()
+    if lowered.endswith(".gz"):
+        lowered = lowered[:-3]
+    suffix = os.path.splitext(lowered)[1]
+    found = EXTENSION_FORMATS.get(suffix)
+    if found is None:
+        raise UsageError(
+            f"cannot tell the format of {name!r} from its extension (.ndjson, .jsonl, .json "
+            "or .csv, optionally .gz); add --format ndjson or --format csv"
+        )
+    return found
+
+
+def _peekable(stream: IO[bytes]) -> io.BufferedReader:
+    """``stream`` itself when it can peek (files, stdin), else a buffered reader over it."""
+    if isinstance(stream, io.BufferedReader):
+        return stream
+    return io.BufferedReader(_RawAdapter(stream), buffer_size=64 * 1024)
+
+
+class _RawAdapter(io.RawIOBase):
+    """A raw reader over any binary stream (e.g. BytesIO), so that it can be peeked."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        return size
+
+
+def _decompressed(stream: IO[bytes]) -> _LineReader:
+    """The data of ``stream``, decompressed on the fly when it starts with the gzip magic."""
+    buffered = _peekable(stream)
+    if buffered.peek(len(GZIP_MAGIC))[: len(GZIP_MAGIC)] != GZIP_MAGIC:
+        return buffered
+    # GzipFile buffers internally: readline on it is fast and bounded by the limit given.
+    return gzip.GzipFile(fileobj=buffered, mode="rb")
+
+
+def _physical_lines(stream: _LineReader) -> Iterator[tuple[bytes, bool]]:
+    """Yield (line, too_long) for every physical line (split on ``\\n``), BOM removed.
+
+    A line longer than :data:`MAX_LINE_BYTES` is cut there and the rest skipped, so that
+    one enormous line cannot exhaust memory. A corrupt or truncated gzip stream raises
+    :class:`InputError`.
+    """
+    readline = stream.readline
+    first = True
+    number = 0
+    while True:
+        try:
+            line = readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return
+            number += 1
+            too_long = len(line) > MAX_LINE_BYTES
+            if too_long:
+                rest = line
+                while rest and not rest.endswith(b"\n"):
+                    rest = readline(MAX_LINE_BYTES)
+                line = line[:MAX_LINE_BYTES]
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise InputError(
+                f"the gzip data is corrupt or truncated after line {number}: {exc}",
+                field="input",
+                hint="records before that line were read; check the file is complete",
+            ) from None
+        if first:
+            first = False
+            if line.startswith(_BOM):
+                line = line[len(_BOM) :]
+        yield line, too_long
+
+
+def _too_long_error() -> ValidationError:
+    return ValidationError(
+        f"the line is longer than {MAX_LINE_BYTES // 1024} KiB; no valid event is that long",
+        field="record",
+    )
+
+
+def _raw_text(line: bytes) -> str:
+    return line.rstrip(b"\r\n").decode("utf-8", "replace")
+
+
+def _read_ndjson(stream: _LineReader, clock: Clock) -> Iterator[Record]:
+    decode = _decoder.decode
+    for number, (line, too_long) in enumerate(_physical_lines(stream), start=1):
+        if too_long:
+            yield Record(number, _raw_text(line), error=_too_long_error())
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield Record(
+                number,
+                _raw_text(line),
+                error=ValidationError(
+                    f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8",
+                    field="record",
+                ),
+            )
+            continue
+        if not text.strip():
+            continue
+        try:
+            value = decode(text)
+        except (ValueError, RecursionError) as exc:
+            yield Record(number, text.rstrip("\r\n"), error=_not_valid_json(exc))
+            continue
+        try:
+            event = event_from_record(value, clock)
+        except ValidationError as exc:
+            original = value if isinstance(value, dict) else text.rstrip("\r\n")
+            yield Record(number, original, error=exc)
+            continue
+        yield Record(number, value, event=event)
+
+
+@dataclass(frozen=True)
+class _Column:
+    index: int
+    kind: str  # "field", "metadata", "metadata_key" or "ignored"
+    key: str
+
+
+def _suggest(name: str) -> str:
+    known = [*CSV_COLUMNS, METADATA_COLUMN]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _csv_header(cells: list[str]) -> list[_Column]:
+    """Classify the header's columns, refusing anything that would mis-send records."""
+    columns: list[_Column] = []
+    seen: set[str] = set()
+    allowed = (
+        "columns are event_name, created_at, user_id, email, id, metadata (a JSON object) "
+        "and metadata.KEY; columns starting with _ are ignored"
+    )
+    for index, raw_name in enumerate(cells):
+        name = raw_name.strip()
+        if name in seen:
+            raise InputError(f"line 1: CSV column {name!r} appears twice", field=name)
+        seen.add(name)
+        if name in CSV_COLUMNS:
+            columns.append(_Column(index, "field", name))
+        elif name == METADATA_COLUMN:
+            columns.append(_Column(index, "metadata", name))
+        elif name.startswith(METADATA_PREFIX):
+            key = name[len(METADATA_PREFIX) :]
+            try:
+                validate_metadata_key(key)
+            except ValidationError as exc:
+                raise InputError(
+                    f"line 1: CSV column {name!r}: {exc.message}", field=name
+                ) from None
+            columns.append(_Column(index, "metadata_key", key))
+        elif name.startswith("_"):
+            columns.append(_Column(index, "ignored", name))
+        elif not name:
+            raise InputError(
+                f"line 1: CSV column {index + 1} has no name; {allowed}", field="header"
+            )
+        else:
+            raise InputError(
+                f"line 1: unknown CSV column {name!r}{_suggest(name)}; {allowed}", field=name
+            )
+    if "event_name" not in seen:
+        raise InputError(
+            "line 1: the CSV header has no event_name column; " + allowed, field="event_name"
+        )
+    if not seen & {"user_id", "email", "id"}:
+        raise InputError(
+            "line 1: the CSV header has no user_id, email or id column; every event needs a "
+            "contact",
+            field="user_id",
+        )
+    return columns
+
+
+def _csv_record(columns: list[_Column], cells: list[str]) -> tuple[dict[str, Any], str | None]:
+    """The NDJSON form of one row, and a problem with its ``metadata`` cell if any."""
+    record: dict[str, Any] = {}
+    by_key: dict[str, str] = {}
+    metadata_cell: str | None = None
+    for column in columns:
+        cell = cells[column.index]
+        if not cell:
+            continue
+        if column.kind == "field" or column.kind == "ignored":
+            record[column.key] = cell
+        elif column.kind == "metadata_key":
+            by_key[column.key] = cell
+        else:
+            metadata_cell = cell
+    if metadata_cell is None:
+        if by_key:
+            record["metadata"] = by_key
+        return record, None
+    try:
+        typed = _decoder.decode(metadata_cell)
+    except (ValueError, RecursionError) as exc:
+        problem = f"metadata column: {_not_valid_json(exc).message}"
+    else:
+        if isinstance(typed, dict):
+            typed.update(by_key)
+            record["metadata"] = typed
+            return record, None
+        problem = f"metadata column must hold a JSON object, got {metadata_cell[:40]!r}"
+    # Keep what the row said, so that the rejects file shows it for fixing.
+    record["metadata"] = metadata_cell
+    for key, value in by_key.items():
+        record[METADATA_PREFIX + key] = value
+    return record, problem
+
+
+def _decoded_lines(stream: _LineReader, problems: dict[int, ValidationError]) -> Iterator[str]:
+    """Text lines for the csv module; lines that cannot be used are noted in ``problems``."""
+    for number, (line, too_long) in enumerate(_physical_lines(stream), start=1):
+        if too_long:
+            problems[number] = _too_long_error()
+            yield "\n"
+            continue
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems[number] = ValidationError(
+                f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8",
+                field="record",
+            )
+            yield line.decode("utf-8", "replace")
+
+
+def _row_text(cells: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(cells)
+    return buffer.getvalue()
+
+
+def _read_csv(stream: _LineReader, clock: Clock) -> Iterator[Record]:
+    problems: dict[int, ValidationError] = {}
+    reader = csv.reader(_decoded_lines(stream, problems))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise InputError(f"line 1: the CSV header cannot be read: {exc}", field="header") from None
+    if 1 in problems:
+        raise InputError(f"line 1: the CSV header is {problems[1].message}", field="header")
+    yield from _csv_rows(reader, _csv_header(header), len(header), problems, clock)
+
+
+def _csv_rows(
+    reader: Any,
+    columns: list[_Column],
+    width: int,
+    problems: dict[int, ValidationError],
+    clock: Clock,
+) -> Iterator[Record]:
+    end = reader.line_num
+    while True:
+        start = end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            end = reader.line_num
+            yield Record(start, "", error=ValidationError(f"not valid CSV: {exc}", field="record"))
+            continue
+        end = reader.line_num
+        if problems:
+            found = [problems.pop(n) for n in range(start, end + 1) if n in problems]
+            if found:
+                yield Record(start, _row_text(cells), error=found[0])
+                continue
+        if not any(cell.strip() for cell in cells):
+            continue  # a blank line, or an empty spreadsheet row (",,,,")
+        if len(cells) != width:
+            yield Record(
+                start,
+                _row_text(cells),
+                error=ValidationError(
+                    f"the row has {len(cells)} cells but the header has {width} columns; "
+                    "check for a missing or extra comma (quote cells that contain commas)",
+                    field="record",
+                ),
+            )
+            continue
+        record, problem = _csv_record(columns, cells)
+        if problem is not None:
+            yield Record(start, record, error=ValidationError(problem, field="metadata"))
+            continue
+        try:
+            event = event_from_record(record, clock)
+        except ValidationError as exc:
+            yield Record(start, record, error=exc)
+            continue
+        yield Record(start, record, event=event)
+
+
+def read_records(stream: IO[bytes], format: str, *, clock: Clock = time.time) -> Iterator[Record]:
+    """Stream the records of a binary ``stream`` in ``format`` (``ndjson`` or ``csv``).
+
+    gzip-compressed data is recognised and decompressed on the fly. A CSV header is checked
+    as soon as this is called, so a bad header raises :class:`InputError` before any record
+    is read. ``created_at`` missing from a record is stamped from ``clock`` as the record is
+    read (once: at capture).
+    """
+    chosen = detect_format("-", format)
+    source = _decompressed(stream)
+    if chosen == NDJSON:
+        return _read_ndjson(source, clock)
+    records = _read_csv(source, clock)
+    # Run the generator up to the header check now, keeping the first record for later.
+    try:
+        first = next(records)
+    except StopIteration:
+        return iter(())
+    return _chain_first(first, records)
+
+
+def _chain_first(first: Record, rest: Iterator[Record]) -> Iterator[Record]:
+    yield first
+    yield from rest
+
+
+class InputSource:
+    """An opened input: its name, format, size when known, and its records.
+
+    Use as a context manager; standard input is never closed.
+    """
+
+    def __init__(self, name: str, format: str, stream: IO[bytes], *, owned: bool) -> None:
+        self.name = name
+        self.format = format
+        self._stream = stream
+        self._owned = owned
+        self.size: int | None = None
+        try:
+            info = os.fstat(stream.fileno())
+            if stat.S_ISREG(info.st_mode):
+                self.size = info.st_size
+        except (OSError, ValueError, io.UnsupportedOperation):
+            self.size = None
+
+    def records(self, *, clock: Clock = time.time) -> Iterator[Record]:
+        """The records of this input (see :func:`read_records`)."""
+        return read_records(self._stream, self.format, clock=clock)
+
+    def position(self) -> int | None:
+        """Bytes of the file consumed so far (compressed bytes for gzip), for progress."""
+        try:
+            return self._stream.tell()
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        """Close the file (never standard input)."""
+        if self._owned:
+            self._stream.close()
+
+    def __enter__(self) -> InputSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_input(path_or_dash: str, format: str | None = None) -> InputSource:
+    """Open a path, or ``-`` for standard input (binary), choosing the format.
+
+    The format is ``format`` when given, else the extension (``.ndjson``, ``.jsonl``,
+    ``.json``, ``.csv``, each optionally ``.gz``), standard input defaulting to NDJSON.
+    A file that cannot be opened or an unknown extension is a :class:`UsageError`.
+    """
+    chosen = detect_format(path_or_dash, format)
+    if path_or_dash == "-":
+        return InputSource("<stdin>", chosen, sys.stdin.buffer, owned=False)
+    path = Path(path_or_dash).expanduser()
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"cannot read {path_or_dash!r}: {reason}") from None
+    return InputSource(str(path), chosen, stream, owned=True)
+
+
+class RejectsWriter:
+    """Writes invalid or permanently rejected records as NDJSON, for fixing and replay.
+
+    Each line is the original record plus ``"_line"`` (1-based input line) and ``"_error"``
+    (why); a line that was not a JSON object is kept as ``{"_raw": TEXT, ...}``. Keys
+    starting with ``_`` are ignored when the file is read back, so once fixed it replays as
+    it is. The file is created (or truncated) with mode 0600, since records may hold
+    e-mail addresses, and flushed after every line so that a crash loses little.
+    Thread-safe.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.count = 0
+        self._lock = threading.Lock()
+        try:
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise UsageError(f"cannot write the rejects file {str(path)!r}: {reason}") from None
+        # An existing file keeps its mode on open: tighten it.
+        try:
+            os.fchmod(descriptor, 0o600)
+        except OSError:  # pragma: no cover - e.g. a file owned by someone else
+            pass
+        self._file = os.fdopen(descriptor, "w", encoding="utf-8", newline="\n")
+
+    def write(self, line: int, original: Mapping[str, Any] | str, error: str) -> None:
+        """Append one rejected record with its line number and the reason."""
+        if isinstance(original, Mapping):
+            entry = {k: v for k, v in original.items() if k not in ("_line", "_error")}
+        else:
+            entry = {"_raw": original}
+        entry["_line"] = line
+        entry["_error"] = error
+        text = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+        with self._lock:
+            self._file.write(text)
+            self._file.flush()
+            self.count += 1
+
+    def write_record(self, record: Record) -> None:
+        """Append an invalid :class:`Record` (its error message is the reason)."""
+        error = record.error.message if record.error is not None else "rejected"
+        self.write(record.line, record.original, error)
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
+    def __enter__(self) -> RejectsWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
