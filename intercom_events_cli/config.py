@@ -113,7 +113,11 @@ def is_loopback_host(host: str) -> bool:
 
 def validate_base_url(url: str, origin: str) -> str:
     """Return ``url`` without a trailing slash; refuse non-HTTP(S) and plain http off loopback."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        _ = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as exc:  # 'http://[::1' or 'http://host:99999'
+        raise ConfigError(f"base URL {url!r} (from {origin}) is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             f"base URL {url!r} (from {origin}) is not an http(s) URL; "
