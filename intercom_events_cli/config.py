@@ -100,6 +100,11 @@ def _read_token_file(path_text: str, origin: str) -> str:
     return first_line
 
 
+def _fits_in_a_header(text: str) -> bool:
+    """Printable ASCII without spaces: what an HTTP header value can carry as given."""
+    return text.isascii() and text.isprintable() and " " not in text
+
+
 def is_loopback_host(host: str) -> bool:
     """True for localhost, 127.0.0.0/8 and ::1."""
     host = host.strip("[]").lower()
@@ -186,9 +191,9 @@ class Settings:
             token = env[TOKEN_ENV].strip()
         elif env.get(TOKEN_FILE_ENV):
             token = _read_token_file(env[TOKEN_FILE_ENV], TOKEN_FILE_ENV)
-        if token and any(ch.isspace() or ord(ch) < 32 for ch in token):
+        if token and not _fits_in_a_header(token):
             raise ConfigError(
-                "the access token contains whitespace or control characters; check "
+                "the access token contains whitespace, control or non-ASCII characters; check "
                 f"{TOKEN_ENV} (or the token file) holds only the token"
             )
         register_secret(token)
@@ -213,7 +218,7 @@ class Settings:
             resolved_url = REGION_BASE_URLS[region_value]
 
         version = (api_version or env.get(API_VERSION_ENV) or DEFAULT_API_VERSION).strip()
-        if not version or any(ch.isspace() or ord(ch) < 32 for ch in version):
+        if not version or not _fits_in_a_header(version):
             raise ConfigError(f"API version {version!r} is not valid; use e.g. 2.14")
 
         return cls(
