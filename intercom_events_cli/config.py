@@ -61,7 +61,9 @@ def load_environment(
 
     Without ``env_file`` a ``.env`` in the current directory is used when present; an
     ``env_file`` that does not exist is a configuration error. python-dotenv is imported
-    only when there is a file to read. Empty values count as unset.
+    only when there is a file to read. Empty values count as unset. A token set in the
+    environment, as ``INTERCOM_ACCESS_TOKEN`` or ``INTERCOM_ACCESS_TOKEN_FILE``, hides both
+    from the file.
     """
     base = dict(os.environ if environ is None else environ)
     path = Path(env_file) if env_file is not None else Path(".env")
@@ -78,6 +80,11 @@ def load_environment(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read env file {str(path)!r}: {exc}") from None
         from_file = {key: value for key, value in values.items() if value}
+    if base.get(TOKEN_ENV) or base.get(TOKEN_FILE_ENV):
+        # The token is one setting with two forms: when the environment gives it in either
+        # form, neither form in the file may override that choice.
+        from_file.pop(TOKEN_ENV, None)
+        from_file.pop(TOKEN_FILE_ENV, None)
     merged = from_file
     merged.update({key: value for key, value in base.items() if value})
     return merged
