@@ -117,13 +117,15 @@ def api_failure(exchange: Exchange, what: str, exit_code: ExitCode | None = None
     )
 
 
-def _unexpected_body(exchange: Exchange, what: str) -> ApiError:
+def _unexpected_body(
+    exchange: Exchange, what: str, exit_code: ExitCode = ExitCode.TEMPORARY
+) -> ApiError:
     return ApiError(
         f"{what}: the answer ({exchange.status}) is not the JSON object Intercom sends",
         status=exchange.status,
         code="unexpected_response",
         request_id=exchange.request_id,
-        exit_code=ExitCode.TEMPORARY,
+        exit_code=exit_code,
     )
 
 
@@ -218,8 +220,8 @@ class TokenOwner:
 def get_me(client: EventsClient) -> TokenOwner:
     """GET /me: who the token belongs to, and whether the region matches the host.
 
-    A 404 or another refusal that is not about the token means the base URL or the API
-    version is wrong, so it ends as a configuration error (78).
+    A 404, another refusal that is not about the token, or an answer that is not JSON
+    means the base URL or the API version is wrong: a configuration error (78).
     """
     settings: Settings = client.settings
     exchange = client.request("GET", ME_PATH)
@@ -232,9 +234,10 @@ def get_me(client: EventsClient) -> TokenOwner:
         raise api_failure(exchange, f"GET {ME_PATH}", code)
     body = exchange.body
     if not isinstance(body, dict):
-        raise _unexpected_body(exchange, f"GET {ME_PATH}")
-    app = body.get("app") if isinstance(body.get("app"), dict) else {}
-    assert isinstance(app, dict)
+        # Not Intercom's answer (a portal, a wrong proxy): the base URL is the suspect.
+        raise _unexpected_body(exchange, f"GET {ME_PATH}", ExitCode.CONFIG)
+    raw_app = body.get("app")
+    app: dict[str, Any] = raw_app if isinstance(raw_app, dict) else {}
     host_region = region_of_base_url(settings.base_url)
     return TokenOwner(
         admin_name=_text(body.get("name")),

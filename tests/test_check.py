@@ -255,3 +255,15 @@ def test_custom_base_url_compares_the_configured_region() -> None:
     assert owner("US", "http://127.0.0.1:9", configured="us").warnings() == []
     (warning,) = owner("US", "http://127.0.0.1:9", configured="au").warnings()
     assert "--region us" in warning and "forwards to https://api.intercom.io" in warning
+
+
+def test_an_answer_that_is_not_intercoms_is_a_configuration_error(
+    run_cli: RunCli, fake: FakeIntercom
+) -> None:
+    fake.script(Reply(status=200, body="<html>captive portal</html>", path="/me"))
+
+    result = run_cli("check")
+
+    assert result.code == 78, result
+    assert "not the JSON object Intercom sends" in result.stderr
+    assert "--base-url" in result.stderr

@@ -399,3 +399,13 @@ def test_origin_text_hides_path_and_query() -> None:
     assert origin_text("https://evil.example/events?token=x") == "https://evil.example"
     assert origin_text("http://127.0.0.1:9/events") == "http://127.0.0.1:9"
     assert json.dumps(origin_text("https://api.intercom.io:443/x")) == '"https://api.intercom.io"'
+
+
+def test_an_answer_that_is_not_json_exits_75(run_cli: RunCli, fake: FakeIntercom) -> None:
+    fake.script(Reply(status=200, body="<html>maintenance</html>", path="/events"))
+
+    result = run_cli("list", "--user-id", "1", "--json")
+
+    assert result.code == 75, result
+    assert result.stdout == ""
+    assert "not the JSON object Intercom sends" in result.stderr
