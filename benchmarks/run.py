@@ -668,7 +668,7 @@ def unavailable(row: Row | None) -> str | None:
     if row is None:
         return "n/a (not run)"
     if row.status == NOT_BUILT or row.status.startswith("skipped"):
-        return row.status if row.status == NOT_BUILT else f"n/a ({row.status})"
+        return row.status
     if row.failures:
         return f"MISS ({len(row.failures)} run(s) failed: {row.failures[0]})"
     if not row.measured:
