@@ -108,10 +108,14 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
         )
     retries = outcome.attempts - 1
     when = f"in {outcome.retry_after_s:.0f} s" if outcome.retry_after_s else "in a few minutes"
+    cause = (
+        "Intercom's rate limit was reached"
+        if outcome.status == 429
+        else "Intercom or the network is unavailable"
+    )
     return (
         f"gave up after {outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''} "
-        f"({retries} retr{'ies' if retries != 1 else 'y'}); Intercom or the network is "
-        f"unavailable: try again {when}"
+        f"({retries} retr{'ies' if retries != 1 else 'y'}); {cause}: try again {when}"
     )
 
 
