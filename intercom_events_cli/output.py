@@ -30,6 +30,14 @@ def colour_allowed(stream: IO[str], no_color: bool = False) -> bool:
     return bool(isatty and isatty())
 
 
+def _escape_what_cannot_be_encoded(stream: IO[str]) -> None:
+    # On an ASCII or Latin-1 stream a character it lacks raised UnicodeEncodeError: a
+    # delivered event then ended in exit 1 and a cron job sending it again. Escape instead.
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+        reconfigure(errors="backslashreplace")
+
+
 class Output:
     """The CLI's two streams plus its verbosity and format choices."""
 
@@ -45,6 +53,8 @@ class Output:
     ) -> None:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
+        _escape_what_cannot_be_encoded(self.stdout)
+        _escape_what_cannot_be_encoded(self.stderr)
         self.json_mode = json_mode
         self.quiet = quiet
         self.verbose = verbose and not quiet
@@ -65,7 +75,12 @@ class Output:
 
     def json(self, value: Any) -> None:
         """One JSON document on stdout, one line (written even with ``-q``)."""
-        self.stdout.write(redact(json.dumps(value, ensure_ascii=False)) + "\n")
+        text = json.dumps(value, ensure_ascii=False)
+        try:
+            text.encode(getattr(self.stdout, "encoding", None) or "utf-8")
+        except UnicodeEncodeError:  # \u escapes keep it valid JSON; \x escapes would not
+            text = json.dumps(value)
+        self.stdout.write(redact(text) + "\n")
         self.stdout.flush()
 
     def info(self, text: str, style: str | None = None) -> None:
