@@ -97,6 +97,11 @@ def test_token_file_missing_or_empty(tmp_path: Path, content: str | None) -> Non
         load({"INTERCOM_ACCESS_TOKEN_FILE": str(path)})
 
 
+def test_token_file_that_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read token file"):
+        load({}, token_file=str(tmp_path))
+
+
 @pytest.mark.parametrize("token", ["tok en", "tok\x00en", "tökén", "tok\u2028en"])
 def test_token_that_cannot_go_in_a_header_is_a_config_error(token: str) -> None:
     with pytest.raises(ConfigError):
