@@ -46,6 +46,7 @@ STOP_INTERRUPTED = "interrupted"
 STOP_AUTH = "auth"
 STOP_MAX_TIME = "max_time"
 STOP_UNAVAILABLE = "unavailable"
+STOP_INTERNAL = "internal_error"
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,9 @@ class Deliverer:
         started = time.monotonic()
         if self.max_time is not None:
             self._deadline = started + self.max_time
+        if self.ignore_schedule:
+            # Once, up front: a row that fails again in this run gets its backoff as usual.
+            self.store.make_all_due()
         try:
             self._loop()
             self._wind_down()
@@ -212,10 +216,7 @@ class Deliverer:
             poll_due = time.monotonic() - last_claim >= self.poll_interval_s
             if room >= max(1, self.concurrency // 2) and (claimed_last or poll_due):
                 rows = self.store.claim(
-                    self.owner,
-                    min(room, self.concurrency),
-                    lease_s=self.lease_s,
-                    ignore_schedule=self.ignore_schedule,
+                    self.owner, min(room, self.concurrency), lease_s=self.lease_s
                 )
                 last_claim = time.monotonic()
                 claimed_last = bool(rows)
@@ -293,7 +294,11 @@ class Deliverer:
                 self._results.put(_Done(row))
                 continue
             try:
-                self._results.put(_Done(row, outcome=self._send(row)))
+                outcome = self._send(row)
+                if outcome.kind is OutcomeKind.AUTH:
+                    # Stop the other workers now, not when the main thread gets to it.
+                    self._halt.set()
+                self._results.put(_Done(row, outcome=outcome))
             except _Cancelled:
                 self._results.put(_Done(row, last_attempt=self._local.last_attempt))
             except Exception as exc:  # noqa: BLE001 - a bug must not lose the row
@@ -348,9 +353,14 @@ class Deliverer:
     def _settle(self, item: _Done, now: float) -> tuple[RowResult, Delivery]:
         row, outcome, report = item.row, item.outcome, self.report
         if item.error is not None:
+            # A bug, most likely hitting every row alike: keep the row, stop the run.
             report.internal_errors.append(item.error)
             report.released += 1
-            result = RowResult(row.id, State.PENDING, counts_attempt=False)
+            if report.stopped is None:
+                report.stopped = STOP_INTERNAL
+            self._halt.set()
+            next_at = now + retry_delay_s(row.attempts + 1)
+            result = RowResult(row.id, State.PENDING, next_attempt_at=next_at, counts_attempt=False)
             return result, Delivery(row, State.PENDING, None)
         if outcome is None and item.last_attempt is not None and not self.stop.is_set():
             outcome = _outcome_from_attempt(row, item.last_attempt)

@@ -505,11 +505,18 @@ class Outbox:
         with self._write() as db:
             for event in events:
                 key = event.dedup_key()
+                # Look first: a refused INSERT would still use up an id (AUTOINCREMENT).
+                existing = db.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE dedup_key = ?", (key,)
+                ).fetchone()
+                if existing is not None:
+                    row = OutboxRow.from_db(existing)
+                    results.append(AddResult(row.id, row.state, False, row))
+                    continue
                 cursor = db.execute(
                     "INSERT INTO events (dedup_key, payload, event_name, state, attempts, "
                     "last_status, last_error_code, last_error_message, request_id, created, "
-                    "updated, next_attempt_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (dedup_key) DO NOTHING",
+                    "updated, next_attempt_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         key,
                         event.body().decode(),
@@ -524,14 +531,8 @@ class Outbox:
                         due,
                     ),
                 )
-                if cursor.rowcount == 1 and cursor.lastrowid is not None:
-                    results.append(AddResult(cursor.lastrowid, State.PENDING, True))
-                    continue
-                existing = db.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE dedup_key = ?", (key,)
-                ).fetchone()
-                row = OutboxRow.from_db(existing)
-                results.append(AddResult(row.id, row.state, False, row))
+                assert cursor.lastrowid is not None
+                results.append(AddResult(cursor.lastrowid, State.PENDING, True))
         return results
 
     # -- claiming -------------------------------------------------------------------------
@@ -543,7 +544,6 @@ class Outbox:
         *,
         lease_s: float = DEFAULT_LEASE_S,
         now: float | None = None,
-        ignore_schedule: bool = False,
     ) -> list[OutboxRow]:
         """Atomically claim up to ``limit`` due pending rows, oldest capture first.
 
@@ -553,13 +553,12 @@ class Outbox:
         stamp = time.time() if now is None else now
         with self._write() as db:
             self._reclaim_abandoned(db, stamp)
-            due_limit = float("inf") if ignore_schedule else stamp
             ids = [
                 row[0]
                 for row in db.execute(
                     "SELECT id FROM events WHERE state = 'pending' AND next_attempt_at <= ? "
                     "ORDER BY created, id LIMIT ?",
-                    (due_limit, limit),
+                    (stamp, limit),
                 )
             ]
             if not ids:
@@ -596,6 +595,16 @@ class Outbox:
                 (now, owner),
             ).rowcount
         return reclaimed
+
+    def make_all_due(self, *, now: float | None = None) -> int:
+        """Bring every pending row's next attempt forward to now (``flush --now``)."""
+        stamp = time.time() if now is None else now
+        with self._write() as db:
+            return db.execute(
+                "UPDATE events SET next_attempt_at = ? WHERE state = 'pending' "
+                "AND next_attempt_at > ?",
+                (stamp, stamp),
+            ).rowcount
 
     def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> int:
         """Extend the lease of every row ``owner`` holds; returns how many."""

@@ -219,7 +219,8 @@ def test_not_due_rows_wait(store: Outbox) -> None:
     now = time.time()
     store.add(event(), next_attempt_at=now + 60)
     assert store.claim("a", 10, now=now) == []
-    assert len(store.claim("a", 10, now=now, ignore_schedule=True)) == 1
+    assert store.make_all_due(now=now) == 1
+    assert len(store.claim("a", 10, now=now)) == 1
 
 
 def test_claim_of_a_dead_process_is_taken_back_at_once(store: Outbox) -> None:

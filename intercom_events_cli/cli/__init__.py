@@ -51,6 +51,7 @@ def root(
 
 
 from . import lookup as _lookup  # noqa: E402,F401  (registers check and list)
+from . import outbox as _outbox  # noqa: E402,F401  (registers flush and outbox)
 from . import send as _send  # noqa: E402,F401  (registers the command)
 
 

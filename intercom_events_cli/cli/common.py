@@ -109,6 +109,18 @@ DebugOpt = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+OUTBOX = "Outbox"
+OutboxOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--outbox",
+        metavar="PATH",
+        help="The outbox file (else IEVENTS_OUTBOX, default "
+        "$XDG_STATE_HOME/ievents/outbox.sqlite3).",
+        rich_help_panel=OUTBOX,
+        show_default=False,
+    ),
+]
 
 
 def status_text(status: int | None) -> str:

@@ -15,12 +15,14 @@ from ..outcome import Outcome, OutcomeKind
 from ..output import Output
 from . import app
 from .common import (
+    OUTBOX,
     ApiVersionOpt,
     BaseUrlOpt,
     DebugOpt,
     EnvFileOpt,
     JsonOpt,
     NoColorOpt,
+    OutboxOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -202,6 +204,25 @@ def send(
         bool,
         typer.Option("--dry-run", "-n", help="Validate and show the request; send nothing."),
     ] = False,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue",
+            help="Store the event in the outbox without sending it (no network); "
+            "ievents flush delivers it.",
+            rich_help_panel=OUTBOX,
+        ),
+    ] = False,
+    queue_on_failure: Annotated[
+        bool,
+        typer.Option(
+            "--queue-on-failure",
+            help="Send now; on a temporary failure (network, timeout, 429, 5xx) keep the "
+            "event in the outbox and exit 0. Rejected events are not queued.",
+            rich_help_panel=OUTBOX,
+        ),
+    ] = False,
+    outbox: OutboxOpt = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
     region: RegionOpt = None,
@@ -218,6 +239,9 @@ def send(
     """Send one event to Intercom now.
 
     Example: ievents send invited-friend --user-id 314159 -m plan=pro -m seats:=3
+
+    With --queue the event is only stored in the outbox (ievents flush sends it); the
+    same event already there is not stored twice ("already queued", "already delivered").
 
     Exit codes: 0 delivered (or queued), 2 usage, 65 invalid data (locally or per the API),
     67 no such contact, 75 temporary failure after retries, 77 token rejected,
@@ -242,6 +266,7 @@ def send(
             )
 
     with reporting(ui, debug, on_error=json_failure):
+        check_queue_options(dry_run, queue, queue_on_failure, outbox)
         event = build_event(
             event_name,
             user_id=user_id,
@@ -252,6 +277,13 @@ def send(
             metadata_json=metadata_json,
         )
         env = load_environment(env_file)
+        if queue:
+            from .outbox import queue_event
+
+            code = queue_event(ui, event, outbox, env)
+            if code:
+                raise typer.Exit(code)
+            return
         settings = Settings.load(
             env=env,
             token_file=token_file,
@@ -266,9 +298,28 @@ def send(
             print_dry_run(ui, event, settings)
             return
         outcome = deliver_now(ui, event, settings)
+        if queue_on_failure and outcome.kind is OutcomeKind.TEMPORARY:
+            from .outbox import queue_after_failure
+
+            queue_after_failure(ui, outcome, outbox, env)
+            return
         report_outcome(ui, outcome, settings)
         if not outcome.delivered:
             raise typer.Exit(int(outcome.exit_code))
+
+
+def check_queue_options(
+    dry_run: bool, queue: bool, queue_on_failure: bool, outbox: str | None
+) -> None:
+    """Refuse combinations of the outbox options that make no sense (exit 2)."""
+    if queue and queue_on_failure:
+        raise UsageError(
+            "--queue stores without sending and --queue-on-failure sends first: choose one"
+        )
+    if dry_run and (queue or queue_on_failure):
+        raise UsageError("--dry-run stores nothing: drop --queue / --queue-on-failure")
+    if outbox is not None and not (queue or queue_on_failure):
+        raise UsageError("--outbox is used only with --queue or --queue-on-failure")
 
 
 def deliver_now(ui: Output, event: Event, settings: Settings) -> Outcome:

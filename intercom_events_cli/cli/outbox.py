@@ -1,0 +1,912 @@
+"""``ievents flush`` and ``ievents outbox ...``: deliver and manage the queued events.
+
+Also the two ways ``send`` stores an event (``--queue``, ``--queue-on-failure``). sqlite3
+and httpx are imported inside the commands that use them, never at startup.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ..config import Settings, load_environment
+from ..errors import ExitCode, IeventsError, UsageError
+from ..event import Event, format_utc
+from ..outcome import Outcome
+from ..output import Output
+from . import app
+from .common import (
+    ApiVersionOpt,
+    BaseUrlOpt,
+    DebugOpt,
+    EnvFileOpt,
+    JsonOpt,
+    NoColorOpt,
+    OutboxOpt,
+    QuietOpt,
+    RegionOpt,
+    RetriesOpt,
+    TimeoutOpt,
+    TokenFileOpt,
+    VerboseOpt,
+    reporting,
+    status_text,
+)
+from .send import describe_failure, failure_hint, outcome_json
+
+if TYPE_CHECKING:
+    from ..client import AttemptLog
+    from ..delivery import Delivery, FlushReport
+    from ..outbox import Outbox, OutboxRow, OutboxSummary, State
+
+DELIVERY = "Delivery"
+MAX_ERROR_LINES = 10
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+outbox_app = typer.Typer(
+    name="outbox",
+    help=(
+        "Inspect and manage the outbox: the local file that keeps events until Intercom "
+        "has accepted them.\n\n"
+        "Example: ievents outbox status"
+    ),
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(outbox_app, name="outbox")
+
+
+# -- shared helpers ----------------------------------------------------------------------------
+
+
+def outbox_path(option: str | None, env: Mapping[str, str]) -> Path:
+    """Where the outbox is: ``--outbox`` > IEVENTS_OUTBOX > the XDG state folder."""
+    from ..outbox import resolve_outbox_path
+
+    return resolve_outbox_path(option, env)
+
+
+def open_outbox(path: Path, env: Mapping[str, str]) -> Outbox:
+    """Open (or create) the outbox; errors name the file (exit 78)."""
+    from ..outbox import Outbox, busy_timeout_from_env
+
+    return Outbox.open(path, busy_timeout_s=busy_timeout_from_env(env))
+
+
+def when(seconds: float | None) -> str | None:
+    """Unix time as ``2024-01-31T12:00:00Z`` (None stays None)."""
+    return None if seconds is None else format_utc(int(seconds))
+
+
+def relative(seconds: float, now: float | None = None) -> str:
+    """``5 min ago`` / ``in 30 s``."""
+    delta = (time.time() if now is None else now) - seconds
+    size = abs(delta)
+    if size < 90:
+        text = f"{size:.0f} s"
+    elif size < 90 * 60:
+        text = f"{size / 60:.0f} min"
+    elif size < 36 * 3600:
+        text = f"{size / 3600:.0f} h"
+    else:
+        text = f"{size / 86400:.0f} days"
+    return f"{text} ago" if delta >= 0 else f"in {text}"
+
+
+def plural(count: int, word: str) -> str:
+    """``1 event``, ``2 events``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` as seconds."""
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise UsageError(
+            f"--older-than {text!r} is not a duration; use a number and a unit, such as "
+            "30d, 12h, 90m, 45s or 2w"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+
+
+def chosen_states(
+    *, pending: bool, dead: bool, delivered: bool = False, default: list[State]
+) -> list[State]:
+    """The states picked by ``--pending`` / ``--dead`` / ``--delivered`` (at most one)."""
+    from ..outbox import State
+
+    picked = [flag for flag in (pending, dead, delivered) if flag]
+    if len(picked) > 1:
+        raise UsageError("choose one of --pending, --dead and --delivered")
+    if pending:
+        return [State.PENDING, State.IN_FLIGHT]
+    if dead:
+        return [State.DEAD]
+    if delivered:
+        return [State.DELIVERED]
+    return default
+
+
+def row_json(row: OutboxRow) -> dict[str, Any]:
+    """One outbox row for ``--json``: the event (API field names) and its last error."""
+    from ..outbox import State
+
+    return {
+        "id": row.id,
+        "state": row.state.value,
+        "event": row.payload,
+        "attempts": row.attempts,
+        "captured_at": when(row.created),
+        "updated_at": when(row.updated),
+        "next_attempt_at": when(row.next_attempt_at) if row.state is State.PENDING else None,
+        "last_status": row.last_status,
+        "error": row.error(),
+        "request_id": row.request_id,
+        "dedup_key": row.dedup_key,
+    }
+
+
+def _json_error(ui: Output, extra: Mapping[str, Any] | None = None) -> Any:
+    def report(exc: IeventsError) -> None:
+        if ui.json_mode:
+            ui.json(
+                {
+                    "ok": False,
+                    **(extra or {}),
+                    "error": {"code": type(exc).__name__, "message": exc.message},
+                }
+            )
+
+    return report
+
+
+# -- send --queue and send --queue-on-failure ------------------------------------------------
+
+
+def queue_event(ui: Output, event: Event, option: str | None, env: Mapping[str, str]) -> int:
+    """``send --queue``: store the event as pending; no network. Returns the exit code.
+
+    The same event already in the outbox is not stored twice: already queued or already
+    delivered exits 0 and says so; a dead letter exits as it failed (65 or 67).
+    """
+    from ..outbox import State
+
+    path = outbox_path(option, env)
+    with open_outbox(path, env) as store:
+        added = store.add(event)
+    what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
+    body: dict[str, Any] = {
+        "ok": True,
+        "delivered": False,
+        "queued": True,
+        "status": None,
+        "attempts": 0,
+        "request_id": None,
+        "event": event.payload(),
+        "error": None,
+        "outbox_id": added.id,
+        "duplicate": not added.added,
+    }
+    code = ExitCode.OK
+    row = added.row
+    if added.added:
+        message = f"queued {what} (outbox id {added.id}); ievents flush delivers it"
+    elif added.state is State.DELIVERED:
+        assert row is not None
+        body.update(queued=False, delivered=True, status=row.last_status)
+        message = (
+            f"already delivered: {what} (outbox id {added.id}, {when(row.updated)}); "
+            "not queued again"
+        )
+    elif added.state is State.DEAD:
+        assert row is not None
+        code = ExitCode.NO_CONTACT if row.last_status == 404 else ExitCode.DATA
+        body.update(ok=False, queued=False, status=row.last_status, error=row.error())
+        if ui.json_mode:
+            ui.json(body)
+        detail = ": ".join(str(p) for p in (row.last_error_code, row.last_error_message) if p)
+        ui.error(
+            f"{what} is already in the outbox as a dead letter (id {added.id}, "
+            f"{status_text(row.last_status)}: {detail}); not queued again",
+            f"fix the event and send it again, or try it as it is: ievents outbox retry {added.id}",
+        )
+        return int(code)
+    else:
+        message = (
+            f"already queued: {what} (outbox id {added.id}, {added.state.value}); not added again"
+        )
+    if ui.json_mode:
+        ui.json(body)
+    else:
+        ui.result(message, style="green")
+    return int(code)
+
+
+def queue_after_failure(
+    ui: Output, outcome: Outcome, option: str | None, env: Mapping[str, str]
+) -> None:
+    """``send --queue-on-failure``: keep a temporarily failed event as pending."""
+    from ..outbox import retry_delay_s
+
+    event = outcome.event
+    path = outbox_path(option, env)
+    now = time.time()
+    try:
+        with open_outbox(path, env) as store:
+            added = store.add(
+                event,
+                now=now,
+                attempts=1,
+                last_status=outcome.status,
+                last_error_code=outcome.error_code,
+                last_error_message=outcome.error_message,
+                request_id=outcome.request_id,
+                next_attempt_at=now + retry_delay_s(1, outcome.retry_after_s),
+            )
+    except IeventsError:
+        ui.error(describe_failure(outcome) + "; and it could not be queued:")
+        raise
+    if ui.json_mode:
+        ui.json({**outcome_json(outcome, queued=True), "outbox_id": added.id})
+        return
+    reason = status_text(outcome.status) if outcome.status is not None else outcome.error_code
+    ui.result(
+        f"queued, NOT delivered: {event.event_name} for {event.contact} at "
+        f"{format_utc(event.created_at)} ({reason} after "
+        f"{plural(outcome.attempts, 'attempt')}); kept in the outbox (id {added.id}), "
+        "ievents flush delivers it",
+        style="yellow",
+    )
+
+
+# -- flush ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM asks the run to stop cleanly; a second Ctrl-C forces it."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _event_line(delivery: Delivery) -> str:
+    row = delivery.row
+    return f"#{row.id} {row.event_name} for {row.event().contact}"
+
+
+def flush_json(report: FlushReport, path: Path, remaining: OutboxSummary | None) -> dict[str, Any]:
+    """The ``flush --json`` object."""
+    from ..outbox import State
+
+    counts = remaining.counts if remaining is not None else {}
+    return {
+        "ok": report.exit_code == ExitCode.OK,
+        "exit_code": int(report.exit_code),
+        "outbox": str(path),
+        "claimed": report.claimed,
+        "delivered": report.delivered,
+        "dead": report.dead,
+        "deferred": report.deferred,
+        "released": report.released,
+        "stopped": report.stopped,
+        "next_attempt_at": when(report.next_attempt_at),
+        "elapsed_s": round(report.elapsed_s, 3),
+        "remaining": {state.value: counts.get(state, 0) for state in State},
+        "dead_letters": [
+            {
+                "id": d.row.id,
+                "event": d.row.payload,
+                "status": d.outcome.status if d.outcome else None,
+                "error": d.outcome.error() if d.outcome else None,
+            }
+            for d in report.dead_letters
+        ],
+    }
+
+
+def report_flush(
+    ui: Output,
+    report: FlushReport,
+    settings: Settings,
+    remaining: OutboxSummary,
+    max_time: float | None,
+) -> None:
+    """The summary (stdout) and what went wrong (stderr)."""
+    from ..delivery import STOP_INTERRUPTED, STOP_MAX_TIME
+    from ..outbox import State
+
+    pending = remaining.counts[State.PENDING] + remaining.counts[State.IN_FLIGHT]
+    dead_total = remaining.counts[State.DEAD]
+    if not ui.json_mode:
+        if report.claimed == 0 and report.stopped is None:
+            upcoming = (
+                f", next attempt {relative(remaining.next_attempt_at)}"
+                if pending and remaining.next_attempt_at is not None
+                else ""
+            )
+            ui.result(f"nothing to flush: {plural(pending, 'event')} pending{upcoming}")
+        else:
+            parts = [f"{report.delivered} delivered"]
+            if report.dead:
+                parts.append(f"{report.dead} rejected")
+            if report.deferred:
+                parts.append(f"{report.deferred} to retry later")
+            if report.released:
+                parts.append(f"{report.released} not sent")
+            ui.result(
+                f"flush: {', '.join(parts)} in {report.elapsed_s:.1f} s; the outbox holds "
+                f"{pending} pending, {dead_total} dead",
+                style="green" if report.exit_code == ExitCode.OK else None,
+            )
+    for shown, delivery in enumerate(report.dead_letters):
+        if shown == MAX_ERROR_LINES:
+            ui.error(f"... and {report.dead - MAX_ERROR_LINES} more rejected")
+            break
+        assert delivery.outcome is not None
+        ui.error(f"{describe_failure(delivery.outcome)} [outbox id {delivery.row.id}]")
+    if report.dead:
+        ui.error(
+            f"{plural(report.dead, 'event')} rejected by Intercom, kept as dead letters",
+            "see them with: ievents outbox list --dead; fix the data and send again, or "
+            "try again as they are: ievents outbox retry ID",
+        )
+    failure = report.last_failure
+    if report.auth_failed and failure is not None:
+        ui.error(
+            f"the token was rejected ({status_text(failure.status)}); flush stopped and "
+            f"every event stays pending ({pending} now)",
+            failure_hint(failure, settings),
+        )
+    if report.deferred and failure is not None:
+        last = status_text(failure.status) if failure.status is not None else None
+        detail = ": ".join(p for p in (last, failure.error_message) if p)
+        next_try = (
+            f" from {when(report.next_attempt_at)}" if report.next_attempt_at is not None else ""
+        )
+        ui.error(
+            f"{plural(report.deferred, 'event')} not delivered ({detail}); they stay in the outbox",
+            f"Intercom or the network is unavailable; the next flush retries them{next_try} "
+            "(ievents flush --now: at once)",
+        )
+    for message in report.internal_errors[:MAX_ERROR_LINES]:
+        ui.error(f"internal error: {message}", "this is a bug in ievents; the event stays pending")
+    if report.stopped == STOP_INTERRUPTED:
+        ui.error(f"interrupted; every event not delivered stays pending ({pending} now)")
+    elif report.stopped == STOP_MAX_TIME:
+        ui.info(
+            f"stopped after --max-time {max_time:g} s: {plural(pending, 'event')} left "
+            "pending for the next flush"
+        )
+
+
+@app.command()
+def flush(
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            max=256,
+            help="Events sent at once.",
+            rich_help_panel=DELIVERY,
+        ),
+    ] = 16,
+    max_time: Annotated[
+        float | None,
+        typer.Option(
+            "--max-time",
+            metavar="SECONDS",
+            min=0.0,
+            help="Start no new delivery after this long (requests on the wire get up to "
+            "--timeout to finish); what is left waits for the next flush.",
+            rich_help_panel=DELIVERY,
+            show_default=False,
+        ),
+    ] = None,
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="Also send events whose next attempt is not due yet (after an outage).",
+            rich_help_panel=DELIVERY,
+        ),
+    ] = False,
+    outbox: OutboxOpt = None,
+    token_file: TokenFileOpt = None,
+    env_file: EnvFileOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_version: ApiVersionOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    retries: RetriesOpt = 4,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Deliver the events waiting in the outbox, oldest first, several at once.
+
+    Example (crontab, every minute): * * * * * ievents flush -q --max-time 50
+
+    202 -> delivered (kept in the ledger). 400/404/422 -> dead letter, with the API error.
+    401/403 -> stop, every event stays pending. Network, timeout, 429, 5xx after the
+    retries -> stays pending, tried again later (sooner with --now).
+    The summary goes to stdout (-q: none); errors to stderr; --json prints one object.
+    Two flushes at once never send the same event twice.
+
+    Exit codes: 0 all delivered (or nothing to do), 65 some rejected as invalid,
+    67 some contacts not found, 75 some failed temporarily, 77 token rejected,
+    78 configuration or unusable outbox, 130 interrupted; several -> the most severe.
+    """
+    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
+    with reporting(ui, debug, on_error=_json_error(ui)):
+        env = load_environment(env_file)
+        settings = Settings.load(
+            env=env,
+            token_file=token_file,
+            region=region,
+            base_url=base_url,
+            api_version=api_version,
+            timeout=timeout,
+            retries=retries,
+        )
+        path = outbox_path(outbox, env)
+        if not path.exists():
+            # Nothing was ever queued here: do not create a file just to find it empty.
+            from ..delivery import FlushReport
+
+            if json_output:
+                ui.json(flush_json(FlushReport(), path, None))
+            else:
+                ui.result(f"nothing to flush: no outbox at {path} yet")
+            return
+        with open_outbox(path, env) as store:
+            report = run_flush(ui, store, settings, concurrency, max_time, now)
+            remaining = store.summary()
+        if json_output:
+            ui.json(flush_json(report, path, remaining))
+        report_flush(ui, report, settings, remaining, max_time)
+        if report.exit_code != ExitCode.OK:
+            raise typer.Exit(int(report.exit_code))
+
+
+def run_flush(
+    ui: Output,
+    store: Outbox,
+    settings: Settings,
+    concurrency: int,
+    max_time: float | None,
+    ignore_schedule: bool,
+) -> FlushReport:
+    """Run the engine with Ctrl-C handling and ``-v`` lines."""
+    from ..delivery import Deliverer
+    from ..outbox import State
+
+    log_lock = threading.Lock()
+
+    def log_attempt(entry: AttemptLog) -> None:
+        result = status_text(entry.status) if entry.status is not None else entry.error
+        remaining = (
+            f", rate limit remaining {entry.rate_limit_remaining}"
+            if entry.rate_limit_remaining is not None
+            else ""
+        )
+        with log_lock:
+            ui.log(
+                f"{entry.method} {entry.url} -> {result} in {entry.elapsed_ms:.0f} ms "
+                f"(attempt {entry.attempt}{remaining})"
+            )
+
+    def log_result(delivery: Delivery) -> None:
+        outcome = delivery.outcome
+        if outcome is None:
+            line = f"{_event_line(delivery)}: not sent, pending again"
+        elif delivery.state is State.DELIVERED:
+            line = f"{_event_line(delivery)}: delivered ({status_text(outcome.status)})"
+        elif delivery.state is State.DEAD:
+            line = f"{_event_line(delivery)}: dead letter ({status_text(outcome.status)})"
+        else:
+            line = f"{_event_line(delivery)}: pending again ({status_text(outcome.status)})"
+        with log_lock:
+            ui.log(line)
+
+    stop = threading.Event()
+    deliverer = Deliverer(
+        store,
+        settings,
+        concurrency=concurrency,
+        max_time=max_time,
+        ignore_schedule=ignore_schedule,
+        on_result=log_result if ui.verbose else None,
+        on_attempt=log_attempt if ui.verbose else None,
+        stop=stop,
+    )
+    with stop_on_signals(stop):
+        return deliverer.run()
+
+
+# -- outbox status / list / export / retry / purge -------------------------------------------
+
+
+@outbox_app.command()
+def status(
+    outbox: OutboxOpt = None,
+    env_file: EnvFileOpt = None,
+    json_output: JsonOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Where the outbox is, what it holds, and when a flush last ran and succeeded.
+
+    Example (monitoring): ievents outbox status --json | jq .oldest_pending_age_s
+
+    With --json: path, pending, in_flight, dead, delivered, oldest_pending_at and its age
+    in seconds, next_attempt_at, last_flush_at (and age, exit code), last_success_at (and
+    age). Times are UTC (ISO-8601), null when unknown. Always exits 0 unless the outbox
+    cannot be read (78).
+    """
+    ui = Output(json_mode=json_output, no_color=no_color)
+    with reporting(ui, debug, on_error=_json_error(ui)):
+        env = load_environment(env_file)
+        path = outbox_path(outbox, env)
+        summary = None
+        if path.exists():
+            with open_outbox(path, env) as store:
+                summary = store.summary()
+        print_status(ui, path, summary)
+
+
+def status_json(path: Path, summary: OutboxSummary | None) -> dict[str, Any]:
+    """The ``outbox status --json`` object."""
+    from ..outbox import State
+
+    now = time.time()
+
+    def age(moment: float | None) -> float | None:
+        return None if moment is None else round(max(0.0, now - moment), 1)
+
+    counts = summary.counts if summary is not None else {}
+    oldest = summary.oldest_pending_created if summary else None
+    last_flush = summary.last_flush_at if summary else None
+    last_success = summary.last_success_at if summary else None
+    return {
+        "path": str(path),
+        "exists": summary is not None,
+        "schema_version": summary.schema_version if summary else None,
+        "pending": counts.get(State.PENDING, 0),
+        "in_flight": counts.get(State.IN_FLIGHT, 0),
+        "dead": counts.get(State.DEAD, 0),
+        "delivered": counts.get(State.DELIVERED, 0),
+        "oldest_pending_at": when(oldest),
+        "oldest_pending_age_s": age(oldest),
+        "next_attempt_at": when(summary.next_attempt_at if summary else None),
+        "last_flush_at": when(last_flush),
+        "last_flush_age_s": age(last_flush),
+        "last_flush_exit_code": summary.last_flush_exit_code if summary else None,
+        "last_success_at": when(last_success),
+        "last_success_age_s": age(last_success),
+    }
+
+
+def print_status(ui: Output, path: Path, summary: OutboxSummary | None) -> None:
+    """``outbox status`` for humans (or ``--json``)."""
+    data = status_json(path, summary)
+    if ui.json_mode:
+        ui.json(data)
+        return
+    if summary is None:
+        ui.result(f"outbox        {path} (not created yet: nothing was ever queued)")
+        return
+
+    def moment(key: str) -> str:
+        value = data[key]
+        if value is None:
+            return "never"
+        stamp = getattr(summary, key, None)
+        return f"{value} ({relative(stamp)})" if isinstance(stamp, float) else str(value)
+
+    pending_line = str(data["pending"])
+    if summary.oldest_pending_created is not None:
+        pending_line += (
+            f" (oldest captured {data['oldest_pending_at']}, "
+            f"{relative(summary.oldest_pending_created)}"
+        )
+        if summary.next_attempt_at is not None and summary.next_attempt_at > time.time():
+            pending_line += f"; next attempt {relative(summary.next_attempt_at)}"
+        else:
+            pending_line += "; due now"
+        pending_line += ")"
+    flush_line = moment("last_flush_at")
+    if summary.last_flush_exit_code is not None:
+        flush_line += f", exit {summary.last_flush_exit_code}"
+    lines = [
+        f"outbox        {path} (schema {summary.schema_version})",
+        f"pending       {pending_line}",
+        f"in flight     {data['in_flight']}",
+        f"dead          {data['dead']}",
+        f"delivered     {data['delivered']}",
+        f"last flush    {flush_line}",
+        f"last success  {moment('last_success_at')}",
+    ]
+    for line in lines:
+        ui.result(line)
+
+
+PendingOpt = Annotated[
+    bool, typer.Option("--pending", help="Only events waiting to be delivered (or in flight).")
+]
+DeadOpt = Annotated[bool, typer.Option("--dead", help="Only dead letters (rejected by Intercom).")]
+
+
+@outbox_app.command("list")
+def list_rows(
+    pending: PendingOpt = False,
+    dead: DeadOpt = False,
+    delivered: Annotated[
+        bool, typer.Option("--delivered", help="Only delivered events (the ledger).")
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=0, help="At most this many (0: all).")
+    ] = 50,
+    outbox: OutboxOpt = None,
+    env_file: EnvFileOpt = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line (NDJSON).")
+    ] = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List the events in the outbox with their state and last error, oldest first.
+
+    Example: ievents outbox list --dead
+
+    Without --pending/--dead/--delivered: everything not delivered. A table on a
+    terminal; otherwise one tab-separated line per event (id, state, event, contact,
+    captured, attempts, last error), or with --json one object per line with the event
+    (API field names) and its last error.
+    """
+    from ..outbox import State
+
+    ui = Output(json_mode=json_output, no_color=no_color)
+    with reporting(ui, debug):
+        states = chosen_states(
+            pending=pending,
+            dead=dead,
+            delivered=delivered,
+            default=[State.PENDING, State.IN_FLIGHT, State.DEAD],
+        )
+        env = load_environment(env_file)
+        path = outbox_path(outbox, env)
+        rows: list[OutboxRow] = []
+        if path.exists():
+            with open_outbox(path, env) as store:
+                rows = store.rows(states, limit=limit or None)
+        if json_output:
+            for row in rows:
+                ui.json(row_json(row))
+        elif ui.stdout.isatty():
+            print_table(ui, rows, path)
+        else:
+            for row in rows:
+                ui.result("\t".join(row_cells(row)))
+
+
+def row_cells(row: OutboxRow) -> list[str]:
+    """id, state, event, contact, captured, attempts, last error."""
+    error = ""
+    if row.last_status is not None or row.last_error_code is not None:
+        parts = [status_text(row.last_status) if row.last_status is not None else None]
+        parts += [row.last_error_code, row.last_error_message]
+        error = ": ".join(p for p in parts if p)
+    return [
+        str(row.id),
+        row.state.value,
+        row.event_name,
+        row.event().contact,
+        when(row.created) or "",
+        str(row.attempts),
+        " ".join(error.split()),
+    ]
+
+
+def print_table(ui: Output, rows: list[OutboxRow], path: Path) -> None:
+    """A rich table of outbox rows (terminals only)."""
+    from rich.table import Table
+
+    console = ui.rich_console()
+    if not rows:
+        console.print(f"no such events in {path}")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for title in ("id", "state", "event", "contact", "captured", "tries", "last error"):
+        table.add_column(title, overflow="fold", justify="right" if title == "id" else "left")
+    styles = {"dead": "red", "delivered": "green", "in_flight": "cyan"}
+    for row in rows:
+        table.add_row(*row_cells(row), style=styles.get(row.state.value))
+    console.print(table)
+
+
+@outbox_app.command()
+def export(
+    pending: PendingOpt = False,
+    dead: DeadOpt = False,
+    outbox: OutboxOpt = None,
+    env_file: EnvFileOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Print the events as NDJSON: one payload per line, API field names, replayable.
+
+    Example: ievents outbox export --dead > rejected.ndjson
+
+    Without --pending/--dead: every event not delivered. Each line is the exact body
+    that is (or was) posted, created_at included, so a replay is de-duplicated by
+    Intercom.
+    """
+    from ..outbox import State
+
+    ui = Output()
+    with reporting(ui, debug):
+        states = chosen_states(
+            pending=pending, dead=dead, default=[State.PENDING, State.IN_FLIGHT, State.DEAD]
+        )
+        env = load_environment(env_file)
+        path = outbox_path(outbox, env)
+        if not path.exists():
+            return
+        with open_outbox(path, env) as store:
+            for row in store.iter_rows(states):
+                ui.stdout.write(row.payload_text + "\n")
+        ui.stdout.flush()
+
+
+@outbox_app.command()
+def retry(
+    ids: Annotated[
+        list[int] | None,
+        typer.Argument(help="Outbox ids of dead letters (default: all).", show_default=False),
+    ] = None,
+    outbox: OutboxOpt = None,
+    env_file: EnvFileOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Move dead letters back to pending, so that the next flush tries them again.
+
+    Example: ievents outbox retry 12 15 && ievents flush
+
+    Without ids: every dead letter. An id that is not a dead letter is an error (exit 2);
+    the others are moved anyway.
+    """
+    ui = Output(json_mode=json_output, quiet=quiet)
+    with reporting(ui, debug, on_error=_json_error(ui)):
+        env = load_environment(env_file)
+        path = outbox_path(outbox, env)
+        moved: list[int] = []
+        missing: list[int] = list(ids or [])
+        if path.exists():
+            with open_outbox(path, env) as store:
+                moved, missing = store.retry_dead(ids or None)
+        if json_output:
+            ui.json({"ok": not missing, "retried": moved, "not_dead": missing})
+        elif moved:
+            ui.result(
+                f"{plural(len(moved), 'dead letter')} back to pending; ievents flush sends them"
+            )
+        elif not missing:
+            ui.result("no dead letters to retry")
+        if missing:
+            shown = ", ".join(str(i) for i in missing)
+            ui.error(
+                f"no dead letter with id {shown} in {path}",
+                "see the dead letters with: ievents outbox list --dead",
+            )
+            raise typer.Exit(int(ExitCode.USAGE))
+
+
+@outbox_app.command()
+def purge(
+    pending: Annotated[
+        bool,
+        typer.Option("--pending", help="Delete events never delivered (they are lost)."),
+    ] = False,
+    dead: Annotated[bool, typer.Option("--dead", help="Delete dead letters.")] = False,
+    delivered: Annotated[
+        bool, typer.Option("--delivered", help="Trim the ledger of delivered events.")
+    ] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            help="Only those last changed longer ago than this: 30d, 12h, 90m, 2w.",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask (required without a terminal).")
+    ] = False,
+    outbox: OutboxOpt = None,
+    env_file: EnvFileOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Delete events from the outbox: one of --pending, --dead or --delivered.
+
+    Example (crontab, nightly): 0 3 * * * ievents outbox purge --delivered --older-than 30d --yes
+
+    Asks for confirmation on a terminal; without one, --yes is required (exit 2 otherwise).
+    Events in flight are never deleted. Delivered events purged from the ledger are no
+    longer recognised if the same event is captured again.
+    """
+    ui = Output(json_mode=json_output, quiet=quiet)
+    with reporting(ui, debug, on_error=_json_error(ui)):
+        from ..outbox import State
+
+        if sum((pending, dead, delivered)) != 1:
+            raise UsageError("choose what to purge: one of --pending, --dead or --delivered")
+        state = State.PENDING if pending else State.DEAD if dead else State.DELIVERED
+        age_s = parse_duration(older_than) if older_than is not None else None
+        env = load_environment(env_file)
+        path = outbox_path(outbox, env)
+        if not path.exists():
+            finish_purge(ui, 0, state)
+            return
+        with open_outbox(path, env) as store:
+            count, max_id, cutoff = store.purge_plan(state, older_than_s=age_s)
+            if count and not yes:
+                confirm_purge(count, state, path, older_than)
+            deleted = store.purge(state, max_id=max_id, cutoff=cutoff) if count else 0
+        finish_purge(ui, deleted, state)
+
+
+def confirm_purge(count: int, state: State, path: Path, older_than: str | None) -> None:
+    """Ask on the terminal; refuse without one (the caller passes --yes in scripts)."""
+    from ..outbox import State
+
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"purge would delete {plural(count, state.value + ' event')} from {path}; "
+            "there is no terminal to confirm on",
+            "add --yes to purge without asking",
+        )
+    age = f" last changed more than {older_than} ago" if older_than else ""
+    warning = " They were never delivered and will be lost." if state is State.PENDING else ""
+    question = f"Delete {plural(count, state.value + ' event')}{age} from {path}?{warning}"
+    if not typer.confirm(question, default=False, err=True):
+        raise typer.Exit(int(ExitCode.OK))
+
+
+def finish_purge(ui: Output, deleted: int, state: State) -> None:
+    """The purge result line (or ``--json``)."""
+    if ui.json_mode:
+        ui.json({"ok": True, "purged": deleted, "state": state.value})
+    else:
+        ui.result(f"purged {plural(deleted, state.value + ' event')}")

@@ -1,0 +1,311 @@
+"""``ievents flush`` as real subprocesses against the fake Intercom and real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from conftest import TOKEN, RunCli, assert_no_token, base_env
+from fake_intercom import FakeIntercom, Reply, api_error
+
+from intercom_events_cli.event import Event
+from intercom_events_cli.outbox import Outbox, OutboxRow, State
+
+
+def outbox_file(tmp_path: Path) -> Path:
+    """The outbox the test environment points at (IEVENTS_OUTBOX)."""
+    return tmp_path / "outbox.sqlite3"
+
+
+def seed(path: Path, count: int, *, name: str = "signed-up", first: int = 0) -> list[Event]:
+    events = [
+        Event.create(name, user_id=f"u{n}", created_at=1_700_000_000 + n)
+        for n in range(first, first + count)
+    ]
+    with Outbox.open(path) as store:
+        store.add_many(events)
+    return events
+
+
+def rows(path: Path) -> list[OutboxRow]:
+    with Outbox.open(path) as store:
+        return store.rows(list(State))
+
+
+def states(path: Path) -> Counter[str]:
+    return Counter(row.state.value for row in rows(path))
+
+
+def posted_bodies(fake: FakeIntercom) -> Counter[bytes]:
+    """Every POST /events body the server answered 202, counted."""
+    return Counter(r.body for r in fake.posts() if r.status == 202)
+
+
+def start_flush(tmp_path: Path, fake: FakeIntercom, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "intercom_events_cli", "flush", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=base_env(tmp_path, fake.url),
+        cwd=tmp_path,
+    )
+
+
+def wait_for_posts(fake: FakeIntercom, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while len(fake.posts()) < count:
+        assert time.monotonic() < deadline, "the flush never sent anything"
+        time.sleep(0.02)
+
+
+# -- the simple cases ---------------------------------------------------------------------------
+
+
+def test_nothing_to_flush(run_cli: RunCli, tmp_path: Path) -> None:
+    missing = run_cli("flush", "--json")
+    assert missing.code == 0, missing
+    assert missing.json()["claimed"] == 0 and missing.json()["ok"] is True
+    assert not outbox_file(tmp_path).exists()  # not created just to be found empty
+    seed(outbox_file(tmp_path), 0)
+    empty = run_cli("flush")
+    assert empty.code == 0 and "nothing to flush" in empty.stdout
+    assert run_cli("flush", "-q").stdout == ""
+
+
+def test_flush_delivers_the_exact_stored_bodies_oldest_first(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    path = outbox_file(tmp_path)
+    events = seed(path, 5)
+    with Outbox.open(path) as store:
+        store.add(Event.create("früh", email="é@example.org", created_at=5), now=0.0)
+    result = run_cli("flush", "-c", "1", "--json")
+    assert result.code == 0, result
+    body = result.json()
+    assert (body["claimed"], body["delivered"], body["dead"], body["deferred"]) == (6, 6, 0, 0)
+    assert body["remaining"] == {"pending": 0, "in_flight": 0, "delivered": 6, "dead": 0}
+    sent = [r.body for r in fake.posts()]
+    assert sent[0] == Event.create("früh", email="é@example.org", created_at=5).body()
+    assert sent[1:] == [e.body() for e in events]
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in fake.posts())
+    assert states(path) == Counter(delivered=6)
+
+
+def test_flush_output_verbose_and_quiet(run_cli: RunCli, tmp_path: Path) -> None:
+    seed(outbox_file(tmp_path), 2)
+    verbose = run_cli("flush", "-v")
+    assert verbose.code == 0, verbose
+    assert "flush: 2 delivered" in verbose.stdout
+    assert verbose.stderr.count("POST http://127.0.0.1") == 2
+    assert "-> 202 Accepted" in verbose.stderr and "delivered (202 Accepted)" in verbose.stderr
+    assert "Bearer" not in verbose.stderr
+    seed(outbox_file(tmp_path), 2, first=10)
+    quiet = run_cli("flush", "-q")
+    assert quiet.code == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+# -- outage, then recovery ----------------------------------------------------------------------
+
+
+def test_outage_then_recovery_delivers_everything_exactly_once(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    path = outbox_file(tmp_path)
+    events = seed(path, 3)
+    # Each event gets 2 attempts (--retries 1): 503s and dropped connections only.
+    fake.script(*[Reply(status=503), Reply(drop=True)] * 3)
+    down = run_cli("flush", "--retries", "1", "--timeout", "2")
+    assert down.code == 75, down
+    assert "3 events not delivered" in down.stderr and "stay in the outbox" in down.stderr
+    assert fake.events_posted() == []
+    after_outage = rows(path)
+    assert [r.state for r in after_outage] == [State.PENDING] * 3
+    assert all(r.attempts == 1 and r.next_attempt_at > time.time() for r in after_outage)
+    assert all(r.last_status in (503, None) and r.error() is not None for r in after_outage)
+    # The next cron run respects the backoff; an operator can insist with --now.
+    assert run_cli("flush").code == 0
+    assert fake.events_posted() == []
+    back = run_cli("flush", "--now", "--json")
+    assert back.code == 0, back
+    assert back.json()["delivered"] == 3
+    assert posted_bodies(fake) == Counter(e.body() for e in events)
+    assert states(path) == Counter(delivered=3)
+    again = run_cli("flush", "--now")
+    assert again.code == 0 and len(fake.events_posted()) == 3
+
+
+def test_a_long_outage_stops_the_run_early(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    path = outbox_file(tmp_path)
+    seed(path, 40)
+    fake.script_repeat(Reply(status=503), 40)
+    result = run_cli("flush", "-c", "2", "--retries", "0", "--json")
+    assert result.code == 75, result
+    body = result.json()
+    assert body["stopped"] == "unavailable"
+    assert body["deferred"] < 40  # did not try all 40 against a dead server
+    assert body["remaining"]["pending"] == 40 and body["remaining"]["in_flight"] == 0
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+
+def test_dead_letters_are_kept_listed_exported_and_retried(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    path = outbox_file(tmp_path)
+    events = seed(path, 4)
+    # -c 1: events go out oldest first, so each scripted reply meets a known event.
+    fake.script(
+        Reply(status=202),
+        api_error(404, "not_found", "User Not Found"),
+        api_error(422, "parameter_invalid", "bad"),
+    )
+    result = run_cli("flush", "-c", "1")
+    assert result.code == 65, result  # 65 (invalid) outranks 67 (no contact)
+    assert "2 rejected" in result.stdout
+    assert "User Not Found" in result.stderr and "parameter_invalid: bad" in result.stderr
+    assert "ievents outbox list --dead" in result.stderr
+    assert states(path) == Counter(delivered=2, dead=2)
+
+    listed = run_cli("outbox", "list", "--dead", "--json").json_lines()
+    assert [(d["event"]["user_id"], d["last_status"]) for d in listed] == [
+        ("u1", 404),
+        ("u2", 422),
+    ]
+    assert listed[0]["error"]["message"] == "User Not Found"
+    exported = run_cli("outbox", "export", "--dead").stdout.splitlines()
+    assert [line.encode() for line in exported] == [events[1].body(), events[2].body()]
+
+    assert run_cli("outbox", "retry").code == 0
+    assert run_cli("flush").code == 0
+    assert states(path) == Counter(delivered=4)
+    assert set(posted_bodies(fake)) == {e.body() for e in events}
+
+
+# -- the token is rejected --------------------------------------------------------------------
+
+
+def test_rejected_token_stops_at_once_and_keeps_everything_pending(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    path = outbox_file(tmp_path)
+    seed(path, 20)
+    wrong = run_cli("flush", "-c", "1", env={"INTERCOM_ACCESS_TOKEN": "tok_wrong_123"})
+    assert wrong.code == 77, wrong
+    assert "token was rejected" in wrong.stderr and "every event stays pending" in wrong.stderr
+    assert len(fake.posts()) == 1  # stopped at the first 401
+    assert "tok_wrong_123" not in wrong.stdout + wrong.stderr
+    assert states(path) == Counter(pending=20)
+    # Fixing the token is enough: nothing waits for a backoff.
+    fixed = run_cli("flush")
+    assert fixed.code == 0, fixed
+    assert states(path) == Counter(delivered=20)
+
+
+def test_403_is_treated_like_401(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
+    path = outbox_file(tmp_path)
+    seed(path, 3)
+    fake.script(api_error(403, "forbidden", "missing scope"))
+    result = run_cli("flush", "-c", "1", "--json")
+    assert result.code == 77, result
+    assert result.json()["stopped"] == "auth"
+    assert states(path) == Counter(pending=3)
+
+
+def test_flush_without_token_is_a_configuration_error(run_cli: RunCli, tmp_path: Path) -> None:
+    seed(outbox_file(tmp_path), 1)
+    result = run_cli("flush", env={"INTERCOM_ACCESS_TOKEN": None})
+    assert result.code == 78, result
+    assert states(outbox_file(tmp_path)) == Counter(pending=1)
+
+
+# -- concurrency, crashes and interrupts ----------------------------------------------------------
+
+
+def test_two_flushes_at_once_never_send_an_event_twice(fake: FakeIntercom, tmp_path: Path) -> None:
+    path = outbox_file(tmp_path)
+    events = seed(path, 200)
+    fake.latency = 0.01
+    first = start_flush(tmp_path, fake, "-c", "8", "--json")
+    second = start_flush(tmp_path, fake, "-c", "8", "--json")
+    results = [process.communicate(timeout=120) for process in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, results
+    for out, err in results:
+        assert_no_token(out.decode(), err.decode())
+    reports = [json.loads(out) for out, _ in results]
+    assert sum(r["delivered"] for r in reports) == 200
+    bodies = Counter(r.body for r in fake.posts())
+    assert len(fake.posts()) == 200
+    assert set(bodies.values()) == {1}
+    assert set(bodies) == {e.body() for e in events}
+    assert states(path) == Counter(delivered=200)
+
+
+def test_flush_killed_mid_run_loses_nothing(fake: FakeIntercom, tmp_path: Path) -> None:
+    path = outbox_file(tmp_path)
+    events = seed(path, 30)
+    fake.latency = 1.0
+    victim = start_flush(tmp_path, fake, "-c", "4")
+    wait_for_posts(fake, 4)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    claimed_by_the_dead = sum(1 for r in rows(path) if r.state is State.IN_FLIGHT)
+    assert claimed_by_the_dead > 0  # the kill did leave claims behind
+    fake.latency = 0.0
+
+    env = base_env(tmp_path, fake.url)
+    survivor = subprocess.run(
+        [sys.executable, "-m", "intercom_events_cli", "flush", "--json"],
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert survivor.returncode == 0, survivor
+    # Nothing was left for a lease to expire: all 30 delivered by this one run.
+    assert states(path) == Counter(delivered=30)
+    bodies = posted_bodies(fake)
+    assert set(bodies) == {e.body() for e in events}
+    # At most the requests that were on the wire at the kill went out twice.
+    assert sum(bodies.values()) - 30 <= 4
+
+
+def test_ctrl_c_puts_in_flight_events_back_and_exits_130(
+    fake: FakeIntercom, tmp_path: Path, run_cli: RunCli
+) -> None:
+    path = outbox_file(tmp_path)
+    events = seed(path, 6)
+    fake.latency = 5.0
+    process = start_flush(tmp_path, fake, "-c", "2")
+    wait_for_posts(fake, 1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, (out, err)
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert states(path) == Counter(pending=6)
+    assert all(r.owner is None for r in rows(path))
+    fake.latency = 0.0
+    assert run_cli("flush").code == 0
+    assert set(posted_bodies(fake)) == {e.body() for e in events}
+
+
+def test_max_time_bounds_a_run(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
+    path = outbox_file(tmp_path)
+    seed(path, 20)
+    fake.latency = 0.2
+    result = run_cli("flush", "-c", "1", "--max-time", "0.5", "--json")
+    assert result.code == 0, result
+    body = result.json()
+    assert body["stopped"] == "max_time"
+    assert 0 < body["delivered"] < 20
+    assert body["remaining"]["in_flight"] == 0
+    assert body["remaining"]["pending"] == 20 - body["delivered"]
+    counts = states(path)
+    assert counts["delivered"] == body["delivered"] and counts["in_flight"] == 0

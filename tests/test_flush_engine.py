@@ -1,0 +1,156 @@
+"""The delivery engine as a library (what ``ievents batch`` builds on), against the fake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TOKEN
+from fake_intercom import FakeIntercom, Reply
+
+from intercom_events_cli.config import Settings
+from intercom_events_cli.delivery import STOP_INTERRUPTED, Deliverer, Delivery, deliver_pending
+from intercom_events_cli.errors import ExitCode
+from intercom_events_cli.event import Event
+from intercom_events_cli.outbox import Outbox, State
+
+
+def event(number: int) -> Event:
+    return Event.create("imported", user_id=f"u{number}", created_at=1_700_000_000 + number)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Outbox]:
+    with Outbox.open(tmp_path / "outbox.sqlite3") as opened:
+        yield opened
+
+
+@pytest.fixture
+def settings(fake: FakeIntercom) -> Settings:
+    return Settings(token=TOKEN, base_url=fake.url, retries=0, timeout=5)
+
+
+def test_engine_keeps_going_while_a_producer_adds_rows(
+    store: Outbox, settings: Settings, fake: FakeIntercom
+) -> None:
+    fake.latency = 0.005
+
+    def produce() -> None:
+        for start in range(0, 60, 10):
+            store.add_many([event(n) for n in range(start, start + 10)])
+            time.sleep(0.05)
+
+    producer = threading.Thread(target=produce)
+    seen: list[Delivery] = []
+    producer.start()
+    report = deliver_pending(
+        store,
+        settings,
+        concurrency=4,
+        keep_going=producer.is_alive,
+        on_result=seen.append,
+        poll_interval_s=0.02,
+    )
+    producer.join()
+    assert report.exit_code == ExitCode.OK
+    assert report.delivered == 60 == len(seen)
+    assert all(d.state is State.DELIVERED for d in seen)
+    assert Counter(r.body for r in fake.posts()) == Counter(event(n).body() for n in range(60))
+    assert store.summary().counts[State.DELIVERED] == 60
+
+
+def test_stop_event_hands_rows_back(store: Outbox, settings: Settings, fake: FakeIntercom) -> None:
+    store.add_many([event(n) for n in range(5)])
+    fake.latency = 3.0
+    stop = threading.Event()
+
+    def stop_after_first_request() -> None:
+        while not fake.posts():
+            time.sleep(0.01)
+        stop.set()
+
+    threading.Thread(target=stop_after_first_request, daemon=True).start()
+    report = Deliverer(store, settings, concurrency=2, stop=stop).run()
+    assert report.stopped == STOP_INTERRUPTED
+    assert report.exit_code == ExitCode.INTERRUPTED
+    assert report.delivered == 0
+    assert store.summary().counts[State.PENDING] == 5
+
+
+def test_retries_and_timeout_override_the_settings(
+    store: Outbox, settings: Settings, fake: FakeIntercom
+) -> None:
+    store.add(event(1))
+    fake.script(Reply(status=502))
+    report = deliver_pending(store, settings, retries=1, concurrency=1)
+    assert report.delivered == 1
+    assert [r.status for r in fake.posts()] == [502, 202]
+
+
+def test_pacer_is_asked_before_every_request(
+    store: Outbox, settings: Settings, fake: FakeIntercom
+) -> None:
+    store.add_many([event(n) for n in range(7)])
+
+    class CountingPacer:
+        def __init__(self) -> None:
+            self.acquired = 0
+            self.observed: list[int | None] = []
+            self.lock = threading.Lock()
+
+        def acquire(self) -> None:
+            with self.lock:
+                self.acquired += 1
+
+        def observe(self, status: int | None, headers: Mapping[str, str]) -> None:
+            with self.lock:
+                self.observed.append(status)
+
+    pacer = CountingPacer()
+    report = deliver_pending(store, settings, pacer=pacer, concurrency=3)
+    assert report.delivered == 7
+    assert pacer.acquired == 7 and pacer.observed == [202] * 7
+
+
+def test_a_bug_in_a_worker_loses_no_row(store: Outbox, settings: Settings) -> None:
+    store.add_many([event(n) for n in range(3)])
+
+    class BrokenClient:
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("boom")
+
+        def close(self) -> None:
+            pass
+
+    report = deliver_pending(store, settings, client=BrokenClient(), concurrency=2)
+    assert report.exit_code == ExitCode.INTERNAL
+    assert report.internal_errors and "boom" in report.internal_errors[0]
+    assert report.stopped == "internal_error"
+    assert len(report.internal_errors) <= 2  # stopped, not retried in a loop
+    counts = store.summary().counts
+    assert counts[State.PENDING] == 3 and counts[State.IN_FLIGHT] == 0
+
+
+def test_nothing_to_send_imports_no_http_stack(tmp_path: Path) -> None:
+    script = f"""
+import sys
+from intercom_events_cli.config import Settings
+from intercom_events_cli.delivery import deliver_pending
+from intercom_events_cli.outbox import Outbox
+with Outbox.open({str(tmp_path / "o.sqlite3")!r}) as store:
+    report = deliver_pending(store, Settings(token="t", base_url="http://127.0.0.1:9"))
+assert report.claimed == 0, report
+print("httpx" in sys.modules)
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "False"
