@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import socket
 import sqlite3
 import threading
 import time
@@ -146,15 +144,21 @@ def _process_start(pid: int) -> str:
     return fields[19] if len(fields) > 19 else "-"
 
 
+def _hostname() -> str:
+    import socket  # only claims need it: keeps ``send --queue`` lean
+
+    return socket.gethostname()
+
+
 def new_owner() -> str:
     """A claim owner for this process: ``host:pid:start:nonce`` (nonce: per engine)."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}:{secrets.token_hex(4)}"
+    return f"{_hostname()}:{pid}:{_process_start(pid)}:{os.urandom(4).hex()}"
 
 
 def owner_is_gone(owner: str, host: str | None = None) -> bool:
     """True when ``owner`` was a process on this host that no longer runs."""
-    host = socket.gethostname() if host is None else host
+    host = _hostname() if host is None else host
     # The host name may contain ':' in theory: take the last three fields from the right.
     parts = owner.rsplit(":", 3)
     if len(parts) != 4 or parts[0] != host:

@@ -309,3 +309,15 @@ def test_max_time_bounds_a_run(run_cli: RunCli, fake: FakeIntercom, tmp_path: Pa
     assert body["remaining"]["pending"] == 20 - body["delivered"]
     counts = states(path)
     assert counts["delivered"] == body["delivered"] and counts["in_flight"] == 0
+
+
+def test_sigterm_stops_like_ctrl_c(fake: FakeIntercom, tmp_path: Path) -> None:
+    path = outbox_file(tmp_path)
+    seed(path, 4)
+    fake.latency = 5.0
+    process = start_flush(tmp_path, fake, "-c", "2")
+    wait_for_posts(fake, 1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, (out, err)
+    assert states(path) == Counter(pending=4)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN, RunCli, base_env
+from conftest import TOKEN, CliResult, RunCli, base_env
 from fake_intercom import FakeIntercom, Reply, api_error
 
 from intercom_events_cli.event import Event, event_from_record
@@ -53,7 +53,7 @@ def make_dead(path: Path, status: int = 422) -> None:
         )
 
 
-def queue(run_cli: RunCli, *extra: str, user: str = "314159") -> object:
+def queue(run_cli: RunCli, *extra: str, user: str = "314159") -> CliResult:
     return run_cli(
         "send", "signed-up", "--user-id", user, "--created-at", CREATED, "--queue", *extra
     )
@@ -83,9 +83,9 @@ def test_queue_stores_the_event_without_sending(
 
 def test_queue_human_output(run_cli: RunCli, tmp_path: Path) -> None:
     result = queue(run_cli)
-    assert result.code == 0, result  # type: ignore[attr-defined]
-    assert result.stdout.startswith("queued signed-up for user_id 314159")  # type: ignore[attr-defined]
-    assert "outbox id 1" in result.stdout  # type: ignore[attr-defined]
+    assert result.code == 0, result
+    assert result.stdout.startswith("queued signed-up for user_id 314159")
+    assert "outbox id 1" in result.stdout
 
 
 def test_queue_needs_no_token(run_cli: RunCli, tmp_path: Path) -> None:
@@ -121,24 +121,24 @@ def test_queue_path_does_not_import_httpx(fake: FakeIntercom, tmp_path: Path) ->
 
 
 def test_same_event_queued_twice_is_stored_once(run_cli: RunCli, tmp_path: Path) -> None:
-    assert queue(run_cli).code == 0  # type: ignore[attr-defined]
+    assert queue(run_cli).code == 0
     again = queue(run_cli, "--json")
-    assert again.code == 0, again  # type: ignore[attr-defined]
-    body = again.json()  # type: ignore[attr-defined]
+    assert again.code == 0, again
+    body = again.json()
     assert body["duplicate"] is True and body["queued"] is True and body["outbox_id"] == 1
-    assert "already queued" in queue(run_cli).stdout  # type: ignore[attr-defined]
+    assert "already queued" in queue(run_cli).stdout
     assert len(rows(outbox_file(tmp_path))) == 1
 
 
 def test_event_already_delivered_is_recognised(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    assert queue(run_cli).code == 0  # type: ignore[attr-defined]
+    assert queue(run_cli).code == 0
     assert run_cli("flush").code == 0
     again = queue(run_cli)
-    assert again.code == 0, again  # type: ignore[attr-defined]
-    assert "already delivered" in again.stdout  # type: ignore[attr-defined]
-    as_json = queue(run_cli, "--json").json()  # type: ignore[attr-defined]
+    assert again.code == 0, again
+    assert "already delivered" in again.stdout
+    as_json = queue(run_cli, "--json").json()
     assert as_json["delivered"] is True and as_json["queued"] is False
     assert as_json["duplicate"] is True
     assert run_cli("flush").code == 0
@@ -146,17 +146,17 @@ def test_event_already_delivered_is_recognised(
 
 
 def test_event_that_is_a_dead_letter_is_not_queued_again(run_cli: RunCli, tmp_path: Path) -> None:
-    assert queue(run_cli).code == 0  # type: ignore[attr-defined]
+    assert queue(run_cli).code == 0
     make_dead(outbox_file(tmp_path), status=404)
     again = queue(run_cli)
-    assert again.code == 67, again  # type: ignore[attr-defined]
-    assert "dead letter" in again.stderr and "ievents outbox retry 1" in again.stderr  # type: ignore[attr-defined]
+    assert again.code == 67, again
+    assert "dead letter" in again.stderr and "ievents outbox retry 1" in again.stderr
     assert [r.state for r in rows(outbox_file(tmp_path))] == [State.DEAD]
 
 
 def test_outbox_option_wins_and_dotenv_is_read(run_cli: RunCli, tmp_path: Path) -> None:
     chosen = tmp_path / "chosen" / "o.sqlite3"
-    assert queue(run_cli, "--outbox", str(chosen)).code == 0  # type: ignore[attr-defined]
+    assert queue(run_cli, "--outbox", str(chosen)).code == 0
     assert len(rows(chosen)) == 1
     assert not outbox_file(tmp_path).exists()
     workdir = tmp_path / "work"
@@ -485,3 +485,19 @@ def test_purge_asks_on_a_terminal(tmp_path: Path, fake: FakeIntercom) -> None:
     code, _ = purge_answering(b"y\n")
     assert code == 0
     assert rows(path) == []
+
+
+def test_queue_on_failure_with_an_unusable_outbox_says_the_event_is_lost(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    path = outbox_file(tmp_path)
+    path.write_bytes(b"not sqlite at all")
+    fake.script(Reply(status=503))
+    result = run_cli(
+        "send", "x", "--user-id", "1", "--queue-on-failure", "--retries", "0", "--json"
+    )
+    assert result.code == 78, result
+    assert result.json()["ok"] is False and result.json()["queued"] is False
+    assert "not delivered" in result.stderr and "could not be queued" in result.stderr
+    assert str(path) in result.stderr
+    assert path.read_bytes() == b"not sqlite at all"

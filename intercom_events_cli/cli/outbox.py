@@ -260,7 +260,11 @@ def queue_after_failure(
     if ui.json_mode:
         ui.json({**outcome_json(outcome, queued=True), "outbox_id": added.id})
         return
-    reason = status_text(outcome.status) if outcome.status is not None else outcome.error_code
+    reason = (
+        status_text(outcome.status)
+        if outcome.status is not None
+        else outcome.error_message or outcome.error_code
+    )
     ui.result(
         f"queued, NOT delivered: {event.event_name} for {event.contact} at "
         f"{format_utc(event.created_at)} ({reason} after "
@@ -454,15 +458,18 @@ def flush(
 
     Example (crontab, every minute): * * * * * ievents flush -q --max-time 50
 
-    202 -> delivered (kept in the ledger). 400/404/422 -> dead letter, with the API error.
-    401/403 -> stop, every event stays pending. Network, timeout, 429, 5xx after the
-    retries -> stays pending, tried again later (sooner with --now).
-    The summary goes to stdout (-q: none); errors to stderr; --json prints one object.
+    202: delivered, kept in the ledger.
+    400, 404, 422: dead letter, with the API error (ievents outbox list --dead).
+    401, 403: stop at once; every event stays pending.
+    Network, timeout, 429, 5xx after the retries: pending, tried again later
+    (30 s, doubling up to 1 h; --now: at once).
+    Ctrl-C or SIGTERM: what is not answered yet goes back to pending (exit 130).
     Two flushes at once never send the same event twice.
+    Summary on stdout (none with -q), errors on stderr; --json: one object.
 
     Exit codes: 0 all delivered (or nothing to do), 65 some rejected as invalid,
     67 some contacts not found, 75 some failed temporarily, 77 token rejected,
-    78 configuration or unusable outbox, 130 interrupted; several -> the most severe.
+    78 configuration or unusable outbox, 130 interrupted; several: most severe.
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
     with reporting(ui, debug, on_error=_json_error(ui)):
@@ -566,10 +573,12 @@ def status(
 
     Example (monitoring): ievents outbox status --json | jq .oldest_pending_age_s
 
-    With --json: path, pending, in_flight, dead, delivered, oldest_pending_at and its age
-    in seconds, next_attempt_at, last_flush_at (and age, exit code), last_success_at (and
-    age). Times are UTC (ISO-8601), null when unknown. Always exits 0 unless the outbox
-    cannot be read (78).
+    --json fields: path, exists, pending, in_flight, dead, delivered,
+    oldest_pending_at, oldest_pending_age_s, next_attempt_at,
+    last_flush_at, last_flush_age_s, last_flush_exit_code,
+    last_success_at, last_success_age_s.
+    Times are UTC (ISO-8601), ages in seconds; null when unknown.
+    Exits 0 unless the outbox cannot be read (78).
     """
     ui = Output(json_mode=json_output, no_color=no_color)
     with reporting(ui, debug, on_error=_json_error(ui)):
@@ -686,10 +695,10 @@ def list_rows(
 
     Example: ievents outbox list --dead
 
-    Without --pending/--dead/--delivered: everything not delivered. A table on a
-    terminal; otherwise one tab-separated line per event (id, state, event, contact,
-    captured, attempts, last error), or with --json one object per line with the event
-    (API field names) and its last error.
+    Without --pending, --dead or --delivered: everything not delivered.
+    On a terminal: a table. Otherwise one tab-separated line per event:
+    id, state, event, contact, captured, attempts, last error.
+    --json: one object per line, the event (API field names) and its last error.
     """
     from ..outbox import State
 
@@ -764,9 +773,9 @@ def export(
 
     Example: ievents outbox export --dead > rejected.ndjson
 
-    Without --pending/--dead: every event not delivered. Each line is the exact body
-    that is (or was) posted, created_at included, so a replay is de-duplicated by
-    Intercom.
+    Without --pending or --dead: every event not delivered.
+    Each line is the exact body posted, created_at included,
+    so Intercom de-duplicates a replay of an event it already has.
     """
     from ..outbox import State
 
@@ -801,8 +810,8 @@ def retry(
 
     Example: ievents outbox retry 12 15 && ievents flush
 
-    Without ids: every dead letter. An id that is not a dead letter is an error (exit 2);
-    the others are moved anyway.
+    Without ids: every dead letter.
+    An id that is not a dead letter is an error (exit 2); the others still move.
     """
     ui = Output(json_mode=json_output, quiet=quiet)
     with reporting(ui, debug, on_error=_json_error(ui)):
@@ -860,11 +869,12 @@ def purge(
 ) -> None:
     """Delete events from the outbox: one of --pending, --dead or --delivered.
 
-    Example (crontab, nightly): 0 3 * * * ievents outbox purge --delivered --older-than 30d --yes
+    Example (cron): 0 3 * * * ievents outbox purge --delivered --older-than 30d -y
 
-    Asks for confirmation on a terminal; without one, --yes is required (exit 2 otherwise).
-    Events in flight are never deleted. Delivered events purged from the ledger are no
-    longer recognised if the same event is captured again.
+    Asks for confirmation on a terminal; without one, needs --yes (else exit 2).
+    Events in flight are never deleted.
+    A delivered event purged from the ledger is no longer recognised when the
+    same event is captured again.
     """
     ui = Output(json_mode=json_output, quiet=quiet)
     with reporting(ui, debug, on_error=_json_error(ui)):
