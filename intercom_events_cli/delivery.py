@@ -105,7 +105,9 @@ class Deliverer:
     from another thread (or a signal handler) ends the run promptly: rows not answered
     yet go back to pending. ``keep_going`` returning True keeps the engine polling for new
     rows while a producer adds them. ``on_result`` sees every row's result, on the calling
-    thread; ``on_attempt`` every HTTP attempt, on a worker thread.
+    thread; ``on_attempt`` every HTTP attempt, on a worker thread. An injected ``client``
+    is used as it is (no ``on_attempt``, and its retry waits cannot be cut short).
+    One :meth:`run` per instance.
     """
 
     def __init__(
@@ -214,7 +216,9 @@ class Deliverer:
             room = 2 * self.concurrency - len(self._outstanding)
             rows: list[OutboxRow] = []
             poll_due = time.monotonic() - last_claim >= self.poll_interval_s
-            if room >= max(1, self.concurrency // 2) and (claimed_last or poll_due):
+            # A worker may have halted the run (401) before its result reached us.
+            may_claim = not self._halt.is_set() and (claimed_last or poll_due)
+            if room >= max(1, self.concurrency // 2) and may_claim:
                 rows = self.store.claim(
                     self.owner, min(room, self.concurrency), lease_s=self.lease_s
                 )
