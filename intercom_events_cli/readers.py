@@ -119,6 +119,15 @@ def _not_valid_json(exc: ValueError | RecursionError) -> ValidationError:
     return ValidationError(f"not valid JSON: {detail}", field="record")
 
 
+def _json_problem(line: str) -> ValidationError:
+    """Why ``line`` (without its line ending, so that the column is the editor's) is not JSON."""
+    try:
+        _decoder.decode(line)
+    except (ValueError, RecursionError) as exc:
+        return _not_valid_json(exc)
+    return ValidationError("not valid JSON", field="record")  # pragma: no cover
+
+
 def _refuse_constant(name: str) -> Any:
     # Python's json reads NaN and Infinity, which are not JSON and which Intercom refuses.
     raise ValueError(f"{name} is not allowed")
@@ -255,8 +264,9 @@ def _read_ndjson(stream: _LineReader, clock: Clock) -> Iterator[Record]:
             continue
         try:
             value = decode(text)
-        except (ValueError, RecursionError) as exc:
-            yield Record(number, text.rstrip("\r\n"), error=_not_valid_json(exc))
+        except (ValueError, RecursionError):
+            stripped = text.rstrip("\r\n")
+            yield Record(number, stripped, error=_json_problem(stripped))
             continue
         try:
             event = event_from_record(value, clock)
@@ -538,6 +548,13 @@ def open_input(path_or_dash: str, format: str | None = None) -> InputSource:
     return InputSource(str(path), chosen, stream, owned=True)
 
 
+def _same_file(one: Path, other: str | Path) -> bool:
+    try:
+        return os.path.samefile(one, Path(other).expanduser())
+    except OSError:
+        return False  # one of them does not exist (yet): not the same file
+
+
 class RejectsWriter:
     """Writes invalid or permanently rejected records as NDJSON, for fixing and replay.
 
@@ -547,12 +564,20 @@ class RejectsWriter:
     it is. The file is created (or truncated) with mode 0600, since records may hold
     e-mail addresses, and flushed after every line so that a crash loses little.
     Thread-safe.
+
+    ``input_path``: the file being read, which the rejects file must not be (replaying a
+    rejects file with ``--rejects`` pointing at itself would truncate it before reading).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, input_path: str | Path | None = None) -> None:
         self.path = Path(path).expanduser()
         self.count = 0
         self._lock = threading.Lock()
+        if input_path is not None and input_path != "-" and _same_file(self.path, input_path):
+            raise UsageError(
+                f"the rejects file {str(path)!r} is the input file; writing it would destroy "
+                "the input, so choose another --rejects path"
+            )
         try:
             descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError as exc:
