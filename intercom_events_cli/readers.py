@@ -74,7 +74,6 @@ METADATA_PREFIX = "metadata."
 MAX_LINE_BYTES = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 _BOM = codecs.BOM_UTF8
-_RAW_SHOWN = 200
 
 Clock = Callable[[], float]
 
