@@ -34,7 +34,7 @@ from .config import OUTBOX_ENV
 from .errors import OutboxError
 from .event import Event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_ENV = "IEVENTS_OUTBOX_BUSY_TIMEOUT"
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 DEFAULT_LEASE_S = 120.0
@@ -60,15 +60,26 @@ CREATE TABLE events (
     updated REAL NOT NULL,
     next_attempt_at REAL NOT NULL,
     owner TEXT,
-    lease_expires_at REAL
+    lease_expires_at REAL,
+    source TEXT,
+    source_line INTEGER
 );
 CREATE INDEX events_by_state ON events (state, created);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _COLUMNS = (
     "id, dedup_key, payload, event_name, state, attempts, last_status, last_error_code, "
-    "last_error_message, request_id, created, updated, next_attempt_at, owner, lease_expires_at"
+    "last_error_message, request_id, created, updated, next_attempt_at, owner, lease_expires_at, "
+    "source, source_line"
 )
+# Each step takes a file from the version before it to the next one.
+_MIGRATIONS = {
+    # 2: where a row came from (a batch run and its input line), for its rejects file.
+    2: [
+        "ALTER TABLE events ADD COLUMN source TEXT",
+        "ALTER TABLE events ADD COLUMN source_line INTEGER",
+    ],
+}
 
 
 class State(str, Enum):
@@ -204,6 +215,8 @@ class OutboxRow:
     next_attempt_at: float
     owner: str | None
     lease_expires_at: float | None
+    source: str | None = None  # e.g. the batch run that captured it
+    source_line: int | None = None  # its line in that run's input
 
     @classmethod
     def from_db(cls, values: Sequence[Any]) -> OutboxRow:
@@ -224,6 +237,8 @@ class OutboxRow:
             next_attempt_at=values[12],
             owner=values[13],
             lease_expires_at=values[14],
+            source=values[15],
+            source_line=values[16],
         )
 
     @property
@@ -392,8 +407,12 @@ class Outbox:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                # A later release migrates older versions here, step by step.
+                    version = SCHEMA_VERSION
+                # An older file is migrated step by step, in the same transaction.
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[step]:
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._db.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -501,26 +520,46 @@ class Outbox:
         last_error_message: str | None = None,
         request_id: str | None = None,
         next_attempt_at: float | None = None,
+        source: str | None = None,
+        source_lines: Sequence[int] | None = None,
+        resend: bool = False,
     ) -> list[AddResult]:
-        """Store several events as pending in one transaction (see :meth:`add`)."""
+        """Store several events as pending in one transaction (see :meth:`add`).
+
+        ``source`` and ``source_lines`` (one per event) say where each came from.
+        ``resend``: an event already delivered or dead is made pending again (its row is
+        reused, so the ledger keeps one row per event); one already pending is left as is.
+        """
         stamp = time.time() if now is None else now
         due = stamp if next_attempt_at is None else next_attempt_at
         results: list[AddResult] = []
         with self._write() as db:
-            for event in events:
+            for index, event in enumerate(events):
                 key = event.dedup_key()
+                line = source_lines[index] if source_lines is not None else None
                 # Look first: a refused INSERT would still use up an id (AUTOINCREMENT).
                 existing = db.execute(
                     f"SELECT {_COLUMNS} FROM events WHERE dedup_key = ?", (key,)
                 ).fetchone()
                 if existing is not None:
                     row = OutboxRow.from_db(existing)
+                    if resend and row.state in (State.DELIVERED, State.DEAD):
+                        db.execute(
+                            "UPDATE events SET state = 'pending', attempts = 0, "
+                            "last_status = NULL, last_error_code = NULL, "
+                            "last_error_message = NULL, request_id = NULL, updated = ?, "
+                            "next_attempt_at = ?, source = ?, source_line = ? WHERE id = ?",
+                            (stamp, due, source, line, row.id),
+                        )
+                        results.append(AddResult(row.id, State.PENDING, True))
+                        continue
                     results.append(AddResult(row.id, row.state, False, row))
                     continue
                 cursor = db.execute(
                     "INSERT INTO events (dedup_key, payload, event_name, state, attempts, "
                     "last_status, last_error_code, last_error_message, request_id, created, "
-                    "updated, next_attempt_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "updated, next_attempt_at, source, source_line) "
+                    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         key,
                         event.body().decode(),
@@ -533,6 +572,8 @@ class Outbox:
                         stamp,
                         stamp,
                         due,
+                        source,
+                        line,
                     ),
                 )
                 assert cursor.lastrowid is not None

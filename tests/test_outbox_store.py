@@ -66,7 +66,7 @@ def test_new_outbox_is_private_and_versioned(store: Outbox, path: Path) -> None:
     assert all(p.exists() for p in side_files)
     assert all(mode(p) == 0o600 for p in side_files)
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     raw.close()
 
@@ -344,3 +344,54 @@ def test_outbox_path_precedence(tmp_path: Path) -> None:
     assert resolve_outbox_path(None, env) == Path("/var/state/ievents/outbox.sqlite3")
     env["XDG_STATE_HOME"] = "relative/ignored"
     assert default_outbox_path(env) == Path("/home/ada/.local/state/ievents/outbox.sqlite3")
+
+
+def test_a_version_1_outbox_is_migrated_in_place(tmp_path: Path) -> None:
+    """A file made by the first schema keeps its rows and gains the source columns."""
+    path = tmp_path / "v1.sqlite3"
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, dedup_key TEXT NOT NULL UNIQUE,
+            payload TEXT NOT NULL, event_name TEXT NOT NULL, state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER, last_error_code TEXT,
+            last_error_message TEXT, request_id TEXT, created REAL NOT NULL,
+            updated REAL NOT NULL, next_attempt_at REAL NOT NULL, owner TEXT,
+            lease_expires_at REAL
+        );
+        CREATE INDEX events_by_state ON events (state, created);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO events (dedup_key, payload, event_name, state, created, updated,
+            next_attempt_at) VALUES ('k1', '{"event_name":"a","created_at":1,"user_id":"1"}',
+            'a', 'pending', 1, 1, 1);
+        PRAGMA user_version = 1;
+        """
+    )
+    raw.close()
+    with Outbox.open(path) as store:
+        rows = store.rows([State.PENDING])
+        assert [(r.dedup_key, r.source, r.source_line) for r in rows] == [("k1", None, None)]
+        event = Event.create("b", user_id="2", created_at=5)
+        store.add_many([event], source="run-1", source_lines=[7])
+        added = [r for r in store.rows([State.PENDING]) if r.event_name == "b"]
+        assert [(r.source, r.source_line) for r in added] == [("run-1", 7)]
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    check.close()
+
+
+def test_resend_makes_a_delivered_event_pending_again(tmp_path: Path) -> None:
+    """--resend reuses the ledger row; without it a delivered event is only reported."""
+    with Outbox.open(tmp_path / "o.sqlite3") as store:
+        event = Event.create("a", user_id="1", created_at=5)
+        (first,) = store.add_many([event])
+        owner = "test-owner"
+        store.claim(owner, 10)
+        store.record(owner, [RowResult(first.id, State.DELIVERED, status=202)])
+        (again,) = store.add_many([event])
+        assert (again.added, again.state) == (False, State.DELIVERED)
+        (resent,) = store.add_many([event], resend=True)
+        assert (resent.added, resent.state, resent.id) == (True, State.PENDING, first.id)
+        (pending,) = store.add_many([event], resend=True)
+        assert (pending.added, pending.state) == (False, State.PENDING)
