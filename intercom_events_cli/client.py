@@ -47,6 +47,9 @@ class Pacer(Protocol):
     def observe(self, status: int | None, headers: Mapping[str, str]) -> None:
         """Learn from an answer's status and ``X-RateLimit-*`` headers."""
 
+    def close(self) -> None:
+        """Refuse further requests and wake every waiting thread (the run is stopping)."""
+
 
 @dataclass
 class Exchange:

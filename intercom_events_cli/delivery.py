@@ -34,6 +34,7 @@ from .config import Settings
 from .errors import ExitCode, OutboxError, most_severe
 from .outbox import DEFAULT_LEASE_S, Outbox, OutboxRow, RowResult, State, new_owner, retry_delay_s
 from .outcome import Outcome, OutcomeKind, classify_status
+from .pacing import PacerClosed
 
 if TYPE_CHECKING:
     from .client import AttemptLog, EventsClient, Pacer
@@ -179,6 +180,8 @@ class Deliverer:
             self._wind_down()
         finally:
             self._halt.set()
+            if self.pacer is not None:
+                self.pacer.close()
             # Whatever is still claimed (interrupt, error) goes back to pending.
             leftover = list(self._outstanding.values())
             busy = bool(leftover)
@@ -243,6 +246,9 @@ class Deliverer:
     def _wind_down(self) -> None:
         """After a stop: unsent rows come back from the workers; in-flight ones may finish."""
         self._halt.set()
+        if self.pacer is not None:
+            # Wake workers waiting for a rate-limit reset: their rows go back unsent.
+            self.pacer.close()
         if self.report.stopped == STOP_INTERRUPTED or not self._outstanding:
             self._collect(0.0)
             return
@@ -303,7 +309,7 @@ class Deliverer:
                     # Stop the other workers now, not when the main thread gets to it.
                     self._halt.set()
                 self._results.put(_Done(row, outcome=outcome))
-            except _Cancelled:
+            except (_Cancelled, PacerClosed):
                 self._results.put(_Done(row, last_attempt=self._local.last_attempt))
             except Exception as exc:  # noqa: BLE001 - a bug must not lose the row
                 self._results.put(_Done(row, error=f"{type(exc).__name__}: {exc}"))

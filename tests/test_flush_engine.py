@@ -103,6 +103,7 @@ def test_pacer_is_asked_before_every_request(
         def __init__(self) -> None:
             self.acquired = 0
             self.observed: list[int | None] = []
+            self.closed = False
             self.lock = threading.Lock()
 
         def acquire(self) -> None:
@@ -113,10 +114,16 @@ def test_pacer_is_asked_before_every_request(
             with self.lock:
                 self.observed.append(status)
 
+        def close(self) -> None:
+            with self.lock:
+                self.closed = True
+
     pacer = CountingPacer()
     report = deliver_pending(store, settings, pacer=pacer, concurrency=3)
     assert report.delivered == 7
     assert pacer.acquired == 7 and pacer.observed == [202] * 7
+    # Closed at the end of the run, so that no worker waits on it for a reset.
+    assert pacer.closed
 
 
 def test_a_bug_in_a_worker_loses_no_row(store: Outbox, settings: Settings) -> None:
