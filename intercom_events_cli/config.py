@@ -40,9 +40,14 @@ _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 _secrets: set[str] = set()
 
 
+# Shorter "tokens" are not real Intercom tokens (those are ~60 characters); redacting a
+# one-letter test token would garble every message instead of protecting anything.
+MIN_SECRET_LENGTH = 8
+
+
 def register_secret(value: str) -> None:
     """Remember a secret so that :func:`redact` removes it from any text."""
-    if value:
+    if len(value) >= MIN_SECRET_LENGTH:
         _secrets.add(value)
 
 
