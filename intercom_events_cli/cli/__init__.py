@@ -6,6 +6,7 @@ outcome becomes a message and an exit code in :mod:`.common`.
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated
 
 import typer
@@ -50,9 +51,9 @@ def root(
     """Submit Intercom data events from scripts, cron jobs and pipelines."""
 
 
-from . import lookup as _lookup  # noqa: E402,F401  (registers check and list)
-from . import outbox as _outbox  # noqa: E402,F401  (registers flush and outbox)
-from . import send as _send  # noqa: E402,F401  (registers the command)
+# Each module registers its commands; --help lists them in this order.
+for _module in ("send", "batch", "outbox", "lookup"):
+    importlib.import_module(f"{__name__}.{_module}")
 
 
 def main() -> None:

@@ -1,0 +1,293 @@
+"""Bulk delivery: read a file or stream into the outbox while the flush engine drains it.
+
+The shape is a pipeline, not read-all-then-send::
+
+    reader thread: records ──validate──► outbox (chunks, one transaction each)
+                                │
+                                └─ invalid ──► rejects (or the first ten on stderr)
+    calling thread: Deliverer (the flush engine) ──► Intercom, paced by X-RateLimit-*
+
+Everything valid is made durable before it is sent, so ``kill -9`` at any moment loses
+nothing: ``ievents flush`` delivers what was stored, and running the same batch again
+stores (and sends) only what is not in the outbox yet. Each stored row remembers this
+run and its input line, so a record Intercom rejects for good goes to the rejects file
+with its ``_line`` without the run keeping records in memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .config import Settings
+from .errors import ExitCode, IeventsError, most_severe
+from .event import Event
+from .outbox import Outbox, State
+from .readers import InputError, InputSource, Record, RejectsWriter
+
+if TYPE_CHECKING:
+    from .client import AttemptLog, Pacer
+    from .delivery import Delivery, FlushReport
+
+# Records per outbox transaction, and the longest a chunk waits to be written: the first
+# events are on their way within a fraction of a second, and a big file costs few commits.
+CHUNK_RECORDS = 2000
+CHUNK_SECONDS = 0.1
+# Intercom allows 10,000 requests a minute per app (≈167/s). In flight = rate × round
+# trip (Little's law): 167/s × 50–200 ms ≈ 8–34, so 32 reaches the limit over a real
+# network; the pacer keeps it from bursting into 429s.
+DEFAULT_BATCH_CONCURRENCY = 32
+
+MODE_DELIVER = "deliver"
+MODE_QUEUE = "queue"
+MODE_DRY_RUN = "dry_run"
+
+
+@dataclass
+class BatchReport:
+    """The counts of one batch run."""
+
+    read: int = 0
+    valid: int = 0
+    invalid: int = 0
+    skipped: int = 0  # already delivered or pending in the outbox
+    queued: int = 0  # stored as pending by this run
+    without_created_at: int = 0  # stamped at capture: a re-run would send them again
+    delivered: int = 0
+    dead: int = 0
+    rejected_lines: int = 0  # dead letters of this run written to the rejects file
+    pending: int = 0  # left in the outbox for a later flush
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+    reading_done: bool = False
+    input_error: str | None = None  # the input broke off (e.g. a truncated gzip stream)
+    flush: FlushReport | None = None
+    codes: set[ExitCode] = field(default_factory=set)
+
+    @property
+    def events_per_s(self) -> float:
+        """Events delivered (or, without delivery, valid records) per second."""
+        done = self.delivered if self.flush is not None else self.valid
+        return done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """130 when interrupted; else the most severe outcome (65 if any record was bad)."""
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        codes = set(self.codes)
+        if self.invalid or self.input_error:
+            codes.add(ExitCode.DATA)
+        if self.flush is not None:
+            if self.flush.internal_errors:
+                return ExitCode.INTERNAL
+            codes |= self.flush.codes
+            if self.flush.stopped == "max_time" and self.pending:
+                # Stopped early with events left: they are safe in the outbox, not sent.
+                codes.add(ExitCode.TEMPORARY)
+        return most_severe(codes)
+
+
+class BatchRun:
+    """One ``ievents batch``: read ``source``, store, and (unless queueing) deliver.
+
+    ``on_invalid`` sees every record refused locally; ``on_result`` every delivery
+    result; ``on_attempt`` every HTTP attempt (worker threads). ``stop`` ends the run
+    promptly: reading stops, rows in flight go back to pending.
+    """
+
+    def __init__(
+        self,
+        source: InputSource,
+        *,
+        mode: str = MODE_DELIVER,
+        store: Outbox | None = None,
+        settings: Settings | None = None,
+        rejects: RejectsWriter | None = None,
+        resend: bool = False,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        max_time: float | None = None,
+        pacer: Pacer | None = None,
+        stop: threading.Event | None = None,
+        on_invalid: Callable[[Record], None] | None = None,
+        on_result: Callable[[Delivery], None] | None = None,
+        on_attempt: Callable[[AttemptLog], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if mode != MODE_DRY_RUN and store is None:
+            raise ValueError("an outbox is needed unless this is a dry run")
+        if mode == MODE_DELIVER and settings is None:
+            raise ValueError("settings are needed to deliver")
+        self.source = source
+        self.mode = mode
+        self.store = store
+        self.settings = settings
+        self.rejects = rejects
+        self.resend = resend
+        self.concurrency = concurrency
+        self.max_time = max_time
+        self.pacer = pacer
+        self.stop = stop or threading.Event()
+        self.on_invalid = on_invalid
+        self.on_result = on_result
+        self.on_attempt = on_attempt
+        self.clock = clock
+        self.run_id = f"batch:{uuid.uuid4().hex[:12]}"
+        self.report = BatchReport()
+        self.live_delivered = 0  # deliveries so far, for progress displays
+        self._reader_error: BaseException | None = None
+
+    # -- the run --------------------------------------------------------------------------
+
+    def run(self) -> BatchReport:
+        """Read, store and deliver; raise the reader's error (e.g. a bad CSV header)."""
+        started = time.monotonic()
+        # The first record is read here so that an input problem (a CSV header naming an
+        # unknown column, a file that is not gzip after all) fails before anything is sent.
+        records = self.source.records(clock=self.clock)
+        first = next(records, None)
+        stream = _chain(first, records) if first is not None else iter(())
+        try:
+            if self.mode == MODE_DELIVER:
+                self._read_and_deliver(stream)
+            else:
+                try:
+                    self._read(stream)
+                except InputError as exc:
+                    self.report.input_error = exc.message
+        finally:
+            self.report.elapsed_s = time.monotonic() - started
+            if self.store is not None and self.mode != MODE_DRY_RUN:
+                self.report.pending = self._pending_count()
+        if self._reader_error is not None:
+            raise self._reader_error
+        return self.report
+
+    def _read_and_deliver(self, stream: Iterator[Record]) -> None:
+        from .delivery import Deliverer
+
+        assert self.store is not None and self.settings is not None
+        reader = threading.Thread(
+            target=self._read_guarded, args=(stream,), name="ievents-batch-reader", daemon=True
+        )
+        deliverer = Deliverer(
+            self.store,
+            self.settings,
+            concurrency=self.concurrency,
+            max_time=self.max_time,
+            on_result=self._delivered,
+            on_attempt=self.on_attempt,
+            stop=self.stop,
+            keep_going=reader.is_alive,
+            pacer=self.pacer,
+        )
+        reader.start()
+        try:
+            flush = deliverer.run()
+        finally:
+            # The engine may stop early (token rejected, Intercom unavailable, --max-time):
+            # the reader still stores the rest, so that nothing read is lost.
+            while reader.is_alive():
+                reader.join(0.1)
+        self.report.flush = flush
+        self.report.delivered = flush.delivered
+        self.report.dead = flush.dead
+        if flush.stopped == "interrupted" or (self.stop.is_set() and self._reader_error is None):
+            self.report.interrupted = True
+
+    def _read_guarded(self, stream: Iterator[Record]) -> None:
+        try:
+            self._read(stream)
+        except InputError as exc:
+            # What was read before the input broke off is stored and still delivered.
+            self.report.input_error = exc.message
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            self._reader_error = exc
+            self.stop.set()
+
+    def _read(self, stream: Iterator[Record]) -> None:
+        """Validate every record; store the valid ones in chunks (not in a dry run)."""
+        report = self.report
+        chunk: list[Event] = []
+        lines: list[int] = []
+        chunk_started = time.monotonic()
+        for record in stream:
+            if self.stop.is_set():
+                report.interrupted = True
+                break
+            report.read += 1
+            event = record.event
+            if event is None:
+                report.invalid += 1
+                if self.rejects is not None:
+                    self.rejects.write_record(record)
+                if self.on_invalid is not None:
+                    self.on_invalid(record)
+                continue
+            report.valid += 1
+            if isinstance(record.original, dict) and record.original.get("created_at") in (
+                None,
+                "",
+            ):
+                report.without_created_at += 1
+            if self.mode == MODE_DRY_RUN:
+                continue
+            chunk.append(event)
+            lines.append(record.line)
+            if len(chunk) >= CHUNK_RECORDS or time.monotonic() - chunk_started >= CHUNK_SECONDS:
+                self._store(chunk, lines)
+                chunk, lines = [], []
+                chunk_started = time.monotonic()
+        else:
+            report.reading_done = True
+        if chunk:
+            # Stored even after a stop: these records were read, and losing them is worse
+            # than a short delay in exiting.
+            self._store(chunk, lines)
+
+    def _store(self, events: list[Event], lines: list[int]) -> None:
+        assert self.store is not None
+        results = self.store.add_many(
+            events, source=self.run_id, source_lines=lines, resend=self.resend
+        )
+        added = sum(1 for result in results if result.added)
+        self.report.queued += added
+        self.report.skipped += len(results) - added
+
+    def _delivered(self, delivery: Delivery) -> None:
+        row = delivery.row
+        if delivery.state is State.DELIVERED:
+            self.live_delivered += 1
+        if (
+            delivery.state is State.DEAD
+            and self.rejects is not None
+            and row.source == self.run_id
+            and row.source_line is not None
+        ):
+            outcome = delivery.outcome
+            reason = "rejected by Intercom"
+            if outcome is not None:
+                detail = ": ".join(p for p in (outcome.error_code, outcome.error_message) if p)
+                status = outcome.status if outcome.status is not None else "no response"
+                reason = f"rejected by Intercom ({status}): {detail}" if detail else reason
+            self.rejects.write(row.source_line, row.payload, reason)
+            self.report.rejected_lines += 1
+        if self.on_result is not None:
+            self.on_result(delivery)
+
+    def _pending_count(self) -> int:
+        assert self.store is not None
+        try:
+            counts = self.store.summary().counts
+        except IeventsError:
+            return 0
+        return counts.get(State.PENDING, 0) + counts.get(State.IN_FLIGHT, 0)
+
+
+def _chain(first: Record, rest: Iterator[Record]) -> Iterator[Record]:
+    yield first
+    yield from rest
