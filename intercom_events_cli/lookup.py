@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import REGION_BASE_URLS, Settings
 from .errors import ApiError, ExitCode
-from .outcome import OutcomeKind
+from .outcome import OutcomeKind, exit_code_for
 
 if TYPE_CHECKING:
     from .client import EventsClient, Exchange
@@ -37,13 +37,6 @@ _REPORTED_REGIONS = {
     "europe": "eu",
     "au": "au",
     "australia": "au",
-}
-
-_KIND_EXIT_CODES = {
-    OutcomeKind.INVALID: ExitCode.DATA,
-    OutcomeKind.NO_CONTACT: ExitCode.NO_CONTACT,
-    OutcomeKind.AUTH: ExitCode.AUTH,
-    OutcomeKind.TEMPORARY: ExitCode.TEMPORARY,
 }
 
 
@@ -113,7 +106,12 @@ def api_failure(exchange: Exchange, what: str, exit_code: ExitCode | None = None
         status=exchange.status,
         code=exchange.error_code,
         request_id=exchange.request_id,
-        exit_code=exit_code or _KIND_EXIT_CODES.get(exchange.kind, ExitCode.TEMPORARY),
+        exit_code=exit_code
+        or (
+            exit_code_for(exchange.kind)
+            if exchange.kind is not OutcomeKind.DELIVERED
+            else ExitCode.TEMPORARY
+        ),
     )
 
 
@@ -227,7 +225,7 @@ def get_me(client: EventsClient) -> TokenOwner:
     exchange = client.request("GET", ME_PATH)
     if exchange.kind is not OutcomeKind.DELIVERED:
         code = (
-            _KIND_EXIT_CODES[exchange.kind]
+            exit_code_for(exchange.kind)
             if exchange.kind in (OutcomeKind.AUTH, OutcomeKind.TEMPORARY)
             else ExitCode.CONFIG
         )

@@ -29,6 +29,11 @@ _EXIT_CODES = {
 }
 
 
+def exit_code_for(kind: OutcomeKind) -> ExitCode:
+    """The exit code an outcome of this kind calls for."""
+    return _EXIT_CODES[kind]
+
+
 def classify_status(status: int | None) -> OutcomeKind:
     """Map an HTTP status (``None`` for a network failure) to an outcome kind."""
     if status is None:
@@ -67,7 +72,7 @@ class Outcome:
     @property
     def exit_code(self) -> ExitCode:
         """The process exit code this outcome calls for."""
-        return _EXIT_CODES[self.kind]
+        return exit_code_for(self.kind)
 
     def error(self) -> dict[str, Any] | None:
         """``{"code", "message"}`` of the failure, or None when delivered."""

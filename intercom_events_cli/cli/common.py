@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..config import redact
 from ..errors import ExitCode, IeventsError
 from ..output import Output
+
+if TYPE_CHECKING:
+    from ..client import AttemptLog
 
 CONNECTION = "Connection"
 OUTPUT = "Output"
@@ -121,6 +125,28 @@ OutboxOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def attempt_logger(ui: Output) -> Callable[[AttemptLog], None] | None:
+    """With ``-v``: a thread-safe logger of one stderr line per HTTP attempt; else None."""
+    if not ui.verbose:
+        return None
+    lock = threading.Lock()
+
+    def log_attempt(entry: AttemptLog) -> None:
+        result = status_text(entry.status) if entry.status is not None else entry.error
+        remaining = (
+            f", rate limit remaining {entry.rate_limit_remaining}"
+            if entry.rate_limit_remaining is not None
+            else ""
+        )
+        with lock:
+            ui.log(
+                f"{entry.method} {entry.url} -> {result} in {entry.elapsed_ms:.0f} ms "
+                f"(attempt {entry.attempt}{remaining})"
+            )
+
+    return log_attempt
 
 
 def status_text(status: int | None) -> str:

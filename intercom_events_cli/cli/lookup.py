@@ -26,8 +26,8 @@ from .common import (
     TimeoutOpt,
     TokenFileOpt,
     VerboseOpt,
+    attempt_logger,
     reporting,
-    status_text,
 )
 
 if TYPE_CHECKING:
@@ -40,21 +40,9 @@ LISTING = "Listing"
 
 def open_client(ui: Output, settings: Settings) -> EventsClient:
     """One client for the run; with ``-v`` one stderr line per HTTP attempt."""
-    from ..client import AttemptLog, EventsClient
+    from ..client import EventsClient
 
-    def log_attempt(entry: AttemptLog) -> None:
-        result = status_text(entry.status) if entry.status is not None else entry.error
-        remaining = (
-            f", rate limit remaining {entry.rate_limit_remaining}"
-            if entry.rate_limit_remaining is not None
-            else ""
-        )
-        ui.log(
-            f"{entry.method} {entry.url} -> {result} in {entry.elapsed_ms:.0f} ms "
-            f"(attempt {entry.attempt}{remaining})"
-        )
-
-    return EventsClient(settings, on_attempt=log_attempt if ui.verbose else None)
+    return EventsClient(settings, on_attempt=attempt_logger(ui))
 
 
 def api_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) -> str:

@@ -39,13 +39,13 @@ from .common import (
     TimeoutOpt,
     TokenFileOpt,
     VerboseOpt,
+    attempt_logger,
     reporting,
     status_text,
 )
 from .send import describe_failure, failure_hint, outcome_json
 
 if TYPE_CHECKING:
-    from ..client import AttemptLog
     from ..delivery import Delivery, FlushReport
     from ..outbox import Outbox, OutboxRow, OutboxSummary, State
 
@@ -517,19 +517,6 @@ def run_flush(
 
     log_lock = threading.Lock()
 
-    def log_attempt(entry: AttemptLog) -> None:
-        result = status_text(entry.status) if entry.status is not None else entry.error
-        remaining = (
-            f", rate limit remaining {entry.rate_limit_remaining}"
-            if entry.rate_limit_remaining is not None
-            else ""
-        )
-        with log_lock:
-            ui.log(
-                f"{entry.method} {entry.url} -> {result} in {entry.elapsed_ms:.0f} ms "
-                f"(attempt {entry.attempt}{remaining})"
-            )
-
     def log_result(delivery: Delivery) -> None:
         outcome = delivery.outcome
         if outcome is None:
@@ -551,7 +538,7 @@ def run_flush(
         max_time=max_time,
         ignore_schedule=ignore_schedule,
         on_result=log_result if ui.verbose else None,
-        on_attempt=log_attempt if ui.verbose else None,
+        on_attempt=attempt_logger(ui),
         stop=stop,
     )
     with stop_on_signals(stop):

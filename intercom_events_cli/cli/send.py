@@ -29,6 +29,7 @@ from .common import (
     TimeoutOpt,
     TokenFileOpt,
     VerboseOpt,
+    attempt_logger,
     reporting,
     status_text,
 )
@@ -324,21 +325,9 @@ def check_queue_options(
 
 def deliver_now(ui: Output, event: Event, settings: Settings) -> Outcome:
     """Send the event with one client, logging each attempt with ``-v``."""
-    from ..client import AttemptLog, EventsClient
+    from ..client import EventsClient
 
-    def log_attempt(entry: AttemptLog) -> None:
-        result = status_text(entry.status) if entry.status is not None else entry.error
-        remaining = (
-            f", rate limit remaining {entry.rate_limit_remaining}"
-            if entry.rate_limit_remaining is not None
-            else ""
-        )
-        ui.log(
-            f"{entry.method} {entry.url} -> {result} in {entry.elapsed_ms:.0f} ms "
-            f"(attempt {entry.attempt}{remaining})"
-        )
-
-    with EventsClient(settings, on_attempt=log_attempt if ui.verbose else None) as client:
+    with EventsClient(settings, on_attempt=attempt_logger(ui)) as client:
         return client.send(event)
 
 
