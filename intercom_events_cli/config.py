@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ REGION_BASE_URLS = {
     "eu": "https://api.eu.intercom.io",
     "au": "https://api.au.intercom.io",
 }
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 _secrets: set[str] = set()
@@ -130,6 +132,12 @@ def is_loopback_host(host: str) -> bool:
 
 def validate_base_url(url: str, origin: str) -> str:
     """Return ``url`` without a trailing slash; refuse non-HTTP(S) and plain http off loopback."""
+    if _USERINFO.match(url.strip()):
+        # Not echoed: the part before '@' is a password.
+        raise ConfigError(
+            f"the base URL (from {origin}) contains a user name or password; remove it "
+            "(the access token is the only credential ievents sends)"
+        )
     try:
         parts = urlsplit(url.strip())
         _ = parts.port  # raises ValueError for a port that is not a number in range

@@ -305,7 +305,7 @@ class Deliverer:
                 continue
             try:
                 outcome = self._send(row)
-                if outcome.kind is OutcomeKind.AUTH:
+                if outcome.kind in (OutcomeKind.AUTH, OutcomeKind.CONFIG):
                     # Stop the other workers now, not when the main thread gets to it.
                     self._halt.set()
                 self._results.put(_Done(row, outcome=outcome))
@@ -388,8 +388,8 @@ class Deliverer:
             return result, Delivery(row, State.DELIVERED, outcome)
         report.codes.add(outcome.exit_code)
         report.last_failure = outcome
-        if kind is OutcomeKind.AUTH:
-            # The token can be fixed: the row stays due, nothing is held against it.
+        if kind in (OutcomeKind.AUTH, OutcomeKind.CONFIG):
+            # The token (or base URL) can be fixed: the row stays due, nothing held against it.
             report.auth_failed += 1
             report.stopped = STOP_AUTH
             self._halt.set()

@@ -58,6 +58,8 @@ class IeventsError(Exception):
     """Base of every error ievents raises on purpose; ``exit_code`` says how it ends."""
 
     exit_code: ExitCode = ExitCode.INTERNAL
+    # Machine-readable kind, for --json error objects.
+    code: str = "error"
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -69,12 +71,14 @@ class UsageError(IeventsError):
     """The command line is wrong (exit 2)."""
 
     exit_code = ExitCode.USAGE
+    code = "usage_error"
 
 
 class ValidationError(IeventsError):
     """Event data that Intercom would refuse or silently mangle (exit 65)."""
 
     exit_code = ExitCode.DATA
+    code = "invalid_event"
 
     def __init__(self, message: str, field: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint)
@@ -85,12 +89,14 @@ class ConfigError(IeventsError):
     """Configuration that cannot work: no token, bad region, insecure URL (exit 78)."""
 
     exit_code = ExitCode.CONFIG
+    code = "config_error"
 
 
 class OutboxError(IeventsError):
     """The outbox file cannot be used: locked, unreadable, corrupt (exit 78)."""
 
     exit_code = ExitCode.CONFIG
+    code = "outbox_error"
 
 
 class ApiError(IeventsError):
@@ -108,6 +114,6 @@ class ApiError(IeventsError):
     ) -> None:
         super().__init__(message, hint)
         self.status = status
-        self.code = code
+        self.code = code or "api_error"
         self.request_id = request_id
         self.exit_code = exit_code

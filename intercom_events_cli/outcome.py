@@ -17,6 +17,7 @@ class OutcomeKind(str, Enum):
     INVALID = "invalid"  # 400, 422 and other non-retryable 4xx: the data is wrong
     NO_CONTACT = "no_contact"  # 404: events do not create contacts
     AUTH = "auth"  # 401/403: the token is wrong or lacks permission
+    CONFIG = "config"  # 3xx: the base URL points somewhere that redirects (never followed)
     TEMPORARY = "temporary"  # network, timeout, 429, 5xx past the retries
 
 
@@ -25,6 +26,7 @@ _EXIT_CODES = {
     OutcomeKind.INVALID: ExitCode.DATA,
     OutcomeKind.NO_CONTACT: ExitCode.NO_CONTACT,
     OutcomeKind.AUTH: ExitCode.AUTH,
+    OutcomeKind.CONFIG: ExitCode.CONFIG,
     OutcomeKind.TEMPORARY: ExitCode.TEMPORARY,
 }
 
@@ -42,6 +44,8 @@ def classify_status(status: int | None) -> OutcomeKind:
         return OutcomeKind.DELIVERED
     if status in (401, 403):
         return OutcomeKind.AUTH
+    if 300 <= status < 400:
+        return OutcomeKind.CONFIG
     if status == 404:
         return OutcomeKind.NO_CONTACT
     if status in (408, 429) or status >= 500:

@@ -1149,3 +1149,48 @@ print(json.dumps(report))
     assert report["after_send"] == ["httpx"], "sending needs httpx, never typer or rich"
     assert report["delivered"] is True
     assert fake.events_posted()[0]["event_name"] == "from-library"
+
+
+def test_a_redirect_is_not_followed_and_is_a_configuration_error(
+    run_cli: RunCli, fake: FakeIntercom
+) -> None:
+    """A 3xx would carry the token elsewhere: never followed, exit 78, hint at the URL."""
+    fake.script(Reply(status=307, headers={"Location": "https://elsewhere.example/events"}))
+
+    result = send(run_cli, *ONE_RETRY)
+
+    assert result.code == 78, result
+    assert len(fake.requests) == 1  # not retried, not followed
+    assert "307 Temporary Redirect" in result.stderr
+    assert "--base-url" in result.stderr
+
+
+def test_a_base_url_with_a_password_is_refused_without_echoing_it(run_cli: RunCli) -> None:
+    result = send(run_cli, "--base-url", "https://user:hunter2secret@proxy.example")
+
+    assert result.code == 78, result
+    assert "user name or password" in result.stderr
+    assert "hunter2secret" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "error_code"),
+    [
+        (("--metadata", "a.b=1"), {}, 65, "invalid_event"),
+        ((), {"INTERCOM_ACCESS_TOKEN": None}, 78, "config_error"),
+        (("--email", ""), {}, 65, "invalid_event"),
+    ],
+)
+def test_json_error_codes_of_local_failures_are_snake_case(
+    run_cli: RunCli,
+    args: tuple[str, ...],
+    env: dict[str, str | None],
+    code: int,
+    error_code: str,
+) -> None:
+    result = send(run_cli, "--json", *args, env=env)
+
+    assert result.code == code, result
+    body = result.json()
+    assert body["ok"] is False
+    assert body["error"]["code"] == error_code

@@ -144,7 +144,7 @@ def check(
                     "api_base": settings.base_url if settings else None,
                     "api_version": settings.api_version if settings else None,
                     "status": getattr(exc, "status", None),
-                    "error": {"code": type(exc).__name__, "message": exc.message},
+                    "error": {"code": exc.code, "message": exc.message},
                 }
             )
 

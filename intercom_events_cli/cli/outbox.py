@@ -22,7 +22,7 @@ import typer
 from ..config import Settings, load_environment
 from ..errors import ExitCode, IeventsError, UsageError
 from ..event import Event, format_utc
-from ..outcome import Outcome
+from ..outcome import Outcome, OutcomeKind
 from ..output import Output
 from . import app
 from .common import (
@@ -164,7 +164,7 @@ def _json_error(ui: Output, extra: Mapping[str, Any] | None = None) -> Any:
                 {
                     "ok": False,
                     **(extra or {}),
-                    "error": {"code": type(exc).__name__, "message": exc.message},
+                    "error": {"code": exc.code, "message": exc.message},
                 }
             )
 
@@ -381,7 +381,8 @@ def report_flush(
     failure = report.last_failure
     if report.auth_failed and failure is not None:
         ui.error(
-            f"the token was rejected ({status_text(failure.status)}); flush stopped and "
+            f"{'the token was rejected' if failure.kind is OutcomeKind.AUTH else 'redirected'}"
+            f" ({status_text(failure.status)}); flush stopped and "
             f"every event stays pending ({pending} now)",
             failure_hint(failure, settings),
         )

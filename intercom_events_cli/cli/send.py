@@ -98,6 +98,11 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
             "'write events' permission; EU and AU workspaces need --region eu or --region au "
             f"(this request went to {settings.base_url})"
         )
+    if outcome.kind is OutcomeKind.CONFIG:
+        return (
+            f"{settings.base_url} answered with a redirect, which ievents never follows (it "
+            "would carry the token elsewhere); check --base-url / INTERCOM_BASE_URL"
+        )
     if outcome.kind is OutcomeKind.NO_CONTACT:
         return (
             f"no contact with {event.contact} in this workspace; events do not create "
@@ -116,6 +121,11 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
         if outcome.status == 429
         else "Intercom or the network is unavailable"
     )
+    if outcome.retry_after_s and retries < settings.retries:
+        return (
+            f"{cause} and Intercom asked to wait {outcome.retry_after_s:.0f} s, longer than "
+            f"ievents waits within one run: try again {when} (or use --queue-on-failure)"
+        )
     return (
         f"gave up after {outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''} "
         f"({retries} retr{'ies' if retries != 1 else 'y'}); {cause}: try again {when}"
@@ -262,7 +272,7 @@ def send(
                     "attempts": 0,
                     "request_id": None,
                     "event": event.payload() if event is not None else None,
-                    "error": {"code": type(exc).__name__, "message": exc.message},
+                    "error": {"code": exc.code, "message": exc.message},
                 }
             )
 
