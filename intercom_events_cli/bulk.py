@@ -254,7 +254,18 @@ class BatchRun:
         results = self.store.add_many(
             events, source=self.run_id, source_lines=lines, resend=self.resend
         )
-        added = sum(1 for result in results if result.added)
+        # Only what is delivered or pending is skipped. A dead letter (a contact that did
+        # not exist yet, say) is sent again: replaying its rejects file after the fix must
+        # not be a silent no-op. Its row is reused and now points at this run's line.
+        dead = [index for index, result in enumerate(results) if result.state is State.DEAD]
+        if dead:
+            self.store.add_many(
+                [events[index] for index in dead],
+                source=self.run_id,
+                source_lines=[lines[index] for index in dead],
+                resend=True,
+            )
+        added = sum(1 for result in results if result.added) + len(dead)
         self.report.queued += added
         self.report.skipped += len(results) - added
 
