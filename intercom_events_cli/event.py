@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 from .errors import ValidationError
@@ -445,16 +446,20 @@ class Event:
             body["metadata"] = dict(self.metadata)
         return body
 
+    @cached_property
+    def _canonical(self) -> bytes:
+        # Sorted keys and no spaces: one serialisation serves as the body and the key.
+        return json.dumps(
+            self.payload(), ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        ).encode()
+
     def body(self) -> bytes:
-        """The request body; identical on every attempt, which makes retries safe."""
-        return json.dumps(self.payload(), ensure_ascii=False, separators=(",", ":")).encode()
+        """The request body (canonical JSON): identical on every attempt, so retries are safe."""
+        return self._canonical
 
     def dedup_key(self) -> str:
-        """SHA-256 of the canonical payload: the same event always has the same key."""
-        canonical = json.dumps(
-            self.payload(), ensure_ascii=False, sort_keys=True, separators=(",", ":")
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """SHA-256 of the canonical body: the same event always has the same key."""
+        return hashlib.sha256(self._canonical).hexdigest()
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Event:

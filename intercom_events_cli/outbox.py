@@ -42,6 +42,8 @@ DEFAULT_LEASE_S = 120.0
 BACKOFF_BASE_S = 30.0
 BACKOFF_CAP_S = 3600.0
 SQLITE_HEADER = b"SQLite format 3\x00"
+# Keys looked up per query (SQLite allows at least 999 parameters).
+_KEYS_PER_QUERY = 500
 
 _SCHEMA = """
 CREATE TABLE events (
@@ -533,16 +535,28 @@ class Outbox:
         stamp = time.time() if now is None else now
         due = stamp if next_attempt_at is None else next_attempt_at
         results: list[AddResult] = []
+        events = list(events)
+        keys = [event.dedup_key() for event in events]
         with self._write() as db:
-            for index, event in enumerate(events):
-                key = event.dedup_key()
+            # Look first, a chunk at a time: a refused INSERT would still use up an id
+            # (AUTOINCREMENT), and one query per chunk is much cheaper than one per event.
+            known: dict[str, OutboxRow] = {}
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                part = keys[start : start + _KEYS_PER_QUERY]
+                marks = ",".join("?" * len(part))
+                for values in db.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE dedup_key IN ({marks})", part
+                ):
+                    found = OutboxRow.from_db(values)
+                    known[found.dedup_key] = found
+            inserted: dict[str, int] = {}
+            for index, (event, key) in enumerate(zip(events, keys, strict=True)):
                 line = source_lines[index] if source_lines is not None else None
-                # Look first: a refused INSERT would still use up an id (AUTOINCREMENT).
-                existing = db.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE dedup_key = ?", (key,)
-                ).fetchone()
-                if existing is not None:
-                    row = OutboxRow.from_db(existing)
+                if key in inserted:  # the same event twice in one call
+                    results.append(AddResult(inserted[key], State.PENDING, False))
+                    continue
+                row = known.get(key)
+                if row is not None:
                     if resend and row.state in (State.DELIVERED, State.DEAD):
                         db.execute(
                             "UPDATE events SET state = 'pending', attempts = 0, "
@@ -552,6 +566,7 @@ class Outbox:
                             (stamp, due, source, line, row.id),
                         )
                         results.append(AddResult(row.id, State.PENDING, True))
+                        inserted[key] = row.id
                         continue
                     results.append(AddResult(row.id, row.state, False, row))
                     continue
@@ -577,6 +592,7 @@ class Outbox:
                     ),
                 )
                 assert cursor.lastrowid is not None
+                inserted[key] = cursor.lastrowid
                 results.append(AddResult(cursor.lastrowid, State.PENDING, True))
         return results
 

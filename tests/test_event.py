@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -444,15 +445,17 @@ def test_payload_is_the_api_body() -> None:
     }
 
 
-def test_body_is_compact_utf8_json_of_the_payload() -> None:
-    event = make_event(metadata={"city": "Zürich"})
+def test_body_is_compact_sorted_utf8_json_of_the_payload() -> None:
+    # Canonical form (sorted keys): the body and the de-duplication key share it.
+    event = make_event(metadata={"zone": "b", "city": "Zürich"})
     assert (
         event.body()
         == (
-            '{"event_name":"invited-friend","created_at":1704067200,"user_id":"314159",'
-            '"metadata":{"city":"Zürich"}}'
+            '{"created_at":1704067200,"event_name":"invited-friend",'
+            '"metadata":{"city":"Zürich","zone":"b"},"user_id":"314159"}'
         ).encode()
     )
+    assert event.dedup_key() == hashlib.sha256(event.body()).hexdigest()
     assert json.loads(event.body()) == event.payload()
 
 

@@ -395,3 +395,13 @@ def test_resend_makes_a_delivered_event_pending_again(tmp_path: Path) -> None:
         assert (resent.added, resent.state, resent.id) == (True, State.PENDING, first.id)
         (pending,) = store.add_many([event], resend=True)
         assert (pending.added, pending.state) == (False, State.PENDING)
+
+
+def test_the_same_event_twice_in_one_call_is_stored_once(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path / "o.sqlite3") as store:
+        one = Event.create("a", user_id="1", created_at=5)
+        other = Event.create("a", user_id="2", created_at=5)
+        results = store.add_many([one, other, one])
+        assert [r.added for r in results] == [True, True, False]
+        assert results[2].id == results[0].id
+        assert len(store.rows([State.PENDING])) == 2
