@@ -207,6 +207,9 @@ class Deliverer:
         last_renewal = time.monotonic()
         claimed_last = True
         last_claim = 0.0
+        # Once the producer is done, one more claim: it may have stored rows after the
+        # last claim and ended before keep_going was asked.
+        last_look = self.keep_going is not None
         while True:
             if self.stop.is_set():
                 self.report.stopped = STOP_INTERRUPTED
@@ -236,6 +239,10 @@ class Deliverer:
             if not self._outstanding:
                 if self.keep_going is not None and self.keep_going():
                     self.stop.wait(self.poll_interval_s)
+                    continue
+                if last_look:
+                    last_look = False
+                    claimed_last = True  # claim now, not after a poll interval
                     continue
                 return
             self._collect(0.0 if rows and room > len(rows) else self.poll_interval_s)
