@@ -140,25 +140,30 @@ class BatchRun:
         self.report = BatchReport()
         self.live_delivered = 0  # deliveries so far, for progress displays
         self._reader_error: BaseException | None = None
+        # The reader thread and the tender share the chunk being filled.
+        self._lock = threading.Lock()
+        self._closed = False  # reading ended by a stop: records read later are not taken
+        self._chunk: list[Event] = []
+        self._lines: list[int] = []
+        self._chunk_started = time.monotonic()
 
     # -- the run --------------------------------------------------------------------------
 
     def run(self) -> BatchReport:
         """Read, store and deliver; raise the reader's error (e.g. a bad CSV header)."""
         started = time.monotonic()
-        # The first record is read here so that an input problem (a CSV header naming an
-        # unknown column, a file that is not gzip after all) fails before anything is sent.
+        # Called here, not in the reader thread: a CSV header naming an unknown column
+        # fails before anything is stored or sent.
         records = self.source.records(clock=self.clock)
-        first = next(records, None)
-        stream = _chain(first, records) if first is not None else iter(())
+        reader = threading.Thread(
+            target=self._read_guarded, args=(records,), name="ievents-batch-reader", daemon=True
+        )
         try:
             if self.mode == MODE_DELIVER:
-                self._read_and_deliver(stream)
+                self._read_and_deliver(reader)
             else:
-                try:
-                    self._read(stream)
-                except InputError as exc:
-                    self.report.input_error = exc.message
+                reader.start()
+                self._tend(reader)
         finally:
             self.report.elapsed_s = time.monotonic() - started
             if self.store is not None and self.mode != MODE_DRY_RUN:
@@ -167,12 +172,12 @@ class BatchRun:
             raise self._reader_error
         return self.report
 
-    def _read_and_deliver(self, stream: Iterator[Record]) -> None:
+    def _read_and_deliver(self, reader: threading.Thread) -> None:
         from .delivery import Deliverer
 
         assert self.store is not None and self.settings is not None
-        reader = threading.Thread(
-            target=self._read_guarded, args=(stream,), name="ievents-batch-reader", daemon=True
+        tender = threading.Thread(
+            target=self._tend_guarded, args=(reader,), name="ievents-batch-tender", daemon=True
         )
         deliverer = Deliverer(
             self.store,
@@ -182,29 +187,62 @@ class BatchRun:
             on_result=self._delivered,
             on_attempt=self.on_attempt,
             stop=self.stop,
-            keep_going=reader.is_alive,
+            keep_going=tender.is_alive,
             pacer=self.pacer,
         )
         reader.start()
+        tender.start()
         try:
             flush = deliverer.run()
         finally:
             # The engine may stop early (token rejected, Intercom unavailable, --max-time):
             # the reader still stores the rest, so that nothing read is lost.
-            while reader.is_alive():
-                reader.join(0.1)
+            while tender.is_alive():
+                tender.join(0.1)
         self.report.flush = flush
         self.report.delivered = flush.delivered
         self.report.dead = flush.dead
         if flush.stopped == "interrupted" or (self.stop.is_set() and self._reader_error is None):
             self.report.interrupted = True
 
+    def _tend(self, reader: threading.Thread) -> None:
+        """Until the reader is done: store what it read when the input goes quiet; on a
+        stop, store what was read and end reading, without waiting for more input.
+
+        The reader alone would store a partial chunk only when the next record arrives,
+        which on a slow stream (``tail -f | ievents batch -``) may be never, and a stop
+        would wait for input that does not come.
+        """
+        while reader.is_alive():
+            reader.join(CHUNK_SECONDS)
+            if self.stop.is_set():
+                with self._lock:
+                    self._closed = True
+                    if not self.report.reading_done:
+                        self.report.interrupted = True
+                    self._store_chunk()
+                # A file reader finishes its record at once; one waiting on a pipe is left.
+                reader.join(CHUNK_SECONDS)
+                return
+            with self._lock:
+                if self._chunk and time.monotonic() - self._chunk_started >= CHUNK_SECONDS:
+                    self._store_chunk()
+
+    def _tend_guarded(self, reader: threading.Thread) -> None:
+        try:
+            self._tend(reader)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            self._reader_error = exc
+            self.stop.set()
+
     def _read_guarded(self, stream: Iterator[Record]) -> None:
         try:
             self._read(stream)
         except InputError as exc:
             # What was read before the input broke off is stored and still delivered.
-            self.report.input_error = exc.message
+            with self._lock:
+                self.report.input_error = exc.message
+                self._store_chunk()
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             self._reader_error = exc
             self.stop.set()
@@ -212,42 +250,45 @@ class BatchRun:
     def _read(self, stream: Iterator[Record]) -> None:
         """Validate every record; store the valid ones in chunks (not in a dry run)."""
         report = self.report
-        chunk: list[Event] = []
-        lines: list[int] = []
-        chunk_started = time.monotonic()
         for record in stream:
-            if self.stop.is_set():
-                report.interrupted = True
-                break
-            report.read += 1
-            event = record.event
-            if event is None:
-                report.invalid += 1
-                if self.rejects is not None:
-                    self.rejects.write_record(record)
-                if self.on_invalid is not None:
-                    self.on_invalid(record)
-                continue
-            report.valid += 1
-            if isinstance(record.original, dict) and record.original.get("created_at") in (
-                None,
-                "",
-            ):
-                report.without_created_at += 1
-            if self.mode == MODE_DRY_RUN:
-                continue
-            chunk.append(event)
-            lines.append(record.line)
-            if len(chunk) >= CHUNK_RECORDS or time.monotonic() - chunk_started >= CHUNK_SECONDS:
-                self._store(chunk, lines)
-                chunk, lines = [], []
-                chunk_started = time.monotonic()
-        else:
-            report.reading_done = True
-        if chunk:
-            # Stored even after a stop: these records were read, and losing them is worse
-            # than a short delay in exiting.
-            self._store(chunk, lines)
+            with self._lock:
+                if self._closed:
+                    return  # stopped: what was read before is stored
+                report.read += 1
+                event = record.event
+                if event is None:
+                    report.invalid += 1
+                    if self.rejects is not None:
+                        self.rejects.write_record(record)
+                    if self.on_invalid is not None:
+                        self.on_invalid(record)
+                    continue
+                report.valid += 1
+                if isinstance(record.original, dict) and record.original.get("created_at") in (
+                    None,
+                    "",
+                ):
+                    report.without_created_at += 1
+                if self.mode == MODE_DRY_RUN:
+                    continue
+                self._chunk.append(event)
+                self._lines.append(record.line)
+                if (
+                    len(self._chunk) >= CHUNK_RECORDS
+                    or time.monotonic() - self._chunk_started >= CHUNK_SECONDS
+                ):
+                    self._store_chunk()
+        with self._lock:
+            if not self._closed:
+                report.reading_done = True
+                self._store_chunk()
+
+    def _store_chunk(self) -> None:
+        """Store the records read since the last chunk (call with ``_lock`` held)."""
+        if self._chunk:
+            self._store(self._chunk, self._lines)
+        self._chunk, self._lines = [], []
+        self._chunk_started = time.monotonic()
 
     def _store(self, events: list[Event], lines: list[int]) -> None:
         assert self.store is not None
@@ -297,8 +338,3 @@ class BatchRun:
         except IeventsError:
             return 0
         return counts.get(State.PENDING, 0) + counts.get(State.IN_FLIGHT, 0)
-
-
-def _chain(first: Record, rest: Iterator[Record]) -> Iterator[Record]:
-    yield first
-    yield from rest
