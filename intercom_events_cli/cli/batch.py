@@ -37,7 +37,7 @@ from .outbox import open_outbox, outbox_path, plural, stop_on_signals
 if TYPE_CHECKING:
     from ..bulk import BatchReport, BatchRun
     from ..delivery import Delivery
-    from ..readers import Record
+    from ..readers import InputSource, Record
 
 INPUT = "Input"
 DELIVERY = "Delivery"
@@ -138,6 +138,14 @@ def progress_reporting(ui: Output, run: BatchRun, display: BatchDisplay) -> Iter
                 progress.update(task, completed=position or 0, stats=stats)
 
         with progress:
+            from rich.file_proxy import FileProxy
+
+            # Messages written while the bar shows (bad records, dead letters) go above it
+            # through rich; written straight to the terminal, the next refresh would draw
+            # the bar over them.
+            terminal_stderr = ui.stderr
+            proxy = FileProxy(progress.console, terminal_stderr)
+            ui.stderr = proxy
             ticker = threading.Thread(target=refresh, daemon=True)
             ticker.start()
             try:
@@ -145,6 +153,8 @@ def progress_reporting(ui: Output, run: BatchRun, display: BatchDisplay) -> Iter
             finally:
                 done.set()
                 ticker.join()
+                proxy.flush()
+                ui.stderr = terminal_stderr
         return
     if ui.verbose:
 
@@ -405,6 +415,22 @@ def batch(
             raise typer.Exit(int(report.exit_code))
 
 
+def open_batch_input(file: str, input_format: str | None) -> InputSource:
+    """The input: a file, or for ``-`` a reader of its own on standard input.
+
+    The batch reads in a thread that a stop may leave waiting on an idle pipe. Were that
+    sys.stdin's own buffer, the interpreter would abort at exit (it flushes sys.stdin, whose
+    lock the waiting thread holds); a second reader on descriptor 0 avoids that.
+    """
+    from ..readers import InputSource, detect_format, open_input
+
+    if file != "-":
+        return open_input(file, input_format)
+    chosen = detect_format(file, input_format)
+    stream = open(sys.stdin.fileno(), "rb", closefd=False)  # never closed: see above
+    return InputSource("<stdin>", chosen, stream, owned=False)
+
+
 def run_batch(
     ui: Output,
     *,
@@ -422,14 +448,14 @@ def run_batch(
 ) -> BatchReport:
     """Open everything, run the batch with progress and signals, print the summary."""
     from ..bulk import BatchRun
-    from ..readers import RejectsWriter, open_input
+    from ..readers import RejectsWriter
 
     env = load_environment(env_file)
     settings = None
     if mode == "deliver":
         # Configuration is checked before anything is read or stored.
         settings = Settings.load(env=env, **settings_options)
-    with open_input(file, input_format) as source:
+    with open_batch_input(file, input_format) as source:
         writer = RejectsWriter(rejects, input_path=file) if rejects else None
         try:
             display = BatchDisplay(ui, rejects)
