@@ -681,3 +681,10 @@ def test_the_summary_json_is_one_object_even_with_problems(
     assert result.code == 65
     [summary] = result.json_lines()
     assert summary["invalid"] == 1 and summary["ok"] is False and summary["exit_code"] == 65
+
+
+def test_help_shows_examples_and_what_verbose_does(run_cli: RunCli) -> None:
+    result = run_cli("batch", "--help", env={"COLUMNS": "100"})
+    assert result.code == 0
+    assert "ievents batch events.ndjson.gz --rejects rejects.ndjson" in result.stdout
+    assert "progress line every 10 s" in result.stdout

@@ -16,6 +16,7 @@ from ..errors import ExitCode, IeventsError, UsageError
 from ..output import Output
 from . import app
 from .common import (
+    OUTPUT,
     ApiVersionOpt,
     BaseUrlOpt,
     DebugOpt,
@@ -28,7 +29,6 @@ from .common import (
     RetriesOpt,
     TimeoutOpt,
     TokenFileOpt,
-    VerboseOpt,
     reporting,
     status_text,
 )
@@ -354,7 +354,15 @@ def batch(
     retries: RetriesOpt = 4,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="A progress line every 10 s on stderr (for cron logs).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
