@@ -264,10 +264,7 @@ class BatchRun:
                         self.on_invalid(record)
                     continue
                 report.valid += 1
-                if isinstance(record.original, dict) and record.original.get("created_at") in (
-                    None,
-                    "",
-                ):
+                if _stamped_now(record):
                     report.without_created_at += 1
                 if self.mode == MODE_DRY_RUN:
                     continue
@@ -338,3 +335,11 @@ class BatchRun:
         except IeventsError:
             return 0
         return counts.get(State.PENDING, 0) + counts.get(State.IN_FLIGHT, 0)
+
+
+def _stamped_now(record: Record) -> bool:
+    """Whether the record's time is the moment it was read (none given, or "now")."""
+    if not isinstance(record.original, dict):
+        return False
+    given = record.original.get("created_at")
+    return given is None or (isinstance(given, str) and given.strip().lower() in ("", "now"))

@@ -542,12 +542,18 @@ def test_running_a_delivered_file_again_sends_nothing_and_resend_sends_again(
 def test_records_without_created_at_are_stamped_and_the_summary_says_so(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    source = write(tmp_path / "in.ndjson", ndjson([{"event_name": "x", "user_id": "u1"}]))
+    records = [
+        {"event_name": "x", "user_id": "u1"},
+        {"event_name": "x", "user_id": "u2", "created_at": "now"},
+        event(3),
+    ]
+    source = write(tmp_path / "in.ndjson", ndjson(records))
     result = run_cli("batch", str(source))
     assert result.code == 0, result
-    [body] = fake.events_posted()
-    assert isinstance(body["created_at"], int) and body["created_at"] > BASE_TIME
-    assert "no created_at" in result.stderr
+    stamped = [body for body in fake.events_posted() if body["event_name"] == "x"]
+    assert len(stamped) == 2
+    assert all(isinstance(b["created_at"], int) and b["created_at"] > BASE_TIME for b in stamped)
+    assert "2 records had no created_at" in result.stderr
 
 
 # -- modes ----------------------------------------------------------------------------------
