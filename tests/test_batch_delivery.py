@@ -144,6 +144,25 @@ def test_max_rate_caps_the_pace(run_cli: RunCli, fake: FakeIntercom, tmp_path: P
     assert times[-1] - times[0] >= 11 * 0.05 * 0.9
 
 
+def test_max_time_stores_everything_and_leaves_the_rest_for_flush(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    records = [event(n) for n in range(100)]
+    source = write(tmp_path / "in.ndjson", ndjson(records))
+    fake.latency = 0.05
+
+    result = run_cli("batch", str(source), "--max-time", "0.3", "-c", "2", "--json")
+
+    assert result.code == 75, result
+    summary = result.json()
+    assert summary["queued"] == 100 and summary["pending"] > 0
+    assert summary["delivered"] + summary["pending"] == 100
+    assert "--max-time" in result.stderr and "ievents flush" in result.stderr
+    fake.latency = 0.0
+    assert run_cli("flush").code == 0
+    assert accepted(fake) == Counter(key(r) for r in records)
+
+
 # -- pipes ----------------------------------------------------------------------------------
 
 
