@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .client import AttemptLog, EventsClient, Pacer
 
 DEFAULT_CONCURRENCY = 16
+MAX_DEAD_LETTERS_KEPT = 1000
 POLL_INTERVAL_S = 0.2
 
 # Why a run stopped before the outbox ran dry.
@@ -73,6 +74,8 @@ class FlushReport:
     internal_errors: list[str] = field(default_factory=list)
     codes: set[ExitCode] = field(default_factory=set)
     last_failure: Outcome | None = None
+    # The first MAX_DEAD_LETTERS_KEPT of them (``dead`` counts all): a run that rejects
+    # millions must not hold them all in memory; the outbox keeps every one.
     dead_letters: list[Delivery] = field(default_factory=list)
     next_attempt_at: float | None = None
     elapsed_s: float = 0.0
@@ -416,7 +419,8 @@ class Deliverer:
         report.dead += 1
         self._temporary_streak = 0
         delivery = Delivery(row, State.DEAD, outcome)
-        report.dead_letters.append(delivery)
+        if len(report.dead_letters) < MAX_DEAD_LETTERS_KEPT:
+            report.dead_letters.append(delivery)
         return _row_result(row, State.DEAD, outcome), delivery
 
 

@@ -694,3 +694,26 @@ def test_help_shows_examples_and_what_verbose_does(run_cli: RunCli) -> None:
     assert result.code == 0
     assert "ievents batch events.ndjson.gz --rejects rejects.ndjson" in result.stdout
     assert "progress line every 10 s" in result.stdout
+
+
+def test_a_rejected_token_is_said_at_once_and_the_rest_is_still_stored(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    """401 stops delivery; the message comes at once, and every record is kept pending."""
+    fake.expected_token = "another-token-entirely"
+    path = tmp_path / "events.ndjson"
+    path.write_text(
+        "".join(
+            json.dumps({"event_name": "e", "user_id": str(n), "created_at": 1_700_000_000 + n})
+            + "\n"
+            for n in range(50)
+        )
+    )
+
+    result = run_cli("batch", str(path), "--concurrency", "2", "--json")
+
+    assert result.code == 77, result
+    assert "delivery stopped: 401 Unauthorized (the token was rejected)" in result.stderr
+    assert result.stderr.count("delivery stopped") == 1
+    summary = result.json()
+    assert summary["queued"] == 50 and summary["delivered"] == 0 and summary["pending"] == 50

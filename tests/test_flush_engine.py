@@ -161,3 +161,19 @@ print("httpx" in sys.modules)
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "False"
+
+
+def test_dead_letters_kept_in_the_report_are_capped_but_all_are_counted(
+    store: Outbox, settings: Settings, fake: FakeIntercom, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import intercom_events_cli.delivery as delivery
+
+    monkeypatch.setattr(delivery, "MAX_DEAD_LETTERS_KEPT", 3)
+    fake.unknown_contacts = {f"u{n}" for n in range(8)}
+    store.add_many([event(n) for n in range(8)])
+
+    report = deliver_pending(store, settings, concurrency=2)
+
+    assert report.dead == 8
+    assert len(report.dead_letters) == 3
+    assert len(store.rows([State.DEAD])) == 8  # the outbox keeps every one

@@ -55,6 +55,7 @@ class BatchDisplay:
         self.problems = 0
         self.dead_shown = 0
         self.failed = 0
+        self.delivery_stopped = False
         self._lock = threading.Lock()
 
     def invalid(self, record: Record) -> None:
@@ -68,15 +69,34 @@ class BatchDisplay:
     def result(self, delivery: Delivery) -> None:
         """A delivery result: dead letters are shown (the first ten)."""
         from ..outbox import State
+        from ..outcome import OutcomeKind
 
-        if delivery.state is not State.DEAD or delivery.outcome is None:
+        outcome = delivery.outcome
+        if outcome is not None and outcome.kind in (OutcomeKind.AUTH, OutcomeKind.CONFIG):
+            with self._lock:
+                if not self.delivery_stopped:
+                    # Said now, not only in the summary: on a long pipe the run goes on
+                    # storing the rest of the input until it ends (or Ctrl-C).
+                    self.delivery_stopped = True
+                    cause = (
+                        "the token was rejected"
+                        if outcome.kind is OutcomeKind.AUTH
+                        else "the base URL redirects"
+                    )
+                    self.ui.error(
+                        f"delivery stopped: {status_text(outcome.status)} ({cause}); "
+                        "the rest of the input is still stored in the outbox for ievents flush "
+                        "(Ctrl-C stops reading; nothing read is lost)"
+                    )
+            return
+        if delivery.state is not State.DEAD or outcome is None:
             return
         with self._lock:
             self.failed += 1
             if self.dead_shown >= MAX_PROBLEM_LINES:
                 return
             self.dead_shown += 1
-            row, outcome = delivery.row, delivery.outcome
+            row = delivery.row
             where = f"line {row.source_line}" if row.source_line else f"outbox id {row.id}"
             detail = ": ".join(p for p in (outcome.error_code, outcome.error_message) if p)
             self.ui.error(

@@ -320,6 +320,7 @@ def flush_json(report: FlushReport, path: Path, remaining: OutboxSummary | None)
         "next_attempt_at": when(report.next_attempt_at),
         "elapsed_s": round(report.elapsed_s, 3),
         "remaining": {state.value: counts.get(state, 0) for state in State},
+        # At most the first 1,000 (``dead`` counts all; outbox list --dead shows every one).
         "dead_letters": [
             {
                 "id": d.row.id,
