@@ -33,10 +33,15 @@ if TYPE_CHECKING:
     from .client import AttemptLog, Pacer
     from .delivery import Delivery, FlushReport
 
-# Records per outbox transaction, and the longest a chunk waits to be written: the first
-# events are on their way within a fraction of a second, and a big file costs few commits.
-CHUNK_RECORDS = 2000
-CHUNK_SECONDS = 0.1
+# Records per outbox transaction: each commit waits for the disk (fsync), so a big file
+# must cost few of them. The first chunk is written within FIRST_CHUNK_S, so the first
+# events are on their way at once; later ones when full, when the input has been quiet
+# for QUIET_S (a slow pipe), or when CHUNK_MAX_AGE_S old.
+CHUNK_RECORDS = 10_000
+FIRST_CHUNK_S = 0.1
+QUIET_S = 0.1
+CHUNK_MAX_AGE_S = 1.0
+CHUNK_SECONDS = QUIET_S  # how often the tending thread looks
 # Intercom allows 10,000 requests a minute per app (≈167/s). In flight = rate × round
 # trip (Little's law): 167/s × 50–200 ms ≈ 8–34, so 32 reaches the limit over a real
 # network; the pacer keeps it from bursting into 429s.
@@ -146,6 +151,8 @@ class BatchRun:
         self._chunk: list[Event] = []
         self._lines: list[int] = []
         self._chunk_started = time.monotonic()
+        self._last_record_at = self._chunk_started
+        self._stored_any = False
 
     # -- the run --------------------------------------------------------------------------
 
@@ -225,7 +232,11 @@ class BatchRun:
                 reader.join(CHUNK_SECONDS)
                 return
             with self._lock:
-                if self._chunk and time.monotonic() - self._chunk_started >= CHUNK_SECONDS:
+                now = time.monotonic()
+                if self._chunk and (
+                    now - self._last_record_at >= QUIET_S
+                    or now - self._chunk_started >= CHUNK_MAX_AGE_S
+                ):
                     self._store_chunk()
 
     def _tend_guarded(self, reader: threading.Thread) -> None:
@@ -270,9 +281,9 @@ class BatchRun:
                     continue
                 self._chunk.append(event)
                 self._lines.append(record.line)
-                if (
-                    len(self._chunk) >= CHUNK_RECORDS
-                    or time.monotonic() - self._chunk_started >= CHUNK_SECONDS
+                self._last_record_at = now = time.monotonic()
+                if len(self._chunk) >= CHUNK_RECORDS or (
+                    not self._stored_any and now - self._chunk_started >= FIRST_CHUNK_S
                 ):
                     self._store_chunk()
         with self._lock:
@@ -284,28 +295,21 @@ class BatchRun:
         """Store the records read since the last chunk (call with ``_lock`` held)."""
         if self._chunk:
             self._store(self._chunk, self._lines)
+            self._stored_any = True
         self._chunk, self._lines = [], []
         self._chunk_started = time.monotonic()
 
     def _store(self, events: list[Event], lines: list[int]) -> None:
         assert self.store is not None
-        results = self.store.add_many(
-            events, source=self.run_id, source_lines=lines, resend=self.resend
-        )
         # Only what is delivered or pending is skipped. A dead letter (a contact that did
         # not exist yet, say) is sent again: replaying its rejects file after the fix must
         # not be a silent no-op. Its row is reused and now points at this run's line.
-        dead = [index for index, result in enumerate(results) if result.state is State.DEAD]
-        if dead:
-            self.store.add_many(
-                [events[index] for index in dead],
-                source=self.run_id,
-                source_lines=[lines[index] for index in dead],
-                resend=True,
-            )
-        added = sum(1 for result in results if result.added) + len(dead)
-        self.report.queued += added
-        self.report.skipped += len(results) - added
+        requeue = (State.DEAD, State.DELIVERED) if self.resend else (State.DEAD,)
+        stored, skipped = self.store.queue_many(
+            events, source=self.run_id, source_lines=lines, requeue=requeue
+        )
+        self.report.queued += stored
+        self.report.skipped += skipped
 
     def _delivered(self, delivery: Delivery) -> None:
         row = delivery.row

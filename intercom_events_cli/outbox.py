@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -538,17 +538,7 @@ class Outbox:
         events = list(events)
         keys = [event.dedup_key() for event in events]
         with self._write() as db:
-            # Look first, a chunk at a time: a refused INSERT would still use up an id
-            # (AUTOINCREMENT), and one query per chunk is much cheaper than one per event.
-            known: dict[str, OutboxRow] = {}
-            for start in range(0, len(keys), _KEYS_PER_QUERY):
-                part = keys[start : start + _KEYS_PER_QUERY]
-                marks = ",".join("?" * len(part))
-                for values in db.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE dedup_key IN ({marks})", part
-                ):
-                    found = OutboxRow.from_db(values)
-                    known[found.dedup_key] = found
+            known = _known_rows(db, keys)
             inserted: dict[str, int] = {}
             for index, (event, key) in enumerate(zip(events, keys, strict=True)):
                 line = source_lines[index] if source_lines is not None else None
@@ -558,23 +548,14 @@ class Outbox:
                 row = known.get(key)
                 if row is not None:
                     if resend and row.state in (State.DELIVERED, State.DEAD):
-                        db.execute(
-                            "UPDATE events SET state = 'pending', attempts = 0, "
-                            "last_status = NULL, last_error_code = NULL, "
-                            "last_error_message = NULL, request_id = NULL, updated = ?, "
-                            "next_attempt_at = ?, source = ?, source_line = ? WHERE id = ?",
-                            (stamp, due, source, line, row.id),
-                        )
+                        db.execute(_REQUEUE, (stamp, due, source, line, row.id))
                         results.append(AddResult(row.id, State.PENDING, True))
                         inserted[key] = row.id
                         continue
                     results.append(AddResult(row.id, row.state, False, row))
                     continue
                 cursor = db.execute(
-                    "INSERT INTO events (dedup_key, payload, event_name, state, attempts, "
-                    "last_status, last_error_code, last_error_message, request_id, created, "
-                    "updated, next_attempt_at, source, source_line) "
-                    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _INSERT,
                     (
                         key,
                         event.body().decode(),
@@ -595,6 +576,46 @@ class Outbox:
                 inserted[key] = cursor.lastrowid
                 results.append(AddResult(cursor.lastrowid, State.PENDING, True))
         return results
+
+    def queue_many(
+        self,
+        events: Sequence[Event],
+        *,
+        source: str | None = None,
+        source_lines: Sequence[int] | None = None,
+        requeue: Collection[State] = (),
+        now: float | None = None,
+    ) -> tuple[int, int]:
+        """Bulk capture in one transaction: returns (stored, skipped), no row ids.
+
+        Like :meth:`add_many` for pending events, but with one ``executemany`` for the
+        new rows, which is what makes a big batch fast. An event already here is skipped,
+        unless its state is in ``requeue``: then its row is made pending again.
+        """
+        stamp = time.time() if now is None else now
+        keys = [event.dedup_key() for event in events]
+        stored = 0
+        with self._write() as db:
+            known = _known_rows(db, keys)
+            seen: set[str] = set()
+            new_rows: list[tuple[Any, ...]] = []
+            for index, (event, key) in enumerate(zip(events, keys, strict=True)):
+                if key in seen:
+                    continue
+                seen.add(key)
+                line = source_lines[index] if source_lines is not None else None
+                row = known.get(key)
+                if row is None:
+                    new_rows.append(
+                        (key, event.body().decode(), event.event_name, 0, None, None, None, None)
+                        + (stamp, stamp, stamp, source, line)
+                    )
+                elif row.state in requeue:
+                    db.execute(_REQUEUE, (stamp, stamp, source, line, row.id))
+                    stored += 1
+            db.executemany(_INSERT, new_rows)
+            stored += len(new_rows)
+        return stored, len(events) - stored
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -871,6 +892,36 @@ class Outbox:
                 "DELETE FROM events WHERE state = ? AND updated <= ? AND id <= ?",
                 (state.value, cutoff, max_id),
             ).rowcount
+
+
+_INSERT = (
+    "INSERT INTO events (dedup_key, payload, event_name, state, attempts, last_status, "
+    "last_error_code, last_error_message, request_id, created, updated, next_attempt_at, "
+    "source, source_line) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_REQUEUE = (
+    "UPDATE events SET state = 'pending', attempts = 0, last_status = NULL, "
+    "last_error_code = NULL, last_error_message = NULL, request_id = NULL, updated = ?, "
+    "next_attempt_at = ?, source = ?, source_line = ? WHERE id = ?"
+)
+
+
+def _known_rows(db: sqlite3.Connection, keys: Sequence[str]) -> dict[str, OutboxRow]:
+    """The rows already stored for these keys, by key.
+
+    Looked up first, a chunk of keys per query: a refused INSERT would still use up an id
+    (AUTOINCREMENT), and one query per chunk is much cheaper than one per event.
+    """
+    known: dict[str, OutboxRow] = {}
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        part = keys[start : start + _KEYS_PER_QUERY]
+        marks = ",".join("?" * len(part))
+        for values in db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE dedup_key IN ({marks})", part
+        ):
+            found = OutboxRow.from_db(values)
+            known[found.dedup_key] = found
+    return known
 
 
 def _set_meta(db: sqlite3.Connection, values: Mapping[str, str]) -> None:

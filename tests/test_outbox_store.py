@@ -405,3 +405,38 @@ def test_the_same_event_twice_in_one_call_is_stored_once(tmp_path: Path) -> None
         assert [r.added for r in results] == [True, True, False]
         assert results[2].id == results[0].id
         assert len(store.rows([State.PENDING])) == 2
+
+
+def test_queue_many_counts_stored_and_skipped_and_requeues_only_what_it_is_told(
+    tmp_path: Path,
+) -> None:
+    with Outbox.open(tmp_path / "o.sqlite3") as store:
+        delivered, dead, fresh = (Event.create("a", user_id=str(n), created_at=5) for n in range(3))
+        ids = [r.id for r in store.add_many([delivered, dead])]
+        store.claim("owner", 10)
+        store.record(
+            "owner",
+            [
+                RowResult(ids[0], State.DELIVERED, status=202),
+                RowResult(ids[1], State.DEAD, status=404),
+            ],
+        )
+
+        # dead is requeued, delivered skipped, fresh stored; fresh twice counts once.
+        assert store.queue_many(
+            [delivered, dead, fresh, fresh],
+            source="run",
+            source_lines=[1, 2, 3, 4],
+            requeue=(State.DEAD,),
+        ) == (2, 2)
+        pending = {r.event_name + r.payload["user_id"]: r for r in store.rows([State.PENDING])}
+        assert set(pending) == {"a1", "a2"}
+        assert (pending["a1"].source, pending["a1"].source_line, pending["a1"].attempts) == (
+            "run",
+            2,
+            0,
+        )
+        assert pending["a2"].source_line == 3
+
+        # --resend: delivered ones too.
+        assert store.queue_many([delivered], requeue=(State.DEAD, State.DELIVERED)) == (1, 0)
