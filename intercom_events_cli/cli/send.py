@@ -154,7 +154,8 @@ def print_dry_run(ui: Output, event: Event, settings: Settings) -> None:
         return
     headers = {**settings.headers(redacted=True), "Content-Type": "application/json"}
     lines = [f"POST {url}", *(f"{k}: {v}" for k, v in headers.items()), ""]
-    lines.append(json.dumps(event.payload(), indent=2, ensure_ascii=False))
+    # The body as sent (canonical key order), indented for reading.
+    lines.append(json.dumps(event.payload(), indent=2, ensure_ascii=False, sort_keys=True))
     ui.result("\n".join(lines))
     if not settings.has_token:
         ui.info("note: no access token is configured yet; set INTERCOM_ACCESS_TOKEN to send")
