@@ -70,6 +70,20 @@ class Exchange:
         """The outcome class of the final answer."""
         return classify_status(self.status)
 
+    def outcome_for(self, event: Event) -> Outcome:
+        """This answer as the outcome of delivering ``event``."""
+        return Outcome(
+            event=event,
+            kind=self.kind,
+            status=self.status,
+            attempts=self.attempts,
+            elapsed_s=self.elapsed_s,
+            request_id=self.request_id,
+            error_code=self.error_code,
+            error_message=self.error_message,
+            retry_after_s=self.retry_after_s,
+        )
+
 
 def _error_details(response: httpx.Response) -> tuple[str | None, str | None, str | None, Any]:
     """(code, message, request_id, parsed body) from an Intercom answer."""
@@ -160,18 +174,7 @@ class EventsClient:
 
     def send(self, event: Event) -> Outcome:
         """POST the event, retrying temporary failures with the identical body."""
-        exchange = self.request("POST", EVENTS_PATH, content=event.body())
-        return Outcome(
-            event=event,
-            kind=exchange.kind,
-            status=exchange.status,
-            attempts=exchange.attempts,
-            elapsed_s=exchange.elapsed_s,
-            request_id=exchange.request_id,
-            error_code=exchange.error_code,
-            error_message=exchange.error_message,
-            retry_after_s=exchange.retry_after_s,
-        )
+        return self.request("POST", EVENTS_PATH, content=event.body()).outcome_for(event)
 
     def request(
         self,

@@ -330,17 +330,7 @@ class Deliverer:
         assert self._client is not None
         # The stored bytes, exactly: the body is identical on every try, ever.
         exchange = self._client.request("POST", EVENTS_PATH, content=row.payload_text.encode())
-        return Outcome(
-            event=row.event(),
-            kind=exchange.kind,
-            status=exchange.status,
-            attempts=exchange.attempts,
-            elapsed_s=exchange.elapsed_s,
-            request_id=exchange.request_id,
-            error_code=exchange.error_code,
-            error_message=exchange.error_message,
-            retry_after_s=exchange.retry_after_s,
-        )
+        return exchange.outcome_for(row.event())
 
     # -- results --------------------------------------------------------------------------
 
