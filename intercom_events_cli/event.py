@@ -172,7 +172,8 @@ def validate_metadata_key(key: object) -> str:
         raise ValidationError(f"metadata key {_describe(key)} is not a string", field="metadata")
     if key == "":
         raise ValidationError("metadata key is empty; use KEY=VALUE", field="metadata")
-    _refuse_surrogates(key, f"metadata key {_describe(key)}", "metadata")
+    if _SURROGATES.search(key):  # the message only when needed: this runs for every key
+        _refuse_surrogates(key, f"metadata key {_describe(key)}", "metadata")
     if not FORBIDDEN_KEY_CHARS.isdisjoint(key):
         bad = sorted({ch for ch in key if ch in FORBIDDEN_KEY_CHARS})
         shown = " ".join("NUL" if ch == "\x00" else ch for ch in bad)
@@ -242,7 +243,8 @@ def validate_metadata_value(key: str, value: object, clock: Clock = time.time) -
                 f"{MAX_STRING_LENGTH} (shorten it or send a rich link)",
                 field=f"metadata.{key}",
             )
-        _refuse_surrogates(value, f"metadata {key!r}", f"metadata.{key}")
+        if _SURROGATES.search(value):
+            _refuse_surrogates(value, f"metadata {key!r}", f"metadata.{key}")
         return value
     if isinstance(value, bool) or value is None:
         raise ValidationError(
