@@ -5,6 +5,10 @@ Colour only when the stream is a terminal, ``NO_COLOR`` is unset, ``TERM`` is no
 :func:`~intercom_events_cli.config.redact`, so a token can never reach the screen or a
 log, whatever text an error carried. rich is imported only by the commands that draw
 tables or progress bars (:meth:`Output.rich_console`).
+
+A reader that goes away (``ievents list | head``) is not an error: what is written after
+that is dropped, and the command ends with the exit code of what it did, so a delivered
+event never reports exit 1 (which a cron job would answer by sending it again).
 """
 
 from __future__ import annotations
@@ -28,6 +32,23 @@ def colour_allowed(stream: IO[str], no_color: bool = False) -> bool:
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+def _discard_further_writes(stream: IO[str]) -> None:
+    """Point a stream whose reader went away at /dev/null.
+
+    Its buffer still holds the unwritten text: without this, the interpreter's final flush
+    would fail again and print "Exception ignored ... BrokenPipeError" on the way out.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file (a test's StringIO): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def _escape_what_cannot_be_encoded(stream: IO[str]) -> None:
@@ -61,6 +82,25 @@ class Output:
         self.no_color = no_color
         self.colour_out = colour_allowed(self.stdout, no_color)
         self.colour_err = colour_allowed(self.stderr, no_color)
+        self.reader_gone = False
+
+    def _emit(self, stream: IO[str], text: str, *, flush: bool = True) -> None:
+        try:
+            stream.write(text)
+            if flush:
+                stream.flush()
+        except BrokenPipeError:
+            _discard_further_writes(stream)
+            if stream is self.stdout:
+                self.reader_gone = True
+
+    def raw(self, text: str, *, flush: bool = True) -> None:
+        """Text on stdout exactly as given (NDJSON export); ``reader_gone`` tells when to stop."""
+        self._emit(self.stdout, text, flush=flush)
+
+    def flush(self) -> None:
+        """Flush stdout (after :meth:`raw` with ``flush=False``)."""
+        self._emit(self.stdout, "")
 
     def _paint(self, text: str, style: str | None, enabled: bool) -> str:
         if not style or not enabled:
@@ -70,8 +110,7 @@ class Output:
     def result(self, text: str, style: str | None = None) -> None:
         """A human result line on stdout (suppressed by ``-q``)."""
         if not self.quiet:
-            self.stdout.write(self._paint(redact(text), style, self.colour_out) + "\n")
-            self.stdout.flush()
+            self._emit(self.stdout, self._paint(redact(text), style, self.colour_out) + "\n")
 
     def json(self, value: Any) -> None:
         """One JSON document on stdout, one line (written even with ``-q``)."""
@@ -80,34 +119,28 @@ class Output:
             text.encode(getattr(self.stdout, "encoding", None) or "utf-8")
         except UnicodeEncodeError:  # \u escapes keep it valid JSON; \x escapes would not
             text = json.dumps(value)
-        self.stdout.write(redact(text) + "\n")
-        self.stdout.flush()
+        self._emit(self.stdout, redact(text) + "\n")
 
     def info(self, text: str, style: str | None = None) -> None:
         """A message on stderr (suppressed by ``-q``)."""
         if not self.quiet:
-            self.stderr.write(self._paint(redact(text), style, self.colour_err) + "\n")
-            self.stderr.flush()
+            self._emit(self.stderr, self._paint(redact(text), style, self.colour_err) + "\n")
 
     def log(self, text: str) -> None:
         """A ``--verbose`` line on stderr."""
         if self.verbose:
-            self.stderr.write(self._paint(redact(text), "dim", self.colour_err) + "\n")
-            self.stderr.flush()
+            self._emit(self.stderr, self._paint(redact(text), "dim", self.colour_err) + "\n")
 
     def warn(self, text: str) -> None:
         """A warning on stderr (shown even with ``-q``: it needs attention)."""
         label = self._paint("warning:", "yellow", self.colour_err)
-        self.stderr.write(f"ievents: {label} {redact(text)}\n")
-        self.stderr.flush()
+        self._emit(self.stderr, f"ievents: {label} {redact(text)}\n")
 
     def error(self, text: str, hint: str | None = None) -> None:
         """An error on stderr, always shown; ``hint`` says how to fix it."""
         label = self._paint("error:", "red", self.colour_err)
-        self.stderr.write(f"ievents: {label} {redact(text)}\n")
-        if hint:
-            self.stderr.write(f"  hint: {redact(hint)}\n")
-        self.stderr.flush()
+        hint_line = f"  hint: {redact(hint)}\n" if hint else ""
+        self._emit(self.stderr, f"ievents: {label} {redact(text)}\n{hint_line}")
 
     def rich_console(self, *, stderr: bool = False) -> Console:
         """A rich Console on one of the streams, honouring the colour rules."""

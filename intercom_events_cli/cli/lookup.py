@@ -399,6 +399,8 @@ def show_events(
             table_rows.append(event_row(event, compact=False))
         else:
             ui.result("\t".join(event_row(event, compact=True)))
+        if ui.reader_gone:
+            return  # the reader (| head) has what it wants: fetch no more pages
     if terminal and table_rows:
         title = f"{count} event{'s' if count != 1 else ''} for {contact}, newest first"
         print_table(ui, title, ["event", "created_at (UTC)", "metadata"], table_rows)

@@ -779,8 +779,10 @@ def export(
             return
         with open_outbox(path, env) as store:
             for row in store.iter_rows(states):
-                ui.stdout.write(row.payload_text + "\n")
-        ui.stdout.flush()
+                ui.raw(row.payload_text + "\n", flush=False)
+                if ui.reader_gone:
+                    return
+        ui.flush()
 
 
 @outbox_app.command()
