@@ -650,7 +650,10 @@ def test_no_token_is_a_configuration_error_before_anything_is_read(
         env={"INTERCOM_ACCESS_TOKEN": None},
     )
     assert result.code == 78, result
-    assert result.json()["ok"] is False and "token" in result.json()["error"].lower()
+    assert result.json()["ok"] is False
+    # The same {"code", "message"} error object as send, flush, check and outbox --json.
+    assert result.json()["error"]["code"] == "config_error"
+    assert "token" in result.json()["error"]["message"].lower()
     assert "INTERCOM_ACCESS_TOKEN" in result.stderr
     assert not (tmp_path / "outbox.sqlite3").exists()
     assert not rejects_path.exists()

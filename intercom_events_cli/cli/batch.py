@@ -408,7 +408,8 @@ def batch(
 
     def json_failure(exc: IeventsError) -> None:
         if json_output:
-            ui.json({"ok": False, "exit_code": int(exc.exit_code), "error": exc.message})
+            error = {"code": exc.code, "message": exc.message}  # as every command's --json
+            ui.json({"ok": False, "exit_code": int(exc.exit_code), "error": error})
 
     with reporting(ui, debug, on_error=json_failure):
         if dry_run and queue:
