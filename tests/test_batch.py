@@ -553,7 +553,17 @@ def test_records_without_created_at_are_stamped_and_the_summary_says_so(
     stamped = [body for body in fake.events_posted() if body["event_name"] == "x"]
     assert len(stamped) == 2
     assert all(isinstance(b["created_at"], int) and b["created_at"] > BASE_TIME for b in stamped)
-    assert "2 records had no created_at" in result.stderr
+    assert "2 records had no created_at and were stamped now" in result.stderr
+
+
+def test_one_record_without_created_at_is_named_in_the_singular(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    source = write(tmp_path / "in.ndjson", ndjson([{"event_name": "x", "user_id": "u1"}]))
+    result = run_cli("batch", str(source))
+    assert result.code == 0, result
+    assert "1 record had no created_at and was stamped now" in result.stderr
+    assert "would send it again" in result.stderr
 
 
 # -- modes ----------------------------------------------------------------------------------

@@ -253,10 +253,11 @@ def print_summary(
             f"and replay with: ievents batch {rejects}"
         )
     if report.without_created_at and report.queued:
+        one = report.without_created_at == 1
         ui.info(
             f"note: {plural(report.without_created_at, 'record')} had no created_at and "
-            "were stamped now: running this file again would send them again; give "
-            "created_at to make re-runs safe"
+            f"{'was' if one else 'were'} stamped now: running this file again would send "
+            f"{'it' if one else 'them'} again; give created_at to make re-runs safe"
         )
     flush = report.flush
     if report.interrupted:
