@@ -87,7 +87,11 @@ class Exchange:
 
 def _error_details(response: httpx.Response) -> tuple[str | None, str | None, str | None, Any]:
     """(code, message, request_id, parsed body) from an Intercom answer."""
-    request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
+    # Every part is redacted, not only the message: the code and request id are stored in
+    # the outbox and the rejects file, which are read later without the token registered.
+    request_id = _redacted_text(
+        response.headers.get("x-request-id") or response.headers.get("request-id")
+    )
     body: Any = None
     if response.content:
         try:
@@ -99,7 +103,7 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str | None, st
     code: str | None = None
     message: str | None = None
     if isinstance(body, dict):
-        request_id = body.get("request_id") or request_id
+        request_id = _redacted_text(body.get("request_id")) or request_id
         errors = body.get("errors")
         if isinstance(errors, list) and errors:
             codes = [str(e.get("code")) for e in errors if isinstance(e, dict) and e.get("code")]
@@ -116,7 +120,12 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str | None, st
         message = text or response.reason_phrase or f"HTTP {response.status_code}"
     if code is None:
         code = f"http_{response.status_code}"
-    return code, redact(message), request_id, body
+    return redact(code), redact(message), request_id, body
+
+
+def _redacted_text(value: object) -> str | None:
+    """A header or JSON value as redacted text; None when absent or empty."""
+    return redact(str(value)) if value else None
 
 
 class EventsClient:

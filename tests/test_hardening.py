@@ -1,0 +1,55 @@
+"""Regression tests from an adversarial review: token leaks, odd inputs, lost events.
+
+Each test drives the real CLI against the fake Intercom (or none) and pins one finding.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import TOKEN, RunCli
+from fake_intercom import FakeIntercom, Reply
+
+from intercom_events_cli.event import Event
+from intercom_events_cli.outbox import Outbox
+
+
+def echoing_error(status: int, token: str) -> Reply:
+    """An error answer that echoes the token in every field a server controls."""
+    return Reply(
+        status=status,
+        body={
+            "type": "error.list",
+            "request_id": f"req-{token}",
+            "errors": [{"code": f"code-{token}", "message": f"message-{token}"}],
+        },
+        headers={"X-Request-Id": f"hdr-{token}"},
+    )
+
+
+def test_an_echoed_token_is_never_stored_in_the_outbox_or_the_rejects_file(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    # The outbox and the rejects file outlive the run; `outbox list` reads them later
+    # without loading the token, so nothing there could be redacted on the way out.
+    outbox = tmp_path / "outbox.sqlite3"
+    with Outbox.open(outbox) as store:
+        store.add(Event.create("signed-up", user_id="u1", created_at=1_700_000_000))
+    fake.script(echoing_error(422, TOKEN))
+    assert run_cli("flush", "--retries", "0").code == 65
+
+    fake.script(echoing_error(422, TOKEN))
+    source = tmp_path / "in.ndjson"
+    source.write_text('{"event_name": "e", "user_id": "u2", "created_at": 1700000001}\n')
+    rejects = tmp_path / "rejects.ndjson"
+    result = run_cli("batch", str(source), "--rejects", str(rejects), "--retries", "0")
+    assert result.code == 65, result
+
+    listed = run_cli("outbox", "list", "--json", env={"INTERCOM_ACCESS_TOKEN": None})
+    assert listed.code == 0 and "code-***" in listed.stdout, listed
+    assert "req-***" in listed.stdout
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("outbox.sqlite3*"))
+    assert TOKEN.encode() not in stored
+    assert "code-***" in rejects.read_text() and TOKEN not in rejects.read_text()
+    assert json.loads(rejects.read_text())["_line"] == 1
