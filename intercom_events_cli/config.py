@@ -10,6 +10,7 @@ code can redact it from anything it writes.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -50,12 +51,15 @@ MIN_SECRET_LENGTH = 8
 def register_secret(value: str) -> None:
     """Remember a secret so that :func:`redact` removes it from any text."""
     if len(value) >= MIN_SECRET_LENGTH:
-        _secrets.add(value)
+        # Also as JSON and Python literals write it: a quote or a backslash in the token is
+        # escaped in --json output and in repr()-quoted messages, where the raw text differs.
+        _secrets.update((value, json.dumps(value)[1:-1], repr(value)[1:-1]))
 
 
 def redact(text: str) -> str:
     """Replace every registered secret in ``text`` with ``***``."""
-    for secret in _secrets:
+    # Longest first: an escaped form may contain a shorter one.
+    for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, "***")
     return text

@@ -11,6 +11,7 @@ from pathlib import Path
 from conftest import TOKEN, RunCli
 from fake_intercom import FakeIntercom, Reply
 
+from intercom_events_cli.config import redact, register_secret
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import Outbox
 
@@ -53,3 +54,41 @@ def test_an_echoed_token_is_never_stored_in_the_outbox_or_the_rejects_file(
     assert TOKEN.encode() not in stored
     assert "code-***" in rejects.read_text() and TOKEN not in rejects.read_text()
     assert json.loads(rejects.read_text())["_line"] == 1
+
+
+def test_a_token_with_quotes_and_backslashes_is_redacted_in_json_and_tables(
+    run_cli: RunCli, fake: FakeIntercom
+) -> None:
+    # JSON output escapes '"' and '\', so the raw token no longer matches what is written.
+    token = 'tok_"quoted"_back\\slash_0123456789'
+    forms = (token, json.dumps(token)[1:-1], repr(token)[1:-1])
+    env = {"INTERCOM_ACCESS_TOKEN": token}
+    fake.script(
+        Reply(status=200, body={"type": "admin", "name": token, "app": {"name": token}}),
+        echoing_error(422, token),
+        Reply(
+            status=200,
+            body={"type": "event.list", "events": [{"event_name": "e", "metadata": {"k": token}}]},
+        ),
+    )
+    results = [
+        run_cli("check", "--json", env=env),
+        run_cli("send", "e", "--user-id", "1", "--json", "--retries", "0", env=env),
+        run_cli("list", "--user-id", "1", env=env),
+    ]
+    assert [r.code for r in results] == [0, 65, 0], results
+    assert results[0].json()["admin"]["name"] == "***"
+    assert results[1].json()["error"]["code"] == "code-***"
+    assert '{"k":"***"}' in results[2].stdout
+    for result in results:
+        for form in forms:
+            assert form not in result.stdout + result.stderr, result
+
+
+def test_redacting_an_escaped_token_keeps_json_valid() -> None:
+    # The raw token (ending in a backslash) is a prefix of its JSON form: replacing the raw
+    # form first would leave a lone backslash that breaks the document.
+    token = "tok_ends_in_backslash\\"
+    register_secret(token)
+    text = redact(json.dumps({"echo": f"x{token}y"}))
+    assert json.loads(text) == {"echo": "x***y"}
