@@ -92,3 +92,27 @@ def test_redacting_an_escaped_token_keeps_json_valid() -> None:
     register_secret(token)
     text = redact(json.dumps({"echo": f"x{token}y"}))
     assert json.loads(text) == {"echo": "x***y"}
+
+
+def test_numbers_out_of_range_are_usage_errors_not_internal_errors(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # nan passes typer's min/max checks (every comparison is false); huge values overflowed
+    # a time_t or a SQLite integer. Each was an internal error (exit 1).
+    source = tmp_path / "in.ndjson"
+    source.write_text('{"event_name": "e", "user_id": "1", "created_at": 1700000000}\n')
+    huge = "99999999999999999999999"
+    commands = [
+        ("send", "e", "--user-id", "1", "--timeout", "nan"),
+        ("send", "e", "--user-id", "1", "--timeout", "1e308"),
+        ("check", "--timeout", "inf"),
+        ("flush", "--max-time", "nan"),
+        ("batch", str(source), "--max-rate", "nan"),
+        ("batch", str(source), "--max-time", "nan"),
+        ("outbox", "list", "--limit", huge),
+        ("outbox", "retry", huge),
+    ]
+    for args in commands:
+        result = run_cli(*args)
+        assert result.code == 2, result
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr

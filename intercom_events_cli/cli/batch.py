@@ -29,6 +29,7 @@ from .common import (
     RetriesOpt,
     TimeoutOpt,
     TokenFileOpt,
+    finite,
     reporting,
     status_text,
 )
@@ -348,6 +349,7 @@ def batch(
         typer.Option(
             "--max-rate",
             min=0.001,
+            callback=finite,
             metavar="EVENTS_PER_S",
             help="Send at most this many events per second (rate-limit pacing applies anyway).",
             rich_help_panel=DELIVERY,
@@ -360,6 +362,7 @@ def batch(
             "--max-time",
             metavar="SECONDS",
             min=0.0,
+            callback=finite,
             help="Start no new delivery after this long; the rest stays in the outbox.",
             rich_help_panel=DELIVERY,
             show_default=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -68,9 +69,25 @@ ApiVersionOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback refusing nan and inf, which pass typer's min/max checks unnoticed."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 TimeoutOpt = Annotated[
     float,
-    typer.Option("--timeout", min=0.1, help="Seconds per attempt.", rich_help_panel=CONNECTION),
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        max=3600.0,
+        callback=finite,
+        help="Seconds per attempt.",
+        rich_help_panel=CONNECTION,
+    ),
 ]
 RetriesOpt = Annotated[
     int,

@@ -40,6 +40,7 @@ from .common import (
     TokenFileOpt,
     VerboseOpt,
     attempt_logger,
+    finite,
     reporting,
     status_text,
 )
@@ -53,6 +54,8 @@ DELIVERY = "Delivery"
 MAX_ERROR_LINES = 10
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Larger numbers cannot be outbox ids or limits: SQLite refuses them with OverflowError.
+SQLITE_MAX_INT = 2**63 - 1
 
 outbox_app = typer.Typer(
     name="outbox",
@@ -428,6 +431,7 @@ def flush(
             "--max-time",
             metavar="SECONDS",
             min=0.0,
+            callback=finite,
             help="Start no new delivery after this long (requests on the wire get up to "
             "--timeout to finish); what is left waits for the next flush.",
             rich_help_panel=DELIVERY,
@@ -670,7 +674,10 @@ def list_rows(
         bool, typer.Option("--delivered", help="Only delivered events (the ledger).")
     ] = False,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=0, help="At most this many (0: all).")
+        int,
+        typer.Option(
+            "--limit", "-n", min=0, max=SQLITE_MAX_INT, help="At most this many (0: all)."
+        ),
     ] = 50,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
@@ -789,7 +796,11 @@ def export(
 def retry(
     ids: Annotated[
         list[int] | None,
-        typer.Argument(help="Outbox ids of dead letters (default: all).", show_default=False),
+        typer.Argument(
+            max=SQLITE_MAX_INT,
+            help="Outbox ids of dead letters (default: all).",
+            show_default=False,
+        ),
     ] = None,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
