@@ -136,6 +136,12 @@ def is_loopback_host(host: str) -> bool:
 
 def validate_base_url(url: str, origin: str) -> str:
     """Return ``url`` without a trailing slash; refuse non-HTTP(S) and plain http off loopback."""
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 in argv or the environment
+        raise ConfigError(
+            f"the base URL (from {origin}) is not valid UTF-8 text; check its encoding"
+        ) from None
     if _USERINFO.match(url.strip()):
         # Not echoed: the part before '@' is a password.
         raise ConfigError(

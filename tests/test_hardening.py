@@ -116,3 +116,19 @@ def test_numbers_out_of_range_are_usage_errors_not_internal_errors(
         result = run_cli(*args)
         assert result.code == 2, result
         assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_bytes_that_are_not_utf8_in_argv_or_environment_get_a_one_line_error(
+    run_cli: RunCli, fake: FakeIntercom
+) -> None:
+    # Python hands such bytes over as lone surrogates, which httpx cannot encode: exit 1.
+    not_utf8 = "\udcff"  # the byte 0xff, as the subprocess module passes it on
+    for flag in ("--user-id", "--email"):
+        result = run_cli("list", flag, f"a{not_utf8}")
+        assert result.code == 2, result
+        assert f"{flag} is not valid UTF-8" in result.stderr
+    for command in (("send", "e", "--user-id", "1"), ("check",)):
+        result = run_cli(*command, env={"INTERCOM_BASE_URL": f"{fake.url}/{not_utf8}"})
+        assert result.code == 78, result
+        assert "base URL (from INTERCOM_BASE_URL) is not valid UTF-8" in result.stderr
+    assert fake.requests == []

@@ -195,6 +195,12 @@ def pick_contact(user_id: str | None, email: str | None, intercom_user_id: str |
     key, value = given[0]
     if not value.strip():
         raise UsageError(f"--{key.replace('_', '-')} is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 in argv: they cannot go in a URL
+        raise UsageError(
+            f"--{key.replace('_', '-')} is not valid UTF-8 text; check the encoding of the input"
+        ) from None
     return Contact(key, value)
 
 
