@@ -255,6 +255,13 @@ class BatchRun:
                 self.report.input_error = exc.message
                 self._store_chunk()
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            # Store what was read before the error (the tender stops looking once this
+            # thread ends): records taken from a pipe cannot be read again.
+            with self._lock:
+                try:
+                    self._store_chunk()
+                except IeventsError:
+                    pass  # the outbox itself failed: the error below says so
             self._reader_error = exc
             self.stop.set()
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .errors import UsageError, ValidationError
+from .errors import ConfigError, UsageError, ValidationError
 from .event import Event, event_from_record, validate_metadata_key
 
 __all__ = [
@@ -571,6 +571,7 @@ class RejectsWriter:
     def __init__(self, path: str | Path, *, input_path: str | Path | None = None) -> None:
         self.path = Path(path).expanduser()
         self.count = 0
+        self._failed = False
         self._lock = threading.Lock()
         if input_path is not None and input_path != "-" and _same_file(self.path, input_path):
             raise UsageError(
@@ -599,9 +600,21 @@ class RejectsWriter:
         entry["_error"] = error
         text = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
         with self._lock:
-            self._file.write(text)
-            self._file.flush()
+            try:
+                self._file.write(text)
+                self._file.flush()
+            except OSError as exc:  # a full disk, say: the run stops, with a clear reason
+                self._failed = True
+                raise self._write_error(exc) from None
             self.count += 1
+
+    def _write_error(self, exc: OSError) -> ConfigError:
+        return ConfigError(
+            f"cannot write the rejects file {str(self.path)!r}: "
+            f"{exc.strerror or type(exc).__name__}",
+            hint="free some space or choose another --rejects path, then run the same batch "
+            "again (what is already in the outbox is skipped)",
+        )
 
     def write_record(self, record: Record) -> None:
         """Append an invalid :class:`Record` (its error message is the reason)."""
@@ -612,7 +625,11 @@ class RejectsWriter:
         """Flush and close the file."""
         with self._lock:
             if not self._file.closed:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError as exc:
+                    if not self._failed:  # else write() has said so already
+                        raise self._write_error(exc) from None
 
     def __enter__(self) -> RejectsWriter:
         return self

@@ -13,7 +13,7 @@ from fake_intercom import FakeIntercom, Reply
 
 from intercom_events_cli.config import redact, register_secret
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox
+from intercom_events_cli.outbox import Outbox, State
 
 
 def echoing_error(status: int, token: str) -> Reply:
@@ -132,3 +132,24 @@ def test_bytes_that_are_not_utf8_in_argv_or_environment_get_a_one_line_error(
         assert result.code == 78, result
         assert "base URL (from INTERCOM_BASE_URL) is not valid UTF-8" in result.stderr
     assert fake.requests == []
+
+
+def test_a_rejects_file_that_cannot_be_written_stops_the_batch_and_keeps_what_was_read(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # /dev/full fails every write with ENOSPC, like a full disk. It was an internal error
+    # (exit 1), and the valid records read from the pipe before it were never stored.
+    valid = [
+        json.dumps({"event_name": "e", "user_id": str(n), "created_at": 1_700_000_000 + n})
+        for n in range(3)
+    ]
+    piped = "\n".join([*valid, "not json", *valid[:1]]) + "\n"
+    for mode in ("--queue", "--dry-run"):
+        result = run_cli("batch", "-", "--rejects", "/dev/full", mode, input=piped)
+        assert result.code == 78, result
+        assert "cannot write the rejects file '/dev/full': No space left on device" in (
+            result.stderr
+        )
+        assert "internal error" not in result.stderr
+    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+        assert store.summary().counts[State.PENDING] == 3
