@@ -1194,3 +1194,16 @@ def test_json_error_codes_of_local_failures_are_snake_case(
     body = result.json()
     assert body["ok"] is False
     assert body["error"]["code"] == error_code
+
+
+def test_help_text_is_wrapped_to_the_terminal_not_at_source_line_breaks(run_cli: RunCli) -> None:
+    """At 80 columns no help line is a stub left by a source line break."""
+    from intercom_events_cli.cli import reflow_help
+
+    assert reflow_help("Title.\n\n    One\n    two.\n    Example: x\n    - a\n    b") == (
+        "Title.\n\nOne two.\nExample: x\n- a b"
+    )
+    result = run_cli("list", "--help", env={"COLUMNS": "80"})
+    assert result.code == 0, result
+    assert "in a pipe: one tab-separated line per event" in " ".join(result.stdout.split())
+    assert "\n one\n" not in result.stdout and not re.search(r"\n\s*one\s*\n", result.stdout)

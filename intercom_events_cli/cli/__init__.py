@@ -7,6 +7,7 @@ outcome becomes a message and an exit code in :mod:`.common`.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from typing import Annotated
@@ -82,7 +83,41 @@ def register_commands(argv: list[str] | None = None) -> typer.Typer:
     return app
 
 
+def reflow_help(text: str) -> str:
+    """Join a docstring's wrapped lines so that --help wraps them to the terminal.
+
+    typer's rich help keeps every line break, so source lines wrapped at 90 columns
+    break again at 80. A line is joined to the one before unless that one ends a
+    sentence or a label (``.``, ``:``) or the line starts an item (``-``, ``Example``);
+    blank lines still separate paragraphs.
+    """
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.split("\n"):
+            if (
+                lines
+                and not lines[-1].endswith((".", ":"))
+                and not line.startswith(("-", "Example"))
+            ):
+                lines[-1] += " " + line
+            else:
+                lines.append(line)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def _reflow_all_help(typer_app: typer.Typer) -> None:
+    for command in typer_app.registered_commands:
+        if command.callback is not None and command.callback.__doc__:
+            command.callback.__doc__ = reflow_help(command.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_all_help(group.typer_instance)
+
+
 def main() -> None:
     """Console-script entry point."""
     register_commands(sys.argv[1:])
+    _reflow_all_help(app)  # microseconds; help also shows without -h (no arguments)
     app()
