@@ -566,7 +566,7 @@ def status(
 
     Example (monitoring): ievents outbox status --json | jq .oldest_pending_age_s
 
-    --json fields: path, exists, pending, in_flight, dead, delivered,
+    --json fields: path, exists, schema_version, pending, in_flight, dead, delivered,
     oldest_pending_at, oldest_pending_age_s, next_attempt_at,
     last_flush_at, last_flush_age_s, last_flush_exit_code,
     last_success_at, last_success_age_s.
@@ -675,9 +675,7 @@ def list_rows(
     ] = False,
     limit: Annotated[
         int,
-        typer.Option(
-            "--limit", "-n", min=0, max=SQLITE_MAX_INT, help="At most this many (0: all)."
-        ),
+        typer.Option("--limit", min=0, max=SQLITE_MAX_INT, help="At most this many (0: all)."),
     ] = 50,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
