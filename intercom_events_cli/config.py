@@ -79,9 +79,8 @@ def load_environment(
     base = dict(os.environ if environ is None else environ)
     path = Path(env_file) if env_file is not None else Path(".env")
     if env_file is not None and not path.is_file():
-        raise ConfigError(
-            f"env file {str(path)!r} does not exist; check --env-file",
-        )
+        problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"env file {str(path)!r} {problem}; check --env-file")
     from_file: dict[str, str] = {}
     if path.is_file():
         try:

@@ -153,3 +153,13 @@ def test_a_rejects_file_that_cannot_be_written_stops_the_batch_and_keeps_what_wa
         assert "internal error" not in result.stderr
     with Outbox.open(tmp_path / "outbox.sqlite3") as store:
         assert store.summary().counts[State.PENDING] == 3
+
+
+def test_an_env_file_that_is_a_folder_is_named_as_such(run_cli: RunCli, tmp_path: Path) -> None:
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    result = run_cli("send", "e", "--user-id", "1", "--env-file", str(folder))
+    assert result.code == 78, result
+    assert "is a folder, not a file" in result.stderr
+    missing = run_cli("send", "e", "--user-id", "1", "--env-file", str(tmp_path / "nope"))
+    assert missing.code == 78 and "does not exist" in missing.stderr
