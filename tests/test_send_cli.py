@@ -1207,3 +1207,10 @@ def test_help_text_is_wrapped_to_the_terminal_not_at_source_line_breaks(run_cli:
     assert result.code == 0, result
     assert "in a pipe: one tab-separated line per event" in " ".join(result.stdout.split())
     assert "\n one\n" not in result.stdout and not re.search(r"\n\s*one\s*\n", result.stdout)
+
+
+def test_retries_beyond_100_is_a_usage_error(run_cli: RunCli, fake: FakeIntercom) -> None:
+    result = send(run_cli, "--retries", "1000000")
+    assert result.code == 2, result
+    assert "--retries" in result.stderr
+    assert fake.requests == []

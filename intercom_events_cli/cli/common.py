@@ -94,6 +94,8 @@ RetriesOpt = Annotated[
     typer.Option(
         "--retries",
         min=0,
+        # Backoff is capped at 30 s: 100 retries already spans most of an hour.
+        max=100,
         help="Retries after the first attempt for network errors, timeouts, 408, 429, 5xx.",
         rich_help_panel=CONNECTION,
     ),
