@@ -99,6 +99,13 @@ class OutboxError(IeventsError):
     code = "outbox_error"
 
 
+class Interrupted(IeventsError):
+    """Ctrl-C (or SIGTERM) at a moment worth explaining (exit 130)."""
+
+    exit_code = ExitCode.INTERRUPTED
+    code = "interrupted"
+
+
 class ApiError(IeventsError):
     """Intercom refused the request, or the network failed past the retries."""
 

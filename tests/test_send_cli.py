@@ -573,11 +573,13 @@ def test_plain_http_on_loopback_is_allowed(run_cli: RunCli, fake: FakeIntercom) 
 # -- exit 130: interrupted ---------------------------------------------------------------------
 
 
-def test_ctrl_c_exits_130(tmp_path: Path, fake: FakeIntercom) -> None:
+@pytest.mark.parametrize("extra", [(), ("--queue-on-failure", "--json")])
+def test_ctrl_c_exits_130(tmp_path: Path, fake: FakeIntercom, extra: tuple[str, ...]) -> None:
     fake.script(Reply(delay=10))
     (tmp_path / "work").mkdir(exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "intercom_events_cli", "send", "e", "--user-id", "1"],
+        [sys.executable, "-m", "intercom_events_cli", "send", "e", "--user-id", "1"]
+        + ["--created-at", "1700000000", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=base_env(tmp_path, fake.url),
@@ -590,7 +592,13 @@ def test_ctrl_c_exits_130(tmp_path: Path, fake: FakeIntercom) -> None:
     stdout, stderr = process.communicate(timeout=20)
 
     assert process.returncode == 130, stderr
-    assert b"interrupted" in stderr
+    assert b"interrupted before Intercom answered" in stderr
+    # How to re-send safely: the same created_at, which Intercom de-duplicates.
+    assert b"--created-at 1700000000" in stderr
+    if "--queue-on-failure" in extra:
+        assert b"not queued" in stderr
+        body = json.loads(stdout)
+        assert (body["ok"], body["queued"], body["error"]["code"]) == (False, False, "interrupted")
     assert_no_token(stdout.decode(), stderr.decode())
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import Settings, load_environment
-from ..errors import IeventsError, UsageError
+from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
 from ..outcome import Outcome, OutcomeKind
 from ..output import Output
@@ -309,7 +309,16 @@ def send(
         if dry_run:
             print_dry_run(ui, event, settings)
             return
-        outcome = deliver_now(ui, event, settings)
+        try:
+            outcome = deliver_now(ui, event, settings)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted before Intercom answered: {event.event_name} for "
+                f"{event.contact} may or may not have arrived"
+                + (", and it was not queued" if queue_on_failure else ""),
+                hint=f"send it again with --created-at {event.created_at}: Intercom "
+                "de-duplicates the same event, contact and time",
+            ) from None
         if queue_on_failure and outcome.kind is OutcomeKind.TEMPORARY:
             from .outbox import queue_after_failure
 
