@@ -6,7 +6,6 @@ paths that send nothing (``--dry-run``, ``--queue``) never pay for it.
 
 from __future__ import annotations
 
-import json
 import random as _random
 import time
 from collections.abc import Callable, Mapping
@@ -278,8 +277,3 @@ class EventsClient:
 def events_url(settings: Settings) -> str:
     """The URL events are posted to."""
     return settings.base_url + EVENTS_PATH
-
-
-def dumps_compact(value: Any) -> str:
-    """JSON without spaces, non-ASCII kept (the form sent on the wire)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -39,7 +39,6 @@ _WHITESPACE = re.compile(r"\s")
 
 Clock = Callable[[], float]
 MetadataValue = str | int | float | dict[str, Any]
-IDENTITY_FIELDS = ("user_id", "email", "id")
 
 
 def _describe(value: object, limit: int = 40) -> str:
