@@ -27,13 +27,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import ExitCode, OutboxError, most_severe
 from .outbox import DEFAULT_LEASE_S, Outbox, OutboxRow, RowResult, State, new_owner, retry_delay_s
-from .outcome import Outcome, OutcomeKind, classify_status
+from .outcome import Outcome, OutcomeKind, classify_status, status_text
 from .pacing import PacerClosed
 
 if TYPE_CHECKING:
@@ -428,15 +427,6 @@ def _row_result(
     )
 
 
-def _status_phrase(status: int | None) -> str:
-    if status is None:
-        return "no response"
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"HTTP {status}"
-
-
 def _outcome_from_attempt(row: OutboxRow, entry: AttemptLog) -> Outcome:
     """A temporary outcome from the last attempt of a delivery cut short by a stop."""
     return Outcome(
@@ -446,7 +436,7 @@ def _outcome_from_attempt(row: OutboxRow, entry: AttemptLog) -> Outcome:
         attempts=entry.attempt,
         elapsed_s=entry.elapsed_ms / 1000,
         error_code=f"http_{entry.status}" if entry.status is not None else "network_error",
-        error_message=entry.error or _status_phrase(entry.status),
+        error_message=entry.error or status_text(entry.status),
     )
 
 

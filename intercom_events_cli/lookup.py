@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from .config import REGION_BASE_URLS, Settings
 from .errors import ApiError, ExitCode
-from .outcome import OutcomeKind, exit_code_for
+from .outcome import OutcomeKind, exit_code_for, status_text
 
 if TYPE_CHECKING:
     from .client import EventsClient, Exchange
@@ -93,10 +92,7 @@ def api_failure(exchange: Exchange, what: str, exit_code: ExitCode | None = None
         tries = f" after {exchange.attempts} attempt{'s' if exchange.attempts != 1 else ''}"
         message = f"{what} failed{tries}: {detail}"
     else:
-        try:
-            status = f"{exchange.status} {HTTPStatus(exchange.status).phrase}"
-        except ValueError:
-            status = str(exchange.status)
+        status = status_text(exchange.status)
         detail = ": ".join(p for p in (exchange.error_code, exchange.error_message) if p)
         message = f"{what} failed: {status}" + (f": {detail}" if detail else "")
     if exchange.request_id:

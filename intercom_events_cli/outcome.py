@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from http import HTTPStatus
 from typing import Any
 
 from .errors import ApiError, ExitCode
@@ -29,6 +30,16 @@ _EXIT_CODES = {
     OutcomeKind.CONFIG: ExitCode.CONFIG,
     OutcomeKind.TEMPORARY: ExitCode.TEMPORARY,
 }
+
+
+def status_text(status: int | None) -> str:
+    """``404 Not Found`` for a status; ``no response`` for None."""
+    if status is None:
+        return "no response"
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 
 def exit_code_for(kind: OutcomeKind) -> ExitCode:

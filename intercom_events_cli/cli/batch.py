@@ -13,6 +13,7 @@ import typer
 
 from ..config import Settings, load_environment
 from ..errors import ExitCode, IeventsError, UsageError
+from ..outcome import status_text
 from ..output import Output
 from . import app
 from .common import (
@@ -31,7 +32,6 @@ from .common import (
     TokenFileOpt,
     finite,
     reporting,
-    status_text,
 )
 from .outbox import open_outbox, outbox_path, plural, stop_on_signals
 

@@ -7,13 +7,13 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..config import redact
 from ..errors import ExitCode, IeventsError
+from ..outcome import status_text
 from ..output import Output
 
 if TYPE_CHECKING:
@@ -166,16 +166,6 @@ def attempt_logger(ui: Output) -> Callable[[AttemptLog], None] | None:
             )
 
     return log_attempt
-
-
-def status_text(status: int | None) -> str:
-    """``404 Not Found`` for a status; ``no response`` for None."""
-    if status is None:
-        return "no response"
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return str(status)
 
 
 @contextmanager

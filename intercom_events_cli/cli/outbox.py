@@ -22,7 +22,7 @@ import typer
 from ..config import Settings, load_environment
 from ..errors import ExitCode, IeventsError, UsageError
 from ..event import Event, format_utc
-from ..outcome import Outcome, OutcomeKind
+from ..outcome import Outcome, OutcomeKind, status_text
 from ..output import Output
 from . import app
 from .common import (
@@ -42,7 +42,6 @@ from .common import (
     attempt_logger,
     finite,
     reporting,
-    status_text,
 )
 from .send import describe_failure, failure_hint, outcome_json
 

@@ -11,7 +11,7 @@ import typer
 from ..config import Settings, load_environment
 from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
-from ..outcome import Outcome, OutcomeKind
+from ..outcome import Outcome, OutcomeKind, status_text
 from ..output import Output
 from . import app
 from .common import (
@@ -31,7 +31,6 @@ from .common import (
     VerboseOpt,
     attempt_logger,
     reporting,
-    status_text,
 )
 
 EVENT = "Event"
