@@ -33,7 +33,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from .retry import parse_rate_limit_remaining, parse_rate_limit_reset, parse_retry_after
+from .retry import (
+    header,
+    parse_rate_limit_limit,
+    parse_rate_limit_remaining,
+    parse_rate_limit_reset,
+    parse_retry_after,
+)
 
 __all__ = ["PacerClosed", "RateLimitPacer"]
 
@@ -49,28 +55,6 @@ PROBE_AFTER_S = 1.0
 
 class PacerClosed(Exception):
     """The pacer was closed (the run is stopping): no more requests are let through."""
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, found in headers.items():
-        if key.lower() == lowered:
-            return found
-    return None
-
-
-def _parse_limit(headers: Mapping[str, str]) -> int | None:
-    value = _header(headers, "X-RateLimit-Limit")
-    try:
-        limit = float(value) if value is not None else None
-    except ValueError:
-        return None
-    if limit is None or not math.isfinite(limit) or limit < 1:
-        return None
-    return int(limit)
 
 
 class RateLimitPacer:
@@ -159,7 +143,7 @@ class RateLimitPacer:
             self._last_answer = now
             remaining = parse_rate_limit_remaining(headers)
             reset = parse_rate_limit_reset(headers)
-            limit = _parse_limit(headers)
+            limit = parse_rate_limit_limit(headers)
             wake = self._answer_waiters > 0
             if remaining is not None:
                 self._learnt_capacity = max(self._learnt_capacity, remaining + 1)
@@ -312,7 +296,7 @@ class RateLimitPacer:
 
     def _hold(self, now: float, reset: float | None, headers: Mapping[str, str]) -> None:
         """After a 429: nobody sends before the window resets (or the server's wait)."""
-        retry_after = parse_retry_after(_header(headers, "Retry-After"), now)
+        retry_after = parse_retry_after(header(headers, "Retry-After"), now)
         if reset is not None:
             until = reset + self._skew + self._margin
         elif retry_after is not None:

@@ -25,11 +25,15 @@ def is_retryable(status: int | None) -> bool:
     return status is None or status in RETRYABLE_STATUSES
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value by case-insensitive name (any mapping, httpx's or a plain dict)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
     lowered = name.lower()
-    for key, value in headers.items():
+    for key, found in headers.items():
         if key.lower() == lowered:
-            return value
+            return found
     return None
 
 
@@ -68,12 +72,18 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 def parse_rate_limit_reset(headers: Mapping[str, str]) -> float | None:
     """``X-RateLimit-Reset`` as Unix seconds, or None."""
-    return _finite_number(_header(headers, "X-RateLimit-Reset"))
+    return _finite_number(header(headers, "X-RateLimit-Reset"))
+
+
+def parse_rate_limit_limit(headers: Mapping[str, str]) -> int | None:
+    """``X-RateLimit-Limit`` as a positive integer, or None."""
+    number = _finite_number(header(headers, "X-RateLimit-Limit"))
+    return int(number) if number is not None and number >= 1 else None
 
 
 def parse_rate_limit_remaining(headers: Mapping[str, str]) -> int | None:
     """``X-RateLimit-Remaining`` as an integer, or None."""
-    number = _finite_number(_header(headers, "X-RateLimit-Remaining"))
+    number = _finite_number(header(headers, "X-RateLimit-Remaining"))
     return int(number) if number is not None else None
 
 
@@ -119,7 +129,7 @@ def server_requested_delay(
     status: int | None, headers: Mapping[str, str], now: float, random: Callable[[], float]
 ) -> float | None:
     """The wait the server asked for: Retry-After, or on 429 the rate-limit reset."""
-    retry_after = parse_retry_after(_header(headers, "Retry-After"), now)
+    retry_after = parse_retry_after(header(headers, "Retry-After"), now)
     if retry_after is not None:
         return retry_after
     if status == 429:

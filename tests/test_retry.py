@@ -258,3 +258,13 @@ def test_any_answer_gives_a_sane_decision(
         assert math.isfinite(decision.delay_s)
         assert 0 <= decision.delay_s <= 60.0
     parse_rate_limit_remaining(headers)
+
+
+def test_rate_limit_limit_is_a_positive_integer_or_none() -> None:
+    from intercom_events_cli.retry import parse_rate_limit_limit
+
+    assert parse_rate_limit_limit({"x-ratelimit-limit": "10000"}) == 10000
+    assert parse_rate_limit_limit({"X-RateLimit-Limit": "166.7"}) == 166
+    for bad in ("0", "-5", "nan", "inf", "many", ""):
+        assert parse_rate_limit_limit({"X-RateLimit-Limit": bad}) is None, bad
+    assert parse_rate_limit_limit({}) is None
