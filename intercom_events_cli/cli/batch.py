@@ -110,17 +110,12 @@ def progress_line(run: BatchRun, started: float) -> str:
     """``read 1200, stored 1200, delivered 800, failed 0, 160 events/s``."""
     report = run.report
     elapsed = max(time.monotonic() - started, 1e-9)
-    delivered = run_delivered(run)
+    delivered = run.live_delivered
     rate = (delivered if run.mode == "deliver" else report.valid) / elapsed
     return (
         f"read {report.read}, stored {report.queued}, skipped {report.skipped}, "
         f"invalid {report.invalid}, delivered {delivered}, {rate:.0f} events/s"
     )
-
-
-def run_delivered(run: BatchRun) -> int:
-    """Deliveries so far (the engine's live count)."""
-    return run.live_delivered
 
 
 @contextmanager
