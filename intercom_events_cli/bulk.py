@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 from .config import Settings
 from .errors import ExitCode, IeventsError, most_severe
 from .event import Event
-from .outbox import Outbox, State
+from .outbox import State
 from .readers import InputError, InputSource, Record, RejectsWriter
 
 if TYPE_CHECKING:
     from .client import AttemptLog, Pacer
     from .delivery import Delivery, FlushReport
+    from .store import OutboxStore
 
 # Records per outbox transaction: each commit waits for the disk (fsync), so a big file
 # must cost few of them. The first chunk is written within FIRST_CHUNK_S, so the first
@@ -110,7 +111,7 @@ class BatchRun:
         source: InputSource,
         *,
         mode: str = MODE_DELIVER,
-        store: Outbox | None = None,
+        store: OutboxStore | None = None,
         settings: Settings | None = None,
         rejects: RejectsWriter | None = None,
         resend: bool = False,

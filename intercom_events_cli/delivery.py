@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import ExitCode, OutboxError, most_severe
-from .outbox import DEFAULT_LEASE_S, Outbox, OutboxRow, RowResult, State, new_owner, retry_delay_s
+from .outbox import DEFAULT_LEASE_S, OutboxRow, RowResult, State, new_owner, retry_delay_s
 from .outcome import Outcome, OutcomeKind, classify_status, status_text
 from .pacing import PacerClosed
 
 if TYPE_CHECKING:
     from .client import AttemptLog, EventsClient, Pacer
+    from .store import OutboxStore
 
 DEFAULT_CONCURRENCY = 16
 MAX_DEAD_LETTERS_KEPT = 1000
@@ -115,7 +116,7 @@ class Deliverer:
 
     def __init__(
         self,
-        store: Outbox,
+        store: OutboxStore,
         settings: Settings,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
@@ -440,6 +441,6 @@ def _outcome_from_attempt(row: OutboxRow, entry: AttemptLog) -> Outcome:
     )
 
 
-def deliver_pending(store: Outbox, settings: Settings, **options: Any) -> FlushReport:
+def deliver_pending(store: OutboxStore, settings: Settings, **options: Any) -> FlushReport:
     """Run a :class:`Deliverer` once; ``options`` are its keyword arguments."""
     return Deliverer(store, settings, **options).run()

@@ -7,6 +7,7 @@
     ├── ValidationError (65)     event data refused locally, before anything is sent
     ├── ConfigError (78)         no token, bad region, plain http off loopback, ...
     ├── OutboxError (78)         the outbox file is locked, unreadable or corrupt
+    │   └── OutboxUnavailable (75)  its database cannot be reached now
     └── ApiError                 Intercom (or the network) answered with a failure
                                  exit code from the status: 65, 67, 75 or 77
 
@@ -97,6 +98,13 @@ class OutboxError(IeventsError):
 
     exit_code = ExitCode.CONFIG
     code = "outbox_error"
+
+
+class OutboxUnavailable(OutboxError):
+    """The outbox's database cannot be reached now (down, restarting): try later (exit 75)."""
+
+    exit_code = ExitCode.TEMPORARY
+    code = "outbox_unavailable"
 
 
 class Interrupted(IeventsError):

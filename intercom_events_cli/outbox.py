@@ -28,14 +28,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import OUTBOX_ENV
 from .errors import OutboxError
 from .event import Event
 
+if TYPE_CHECKING:
+    from .store import OutboxLocation
+
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_ENV = "IEVENTS_OUTBOX_BUSY_TIMEOUT"
+OWNER_HOST_ENV = "IEVENTS_OWNER_HOST"
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 DEFAULT_LEASE_S = 120.0
 # Temporary failures wait 30 s, 1 min, 2 min, ... up to an hour before the next try.
@@ -160,7 +164,9 @@ def _process_start(pid: int) -> str:
 def _hostname() -> str:
     import socket  # only claims need it: keeps ``send --queue`` lean
 
-    return socket.gethostname()
+    # IEVENTS_OWNER_HOST names this host in claims where the host name is not unique
+    # (containers), and lets tests stand for another host.
+    return os.environ.get(OWNER_HOST_ENV) or socket.gethostname()
 
 
 def new_owner() -> str:
@@ -292,7 +298,7 @@ class RowResult:
 class OutboxSummary:
     """Counts and heartbeat times, for ``outbox status``."""
 
-    path: Path
+    path: Path | OutboxLocation
     schema_version: int
     counts: dict[State, int]
     oldest_pending_created: float | None

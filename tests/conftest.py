@@ -124,3 +124,46 @@ def fake() -> Iterator[FakeIntercom]:
 def run_cli(tmp_path: Path, fake: FakeIntercom) -> RunCli:
     """Run the real CLI (subprocess) against the fake server, checking for token leaks."""
     return make_runner(tmp_path, fake.url)
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A real PostgreSQL server for the whole run (see ``tests/pg_server.py``).
+
+    Skipped with a message where no server binaries are found; a failure under CI=true.
+    """
+    from pg_server import PostgresServer, find_binaries
+
+    bin_dir, origin = find_binaries()
+    if bin_dir is None:
+        message = (
+            "no PostgreSQL server binaries: install PostgreSQL, or pip install pgserver "
+            "(in the test extras), or set IEVENTS_TEST_PG_BIN"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: PostgreSQL tests are required)")
+        pytest.skip(message)
+    pytest.importorskip("psycopg", reason="psycopg is needed: pip install -e '.[test]'")
+    server = PostgresServer(bin_dir)
+    try:
+        server.setup()
+    except Exception as exc:
+        server.close()
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise RuntimeError(f"could not start PostgreSQL from {origin}: {detail}") from exc
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_uri(pg_server: Any) -> str:
+    """A fresh database of its own on the session's server, as a ``postgresql://`` URI."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg_server.psql(f"CREATE DATABASE {name} TEMPLATE template0")
+    pg_server.psql(f"GRANT CREATE ON DATABASE {name} TO ievents_app")
+    return str(pg_server.uri(name))

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -47,7 +46,8 @@ from .send import describe_failure, failure_hint, outcome_json
 
 if TYPE_CHECKING:
     from ..delivery import Delivery, FlushReport
-    from ..outbox import Outbox, OutboxRow, OutboxSummary, State
+    from ..outbox import OutboxRow, OutboxSummary, State
+    from ..store import OutboxLocation, OutboxStore
 
 DELIVERY = "Delivery"
 MAX_ERROR_LINES = 10
@@ -72,18 +72,21 @@ app.add_typer(outbox_app, name="outbox")
 # -- shared helpers ----------------------------------------------------------------------------
 
 
-def outbox_path(option: str | None, env: Mapping[str, str]) -> Path:
-    """Where the outbox is: ``--outbox`` > IEVENTS_OUTBOX > the XDG state folder."""
-    from ..outbox import resolve_outbox_path
+def outbox_path(option: str | None, env: Mapping[str, str]) -> OutboxLocation:
+    """Where the outbox is: ``--outbox`` > IEVENTS_OUTBOX > the XDG state folder.
 
-    return resolve_outbox_path(option, env)
+    A file path, or a ``postgresql://`` URI (see :mod:`intercom_events_cli.store`).
+    """
+    from ..store import resolve_location
+
+    return resolve_location(option, env)
 
 
-def open_outbox(path: Path, env: Mapping[str, str]) -> Outbox:
-    """Open (or create) the outbox; errors name the file (exit 78)."""
-    from ..outbox import Outbox, busy_timeout_from_env
+def open_outbox(path: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
+    """Open (or create) the outbox; errors name the file or database (exit 78, or 75)."""
+    from ..store import open_store
 
-    return Outbox.open(path, busy_timeout_s=busy_timeout_from_env(env))
+    return open_store(path, env)
 
 
 def when(seconds: float | None) -> str | None:
@@ -304,7 +307,9 @@ def _event_line(delivery: Delivery) -> str:
     return f"#{row.id} {row.event_name} for {row.event().contact}"
 
 
-def flush_json(report: FlushReport, path: Path, remaining: OutboxSummary | None) -> dict[str, Any]:
+def flush_json(
+    report: FlushReport, path: OutboxLocation, remaining: OutboxSummary | None
+) -> dict[str, Any]:
     """The ``flush --json`` object."""
     from ..outbox import State
 
@@ -510,7 +515,7 @@ def flush(
 
 def run_flush(
     ui: Output,
-    store: Outbox,
+    store: OutboxStore,
     settings: Settings,
     concurrency: int,
     max_time: float | None,
@@ -583,7 +588,7 @@ def status(
         print_status(ui, path, summary)
 
 
-def status_json(path: Path, summary: OutboxSummary | None) -> dict[str, Any]:
+def status_json(path: OutboxLocation, summary: OutboxSummary | None) -> dict[str, Any]:
     """The ``outbox status --json`` object."""
     from ..outbox import State
 
@@ -615,7 +620,7 @@ def status_json(path: Path, summary: OutboxSummary | None) -> dict[str, Any]:
     }
 
 
-def print_status(ui: Output, path: Path, summary: OutboxSummary | None) -> None:
+def print_status(ui: Output, path: OutboxLocation, summary: OutboxSummary | None) -> None:
     """``outbox status`` for humans (or ``--json``)."""
     data = status_json(path, summary)
     if ui.json_mode:
@@ -737,7 +742,7 @@ def row_cells(row: OutboxRow) -> list[str]:
     ]
 
 
-def print_table(ui: Output, rows: list[OutboxRow], path: Path) -> None:
+def print_table(ui: Output, rows: list[OutboxRow], path: OutboxLocation) -> None:
     """A rich table of outbox rows (terminals only)."""
     from rich.table import Table
 
@@ -896,7 +901,7 @@ def purge(
         finish_purge(ui, deleted, state)
 
 
-def confirm_purge(count: int, state: State, path: Path, older_than: str | None) -> None:
+def confirm_purge(count: int, state: State, path: OutboxLocation, older_than: str | None) -> None:
     """Ask on the terminal; refuse without one (the caller passes --yes in scripts)."""
     from ..outbox import State
 

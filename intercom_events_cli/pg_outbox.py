@@ -1,0 +1,799 @@
+"""The outbox in PostgreSQL: shared by every host that can reach the database.
+
+The same rows, states and rules as the SQLite file (:mod:`.outbox`), in a schema of
+its own (:mod:`.pg_schema`). What differs:
+
+- Claims are ``SELECT ... FOR UPDATE SKIP LOCKED``: any number of flushers on any number
+  of hosts take disjoint rows without waiting for each other.
+- A dead claimer is recognised by a **session-level advisory lock**: each connection
+  holds one lock (a random 64-bit key) for as long as it lives, and stamps the rows it
+  claims with that key (``claim_session``). PostgreSQL releases the lock the moment the
+  connection dies (``kill -9``, a lost host, a database restart), so a claimer that can
+  take the lock knows the rows' owner is gone and hands them back. The lease
+  (``lease_expires_at``, renewed by live flushers) stays as a second line.
+- New rows are announced with ``NOTIFY <schema>_events`` (sent on commit), which wakes
+  ``ievents flush --watch``.
+- Rows enqueued from SQL (``<schema>.enqueue(jsonb)``) arrive unvalidated: the claim
+  validates them, turns a valid one into the canonical event (or drops it as a
+  duplicate) and an invalid one into a dead letter with the reason.
+
+A lost connection raises :class:`~.errors.OutboxUnavailable` (75); the next call
+connects again (with a new session lock: rows held under the old one are free for
+anyone to take back).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from . import pg_schema
+from .errors import OutboxError, OutboxUnavailable, ValidationError
+from .event import Event, event_from_record
+from .outbox import (
+    _COLUMNS,
+    DEFAULT_LEASE_S,
+    AddResult,
+    OutboxRow,
+    OutboxSummary,
+    RowResult,
+    State,
+)
+from .store import POSTGRES_EXTRA, PostgresLocation
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise OutboxError(
+        f"a PostgreSQL outbox needs the psycopg driver: {POSTGRES_EXTRA}",
+        hint="or point --outbox / IEVENTS_OUTBOX at a file",
+    ) from exc
+
+if TYPE_CHECKING:
+    from psycopg import Connection, Cursor
+
+CONNECT_TIMEOUT_S = 10
+# How often a claim looks for rows held by dead sessions or expired leases (each look
+# costs a query per distinct foreign session).
+RECLAIM_EVERY_S = 1.0
+_COPY_COLUMNS = "(ord, dedup_key, payload, event_name, source_line)"
+_RETURNING = ", ".join(f"e.{name.strip()}" for name in _COLUMNS.split(","))
+_CONFIG_WORDS = (
+    "password",
+    "authentication",
+    "does not exist",
+    "pg_hba.conf",
+    "permission denied",
+    "could not translate host name",
+    "invalid",
+    "certificate",
+    "ssl",
+)
+
+
+def _session_key() -> int:
+    return int.from_bytes(os.urandom(8), "big", signed=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful line of a libpq message, on one line."""
+    text = str(exc).strip() or type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0] if lines else text
+    # 'connection to server at "h", port 5432 failed: Connection refused' -> the cause
+    if "failed:" in first:
+        first = first.rsplit("failed:", 1)[1].strip() or first
+    return first.rstrip(".")
+
+
+class PostgresOutbox:
+    """The outbox in a PostgreSQL schema. Open with :meth:`open`; use as a context manager."""
+
+    def __init__(self, location: PostgresLocation) -> None:
+        self._location = location
+        self.schema = location.schema
+        self.channel = pg_schema.channel(location.schema)
+        self._db: Connection[Any] | None = None
+        self._lock = threading.RLock()
+        self._session = _session_key()
+        self._temp_ready = False
+        self._last_reclaim = 0.0
+
+    @property
+    def path(self) -> PostgresLocation:
+        """Where the outbox is (``str()``: the URI without its password)."""
+        return self._location
+
+    # -- connecting -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, location: PostgresLocation) -> PostgresOutbox:
+        """Connect, create or migrate the schema, and take this session's claim lock.
+
+        Raises :class:`OutboxUnavailable` (75) when the server cannot be reached now and
+        :class:`OutboxError` (78) for anything that needs fixing (credentials, database,
+        privileges, a schema made by a newer ievents or by someone else).
+        """
+        store = cls(location)
+        with store._lock:
+            store._connection()
+        return store
+
+    def _describe(self) -> str:
+        """``host:port/database`` as libpq will use it (environment included), no password."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            params = conninfo_to_dict(self._location.uri)
+        except psycopg.Error:
+            params = {}
+        host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
+        port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
+        database = params.get("dbname") or os.environ.get("PGDATABASE")
+        where = f"{host}:{port}" if not host.startswith("/") else f"{host} (socket)"
+        return f"{where}/{database}" if database else where
+
+    def _connection(self) -> Connection[Any]:
+        """The live connection, connecting (again) when there is none."""
+        if self._db is not None and not self._db.closed and not self._db.broken:
+            return self._db
+        self._drop()
+        options: dict[str, Any] = {"autocommit": True, "application_name": "ievents"}
+        if "connect_timeout" not in self._location.uri and not os.environ.get("PGCONNECT_TIMEOUT"):
+            options["connect_timeout"] = CONNECT_TIMEOUT_S
+        try:
+            db = psycopg.connect(self._location.uri, **options)
+        except psycopg.Error as exc:
+            raise self._translate_connect(exc) from None
+        self._db = db
+        self._session = _session_key()
+        self._temp_ready = False
+        try:
+            self._prepare(db)
+            # Held until the connection ends: how other flushers know we are alive.
+            db.execute("SELECT pg_advisory_lock(%s)", (self._session,))
+        except psycopg.Error as exc:
+            self._drop()
+            raise self._translate(exc) from None
+        return db
+
+    def _drop(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            except psycopg.Error:
+                pass
+        self._db = None
+
+    def _translate_connect(self, exc: psycopg.Error) -> OutboxError:
+        where = self._describe()
+        reason = self._scrub(_reason(exc))
+        lowered = reason.lower()
+        if any(word in lowered for word in _CONFIG_WORDS) or isinstance(
+            exc, psycopg.ProgrammingError
+        ):
+            return OutboxError(
+                f"cannot use the PostgreSQL outbox at {where}: {reason}",
+                hint="check the user, password, database and sslmode in --outbox / "
+                "IEVENTS_OUTBOX (or the PG* environment variables)",
+            )
+        return OutboxUnavailable(
+            f"cannot reach the PostgreSQL outbox at {where}: {reason}",
+            hint="the database is down or unreachable from here; try again later",
+        )
+
+    def _translate(self, exc: psycopg.Error) -> OutboxError:
+        where = self._describe()
+        reason = self._scrub(_reason(exc))
+        if isinstance(exc, psycopg.OperationalError) or self._db is None or self._db.broken:
+            self._drop()
+            return OutboxUnavailable(
+                f"lost the PostgreSQL outbox at {where}: {reason}",
+                hint="the database went away (restart, network); try again",
+            )
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            return OutboxError(
+                f"the PostgreSQL outbox at {where} refused: {reason}",
+                hint=f"ievents needs CREATE on the database (or a schema {self.schema!r} it "
+                "owns); see 'PostgreSQL outbox' in the README",
+            )
+        return OutboxError(f"the PostgreSQL outbox at {where} failed: {reason}")
+
+    def _scrub(self, text: str) -> str:
+        """Never show a password, even if a driver message quoted the URI."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        secrets = [os.environ.get("PGPASSWORD", "")]
+        try:
+            secrets.append(str(conninfo_to_dict(self._location.uri).get("password") or ""))
+        except psycopg.Error:
+            pass
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text.replace(self._location.uri, str(self._location))
+
+    def _prepare(self, db: Connection[Any]) -> None:
+        """Create or migrate the schema (once, under a transaction-level advisory lock)."""
+        schema = self.schema
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ievents:{schema}",))
+            row = db.execute(
+                "SELECT to_regclass(%s) IS NOT NULL, "
+                "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)",
+                (f"{schema}.meta", schema),
+            ).fetchone()
+            assert row is not None
+            has_meta, has_schema = row
+            version = 0
+            if has_meta:
+                found = db.execute(
+                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+                ).fetchone()
+                version = int(found[0]) if found else 0
+            if version > pg_schema.SCHEMA_VERSION:
+                raise OutboxError(
+                    f"the PostgreSQL outbox at {self._describe()} (schema {schema}) has version "
+                    f"{version}, made by a newer ievents (this one knows version "
+                    f"{pg_schema.SCHEMA_VERSION}); it was left untouched",
+                    hint="upgrade ievents",
+                )
+            if version == pg_schema.SCHEMA_VERSION:
+                return
+            if version == 0:
+                if has_schema:
+                    tables = db.execute(
+                        "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                        "ON n.oid = c.relnamespace WHERE n.nspname = %s",
+                        (schema,),
+                    ).fetchone()
+                    if tables and tables[0]:
+                        raise OutboxError(
+                            f"the schema {schema!r} at {self._describe()} exists but is not an "
+                            "ievents outbox; it was left untouched",
+                            hint="set IEVENTS_OUTBOX_SCHEMA to another schema name",
+                        )
+                else:
+                    db.execute(f"CREATE SCHEMA {schema}")
+                for statement in pg_schema.create_statements(schema):
+                    db.execute(statement)
+                version = pg_schema.SCHEMA_VERSION
+            for step in range(version + 1, pg_schema.SCHEMA_VERSION + 1):
+                for statement in pg_schema.MIGRATIONS[step]:
+                    db.execute(statement.format(s=schema))
+            db.execute(
+                f"INSERT INTO {schema}.meta (key, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(pg_schema.SCHEMA_VERSION),),
+            )
+
+    def close(self) -> None:
+        """Close the connection (which also releases this session's claim lock)."""
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> PostgresOutbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Cursor[Any]]:
+        """One transaction on the live connection; errors become OutboxError."""
+        with self._lock:
+            db = self._connection()
+            try:
+                with db.transaction(), db.cursor() as cursor:
+                    yield cursor
+            except psycopg.Error as exc:
+                raise self._translate(exc) from None
+
+    def _t(self, sql: str) -> str:
+        return sql.replace("{s}", self.schema)
+
+    def _notify(self, cursor: Cursor[Any]) -> None:
+        # Delivered at commit, and only then: a rolled-back capture wakes nobody.
+        cursor.execute("SELECT pg_notify(%s, '')", (self.channel,))
+
+    # -- capturing --------------------------------------------------------------------------
+
+    def add(
+        self,
+        event: Event,
+        *,
+        now: float | None = None,
+        attempts: int = 0,
+        last_status: int | None = None,
+        last_error_code: str | None = None,
+        last_error_message: str | None = None,
+        request_id: str | None = None,
+        next_attempt_at: float | None = None,
+    ) -> AddResult:
+        """Store one event as pending, unless the same event (dedup key) is already here."""
+        stamp = time.time() if now is None else now
+        due = stamp if next_attempt_at is None else next_attempt_at
+        key = event.dedup_key()
+        with self._tx() as cur:
+            cur.execute(
+                self._t(
+                    "INSERT INTO {s}.events (dedup_key, payload, event_name, state, attempts, "
+                    "last_status, last_error_code, last_error_message, request_id, created, "
+                    "updated, next_attempt_at) VALUES (%s, %s, %s, 'pending', %s, %s, %s, %s, "
+                    "%s, %s, %s, %s) ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
+                ),
+                (
+                    key,
+                    event.body().decode(),
+                    event.event_name,
+                    attempts,
+                    last_status,
+                    last_error_code,
+                    last_error_message,
+                    request_id,
+                    stamp,
+                    stamp,
+                    due,
+                ),
+            )
+            inserted = cur.fetchone()
+            if inserted is not None:
+                self._notify(cur)
+                return AddResult(int(inserted[0]), State.PENDING, True)
+            cur.execute(
+                self._t(f"SELECT {_COLUMNS} FROM {{s}}.events WHERE dedup_key = %s"), (key,)
+            )
+            found = cur.fetchone()
+        assert found is not None
+        row = OutboxRow.from_db(found)
+        return AddResult(row.id, row.state, False, row)
+
+    def queue_many(
+        self,
+        events: Sequence[Event],
+        *,
+        source: str | None = None,
+        source_lines: Sequence[int] | None = None,
+        requeue: Collection[State] = (),
+        now: float | None = None,
+    ) -> tuple[int, int]:
+        """Bulk capture with COPY in one transaction: returns (stored, skipped).
+
+        An event already here is skipped unless its state is in ``requeue``.
+        """
+        if not events:
+            return 0, 0
+        stamp = time.time() if now is None else now
+        with self._tx() as cur:
+            if not self._temp_ready:
+                cur.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS ievents_incoming (ord integer, "
+                    "dedup_key text, payload text, event_name text, source_line bigint) "
+                    "ON COMMIT DELETE ROWS"
+                )
+                self._temp_ready = True
+            seen: set[str] = set()
+            with cur.copy(f"COPY ievents_incoming {_COPY_COLUMNS} FROM STDIN") as copy:
+                for index, event in enumerate(events):
+                    key = event.dedup_key()
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    line = source_lines[index] if source_lines is not None else None
+                    copy.write_row((index, key, event.body().decode(), event.event_name, line))
+            stored = 0
+            if requeue:
+                cur.execute(
+                    self._t(
+                        "UPDATE {s}.events AS e SET state = 'pending', attempts = 0, "
+                        "last_status = NULL, last_error_code = NULL, last_error_message = NULL, "
+                        "request_id = NULL, updated = %s, next_attempt_at = %s, source = %s, "
+                        "source_line = i.source_line FROM ievents_incoming AS i "
+                        "WHERE e.dedup_key = i.dedup_key AND e.state = ANY(%s)"
+                    ),
+                    (stamp, stamp, source, [state.value for state in requeue]),
+                )
+                stored += max(cur.rowcount, 0)
+            cur.execute(
+                self._t(
+                    "INSERT INTO {s}.events (dedup_key, payload, event_name, state, created, "
+                    "updated, next_attempt_at, source, source_line) SELECT dedup_key, payload, "
+                    "event_name, 'pending', %s, %s, %s, %s, source_line FROM ievents_incoming "
+                    "ORDER BY ord ON CONFLICT (dedup_key) DO NOTHING"
+                ),
+                (stamp, stamp, stamp, source),
+            )
+            stored += max(cur.rowcount, 0)
+            if stored:
+                self._notify(cur)
+        return stored, len(events) - stored
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def claim(
+        self,
+        owner: str,
+        limit: int,
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        now: float | None = None,
+    ) -> list[OutboxRow]:
+        """Claim up to ``limit`` due pending rows, oldest capture first, skipping rows other
+        claimers hold; rows enqueued from SQL are validated on the way.
+        """
+        stamp = time.time() if now is None else now
+        claimed: list[OutboxRow] = []
+        with self._tx() as cur:
+            if time.monotonic() - self._last_reclaim >= RECLAIM_EVERY_S:
+                self._reclaim_abandoned(cur, stamp)
+                self._last_reclaim = time.monotonic()
+            # Rows dropped by validation (invalid, duplicate) leave room: look again.
+            for _ in range(10):
+                wanted = limit - len(claimed)
+                if wanted <= 0:
+                    break
+                cur.execute(
+                    self._t(
+                        "WITH picked AS (SELECT id FROM {s}.events WHERE state = 'pending' "
+                        "AND next_attempt_at <= %s ORDER BY created, id LIMIT %s "
+                        "FOR UPDATE SKIP LOCKED) "
+                        "UPDATE {s}.events AS e SET state = 'in_flight', owner = %s, "
+                        "lease_expires_at = %s, updated = %s, claim_session = %s "
+                        "FROM picked WHERE e.id = picked.id RETURNING e.validated, " + _RETURNING
+                    ),
+                    (stamp, wanted, owner, stamp + lease_s, stamp, self._session),
+                )
+                found = cur.fetchall()
+                if not found:
+                    break
+                dropped = False
+                for values in found:
+                    row = OutboxRow.from_db(values[1:])
+                    if not values[0]:
+                        checked = self._validate(cur, row, stamp)
+                        if checked is None:
+                            dropped = True
+                            continue
+                        row = checked
+                    claimed.append(row)
+                if not dropped:
+                    break
+        claimed.sort(key=lambda r: (r.created, r.id))
+        return claimed
+
+    def _validate(self, cur: Cursor[Any], row: OutboxRow, now: float) -> OutboxRow | None:
+        """A row enqueued from SQL: the canonical event, or None (dead letter / duplicate)."""
+        try:
+            data = json.loads(row.payload_text)
+            event = event_from_record(data)
+        except (ValueError, ValidationError) as exc:
+            message = exc.message if isinstance(exc, ValidationError) else f"not JSON: {exc}"
+            cur.execute(
+                self._t(
+                    "UPDATE {s}.events SET state = 'dead', validated = true, owner = NULL, "
+                    "lease_expires_at = NULL, claim_session = NULL, last_status = NULL, "
+                    "last_error_code = 'invalid_event', last_error_message = %s, updated = %s "
+                    "WHERE id = %s"
+                ),
+                (f"refused before delivery: {message}", now, row.id),
+            )
+            return None
+        key = event.dedup_key()
+        body = event.body().decode()
+        try:
+            with cur.connection.transaction():  # a savepoint: a duplicate undoes only this
+                cur.execute(
+                    self._t(
+                        "UPDATE {s}.events SET dedup_key = %s, payload = %s, event_name = %s, "
+                        "validated = true WHERE id = %s"
+                    ),
+                    (key, body, event.event_name, row.id),
+                )
+        except pg_errors.UniqueViolation:
+            # The same event is already in the outbox: one row per event, as on capture.
+            cur.execute(self._t("DELETE FROM {s}.events WHERE id = %s"), (row.id,))
+            return None
+        return OutboxRow(
+            **{
+                **row.__dict__,
+                "dedup_key": key,
+                "payload_text": body,
+                "event_name": event.event_name,
+            }
+        )
+
+    def _reclaim_abandoned(self, cur: Cursor[Any], now: float) -> int:
+        """Rows of sessions that are gone (their lock is free) or of expired leases."""
+        cur.execute(
+            self._t(
+                "UPDATE {s}.events SET state = 'pending', owner = NULL, lease_expires_at = NULL, "
+                "claim_session = NULL, updated = %s WHERE state = 'in_flight' AND "
+                "(lease_expires_at IS NULL OR lease_expires_at <= %s OR owner IS NULL)"
+            ),
+            (now, now),
+        )
+        reclaimed = max(cur.rowcount, 0)
+        cur.execute(
+            self._t(
+                "SELECT DISTINCT claim_session FROM {s}.events WHERE state = 'in_flight' "
+                "AND claim_session IS NOT NULL AND claim_session <> %s"
+            ),
+            (self._session,),
+        )
+        for (session,) in cur.fetchall():
+            cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (session,))
+            taken = cur.fetchone()
+            if taken and taken[0]:
+                # Free: the session that claimed these rows is gone. (The xact lock is
+                # ours until commit, so that session key cannot come back meanwhile.)
+                cur.execute(
+                    self._t(
+                        "UPDATE {s}.events SET state = 'pending', owner = NULL, "
+                        "lease_expires_at = NULL, claim_session = NULL, updated = %s "
+                        "WHERE state = 'in_flight' AND claim_session = %s"
+                    ),
+                    (now, session),
+                )
+                reclaimed += max(cur.rowcount, 0)
+        return reclaimed
+
+    def make_all_due(self, *, now: float | None = None) -> int:
+        """Bring every pending row's next attempt forward to now (``flush --now``)."""
+        stamp = time.time() if now is None else now
+        with self._tx() as cur:
+            cur.execute(
+                self._t(
+                    "UPDATE {s}.events SET next_attempt_at = %s WHERE state = 'pending' "
+                    "AND next_attempt_at > %s"
+                ),
+                (stamp, stamp),
+            )
+            return max(cur.rowcount, 0)
+
+    def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> int:
+        """Extend the lease of every row ``owner`` holds; returns how many."""
+        with self._tx() as cur:
+            cur.execute(
+                self._t(
+                    "UPDATE {s}.events SET lease_expires_at = %s, claim_session = %s "
+                    "WHERE state = 'in_flight' AND owner = %s"
+                ),
+                (time.time() + lease_s, self._session, owner),
+            )
+            return max(cur.rowcount, 0)
+
+    def release(self, owner: str, ids: Sequence[int] | None = None) -> int:
+        """Hand rows claimed by ``owner`` back to pending, unsent (all, or ``ids``)."""
+        query = self._t(
+            "UPDATE {s}.events SET state = 'pending', owner = NULL, lease_expires_at = NULL, "
+            "claim_session = NULL, updated = %s WHERE state = 'in_flight' AND owner = %s"
+        )
+        with self._tx() as cur:
+            if ids is None:
+                cur.execute(query, (time.time(), owner))
+            else:
+                cur.execute(query + " AND id = ANY(%s)", (time.time(), owner, list(ids)))
+            count = max(cur.rowcount, 0)
+            if count:
+                self._notify(cur)
+            return count
+
+    def record(self, owner: str, results: Sequence[RowResult], *, now: float | None = None) -> int:
+        """Write the results of delivery attempts in one transaction; returns rows changed.
+
+        A delivery is recorded even if the claim was lost meanwhile (it happened); any
+        other result only while ``owner`` still holds the row.
+        """
+        if not results:
+            return 0
+        stamp = time.time() if now is None else now
+        changed = 0
+        delivered = False
+        with self._tx() as cur:
+            for result in results:
+                add = 1 if result.counts_attempt else 0
+                if result.state is State.DELIVERED:
+                    cur.execute(
+                        self._t(
+                            "UPDATE {s}.events SET state = 'delivered', attempts = attempts + %s, "
+                            "last_status = %s, last_error_code = NULL, last_error_message = NULL, "
+                            "request_id = %s, updated = %s, owner = NULL, lease_expires_at = NULL, "
+                            "claim_session = NULL WHERE id = %s AND state IN ('in_flight', "
+                            "'pending')"
+                        ),
+                        (add, result.status, result.request_id, stamp, result.row_id),
+                    )
+                    delivered = delivered or cur.rowcount > 0
+                elif not result.counts_attempt:
+                    cur.execute(
+                        self._t(
+                            "UPDATE {s}.events SET state = %s, owner = NULL, "
+                            "lease_expires_at = NULL, claim_session = NULL, updated = %s, "
+                            "next_attempt_at = COALESCE(%s, next_attempt_at) "
+                            "WHERE id = %s AND state = 'in_flight' AND owner = %s"
+                        ),
+                        (result.state.value, stamp, result.next_attempt_at, result.row_id, owner),
+                    )
+                else:
+                    cur.execute(
+                        self._t(
+                            "UPDATE {s}.events SET state = %s, attempts = attempts + 1, "
+                            "last_status = %s, last_error_code = %s, last_error_message = %s, "
+                            "request_id = %s, updated = %s, "
+                            "next_attempt_at = COALESCE(%s, next_attempt_at), owner = NULL, "
+                            "lease_expires_at = NULL, claim_session = NULL "
+                            "WHERE id = %s AND state = 'in_flight' AND owner = %s"
+                        ),
+                        (
+                            result.state.value,
+                            result.status,
+                            result.error_code,
+                            result.error_message,
+                            result.request_id,
+                            stamp,
+                            result.next_attempt_at,
+                            result.row_id,
+                            owner,
+                        ),
+                    )
+                changed += max(cur.rowcount, 0)
+            if delivered:
+                self._meta(cur, {"last_success_at": repr(stamp)})
+        return changed
+
+    def note_flush(self, exit_code: int, *, now: float | None = None) -> None:
+        """Remember when a flush last finished and how (the heartbeat of ``status``)."""
+        stamp = time.time() if now is None else now
+        with self._tx() as cur:
+            self._meta(cur, {"last_flush_at": repr(stamp), "last_flush_exit_code": str(exit_code)})
+
+    # -- inspecting -------------------------------------------------------------------------
+
+    def summary(self) -> OutboxSummary:
+        """Counts per state, the oldest pending capture and the heartbeat times."""
+        with self._tx() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            counts = {state: 0 for state in State}
+            cur.execute(self._t("SELECT state, count(*) FROM {s}.events GROUP BY state"))
+            for state, count in cur.fetchall():
+                counts[State(state)] = int(count)
+            cur.execute(
+                self._t(
+                    "SELECT min(created), min(next_attempt_at) FROM {s}.events "
+                    "WHERE state IN ('pending', 'in_flight')"
+                )
+            )
+            found = cur.fetchone()
+            oldest, next_at = found if found else (None, None)
+            cur.execute(self._t("SELECT key, value FROM {s}.meta"))
+            meta = dict(cur.fetchall())
+
+        def number(key: str) -> float | None:
+            try:
+                return float(meta[key]) if key in meta else None
+            except ValueError:
+                return None
+
+        exit_code = number("last_flush_exit_code")
+        return OutboxSummary(
+            path=self._location,
+            schema_version=int(meta.get("schema_version", 0)),
+            counts=counts,
+            oldest_pending_created=oldest,
+            next_attempt_at=next_at,
+            last_flush_at=number("last_flush_at"),
+            last_flush_exit_code=None if exit_code is None else int(exit_code),
+            last_success_at=number("last_success_at"),
+        )
+
+    def rows(
+        self, states: Iterable[State], *, limit: int | None = None, after_id: int = 0
+    ) -> list[OutboxRow]:
+        """Rows in ``states``, by id (capture order), from ``after_id`` on."""
+        wanted = [state.value for state in states]
+        with self._tx() as cur:
+            cur.execute(
+                self._t(
+                    f"SELECT {_COLUMNS} FROM {{s}}.events WHERE state = ANY(%s) AND id > %s "
+                    "ORDER BY id LIMIT %s"
+                ),
+                (wanted, after_id, limit),
+            )
+            return [OutboxRow.from_db(values) for values in cur.fetchall()]
+
+    def iter_rows(self, states: Iterable[State], *, page: int = 500) -> Iterator[OutboxRow]:
+        """Every row in ``states`` by id, read page by page."""
+        wanted = list(states)
+        after = 0
+        while True:
+            chunk = self.rows(wanted, limit=page, after_id=after)
+            yield from chunk
+            if len(chunk) < page:
+                return
+            after = chunk[-1].id
+
+    # -- managing ---------------------------------------------------------------------------
+
+    def retry_dead(self, ids: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+        """Move dead rows back to pending, due now: all, or ``ids``.
+
+        Returns (ids moved, ids named that are not dead letters).
+        """
+        stamp = time.time()
+        with self._tx() as cur:
+            if ids is None:
+                cur.execute(
+                    self._t(
+                        "UPDATE {s}.events SET state = 'pending', next_attempt_at = %s, "
+                        "updated = %s WHERE state = 'dead' RETURNING id"
+                    ),
+                    (stamp, stamp),
+                )
+                moved = sorted(int(r[0]) for r in cur.fetchall())
+                missing: list[int] = []
+            else:
+                wanted = list(dict.fromkeys(ids))
+                cur.execute(
+                    self._t(
+                        "UPDATE {s}.events SET state = 'pending', next_attempt_at = %s, "
+                        "updated = %s WHERE state = 'dead' AND id = ANY(%s) RETURNING id"
+                    ),
+                    (stamp, stamp, wanted),
+                )
+                done = {int(r[0]) for r in cur.fetchall()}
+                moved = [i for i in wanted if i in done]
+                missing = [i for i in wanted if i not in done]
+            if moved:
+                self._notify(cur)
+        return moved, missing
+
+    def purge_plan(
+        self, state: State, *, older_than_s: float | None = None, now: float | None = None
+    ) -> tuple[int, int, float]:
+        """(how many rows :meth:`purge` would delete, the id bound, the time cutoff)."""
+        if state is State.IN_FLIGHT:
+            raise ValueError("in-flight rows are never purged")
+        stamp = time.time() if now is None else now
+        cutoff = stamp - (older_than_s or 0.0) if older_than_s is not None else float("inf")
+        with self._tx() as cur:
+            cur.execute(
+                self._t(
+                    "SELECT count(*), coalesce(max(id), 0) FROM {s}.events WHERE state = %s "
+                    "AND updated <= %s"
+                ),
+                (state.value, cutoff),
+            )
+            found = cur.fetchone()
+        assert found is not None
+        return int(found[0]), int(found[1]), cutoff
+
+    def purge(self, state: State, *, max_id: int, cutoff: float) -> int:
+        """Delete rows in ``state`` last changed at or before ``cutoff``, id <= max_id."""
+        if state is State.IN_FLIGHT:
+            raise ValueError("in-flight rows are never purged")
+        with self._tx() as cur:
+            cur.execute(
+                self._t("DELETE FROM {s}.events WHERE state = %s AND updated <= %s AND id <= %s"),
+                (state.value, cutoff, max_id),
+            )
+            return max(cur.rowcount, 0)
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def _meta(self, cur: Cursor[Any], values: Mapping[str, str]) -> None:
+        for key, value in values.items():
+            cur.execute(
+                self._t(
+                    "INSERT INTO {s}.meta (key, value) VALUES (%s, %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                ),
+                (key, value),
+            )

@@ -1,0 +1,116 @@
+"""The PostgreSQL outbox's schema: tables, the ``enqueue`` SQL entry point, migrations.
+
+Everything lives in one schema of its own (default ``ievents``); nothing outside it is
+created or changed. Its version is in ``meta`` (key ``schema_version``) and older
+versions are migrated step by step, in one transaction, under an advisory lock so two
+processes starting at once do not race.
+
+Times are Unix seconds (``double precision``), as in the SQLite file, so rows read the
+same from both stores.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+# The NOTIFY channel is the schema's name plus this: relays LISTEN on it.
+CHANNEL_SUFFIX = "_events"
+
+_TABLES = """
+CREATE TABLE {s}.meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE {s}.destinations (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    base_url text NOT NULL,
+    api_version text NOT NULL,
+    token_fingerprint text NOT NULL,
+    token_hint text NOT NULL,
+    failing_since double precision,
+    last_failure_at double precision,
+    last_success_at double precision,
+    UNIQUE (base_url, api_version, token_fingerprint)
+);
+CREATE TABLE {s}.events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    dedup_key text NOT NULL UNIQUE,
+    payload text NOT NULL,
+    event_name text NOT NULL,
+    state text NOT NULL CHECK (state IN ('pending', 'in_flight', 'delivered', 'dead')),
+    attempts integer NOT NULL DEFAULT 0,
+    last_status integer,
+    last_error_code text,
+    last_error_message text,
+    request_id text,
+    created double precision NOT NULL,
+    updated double precision NOT NULL,
+    next_attempt_at double precision NOT NULL,
+    owner text,
+    lease_expires_at double precision,
+    source text,
+    source_line bigint,
+    claim_session bigint,
+    destination_id bigint REFERENCES {s}.destinations (id),
+    validated boolean NOT NULL DEFAULT true
+);
+CREATE INDEX events_due ON {s}.events (created, id) WHERE state = 'pending';
+CREATE INDEX events_in_flight ON {s}.events (owner) WHERE state = 'in_flight';
+CREATE INDEX events_by_state ON {s}.events (state, updated);
+"""
+
+# The transactional outbox: an application calls this inside its own transaction.
+# SECURITY DEFINER: the caller needs EXECUTE on it, not rights on the tables. The row is
+# stored as given and validated by ievents before delivery (an invalid one becomes a dead
+# letter with the reason); a missing created_at is the transaction's start, fixed here.
+_ENQUEUE = """
+CREATE OR REPLACE FUNCTION {s}.enqueue(event jsonb) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    body jsonb := event;
+    stamp double precision := extract(epoch FROM now());
+    key text;
+    new_id bigint;
+BEGIN
+    IF body IS NULL OR jsonb_typeof(body) <> 'object' THEN
+        RAISE EXCEPTION '{s}.enqueue takes a JSON object, got %',
+            coalesce(jsonb_typeof(body), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF NOT body ? 'created_at' OR body -> 'created_at' = 'null'::jsonb THEN
+        body := body || jsonb_build_object('created_at', floor(stamp)::bigint);
+    END IF;
+    key := 'sql:' || md5(body::text);
+    INSERT INTO {s}.events AS e (dedup_key, payload, event_name, state, created, updated,
+                                 next_attempt_at, source, validated)
+    VALUES (key, body::text, coalesce(body ->> 'event_name', ''), 'pending', stamp, stamp,
+            stamp, 'sql', false)
+    ON CONFLICT (dedup_key) DO NOTHING
+    RETURNING e.id INTO new_id;
+    IF new_id IS NULL THEN
+        SELECT e.id INTO new_id FROM {s}.events AS e WHERE e.dedup_key = key;
+    END IF;
+    PERFORM pg_notify('{s}{channel}', '');
+    RETURN new_id;
+END
+$fn$;
+REVOKE ALL ON FUNCTION {s}.enqueue(jsonb) FROM PUBLIC;
+"""
+
+# Each step takes a schema from the version before it to the next one.
+MIGRATIONS: dict[int, list[str]] = {}
+
+
+def create_statements(schema: str) -> list[str]:
+    """The statements that create a fresh schema at :data:`SCHEMA_VERSION`."""
+    text = _TABLES.format(s=schema)
+    statements = [part.strip() for part in text.split(";") if part.strip()]
+    statements.append(enqueue_function(schema))
+    return statements
+
+
+def enqueue_function(schema: str) -> str:
+    """``CREATE OR REPLACE FUNCTION schema.enqueue(jsonb)`` (one statement block)."""
+    return _ENQUEUE.format(s=schema, channel=CHANNEL_SUFFIX)
+
+
+def channel(schema: str) -> str:
+    """The NOTIFY channel new events are announced on."""
+    return schema + CHANNEL_SUFFIX

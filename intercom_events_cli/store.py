@@ -1,0 +1,241 @@
+"""The storage protocol behind every outbox command, and the factory that opens one.
+
+Two stores implement :class:`OutboxStore`: the SQLite file (:mod:`.outbox`) and a
+PostgreSQL schema (:mod:`.pg_outbox`). The delivery engine, ``batch`` and the commands
+use only what the protocol names, so they never know which one they hold.
+
+Where the outbox is (``--outbox`` / ``IEVENTS_OUTBOX``): a ``postgresql://`` (or
+``postgres://``) URI opens PostgreSQL, anything else is a file path. psycopg is imported
+only when a URI is opened: the SQLite path never loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import OutboxError
+
+if TYPE_CHECKING:
+    from .event import Event
+    from .outbox import AddResult, OutboxRow, OutboxSummary, RowResult, State
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+SCHEMA_ENV = "IEVENTS_OUTBOX_SCHEMA"
+DEFAULT_PG_SCHEMA = "ievents"
+POSTGRES_EXTRA = "pip install 'intercom-events-cli[postgres]'"
+
+
+class OutboxLocation(Protocol):
+    """Where an outbox is: a :class:`~pathlib.Path` or a :class:`PostgresLocation`.
+
+    ``str()`` of it is safe to print (a URI shows no password).
+    """
+
+    def exists(self) -> bool:
+        """Whether anything was ever stored there (a URI: assumed so)."""
+        ...
+
+
+class OutboxStore(Protocol):
+    """What the delivery engine, ``batch`` and the commands use of an outbox."""
+
+    @property
+    def path(self) -> OutboxLocation:
+        """Where it is (for messages: no password)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+    def __enter__(self) -> OutboxStore: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    # capture
+    def add(
+        self,
+        event: Event,
+        *,
+        now: float | None = None,
+        attempts: int = 0,
+        last_status: int | None = None,
+        last_error_code: str | None = None,
+        last_error_message: str | None = None,
+        request_id: str | None = None,
+        next_attempt_at: float | None = None,
+    ) -> AddResult:
+        """Store one event as pending unless the same event is already there."""
+        ...
+
+    def queue_many(
+        self,
+        events: Sequence[Event],
+        *,
+        source: str | None = None,
+        source_lines: Sequence[int] | None = None,
+        requeue: Collection[State] = (),
+        now: float | None = None,
+    ) -> tuple[int, int]:
+        """Bulk capture: (stored, skipped)."""
+        ...
+
+    # delivery
+    def claim(
+        self, owner: str, limit: int, *, lease_s: float = ..., now: float | None = None
+    ) -> list[OutboxRow]:
+        """Claim up to ``limit`` due pending rows for ``owner``."""
+        ...
+
+    def make_all_due(self, *, now: float | None = None) -> int:
+        """Bring every pending row's next attempt forward to now."""
+        ...
+
+    def renew(self, owner: str, *, lease_s: float = ...) -> int:
+        """Extend the leases ``owner`` holds."""
+        ...
+
+    def release(self, owner: str, ids: Sequence[int] | None = None) -> int:
+        """Hand rows back to pending, unsent."""
+        ...
+
+    def record(self, owner: str, results: Sequence[RowResult], *, now: float | None = None) -> int:
+        """Write delivery results back."""
+        ...
+
+    def note_flush(self, exit_code: int, *, now: float | None = None) -> None:
+        """Remember when a flush finished and how."""
+        ...
+
+    # inspection and management
+    def summary(self) -> OutboxSummary:
+        """Counts per state and heartbeat times."""
+        ...
+
+    def rows(
+        self, states: Iterable[State], *, limit: int | None = None, after_id: int = 0
+    ) -> list[OutboxRow]:
+        """Rows in ``states`` by id."""
+        ...
+
+    def iter_rows(self, states: Iterable[State], *, page: int = 500) -> Iterator[OutboxRow]:
+        """Every row in ``states``, page by page."""
+        ...
+
+    def retry_dead(self, ids: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+        """Dead letters back to pending: (moved, not dead)."""
+        ...
+
+    def purge_plan(
+        self, state: State, *, older_than_s: float | None = None, now: float | None = None
+    ) -> tuple[int, int, float]:
+        """What :meth:`purge` would delete."""
+        ...
+
+    def purge(self, state: State, *, max_id: int, cutoff: float) -> int:
+        """Delete rows within the bounds of :meth:`purge_plan`."""
+        ...
+
+
+class PostgresLocation:
+    """A PostgreSQL outbox: the connection URI and the schema ievents keeps its tables in.
+
+    ``str()`` is the URI without its password (safe in messages and JSON).
+    """
+
+    def __init__(self, uri: str, schema: str = DEFAULT_PG_SCHEMA) -> None:
+        self.uri = uri
+        self.schema = schema
+
+    def exists(self) -> bool:
+        """Always True: finding out needs a connection, which opening makes anyway."""
+        return True
+
+    def __str__(self) -> str:
+        suffix = "" if self.schema == DEFAULT_PG_SCHEMA else f" (schema {self.schema})"
+        return redact_uri(self.uri) + suffix
+
+    def __repr__(self) -> str:
+        return f"PostgresLocation({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PostgresLocation) and (self.uri, self.schema) == (
+            other.uri,
+            other.schema,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.uri, self.schema))
+
+
+def is_postgres_uri(text: str) -> bool:
+    """True for ``postgresql://...`` and ``postgres://...``."""
+    scheme, sep, _ = text.strip().partition("://")
+    return bool(sep) and scheme.lower() in POSTGRES_SCHEMES
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any password (in the userinfo or a ``password=`` parameter) as ``***``."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "postgresql://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}{':***' if colon else ''}@{hosts}"
+    query = "&".join(
+        f"{key}=***" if key.lower() == "password" else f"{key}{eq}{value}"
+        for key, eq, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def valid_schema_name(name: str) -> bool:
+    """A plain lower-case SQL identifier (no quoting needed, no surprises)."""
+    return (
+        0 < len(name) <= 48
+        and (name[0].isascii() and (name[0].isalpha() or name[0] == "_"))
+        and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
+        and name == name.lower()
+    )
+
+
+def resolve_location(option: str | None, env: Mapping[str, str]) -> Path | PostgresLocation:
+    """``--outbox`` > ``IEVENTS_OUTBOX`` > the XDG default: a file path or a PostgreSQL URI.
+
+    The PostgreSQL schema is ``IEVENTS_OUTBOX_SCHEMA`` (default ``ievents``).
+    """
+    from .config import OUTBOX_ENV
+    from .outbox import resolve_outbox_path
+
+    text = option or env.get(OUTBOX_ENV) or ""
+    if text and is_postgres_uri(text):
+        schema = env.get(SCHEMA_ENV, "").strip() or DEFAULT_PG_SCHEMA
+        if not valid_schema_name(schema):
+            raise OutboxError(
+                f"{SCHEMA_ENV}={schema!r} is not a schema name ievents can use",
+                hint="use lower-case letters, digits and underscores, starting with a letter",
+            )
+        return PostgresLocation(text.strip(), schema)
+    return resolve_outbox_path(option, env)
+
+
+def open_store(location: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
+    """Open (creating when missing) the outbox at ``location``.
+
+    Raises :class:`OutboxError` (78), or :class:`~.errors.OutboxUnavailable` (75) for a
+    database that cannot be reached now.
+    """
+    if isinstance(location, PostgresLocation):
+        from .pg_outbox import PostgresOutbox  # imports psycopg: only for a URI
+
+        return PostgresOutbox.open(location)
+    from .outbox import Outbox, busy_timeout_from_env
+
+    path = location if isinstance(location, Path) else Path(str(location))
+    return Outbox.open(path, busy_timeout_s=busy_timeout_from_env(env))
