@@ -137,8 +137,8 @@ OutboxOpt = Annotated[
     str | None,
     typer.Option(
         "--outbox",
-        metavar="PATH",
-        help="The outbox file (else IEVENTS_OUTBOX, default "
+        metavar="PATH|URI",
+        help="The outbox file, or a postgresql:// URI (else IEVENTS_OUTBOX, default "
         "$XDG_STATE_HOME/ievents/outbox.sqlite3).",
         rich_help_panel=OUTBOX,
         show_default=False,

@@ -450,6 +450,26 @@ def flush(
             rich_help_panel=DELIVERY,
         ),
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Keep running: deliver new events as they arrive (a relay), until "
+            "SIGTERM or Ctrl-C (exit 0).",
+            rich_help_panel=DELIVERY,
+        ),
+    ] = False,
+    metrics_port: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-port",
+            metavar="[HOST:]PORT",
+            help="With --watch: serve Prometheus metrics on this port (127.0.0.1 unless "
+            "HOST is given).",
+            rich_help_panel=DELIVERY,
+            show_default=False,
+        ),
+    ] = None,
     outbox: OutboxOpt = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
@@ -468,6 +488,8 @@ def flush(
 
     Example (crontab, every minute): * * * * * ievents flush -q --max-time 50
 
+    Example (a relay, as a service): ievents flush --watch --metrics-port 9464
+
     202: delivered, kept in the ledger.
     400, 404, 422: dead letter, with the API error (ievents outbox list --dead).
     401, 403: stop at once; every event stays pending.
@@ -475,6 +497,10 @@ def flush(
     (30 s, doubling up to 1 h; --now: at once).
     Ctrl-C or SIGTERM: what is not answered yet goes back to pending (exit 130).
     Two flushes at once never send the same event twice.
+    --watch: keep running and deliver new events within a second of capture
+    (woken by PostgreSQL NOTIFY, or by the SQLite file changing); outages and
+    database restarts are waited out; SIGTERM or Ctrl-C stops it (exit 0, a
+    second Ctrl-C: 130).
     Summary on stdout (none with -q), errors on stderr; --json: one object.
 
     Exit codes: 0 all delivered (or nothing to do), 65 some rejected as invalid,
@@ -494,6 +520,19 @@ def flush(
             retries=retries,
         )
         path = outbox_path(outbox, env)
+        if watch or metrics_port is not None:
+            if not watch or max_time is not None or json_output:
+                raise UsageError(
+                    "--metrics-port needs --watch"
+                    if not watch
+                    else "--watch runs until stopped: it takes neither --max-time nor --json"
+                )
+            from .watch import run_watch
+
+            code = run_watch(
+                ui, path, env, settings, concurrency=concurrency, metrics_port=metrics_port
+            )
+            raise typer.Exit(code)
         if not path.exists():
             # Nothing was ever queued here: do not create a file just to find it empty.
             from ..delivery import FlushReport
@@ -563,6 +602,14 @@ def status(
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
     json_output: JsonOpt = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="text|json|prometheus",
+            help="text, json (as --json) or prometheus (the text exposition format).",
+        ),
+    ] = "text",
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -575,16 +622,30 @@ def status(
     last_flush_at, last_flush_age_s, last_flush_exit_code,
     last_success_at, last_success_age_s.
     Times are UTC (ISO-8601), ages in seconds; null when unknown.
-    Exits 0 unless the outbox cannot be read (78).
+    Exits 0 unless the outbox cannot be read (78; 75 for a database that is down).
+
+    --format prometheus (for node_exporter's textfile collector):
+    ievents_outbox_events{state=...}, ievents_outbox_oldest_pending_age_seconds,
+    ievents_outbox_last_success_timestamp_seconds (0: never),
+    ievents_outbox_last_flush_timestamp_seconds, ievents_outbox_last_flush_exit_code.
+    Example (cron): ievents outbox status --format prometheus > /var/lib/node_exporter/ievents.prom
     """
-    ui = Output(json_mode=json_output, no_color=no_color)
+    fmt = output_format.strip().lower()
+    ui = Output(json_mode=json_output or fmt == "json", no_color=no_color)
     with reporting(ui, debug, on_error=_json_error(ui)):
+        if fmt not in ("text", "json", "prometheus"):
+            raise UsageError(f"--format {output_format!r}: choose text, json or prometheus")
         env = load_environment(env_file)
         path = outbox_path(outbox, env)
         summary = None
         if path.exists():
             with open_outbox(path, env) as store:
                 summary = store.summary()
+        if fmt == "prometheus":
+            from ..metrics import status_text
+
+            ui.raw(status_text(summary))
+            return
         print_status(ui, path, summary)
 
 

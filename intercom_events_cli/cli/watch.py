@@ -1,0 +1,117 @@
+"""``ievents flush --watch``: the relay on the command line, and its metrics endpoint.
+
+The relay itself is :mod:`intercom_events_cli.relay`; this module turns its notices
+into stderr lines, serves ``--metrics-port``, and decides the exit code: 0 after
+SIGTERM or Ctrl-C (a relay asked to stop has done its job), 130 on a second Ctrl-C,
+78 for a configuration that cannot work.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ..errors import ExitCode, UsageError
+from ..output import Output
+from .common import attempt_logger
+from .outbox import plural, stop_on_signals
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..delivery import Delivery
+    from ..outbox import OutboxSummary
+    from ..store import OutboxLocation
+
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+def parse_metrics_address(text: str) -> tuple[str, int]:
+    """``PORT`` (loopback) or ``HOST:PORT`` (``0.0.0.0:9464`` for every interface)."""
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host.strip("[]") if sep else DEFAULT_METRICS_HOST
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535 or (sep and not host):
+        raise UsageError(
+            f"--metrics-port {text!r} is not a port",
+            "give a port (9464) or HOST:PORT (0.0.0.0:9464 to serve beyond this host)",
+        )
+    return host, port
+
+
+def run_watch(
+    ui: Output,
+    location: OutboxLocation,
+    env: Mapping[str, str],
+    settings: Settings,
+    *,
+    concurrency: int,
+    metrics_port: str | None,
+) -> int:
+    """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
+    from ..outbox import State
+    from ..relay import Relay
+    from ..store import open_store
+
+    address = parse_metrics_address(metrics_port) if metrics_port is not None else None
+    stop = threading.Event()
+    relay: Relay | None = None
+
+    def summary() -> OutboxSummary | None:
+        store = relay.store if relay is not None else None
+        return store.summary() if store is not None else None
+
+    metrics = None
+    if address is not None:
+        from ..metrics import RelayMetrics
+
+        metrics = RelayMetrics(summary)
+    log_lock = threading.Lock()
+
+    def on_result(delivery: Delivery) -> None:
+        if metrics is not None:
+            metrics.observe(delivery)
+        if ui.verbose:
+            row = delivery.row
+            state = "not sent, pending again" if delivery.outcome is None else delivery.state.value
+            if delivery.state is State.PENDING and delivery.outcome is not None:
+                state = "pending again"
+            with log_lock:
+                ui.log(f"#{row.id} {row.event_name}: {state}")
+
+    def on_notice(text: str) -> None:
+        with log_lock:
+            ui.warn(text)
+
+    relay = Relay(
+        location,
+        settings,
+        lambda: open_store(location, env),
+        stop=stop,
+        on_result=on_result,
+        on_attempt=attempt_logger(ui),
+        on_notice=on_notice,
+        concurrency=concurrency,
+    )
+    if metrics is not None and address is not None:
+        port = metrics.serve(*address)
+        ui.info(f"metrics on http://{address[0]}:{port}/metrics")
+    ui.info(f"watching {location} for new events; SIGTERM or Ctrl-C stops")
+    try:
+        with stop_on_signals(stop):
+            report = relay.run()
+    finally:
+        if metrics is not None:
+            metrics.close()
+    parts = [f"{report.delivered} delivered"]
+    if report.dead:
+        parts.append(f"{report.dead} rejected")
+    if report.deferred:
+        parts.append(f"{report.deferred} to retry later")
+    if report.released:
+        parts.append(f"{plural(report.released, 'event')} handed back unsent")
+    ui.result(f"watch stopped: {', '.join(parts)}")
+    return int(ExitCode.OK)

@@ -1,0 +1,324 @@
+"""The relay behind ``ievents flush --watch``: deliver new events as they arrive.
+
+A relay is the flush engine (:class:`~.delivery.Deliverer`) kept running: when it has
+nothing left to do it waits for a sign of new rows instead of ending.
+
+- PostgreSQL: ``LISTEN <schema>_events`` on a connection of its own; every capture
+  (``send --queue``, ``batch --queue``, ``<schema>.enqueue()``) notifies on commit.
+- SQLite: ``PRAGMA data_version`` of the file, read every :data:`SQLITE_POLL_S`: it
+  changes whenever another connection commits.
+
+Either way it also looks every :data:`IDLE_LOOK_S` without a sign, for rows whose
+retry time has come. Pacing, retries, dead letters and the handling of a rejected token
+are the engine's. Around it, the relay:
+
+- keeps going through outages: a run the engine ends (Intercom unavailable, token
+  rejected, internal error) is followed by another after a pause;
+- reconnects when the database goes away (:class:`~.errors.OutboxUnavailable`),
+  waiting and trying again; rows it held are taken back by the next claim;
+- stops on ``stop`` (SIGTERM / Ctrl-C): rows not answered yet go back to pending.
+
+Nothing here prints: ``on_notice`` gets a line for each thing worth telling.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import ExitCode, OutboxError, OutboxUnavailable
+from .store import OutboxLocation, PostgresLocation
+
+if TYPE_CHECKING:
+    from .client import AttemptLog
+    from .config import Settings
+    from .delivery import Delivery, FlushReport
+    from .store import OutboxStore
+
+SQLITE_POLL_S = 0.1
+IDLE_LOOK_S = 1.0
+# After the engine stopped for Intercom being unavailable (or an internal error), and
+# after the token was rejected (someone has to fix it: no point hammering).
+PAUSE_UNAVAILABLE_S = 15.0
+PAUSE_AUTH_S = 60.0
+# Waiting for the database to come back: 0.5 s, doubling, at most this.
+RECONNECT_MAX_S = 10.0
+ENGINE_POLL_S = 0.02
+
+
+class Waker(Protocol):
+    """Something that says when the outbox may have new rows."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout``; True when something changed (or may have)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what it holds."""
+        ...
+
+
+class SqliteWaker:
+    """Watches a SQLite outbox's ``PRAGMA data_version`` (other connections' commits)."""
+
+    def __init__(self, path: Path, stop: threading.Event) -> None:
+        self.path = path
+        self.stop = stop
+        self._db: sqlite3.Connection | None = None
+        self._version: int | None = None
+
+    def _read(self) -> int | None:
+        try:
+            if self._db is None:
+                self._db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=1)
+            value = self._db.execute("PRAGMA data_version").fetchone()[0]
+            return int(value)
+        except sqlite3.Error:
+            self.close()
+            return None
+
+    def wait(self, timeout: float) -> bool:
+        """Poll every :data:`SQLITE_POLL_S` until the version changes, a stop, or timeout."""
+        if self._version is None:
+            self._version = self._read()
+        deadline = time.monotonic() + timeout
+        while not self.stop.wait(min(SQLITE_POLL_S, max(0.0, deadline - time.monotonic()))):
+            current = self._read()
+            if current != self._version:
+                self._version = current
+                return True
+            if time.monotonic() >= deadline:
+                return False
+        return True
+
+    def close(self) -> None:
+        """Close the watching connection."""
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+
+
+class PostgresWaker:
+    """``LISTEN`` on the outbox's channel, on a connection of its own (reconnecting)."""
+
+    def __init__(self, location: PostgresLocation, stop: threading.Event) -> None:
+        self.location = location
+        self.stop = stop
+        self._db: Any = None
+
+    def _connect(self) -> bool:
+        import psycopg
+
+        from .pg_schema import channel
+
+        try:
+            self._db = psycopg.connect(
+                self.location.uri, autocommit=True, connect_timeout=5, application_name="ievents"
+            )
+            self._db.execute(f"LISTEN {channel(self.location.schema)}")
+            return True
+        except psycopg.Error:
+            self.close()
+            return False
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for a notification (in short slices, to see a stop at once)."""
+        import psycopg
+
+        if self._db is None:
+            # Just (re)connected: rows may have arrived while nobody listened.
+            if self._connect():
+                return True
+            self.stop.wait(min(timeout, 1.0))
+            return False
+        deadline = time.monotonic() + timeout
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                for _ in self._db.notifies(timeout=min(left, 0.25), stop_after=1):
+                    return True
+            except psycopg.Error:
+                self.close()
+                return True
+        return True
+
+    def close(self) -> None:
+        """Close the listening connection."""
+        if self._db is not None:
+            try:
+                self._db.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+        self._db = None
+
+
+def make_waker(location: OutboxLocation, stop: threading.Event) -> Waker:
+    """The waker that suits the outbox."""
+    if isinstance(location, PostgresLocation):
+        return PostgresWaker(location, stop)
+    return SqliteWaker(Path(str(location)), stop)
+
+
+@dataclass
+class RelayReport:
+    """Totals of a relay's life, and its exit code."""
+
+    runs: int = 0
+    delivered: int = 0
+    dead: int = 0
+    deferred: int = 0
+    released: int = 0
+    reconnects: int = 0
+    last_run: FlushReport | None = None
+    exit_code: ExitCode = ExitCode.OK
+    notices: list[str] = field(default_factory=list)
+
+
+class Relay:
+    """Run the flush engine until ``stop``, waking on new rows; see the module doc.
+
+    ``open_store`` opens the outbox (called again after the database went away).
+    ``engine_options`` go to each :class:`~.delivery.Deliverer` (concurrency, retries,
+    timeout, ...). ``on_store`` sees each store opened (for metrics).
+    """
+
+    def __init__(
+        self,
+        location: OutboxLocation,
+        settings: Settings,
+        open_store: Callable[[], OutboxStore],
+        *,
+        stop: threading.Event | None = None,
+        on_result: Callable[[Delivery], None] | None = None,
+        on_attempt: Callable[[AttemptLog], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
+        on_store: Callable[[OutboxStore | None], None] | None = None,
+        idle_look_s: float = IDLE_LOOK_S,
+        **engine_options: Any,
+    ) -> None:
+        self.location = location
+        self.settings = settings
+        self.open_store = open_store
+        self.stop = stop or threading.Event()
+        self.on_result = on_result
+        self.on_attempt = on_attempt
+        self.on_notice = on_notice
+        self.on_store = on_store
+        self.idle_look_s = idle_look_s
+        self.engine_options = engine_options
+        self.report = RelayReport()
+        self.store: OutboxStore | None = None
+        self._waker = make_waker(location, self.stop)
+
+    def _notice(self, text: str) -> None:
+        self.report.notices.append(text)
+        del self.report.notices[:-20]
+        if self.on_notice is not None:
+            self.on_notice(text)
+
+    def _keep_going(self) -> bool:
+        # Called by the engine when it has nothing in hand: wait for a sign, then look.
+        if self.stop.is_set():
+            return False
+        self._waker.wait(self.idle_look_s)
+        return not self.stop.is_set()
+
+    def _set_store(self, store: OutboxStore | None) -> None:
+        self.store = store
+        if self.on_store is not None:
+            self.on_store(store)
+
+    def run(self) -> RelayReport:
+        """Deliver until ``stop``; returns the totals (exit 0, or 78 for a configuration
+        that cannot work, such as a wrong database password)."""
+        from .delivery import STOP_AUTH, Deliverer
+
+        backoff = 0.5
+        try:
+            while not self.stop.is_set():
+                if self.store is None:
+                    try:
+                        self._set_store(self.open_store())
+                        backoff = 0.5
+                    except OutboxUnavailable as exc:
+                        self._notice(f"{exc.message}; trying again in {backoff:g} s")
+                        self.stop.wait(backoff)
+                        backoff = min(backoff * 2, RECONNECT_MAX_S)
+                        continue
+                assert self.store is not None
+                engine = Deliverer(
+                    self.store,
+                    self.settings,
+                    on_result=self.on_result,
+                    on_attempt=self.on_attempt,
+                    stop=self.stop,
+                    keep_going=self._keep_going,
+                    poll_interval_s=ENGINE_POLL_S,
+                    **self.engine_options,
+                )
+                try:
+                    flush = engine.run()
+                except OutboxUnavailable as exc:
+                    # Rows this engine held stay in flight under a session that is gone
+                    # (PostgreSQL) or a lease: the next claim, ours or another relay's,
+                    # takes them back.
+                    self.report.reconnects += 1
+                    self._notice(f"{exc.message}; reconnecting")
+                    self._drop_store()
+                    continue
+                except OutboxError as exc:
+                    if isinstance(self.location, Path) and "locked" in exc.message:
+                        # SQLite busy for longer than the busy timeout: try again.
+                        self._notice(f"{exc.message}; trying again in {backoff:g} s")
+                        self.stop.wait(backoff)
+                        backoff = min(backoff * 2, RECONNECT_MAX_S)
+                        continue
+                    raise
+                self._add(flush)
+                if self.stop.is_set():
+                    break
+                if flush.stopped == STOP_AUTH:
+                    self._notice(
+                        f"the token was rejected; every event stays pending; trying again in "
+                        f"{PAUSE_AUTH_S:g} s"
+                    )
+                    self.stop.wait(PAUSE_AUTH_S)
+                elif flush.stopped is not None:
+                    self._notice(
+                        f"delivery paused ({flush.stopped}); trying again in "
+                        f"{PAUSE_UNAVAILABLE_S:g} s"
+                    )
+                    self.stop.wait(PAUSE_UNAVAILABLE_S)
+        except OutboxError as exc:
+            if isinstance(exc, OutboxUnavailable):
+                raise
+            self.report.exit_code = exc.exit_code
+            raise
+        finally:
+            self._waker.close()
+            self._drop_store()
+        return self.report
+
+    def _drop_store(self) -> None:
+        if self.store is not None:
+            try:
+                self.store.close()
+            except OutboxError:
+                pass
+        self._set_store(None)
+
+    def _add(self, flush: FlushReport) -> None:
+        report = self.report
+        report.runs += 1
+        report.delivered += flush.delivered
+        report.dead += flush.dead
+        report.deferred += flush.deferred
+        report.released += flush.released
+        report.last_run = flush
