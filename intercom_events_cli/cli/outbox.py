@@ -796,11 +796,19 @@ def row_cells(row: OutboxRow) -> list[str]:
         str(row.id),
         row.state.value,
         row.event_name,
-        row.event().contact,
+        _contact(row),
         when(row.created) or "",
         str(row.attempts),
         " ".join(error.split()),
     ]
+
+
+def _contact(row: OutboxRow) -> str:
+    try:
+        return row.event().contact
+    except (KeyError, TypeError, ValueError):
+        # A row enqueued from SQL that failed validation: shown as stored, never parsed.
+        return "?"
 
 
 def print_table(ui: Output, rows: list[OutboxRow], path: OutboxLocation) -> None:

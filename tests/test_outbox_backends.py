@@ -1,0 +1,138 @@
+"""The outbox commands behave the same on SQLite and PostgreSQL (real CLI subprocesses).
+
+Each test runs once per backend: a SQLite file, and a fresh database on the test
+PostgreSQL server (``pg_uri``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import RunCli
+from fake_intercom import FakeIntercom, Reply, api_error
+
+from intercom_events_cli.event import Event
+from intercom_events_cli.outbox import State
+from intercom_events_cli.store import OutboxStore, open_store, resolve_location
+
+CREATED = 1_700_000_000
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The IEVENTS_OUTBOX value of the backend under test."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_uri"))
+    return str(tmp_path / "outbox.sqlite3")
+
+
+def open_outbox(outbox: str) -> OutboxStore:
+    return open_store(resolve_location(outbox, {}), {})
+
+
+def ndjson(count: int, *, start: int = 0, name: str = "bulk") -> str:
+    return "".join(
+        json.dumps({"event_name": name, "user_id": f"u{n}", "created_at": CREATED + n}) + "\n"
+        for n in range(start, start + count)
+    )
+
+
+def test_queue_flush_and_status_on_both_backends(
+    run_cli: RunCli, fake: FakeIntercom, outbox: str
+) -> None:
+    env = {"IEVENTS_OUTBOX": outbox}
+    first = run_cli("send", "signed-up", "--user-id", "7", "--created-at", str(CREATED), "--queue",
+                    "--json", env=env)  # fmt: skip
+    assert first.code == 0, first
+    again = run_cli("send", "signed-up", "--user-id", "7", "--created-at", str(CREATED), "--queue",
+                    "--json", env=env)  # fmt: skip
+    assert again.code == 0 and again.json()["duplicate"] is True
+    assert again.json()["outbox_id"] == first.json()["outbox_id"]
+    bulk = run_cli("batch", "-", "--queue", input=ndjson(50), env=env)
+    assert bulk.code == 0, bulk
+    assert fake.posts() == []  # capture never touches the network
+
+    status = run_cli("outbox", "status", "--json", env=env).json()
+    assert (status["pending"], status["delivered"], status["exists"]) == (51, 0, True)
+    assert status["path"] == (outbox if outbox.startswith("postgresql") else outbox)
+
+    flushed = run_cli("flush", "--json", env=env)
+    assert flushed.code == 0, flushed
+    assert flushed.json()["delivered"] == 51
+    posted = fake.events_posted()
+    assert len(posted) == 51
+    assert {e["user_id"] for e in posted} == {"7"} | {f"u{n}" for n in range(50)}
+
+    # The same batch again: everything is already delivered, nothing is sent.
+    rerun = run_cli("batch", "-", "--queue", input=ndjson(50), env=env)
+    assert rerun.code == 0 and "50 already in the outbox" in rerun.stderr
+    status = run_cli("outbox", "status", "--json", env=env).json()
+    assert (status["pending"], status["delivered"]) == (0, 51)
+    assert status["last_flush_exit_code"] == 0 and status["last_success_at"] is not None
+
+
+def test_dead_letters_list_export_retry_purge(
+    run_cli: RunCli, fake: FakeIntercom, outbox: str
+) -> None:
+    env = {"IEVENTS_OUTBOX": outbox}
+    assert run_cli("batch", "-", "--queue", input=ndjson(3), env=env).code == 0
+    fake.script(api_error(422, "parameter_invalid", "bad metadata"))
+    fake.script_repeat(Reply(status=202), 2)
+    flushed = run_cli("flush", "-c", "1", env=env)
+    assert flushed.code == 65, flushed
+    dead = run_cli("outbox", "list", "--dead", "--json", env=env).json_lines()
+    assert len(dead) == 1 and dead[0]["error"]["message"] == "bad metadata"
+    exported = run_cli("outbox", "export", "--dead", env=env)
+    assert json.loads(exported.stdout)["user_id"] == dead[0]["event"]["user_id"]
+
+    retried = run_cli("outbox", "retry", str(dead[0]["id"]), "--json", env=env)
+    assert retried.json() == {"ok": True, "retried": [dead[0]["id"]], "not_dead": []}
+    missing = run_cli("outbox", "retry", "999999", env=env)
+    assert missing.code == 2
+    assert run_cli("flush", env=env).code == 0
+    purged = run_cli("outbox", "purge", "--delivered", "-y", "--json", env=env)
+    assert purged.json() == {"ok": True, "purged": 3, "state": "delivered"}
+    assert run_cli("outbox", "status", "--json", env=env).json()["delivered"] == 0
+
+
+def test_temporary_failure_is_kept_with_backoff_then_flush_now(
+    run_cli: RunCli, fake: FakeIntercom, outbox: str
+) -> None:
+    env = {"IEVENTS_OUTBOX": outbox}
+    fake.script_repeat(Reply(status=503), 3)
+    sent = run_cli("send", "boom", "--user-id", "1", "--queue-on-failure", "--retries", "2", env=env)
+    assert sent.code == 0 and "queued, NOT delivered" in sent.stdout, sent
+    status = run_cli("outbox", "status", "--json", env=env).json()
+    assert status["pending"] == 1
+    assert run_cli("flush", "--json", env=env).json()["claimed"] == 0  # not due yet
+    done = run_cli("flush", "--now", "--json", env=env)
+    assert done.code == 0 and done.json()["delivered"] == 1
+
+
+def test_store_claims_are_exclusive_and_released(outbox: str) -> None:
+    events = [Event.create("e", user_id=str(n), created_at=CREATED + n) for n in range(10)]
+    with open_outbox(outbox) as store:
+        stored, skipped = store.queue_many(events)
+        assert (stored, skipped) == (10, 0)
+        first = store.claim("owner-a", 4)
+        second = store.claim("owner-b", 10)
+        assert [r.id for r in first] == sorted(r.id for r in first)
+        assert not {r.id for r in first} & {r.id for r in second}
+        assert len(first) + len(second) == 10
+        assert store.release("owner-a") == 4
+        assert store.summary().counts[State.PENDING] == 4
+        assert store.summary().counts[State.IN_FLIGHT] == 6
+
+
+def test_expired_lease_is_taken_back(outbox: str) -> None:
+    event = Event.create("e", user_id="1", created_at=CREATED)
+    with open_outbox(outbox) as store:
+        store.add(event)
+        assert len(store.claim("other-host:1:-:x", 5, lease_s=0.2)) == 1
+        assert store.claim("me", 5) == []
+        time.sleep(1.3)
+        again = store.claim("me", 5)
+        assert [r.dedup_key for r in again] == [event.dedup_key()]
