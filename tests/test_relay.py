@@ -1,0 +1,232 @@
+"""``ievents flush --watch`` (the relay) and the Prometheus metrics, on both backends.
+
+Real relay subprocesses, the real fake Intercom, a real PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import RunCli, base_env
+from fake_intercom import FakeIntercom, Reply
+
+CREATED = 1_700_000_000
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The IEVENTS_OUTBOX value of the backend under test."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_uri"))
+    return str(tmp_path / "outbox.sqlite3")
+
+
+class Relay:
+    """A ``flush --watch`` subprocess."""
+
+    def __init__(self, tmp_path: Path, url: str, outbox: str, *extra: str) -> None:
+        env = base_env(tmp_path, url)
+        env["IEVENTS_OUTBOX"] = outbox
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "intercom_events_cli", "flush", "--watch", *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stdout = ""
+        self.stderr = ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        self.process.send_signal(sig)
+        self.stdout, self.stderr = self.process.communicate(timeout=timeout)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+@pytest.fixture
+def start_relay(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[..., Relay]]:
+    relays: list[Relay] = []
+
+    def start(outbox: str, *extra: str) -> Relay:
+        relay = Relay(tmp_path, fake.url, outbox, *extra)
+        relays.append(relay)
+        return relay
+
+    yield start
+    for relay in relays:
+        relay.kill()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def ndjson(count: int, start: int = 0) -> str:
+    return "".join(
+        json.dumps({"event_name": "relay", "user_id": f"u{n}", "created_at": CREATED + n}) + "\n"
+        for n in range(start, start + count)
+    )
+
+
+def test_watch_delivers_new_events_and_sigterm_exits_0(
+    run_cli: RunCli, fake: FakeIntercom, outbox: str, start_relay: Callable[..., Relay]
+) -> None:
+    env = {"IEVENTS_OUTBOX": outbox}
+    relay = start_relay(outbox)
+    time.sleep(1.0)  # the relay is idle, waiting for a sign of new rows
+    for n in range(3):
+        assert run_cli("send", "e", "--user-id", str(n), "--queue", env=env).code == 0
+    assert run_cli("batch", "-", "--queue", input=ndjson(20), env=env).code == 0
+    wait_for(lambda: len(fake.events_posted()) == 23, what="23 deliveries")
+    assert relay.process.poll() is None  # still running, nothing left to do
+    assert relay.stop() == 0, relay.stderr
+    assert "watch stopped: 23 delivered" in relay.stdout
+    status = run_cli("outbox", "status", "--json", env=env).json()
+    assert (status["delivered"], status["pending"], status["in_flight"]) == (23, 0, 0)
+
+
+def test_sigterm_with_a_request_in_flight_exits_0_promptly_and_releases_it(
+    run_cli: RunCli, fake: FakeIntercom, outbox: str, start_relay: Callable[..., Relay]
+) -> None:
+    env = {"IEVENTS_OUTBOX": outbox}
+    fake.script(Reply(status=202, delay=20))
+    relay = start_relay(outbox)
+    assert run_cli("send", "slow", "--user-id", "1", "--queue", env=env).code == 0
+    wait_for(lambda: len(fake.posts()) == 1, what="the request on the wire")
+    started = time.monotonic()
+    assert relay.stop(signal.SIGTERM, timeout=10) == 0, relay.stderr
+    assert time.monotonic() - started < 5
+    status = run_cli("outbox", "status", "--json", env=env).json()
+    assert (status["in_flight"], status["pending"]) == (0, 1)
+    assert "1 event handed back unsent" in relay.stdout
+
+
+def test_sigint_exits_0_too(
+    run_cli: RunCli, fake: FakeIntercom, outbox: str, start_relay: Callable[..., Relay]
+) -> None:
+    relay = start_relay(outbox)
+    time.sleep(1.0)
+    assert relay.stop(signal.SIGINT) == 0, relay.stderr
+
+
+def test_relay_carries_on_through_a_postgresql_restart(
+    run_cli: RunCli,
+    fake: FakeIntercom,
+    pg_server: Any,
+    pg_uri: str,
+    start_relay: Callable[..., Relay],
+) -> None:
+    env = {"IEVENTS_OUTBOX": pg_uri}
+    fake.latency = 0.02
+    assert run_cli("outbox", "status", env=env).code == 0
+    relay = start_relay(pg_uri, "-c", "4")
+    assert run_cli("batch", "-", "--queue", input=ndjson(150), env=env).code == 0
+    wait_for(lambda: len(fake.stored_events()) >= 20, what="deliveries to start")
+    pg_server.restart()  # cuts every connection, the relay's included
+    assert run_cli("batch", "-", "--queue", input=ndjson(50, start=150), env=env).code == 0
+    wait_for(
+        lambda: {e["user_id"] for e in fake.stored_events()} == {f"u{n}" for n in range(200)},
+        timeout=60,
+        what="every event after the restart",
+    )
+    wait_for(
+        lambda: run_cli("outbox", "status", "--json", env=env).json()["delivered"] == 200,
+        what="the outbox to record every delivery",
+    )
+    assert relay.process.poll() is None, "the relay died with the database"
+    assert relay.stop() == 0, relay.stderr
+    assert "PostgreSQL outbox" in relay.stderr  # it said what happened
+    # At most what the relay held at the restart was sent twice: the engine claims up to
+    # twice its concurrency (4 on the wire, 4 waiting), and answers it could not record.
+    assert len(fake.stored_events()) - 200 <= 2 * 4
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_status_prometheus_matches_status_json(
+    run_cli: RunCli, fake: FakeIntercom, outbox: str
+) -> None:
+    env = {"IEVENTS_OUTBOX": outbox}
+    empty = parse(run_cli("outbox", "status", "--format", "prometheus", env=env).stdout)
+    assert empty[("ievents_outbox_events", (("state", "pending"),))] == 0
+    assert empty[("ievents_outbox_last_success_timestamp_seconds", ())] == 0
+    assert run_cli("batch", "-", "--queue", input=ndjson(6), env=env).code == 0
+    fake.script(Reply(status=422, body={"type": "error.list", "errors": [{"code": "bad"}]}))
+    fake.script_repeat(Reply(status=202), 2)
+    fake.script_repeat(Reply(status=503), 3)
+    assert run_cli("flush", "-c", "1", "--retries", "0", env=env).code == 65
+    prometheus = run_cli("outbox", "status", "--format", "prometheus", env=env)
+    status = run_cli("outbox", "status", "--json", env=env).json()
+    assert prometheus.code == 0
+    samples = parse(prometheus.stdout)
+    for state in ("pending", "in_flight", "dead", "delivered"):
+        assert samples[("ievents_outbox_events", (("state", state),))] == status[state]
+    assert (status["dead"], status["pending"], status["delivered"]) == (1, 3, 2)
+    age = samples[("ievents_outbox_oldest_pending_age_seconds", ())]
+    assert abs(age - status["oldest_pending_age_s"]) < 5
+    assert samples[("ievents_outbox_last_flush_exit_code", ())] == status["last_flush_exit_code"]
+    success = samples[("ievents_outbox_last_success_timestamp_seconds", ())]
+    assert time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(success)) == status["last_success_at"]
+
+
+def test_relay_serves_metrics_with_delivery_counters(
+    run_cli: RunCli, fake: FakeIntercom, outbox: str, start_relay: Callable[..., Relay]
+) -> None:
+    from pg_server import free_port
+
+    env = {"IEVENTS_OUTBOX": outbox}
+    port = free_port()
+    relay = start_relay(outbox, "--metrics-port", str(port))
+    assert run_cli("batch", "-", "--queue", input=ndjson(5), env=env).code == 0
+    wait_for(lambda: len(fake.events_posted()) == 5, what="5 deliveries")
+
+    def scrape() -> dict[Any, float]:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return parse(answer.read().decode())
+
+    wait_for(
+        lambda: scrape().get(("ievents_relay_deliveries_total", (("result", "delivered"),)))
+        == 5,
+        what="the counter",
+    )
+    samples = scrape()
+    assert samples[("ievents_relay_delivery_latency_seconds_count", ())] == 5
+    assert samples[("ievents_outbox_events", (("state", "delivered"),))] == 5
+    assert relay.stop() == 0
+
+
+def test_metrics_port_needs_watch_and_a_port(run_cli: RunCli) -> None:
+    assert run_cli("flush", "--metrics-port", "9464").code == 2
+    bad = run_cli("flush", "--watch", "--metrics-port", "nine")
+    assert bad.code == 2 and "--metrics-port" in bad.stderr
+    assert run_cli("outbox", "status", "--format", "yaml").code == 2
