@@ -44,11 +44,29 @@ def test_queue_flush_and_status_on_both_backends(
     run_cli: RunCli, fake: FakeIntercom, outbox: str
 ) -> None:
     env = {"IEVENTS_OUTBOX": outbox}
-    first = run_cli("send", "signed-up", "--user-id", "7", "--created-at", str(CREATED), "--queue",
-                    "--json", env=env)  # fmt: skip
+    first = run_cli(
+        "send",
+        "signed-up",
+        "--user-id",
+        "7",
+        "--created-at",
+        str(CREATED),
+        "--queue",
+        "--json",
+        env=env,
+    )
     assert first.code == 0, first
-    again = run_cli("send", "signed-up", "--user-id", "7", "--created-at", str(CREATED), "--queue",
-                    "--json", env=env)  # fmt: skip
+    again = run_cli(
+        "send",
+        "signed-up",
+        "--user-id",
+        "7",
+        "--created-at",
+        str(CREATED),
+        "--queue",
+        "--json",
+        env=env,
+    )
     assert again.code == 0 and again.json()["duplicate"] is True
     assert again.json()["outbox_id"] == first.json()["outbox_id"]
     bulk = run_cli("batch", "-", "--queue", input=ndjson(50), env=env)
@@ -103,7 +121,9 @@ def test_temporary_failure_is_kept_with_backoff_then_flush_now(
 ) -> None:
     env = {"IEVENTS_OUTBOX": outbox}
     fake.script_repeat(Reply(status=503), 3)
-    sent = run_cli("send", "boom", "--user-id", "1", "--queue-on-failure", "--retries", "2", env=env)
+    sent = run_cli(
+        "send", "boom", "--user-id", "1", "--queue-on-failure", "--retries", "2", env=env
+    )
     assert sent.code == 0 and "queued, NOT delivered" in sent.stdout, sent
     status = run_cli("outbox", "status", "--json", env=env).json()
     assert status["pending"] == 1

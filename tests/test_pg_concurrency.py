@@ -61,8 +61,12 @@ def test_four_flushers_share_the_work_and_survive_a_kill_9(pg_uri: str, tmp_path
         # Capture from several processes at once; the last one repeats the first's lines.
         size = EVENTS // CAPTURERS
         capturers = [
-            subprocess.Popen(cli("batch", "-", "--queue", "-q"), stdin=subprocess.PIPE, env=env,
-                             stderr=subprocess.PIPE)  # fmt: skip
+            subprocess.Popen(
+                cli("batch", "-", "--queue", "-q"),
+                stdin=subprocess.PIPE,
+                env=env,
+                stderr=subprocess.PIPE,
+            )
             for _ in range(CAPTURERS + 1)
         ]
         feeds = [ndjson(i * size, size) for i in range(CAPTURERS)] + [ndjson(0, size)]
@@ -81,8 +85,10 @@ def test_four_flushers_share_the_work_and_survive_a_kill_9(pg_uri: str, tmp_path
             flushers.append(
                 subprocess.Popen(
                     cli("flush", "-q", "-c", str(FLUSH_CONCURRENCY), "--retries", "6"),
-                    env=flush_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                )  # fmt: skip
+                    env=flush_env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
             )
         deadline = time.monotonic() + 60
         while len(fake.stored_events()) < 1000 and time.monotonic() < deadline:
@@ -94,13 +100,23 @@ def test_four_flushers_share_the_work_and_survive_a_kill_9(pg_uri: str, tmp_path
             process.wait(timeout=180)
         # Rows that failed past the retries wait for their next attempt: flush them now.
         for _ in range(5):
-            done = subprocess.run(cli("flush", "--now", "--json"), env=env, capture_output=True,
-                                  text=True, timeout=180)  # fmt: skip
+            done = subprocess.run(
+                cli("flush", "--now", "--json"),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
             if json.loads(done.stdout)["remaining"]["pending"] == 0:
                 break
         status = json.loads(
-            subprocess.run(cli("outbox", "status", "--json"), env=env, capture_output=True,
-                           text=True, timeout=60).stdout  # fmt: skip
+            subprocess.run(
+                cli("outbox", "status", "--json"),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
         )
         accepted = fake.stored_events()
 

@@ -42,8 +42,9 @@ def test_unreachable_database_is_75_naming_the_host_not_the_password(run_cli: Ru
         ("outbox", "status"),
         ("batch", "-", "--queue"),
     ):
-        result = run_cli(*args, input='{"event_name":"e","user_id":"1"}\n',
-                         env={"IEVENTS_OUTBOX": uri})  # fmt: skip
+        result = run_cli(
+            *args, input='{"event_name":"e","user_id":"1"}\n', env={"IEVENTS_OUTBOX": uri}
+        )
         assert result.code == 75, result
         assert f"127.0.0.1:{port}/events" in result.stderr
         assert "hunter2" not in result.stdout + result.stderr
@@ -66,8 +67,16 @@ def test_queue_on_failure_never_claims_a_kept_event_when_the_database_is_down(
 ) -> None:
     fake.script_repeat(Reply(status=503), 5)
     uri = f"postgresql://x:pw@127.0.0.1:{free_port()}/events"
-    result = run_cli("send", "e", "--user-id", "1", "--queue-on-failure", "--retries", "1",
-                     env={"IEVENTS_OUTBOX": uri})  # fmt: skip
+    result = run_cli(
+        "send",
+        "e",
+        "--user-id",
+        "1",
+        "--queue-on-failure",
+        "--retries",
+        "1",
+        env={"IEVENTS_OUTBOX": uri},
+    )
     assert result.code == 75, result
     assert "could not be queued" in result.stderr
     assert "queued, NOT delivered" not in result.stdout
@@ -80,8 +89,13 @@ def test_without_psycopg_a_uri_is_one_line_naming_the_extra(tmp_path: Any) -> No
         "sys.argv = ['ievents', 'outbox', 'status', '--outbox', 'postgresql://h/db']\n"
         "main()\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=base_env(tmp_path, None), timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=base_env(tmp_path, None),
+        timeout=60,
+    )
     assert done.returncode == 78, done
     assert "intercom-events-cli[postgres]" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2
@@ -92,8 +106,12 @@ def test_sqlite_path_never_imports_psycopg_or_prometheus(tmp_path: Any, fake: Fa
     for args in (["send", "e", "--user-id", "1", "--queue"], ["flush"], ["outbox", "status"]):
         done = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "intercom_events_cli", *args],
-            capture_output=True, text=True, env=env, timeout=60, cwd=REPO_ROOT,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            cwd=REPO_ROOT,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
         assert "psycopg" not in imported and "prometheus_client" not in imported
@@ -105,8 +123,11 @@ def test_sqlite_path_never_imports_psycopg_or_prometheus(tmp_path: Any, fake: Fa
 
 def test_schema_is_created_versioned_and_configurable(run_cli: RunCli, pg_uri: str) -> None:
     assert run_cli("outbox", "status", env={"IEVENTS_OUTBOX": pg_uri}).code == 0
-    tables = sql(pg_uri, "SELECT table_name FROM information_schema.tables "
-                         "WHERE table_schema = 'ievents' ORDER BY 1")  # fmt: skip
+    tables = sql(
+        pg_uri,
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = 'ievents' ORDER BY 1",
+    )
     assert [t[0] for t in tables] == ["destinations", "events", "meta"]
     assert sql(pg_uri, "SELECT value FROM ievents.meta WHERE key = 'schema_version'") == [("1",)]
 
@@ -125,8 +146,9 @@ def test_a_foreign_schema_or_a_newer_version_is_left_untouched(
     sql(pg_uri, "CREATE SCHEMA ievents; CREATE TABLE ievents.orders (id int)")
     foreign = run_cli("outbox", "status", env={"IEVENTS_OUTBOX": pg_uri})
     assert foreign.code == 78 and "not an ievents outbox" in foreign.stderr
-    assert sql(pg_uri, "SELECT count(*) FROM information_schema.tables "
-                       "WHERE table_schema = 'ievents'") == [(1,)]  # fmt: skip
+    assert sql(
+        pg_uri, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ievents'"
+    ) == [(1,)]
 
     env = {"IEVENTS_OUTBOX": pg_uri, "IEVENTS_OUTBOX_SCHEMA": "newer"}
     assert run_cli("outbox", "status", env=env).code == 0
@@ -157,10 +179,17 @@ def test_enqueue_in_committed_and_rolled_back_transactions(
     env = {"IEVENTS_OUTBOX": pg_uri}
     assert run_cli("outbox", "status", env=env).code == 0  # creates the schema
     # The application's role needs only EXECUTE on the function (SECURITY DEFINER).
-    sql(pg_uri, f"GRANT USAGE ON SCHEMA ievents TO {APP_USER}; "
-                f"GRANT EXECUTE ON FUNCTION ievents.enqueue(jsonb) TO {APP_USER}")  # fmt: skip
-    committed = {"event_name": "upgraded", "user_id": "42", "created_at": CREATED,
-                 "metadata": {"plan": "pro"}}  # fmt: skip
+    sql(
+        pg_uri,
+        f"GRANT USAGE ON SCHEMA ievents TO {APP_USER}; "
+        f"GRANT EXECUTE ON FUNCTION ievents.enqueue(jsonb) TO {APP_USER}",
+    )
+    committed = {
+        "event_name": "upgraded",
+        "user_id": "42",
+        "created_at": CREATED,
+        "metadata": {"plan": "pro"},
+    }
     with psycopg.connect(app_uri(pg_uri)) as app:
         with app.transaction():
             app.execute("CREATE TEMP TABLE orders (id int)")
@@ -168,13 +197,17 @@ def test_enqueue_in_committed_and_rolled_back_transactions(
             app.execute("SELECT ievents.enqueue(%s::jsonb)", (json.dumps(committed),))
         with pytest.raises(psycopg.errors.DivisionByZero):
             with app.transaction():
-                app.execute("SELECT ievents.enqueue(%s::jsonb)",
-                            (json.dumps({**committed, "user_id": "rolled-back"}),))  # fmt: skip
+                app.execute(
+                    "SELECT ievents.enqueue(%s::jsonb)",
+                    (json.dumps({**committed, "user_id": "rolled-back"}),),
+                )
                 app.execute("SELECT 1 / 0")
         # No created_at: the transaction's time, fixed at enqueue.
         with app.transaction():
-            app.execute("SELECT ievents.enqueue('{\"event_name\": \"later\", \"email\": "
-                        "\"a@example.com\"}'::jsonb)")  # fmt: skip
+            app.execute(
+                'SELECT ievents.enqueue(\'{"event_name": "later", "email": '
+                '"a@example.com"}\'::jsonb)'
+            )
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             app.execute("SELECT ievents.enqueue('[1, 2]'::jsonb)")
     flushed = run_cli("flush", "--json", env=env)
@@ -192,9 +225,8 @@ def test_invalid_enqueued_row_becomes_a_dead_letter_with_its_reason(
 ) -> None:
     env = {"IEVENTS_OUTBOX": pg_uri}
     assert run_cli("outbox", "status", env=env).code == 0
-    sql(pg_uri, "SELECT ievents.enqueue('{\"event_name\": \"no-contact\", \"created_at\": 1}')")
-    sql(pg_uri, "SELECT ievents.enqueue('{\"event_name\": \"x\", \"user_id\": \"1\", "
-                "\"colour\": \"red\"}')")  # fmt: skip
+    sql(pg_uri, 'SELECT ievents.enqueue(\'{"event_name": "no-contact", "created_at": 1}\')')
+    sql(pg_uri, 'SELECT ievents.enqueue(\'{"event_name": "x", "user_id": "1", "colour": "red"}\')')
     sql(pg_uri, "SELECT ievents.enqueue('{}')")
     flushed = run_cli("flush", "--json", env=env)
     assert flushed.code == 0, flushed
@@ -213,12 +245,16 @@ def test_enqueued_duplicate_of_a_captured_event_is_sent_once(
     run_cli: RunCli, fake: FakeIntercom, pg_uri: str
 ) -> None:
     env = {"IEVENTS_OUTBOX": pg_uri}
-    queued = run_cli("send", "e", "--user-id", "9", "--created-at", str(CREATED), "--queue",
-                     env=env)  # fmt: skip
+    queued = run_cli(
+        "send", "e", "--user-id", "9", "--created-at", str(CREATED), "--queue", env=env
+    )
     assert queued.code == 0
     for _ in range(2):
-        sql(pg_uri, "SELECT ievents.enqueue(%s::jsonb)",
-            (json.dumps({"user_id": "9", "event_name": "e", "created_at": CREATED}),))  # fmt: skip
+        sql(
+            pg_uri,
+            "SELECT ievents.enqueue(%s::jsonb)",
+            (json.dumps({"user_id": "9", "event_name": "e", "created_at": CREATED}),),
+        )
     assert run_cli("flush", env=env).code == 0
     assert len(fake.events_posted()) == 1
     status = run_cli("outbox", "status", "--json", env=env).json()

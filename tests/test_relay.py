@@ -215,8 +215,7 @@ def test_relay_serves_metrics_with_delivery_counters(
             return parse(answer.read().decode())
 
     wait_for(
-        lambda: scrape().get(("ievents_relay_deliveries_total", (("result", "delivered"),)))
-        == 5,
+        lambda: scrape().get(("ievents_relay_deliveries_total", (("result", "delivered"),))) == 5,
         what="the counter",
     )
     samples = scrape()
