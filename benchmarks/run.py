@@ -43,6 +43,7 @@ from harness import (  # noqa: E402
     run_measured,
     run_quick,
 )
+from outbox_bench import scenario_postgres, scenario_relay  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 NOT_BUILT = "n/a (not built yet)"
@@ -69,6 +70,7 @@ class Sizes:
     rl_window: float = 2.0
     rl_latency: float = 0.05
     ndjson_lines: int = 300_000
+    relay_events: int = 200
     timeout: float = 300.0
 
 
@@ -86,6 +88,7 @@ SMOKE = Sizes(
     rl_window=1.0,
     rl_latency=0.005,
     ndjson_lines=200,
+    relay_events=5,
     timeout=60.0,
 )
 
@@ -650,6 +653,8 @@ SCENARIOS: dict[str, Callable[[Context, list[Row]], None]] = {
     "bulk": scenario_bulk,
     "ratelimit": scenario_rate_limit,
     "ndjson": scenario_ndjson,
+    "postgres": scenario_postgres,
+    "relay": scenario_relay,
 }
 
 
@@ -784,6 +789,49 @@ def targets_for(rows: list[Row], sizes: Sizes) -> list[Target]:
                 "PASS" if peak <= max_mib else "MISS",
             )
         )
+    out += outbox_targets(rows, sizes)
+    return out
+
+
+def outbox_targets(rows: list[Row], sizes: Sizes) -> list[Target]:
+    """Issue 11: batch --queue into PostgreSQL, and the relay's p95 latency."""
+    out: list[Target] = []
+    row = find(rows, "6.", "ievents batch --queue (PostgreSQL)")
+    reason = unavailable(row)
+    if reason is not None:
+        out.append(Target("batch --queue into PostgreSQL: events/s", "-", ">= 20,000", reason))
+        out.append(Target("batch --queue into PostgreSQL: peak memory", "-", "<= 100 MiB", reason))
+    else:
+        assert row is not None
+        rate = row.throughput or 0.0
+        note = " (small file: not comparable)" if sizes.ndjson_lines < 100_000 else ""
+        out.append(
+            Target(
+                "batch --queue into PostgreSQL: events/s",
+                f"{rate:,.0f}{note}",
+                ">= 20,000",
+                "PASS" if rate >= 20_000 else "MISS",
+            )
+        )
+        peak = row.peak_mib or 0.0
+        out.append(
+            Target(
+                "batch --queue into PostgreSQL: peak memory",
+                f"{peak:.1f} MiB",
+                "<= 100 MiB",
+                "PASS" if peak <= 100 else "MISS",
+            )
+        )
+    for backend, limit in (("PostgreSQL", 1.0), ("SQLite", 2.0)):
+        row = find(rows, "7.", f"ievents flush --watch ({backend})")
+        name = f"relay latency p95, capture to 202 ({backend})"
+        reason = unavailable(row)
+        if reason is not None:
+            out.append(Target(name, "-", f"<= {limit:g} s", reason))
+            continue
+        assert row is not None
+        p95 = row.median_s or 0.0
+        out.append(Target(name, fmt_s(p95), f"<= {limit:g} s", "PASS" if p95 <= limit else "MISS"))
     return out
 
 
@@ -838,6 +886,9 @@ def results_table(rows: list[Row]) -> str:
         pct = row.extra.get("pct_429")
         if pct and (max(pct) > 0 or row.extra.get("ratio_to_floor")):
             notes.append(f"429s {median(pct):.1f} %")
+        if row.extra.get("p50"):
+            worst = max(row.extra.get("max", [0.0]))
+            notes.append(f"p50 {fmt_s(row.extra_median('p50'))}, worst {fmt_s(worst)}")
         if row.reference_only and row.notes:
             notes.append(row.notes[0])
         peak = f"{row.peak_mib:.1f}" if row.peak_mib is not None else ""
@@ -859,7 +910,7 @@ def results_table(rows: list[Row]) -> str:
 
 def targets_table(targets: list[Target]) -> str:
     return markdown_table(
-        ["target (issue 6)", "measured", "limit", "verdict"],
+        ["target (issue 6, 11)", "measured", "limit", "verdict"],
         [[t.name, t.measured, t.limit, t.verdict] for t in targets],
     )
 
