@@ -222,6 +222,17 @@ class PostgresOutbox:
     def _prepare(self, db: Connection[Any]) -> None:
         """Create or migrate the schema (once, under a transaction-level advisory lock)."""
         schema = self.schema
+        # The usual case, a schema at this version, without the lock that serialises opens.
+        with db.transaction():
+            current = db.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.meta",)
+            ).fetchone()
+            if current and current[0]:
+                found = db.execute(
+                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+                ).fetchone()
+                if found and found[0] == str(pg_schema.SCHEMA_VERSION):
+                    return
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ievents:{schema}",))
             row = db.execute(
