@@ -156,3 +156,15 @@ def test_expired_lease_is_taken_back(outbox: str) -> None:
         time.sleep(1.3)
         again = store.claim("me", 5)
         assert [r.dedup_key for r in again] == [event.dedup_key()]
+
+
+def test_batch_delivers_while_it_stores(run_cli: RunCli, fake: FakeIntercom, outbox: str) -> None:
+    env = {"IEVENTS_OUTBOX": outbox}
+    fake.script(Reply(status=503), api_error(422, "parameter_invalid", "no such thing"))
+    done = run_cli("batch", "-", "--json", input=ndjson(300, name="piped"), env=env)
+    assert done.code == 65, done
+    summary = done.json()
+    assert summary["delivered"] == 299 and summary["dead"] == 1
+    assert len(fake.events_posted()) == 299
+    status = run_cli("outbox", "status", "--json", env=env).json()
+    assert (status["delivered"], status["dead"], status["pending"]) == (299, 1, 0)

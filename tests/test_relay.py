@@ -229,3 +229,24 @@ def test_metrics_port_needs_watch_and_a_port(run_cli: RunCli) -> None:
     bad = run_cli("flush", "--watch", "--metrics-port", "nine")
     assert bad.code == 2 and "--metrics-port" in bad.stderr
     assert run_cli("outbox", "status", "--format", "yaml").code == 2
+
+
+def test_relay_started_before_the_database_waits_for_it(
+    run_cli: RunCli,
+    fake: FakeIntercom,
+    pg_server: Any,
+    pg_uri: str,
+    start_relay: Callable[..., Relay],
+) -> None:
+    env = {"IEVENTS_OUTBOX": pg_uri}
+    pg_server.stop()
+    try:
+        relay = start_relay(pg_uri)
+        time.sleep(1.5)
+        assert relay.process.poll() is None
+    finally:
+        pg_server.start()
+    assert run_cli("send", "e", "--user-id", "1", "--queue", env=env).code == 0
+    wait_for(lambda: len(fake.events_posted()) == 1, what="the delivery")
+    assert relay.stop() == 0, relay.stderr
+    assert "cannot reach the PostgreSQL outbox" in relay.stderr
