@@ -324,11 +324,13 @@ class Deliverer:
                 self._results.put(_Done(row, error=f"{type(exc).__name__}: {exc}"))
 
     def _send(self, row: OutboxRow) -> Outcome:
-        from .client import EVENTS_PATH
+        from .client import EVENTS_ACCEPTED, EVENTS_PATH
 
         assert self._client is not None
         # The stored bytes, exactly: the body is identical on every try, ever.
-        exchange = self._client.request("POST", EVENTS_PATH, content=row.payload_text.encode())
+        exchange = self._client.request(
+            "POST", EVENTS_PATH, content=row.payload_text.encode(), expect=EVENTS_ACCEPTED
+        )
         return exchange.outcome_for(row.event())
 
     # -- results --------------------------------------------------------------------------
@@ -431,11 +433,12 @@ def _outcome_from_attempt(row: OutboxRow, entry: AttemptLog) -> Outcome:
     """A temporary outcome from the last attempt of a delivery cut short by a stop."""
     return Outcome(
         event=row.event(),
-        kind=classify_status(entry.status),
+        kind=entry.kind if entry.kind is not None else classify_status(entry.status),
         status=entry.status,
         attempts=entry.attempt,
         elapsed_s=entry.elapsed_ms / 1000,
-        error_code=f"http_{entry.status}" if entry.status is not None else "network_error",
+        error_code=entry.error_code
+        or (f"http_{entry.status}" if entry.status is not None else "connection_error"),
         error_message=entry.error or status_text(entry.status),
     )
 

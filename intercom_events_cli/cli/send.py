@@ -11,7 +11,7 @@ import typer
 from ..config import Settings, load_environment
 from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
-from ..outcome import Outcome, OutcomeKind, status_text
+from ..outcome import CODE_BAD_URL, CODE_TLS, CODE_UNEXPECTED, Outcome, OutcomeKind, status_text
 from ..output import Output
 from . import app
 from .common import (
@@ -96,6 +96,21 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
             "the token was rejected: check INTERCOM_ACCESS_TOKEN is current and has the "
             "'write events' permission; EU and AU workspaces need --region eu or --region au "
             f"(this request went to {settings.base_url})"
+        )
+    if outcome.error_code == CODE_TLS:
+        return (
+            f"the certificate of {settings.base_url} is not trusted here: behind a proxy that "
+            "inspects TLS, point SSL_CERT_FILE at its CA bundle (PEM); otherwise check "
+            "--base-url / INTERCOM_BASE_URL and the system's CA certificates"
+        )
+    if outcome.error_code == CODE_BAD_URL:
+        return f"{settings.base_url} cannot be used: check --base-url / INTERCOM_BASE_URL"
+    if outcome.error_code == CODE_UNEXPECTED:
+        return (
+            f"something other than Intercom answered at {settings.base_url} (a captive portal, "
+            "a proxy or a wrong --base-url); the event may not have arrived: check the "
+            "network, HTTPS_PROXY / NO_PROXY and --base-url / INTERCOM_BASE_URL, then send "
+            "again (Intercom de-duplicates the same event)"
         )
     if outcome.kind is OutcomeKind.CONFIG:
         return (
