@@ -88,9 +88,17 @@ def test_queue_human_output(run_cli: RunCli, tmp_path: Path) -> None:
     assert "outbox id 1" in result.stdout
 
 
-def test_queue_needs_no_token(run_cli: RunCli, tmp_path: Path) -> None:
+def test_queue_needs_a_token_but_no_network(run_cli: RunCli, tmp_path: Path) -> None:
+    # The event is bound to the token's workspace at capture: without one, nothing is kept.
     result = run_cli("send", "x", "--user-id", "1", "--queue", env={"INTERCOM_ACCESS_TOKEN": None})
-    assert result.code == 0, result
+    assert result.code == 78, result
+    assert "no access token" in result.stderr
+    assert not outbox_file(tmp_path).exists() or rows(outbox_file(tmp_path)) == []
+    # With a token and an unreachable base URL: queued, nothing sent.
+    kept = run_cli(
+        "send", "x", "--user-id", "1", "--queue", env={"INTERCOM_BASE_URL": "http://127.0.0.1:9"}
+    )
+    assert kept.code == 0, kept
     assert len(rows(outbox_file(tmp_path))) == 1
 
 
@@ -177,7 +185,7 @@ def test_default_outbox_is_private_under_xdg_state(run_cli: RunCli, tmp_path: Pa
         if side.exists():
             assert stat.S_IMODE(side.stat().st_mode) == 0o600
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
     raw.close()
     home = run_cli(
         "send",
@@ -317,7 +325,7 @@ def test_status_counts_and_heartbeat(run_cli: RunCli, fake: FakeIntercom, tmp_pa
     seed(path, 3)
     before = run_cli("outbox", "status", "--json").json()
     assert before["pending"] == 3 and before["last_flush_at"] is None
-    assert before["oldest_pending_age_s"] >= 0 and before["schema_version"] == 2
+    assert before["oldest_pending_age_s"] >= 0 and before["schema_version"] == 3
     fake.unknown_contacts.add("u2")
     assert run_cli("flush").code == 67
     after = run_cli("outbox", "status", "--json").json()

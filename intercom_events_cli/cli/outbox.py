@@ -47,7 +47,7 @@ from .send import describe_failure, failure_hint, outcome_json
 
 if TYPE_CHECKING:
     from ..delivery import Delivery, FlushReport
-    from ..outbox import Outbox, OutboxRow, OutboxSummary, State
+    from ..outbox import AddResult, Outbox, OutboxRow, OutboxSummary, State
 
 DELIVERY = "Delivery"
 MAX_ERROR_LINES = 10
@@ -176,18 +176,18 @@ def _json_error(ui: Output, extra: Mapping[str, Any] | None = None) -> Any:
 # -- send --queue and send --queue-on-failure ------------------------------------------------
 
 
-def queue_event(ui: Output, event: Event, option: str | None, env: Mapping[str, str]) -> int:
-    """``send --queue``: store the event as pending; no network. Returns the exit code.
+def queue_event(
+    ui: Output, event: Event, option: str | None, env: Mapping[str, str], settings: Settings
+) -> int:
+    """``send --queue``: store the event as pending, bound to ``settings``' destination;
+    no network. Returns the exit code.
 
     The same event already in the outbox is not stored twice: already queued or already
     delivered exits 0 and says so; a dead letter exits as it failed (65 or 67).
     """
-    from ..outbox import State
-
     path = outbox_path(option, env)
     with open_outbox(path, env) as store:
-        added = store.add(event)
-    what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
+        added = store.add(event, destination_id=store.bind(settings))
     body: dict[str, Any] = {
         "ok": True,
         "delivered": False,
@@ -200,19 +200,35 @@ def queue_event(ui: Output, event: Event, option: str | None, env: Mapping[str, 
         "outbox_id": added.id,
         "duplicate": not added.added,
     }
-    code = ExitCode.OK
-    row = added.row
     if added.added:
-        message = f"queued {what} (outbox id {added.id}); ievents flush delivers it"
-    elif added.state is State.DELIVERED:
-        assert row is not None
-        body.update(queued=False, delivered=True, status=row.last_status)
+        what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
+        if ui.json_mode:
+            ui.json(body)
+        else:
+            ui.result(f"queued {what} (outbox id {added.id}); ievents flush delivers it", "green")
+        return int(ExitCode.OK)
+    return report_existing(ui, added, event, body)
+
+
+def report_existing(ui: Output, added: AddResult, event: Event, body: dict[str, Any]) -> int:
+    """An event captured again: answer with its row's real state; returns the exit code.
+
+    Delivered: "already delivered", 0. Pending or in flight: "already queued", 0. Dead:
+    the dead letter's exit code (65, or 67 for a missing contact) and how to retry it.
+    """
+    from ..outbox import State
+
+    what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
+    row = added.row
+    assert row is not None
+    body = {**body, "outbox_id": added.id, "duplicate": True}
+    if added.state is State.DELIVERED:
+        body.update(ok=True, queued=False, delivered=True, status=row.last_status)
         message = (
             f"already delivered: {what} (outbox id {added.id}, {when(row.updated)}); "
             "not queued again"
         )
     elif added.state is State.DEAD:
-        assert row is not None
         code = ExitCode.NO_CONTACT if row.last_status == 404 else ExitCode.DATA
         body.update(ok=False, queued=False, status=row.last_status, error=row.error())
         if ui.json_mode:
@@ -225,20 +241,28 @@ def queue_event(ui: Output, event: Event, option: str | None, env: Mapping[str, 
         )
         return int(code)
     else:
+        body.update(ok=True, queued=True)
         message = (
-            f"already queued: {what} (outbox id {added.id}, {added.state.value}); not added again"
+            f"already queued: {what} (outbox id {added.id}, {added.state.value}); not added "
+            "again; ievents flush delivers it"
         )
     if ui.json_mode:
         ui.json(body)
     else:
         ui.result(message, style="green")
-    return int(code)
+    return int(ExitCode.OK)
 
 
 def queue_after_failure(
-    ui: Output, outcome: Outcome, option: str | None, env: Mapping[str, str]
-) -> None:
-    """``send --queue-on-failure``: keep a temporarily failed event as pending."""
+    ui: Output, outcome: Outcome, option: str | None, env: Mapping[str, str], settings: Settings
+) -> int:
+    """``send --queue-on-failure``: keep an event that failed temporarily (or on a TLS
+    setup problem) as pending; returns the exit code.
+
+    Kept after a temporary failure: 0. Kept after a configuration failure: 78 all the
+    same (nothing will deliver it until the setup is fixed). Already in the outbox: that
+    row's real state (see :func:`report_existing`).
+    """
     from ..outbox import retry_delay_s
 
     event = outcome.event
@@ -255,25 +279,44 @@ def queue_after_failure(
                 last_error_message=outcome.error_message,
                 request_id=outcome.request_id,
                 next_attempt_at=now + retry_delay_s(1, outcome.retry_after_s),
+                destination_id=store.bind(settings),
             )
-    except IeventsError:
+    except IeventsError as exc:
+        if ui.json_mode:
+            # The real attempts and status of the delivery, and why it was not kept.
+            failed = outcome_json(outcome)
+            failed["error"] = {
+                "code": exc.code,
+                "message": exc.message,
+                "delivery_error": outcome.error(),
+            }
+            ui.json(failed)
         ui.error(describe_failure(outcome) + "; and it could not be queued:")
-        raise
+        ui.error(exc.message, exc.hint)
+        raise typer.Exit(int(exc.exit_code)) from None
+    if not added.added:
+        return report_existing(ui, added, event, outcome_json(outcome, queued=True))
+    code = int(ExitCode.OK) if outcome.kind is OutcomeKind.TEMPORARY else int(outcome.exit_code)
     if ui.json_mode:
-        ui.json({**outcome_json(outcome, queued=True), "outbox_id": added.id})
-        return
+        body = {**outcome_json(outcome, queued=True), "outbox_id": added.id}
+        body["ok"] = code == 0
+        ui.json(body)
     reason = (
         status_text(outcome.status)
         if outcome.status is not None
         else outcome.error_message or outcome.error_code
     )
-    ui.result(
+    line = (
         f"queued, NOT delivered: {event.event_name} for {event.contact} at "
         f"{format_utc(event.created_at)} ({reason} after "
         f"{plural(outcome.attempts, 'attempt')}); kept in the outbox (id {added.id}), "
-        "ievents flush delivers it",
-        style="yellow",
+        "ievents flush delivers it"
     )
+    if code:
+        ui.error(line + " once the configuration is fixed", failure_hint(outcome, settings))
+    elif not ui.json_mode:
+        ui.result(line, style="yellow")
+    return code
 
 
 # -- flush ----------------------------------------------------------------------------------
@@ -304,7 +347,9 @@ def _event_line(delivery: Delivery) -> str:
     return f"#{row.id} {row.event_name} for {row.event().contact}"
 
 
-def flush_json(report: FlushReport, path: Path, remaining: OutboxSummary | None) -> dict[str, Any]:
+def flush_json(
+    report: FlushReport, path: Path, remaining: OutboxSummary | None, due_remaining: int = 0
+) -> dict[str, Any]:
     """The ``flush --json`` object."""
     from ..outbox import State
 
@@ -319,6 +364,18 @@ def flush_json(report: FlushReport, path: Path, remaining: OutboxSummary | None)
         "deferred": report.deferred,
         "released": report.released,
         "stopped": report.stopped,
+        "probed": report.probed,
+        "retried_in_run": report.retried_in_run,
+        "due_remaining": due_remaining,
+        "waiting_elsewhere": [
+            {
+                "base_url": destination.base_url,
+                "api_version": destination.api_version,
+                "token_hint": destination.token_hint,
+                "events": count,
+            }
+            for destination, count in report.waiting_elsewhere
+        ],
         "next_attempt_at": when(report.next_attempt_at),
         "elapsed_s": round(report.elapsed_s, 3),
         "remaining": {state.value: counts.get(state, 0) for state in State},
@@ -399,6 +456,11 @@ def report_flush(
             f"{plural(report.deferred, 'event')} not delivered ({detail}); they stay in the outbox",
             f"Intercom or the network is unavailable; the next flush retries them{next_try} "
             "(ievents flush --now: at once)",
+        )
+    for destination, count in report.waiting_elsewhere:
+        ui.info(
+            f"{plural(count, 'event')} wait for another workspace ({destination.describe()} "
+            "at capture): run flush with that configuration"
         )
     for message in report.internal_errors[:MAX_ERROR_LINES]:
         ui.error(f"internal error: {message}", "this is a bug in ievents; the event stays pending")
@@ -501,8 +563,9 @@ def flush(
         with open_outbox(path, env) as store:
             report = run_flush(ui, store, settings, concurrency, max_time, now)
             remaining = store.summary()
+            due = store.count_due(store.bind(settings))
         if json_output:
-            ui.json(flush_json(report, path, remaining))
+            ui.json(flush_json(report, path, remaining, due))
         report_flush(ui, report, settings, remaining, max_time)
         if report.exit_code != ExitCode.OK:
             raise typer.Exit(int(report.exit_code))

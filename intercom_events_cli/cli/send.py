@@ -303,13 +303,6 @@ def send(
             metadata_json=metadata_json,
         )
         env = load_environment(env_file)
-        if queue:
-            from .outbox import queue_event
-
-            code = queue_event(ui, event, outbox, env)
-            if code:
-                raise typer.Exit(code)
-            return
         settings = Settings.load(
             env=env,
             token_file=token_file,
@@ -320,6 +313,15 @@ def send(
             retries=retries,
             require_token=not dry_run,
         )
+        if queue:
+            # Capture binds the event to this configuration's workspace: it needs the
+            # token (never sent: no network is touched).
+            from .outbox import queue_event
+
+            code = queue_event(ui, event, outbox, env, settings)
+            if code:
+                raise typer.Exit(code)
+            return
         if dry_run:
             print_dry_run(ui, event, settings)
             return
@@ -333,10 +335,14 @@ def send(
                 hint=f"send it again with --created-at {event.created_at}: Intercom "
                 "de-duplicates the same event, contact and time",
             ) from None
-        if queue_on_failure and outcome.kind is OutcomeKind.TEMPORARY:
+        if queue_on_failure and (
+            outcome.kind is OutcomeKind.TEMPORARY or outcome.error_code == CODE_TLS
+        ):
             from .outbox import queue_after_failure
 
-            queue_after_failure(ui, outcome, outbox, env)
+            code = queue_after_failure(ui, outcome, outbox, env, settings)
+            if code:
+                raise typer.Exit(code)
             return
         report_outcome(ui, outcome, settings)
         if not outcome.delivered:
