@@ -229,10 +229,9 @@ def test_queue_on_failure_keeps_a_temporary_failure(
     assert row.state is State.PENDING and row.attempts == 1 and row.last_status == 503
     assert row.next_attempt_at > time.time()  # not hammered again at once
     assert fake.events_posted() == []
-    # The next flush waits for the next attempt time; --now does not.
-    waiting = run_cli("flush")
-    assert waiting.code == 0 and "nothing to flush" in waiting.stdout
-    assert run_cli("flush", "--now").code == 0
+    # Intercom is back: the next flush probes with it at once (no waiting for its backoff).
+    back = run_cli("flush", "--json")
+    assert back.code == 0 and back.json()["probed"] is True, back
     assert fake.events_posted() == [body["event"]]
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..config import Settings, load_environment
-from ..errors import ExitCode, IeventsError, UsageError
+from ..errors import ExitCode, IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc
 from ..outcome import Outcome, OutcomeKind, status_text
 from ..output import Output
@@ -47,6 +47,7 @@ from .send import describe_failure, failure_hint, outcome_json
 
 if TYPE_CHECKING:
     from ..delivery import Delivery, FlushReport
+    from ..destination import Destination
     from ..outbox import AddResult, Outbox, OutboxRow, OutboxSummary, State
 
 DELIVERY = "Delivery"
@@ -140,8 +141,11 @@ def chosen_states(
     return default
 
 
-def row_json(row: OutboxRow) -> dict[str, Any]:
-    """One outbox row for ``--json``: the event (API field names) and its last error."""
+def row_json(
+    row: OutboxRow, destinations: Mapping[int, Destination] | None = None
+) -> dict[str, Any]:
+    """One outbox row for ``--json``: the event (API field names), its last error and
+    its destination (null: unbound)."""
     from ..outbox import State
 
     return {
@@ -156,6 +160,9 @@ def row_json(row: OutboxRow) -> dict[str, Any]:
         "error": row.error(),
         "request_id": row.request_id,
         "dedup_key": row.dedup_key,
+        "destination": destination_json(
+            (destinations or {}).get(row.destination_id) if row.destination_id else None
+        ),
     }
 
 
@@ -270,6 +277,7 @@ def queue_after_failure(
     now = time.time()
     try:
         with open_outbox(path, env) as store:
+            destination_id = store.bind(settings)
             added = store.add(
                 event,
                 now=now,
@@ -279,8 +287,12 @@ def queue_after_failure(
                 last_error_message=outcome.error_message,
                 request_id=outcome.request_id,
                 next_attempt_at=now + retry_delay_s(1, outcome.retry_after_s),
-                destination_id=store.bind(settings),
+                destination_id=destination_id,
             )
+            if outcome.kind is OutcomeKind.TEMPORARY:
+                # The next flush starts with one probe, and delivers everything at once
+                # if Intercom is back, instead of waiting out this event's backoff.
+                store.note_destination(destination_id, up=False, now=now)
     except IeventsError as exc:
         if ui.json_mode:
             # The real attempts and status of the delivery, and why it was not kept.
@@ -631,7 +643,8 @@ def status(
     --json fields: path, exists, schema_version, pending, in_flight, dead, delivered,
     oldest_pending_at, oldest_pending_age_s, next_attempt_at,
     last_flush_at, last_flush_age_s, last_flush_exit_code,
-    last_success_at, last_success_age_s.
+    last_success_at, last_success_age_s, pending_by_destination (a list of
+    {destination: {base_url, api_version, token_hint} or null if unbound, events}).
     Times are UTC (ISO-8601), ages in seconds; null when unknown.
     Exits 0 unless the outbox cannot be read (78).
     """
@@ -675,7 +688,31 @@ def status_json(path: Path, summary: OutboxSummary | None) -> dict[str, Any]:
         "last_flush_exit_code": summary.last_flush_exit_code if summary else None,
         "last_success_at": when(last_success),
         "last_success_age_s": age(last_success),
+        # Pending and in-flight events per destination; unbound (an older outbox): null.
+        "pending_by_destination": [
+            {"destination": destination_json(destination), "events": count}
+            for destination, count in (summary.pending_by_destination if summary else ())
+        ],
     }
+
+
+def destination_json(destination: Destination | None) -> dict[str, str] | None:
+    """A destination without any secret: base URL, API version, the token's last 4."""
+    if destination is None:
+        return None
+    return {
+        "base_url": destination.base_url,
+        "api_version": destination.api_version,
+        "token_hint": destination.token_hint,
+    }
+
+
+def destination_text(destination: Destination | None) -> str:
+    """``https://api.intercom.io (2.14, token ending …f3a2)``; ``unbound`` for None."""
+    if destination is None:
+        return "unbound (any configuration that flushes)"
+    version, hint = destination.api_version, destination.token_hint
+    return f"{destination.base_url} ({version}, token ending …{hint})"
 
 
 def print_status(ui: Output, path: Path, summary: OutboxSummary | None) -> None:
@@ -718,6 +755,8 @@ def print_status(ui: Output, path: Path, summary: OutboxSummary | None) -> None:
         f"last flush    {flush_line}",
         f"last success  {moment('last_success_at')}",
     ]
+    for destination, count in summary.pending_by_destination:
+        lines.append(f"  {count} not delivered for {destination_text(destination)}")
     for line in lines:
         ui.result(line)
 
@@ -753,8 +792,11 @@ def list_rows(
 
     Without --pending, --dead or --delivered: everything not delivered.
     On a terminal: a table. Otherwise one tab-separated line per event:
-    id, state, event, contact, captured, attempts, last error.
-    --json: one object per line, the event (API field names) and its last error.
+    id, state, event, contact, captured, attempts, last error, destination
+    (base URL, API version, last 4 characters of the token; "unbound" for rows of an
+    older outbox, which the first configuration that flushes them delivers).
+    --json: one object per line, the event (API field names), its last error and its
+    destination.
     """
     from ..outbox import State
 
@@ -769,21 +811,23 @@ def list_rows(
         env = load_environment(env_file)
         path = outbox_path(outbox, env)
         rows: list[OutboxRow] = []
+        destinations: dict[int, Destination] = {}
         if path.exists():
             with open_outbox(path, env) as store:
                 rows = store.rows(states, limit=limit or None)
+                destinations = store.destinations()
         if json_output:
             for row in rows:
-                ui.json(row_json(row))
+                ui.json(row_json(row, destinations))
         elif ui.stdout.isatty():
-            print_table(ui, rows, path)
+            print_table(ui, rows, path, destinations)
         else:
             for row in rows:
-                ui.result("\t".join(row_cells(row)))
+                ui.result("\t".join(row_cells(row, destinations)))
 
 
-def row_cells(row: OutboxRow) -> list[str]:
-    """id, state, event, contact, captured, attempts, last error."""
+def row_cells(row: OutboxRow, destinations: Mapping[int, Destination] | None = None) -> list[str]:
+    """id, state, event, contact, captured, attempts, last error, destination."""
     error = ""
     if row.last_status is not None or row.last_error_code is not None:
         parts = [status_text(row.last_status) if row.last_status is not None else None]
@@ -797,10 +841,15 @@ def row_cells(row: OutboxRow) -> list[str]:
         when(row.created) or "",
         str(row.attempts),
         " ".join(error.split()),
+        destination_text((destinations or {}).get(row.destination_id))
+        if row.destination_id
+        else "unbound",
     ]
 
 
-def print_table(ui: Output, rows: list[OutboxRow], path: Path) -> None:
+def print_table(
+    ui: Output, rows: list[OutboxRow], path: Path, destinations: Mapping[int, Destination]
+) -> None:
     """A rich table of outbox rows (terminals only)."""
     from rich.table import Table
 
@@ -809,11 +858,20 @@ def print_table(ui: Output, rows: list[OutboxRow], path: Path) -> None:
         console.print(f"no such events in {path}")
         return
     table = Table(show_edge=False, header_style="bold")
-    for title in ("id", "state", "event", "contact", "captured", "tries", "last error"):
+    for title in (
+        "id",
+        "state",
+        "event",
+        "contact",
+        "captured",
+        "tries",
+        "last error",
+        "destination",
+    ):
         table.add_column(title, overflow="fold", justify="right" if title == "id" else "left")
     styles = {"dead": "red", "delivered": "green", "in_flight": "cyan"}
     for row in rows:
-        table.add_row(*row_cells(row), style=styles.get(row.state.value))
+        table.add_row(*row_cells(row, destinations), style=styles.get(row.state.value))
     console.print(table)
 
 
@@ -972,7 +1030,13 @@ def confirm_purge(count: int, state: State, path: Path, older_than: str | None) 
     age = f" last changed more than {older_than} ago" if older_than else ""
     warning = " They were never delivered and will be lost." if state is State.PENDING else ""
     question = f"Delete {plural(count, state.value + ' event')}{age} from {path}?{warning}"
-    if not typer.confirm(question, default=False, err=True):
+    try:
+        confirmed = typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        # Ctrl-C or end of input at the prompt: an answer was not given, nothing purged.
+        raise Interrupted("not purged: no answer (Ctrl-C or end of input)") from None
+    if not confirmed:
+        sys.stderr.write("not purged\n")
         raise typer.Exit(int(ExitCode.OK))
 
 
