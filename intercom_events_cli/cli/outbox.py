@@ -540,8 +540,12 @@ def flush(
     202: delivered, kept in the ledger.
     400, 404, 422: dead letter, with the API error (ievents outbox list --dead).
     401, 403: stop at once; every event stays pending.
-    Network, timeout, 429, 5xx after the retries: pending, tried again later
-    (30 s, doubling up to 1 h; --now: at once).
+    Network, timeout, 408, 429, 5xx after the retries: another round in this run while
+    Intercom answers other requests; else pending, tried again later (30 s, doubling up
+    to 1 h; --now: at once).
+    Only events captured for this configuration's workspace (and unbound ones) are sent;
+    others are reported. After a temporary failure, the next flush first sends one probe:
+    if Intercom answers, every deferred event is sent at once; if not, it stops (75).
     Ctrl-C or SIGTERM: what is not answered yet goes back to pending (exit 130).
     Two flushes at once never send the same event twice.
     Summary on stdout (none with -q), errors on stderr; --json: one object.
@@ -992,6 +996,7 @@ def purge(
     Example (cron): 0 3 * * * ievents outbox purge --delivered --older-than 30d -y
 
     Asks for confirmation on a terminal; without one, needs --yes (else exit 2).
+    "n": not purged, exit 0. Ctrl-C or end of input at the question: not purged, 130.
     Events in flight are never deleted.
     A delivered event purged from the ledger is no longer recognised when the
     same event is captured again.
