@@ -357,3 +357,18 @@ def test_server_error_codes_share_one_vocabulary(run_cli: RunCli, fake: FakeInte
     slow = run_cli("send", "x", "--user-id", "1", "--retries", "0", "--timeout", "0.5", "--json")
     assert slow.code == 75 and slow.json()["error"]["code"] == "timeout", slow
     assert TOKEN not in slow.stdout
+
+
+def test_max_time_while_deliveries_succeed_exits_0_and_says_what_is_left(
+    tmp_path: Path, fake: FakeIntercom, run_cli: RunCli
+) -> None:
+    with Outbox.open(outbox_file(tmp_path)) as store:
+        store.add_many(
+            [Event.create("e", user_id=f"u{n}", created_at=1_700_000_000 + n) for n in range(40)]
+        )
+    fake.latency = 0.1
+    result = run_cli("flush", "-c", "1", "--max-time", "0.5", "--json")
+    assert result.code == 0, result
+    body = result.json()
+    assert body["stopped"] == "max_time"
+    assert body["due_remaining"] == 40 - body["delivered"] > 0
