@@ -129,6 +129,8 @@ def test_an_untrusted_certificate_is_a_configuration_error(
     # flush: stops, keeps it pending, 78.
     flushed = run_cli("flush", "--now", env=env)
     assert flushed.code == 78, flushed
+    assert "certificate could not be verified" in flushed.stderr
+    assert "SSL_CERT_FILE" in flushed.stderr
     with Outbox.open(tmp_path / "outbox.sqlite3") as store:
         assert [r.state for r in store.rows(list(State))] == [State.PENDING]
 

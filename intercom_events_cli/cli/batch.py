@@ -79,11 +79,12 @@ class BatchDisplay:
                     # Said now, not only in the summary: on a long pipe the run goes on
                     # storing the rest of the input until it ends (or Ctrl-C).
                     self.delivery_stopped = True
-                    cause = (
-                        "the token was rejected"
-                        if outcome.kind is OutcomeKind.AUTH
-                        else "the base URL redirects"
-                    )
+                    if outcome.kind is OutcomeKind.AUTH:
+                        cause = "the token was rejected"
+                    elif outcome.status is None:
+                        cause = outcome.error_message or "the configuration cannot work"
+                    else:
+                        cause = "the base URL redirects"
                     self.ui.error(
                         f"delivery stopped: {status_text(outcome.status)} ({cause}); "
                         "the rest of the input is still stored in the outbox for ievents flush "

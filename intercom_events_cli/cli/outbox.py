@@ -404,6 +404,15 @@ def flush_json(
     }
 
 
+def _stop_reason(failure: Outcome) -> str:
+    """Why a run stopped at once: a rejected token, a redirect, an untrusted certificate."""
+    if failure.kind is OutcomeKind.AUTH:
+        return f"the token was rejected ({status_text(failure.status)})"
+    if failure.status is None:
+        return failure.error_message or "the configuration cannot work"
+    return f"redirected ({status_text(failure.status)})"
+
+
 def report_flush(
     ui: Output,
     report: FlushReport,
@@ -453,9 +462,7 @@ def report_flush(
     failure = report.last_failure
     if report.auth_failed and failure is not None:
         ui.error(
-            f"{'the token was rejected' if failure.kind is OutcomeKind.AUTH else 'redirected'}"
-            f" ({status_text(failure.status)}); flush stopped and "
-            f"every event stays pending ({pending} now)",
+            f"{_stop_reason(failure)}; flush stopped and every event stays pending ({pending} now)",
             failure_hint(failure, settings),
         )
     if report.deferred and failure is not None:
