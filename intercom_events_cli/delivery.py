@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Settings
 from .errors import ExitCode, OutboxError, most_severe
 from .outbox import DEFAULT_LEASE_S, Outbox, OutboxRow, RowResult, State, new_owner, retry_delay_s
-from .outcome import Outcome, OutcomeKind, classify_status, status_text
+from .outcome import CODE_CONNECTION, Outcome, OutcomeKind, classify_status, status_text
 from .pacing import PacerClosed
 
 if TYPE_CHECKING:
@@ -576,7 +576,7 @@ def _outcome_from_attempt(row: OutboxRow, entry: AttemptLog) -> Outcome:
         attempts=entry.attempt,
         elapsed_s=entry.elapsed_ms / 1000,
         error_code=entry.error_code
-        or (f"http_{entry.status}" if entry.status is not None else "connection_error"),
+        or (f"http_{entry.status}" if entry.status is not None else CODE_CONNECTION),
         error_message=entry.error or status_text(entry.status),
     )
 
