@@ -201,9 +201,10 @@ class Deliverer:
             if self.ignore_schedule:
                 # Once, up front: a row that fails again in this run gets its backoff as usual.
                 self.store.make_all_due(destination_id=self.destination_id)
-            elif self.destination_id is not None and self.store.is_failing(self.destination_id):
-                self._destination_up = False
-                self._probe()
+            elif self.destination_id is not None:
+                self._destination_up = not self.store.is_failing(self.destination_id)
+                if not self._destination_up:
+                    self._probe()
             self._loop()
             self._wind_down()
             if self._awaiting_round:
