@@ -66,7 +66,9 @@ class BatchReport:
     delivered: int = 0
     dead: int = 0
     rejected_lines: int = 0  # dead letters of this run written to the rejects file
-    pending: int = 0  # left in the outbox for a later flush
+    pending: int = 0  # events of this run (stored or already there) not delivered at the end
+    failed: int = 0  # of those: delivery failed in this run
+    not_due: int = 0  # of those: not sent, waiting for the next attempt of an earlier failure
     elapsed_s: float = 0.0
     interrupted: bool = False
     reading_done: bool = False
@@ -92,8 +94,8 @@ class BatchReport:
             if self.flush.internal_errors:
                 return ExitCode.INTERNAL
             codes |= self.flush.codes
-            if self.flush.stopped == "max_time" and self.pending:
-                # Stopped early with events left: they are safe in the outbox, not sent.
+            if self.pending:
+                # Events it was given are not delivered (safe in the outbox): not a success.
                 codes.add(ExitCode.TEMPORARY)
         return most_severe(codes)
 
@@ -126,8 +128,8 @@ class BatchRun:
     ) -> None:
         if mode != MODE_DRY_RUN and store is None:
             raise ValueError("an outbox is needed unless this is a dry run")
-        if mode == MODE_DELIVER and settings is None:
-            raise ValueError("settings are needed to deliver")
+        if mode in (MODE_DELIVER, MODE_QUEUE) and settings is None:
+            raise ValueError("settings are needed to capture (the destination) and deliver")
         self.source = source
         self.mode = mode
         self.store = store
@@ -154,6 +156,8 @@ class BatchRun:
         self._chunk_started = time.monotonic()
         self._last_record_at = self._chunk_started
         self._stored_any = False
+        self._destination_id: int | None = None
+        self._failed_ids: set[int] = set()
 
     # -- the run --------------------------------------------------------------------------
 
@@ -166,6 +170,9 @@ class BatchRun:
         reader = threading.Thread(
             target=self._read_guarded, args=(records,), name="ievents-batch-reader", daemon=True
         )
+        if self.store is not None and self.settings is not None and self.mode != MODE_DRY_RUN:
+            # Every row this run stores is bound to the workspace it runs for.
+            self._destination_id = self.store.bind(self.settings)
         try:
             if self.mode == MODE_DELIVER:
                 self._read_and_deliver(reader)
@@ -175,7 +182,7 @@ class BatchRun:
         finally:
             self.report.elapsed_s = time.monotonic() - started
             if self.store is not None and self.mode != MODE_DRY_RUN:
-                self.report.pending = self._pending_count()
+                self._count_undelivered()
         if self._reader_error is not None:
             raise self._reader_error
         return self.report
@@ -197,6 +204,7 @@ class BatchRun:
             stop=self.stop,
             keep_going=tender.is_alive,
             pacer=self.pacer,
+            destination_id=self._destination_id,
         )
         reader.start()
         tender.start()
@@ -314,7 +322,11 @@ class BatchRun:
         # not be a silent no-op. Its row is reused and now points at this run's line.
         requeue = (State.DEAD, State.DELIVERED) if self.resend else (State.DEAD,)
         stored, skipped = self.store.queue_many(
-            events, source=self.run_id, source_lines=lines, requeue=requeue
+            events,
+            source=self.run_id,
+            source_lines=lines,
+            requeue=requeue,
+            destination_id=self._destination_id,
         )
         self.report.queued += stored
         self.report.skipped += skipped
@@ -323,6 +335,10 @@ class BatchRun:
         row = delivery.row
         if delivery.state is State.DELIVERED:
             self.live_delivered += 1
+        if delivery.state is State.PENDING and delivery.outcome is not None:
+            self._failed_ids.add(row.id)
+        else:
+            self._failed_ids.discard(row.id)
         if (
             delivery.state is State.DEAD
             and self.rejects is not None
@@ -340,13 +356,16 @@ class BatchRun:
         if self.on_result is not None:
             self.on_result(delivery)
 
-    def _pending_count(self) -> int:
+    def _count_undelivered(self) -> None:
+        """How many events of this run are not delivered: failed now, or not due yet."""
         assert self.store is not None
         try:
-            counts = self.store.summary().counts
+            total, _later = self.store.count_undelivered(self.run_id)
         except IeventsError:
-            return 0
-        return counts.get(State.PENDING, 0) + counts.get(State.IN_FLIGHT, 0)
+            return
+        self.report.pending = total
+        self.report.failed = min(total, len(self._failed_ids))
+        self.report.not_due = total - self.report.failed
 
 
 def _stamped_now(record: Record) -> bool:

@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import random as _random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import Settings, redact
 from .event import Event
-from .outcome import Outcome, OutcomeKind, classify_status
+from .outcome import (
+    Outcome,
+    OutcomeKind,
+    classify_exception,
+    classify_status,
+    unexpected_answer,
+)
 from .retry import parse_rate_limit_remaining, retry_decision, server_requested_delay
 
 if TYPE_CHECKING:
     import httpx
 
 EVENTS_PATH = "/events"
+# Intercom answers a data event with 202 and nothing else: another 2xx is not a delivery.
+EVENTS_ACCEPTED = frozenset({202})
 _MAX_ERROR_TEXT = 200
 
 
@@ -35,6 +43,8 @@ class AttemptLog:
     elapsed_ms: float
     rate_limit_remaining: int | None
     error: str | None = None
+    kind: OutcomeKind | None = None  # the classification of this attempt's answer
+    error_code: str | None = None
 
 
 class Pacer(Protocol):
@@ -63,11 +73,13 @@ class Exchange:
     error_code: str | None = None
     error_message: str | None = None
     retry_after_s: float | None = None
+    # Set by the client (a TLS failure, an unexpected 2xx); None: from the status alone.
+    verdict: OutcomeKind | None = None
 
     @property
     def kind(self) -> OutcomeKind:
         """The outcome class of the final answer."""
-        return classify_status(self.status)
+        return self.verdict if self.verdict is not None else classify_status(self.status)
 
     def outcome_for(self, event: Event) -> Outcome:
         """This answer as the outcome of delivering ``event``."""
@@ -182,7 +194,9 @@ class EventsClient:
 
     def send(self, event: Event) -> Outcome:
         """POST the event, retrying temporary failures with the identical body."""
-        return self.request("POST", EVENTS_PATH, content=event.body()).outcome_for(event)
+        return self.request(
+            "POST", EVENTS_PATH, content=event.body(), expect=EVENTS_ACCEPTED
+        ).outcome_for(event)
 
     def request(
         self,
@@ -191,13 +205,16 @@ class EventsClient:
         *,
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
+        expect: Collection[int] | None = None,
     ) -> Exchange:
         """Send one request with the retry policy; return the final answer.
 
         ``url`` is a path under the base URL or an absolute URL (the caller checks that
         an absolute URL points at the configured host before handing it over).
+        ``expect``: the success statuses (None: any 2xx). Every answer and every httpx
+        exception is classified by :mod:`~intercom_events_cli.outcome`; an exception that
+        is not httpx's (a bug) propagates, after the pacer is told the request ended.
         """
-        httpx = self._httpx
         headers = {"Content-Type": "application/json"} if content is not None else None
         started = time.monotonic()
         attempt = 0
@@ -210,25 +227,27 @@ class EventsClient:
             response_headers: Mapping[str, str] = {}
             body: Any = None
             request_id: str | None = None
+            shown_url = self._shown_url(url)
             try:
-                response = self._http.request(
+                status, response_headers, shown_url, details = self._attempt(
                     method, url, content=content, params=params, headers=headers
                 )
-                status = response.status_code
-                response_headers = response.headers
-                code, message, request_id, body = _error_details(response)
-                shown_url = str(response.request.url)
-            except httpx.TimeoutException:
-                code = "timeout"
-                message = f"request timed out ({self.settings.timeout:g}s)"
-                shown_url = self._shown_url(url)
-            except httpx.TransportError as exc:
-                code = "connection_error"
-                message = redact(str(exc) or type(exc).__name__)
-                shown_url = self._shown_url(url)
+                code, message, request_id, body = details
+                kind = classify_status(status, expect)
+                if kind is OutcomeKind.TEMPORARY and 200 <= status < 300:
+                    unexpected = unexpected_answer(status)
+                    code, message = unexpected.code, unexpected.message
+            except Exception as exc:
+                failure = classify_exception(exc, self.settings.timeout)
+                if failure is None:
+                    raise  # a bug, not a failure of the request
+                status, response_headers = None, {}
+                kind, code, message = failure.kind, failure.code, failure.message
+            finally:
+                # Always, even for a bug: the pacer counts requests in flight.
+                if self._pacer is not None:
+                    self._pacer.observe(status, response_headers)
             elapsed_ms = (time.monotonic() - sent_at) * 1000
-            if self._pacer is not None:
-                self._pacer.observe(status, response_headers)
             if self._on_attempt is not None:
                 self._on_attempt(
                     AttemptLog(
@@ -239,6 +258,8 @@ class EventsClient:
                         elapsed_ms=elapsed_ms,
                         rate_limit_remaining=parse_rate_limit_remaining(response_headers),
                         error=None if status is not None else message,
+                        kind=kind,
+                        error_code=code,
                     )
                 )
             finished = Exchange(
@@ -250,8 +271,9 @@ class EventsClient:
                 request_id=request_id,
                 error_code=code,
                 error_message=message,
+                verdict=kind,
             )
-            if status is not None and 200 <= status < 300:
+            if kind is OutcomeKind.DELIVERED:
                 return finished
             decision = retry_decision(
                 attempt=attempt,
@@ -261,6 +283,7 @@ class EventsClient:
                 now=self._clock(),
                 random=self._random,
                 max_wait_s=self._max_wait_s,
+                retryable=kind is OutcomeKind.TEMPORARY,
             )
             if not decision.retry:
                 if finished.kind is OutcomeKind.TEMPORARY:
@@ -269,6 +292,47 @@ class EventsClient:
                     )
                 return finished
             self._sleep(decision.delay_s)
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[int, Mapping[str, str], str, tuple[str | None, str | None, str | None, Any]]:
+        """One HTTP exchange: (status, headers, URL shown, error details).
+
+        The status is kept even when the body cannot be read (a proxy's broken gzip, a
+        connection dropped mid-body): a 202 with an unreadable body is still a delivery.
+        """
+        httpx = self._httpx
+        request = self._http.build_request(
+            method, url, content=content, params=params, headers=headers
+        )
+        response = self._http.send(request, stream=True)
+        try:
+            try:
+                response.read()
+            except httpx.HTTPError as exc:
+                failure = classify_exception(exc, self.settings.timeout)
+                reason = failure.message if failure is not None else type(exc).__name__
+                request_id = _redacted_text(
+                    response.headers.get("x-request-id") or response.headers.get("request-id")
+                )
+                message = f"{response.status_code}: the answer's body could not be read ({reason})"
+                details: tuple[str | None, str | None, str | None, Any] = (
+                    f"http_{response.status_code}",
+                    message,
+                    request_id,
+                    None,
+                )
+            else:
+                details = _error_details(response)
+        finally:
+            response.close()
+        return response.status_code, response.headers, str(request.url), details
 
     def _shown_url(self, url: str) -> str:
         return url if "://" in url else self.settings.base_url + url

@@ -178,6 +178,11 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
 
+    def __post_init__(self) -> None:
+        # Whoever builds Settings (Settings.load, a library user, dataclasses.replace):
+        # the token is redacted from every message from then on.
+        register_secret(self.token)
+
     @property
     def has_token(self) -> bool:
         """Whether a token was configured (a dry run works without one)."""

@@ -32,14 +32,19 @@ from typing import TYPE_CHECKING, Any
 from .config import Settings
 from .errors import ExitCode, OutboxError, most_severe
 from .outbox import DEFAULT_LEASE_S, OutboxRow, RowResult, State, new_owner, retry_delay_s
-from .outcome import Outcome, OutcomeKind, classify_status, status_text
+from .outcome import CODE_CONNECTION, Outcome, OutcomeKind, classify_status, status_text
 from .pacing import PacerClosed
 
 if TYPE_CHECKING:
     from .client import AttemptLog, EventsClient, Pacer
+    from .destination import Destination
     from .store import OutboxStore
 
 DEFAULT_CONCURRENCY = 16
+# An event whose retries ran out while Intercom answers other requests goes back into the
+# same run this many times, ROUND_DELAY_S later each time, before it waits for a later run.
+MAX_ROUNDS = 5
+ROUND_DELAY_S = 1.0
 MAX_DEAD_LETTERS_KEPT = 1000
 POLL_INTERVAL_S = 0.2
 
@@ -68,6 +73,9 @@ class FlushReport:
     delivered: int = 0
     dead: int = 0
     deferred: int = 0  # temporary failure: pending again, with a later next attempt
+    retried_in_run: int = 0  # retries ran out, but the event went back into this run
+    probed: bool = False  # the run started with one probe (the destination was failing)
+    waiting_elsewhere: list[tuple[Destination, int]] = field(default_factory=list)
     released: int = 0  # handed back to pending without an answer
     auth_failed: int = 0
     stopped: str | None = None
@@ -133,6 +141,9 @@ class Deliverer:
         lease_s: float = DEFAULT_LEASE_S,
         poll_interval_s: float = POLL_INTERVAL_S,
         unavailable_after: int | None = None,
+        destination_id: int | None = None,
+        max_rounds: int = MAX_ROUNDS,
+        round_delay_s: float = ROUND_DELAY_S,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -167,6 +178,15 @@ class Deliverer:
         self._workers: list[threading.Thread] = []
         self._local = threading.local()
         self._temporary_streak = 0
+        # Only rows of this destination (and unbound ones) are claimed; None: bound at run().
+        self.destination_id = destination_id
+        self.max_rounds = max_rounds
+        self.round_delay_s = round_delay_s
+        self._rounds: dict[int, int] = {}  # row id -> rounds used in this run
+        self._awaiting_round: dict[int, float] = {}  # row id -> when it is due again
+        self._probing = False
+        self._answered = False  # Intercom accepted or refused something in this run
+        self._destination_up: bool | None = None  # as last written to the outbox
 
     # -- the run --------------------------------------------------------------------------
 
@@ -175,12 +195,26 @@ class Deliverer:
         started = time.monotonic()
         if self.max_time is not None:
             self._deadline = started + self.max_time
-        if self.ignore_schedule:
-            # Once, up front: a row that fails again in this run gets its backoff as usual.
-            self.store.make_all_due()
+        failed: BaseException | None = None
         try:
+            if self.destination_id is None and self.settings.token:
+                self.destination_id = self.store.bind(self.settings)
+            if self.ignore_schedule:
+                # Once, up front: a row that fails again in this run gets its backoff as usual.
+                self.store.make_all_due(destination_id=self.destination_id)
+            elif self.destination_id is not None:
+                self._destination_up = not self.store.is_failing(self.destination_id)
+                if not self._destination_up:
+                    self._probe()
             self._loop()
             self._wind_down()
+            if self._awaiting_round:
+                # The run stopped before their next round: they wait for a later run.
+                self.report.deferred += len(self._awaiting_round)
+                self.report.codes.add(ExitCode.TEMPORARY)
+        except BaseException as exc:
+            failed = exc
+            raise
         finally:
             self._halt.set()
             if self.pacer is not None:
@@ -189,7 +223,13 @@ class Deliverer:
             leftover = list(self._outstanding.values())
             busy = bool(leftover)
             if leftover:
-                self.report.released += self.store.release(self.owner)
+                try:
+                    self.report.released += self.store.release(self.owner)
+                except OutboxError:
+                    # Never hide the error that ended the run; the claims expire with their
+                    # lease (or as soon as this process is gone) and are taken back then.
+                    if failed is None:
+                        raise
                 for row in leftover:
                     self._tell(Delivery(row, State.PENDING, None))
                 self._outstanding.clear()
@@ -201,10 +241,48 @@ class Deliverer:
                 self._client.close()
             self.report.elapsed_s = time.monotonic() - started
         try:
+            if self.destination_id is not None:
+                self.report.waiting_elsewhere = self.store.waiting_elsewhere(self.destination_id)
             self.store.note_flush(int(self.report.exit_code))
         except OutboxError:
             pass  # the heartbeat is not worth failing a run whose results are saved
         return self.report
+
+    def _probe(self) -> None:
+        """The destination failed last time: send its oldest pending event first, alone.
+
+        Accepted (or any answer from Intercom): every deferred event of the destination
+        becomes due and the run goes on. A temporary failure: the run stops after it.
+        """
+        rows = self.store.claim(
+            self.owner,
+            1,
+            lease_s=self.lease_s,
+            destination_id=self.destination_id,
+            due_or_not=True,
+        )
+        if not rows:
+            return
+        self.report.probed = True
+        self._probing = True
+        self._start_workers()
+        self.report.claimed += 1
+        self._outstanding[rows[0].id] = rows[0]
+        self._work.put(rows[0])
+        last_renewal = time.monotonic()
+        try:
+            while self._outstanding:
+                if self.stop.is_set():
+                    self.report.stopped = STOP_INTERRUPTED
+                    return
+                self._collect(self.poll_interval_s)
+                if time.monotonic() - last_renewal >= self.lease_s / 3:
+                    self.store.renew(self.owner, lease_s=self.lease_s)
+                    last_renewal = time.monotonic()
+        finally:
+            self._probing = False
+        if self.report.stopped is None:
+            self.store.make_all_due(destination_id=self.destination_id)
 
     def _loop(self) -> None:
         last_renewal = time.monotonic()
@@ -229,10 +307,15 @@ class Deliverer:
             may_claim = not self._halt.is_set() and (claimed_last or poll_due)
             if room >= max(1, self.concurrency // 2) and may_claim:
                 rows = self.store.claim(
-                    self.owner, min(room, self.concurrency), lease_s=self.lease_s
+                    self.owner,
+                    min(room, self.concurrency),
+                    lease_s=self.lease_s,
+                    destination_id=self.destination_id,
                 )
                 last_claim = time.monotonic()
                 claimed_last = bool(rows)
+                for row in rows:
+                    self._awaiting_round.pop(row.id, None)
                 if rows:
                     self._start_workers()
                     self.report.claimed += len(rows)
@@ -242,6 +325,18 @@ class Deliverer:
             if not self._outstanding:
                 if self.keep_going is not None and self.keep_going():
                     self.stop.wait(self.poll_interval_s)
+                    continue
+                if self._awaiting_round and not self._halt.is_set() and not rows:
+                    # Events put back for another round: wait until they are due, claim.
+                    now = time.time()
+                    due = min(self._awaiting_round.values())
+                    if due > now:
+                        self.stop.wait(min(due - now, self.poll_interval_s))
+                    else:
+                        # Due and still not claimed: another flush took them.
+                        for row_id in [i for i, at in self._awaiting_round.items() if at <= now]:
+                            del self._awaiting_round[row_id]
+                    claimed_last = True
                     continue
                 if last_look:
                     last_look = False
@@ -265,8 +360,13 @@ class Deliverer:
         # A request already on the wire gets up to its timeout to end (retry waits are
         # cut short by the halt): its answer is worth recording.
         grace_end = time.monotonic() + self.settings.timeout + 1.0
+        last_renewal = time.monotonic()
         while self._outstanding and time.monotonic() < grace_end and not self.stop.is_set():
             self._collect(min(self.poll_interval_s, max(0.0, grace_end - time.monotonic())))
+            # The grace (up to --timeout) may outlast the lease: keep the claims ours.
+            if self._outstanding and time.monotonic() - last_renewal >= self.lease_s / 3:
+                self.store.renew(self.owner, lease_s=self.lease_s)
+                last_renewal = time.monotonic()
         if self.stop.is_set():
             self.report.stopped = STOP_INTERRUPTED
 
@@ -325,11 +425,13 @@ class Deliverer:
                 self._results.put(_Done(row, error=f"{type(exc).__name__}: {exc}"))
 
     def _send(self, row: OutboxRow) -> Outcome:
-        from .client import EVENTS_PATH
+        from .client import EVENTS_ACCEPTED, EVENTS_PATH
 
         assert self._client is not None
         # The stored bytes, exactly: the body is identical on every try, ever.
-        exchange = self._client.request("POST", EVENTS_PATH, content=row.payload_text.encode())
+        exchange = self._client.request(
+            "POST", EVENTS_PATH, content=row.payload_text.encode(), expect=EVENTS_ACCEPTED
+        )
         return exchange.outcome_for(row.event())
 
     # -- results --------------------------------------------------------------------------
@@ -351,10 +453,24 @@ class Deliverer:
         now = time.time()
         settled = [self._settle(item, now) for item in done]
         self.store.record(self.owner, [result for result, _ in settled], now=now)
+        self._note_destination([delivery for _, delivery in settled], now)
         for item in done:
             del self._outstanding[item.row.id]
         for _, delivery in settled:
             self._tell(delivery)
+
+    def _note_destination(self, deliveries: list[Delivery], now: float) -> None:
+        """Remember whether Intercom answered the last attempt for this destination.
+
+        Written only when it changes: a failing destination makes the next run probe.
+        """
+        answered = [d.outcome for d in deliveries if d.outcome is not None]
+        if self.destination_id is None or not answered:
+            return
+        up = answered[-1].kind is not OutcomeKind.TEMPORARY
+        if up != self._destination_up:
+            self.store.note_destination(self.destination_id, up=up, now=now)
+            self._destination_up = up
 
     def _tell(self, delivery: Delivery) -> None:
         if self.on_result is not None:
@@ -374,33 +490,58 @@ class Deliverer:
             return result, Delivery(row, State.PENDING, None)
         if outcome is None and item.last_attempt is not None and not self.stop.is_set():
             outcome = _outcome_from_attempt(row, item.last_attempt)
+        unbind = row.destination_id is None  # bound by this run's claim
         if outcome is None:
             report.released += 1
-            result = RowResult(row.id, State.PENDING, counts_attempt=False)
+            result = RowResult(row.id, State.PENDING, counts_attempt=False, unbind=unbind)
             return result, Delivery(row, State.PENDING, None)
 
         kind = outcome.kind
         if kind is OutcomeKind.DELIVERED:
             report.delivered += 1
+            self._answered = True
             self._temporary_streak = 0
             report.codes.add(ExitCode.OK)
             result = _row_result(row, State.DELIVERED, outcome)
             return result, Delivery(row, State.DELIVERED, outcome)
-        report.codes.add(outcome.exit_code)
         report.last_failure = outcome
+        if kind is not OutcomeKind.TEMPORARY:
+            report.codes.add(outcome.exit_code)
+            self._answered = True
         if kind in (OutcomeKind.AUTH, OutcomeKind.CONFIG):
             # The token (or base URL) can be fixed: the row stays due, nothing held against it.
             report.auth_failed += 1
             report.stopped = STOP_AUTH
             self._halt.set()
-            result = _row_result(row, State.PENDING, outcome)
+            # Not this configuration's to keep: an unbound row stays unbound.
+            result = dataclasses.replace(_row_result(row, State.PENDING, outcome), unbind=unbind)
             return result, Delivery(row, State.PENDING, outcome)
         if kind is OutcomeKind.TEMPORARY:
-            report.deferred += 1
             self._temporary_streak += 1
-            if self._temporary_streak >= self.unavailable_after and report.stopped is None:
+            if (
+                self._probing or self._temporary_streak >= self.unavailable_after
+            ) and report.stopped is None:
                 report.stopped = STOP_UNAVAILABLE
                 self._halt.set()
+            rounds = self._rounds.get(row.id, 0)
+            deadline = self._deadline
+            if (
+                self._answered
+                and report.stopped is None
+                and not self._halt.is_set()
+                and rounds < self.max_rounds
+                and (deadline is None or time.monotonic() + self.round_delay_s < deadline)
+            ):
+                # Intercom is answering other requests: this event gets another round in
+                # this run instead of waiting for the next flush.
+                self._rounds[row.id] = rounds + 1
+                report.retried_in_run += 1
+                next_at = now + self.round_delay_s
+                self._awaiting_round[row.id] = next_at
+                result = _row_result(row, State.PENDING, outcome, next_at)
+                return result, Delivery(row, State.PENDING, outcome)
+            report.deferred += 1
+            report.codes.add(outcome.exit_code)
             next_at = now + retry_delay_s(row.attempts + 1, outcome.retry_after_s)
             if report.next_attempt_at is None or next_at < report.next_attempt_at:
                 report.next_attempt_at = next_at
@@ -432,11 +573,12 @@ def _outcome_from_attempt(row: OutboxRow, entry: AttemptLog) -> Outcome:
     """A temporary outcome from the last attempt of a delivery cut short by a stop."""
     return Outcome(
         event=row.event(),
-        kind=classify_status(entry.status),
+        kind=entry.kind if entry.kind is not None else classify_status(entry.status),
         status=entry.status,
         attempts=entry.attempt,
         elapsed_s=entry.elapsed_ms / 1000,
-        error_code=f"http_{entry.status}" if entry.status is not None else "network_error",
+        error_code=entry.error_code
+        or (f"http_{entry.status}" if entry.status is not None else CODE_CONNECTION),
         error_message=entry.error or status_text(entry.status),
     )
 

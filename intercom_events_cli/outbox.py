@@ -18,6 +18,7 @@ naming the path. Everything here is thread-safe (one lock around the connection)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -31,13 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import OUTBOX_ENV
+from .destination import FINGERPRINT_KEY_BYTES, Destination
 from .errors import OutboxError
 from .event import Event
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .store import OutboxLocation
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_ENV = "IEVENTS_OUTBOX_BUSY_TIMEOUT"
 OWNER_HOST_ENV = "IEVENTS_OWNER_HOST"
 DEFAULT_BUSY_TIMEOUT_S = 5.0
@@ -49,6 +52,21 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 # Keys looked up per query (SQLite allows at least 999 parameters).
 _KEYS_PER_QUERY = 500
 
+# Where each event is to be delivered (see destination.py). ``failing_since`` set: the last
+# delivery attempt for it failed temporarily, so the next flush starts with one probe.
+_DESTINATIONS = [
+    """CREATE TABLE destinations (
+    id INTEGER PRIMARY KEY,
+    base_url TEXT NOT NULL,
+    api_version TEXT NOT NULL,
+    token_fingerprint TEXT NOT NULL,
+    token_hint TEXT NOT NULL,
+    failing_since REAL,
+    last_failure_at REAL,
+    last_success_at REAL,
+    UNIQUE (base_url, api_version, token_fingerprint)
+)""",
+]
 _SCHEMA = """
 CREATE TABLE events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -68,15 +86,16 @@ CREATE TABLE events (
     owner TEXT,
     lease_expires_at REAL,
     source TEXT,
-    source_line INTEGER
+    source_line INTEGER,
+    destination_id INTEGER REFERENCES destinations (id)
 );
 CREATE INDEX events_by_state ON events (state, created);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+""" + "".join(f"{statement};" for statement in _DESTINATIONS)
 _COLUMNS = (
     "id, dedup_key, payload, event_name, state, attempts, last_status, last_error_code, "
     "last_error_message, request_id, created, updated, next_attempt_at, owner, lease_expires_at, "
-    "source, source_line"
+    "source, source_line, destination_id"
 )
 # Each step takes a file from the version before it to the next one.
 _MIGRATIONS = {
@@ -84,6 +103,12 @@ _MIGRATIONS = {
     2: [
         "ALTER TABLE events ADD COLUMN source TEXT",
         "ALTER TABLE events ADD COLUMN source_line INTEGER",
+    ],
+    # 3: the destination each event is bound to. Older rows stay unbound (NULL): the first
+    # configuration that flushes them delivers them and binds them.
+    3: [
+        *_DESTINATIONS,
+        "ALTER TABLE events ADD COLUMN destination_id INTEGER REFERENCES destinations (id)",
     ],
 }
 
@@ -225,6 +250,7 @@ class OutboxRow:
     lease_expires_at: float | None
     source: str | None = None  # e.g. the batch run that captured it
     source_line: int | None = None  # its line in that run's input
+    destination_id: int | None = None  # None: unbound (captured by an older ievents)
 
     @classmethod
     def from_db(cls, values: Sequence[Any]) -> OutboxRow:
@@ -247,6 +273,7 @@ class OutboxRow:
             lease_expires_at=values[14],
             source=values[15],
             source_line=values[16],
+            destination_id=values[17],
         )
 
     @property
@@ -292,6 +319,7 @@ class RowResult:
     request_id: str | None = None
     next_attempt_at: float | None = None
     counts_attempt: bool = True
+    unbind: bool = False  # bound by its claim and never answered: unbound again
 
 
 @dataclass(frozen=True)
@@ -306,6 +334,8 @@ class OutboxSummary:
     last_flush_at: float | None
     last_flush_exit_code: int | None
     last_success_at: float | None
+    # Pending and in-flight events per destination (None: unbound), most first.
+    pending_by_destination: tuple[tuple[Destination | None, int], ...] = ()
 
 
 # -- the outbox ------------------------------------------------------------------------------
@@ -500,6 +530,7 @@ class Outbox:
         last_error_message: str | None = None,
         request_id: str | None = None,
         next_attempt_at: float | None = None,
+        destination_id: int | None = None,
     ) -> AddResult:
         """Store one event as pending, unless the same event is already here.
 
@@ -515,6 +546,7 @@ class Outbox:
             last_error_message=last_error_message,
             request_id=request_id,
             next_attempt_at=next_attempt_at,
+            destination_id=destination_id,
         )[0]
 
     def add_many(
@@ -531,12 +563,14 @@ class Outbox:
         source: str | None = None,
         source_lines: Sequence[int] | None = None,
         resend: bool = False,
+        destination_id: int | None = None,
     ) -> list[AddResult]:
         """Store several events as pending in one transaction (see :meth:`add`).
 
         ``source`` and ``source_lines`` (one per event) say where each came from.
         ``resend``: an event already delivered or dead is made pending again (its row is
         reused, so the ledger keeps one row per event); one already pending is left as is.
+        ``destination_id`` (from :meth:`bind`) is where new rows are to be delivered.
         """
         stamp = time.time() if now is None else now
         due = stamp if next_attempt_at is None else next_attempt_at
@@ -554,7 +588,7 @@ class Outbox:
                 row = known.get(key)
                 if row is not None:
                     if resend and row.state in (State.DELIVERED, State.DEAD):
-                        db.execute(_REQUEUE, (stamp, due, source, line, row.id))
+                        db.execute(_REQUEUE, (stamp, due, source, line, destination_id, row.id))
                         results.append(AddResult(row.id, State.PENDING, True))
                         inserted[key] = row.id
                         continue
@@ -576,6 +610,7 @@ class Outbox:
                         due,
                         source,
                         line,
+                        destination_id,
                     ),
                 )
                 assert cursor.lastrowid is not None
@@ -591,12 +626,15 @@ class Outbox:
         source_lines: Sequence[int] | None = None,
         requeue: Collection[State] = (),
         now: float | None = None,
+        destination_id: int | None = None,
     ) -> tuple[int, int]:
         """Bulk capture in one transaction: returns (stored, skipped), no row ids.
 
         Like :meth:`add_many` for pending events, but with one ``executemany`` for the
         new rows, which is what makes a big batch fast. An event already here is skipped,
-        unless its state is in ``requeue``: then its row is made pending again.
+        unless its state is in ``requeue``: then its row is made pending again. One already
+        pending (or in flight) is adopted by ``source``: its row now names this source and
+        line, so that the run answers for it (see :meth:`count_undelivered`).
         """
         stamp = time.time() if now is None else now
         keys = [event.dedup_key() for event in events]
@@ -614,11 +652,16 @@ class Outbox:
                 if row is None:
                     new_rows.append(
                         (key, event.body().decode(), event.event_name, 0, None, None, None, None)
-                        + (stamp, stamp, stamp, source, line)
+                        + (stamp, stamp, stamp, source, line, destination_id)
                     )
                 elif row.state in requeue:
-                    db.execute(_REQUEUE, (stamp, stamp, source, line, row.id))
+                    db.execute(_REQUEUE, (stamp, stamp, source, line, destination_id, row.id))
                     stored += 1
+                elif source is not None and row.state in (State.PENDING, State.IN_FLIGHT):
+                    db.execute(
+                        "UPDATE events SET source = ?, source_line = ? WHERE id = ?",
+                        (source, line, row.id),
+                    )
             db.executemany(_INSERT, new_rows)
             stored += len(new_rows)
         return stored, len(events) - stored
@@ -632,26 +675,51 @@ class Outbox:
         *,
         lease_s: float = DEFAULT_LEASE_S,
         now: float | None = None,
+        destination_id: int | None = None,
+        due_or_not: bool = False,
     ) -> list[OutboxRow]:
         """Atomically claim up to ``limit`` due pending rows, oldest capture first.
 
         Claims left by a process that is gone (or whose lease expired) are taken back
-        first, in the same transaction.
+        first, in the same transaction. With ``destination_id`` only rows bound to it and
+        unbound rows are claimed, and the unbound ones are bound to it. ``due_or_not``
+        also claims rows whose next attempt is later (the probe after an outage).
         """
         stamp = time.time() if now is None else now
+        due_until = float("inf") if due_or_not else stamp
         with self._write() as db:
             self._reclaim_abandoned(db, stamp)
-            ids = [
-                row[0]
-                for row in db.execute(
+            if destination_id is None:
+                query = (
                     "SELECT id FROM events WHERE state = 'pending' AND next_attempt_at <= ? "
-                    "ORDER BY created, id LIMIT ?",
-                    (stamp, limit),
+                    "ORDER BY created, id LIMIT ?"
                 )
-            ]
+                args: tuple[Any, ...] = (due_until, limit)
+            else:
+                query = (
+                    "SELECT id FROM events WHERE state = 'pending' AND next_attempt_at <= ? "
+                    "AND (destination_id = ? OR destination_id IS NULL) "
+                    "ORDER BY created, id LIMIT ?"
+                )
+                args = (due_until, destination_id, limit)
+            ids = [row[0] for row in db.execute(query, args)]
             if not ids:
                 return []
             marks = ",".join("?" * len(ids))
+            unbound: set[int] = set()
+            if destination_id is not None:
+                unbound = {
+                    row[0]
+                    for row in db.execute(
+                        f"SELECT id FROM events WHERE destination_id IS NULL AND id IN ({marks})",
+                        ids,
+                    )
+                }
+                db.execute(
+                    f"UPDATE events SET destination_id = ? WHERE destination_id IS NULL "
+                    f"AND id IN ({marks})",
+                    (destination_id, *ids),
+                )
             db.execute(
                 f"UPDATE events SET state = 'in_flight', owner = ?, lease_expires_at = ?, "
                 f"updated = ? WHERE id IN ({marks})",
@@ -660,7 +728,13 @@ class Outbox:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY created, id", ids
             ).fetchall()
-        return [OutboxRow.from_db(row) for row in rows]
+        claimed = [OutboxRow.from_db(row) for row in rows]
+        # A row bound by this claim says so (destination_id None): should its delivery get no
+        # answer from Intercom (a rejected token, a stop), RowResult.unbind hands it back.
+        return [
+            dataclasses.replace(row, destination_id=None) if row.id in unbound else row
+            for row in claimed
+        ]
 
     def _reclaim_abandoned(self, db: sqlite3.Connection, now: float) -> int:
         owners = [
@@ -684,15 +758,118 @@ class Outbox:
             ).rowcount
         return reclaimed
 
-    def make_all_due(self, *, now: float | None = None) -> int:
-        """Bring every pending row's next attempt forward to now (``flush --now``)."""
+    def make_all_due(self, *, now: float | None = None, destination_id: int | None = None) -> int:
+        """Bring pending rows' next attempt forward to now (``flush --now``, a probe's success).
+
+        With ``destination_id``: only its rows and unbound ones.
+        """
+        stamp = time.time() if now is None else now
+        query = (
+            "UPDATE events SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?"
+        )
+        args: tuple[Any, ...] = (stamp, stamp)
+        if destination_id is not None:
+            query += " AND (destination_id = ? OR destination_id IS NULL)"
+            args += (destination_id,)
+        with self._write() as db:
+            return db.execute(query, args).rowcount
+
+    # -- destinations ---------------------------------------------------------------------
+
+    def bind(self, settings: Settings) -> int:
+        """The id of the destination ``settings`` deliver to (stored when new).
+
+        The outbox's fingerprint key is made on first use (32 random bytes in ``meta``).
+        """
+        with self._write() as db:
+            found = db.execute("SELECT value FROM meta WHERE key = 'fingerprint_key'").fetchone()
+            if found is None:
+                key = os.urandom(FINGERPRINT_KEY_BYTES)
+                _set_meta(db, {"fingerprint_key": key.hex()})
+            else:
+                key = bytes.fromhex(found[0])
+            target = Destination.of(settings, key)
+            db.execute(
+                "INSERT INTO destinations (base_url, api_version, token_fingerprint, token_hint) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (base_url, api_version, token_fingerprint) "
+                "DO NOTHING",
+                (target.base_url, target.api_version, target.token_fingerprint, target.token_hint),
+            )
+            row = db.execute(
+                "SELECT id FROM destinations WHERE base_url = ? AND api_version = ? "
+                "AND token_fingerprint = ?",
+                (target.base_url, target.api_version, target.token_fingerprint),
+            ).fetchone()
+        return int(row[0])
+
+    def destinations(self) -> dict[int, Destination]:
+        """Every known destination by id."""
+        with self._read() as db:
+            return {
+                row[0]: Destination(row[1], row[2], row[3], row[4])
+                for row in db.execute(
+                    "SELECT id, base_url, api_version, token_fingerprint, token_hint "
+                    "FROM destinations"
+                )
+            }
+
+    def waiting_elsewhere(self, destination_id: int) -> list[tuple[Destination, int]]:
+        """Events not delivered that are bound to other destinations, with their counts."""
+        with self._read() as db:
+            found = db.execute(
+                "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, count(*) "
+                "FROM events e JOIN destinations d ON d.id = e.destination_id "
+                "WHERE e.state IN ('pending', 'in_flight') AND e.destination_id != ? "
+                "GROUP BY d.id ORDER BY count(*) DESC, d.id",
+                (destination_id,),
+            ).fetchall()
+        return [(Destination(*row[:4]), row[4]) for row in found]
+
+    def count_undelivered(self, source: str) -> tuple[int, int]:
+        """(pending or in flight, of which due later) among the rows of ``source``."""
+        with self._read() as db:
+            total, later = db.execute(
+                "SELECT count(*), coalesce(sum(next_attempt_at > ?), 0) FROM events "
+                "WHERE source = ? AND state IN ('pending', 'in_flight')",
+                (time.time(), source),
+            ).fetchone()
+        return int(total), int(later)
+
+    def count_due(self, destination_id: int | None, *, now: float | None = None) -> int:
+        """Pending events due now for this destination (and unbound ones)."""
+        stamp = time.time() if now is None else now
+        query = "SELECT count(*) FROM events WHERE state = 'pending' AND next_attempt_at <= ?"
+        args: tuple[Any, ...] = (stamp,)
+        if destination_id is not None:
+            query += " AND (destination_id = ? OR destination_id IS NULL)"
+            args += (destination_id,)
+        with self._read() as db:
+            return int(db.execute(query, args).fetchone()[0])
+
+    def is_failing(self, destination_id: int) -> bool:
+        """True when the last delivery attempt for this destination failed temporarily."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT failing_since FROM destinations WHERE id = ?", (destination_id,)
+            ).fetchone()
+        return row is not None and row[0] is not None
+
+    def note_destination(self, destination_id: int, *, up: bool, now: float | None = None) -> None:
+        """Remember whether Intercom answered (``up``) or failed temporarily for it."""
         stamp = time.time() if now is None else now
         with self._write() as db:
-            return db.execute(
-                "UPDATE events SET next_attempt_at = ? WHERE state = 'pending' "
-                "AND next_attempt_at > ?",
-                (stamp, stamp),
-            ).rowcount
+            if up:
+                db.execute(
+                    "UPDATE destinations SET failing_since = NULL, last_success_at = ? "
+                    "WHERE id = ?",
+                    (stamp, destination_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE destinations SET failing_since = coalesce(failing_since, ?), "
+                    "last_failure_at = ? WHERE id = ?",
+                    (stamp, stamp, destination_id),
+                )
 
     def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> int:
         """Extend the lease of every row ``owner`` holds; returns how many."""
@@ -744,12 +921,14 @@ class Outbox:
                 elif not result.counts_attempt:
                     count = db.execute(
                         "UPDATE events SET state = ?, owner = NULL, lease_expires_at = NULL, "
-                        "updated = ?, next_attempt_at = COALESCE(?, next_attempt_at) "
+                        "updated = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
+                        "destination_id = CASE WHEN ? THEN NULL ELSE destination_id END "
                         "WHERE id = ? AND state = 'in_flight' AND owner = ?",
                         (
                             result.state.value,
                             stamp,
                             result.next_attempt_at,
+                            result.unbind,
                             result.row_id,
                             owner,
                         ),
@@ -759,7 +938,8 @@ class Outbox:
                         "UPDATE events SET state = ?, attempts = attempts + 1, last_status = ?, "
                         "last_error_code = ?, last_error_message = ?, request_id = ?, "
                         "updated = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
-                        "owner = NULL, lease_expires_at = NULL "
+                        "owner = NULL, lease_expires_at = NULL, "
+                        "destination_id = CASE WHEN ? THEN NULL ELSE destination_id END "
                         "WHERE id = ? AND state = 'in_flight' AND owner = ?",
                         (
                             result.state.value,
@@ -769,6 +949,7 @@ class Outbox:
                             result.request_id,
                             stamp,
                             result.next_attempt_at,
+                            result.unbind,
                             result.row_id,
                             owner,
                         ),
@@ -798,6 +979,15 @@ class Outbox:
             ).fetchone()
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             version = db.execute("PRAGMA user_version").fetchone()[0]
+            per_destination = tuple(
+                (Destination(*row[:4]) if row[0] is not None else None, row[4])
+                for row in db.execute(
+                    "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, "
+                    "count(*) FROM events e LEFT JOIN destinations d ON d.id = e.destination_id "
+                    "WHERE e.state IN ('pending', 'in_flight') GROUP BY e.destination_id "
+                    "ORDER BY count(*) DESC, e.destination_id"
+                )
+            )
 
         def number(key: str) -> float | None:
             try:
@@ -815,6 +1005,7 @@ class Outbox:
             last_flush_at=number("last_flush_at"),
             last_flush_exit_code=None if exit_code is None else int(exit_code),
             last_success_at=number("last_success_at"),
+            pending_by_destination=per_destination,
         )
 
     def rows(
@@ -903,12 +1094,13 @@ class Outbox:
 _INSERT = (
     "INSERT INTO events (dedup_key, payload, event_name, state, attempts, last_status, "
     "last_error_code, last_error_message, request_id, created, updated, next_attempt_at, "
-    "source, source_line) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "source, source_line, destination_id) "
+    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _REQUEUE = (
     "UPDATE events SET state = 'pending', attempts = 0, last_status = NULL, "
     "last_error_code = NULL, last_error_message = NULL, request_id = NULL, updated = ?, "
-    "next_attempt_at = ?, source = ?, source_line = ? WHERE id = ?"
+    "next_attempt_at = ?, source = ?, source_line = ?, destination_id = ? WHERE id = ?"
 )
 
 

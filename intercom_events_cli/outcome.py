@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 from http import HTTPStatus
@@ -18,8 +19,8 @@ class OutcomeKind(str, Enum):
     INVALID = "invalid"  # 400, 422 and other non-retryable 4xx: the data is wrong
     NO_CONTACT = "no_contact"  # 404: events do not create contacts
     AUTH = "auth"  # 401/403: the token is wrong or lacks permission
-    CONFIG = "config"  # 3xx: the base URL points somewhere that redirects (never followed)
-    TEMPORARY = "temporary"  # network, timeout, 429, 5xx past the retries
+    CONFIG = "config"  # 3xx (never followed), TLS verification, unusable URL: fix the setup
+    TEMPORARY = "temporary"  # network, timeout, 408, 429, any 5xx, unexpected 2xx
 
 
 _EXIT_CODES = {
@@ -47,12 +48,21 @@ def exit_code_for(kind: OutcomeKind) -> ExitCode:
     return _EXIT_CODES[kind]
 
 
-def classify_status(status: int | None) -> OutcomeKind:
-    """Map an HTTP status (``None`` for a network failure) to an outcome kind."""
+def classify_status(status: int | None, expected: Collection[int] | None = None) -> OutcomeKind:
+    """Map an HTTP status (``None`` for a network failure) to an outcome kind.
+
+    The one definition used by the client's retries, the exit codes, the outbox state and
+    the JSON error codes. Every 5xx, 408 and 429 is temporary. ``expected`` names the
+    success statuses of the request (202 for ``POST /events``): any other 2xx is an
+    unexpected answer, such as a captive portal's 200 page, so it is temporary, not
+    delivered. None accepts every 2xx.
+    """
     if status is None:
         return OutcomeKind.TEMPORARY
     if 200 <= status < 300:
-        return OutcomeKind.DELIVERED
+        if expected is None or status in expected:
+            return OutcomeKind.DELIVERED
+        return OutcomeKind.TEMPORARY
     if status in (401, 403):
         return OutcomeKind.AUTH
     if 300 <= status < 400:
@@ -62,6 +72,86 @@ def classify_status(status: int | None) -> OutcomeKind:
     if status in (408, 429) or status >= 500:
         return OutcomeKind.TEMPORARY
     return OutcomeKind.INVALID
+
+
+def is_retryable(status: int | None, expected: Collection[int] | None = None) -> bool:
+    """True when an answer (``None``: a network failure) is worth trying again."""
+    return classify_status(status, expected) is OutcomeKind.TEMPORARY
+
+
+# The error codes of failures without an HTTP answer (one vocabulary for the outbox,
+# ``--json`` and the messages).
+CODE_TIMEOUT = "timeout"
+CODE_CONNECTION = "connection_error"
+CODE_TLS = "tls_error"
+CODE_BAD_URL = "invalid_url"
+CODE_UNEXPECTED = "unexpected_response"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a request that got no usable answer failed: the kind, error code and message."""
+
+    kind: OutcomeKind
+    code: str
+    message: str
+
+
+def classify_exception(exc: BaseException, timeout_s: float | None = None) -> Failure | None:
+    """Classify an exception raised while sending a request; None for one that is no httpx error.
+
+    A certificate that cannot be verified is a configuration error (retrying will not
+    fix it); a URL httpx cannot use too. Everything else (refused or dropped
+    connections, protocol errors, proxies, a body that cannot be decoded) is a temporary
+    ``connection_error``; timeouts are a temporary ``timeout``.
+    """
+    import httpx  # the caller got here through httpx: the import is already paid for
+
+    if not isinstance(exc, (httpx.RequestError, httpx.InvalidURL, httpx.CookieConflict)):
+        return None
+    if isinstance(exc, httpx.TimeoutException):
+        shown = f" ({timeout_s:g}s)" if timeout_s is not None else ""
+        return Failure(OutcomeKind.TEMPORARY, CODE_TIMEOUT, f"request timed out{shown}")
+    if _tls_verification_failed(exc):
+        return Failure(
+            OutcomeKind.CONFIG,
+            CODE_TLS,
+            f"the server's TLS certificate could not be verified ({_reason(exc)})",
+        )
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+        return Failure(OutcomeKind.CONFIG, CODE_BAD_URL, f"unusable URL ({_reason(exc)})")
+    return Failure(OutcomeKind.TEMPORARY, CODE_CONNECTION, _reason(exc))
+
+
+def unexpected_answer(status: int) -> Failure:
+    """A 2xx that is not the request's success status (a proxy or captive portal)."""
+    return Failure(
+        OutcomeKind.TEMPORARY,
+        CODE_UNEXPECTED,
+        f"unexpected answer {status_text(status)} where Intercom answers 202 Accepted: "
+        "a proxy or captive portal may be answering instead of Intercom",
+    )
+
+
+def _tls_verification_failed(exc: BaseException) -> bool:
+    import ssl
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        if "CERTIFICATE_VERIFY_FAILED" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    from .config import redact
+
+    return redact(str(exc) or type(exc).__name__)
 
 
 @dataclass(frozen=True)

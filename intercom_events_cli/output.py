@@ -83,6 +83,7 @@ class Output:
         self.colour_out = colour_allowed(self.stdout, no_color)
         self.colour_err = colour_allowed(self.stderr, no_color)
         self.reader_gone = False
+        self.json_written = 0  # JSON documents written so far (``--json``: exactly one)
 
     def _emit(self, stream: IO[str], text: str, *, flush: bool = True) -> None:
         try:
@@ -119,6 +120,7 @@ class Output:
             text.encode(getattr(self.stdout, "encoding", None) or "utf-8")
         except UnicodeEncodeError:  # \u escapes keep it valid JSON; \x escapes would not
             text = json.dumps(value)
+        self.json_written += 1
         self._emit(self.stdout, redact(text) + "\n")
 
     def info(self, text: str, style: str | None = None) -> None:

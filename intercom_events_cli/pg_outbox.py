@@ -24,6 +24,7 @@ anyone to take back).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -33,6 +34,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import pg_schema
+from .destination import FINGERPRINT_KEY_BYTES, Destination
 from .errors import OutboxError, OutboxUnavailable, ValidationError
 from .event import Event, event_from_record
 from .outbox import (
@@ -57,6 +59,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 if TYPE_CHECKING:
     from psycopg import Connection, Cursor
+
+    from .config import Settings
 
 CONNECT_TIMEOUT_S = 10
 # How often a claim looks for rows held by dead sessions or expired leases (each look
@@ -328,8 +332,12 @@ class PostgresOutbox:
         last_error_message: str | None = None,
         request_id: str | None = None,
         next_attempt_at: float | None = None,
+        destination_id: int | None = None,
     ) -> AddResult:
-        """Store one event as pending, unless the same event (dedup key) is already here."""
+        """Store one event as pending, unless the same event (dedup key) is already here.
+
+        ``destination_id`` (from :meth:`bind`) is where it is to be delivered.
+        """
         stamp = time.time() if now is None else now
         due = stamp if next_attempt_at is None else next_attempt_at
         key = event.dedup_key()
@@ -338,8 +346,9 @@ class PostgresOutbox:
                 self._t(
                     "INSERT INTO {s}.events (dedup_key, payload, event_name, state, attempts, "
                     "last_status, last_error_code, last_error_message, request_id, created, "
-                    "updated, next_attempt_at) VALUES (%s, %s, %s, 'pending', %s, %s, %s, %s, "
-                    "%s, %s, %s, %s) ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
+                    "updated, next_attempt_at, destination_id) VALUES (%s, %s, %s, 'pending', %s, "
+                    "%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (dedup_key) DO NOTHING "
+                    "RETURNING id"
                 ),
                 (
                     key,
@@ -353,6 +362,7 @@ class PostgresOutbox:
                     stamp,
                     stamp,
                     due,
+                    destination_id,
                 ),
             )
             inserted = cur.fetchone()
@@ -367,6 +377,11 @@ class PostgresOutbox:
         row = OutboxRow.from_db(found)
         return AddResult(row.id, row.state, False, row)
 
+    def add_many(self, events: Iterable[Event], **options: Any) -> list[AddResult]:
+        """Store several events as pending in one transaction (see :meth:`add`)."""
+        with self._tx():  # each add nests in it (a savepoint)
+            return [self.add(event, **options) for event in events]
+
     def queue_many(
         self,
         events: Sequence[Event],
@@ -375,10 +390,13 @@ class PostgresOutbox:
         source_lines: Sequence[int] | None = None,
         requeue: Collection[State] = (),
         now: float | None = None,
+        destination_id: int | None = None,
     ) -> tuple[int, int]:
         """Bulk capture with COPY in one transaction: returns (stored, skipped).
 
-        An event already here is skipped unless its state is in ``requeue``.
+        An event already here is skipped unless its state is in ``requeue`` (then made
+        pending again, for ``destination_id``). One already pending or in flight is adopted
+        by ``source``: its row names this source and line, so that the run answers for it.
         """
         if not events:
             return 0, 0
@@ -407,20 +425,31 @@ class PostgresOutbox:
                         "UPDATE {s}.events AS e SET state = 'pending', attempts = 0, "
                         "last_status = NULL, last_error_code = NULL, last_error_message = NULL, "
                         "request_id = NULL, updated = %s, next_attempt_at = %s, source = %s, "
-                        "source_line = i.source_line FROM ievents_incoming AS i "
+                        "source_line = i.source_line, destination_id = %s "
+                        "FROM ievents_incoming AS i "
                         "WHERE e.dedup_key = i.dedup_key AND e.state = ANY(%s)"
                     ),
-                    (stamp, stamp, source, [state.value for state in requeue]),
+                    (stamp, stamp, source, destination_id, [state.value for state in requeue]),
                 )
                 stored += max(cur.rowcount, 0)
+            if source is not None:
+                cur.execute(
+                    self._t(
+                        "UPDATE {s}.events AS e SET source = %s, source_line = i.source_line "
+                        "FROM ievents_incoming AS i WHERE e.dedup_key = i.dedup_key "
+                        "AND e.state IN ('pending', 'in_flight') "
+                        "AND e.source IS DISTINCT FROM %s"
+                    ),
+                    (source, source),
+                )
             cur.execute(
                 self._t(
                     "INSERT INTO {s}.events (dedup_key, payload, event_name, state, created, "
-                    "updated, next_attempt_at, source, source_line) SELECT dedup_key, payload, "
-                    "event_name, 'pending', %s, %s, %s, %s, source_line FROM ievents_incoming "
-                    "ORDER BY ord ON CONFLICT (dedup_key) DO NOTHING"
+                    "updated, next_attempt_at, source, source_line, destination_id) SELECT "
+                    "dedup_key, payload, event_name, 'pending', %s, %s, %s, %s, source_line, %s "
+                    "FROM ievents_incoming ORDER BY ord ON CONFLICT (dedup_key) DO NOTHING"
                 ),
-                (stamp, stamp, stamp, source),
+                (stamp, stamp, stamp, source, destination_id),
             )
             stored += max(cur.rowcount, 0)
             if stored:
@@ -436,11 +465,24 @@ class PostgresOutbox:
         *,
         lease_s: float = DEFAULT_LEASE_S,
         now: float | None = None,
+        destination_id: int | None = None,
+        due_or_not: bool = False,
     ) -> list[OutboxRow]:
         """Claim up to ``limit`` due pending rows, oldest capture first, skipping rows other
         claimers hold; rows enqueued from SQL are validated on the way.
+
+        With ``destination_id`` only rows bound to it and unbound rows are claimed, and the
+        unbound ones are bound to it (and returned with ``destination_id`` None, so that a
+        row never answered can be unbound again). ``due_or_not`` also claims rows whose
+        next attempt is later (the probe after an outage).
         """
         stamp = time.time() if now is None else now
+        due_until = float("inf") if due_or_not else stamp
+        only = (
+            ""
+            if destination_id is None
+            else ("AND (destination_id = %(dest)s OR destination_id IS NULL) ")
+        )
         claimed: list[OutboxRow] = []
         with self._tx() as cur:
             if time.monotonic() - self._last_reclaim >= RECLAIM_EVERY_S:
@@ -453,22 +495,37 @@ class PostgresOutbox:
                     break
                 cur.execute(
                     self._t(
-                        "WITH picked AS (SELECT id FROM {s}.events WHERE state = 'pending' "
-                        "AND next_attempt_at <= %s ORDER BY created, id LIMIT %s "
-                        "FOR UPDATE SKIP LOCKED) "
-                        "UPDATE {s}.events AS e SET state = 'in_flight', owner = %s, "
-                        "lease_expires_at = %s, updated = %s, claim_session = %s "
-                        "FROM picked WHERE e.id = picked.id RETURNING e.validated, " + _RETURNING
+                        "WITH picked AS (SELECT id, destination_id AS was FROM {s}.events "
+                        "WHERE state = 'pending' AND next_attempt_at <= %(due)s "
+                        + only
+                        + "ORDER BY created, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+                        "UPDATE {s}.events AS e SET state = 'in_flight', owner = %(owner)s, "
+                        "lease_expires_at = %(lease)s, updated = %(now)s, "
+                        "claim_session = %(session)s, "
+                        "destination_id = coalesce(e.destination_id, %(dest)s) "
+                        "FROM picked WHERE e.id = picked.id "
+                        "RETURNING picked.was IS NULL, e.validated, " + _RETURNING
                     ),
-                    (stamp, wanted, owner, stamp + lease_s, stamp, self._session),
+                    {
+                        "due": due_until,
+                        "limit": wanted,
+                        "owner": owner,
+                        "lease": stamp + lease_s,
+                        "now": stamp,
+                        "session": self._session,
+                        "dest": destination_id,
+                    },
                 )
                 found = cur.fetchall()
                 if not found:
                     break
                 dropped = False
                 for values in found:
-                    row = OutboxRow.from_db(values[1:])
-                    if not values[0]:
+                    row = OutboxRow.from_db(values[2:])
+                    if values[0]:
+                        # Bound by this claim: said so, as the SQLite store does.
+                        row = dataclasses.replace(row, destination_id=None)
+                    if not values[1]:
                         checked = self._validate(cur, row, stamp)
                         if checked is None:
                             dropped = True
@@ -556,18 +613,147 @@ class PostgresOutbox:
                 reclaimed += max(cur.rowcount, 0)
         return reclaimed
 
-    def make_all_due(self, *, now: float | None = None) -> int:
-        """Bring every pending row's next attempt forward to now (``flush --now``)."""
+    def make_all_due(self, *, now: float | None = None, destination_id: int | None = None) -> int:
+        """Bring pending rows' next attempt forward to now (``flush --now``, a probe's
+        success); with ``destination_id``, only its rows and unbound ones."""
         stamp = time.time() if now is None else now
+        query = (
+            "UPDATE {s}.events SET next_attempt_at = %s WHERE state = 'pending' "
+            "AND next_attempt_at > %s"
+        )
+        args: tuple[Any, ...] = (stamp, stamp)
+        if destination_id is not None:
+            query += " AND (destination_id = %s OR destination_id IS NULL)"
+            args += (destination_id,)
+        with self._tx() as cur:
+            cur.execute(self._t(query), args)
+            count = max(cur.rowcount, 0)
+            if count:
+                self._notify(cur)
+            return count
+
+    # -- destinations -----------------------------------------------------------------------
+
+    def bind(self, settings: Settings) -> int:
+        """The id of the destination ``settings`` deliver to (stored when new).
+
+        The outbox's fingerprint key is made on first use (32 random bytes in ``meta``);
+        two processes binding at once agree on one key and one row.
+        """
         with self._tx() as cur:
             cur.execute(
                 self._t(
-                    "UPDATE {s}.events SET next_attempt_at = %s WHERE state = 'pending' "
-                    "AND next_attempt_at > %s"
+                    "INSERT INTO {s}.meta (key, value) VALUES ('fingerprint_key', %s) "
+                    "ON CONFLICT (key) DO NOTHING"
                 ),
-                (stamp, stamp),
+                (os.urandom(FINGERPRINT_KEY_BYTES).hex(),),
             )
-            return max(cur.rowcount, 0)
+            cur.execute(self._t("SELECT value FROM {s}.meta WHERE key = 'fingerprint_key'"))
+            found = cur.fetchone()
+            assert found is not None
+            target = Destination.of(settings, bytes.fromhex(found[0]))
+            identity = (target.base_url, target.api_version, target.token_fingerprint)
+            cur.execute(
+                self._t(
+                    "INSERT INTO {s}.destinations (base_url, api_version, token_fingerprint, "
+                    "token_hint) VALUES (%s, %s, %s, %s) ON CONFLICT (base_url, api_version, "
+                    "token_fingerprint) DO NOTHING"
+                ),
+                (*identity, target.token_hint),
+            )
+            cur.execute(
+                self._t(
+                    "SELECT id FROM {s}.destinations WHERE base_url = %s AND api_version = %s "
+                    "AND token_fingerprint = %s"
+                ),
+                identity,
+            )
+            row = cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def destinations(self) -> dict[int, Destination]:
+        """Every known destination by id."""
+        with self._tx() as cur:
+            cur.execute(
+                self._t(
+                    "SELECT id, base_url, api_version, token_fingerprint, token_hint "
+                    "FROM {s}.destinations"
+                )
+            )
+            return {int(r[0]): Destination(r[1], r[2], r[3], r[4]) for r in cur.fetchall()}
+
+    def waiting_elsewhere(self, destination_id: int) -> list[tuple[Destination, int]]:
+        """Events not delivered that are bound to other destinations, with their counts."""
+        with self._tx() as cur:
+            cur.execute(
+                self._t(
+                    "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, "
+                    "count(*) FROM {s}.events e JOIN {s}.destinations d "
+                    "ON d.id = e.destination_id WHERE e.state IN ('pending', 'in_flight') "
+                    "AND e.destination_id <> %s GROUP BY d.id ORDER BY count(*) DESC, d.id"
+                ),
+                (destination_id,),
+            )
+            return [(Destination(*r[:4]), int(r[4])) for r in cur.fetchall()]
+
+    def count_undelivered(self, source: str) -> tuple[int, int]:
+        """(pending or in flight, of which due later) among the rows of ``source``."""
+        with self._tx() as cur:
+            cur.execute(
+                self._t(
+                    "SELECT count(*), count(*) FILTER (WHERE next_attempt_at > %s) "
+                    "FROM {s}.events WHERE source = %s AND state IN ('pending', 'in_flight')"
+                ),
+                (time.time(), source),
+            )
+            found = cur.fetchone()
+        assert found is not None
+        return int(found[0]), int(found[1])
+
+    def count_due(self, destination_id: int | None, *, now: float | None = None) -> int:
+        """Pending events due now for this destination (and unbound ones)."""
+        stamp = time.time() if now is None else now
+        query = "SELECT count(*) FROM {s}.events WHERE state = 'pending' AND next_attempt_at <= %s"
+        args: tuple[Any, ...] = (stamp,)
+        if destination_id is not None:
+            query += " AND (destination_id = %s OR destination_id IS NULL)"
+            args += (destination_id,)
+        with self._tx() as cur:
+            cur.execute(self._t(query), args)
+            found = cur.fetchone()
+        return int(found[0]) if found else 0
+
+    def is_failing(self, destination_id: int) -> bool:
+        """True when the last delivery attempt for this destination failed temporarily."""
+        with self._tx() as cur:
+            cur.execute(
+                self._t("SELECT failing_since FROM {s}.destinations WHERE id = %s"),
+                (destination_id,),
+            )
+            row = cur.fetchone()
+        return row is not None and row[0] is not None
+
+    def note_destination(self, destination_id: int, *, up: bool, now: float | None = None) -> None:
+        """Remember whether Intercom answered (``up``) or failed temporarily for it."""
+        stamp = time.time() if now is None else now
+        with self._tx() as cur:
+            if up:
+                cur.execute(
+                    self._t(
+                        "UPDATE {s}.destinations SET failing_since = NULL, last_success_at = %s "
+                        "WHERE id = %s"
+                    ),
+                    (stamp, destination_id),
+                )
+            else:
+                cur.execute(
+                    self._t(
+                        "UPDATE {s}.destinations SET failing_since = coalesce(failing_since, %s), "
+                        "last_failure_at = %s WHERE id = %s"
+                    ),
+                    (stamp, stamp, destination_id),
+                )
 
     def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> int:
         """Extend the lease of every row ``owner`` holds; returns how many."""
@@ -628,10 +814,18 @@ class PostgresOutbox:
                         self._t(
                             "UPDATE {s}.events SET state = %s, owner = NULL, "
                             "lease_expires_at = NULL, claim_session = NULL, updated = %s, "
-                            "next_attempt_at = COALESCE(%s, next_attempt_at) "
+                            "next_attempt_at = COALESCE(%s, next_attempt_at), "
+                            "destination_id = CASE WHEN %s THEN NULL ELSE destination_id END "
                             "WHERE id = %s AND state = 'in_flight' AND owner = %s"
                         ),
-                        (result.state.value, stamp, result.next_attempt_at, result.row_id, owner),
+                        (
+                            result.state.value,
+                            stamp,
+                            result.next_attempt_at,
+                            result.unbind,
+                            result.row_id,
+                            owner,
+                        ),
                     )
                 else:
                     cur.execute(
@@ -640,7 +834,8 @@ class PostgresOutbox:
                             "last_status = %s, last_error_code = %s, last_error_message = %s, "
                             "request_id = %s, updated = %s, "
                             "next_attempt_at = COALESCE(%s, next_attempt_at), owner = NULL, "
-                            "lease_expires_at = NULL, claim_session = NULL "
+                            "lease_expires_at = NULL, claim_session = NULL, "
+                            "destination_id = CASE WHEN %s THEN NULL ELSE destination_id END "
                             "WHERE id = %s AND state = 'in_flight' AND owner = %s"
                         ),
                         (
@@ -651,6 +846,7 @@ class PostgresOutbox:
                             result.request_id,
                             stamp,
                             result.next_attempt_at,
+                            result.unbind,
                             result.row_id,
                             owner,
                         ),
@@ -686,6 +882,18 @@ class PostgresOutbox:
             oldest, next_at = found if found else (None, None)
             cur.execute(self._t("SELECT key, value FROM {s}.meta"))
             meta = dict(cur.fetchall())
+            cur.execute(
+                self._t(
+                    "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, "
+                    "count(*) FROM {s}.events e LEFT JOIN {s}.destinations d "
+                    "ON d.id = e.destination_id WHERE e.state IN ('pending', 'in_flight') "
+                    "GROUP BY e.destination_id, d.id ORDER BY count(*) DESC, e.destination_id"
+                )
+            )
+            per_destination = tuple(
+                (Destination(*r[:4]) if r[0] is not None else None, int(r[4]))
+                for r in cur.fetchall()
+            )
 
         def number(key: str) -> float | None:
             try:
@@ -703,6 +911,7 @@ class PostgresOutbox:
             last_flush_at=number("last_flush_at"),
             last_flush_exit_code=None if exit_code is None else int(exit_code),
             last_success_at=number("last_success_at"),
+            pending_by_destination=per_destination,
         )
 
     def rows(

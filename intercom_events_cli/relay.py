@@ -241,6 +241,7 @@ class Relay:
         from .delivery import STOP_AUTH, Deliverer
 
         backoff = 0.5
+        told_elsewhere = False
         try:
             while not self.stop.is_set():
                 if self.store is None:
@@ -253,6 +254,9 @@ class Relay:
                         backoff = min(backoff * 2, RECONNECT_MAX_S)
                         continue
                 assert self.store is not None
+                if not told_elsewhere:
+                    told_elsewhere = True
+                    self._tell_elsewhere(self.store)
                 engine = Deliverer(
                     self.store,
                     self.settings,
@@ -305,6 +309,20 @@ class Relay:
             self._waker.close()
             self._drop_store()
         return self.report
+
+    def _tell_elsewhere(self, store: OutboxStore) -> None:
+        """Once, at the start: events this relay will not deliver (another workspace)."""
+        if not self.settings.token:
+            return
+        try:
+            waiting = store.waiting_elsewhere(store.bind(self.settings))
+        except OutboxError:
+            return  # the engine meets the same error and says so
+        for destination, count in waiting:
+            self._notice(
+                f"{count} {'event waits' if count == 1 else 'events wait'} for another workspace "
+                f"({destination.describe()} at capture): run a flush with that configuration"
+            )
 
     def _drop_store(self) -> None:
         if self.store is not None:

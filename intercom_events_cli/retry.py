@@ -1,7 +1,9 @@
 """The retry schedule: what is retried and how long to wait. Pure; the clock is injected.
 
-Retried: network failures (no status), 408, 429, 500, 502, 503 and 504. Never any other
-4xx: they will fail the same way again. The wait is, in order of preference:
+Retried: whatever :func:`~intercom_events_cli.outcome.classify_status` (or
+``classify_exception``) calls temporary: network failures and timeouts, 408, 429, every
+5xx, and a 2xx that is not the request's success status. Never any other 4xx: they will
+fail the same way again. The wait is, in order of preference:
 
 1. ``Retry-After`` (seconds or an HTTP date) when the server sent one;
 2. on 429, until ``X-RateLimit-Reset`` (Unix seconds) plus a little jitter;
@@ -14,15 +16,11 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+from .outcome import is_retryable
+
 BASE_DELAY_S = 0.5
 MAX_BACKOFF_S = 30.0
 RESET_JITTER_S = 0.25
-
-
-def is_retryable(status: int | None) -> bool:
-    """True for a network failure (``None``) or a status worth trying again."""
-    return status is None or status in RETRYABLE_STATUSES
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -105,13 +103,15 @@ def retry_decision(
     now: float,
     random: Callable[[], float],
     max_wait_s: float = 60.0,
+    retryable: bool | None = None,
 ) -> RetryDecision:
     """Decide about the attempt numbered ``attempt`` (1-based) that just failed.
 
     ``max_retries`` is how many retries follow the first attempt. A wait longer than
     ``max_wait_s`` is not taken: the caller gives up and reports when to try again.
+    ``retryable`` is the caller's classification; None classifies ``status`` alone.
     """
-    if not is_retryable(status):
+    if not (is_retryable(status) if retryable is None else retryable):
         return RetryDecision(False, reason="not retryable")
     if attempt > max_retries:
         return RetryDecision(False, reason="retries exhausted")

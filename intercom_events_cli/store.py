@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import OutboxError
 
 if TYPE_CHECKING:
+    from .config import Settings
+    from .destination import Destination
     from .event import Event
     from .outbox import AddResult, OutboxRow, OutboxSummary, RowResult, State
 
@@ -67,6 +69,7 @@ class OutboxStore(Protocol):
         last_error_message: str | None = None,
         request_id: str | None = None,
         next_attempt_at: float | None = None,
+        destination_id: int | None = None,
     ) -> AddResult:
         """Store one event as pending unless the same event is already there."""
         ...
@@ -79,19 +82,56 @@ class OutboxStore(Protocol):
         source_lines: Sequence[int] | None = None,
         requeue: Collection[State] = (),
         now: float | None = None,
+        destination_id: int | None = None,
     ) -> tuple[int, int]:
-        """Bulk capture: (stored, skipped)."""
+        """Bulk capture: (stored, skipped); pending rows already there are adopted."""
         ...
 
     # delivery
     def claim(
-        self, owner: str, limit: int, *, lease_s: float = ..., now: float | None = None
+        self,
+        owner: str,
+        limit: int,
+        *,
+        lease_s: float = ...,
+        now: float | None = None,
+        destination_id: int | None = None,
+        due_or_not: bool = False,
     ) -> list[OutboxRow]:
-        """Claim up to ``limit`` due pending rows for ``owner``."""
+        """Claim up to ``limit`` due pending rows of a destination (binding unbound ones)."""
         ...
 
-    def make_all_due(self, *, now: float | None = None) -> int:
-        """Bring every pending row's next attempt forward to now."""
+    def make_all_due(self, *, now: float | None = None, destination_id: int | None = None) -> int:
+        """Bring pending rows' next attempt forward to now."""
+        ...
+
+    # destinations (see DESTINATION.md and destination.py)
+    def bind(self, settings: Settings) -> int:
+        """The id of the destination ``settings`` deliver to (stored when new)."""
+        ...
+
+    def destinations(self) -> dict[int, Destination]:
+        """Every known destination by id."""
+        ...
+
+    def waiting_elsewhere(self, destination_id: int) -> list[tuple[Destination, int]]:
+        """Undelivered events bound to other destinations, with their counts."""
+        ...
+
+    def count_undelivered(self, source: str) -> tuple[int, int]:
+        """(pending or in flight, of which due later) among the rows of ``source``."""
+        ...
+
+    def count_due(self, destination_id: int | None, *, now: float | None = None) -> int:
+        """Pending events due now for this destination (and unbound ones)."""
+        ...
+
+    def is_failing(self, destination_id: int) -> bool:
+        """Whether the last delivery attempt for it failed temporarily."""
+        ...
+
+    def note_destination(self, destination_id: int, *, up: bool, now: float | None = None) -> None:
+        """Remember whether Intercom answered or failed temporarily for it."""
         ...
 
     def renew(self, owner: str, *, lease_s: float = ...) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import signal
 import socket
 import socketserver
@@ -180,6 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake._record(rec)
 
         reply = fake._take_reply(rec.method, rec.path)
+        if reply is None and rec.method == "POST" and rec.path.rstrip("/") == "/events":
+            reply = fake._fault()
         if reply is not None:
             fake._sleep(fake.latency + reply.delay)
             if reply.drop:
@@ -272,6 +275,7 @@ class FakeIntercom(ThreadingHTTPServer):
         self._conns: set[socket.socket] = set()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._faults: tuple[float, float, random.Random] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -420,6 +424,24 @@ class FakeIntercom(ThreadingHTTPServer):
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopped.wait(seconds)
+
+    def set_faults(self, error_rate: float, drop_rate: float, seed: int = 0) -> None:
+        """Answer this share of POST /events with a random 5xx, and drop that share
+        (before anything is stored); a fixed seed gives the same sequence of draws."""
+        self._faults = (error_rate, drop_rate, random.Random(seed))
+
+    def _fault(self) -> Reply | None:
+        with self._lock:
+            if self._faults is None:
+                return None
+            error_rate, drop_rate, draw = self._faults
+            roll = draw.random()
+            status = draw.choice((500, 501, 502, 503, 504, 505, 507))
+        if roll < error_rate:
+            return Reply(status=status, body=_error_body("server_error", "try again"))
+        if roll < error_rate + drop_rate:
+            return Reply(drop=True)
+        return None
 
     def _take_reply(self, method: str, path: str) -> Reply | None:
         with self._lock:

@@ -589,11 +589,17 @@ def test_queue_stores_only_and_flush_delivers(
     assert_delivered_exactly(fake, records)
 
 
-def test_queue_needs_no_token(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
+def test_queue_needs_a_token_but_sends_nothing(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
     source = write(tmp_path / "in.ndjson", ndjson([event(1)]))
     result = run_cli("batch", str(source), "--queue", env={"INTERCOM_ACCESS_TOKEN": None})
-    assert result.code == 0, result
+    assert result.code == 78, result
+    assert "no access token" in result.stderr
+    queued = run_cli("batch", str(source), "--queue")
+    assert queued.code == 0, queued
     assert outbox_states(tmp_path) == {"pending": 1}
+    assert fake.posts() == []
 
 
 def test_dry_run_validates_and_stores_and_sends_nothing(

@@ -127,10 +127,16 @@ def test_outage_then_recovery_delivers_everything_exactly_once(
     assert [r.state for r in after_outage] == [State.PENDING] * 3
     assert all(r.attempts == 1 and r.next_attempt_at > time.time() for r in after_outage)
     assert all(r.last_status in (503, None) and r.error() is not None for r in after_outage)
-    # The next cron run respects the backoff; an operator can insist with --now.
-    assert run_cli("flush").code == 0
-    assert fake.events_posted() == []
-    back = run_cli("flush", "--now", "--json")
+    # Still down: the next flush sends one probe (the oldest event, with its retries) and
+    # stops, exit 75; the rest is not touched.
+    fake.script(Reply(status=503), Reply(drop=True))
+    probe = run_cli("flush", "--retries", "1", "--timeout", "2", "--json")
+    assert probe.code == 75, probe
+    assert len(fake.posts()) == 6 + 2
+    assert probe.json()["claimed"] == 1 and probe.json()["probed"] is True
+    assert fake.pending_script() == []
+    # Intercom is back: the first flush delivers everything at once, backoff or not.
+    back = run_cli("flush", "--json")
     assert back.code == 0, back
     assert back.json()["delivered"] == 3
     assert posted_bodies(fake) == Counter(e.body() for e in events)

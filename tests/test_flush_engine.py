@@ -177,3 +177,52 @@ def test_dead_letters_kept_in_the_report_are_capped_but_all_are_counted(
     assert report.dead == 8
     assert len(report.dead_letters) == 3
     assert len(store.rows([State.DEAD])) == 8  # the outbox keeps every one
+
+
+def test_a_lease_is_renewed_while_a_request_is_still_on_the_wire_after_a_stop(
+    store: Outbox, settings: Settings, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    """--max-time stops the run; the answer still on its way outlives the lease (0.6 s)."""
+    store.add(event(1))
+    fake.script(Reply(status=202, delay=2.0))
+    taken: list[int] = []
+
+    def another_flush() -> None:
+        # Another process would take the row back if the lease had run out.
+        time.sleep(1.5)
+        with Outbox.open(tmp_path / "outbox.sqlite3") as other:
+            taken.extend(row.id for row in other.claim("someone-else:1:-:x", 10))
+
+    rival = threading.Thread(target=another_flush)
+    rival.start()
+    report = deliver_pending(store, settings, max_time=0.2, lease_s=0.6, poll_interval_s=0.05)
+    rival.join()
+    assert taken == []
+    assert report.delivered == 1
+    assert [r.state for r in store.rows(list(State))] == [State.DELIVERED]
+    assert len(fake.posts()) == 1
+
+
+def test_a_failing_release_never_hides_the_error_that_ended_the_run(
+    tmp_path: Path, settings: Settings, fake: FakeIntercom
+) -> None:
+    from intercom_events_cli.errors import OutboxError
+
+    class Locked(Outbox):
+        def release(self, owner: str, ids: Any = None) -> int:
+            raise OutboxError("the outbox is locked by another process")
+
+    path = tmp_path / "locked.sqlite3"
+    Outbox.open(path).close()
+    locked = Locked.open(path)
+    try:
+        locked.add_many([event(n) for n in range(4)])
+        fake.latency = 0.3
+
+        def explode(delivery: Delivery) -> None:
+            raise RuntimeError("the original error")
+
+        with pytest.raises(RuntimeError, match="the original error"):
+            deliver_pending(locked, settings, concurrency=2, on_result=explode)
+    finally:
+        locked.close()

@@ -407,5 +407,7 @@ def test_an_answer_that_is_not_json_exits_75(run_cli: RunCli, fake: FakeIntercom
     result = run_cli("list", "--user-id", "1", "--json")
 
     assert result.code == 75, result
-    assert result.stdout == ""
+    # --json: one object on every exit, the error included.
+    (error,) = result.json_lines()
+    assert error["ok"] is False and error["error"]["code"] == "unexpected_response"
     assert "not the JSON object Intercom sends" in result.stderr

@@ -116,7 +116,7 @@ def test_dead_letters_list_export_retry_purge(
     assert run_cli("outbox", "status", "--json", env=env).json()["delivered"] == 0
 
 
-def test_temporary_failure_is_kept_with_backoff_then_flush_now(
+def test_temporary_failure_is_kept_and_the_next_flush_probes(
     run_cli: RunCli, fake: FakeIntercom, outbox: str
 ) -> None:
     env = {"IEVENTS_OUTBOX": outbox}
@@ -126,10 +126,11 @@ def test_temporary_failure_is_kept_with_backoff_then_flush_now(
     )
     assert sent.code == 0 and "queued, NOT delivered" in sent.stdout, sent
     status = run_cli("outbox", "status", "--json", env=env).json()
-    assert status["pending"] == 1
-    assert run_cli("flush", "--json", env=env).json()["claimed"] == 0  # not due yet
-    done = run_cli("flush", "--now", "--json", env=env)
-    assert done.code == 0 and done.json()["delivered"] == 1
+    assert status["pending"] == 1 and status["next_attempt_at"] is not None
+    # Not due yet, but its destination is marked failing: the flush starts with a probe.
+    done = run_cli("flush", "--json", env=env)
+    assert done.code == 0 and done.json()["delivered"] == 1, done
+    assert fake.events_posted()[0]["event_name"] == "boom"
 
 
 def test_store_claims_are_exclusive_and_released(outbox: str) -> None:

@@ -66,7 +66,7 @@ def test_new_outbox_is_private_and_versioned(store: Outbox, path: Path) -> None:
     assert all(p.exists() for p in side_files)
     assert all(mode(p) == 0o600 for p in side_files)
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     raw.close()
 
@@ -377,7 +377,7 @@ def test_a_version_1_outbox_is_migrated_in_place(tmp_path: Path) -> None:
         added = [r for r in store.rows([State.PENDING]) if r.event_name == "b"]
         assert [(r.source, r.source_line) for r in added] == [("run-1", 7)]
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     check.close()
 
 
@@ -440,3 +440,70 @@ def test_queue_many_counts_stored_and_skipped_and_requeues_only_what_it_is_told(
 
         # --resend: delivered ones too.
         assert store.queue_many([delivered], requeue=(State.DEAD, State.DELIVERED)) == (1, 0)
+
+
+def test_a_version_2_outbox_is_migrated_to_destinations(tmp_path: Path) -> None:
+    """Rows of a version-2 file become unbound; the first configuration to claim binds them."""
+    from intercom_events_cli.config import Settings
+
+    path = tmp_path / "v2.sqlite3"
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, dedup_key TEXT NOT NULL UNIQUE,
+            payload TEXT NOT NULL, event_name TEXT NOT NULL, state TEXT NOT NULL
+                CHECK (state IN ('pending', 'in_flight', 'delivered', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER, last_error_code TEXT,
+            last_error_message TEXT, request_id TEXT, created REAL NOT NULL,
+            updated REAL NOT NULL, next_attempt_at REAL NOT NULL, owner TEXT,
+            lease_expires_at REAL, source TEXT, source_line INTEGER
+        );
+        CREATE INDEX events_by_state ON events (state, created);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO events (dedup_key, payload, event_name, state, created, updated,
+            next_attempt_at, source, source_line) VALUES
+            ('k1', '{"event_name":"a","created_at":1,"user_id":"1"}', 'a', 'pending', 1, 1, 1,
+             'batch:x', 3),
+            ('k2', '{"event_name":"a","created_at":2,"user_id":"1"}', 'a', 'pending', 2, 2, 2,
+             NULL, NULL);
+        INSERT INTO meta VALUES ('last_flush_at', '5.0');
+        PRAGMA user_version = 2;
+        """
+    )
+    raw.close()
+    us = Settings(token="tok_us_workspace_1234", base_url="http://127.0.0.1:1")
+    eu = Settings(token="tok_eu_workspace_9876", base_url="http://127.0.0.1:2")
+    with Outbox.open(path) as store:
+        rows = store.rows([State.PENDING])
+        assert [(r.dedup_key, r.source_line, r.destination_id) for r in rows] == [
+            ("k1", 3, None),
+            ("k2", None, None),
+        ]
+        assert store.summary().schema_version == 3
+        assert store.summary().last_flush_at == 5.0
+        us_id, eu_id = store.bind(us), store.bind(eu)
+        assert us_id != eu_id and store.bind(us) == us_id
+        # Only the fingerprint is kept: no token in the file.
+        other = Event.create("b", user_id="2", created_at=5)
+        new = store.add(other, destination_id=eu_id)
+        claimed = store.claim("me", 10, destination_id=us_id)
+        assert [r.dedup_key for r in claimed] == ["k1", "k2"]  # unbound: taken and bound
+        assert store.claim("other", 10, destination_id=us_id) == []
+        assert [(d.base_url, n) for d, n in store.waiting_elsewhere(us_id)] == [
+            ("http://127.0.0.1:2", 1)
+        ]
+        assert store.rows([State.PENDING])[0].id == new.id
+    text = path.read_bytes()
+    assert b"tok_us_workspace_1234" not in text and b"tok_eu_workspace_9876" not in text
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 3
+    bound = check.execute("SELECT dedup_key, destination_id FROM events ORDER BY id").fetchall()
+    assert bound == [
+        ("k1", us_id),
+        ("k2", us_id),
+        (new.row.dedup_key if new.row else bound[2][0], eu_id),
+    ]
+    key = check.execute("SELECT value FROM meta WHERE key = 'fingerprint_key'").fetchone()[0]
+    assert len(bytes.fromhex(key)) == 32
+    check.close()

@@ -250,3 +250,23 @@ def test_relay_started_before_the_database_waits_for_it(
     wait_for(lambda: len(fake.events_posted()) == 1, what="the delivery")
     assert relay.stop() == 0, relay.stderr
     assert "cannot reach the PostgreSQL outbox" in relay.stderr
+
+
+def test_relay_names_events_captured_for_another_workspace(
+    run_cli: RunCli, fake: FakeIntercom, outbox: str, start_relay: Callable[..., Relay]
+) -> None:
+    other = {"IEVENTS_OUTBOX": outbox, "INTERCOM_ACCESS_TOKEN": "tok_other_workspace_9f3a"}
+    assert run_cli("send", "theirs", "--user-id", "1", "--queue", env=other).code == 0
+    relay = start_relay(outbox)
+    assert (
+        run_cli("send", "ours", "--user-id", "2", "--queue", env={"IEVENTS_OUTBOX": outbox}).code
+        == 0
+    )
+    wait_for(lambda: len(fake.events_posted()) == 1, what="our event")
+    time.sleep(0.5)
+    assert relay.stop() == 0
+    assert [e["event_name"] for e in fake.events_posted()] == ["ours"]
+    assert "1 event waits for another workspace" in relay.stderr
+    assert "token ending …9f3a" in relay.stderr and "tok_other" not in relay.stderr
+    status = run_cli("outbox", "status", "--json", env={"IEVENTS_OUTBOX": outbox}).json()
+    assert (status["pending"], status["delivered"]) == (1, 1)

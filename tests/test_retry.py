@@ -9,13 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from intercom_events_cli.outcome import is_retryable
 from intercom_events_cli.retry import (
     BASE_DELAY_S,
     MAX_BACKOFF_S,
     RESET_JITTER_S,
-    RETRYABLE_STATUSES,
     RetryDecision,
-    is_retryable,
     parse_rate_limit_remaining,
     parse_rate_limit_reset,
     parse_retry_after,
@@ -53,7 +52,9 @@ def decide(
 # -- what is retried ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [None, 408, 429, 500, 502, 503, 504])
+@pytest.mark.parametrize(
+    "status", [None, 408, 429, 500, 501, 502, 503, 504, 505, 507, 508, 511, 599]
+)
 def test_retryable_statuses(status: int | None) -> None:
     assert is_retryable(status)
     assert decide(status).retry
@@ -67,8 +68,25 @@ def test_other_statuses_are_never_retried(status: int) -> None:
     assert decision.reason == "not retryable"
 
 
-def test_the_retryable_set_is_exactly_the_documented_one() -> None:
-    assert frozenset({408, 429, 500, 502, 503, 504}) == RETRYABLE_STATUSES
+def test_every_5xx_is_retried_and_no_other_4xx() -> None:
+    retried = {status for status in range(100, 600) if is_retryable(status)}
+    assert retried == {408, 429} | set(range(500, 600))
+
+
+def test_a_2xx_other_than_the_expected_one_is_retried() -> None:
+    # POST /events succeeds with 202 only: a captive portal's 200 is not a delivery.
+    assert is_retryable(200, expected={202})
+    assert not is_retryable(202, expected={202})
+    decision = retry_decision(
+        attempt=1,
+        max_retries=2,
+        status=200,
+        headers={},
+        now=NOW,
+        random=middle,
+        retryable=is_retryable(200, expected={202}),
+    )
+    assert decision.retry
 
 
 # -- Retry-After -------------------------------------------------------------------------------

@@ -79,11 +79,12 @@ class BatchDisplay:
                     # Said now, not only in the summary: on a long pipe the run goes on
                     # storing the rest of the input until it ends (or Ctrl-C).
                     self.delivery_stopped = True
-                    cause = (
-                        "the token was rejected"
-                        if outcome.kind is OutcomeKind.AUTH
-                        else "the base URL redirects"
-                    )
+                    if outcome.kind is OutcomeKind.AUTH:
+                        cause = "the token was rejected"
+                    elif outcome.status is None:
+                        cause = outcome.error_message or "the configuration cannot work"
+                    else:
+                        cause = "the base URL redirects"
                     self.ui.error(
                         f"delivery stopped: {status_text(outcome.status)} ({cause}); "
                         "the rest of the input is still stored in the outbox for ievents flush "
@@ -204,6 +205,8 @@ def summary_json(report: BatchReport, rejects: str | None, mode: str) -> dict[st
         "delivered": report.delivered,
         "dead": report.dead,
         "pending": report.pending,
+        "failed": report.failed,
+        "not_due": report.not_due,
         "elapsed_s": round(report.elapsed_s, 3),
         "events_per_s": round(report.events_per_s, 1),
         "rejects": rejects,
@@ -269,11 +272,27 @@ def print_summary(
         }.get(flush.stopped or "", "some deliveries failed temporarily")
         last = flush.last_failure
         detail = f" (last: {status_text(last.status)})" if last is not None else ""
+        parts = []
+        if report.failed:
+            parts.append(f"{report.failed} failed in this run: {why}{detail}")
+        if report.not_due:
+            parts.append(
+                f"{report.not_due} not sent: {why}"
+                if flush.stopped
+                else f"{report.not_due} not sent: not due yet (an earlier attempt failed) "
+                "or waiting for another workspace"
+            )
         ui.error(
-            f"{plural(report.pending, 'event')} not delivered yet: {why}{detail}; they are "
-            "safe in the outbox",
+            f"{plural(report.pending, 'event')} not delivered yet ({'; '.join(parts)}); they "
+            "are safe in the outbox",
             "deliver them later with: ievents flush",
         )
+    if flush is not None:
+        for destination, count in flush.waiting_elsewhere:
+            ui.info(
+                f"{plural(count, 'event')} wait for another workspace "
+                f"({destination.describe()} at capture): run flush with that configuration"
+            )
 
 
 @app.command(no_args_is_help=False)
@@ -480,8 +499,9 @@ def run_batch(
 
     env = load_environment(env_file)
     settings = None
-    if mode == "deliver":
-        # Configuration is checked before anything is read or stored.
+    if mode != "dry_run":
+        # Configuration is checked before anything is read or stored; capturing needs the
+        # token too (each row is bound to its workspace), though --queue sends nothing.
         settings = Settings.load(env=env, **settings_options)
     with open_batch_input(file, input_format) as source:
         writer = RejectsWriter(rejects, input_path=file) if rejects else None

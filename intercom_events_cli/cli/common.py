@@ -185,16 +185,32 @@ def reporting(
     except IeventsError as exc:
         if on_error is not None:
             on_error(exc)
+        _json_error_once(ui, exc.exit_code, exc.code, exc.message)
         ui.error(exc.message, exc.hint)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
+        _json_error_once(ui, ExitCode.INTERRUPTED, "interrupted", "interrupted")
         ui.error("interrupted")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             ui.stderr.write(redact("".join(traceback.format_exception(exc))))
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        _json_error_once(ui, ExitCode.INTERNAL, "internal_error", message)
         ui.error(
-            f"internal error: {type(exc).__name__}: {exc}",
+            message,
             None if debug else "this is a bug in ievents; run again with --debug for details",
         )
         raise typer.Exit(int(ExitCode.INTERNAL)) from None
+
+
+def _json_error_once(ui: Output, exit_code: ExitCode, code: str, message: str) -> None:
+    """With ``--json``, every exit prints one JSON object: this one, if none was printed."""
+    if ui.json_mode and not ui.json_written:
+        ui.json(
+            {
+                "ok": False,
+                "exit_code": int(exit_code),
+                "error": {"code": code, "message": message},
+            }
+        )

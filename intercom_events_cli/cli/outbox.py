@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..config import Settings, load_environment
-from ..errors import ExitCode, IeventsError, UsageError
+from ..errors import ExitCode, IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc
 from ..outcome import Outcome, OutcomeKind, status_text
 from ..output import Output
@@ -46,7 +46,8 @@ from .send import describe_failure, failure_hint, outcome_json
 
 if TYPE_CHECKING:
     from ..delivery import Delivery, FlushReport
-    from ..outbox import OutboxRow, OutboxSummary, State
+    from ..destination import Destination
+    from ..outbox import AddResult, OutboxRow, OutboxSummary, State
     from ..store import OutboxLocation, OutboxStore
 
 DELIVERY = "Delivery"
@@ -143,8 +144,11 @@ def chosen_states(
     return default
 
 
-def row_json(row: OutboxRow) -> dict[str, Any]:
-    """One outbox row for ``--json``: the event (API field names) and its last error."""
+def row_json(
+    row: OutboxRow, destinations: Mapping[int, Destination] | None = None
+) -> dict[str, Any]:
+    """One outbox row for ``--json``: the event (API field names), its last error and
+    its destination (null: unbound)."""
     from ..outbox import State
 
     return {
@@ -159,6 +163,9 @@ def row_json(row: OutboxRow) -> dict[str, Any]:
         "error": row.error(),
         "request_id": row.request_id,
         "dedup_key": row.dedup_key,
+        "destination": destination_json(
+            (destinations or {}).get(row.destination_id) if row.destination_id else None
+        ),
     }
 
 
@@ -179,18 +186,18 @@ def _json_error(ui: Output, extra: Mapping[str, Any] | None = None) -> Any:
 # -- send --queue and send --queue-on-failure ------------------------------------------------
 
 
-def queue_event(ui: Output, event: Event, option: str | None, env: Mapping[str, str]) -> int:
-    """``send --queue``: store the event as pending; no network. Returns the exit code.
+def queue_event(
+    ui: Output, event: Event, option: str | None, env: Mapping[str, str], settings: Settings
+) -> int:
+    """``send --queue``: store the event as pending, bound to ``settings``' destination;
+    no network. Returns the exit code.
 
     The same event already in the outbox is not stored twice: already queued or already
     delivered exits 0 and says so; a dead letter exits as it failed (65 or 67).
     """
-    from ..outbox import State
-
     path = outbox_path(option, env)
     with open_outbox(path, env) as store:
-        added = store.add(event)
-    what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
+        added = store.add(event, destination_id=store.bind(settings))
     body: dict[str, Any] = {
         "ok": True,
         "delivered": False,
@@ -203,19 +210,35 @@ def queue_event(ui: Output, event: Event, option: str | None, env: Mapping[str, 
         "outbox_id": added.id,
         "duplicate": not added.added,
     }
-    code = ExitCode.OK
-    row = added.row
     if added.added:
-        message = f"queued {what} (outbox id {added.id}); ievents flush delivers it"
-    elif added.state is State.DELIVERED:
-        assert row is not None
-        body.update(queued=False, delivered=True, status=row.last_status)
+        what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
+        if ui.json_mode:
+            ui.json(body)
+        else:
+            ui.result(f"queued {what} (outbox id {added.id}); ievents flush delivers it", "green")
+        return int(ExitCode.OK)
+    return report_existing(ui, added, event, body)
+
+
+def report_existing(ui: Output, added: AddResult, event: Event, body: dict[str, Any]) -> int:
+    """An event captured again: answer with its row's real state; returns the exit code.
+
+    Delivered: "already delivered", 0. Pending or in flight: "already queued", 0. Dead:
+    the dead letter's exit code (65, or 67 for a missing contact) and how to retry it.
+    """
+    from ..outbox import State
+
+    what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
+    row = added.row
+    assert row is not None
+    body = {**body, "outbox_id": added.id, "duplicate": True}
+    if added.state is State.DELIVERED:
+        body.update(ok=True, queued=False, delivered=True, status=row.last_status)
         message = (
             f"already delivered: {what} (outbox id {added.id}, {when(row.updated)}); "
             "not queued again"
         )
     elif added.state is State.DEAD:
-        assert row is not None
         code = ExitCode.NO_CONTACT if row.last_status == 404 else ExitCode.DATA
         body.update(ok=False, queued=False, status=row.last_status, error=row.error())
         if ui.json_mode:
@@ -228,20 +251,28 @@ def queue_event(ui: Output, event: Event, option: str | None, env: Mapping[str, 
         )
         return int(code)
     else:
+        body.update(ok=True, queued=True)
         message = (
-            f"already queued: {what} (outbox id {added.id}, {added.state.value}); not added again"
+            f"already queued: {what} (outbox id {added.id}, {added.state.value}); not added "
+            "again; ievents flush delivers it"
         )
     if ui.json_mode:
         ui.json(body)
     else:
         ui.result(message, style="green")
-    return int(code)
+    return int(ExitCode.OK)
 
 
 def queue_after_failure(
-    ui: Output, outcome: Outcome, option: str | None, env: Mapping[str, str]
-) -> None:
-    """``send --queue-on-failure``: keep a temporarily failed event as pending."""
+    ui: Output, outcome: Outcome, option: str | None, env: Mapping[str, str], settings: Settings
+) -> int:
+    """``send --queue-on-failure``: keep an event that failed temporarily (or on a TLS
+    setup problem) as pending; returns the exit code.
+
+    Kept after a temporary failure: 0. Kept after a configuration failure: 78 all the
+    same (nothing will deliver it until the setup is fixed). Already in the outbox: that
+    row's real state (see :func:`report_existing`).
+    """
     from ..outbox import retry_delay_s
 
     event = outcome.event
@@ -249,6 +280,7 @@ def queue_after_failure(
     now = time.time()
     try:
         with open_outbox(path, env) as store:
+            destination_id = store.bind(settings)
             added = store.add(
                 event,
                 now=now,
@@ -258,25 +290,48 @@ def queue_after_failure(
                 last_error_message=outcome.error_message,
                 request_id=outcome.request_id,
                 next_attempt_at=now + retry_delay_s(1, outcome.retry_after_s),
+                destination_id=destination_id,
             )
-    except IeventsError:
+            if outcome.kind is OutcomeKind.TEMPORARY:
+                # The next flush starts with one probe, and delivers everything at once
+                # if Intercom is back, instead of waiting out this event's backoff.
+                store.note_destination(destination_id, up=False, now=now)
+    except IeventsError as exc:
+        if ui.json_mode:
+            # The real attempts and status of the delivery, and why it was not kept.
+            failed = outcome_json(outcome)
+            failed["error"] = {
+                "code": exc.code,
+                "message": exc.message,
+                "delivery_error": outcome.error(),
+            }
+            ui.json(failed)
         ui.error(describe_failure(outcome) + "; and it could not be queued:")
-        raise
+        ui.error(exc.message, exc.hint)
+        raise typer.Exit(int(exc.exit_code)) from None
+    if not added.added:
+        return report_existing(ui, added, event, outcome_json(outcome, queued=True))
+    code = int(ExitCode.OK) if outcome.kind is OutcomeKind.TEMPORARY else int(outcome.exit_code)
     if ui.json_mode:
-        ui.json({**outcome_json(outcome, queued=True), "outbox_id": added.id})
-        return
+        body = {**outcome_json(outcome, queued=True), "outbox_id": added.id}
+        body["ok"] = code == 0
+        ui.json(body)
     reason = (
         status_text(outcome.status)
         if outcome.status is not None
         else outcome.error_message or outcome.error_code
     )
-    ui.result(
+    line = (
         f"queued, NOT delivered: {event.event_name} for {event.contact} at "
         f"{format_utc(event.created_at)} ({reason} after "
         f"{plural(outcome.attempts, 'attempt')}); kept in the outbox (id {added.id}), "
-        "ievents flush delivers it",
-        style="yellow",
+        "ievents flush delivers it"
     )
+    if code:
+        ui.error(line + " once the configuration is fixed", failure_hint(outcome, settings))
+    elif not ui.json_mode:
+        ui.result(line, style="yellow")
+    return code
 
 
 # -- flush ----------------------------------------------------------------------------------
@@ -308,7 +363,10 @@ def _event_line(delivery: Delivery) -> str:
 
 
 def flush_json(
-    report: FlushReport, path: OutboxLocation, remaining: OutboxSummary | None
+    report: FlushReport,
+    path: OutboxLocation,
+    remaining: OutboxSummary | None,
+    due_remaining: int = 0,
 ) -> dict[str, Any]:
     """The ``flush --json`` object."""
     from ..outbox import State
@@ -324,6 +382,18 @@ def flush_json(
         "deferred": report.deferred,
         "released": report.released,
         "stopped": report.stopped,
+        "probed": report.probed,
+        "retried_in_run": report.retried_in_run,
+        "due_remaining": due_remaining,
+        "waiting_elsewhere": [
+            {
+                "base_url": destination.base_url,
+                "api_version": destination.api_version,
+                "token_hint": destination.token_hint,
+                "events": count,
+            }
+            for destination, count in report.waiting_elsewhere
+        ],
         "next_attempt_at": when(report.next_attempt_at),
         "elapsed_s": round(report.elapsed_s, 3),
         "remaining": {state.value: counts.get(state, 0) for state in State},
@@ -338,6 +408,15 @@ def flush_json(
             for d in report.dead_letters
         ],
     }
+
+
+def _stop_reason(failure: Outcome) -> str:
+    """Why a run stopped at once: a rejected token, a redirect, an untrusted certificate."""
+    if failure.kind is OutcomeKind.AUTH:
+        return f"the token was rejected ({status_text(failure.status)})"
+    if failure.status is None:
+        return failure.error_message or "the configuration cannot work"
+    return f"redirected ({status_text(failure.status)})"
 
 
 def report_flush(
@@ -389,9 +468,7 @@ def report_flush(
     failure = report.last_failure
     if report.auth_failed and failure is not None:
         ui.error(
-            f"{'the token was rejected' if failure.kind is OutcomeKind.AUTH else 'redirected'}"
-            f" ({status_text(failure.status)}); flush stopped and "
-            f"every event stays pending ({pending} now)",
+            f"{_stop_reason(failure)}; flush stopped and every event stays pending ({pending} now)",
             failure_hint(failure, settings),
         )
     if report.deferred and failure is not None:
@@ -404,6 +481,11 @@ def report_flush(
             f"{plural(report.deferred, 'event')} not delivered ({detail}); they stay in the outbox",
             f"Intercom or the network is unavailable; the next flush retries them{next_try} "
             "(ievents flush --now: at once)",
+        )
+    for destination, count in report.waiting_elsewhere:
+        ui.info(
+            f"{plural(count, 'event')} wait for another workspace ({destination.describe()} "
+            "at capture): run flush with that configuration"
         )
     for message in report.internal_errors[:MAX_ERROR_LINES]:
         ui.error(f"internal error: {message}", "this is a bug in ievents; the event stays pending")
@@ -493,8 +575,12 @@ def flush(
     202: delivered, kept in the ledger.
     400, 404, 422: dead letter, with the API error (ievents outbox list --dead).
     401, 403: stop at once; every event stays pending.
-    Network, timeout, 429, 5xx after the retries: pending, tried again later
-    (30 s, doubling up to 1 h; --now: at once).
+    Network, timeout, 408, 429, 5xx after the retries: another round in this run while
+    Intercom answers other requests; else pending, tried again later (30 s, doubling up
+    to 1 h; --now: at once).
+    Only events captured for this configuration's workspace (and unbound ones) are sent;
+    others are reported. After a temporary failure, the next flush first sends one probe:
+    if Intercom answers, every deferred event is sent at once; if not, it stops (75).
     Ctrl-C or SIGTERM: what is not answered yet goes back to pending (exit 130).
     Two flushes at once never send the same event twice.
     --watch: keep running and deliver new events within a second of capture
@@ -545,8 +631,9 @@ def flush(
         with open_outbox(path, env) as store:
             report = run_flush(ui, store, settings, concurrency, max_time, now)
             remaining = store.summary()
+            due = store.count_due(store.bind(settings))
         if json_output:
-            ui.json(flush_json(report, path, remaining))
+            ui.json(flush_json(report, path, remaining, due))
         report_flush(ui, report, settings, remaining, max_time)
         if report.exit_code != ExitCode.OK:
             raise typer.Exit(int(report.exit_code))
@@ -620,7 +707,8 @@ def status(
     --json fields: path, exists, schema_version, pending, in_flight, dead, delivered,
     oldest_pending_at, oldest_pending_age_s, next_attempt_at,
     last_flush_at, last_flush_age_s, last_flush_exit_code,
-    last_success_at, last_success_age_s.
+    last_success_at, last_success_age_s, pending_by_destination (a list of
+    {destination: {base_url, api_version, token_hint} or null if unbound, events}).
     Times are UTC (ISO-8601), ages in seconds; null when unknown.
     Exits 0 unless the outbox cannot be read (78; 75 for a database that is down).
 
@@ -678,7 +766,31 @@ def status_json(path: OutboxLocation, summary: OutboxSummary | None) -> dict[str
         "last_flush_exit_code": summary.last_flush_exit_code if summary else None,
         "last_success_at": when(last_success),
         "last_success_age_s": age(last_success),
+        # Pending and in-flight events per destination; unbound (an older outbox): null.
+        "pending_by_destination": [
+            {"destination": destination_json(destination), "events": count}
+            for destination, count in (summary.pending_by_destination if summary else ())
+        ],
     }
+
+
+def destination_json(destination: Destination | None) -> dict[str, str] | None:
+    """A destination without any secret: base URL, API version, the token's last 4."""
+    if destination is None:
+        return None
+    return {
+        "base_url": destination.base_url,
+        "api_version": destination.api_version,
+        "token_hint": destination.token_hint,
+    }
+
+
+def destination_text(destination: Destination | None) -> str:
+    """``https://api.intercom.io (2.14, token ending …f3a2)``; ``unbound`` for None."""
+    if destination is None:
+        return "unbound (any configuration that flushes)"
+    version, hint = destination.api_version, destination.token_hint
+    return f"{destination.base_url} ({version}, token ending …{hint})"
 
 
 def print_status(ui: Output, path: OutboxLocation, summary: OutboxSummary | None) -> None:
@@ -721,6 +833,8 @@ def print_status(ui: Output, path: OutboxLocation, summary: OutboxSummary | None
         f"last flush    {flush_line}",
         f"last success  {moment('last_success_at')}",
     ]
+    for destination, count in summary.pending_by_destination:
+        lines.append(f"  {count} not delivered for {destination_text(destination)}")
     for line in lines:
         ui.result(line)
 
@@ -756,8 +870,11 @@ def list_rows(
 
     Without --pending, --dead or --delivered: everything not delivered.
     On a terminal: a table. Otherwise one tab-separated line per event:
-    id, state, event, contact, captured, attempts, last error.
-    --json: one object per line, the event (API field names) and its last error.
+    id, state, event, contact, captured, attempts, last error, destination
+    (base URL, API version, last 4 characters of the token; "unbound" for rows of an
+    older outbox, which the first configuration that flushes them delivers).
+    --json: one object per line, the event (API field names), its last error and its
+    destination.
     """
     from ..outbox import State
 
@@ -772,21 +889,23 @@ def list_rows(
         env = load_environment(env_file)
         path = outbox_path(outbox, env)
         rows: list[OutboxRow] = []
+        destinations: dict[int, Destination] = {}
         if path.exists():
             with open_outbox(path, env) as store:
                 rows = store.rows(states, limit=limit or None)
+                destinations = store.destinations()
         if json_output:
             for row in rows:
-                ui.json(row_json(row))
+                ui.json(row_json(row, destinations))
         elif ui.stdout.isatty():
-            print_table(ui, rows, path)
+            print_table(ui, rows, path, destinations)
         else:
             for row in rows:
-                ui.result("\t".join(row_cells(row)))
+                ui.result("\t".join(row_cells(row, destinations)))
 
 
-def row_cells(row: OutboxRow) -> list[str]:
-    """id, state, event, contact, captured, attempts, last error."""
+def row_cells(row: OutboxRow, destinations: Mapping[int, Destination] | None = None) -> list[str]:
+    """id, state, event, contact, captured, attempts, last error, destination."""
     error = ""
     if row.last_status is not None or row.last_error_code is not None:
         parts = [status_text(row.last_status) if row.last_status is not None else None]
@@ -800,6 +919,9 @@ def row_cells(row: OutboxRow) -> list[str]:
         when(row.created) or "",
         str(row.attempts),
         " ".join(error.split()),
+        destination_text((destinations or {}).get(row.destination_id))
+        if row.destination_id
+        else "unbound",
     ]
 
 
@@ -811,7 +933,12 @@ def _contact(row: OutboxRow) -> str:
         return "?"
 
 
-def print_table(ui: Output, rows: list[OutboxRow], path: OutboxLocation) -> None:
+def print_table(
+    ui: Output,
+    rows: list[OutboxRow],
+    path: OutboxLocation,
+    destinations: Mapping[int, Destination],
+) -> None:
     """A rich table of outbox rows (terminals only)."""
     from rich.table import Table
 
@@ -820,11 +947,20 @@ def print_table(ui: Output, rows: list[OutboxRow], path: OutboxLocation) -> None
         console.print(f"no such events in {path}")
         return
     table = Table(show_edge=False, header_style="bold")
-    for title in ("id", "state", "event", "contact", "captured", "tries", "last error"):
+    for title in (
+        "id",
+        "state",
+        "event",
+        "contact",
+        "captured",
+        "tries",
+        "last error",
+        "destination",
+    ):
         table.add_column(title, overflow="fold", justify="right" if title == "id" else "left")
     styles = {"dead": "red", "delivered": "green", "in_flight": "cyan"}
     for row in rows:
-        table.add_row(*row_cells(row), style=styles.get(row.state.value))
+        table.add_row(*row_cells(row, destinations), style=styles.get(row.state.value))
     console.print(table)
 
 
@@ -945,6 +1081,7 @@ def purge(
     Example (cron): 0 3 * * * ievents outbox purge --delivered --older-than 30d -y
 
     Asks for confirmation on a terminal; without one, needs --yes (else exit 2).
+    "n": not purged, exit 0. Ctrl-C or end of input at the question: not purged, 130.
     Events in flight are never deleted.
     A delivered event purged from the ledger is no longer recognised when the
     same event is captured again.
@@ -983,7 +1120,13 @@ def confirm_purge(count: int, state: State, path: OutboxLocation, older_than: st
     age = f" last changed more than {older_than} ago" if older_than else ""
     warning = " They were never delivered and will be lost." if state is State.PENDING else ""
     question = f"Delete {plural(count, state.value + ' event')}{age} from {path}?{warning}"
-    if not typer.confirm(question, default=False, err=True):
+    try:
+        confirmed = typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        # Ctrl-C or end of input at the prompt: an answer was not given, nothing purged.
+        raise Interrupted("not purged: no answer (Ctrl-C or end of input)") from None
+    if not confirmed:
+        sys.stderr.write("not purged\n")
         raise typer.Exit(int(ExitCode.OK))
 
 

@@ -11,7 +11,7 @@ import typer
 from ..config import Settings, load_environment
 from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
-from ..outcome import Outcome, OutcomeKind, status_text
+from ..outcome import CODE_BAD_URL, CODE_TLS, CODE_UNEXPECTED, Outcome, OutcomeKind, status_text
 from ..output import Output
 from . import app
 from .common import (
@@ -96,6 +96,21 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
             "the token was rejected: check INTERCOM_ACCESS_TOKEN is current and has the "
             "'write events' permission; EU and AU workspaces need --region eu or --region au "
             f"(this request went to {settings.base_url})"
+        )
+    if outcome.error_code == CODE_TLS:
+        return (
+            f"the certificate of {settings.base_url} is not trusted here: behind a proxy that "
+            "inspects TLS, point SSL_CERT_FILE at its CA bundle (PEM); otherwise check "
+            "--base-url / INTERCOM_BASE_URL and the system's CA certificates"
+        )
+    if outcome.error_code == CODE_BAD_URL:
+        return f"{settings.base_url} cannot be used: check --base-url / INTERCOM_BASE_URL"
+    if outcome.error_code == CODE_UNEXPECTED:
+        return (
+            f"something other than Intercom answered at {settings.base_url} (a captive portal, "
+            "a proxy or a wrong --base-url); the event may not have arrived: check the "
+            "network, HTTPS_PROXY / NO_PROXY and --base-url / INTERCOM_BASE_URL, then send "
+            "again (Intercom de-duplicates the same event)"
         )
     if outcome.kind is OutcomeKind.CONFIG:
         return (
@@ -288,13 +303,6 @@ def send(
             metadata_json=metadata_json,
         )
         env = load_environment(env_file)
-        if queue:
-            from .outbox import queue_event
-
-            code = queue_event(ui, event, outbox, env)
-            if code:
-                raise typer.Exit(code)
-            return
         settings = Settings.load(
             env=env,
             token_file=token_file,
@@ -305,6 +313,15 @@ def send(
             retries=retries,
             require_token=not dry_run,
         )
+        if queue:
+            # Capture binds the event to this configuration's workspace: it needs the
+            # token (never sent: no network is touched).
+            from .outbox import queue_event
+
+            code = queue_event(ui, event, outbox, env, settings)
+            if code:
+                raise typer.Exit(code)
+            return
         if dry_run:
             print_dry_run(ui, event, settings)
             return
@@ -318,10 +335,14 @@ def send(
                 hint=f"send it again with --created-at {event.created_at}: Intercom "
                 "de-duplicates the same event, contact and time",
             ) from None
-        if queue_on_failure and outcome.kind is OutcomeKind.TEMPORARY:
+        if queue_on_failure and (
+            outcome.kind is OutcomeKind.TEMPORARY or outcome.error_code == CODE_TLS
+        ):
             from .outbox import queue_after_failure
 
-            queue_after_failure(ui, outcome, outbox, env)
+            code = queue_after_failure(ui, outcome, outbox, env, settings)
+            if code:
+                raise typer.Exit(code)
             return
         report_outcome(ui, outcome, settings)
         if not outcome.delivered:
