@@ -19,23 +19,20 @@ its own (:mod:`.pg_schema`). What differs:
 
 A lost connection raises :class:`~.errors.OutboxUnavailable` (75); the next call
 connects again (with a new session lock: rows held under the old one are free for
-anyone to take back).
+anyone to take back). Connecting, errors and the schema are :mod:`.pg_session`'s;
+destinations are :mod:`.pg_destinations`'.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import pg_schema
-from .destination import FINGERPRINT_KEY_BYTES, Destination
-from .errors import OutboxError, OutboxUnavailable, ValidationError
+from .destination import Destination
+from .errors import ValidationError
 from .event import Event, event_from_record
 from .outbox import (
     _COLUMNS,
@@ -46,73 +43,22 @@ from .outbox import (
     RowResult,
     State,
 )
-from .store import POSTGRES_EXTRA, PostgresLocation
-
-try:
-    import psycopg
-    from psycopg import errors as pg_errors
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise OutboxError(
-        f"a PostgreSQL outbox needs the psycopg driver: {POSTGRES_EXTRA}",
-        hint="or point --outbox / IEVENTS_OUTBOX at a file",
-    ) from exc
+from .pg_destinations import PgDestinations
+from .pg_session import pg_errors  # imported there, with a clear error when missing
+from .store import PostgresLocation
 
 if TYPE_CHECKING:
-    from psycopg import Connection, Cursor
+    from psycopg import Cursor
 
-    from .config import Settings
-
-CONNECT_TIMEOUT_S = 10
 # How often a claim looks for rows held by dead sessions or expired leases (each look
 # costs a query per distinct foreign session).
 RECLAIM_EVERY_S = 1.0
 _COPY_COLUMNS = "(ord, dedup_key, payload, event_name, source_line)"
 _RETURNING = ", ".join(f"e.{name.strip()}" for name in _COLUMNS.split(","))
-_CONFIG_WORDS = (
-    "password",
-    "authentication",
-    "does not exist",
-    "pg_hba.conf",
-    "permission denied",
-    "could not translate host name",
-    "invalid",
-    "certificate",
-    "ssl",
-)
 
 
-def _session_key() -> int:
-    return int.from_bytes(os.urandom(8), "big", signed=True)
-
-
-def _reason(exc: BaseException) -> str:
-    """The useful line of a libpq message, on one line."""
-    text = str(exc).strip() or type(exc).__name__
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    first = lines[0] if lines else text
-    # 'connection to server at "h", port 5432 failed: Connection refused' -> the cause
-    if "failed:" in first:
-        first = first.rsplit("failed:", 1)[1].strip() or first
-    return first.rstrip(".")
-
-
-class PostgresOutbox:
+class PostgresOutbox(PgDestinations):
     """The outbox in a PostgreSQL schema. Open with :meth:`open`; use as a context manager."""
-
-    def __init__(self, location: PostgresLocation) -> None:
-        self._location = location
-        self.schema = location.schema
-        self.channel = pg_schema.channel(location.schema)
-        self._db: Connection[Any] | None = None
-        self._lock = threading.RLock()
-        self._session = _session_key()
-        self._temp_ready = False
-        self._last_reclaim = 0.0
-
-    @property
-    def path(self) -> PostgresLocation:
-        """Where the outbox is (``str()``: the URI without its password)."""
-        return self._location
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -129,195 +75,11 @@ class PostgresOutbox:
             store._connection()
         return store
 
-    def _describe(self) -> str:
-        """``host:port/database`` as libpq will use it (environment included), no password."""
-        from psycopg.conninfo import conninfo_to_dict
-
-        try:
-            params = conninfo_to_dict(self._location.uri)
-        except psycopg.Error:
-            params = {}
-        host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
-        port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
-        database = params.get("dbname") or os.environ.get("PGDATABASE")
-        where = f"{host}:{port}" if not host.startswith("/") else f"{host} (socket)"
-        return f"{where}/{database}" if database else where
-
-    def _connection(self) -> Connection[Any]:
-        """The live connection, connecting (again) when there is none."""
-        if self._db is not None and not self._db.closed and not self._db.broken:
-            return self._db
-        self._drop()
-        options: dict[str, Any] = {"autocommit": True, "application_name": "ievents"}
-        if "connect_timeout" not in self._location.uri and not os.environ.get("PGCONNECT_TIMEOUT"):
-            options["connect_timeout"] = CONNECT_TIMEOUT_S
-        try:
-            db = psycopg.connect(self._location.uri, **options)
-        except psycopg.Error as exc:
-            raise self._translate_connect(exc) from None
-        self._db = db
-        self._session = _session_key()
-        self._temp_ready = False
-        try:
-            self._prepare(db)
-            # Held until the connection ends: how other flushers know we are alive.
-            db.execute("SELECT pg_advisory_lock(%s)", (self._session,))
-        except psycopg.Error as exc:
-            self._drop()
-            raise self._translate(exc) from None
-        return db
-
-    def _drop(self) -> None:
-        if self._db is not None:
-            try:
-                self._db.close()
-            except psycopg.Error:
-                pass
-        self._db = None
-
-    def _translate_connect(self, exc: psycopg.Error) -> OutboxError:
-        where = self._describe()
-        reason = self._scrub(_reason(exc))
-        lowered = reason.lower()
-        if any(word in lowered for word in _CONFIG_WORDS) or isinstance(
-            exc, psycopg.ProgrammingError
-        ):
-            return OutboxError(
-                f"cannot use the PostgreSQL outbox at {where}: {reason}",
-                hint="check the user, password, database and sslmode in --outbox / "
-                "IEVENTS_OUTBOX (or the PG* environment variables)",
-            )
-        return OutboxUnavailable(
-            f"cannot reach the PostgreSQL outbox at {where}: {reason}",
-            hint="the database is down or unreachable from here; try again later",
-        )
-
-    def _translate(self, exc: psycopg.Error) -> OutboxError:
-        where = self._describe()
-        reason = self._scrub(_reason(exc))
-        if isinstance(exc, psycopg.OperationalError) or self._db is None or self._db.broken:
-            self._drop()
-            return OutboxUnavailable(
-                f"lost the PostgreSQL outbox at {where}: {reason}",
-                hint="the database went away (restart, network); try again",
-            )
-        if isinstance(exc, pg_errors.InsufficientPrivilege):
-            return OutboxError(
-                f"the PostgreSQL outbox at {where} refused: {reason}",
-                hint=f"ievents needs CREATE on the database (or a schema {self.schema!r} it "
-                "owns); see 'PostgreSQL outbox' in the README",
-            )
-        return OutboxError(f"the PostgreSQL outbox at {where} failed: {reason}")
-
-    def _scrub(self, text: str) -> str:
-        """Never show a password, even if a driver message quoted the URI."""
-        from psycopg.conninfo import conninfo_to_dict
-
-        secrets = [os.environ.get("PGPASSWORD", "")]
-        try:
-            secrets.append(str(conninfo_to_dict(self._location.uri).get("password") or ""))
-        except psycopg.Error:
-            pass
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text.replace(self._location.uri, str(self._location))
-
-    def _prepare(self, db: Connection[Any]) -> None:
-        """Create or migrate the schema (once, under a transaction-level advisory lock)."""
-        schema = self.schema
-        # The usual case, a schema at this version, without the lock that serialises opens.
-        with db.transaction():
-            current = db.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.meta",)
-            ).fetchone()
-            if current and current[0]:
-                found = db.execute(
-                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
-                ).fetchone()
-                if found and found[0] == str(pg_schema.SCHEMA_VERSION):
-                    return
-        with db.transaction():
-            db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ievents:{schema}",))
-            row = db.execute(
-                "SELECT to_regclass(%s) IS NOT NULL, "
-                "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)",
-                (f"{schema}.meta", schema),
-            ).fetchone()
-            assert row is not None
-            has_meta, has_schema = row
-            version = 0
-            if has_meta:
-                found = db.execute(
-                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
-                ).fetchone()
-                version = int(found[0]) if found else 0
-            if version > pg_schema.SCHEMA_VERSION:
-                raise OutboxError(
-                    f"the PostgreSQL outbox at {self._describe()} (schema {schema}) has version "
-                    f"{version}, made by a newer ievents (this one knows version "
-                    f"{pg_schema.SCHEMA_VERSION}); it was left untouched",
-                    hint="upgrade ievents",
-                )
-            if version == pg_schema.SCHEMA_VERSION:
-                return
-            if version == 0:
-                if has_schema:
-                    tables = db.execute(
-                        "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                        "ON n.oid = c.relnamespace WHERE n.nspname = %s",
-                        (schema,),
-                    ).fetchone()
-                    if tables and tables[0]:
-                        raise OutboxError(
-                            f"the schema {schema!r} at {self._describe()} exists but is not an "
-                            "ievents outbox; it was left untouched",
-                            hint="set IEVENTS_OUTBOX_SCHEMA to another schema name",
-                        )
-                else:
-                    db.execute(f"CREATE SCHEMA {schema}")
-                for statement in pg_schema.create_statements(schema):
-                    db.execute(statement)
-                version = pg_schema.SCHEMA_VERSION
-            for step in range(version + 1, pg_schema.SCHEMA_VERSION + 1):
-                for statement in pg_schema.MIGRATIONS[step]:
-                    db.execute(statement.format(s=schema))
-            db.execute(
-                f"INSERT INTO {schema}.meta (key, value) VALUES ('schema_version', %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(pg_schema.SCHEMA_VERSION),),
-            )
-
-    def close(self) -> None:
-        """Close the connection (which also releases this session's claim lock)."""
-        with self._lock:
-            self._drop()
-
     def __enter__(self) -> PostgresOutbox:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    # -- transactions -----------------------------------------------------------------------
-
-    @contextmanager
-    def _tx(self) -> Iterator[Cursor[Any]]:
-        """One transaction on the live connection; errors become OutboxError."""
-        with self._lock:
-            db = self._connection()
-            try:
-                with db.transaction(), db.cursor() as cursor:
-                    yield cursor
-            except psycopg.Error as exc:
-                raise self._translate(exc) from None
-
-    def _t(self, sql: str) -> str:
-        return sql.replace("{s}", self.schema)
-
-    def _notify(self, cursor: Cursor[Any]) -> None:
-        # Delivered at commit, and only then: a rolled-back capture wakes nobody.
-        cursor.execute("SELECT pg_notify(%s, '')", (self.channel,))
 
     # -- capturing --------------------------------------------------------------------------
 
@@ -632,129 +394,6 @@ class PostgresOutbox:
                 self._notify(cur)
             return count
 
-    # -- destinations -----------------------------------------------------------------------
-
-    def bind(self, settings: Settings) -> int:
-        """The id of the destination ``settings`` deliver to (stored when new).
-
-        The outbox's fingerprint key is made on first use (32 random bytes in ``meta``);
-        two processes binding at once agree on one key and one row.
-        """
-        with self._tx() as cur:
-            cur.execute(
-                self._t(
-                    "INSERT INTO {s}.meta (key, value) VALUES ('fingerprint_key', %s) "
-                    "ON CONFLICT (key) DO NOTHING"
-                ),
-                (os.urandom(FINGERPRINT_KEY_BYTES).hex(),),
-            )
-            cur.execute(self._t("SELECT value FROM {s}.meta WHERE key = 'fingerprint_key'"))
-            found = cur.fetchone()
-            assert found is not None
-            target = Destination.of(settings, bytes.fromhex(found[0]))
-            identity = (target.base_url, target.api_version, target.token_fingerprint)
-            cur.execute(
-                self._t(
-                    "INSERT INTO {s}.destinations (base_url, api_version, token_fingerprint, "
-                    "token_hint) VALUES (%s, %s, %s, %s) ON CONFLICT (base_url, api_version, "
-                    "token_fingerprint) DO NOTHING"
-                ),
-                (*identity, target.token_hint),
-            )
-            cur.execute(
-                self._t(
-                    "SELECT id FROM {s}.destinations WHERE base_url = %s AND api_version = %s "
-                    "AND token_fingerprint = %s"
-                ),
-                identity,
-            )
-            row = cur.fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def destinations(self) -> dict[int, Destination]:
-        """Every known destination by id."""
-        with self._tx() as cur:
-            cur.execute(
-                self._t(
-                    "SELECT id, base_url, api_version, token_fingerprint, token_hint "
-                    "FROM {s}.destinations"
-                )
-            )
-            return {int(r[0]): Destination(r[1], r[2], r[3], r[4]) for r in cur.fetchall()}
-
-    def waiting_elsewhere(self, destination_id: int) -> list[tuple[Destination, int]]:
-        """Events not delivered that are bound to other destinations, with their counts."""
-        with self._tx() as cur:
-            cur.execute(
-                self._t(
-                    "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, "
-                    "count(*) FROM {s}.events e JOIN {s}.destinations d "
-                    "ON d.id = e.destination_id WHERE e.state IN ('pending', 'in_flight') "
-                    "AND e.destination_id <> %s GROUP BY d.id ORDER BY count(*) DESC, d.id"
-                ),
-                (destination_id,),
-            )
-            return [(Destination(*r[:4]), int(r[4])) for r in cur.fetchall()]
-
-    def count_undelivered(self, source: str) -> tuple[int, int]:
-        """(pending or in flight, of which due later) among the rows of ``source``."""
-        with self._tx() as cur:
-            cur.execute(
-                self._t(
-                    "SELECT count(*), count(*) FILTER (WHERE next_attempt_at > %s) "
-                    "FROM {s}.events WHERE source = %s AND state IN ('pending', 'in_flight')"
-                ),
-                (time.time(), source),
-            )
-            found = cur.fetchone()
-        assert found is not None
-        return int(found[0]), int(found[1])
-
-    def count_due(self, destination_id: int | None, *, now: float | None = None) -> int:
-        """Pending events due now for this destination (and unbound ones)."""
-        stamp = time.time() if now is None else now
-        query = "SELECT count(*) FROM {s}.events WHERE state = 'pending' AND next_attempt_at <= %s"
-        args: tuple[Any, ...] = (stamp,)
-        if destination_id is not None:
-            query += " AND (destination_id = %s OR destination_id IS NULL)"
-            args += (destination_id,)
-        with self._tx() as cur:
-            cur.execute(self._t(query), args)
-            found = cur.fetchone()
-        return int(found[0]) if found else 0
-
-    def is_failing(self, destination_id: int) -> bool:
-        """True when the last delivery attempt for this destination failed temporarily."""
-        with self._tx() as cur:
-            cur.execute(
-                self._t("SELECT failing_since FROM {s}.destinations WHERE id = %s"),
-                (destination_id,),
-            )
-            row = cur.fetchone()
-        return row is not None and row[0] is not None
-
-    def note_destination(self, destination_id: int, *, up: bool, now: float | None = None) -> None:
-        """Remember whether Intercom answered (``up``) or failed temporarily for it."""
-        stamp = time.time() if now is None else now
-        with self._tx() as cur:
-            if up:
-                cur.execute(
-                    self._t(
-                        "UPDATE {s}.destinations SET failing_since = NULL, last_success_at = %s "
-                        "WHERE id = %s"
-                    ),
-                    (stamp, destination_id),
-                )
-            else:
-                cur.execute(
-                    self._t(
-                        "UPDATE {s}.destinations SET failing_since = coalesce(failing_since, %s), "
-                        "last_failure_at = %s WHERE id = %s"
-                    ),
-                    (stamp, stamp, destination_id),
-                )
-
     def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> int:
         """Extend the lease of every row ``owner`` holds; returns how many."""
         with self._tx() as cur:
@@ -1005,15 +644,3 @@ class PostgresOutbox:
                 (state.value, cutoff, max_id),
             )
             return max(cur.rowcount, 0)
-
-    # -- meta -------------------------------------------------------------------------------
-
-    def _meta(self, cur: Cursor[Any], values: Mapping[str, str]) -> None:
-        for key, value in values.items():
-            cur.execute(
-                self._t(
-                    "INSERT INTO {s}.meta (key, value) VALUES (%s, %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                ),
-                (key, value),
-            )

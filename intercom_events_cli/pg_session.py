@@ -1,0 +1,283 @@
+"""A connection to the PostgreSQL outbox: connecting, errors, the schema, transactions.
+
+The base of :class:`~.pg_outbox.PostgresOutbox`. Each connection holds a
+**session-level advisory lock** on a random 64-bit key for as long as it lives, and the
+rows it claims carry that key (``claim_session``): PostgreSQL releases the lock the moment
+the connection dies, which is how other flushers know the claimer is gone.
+
+A lost connection raises :class:`~.errors.OutboxUnavailable` (75); the next call
+connects again, with a new key (rows held under the old one are free for anyone to take
+back). Messages name the host, port and database, never the password.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from . import pg_schema
+from .errors import OutboxError, OutboxUnavailable
+from .store import POSTGRES_EXTRA, PostgresLocation
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise OutboxError(
+        f"a PostgreSQL outbox needs the psycopg driver: {POSTGRES_EXTRA}",
+        hint="or point --outbox / IEVENTS_OUTBOX at a file",
+    ) from exc
+
+if TYPE_CHECKING:
+    from psycopg import Connection, Cursor
+
+__all__ = ["PgSession", "pg_errors", "psycopg"]
+
+CONNECT_TIMEOUT_S = 10
+# Words of a connection error that needs fixing (78) rather than waiting out (75).
+_CONFIG_WORDS = (
+    "password",
+    "authentication",
+    "does not exist",
+    "pg_hba.conf",
+    "permission denied",
+    "could not translate host name",
+    "invalid",
+    "certificate",
+    "ssl",
+)
+
+
+def _session_key() -> int:
+    return int.from_bytes(os.urandom(8), "big", signed=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful line of a libpq message, on one line."""
+    text = str(exc).strip() or type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0] if lines else text
+    # 'connection to server at "h", port 5432 failed: Connection refused' -> the cause
+    if "failed:" in first:
+        first = first.rsplit("failed:", 1)[1].strip() or first
+    return first.rstrip(".")
+
+
+class PgSession:
+    """One connection to the outbox's schema (reconnecting), with its claim lock."""
+
+    def __init__(self, location: PostgresLocation) -> None:
+        self._location = location
+        self.schema = location.schema
+        self.channel = pg_schema.channel(location.schema)
+        self._db: Connection[Any] | None = None
+        self._lock = threading.RLock()
+        self._session = _session_key()
+        self._temp_ready = False  # this connection's temporary table for COPY exists
+        self._last_reclaim = 0.0
+
+    @property
+    def path(self) -> PostgresLocation:
+        """Where the outbox is (``str()``: the URI without its password)."""
+        return self._location
+
+    # -- connecting -------------------------------------------------------------------------
+
+    def _describe(self) -> str:
+        """``host:port/database`` as libpq will use it (environment included), no password."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            params = conninfo_to_dict(self._location.uri)
+        except psycopg.Error:
+            params = {}
+        host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
+        port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
+        database = params.get("dbname") or os.environ.get("PGDATABASE")
+        where = f"{host}:{port}" if not host.startswith("/") else f"{host} (socket)"
+        return f"{where}/{database}" if database else where
+
+    def _connection(self) -> Connection[Any]:
+        """The live connection, connecting (again) when there is none."""
+        if self._db is not None and not self._db.closed and not self._db.broken:
+            return self._db
+        self._drop()
+        options: dict[str, Any] = {"autocommit": True, "application_name": "ievents"}
+        if "connect_timeout" not in self._location.uri and not os.environ.get("PGCONNECT_TIMEOUT"):
+            options["connect_timeout"] = CONNECT_TIMEOUT_S
+        try:
+            db = psycopg.connect(self._location.uri, **options)
+        except psycopg.Error as exc:
+            raise self._translate_connect(exc) from None
+        self._db = db
+        self._session = _session_key()
+        self._temp_ready = False
+        try:
+            self._prepare(db)
+            # Held until the connection ends: how other flushers know we are alive.
+            db.execute("SELECT pg_advisory_lock(%s)", (self._session,))
+        except psycopg.Error as exc:
+            self._drop()
+            raise self._translate(exc) from None
+        return db
+
+    def _drop(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            except psycopg.Error:
+                pass
+        self._db = None
+
+    def _translate_connect(self, exc: psycopg.Error) -> OutboxError:
+        where = self._describe()
+        reason = self._scrub(_reason(exc))
+        lowered = reason.lower()
+        if any(word in lowered for word in _CONFIG_WORDS) or isinstance(
+            exc, psycopg.ProgrammingError
+        ):
+            return OutboxError(
+                f"cannot use the PostgreSQL outbox at {where}: {reason}",
+                hint="check the user, password, database and sslmode in --outbox / "
+                "IEVENTS_OUTBOX (or the PG* environment variables)",
+            )
+        return OutboxUnavailable(
+            f"cannot reach the PostgreSQL outbox at {where}: {reason}",
+            hint="the database is down or unreachable from here; try again later",
+        )
+
+    def _translate(self, exc: psycopg.Error) -> OutboxError:
+        where = self._describe()
+        reason = self._scrub(_reason(exc))
+        if isinstance(exc, psycopg.OperationalError) or self._db is None or self._db.broken:
+            self._drop()
+            return OutboxUnavailable(
+                f"lost the PostgreSQL outbox at {where}: {reason}",
+                hint="the database went away (restart, network); try again",
+            )
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            return OutboxError(
+                f"the PostgreSQL outbox at {where} refused: {reason}",
+                hint=f"ievents needs CREATE on the database (or a schema {self.schema!r} it "
+                "owns); see 'PostgreSQL outbox' in the README",
+            )
+        return OutboxError(f"the PostgreSQL outbox at {where} failed: {reason}")
+
+    def _scrub(self, text: str) -> str:
+        """Never show a password, even if a driver message quoted the URI."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        secrets = [os.environ.get("PGPASSWORD", "")]
+        try:
+            secrets.append(str(conninfo_to_dict(self._location.uri).get("password") or ""))
+        except psycopg.Error:
+            pass
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text.replace(self._location.uri, str(self._location))
+
+    def _prepare(self, db: Connection[Any]) -> None:
+        """Create or migrate the schema (once, under a transaction-level advisory lock)."""
+        schema = self.schema
+        # The usual case, a schema at this version, without the lock that serialises opens.
+        with db.transaction():
+            current = db.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.meta",)
+            ).fetchone()
+            if current and current[0]:
+                found = db.execute(
+                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+                ).fetchone()
+                if found and found[0] == str(pg_schema.SCHEMA_VERSION):
+                    return
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ievents:{schema}",))
+            row = db.execute(
+                "SELECT to_regclass(%s) IS NOT NULL, "
+                "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)",
+                (f"{schema}.meta", schema),
+            ).fetchone()
+            assert row is not None
+            has_meta, has_schema = row
+            version = 0
+            if has_meta:
+                found = db.execute(
+                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+                ).fetchone()
+                version = int(found[0]) if found else 0
+            if version > pg_schema.SCHEMA_VERSION:
+                raise OutboxError(
+                    f"the PostgreSQL outbox at {self._describe()} (schema {schema}) has version "
+                    f"{version}, made by a newer ievents (this one knows version "
+                    f"{pg_schema.SCHEMA_VERSION}); it was left untouched",
+                    hint="upgrade ievents",
+                )
+            if version == pg_schema.SCHEMA_VERSION:
+                return
+            if version == 0:
+                if has_schema:
+                    tables = db.execute(
+                        "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                        "ON n.oid = c.relnamespace WHERE n.nspname = %s",
+                        (schema,),
+                    ).fetchone()
+                    if tables and tables[0]:
+                        raise OutboxError(
+                            f"the schema {schema!r} at {self._describe()} exists but is not an "
+                            "ievents outbox; it was left untouched",
+                            hint="set IEVENTS_OUTBOX_SCHEMA to another schema name",
+                        )
+                else:
+                    db.execute(f"CREATE SCHEMA {schema}")
+                for statement in pg_schema.create_statements(schema):
+                    db.execute(statement)
+                version = pg_schema.SCHEMA_VERSION
+            for step in range(version + 1, pg_schema.SCHEMA_VERSION + 1):
+                for statement in pg_schema.MIGRATIONS[step]:
+                    db.execute(statement.format(s=schema))
+            db.execute(
+                f"INSERT INTO {schema}.meta (key, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(pg_schema.SCHEMA_VERSION),),
+            )
+
+    def close(self) -> None:
+        """Close the connection (which also releases this session's claim lock)."""
+        with self._lock:
+            self._drop()
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Cursor[Any]]:
+        """One transaction on the live connection; errors become OutboxError."""
+        with self._lock:
+            db = self._connection()
+            try:
+                with db.transaction(), db.cursor() as cursor:
+                    yield cursor
+            except psycopg.Error as exc:
+                raise self._translate(exc) from None
+
+    def _t(self, sql: str) -> str:
+        return sql.replace("{s}", self.schema)
+
+    def _notify(self, cursor: Cursor[Any]) -> None:
+        # Delivered at commit, and only then: a rolled-back capture wakes nobody.
+        cursor.execute("SELECT pg_notify(%s, '')", (self.channel,))
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def _meta(self, cur: Cursor[Any], values: Mapping[str, str]) -> None:
+        for key, value in values.items():
+            cur.execute(
+                self._t(
+                    "INSERT INTO {s}.meta (key, value) VALUES (%s, %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                ),
+                (key, value),
+            )
