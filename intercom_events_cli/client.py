@@ -6,6 +6,7 @@ paths that send nothing (``--dry-run``, ``--queue``) never pay for it.
 
 from __future__ import annotations
 
+import json
 import random as _random
 import time
 from collections.abc import Callable, Mapping
@@ -84,18 +85,21 @@ class Exchange:
         )
 
 
-def _error_details(response: httpx.Response) -> tuple[str | None, str | None, str | None, Any]:
-    """(code, message, request_id, parsed body) from an Intercom answer."""
+def _error_details(
+    response: httpx.Response, content: bytes
+) -> tuple[str | None, str | None, str | None, Any]:
+    """(code, message, request_id, parsed body) from an Intercom answer and its body."""
     # Every part is redacted, not only the message: the code and request id are stored in
     # the outbox and the rejects file, which are read later without the token registered.
     request_id = _redacted_text(
         response.headers.get("x-request-id") or response.headers.get("request-id")
     )
     body: Any = None
-    if response.content:
+    text = content.decode("utf-8", "replace")
+    if content:
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(text)
+        except (ValueError, RecursionError):
             body = None
     if 200 <= response.status_code < 300:
         return None, None, request_id, body
@@ -115,8 +119,8 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str | None, st
             message = body["message"]
     if message is None:
         # Redact before cutting: a cut through the token would leave its start unredacted.
-        text = redact(" ".join(response.text.split()))[:_MAX_ERROR_TEXT] if response.content else ""
-        message = text or response.reason_phrase or f"HTTP {response.status_code}"
+        shown = redact(" ".join(text.split()))[:_MAX_ERROR_TEXT] if content else ""
+        message = shown or response.reason_phrase or f"HTTP {response.status_code}"
     if code is None:
         code = f"http_{response.status_code}"
     return redact(code), redact(message), request_id, body
@@ -150,6 +154,8 @@ class EventsClient:
     ) -> None:
         import httpx
 
+        from .transport import install_deadlines
+
         self.settings = settings
         self._httpx = httpx
         self._on_attempt = on_attempt
@@ -160,7 +166,8 @@ class EventsClient:
         self._max_wait_s = max_wait_s
         self._http = httpx.Client(
             base_url=settings.base_url,
-            headers=settings.headers(),
+            # Only encodings ievents decodes itself, with a bounded output (transport.py).
+            headers={**settings.headers(), "Accept-Encoding": "gzip, deflate"},
             timeout=httpx.Timeout(settings.timeout),
             transport=transport,
             limits=httpx.Limits(
@@ -169,6 +176,7 @@ class EventsClient:
             # A redirect could carry the token to another host: never follow one.
             follow_redirects=False,
         )
+        install_deadlines(self._http)
 
     def __enter__(self) -> EventsClient:
         return self
@@ -198,6 +206,8 @@ class EventsClient:
         an absolute URL points at the configured host before handing it over).
         """
         httpx = self._httpx
+        from .transport import attempt_deadline, read_bounded
+
         headers = {"Content-Type": "application/json"} if content is not None else None
         started = time.monotonic()
         attempt = 0
@@ -211,12 +221,17 @@ class EventsClient:
             body: Any = None
             request_id: str | None = None
             try:
-                response = self._http.request(
-                    method, url, content=content, params=params, headers=headers
-                )
+                # One deadline for the whole attempt (connect, headers, body), not per read.
+                with (
+                    attempt_deadline(self.settings.timeout),
+                    self._http.stream(
+                        method, url, content=content, params=params, headers=headers
+                    ) as response,
+                ):
+                    answer = read_bounded(response)
                 status = response.status_code
                 response_headers = response.headers
-                code, message, request_id, body = _error_details(response)
+                code, message, request_id, body = _error_details(response, answer)
                 shown_url = str(response.request.url)
             except httpx.TimeoutException:
                 code = "timeout"

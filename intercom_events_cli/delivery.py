@@ -34,6 +34,7 @@ from .errors import ExitCode, OutboxError, most_severe
 from .outbox import DEFAULT_LEASE_S, Outbox, OutboxRow, RowResult, State, new_owner, retry_delay_s
 from .outcome import Outcome, OutcomeKind, classify_status, status_text
 from .pacing import PacerClosed
+from .retry import MAX_SERVER_WAIT_S
 
 if TYPE_CHECKING:
     from .client import AttemptLog, EventsClient, Pacer
@@ -397,7 +398,11 @@ class Deliverer:
         if kind is OutcomeKind.TEMPORARY:
             report.deferred += 1
             self._temporary_streak += 1
-            if self._temporary_streak >= self.unavailable_after and report.stopped is None:
+            # A server asking for a wait beyond the cap will not take this run's events
+            # sooner: stop now (the rest stays pending) rather than knock on every row.
+            too_long = (outcome.retry_after_s or 0.0) > MAX_SERVER_WAIT_S
+            streak = self._temporary_streak >= self.unavailable_after
+            if (streak or too_long) and report.stopped is None:
                 report.stopped = STOP_UNAVAILABLE
                 self._halt.set()
             next_at = now + retry_delay_s(row.attempts + 1, outcome.retry_after_s)

@@ -1,0 +1,170 @@
+"""The real CLI against a misbehaving server (tests/hostile_server.py): prompt, bounded, honest.
+
+Each case checks the exit code, a generous time bound, a generous bound on the peak RSS
+of the CLI's process (from ``os.wait4``), and that nothing is lost: an event not known to
+be delivered is still in the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import assert_no_token, base_env
+from hostile_server import NASTY, HostileServer
+
+# Peak RSS bound for one CLI process: Python, httpx and rich take ~60 MB; a read of a
+# hostile body would take hundreds of MB or more.
+RSS_BOUND_KB = 200 * 1024
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_rss_kb: int
+
+
+# Runs the CLI as its only child and writes that child's peak RSS (KB) to argv[1]: the
+# RUSAGE_CHILDREN of pytest itself would mix in every earlier test's processes.
+_MEASURE = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
+def run(tmp_path: Path, url: str, *args: str, stdin: bytes | None = None) -> Run:
+    """Run ``ievents ARGS`` against ``url``; measure its wall time and peak RSS."""
+    env = base_env(tmp_path, url)
+    (tmp_path / "work").mkdir(exist_ok=True)
+    rss_file = tmp_path / "peak_rss_kb"
+    started = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(rss_file), sys.executable, "-m"]
+        + ["intercom_events_cli", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        cwd=tmp_path / "work",
+        timeout=180,
+    )
+    result = Run(
+        completed.returncode,
+        completed.stdout.decode("utf-8", "replace"),
+        completed.stderr.decode("utf-8", "replace"),
+        time.monotonic() - started,
+        int(rss_file.read_text()),
+    )
+    assert_no_token(result.stdout, result.stderr)
+    return result
+
+
+def pending_count(tmp_path: Path) -> int:
+    """Rows of the outbox still to deliver."""
+    path = tmp_path / "outbox.sqlite3"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0])
+
+
+def send(tmp_path: Path, url: str, *extra: str) -> Run:
+    return run(
+        tmp_path, url, "send", "signed-up", "--user-id", "u1", "--json", "--timeout", "2", *extra
+    )
+
+
+def test_a_trickled_body_does_not_outlast_the_timeout(tmp_path: Path) -> None:
+    with HostileServer("trickle") as server:
+        result = send(tmp_path, server.url, "--retries", "0", "--queue-on-failure")
+    # The 202 came, the body did not: the status is what counts (the event arrived).
+    assert result.seconds < 2 + 8, result
+    assert len(server.event_posts) == 1
+    assert result.code == 0, result
+
+
+def test_a_long_retry_after_gives_up_at_once_and_keeps_the_event(tmp_path: Path) -> None:
+    with HostileServer("retry_after_long") as server:
+        result = send(tmp_path, server.url, "--queue-on-failure")
+        bare = send(tmp_path, server.url)
+    assert result.code == 0, result  # queued: kept for flush, as --queue-on-failure asks
+    assert json.loads(result.stdout)["queued"] is True
+    assert result.seconds < 15, result
+    assert pending_count(tmp_path) == 1
+    assert bare.code == 75, bare
+    assert bare.seconds < 15, bare
+
+
+def write_events(path: Path, count: int) -> Path:
+    lines = [
+        json.dumps({"event_name": "e", "user_id": f"u{i}", "created_at": 1700000000 + i})
+        for i in range(count)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_batch_does_not_sleep_through_a_long_retry_after(tmp_path: Path) -> None:
+    source = write_events(tmp_path / "in.ndjson", 20)
+    with HostileServer("retry_after_long") as server:
+        result = run(tmp_path, server.url, "batch", str(source), "--json", "-c", "4")
+    assert result.code == 75, result
+    assert result.seconds < 30, result
+    assert pending_count(tmp_path) == 20  # nothing lost: all still to deliver
+
+
+def test_batch_ignores_a_rate_limit_reset_a_day_ahead(tmp_path: Path) -> None:
+    source = write_events(tmp_path / "in.ndjson", 20)
+    with HostileServer("reset_far") as server:
+        result = run(tmp_path, server.url, "batch", str(source), "--json", "-c", "4")
+    assert result.code == 0, result
+    assert result.seconds < 30, result
+    assert len(server.event_posts) == 20
+    assert pending_count(tmp_path) == 0
+
+
+def test_batch_reads_a_reset_in_milliseconds(tmp_path: Path) -> None:
+    source = write_events(tmp_path / "in.ndjson", 5)
+    with HostileServer("reset_ms") as server:
+        result = run(tmp_path, server.url, "batch", str(source), "--json", "-c", "1")
+    assert result.code == 0, result
+    assert result.seconds < 30, result
+    assert "Traceback" not in result.stderr
+    assert pending_count(tmp_path) == 0
+
+
+@pytest.mark.parametrize("mode", ["gzip_bomb", "huge_chunked"])
+def test_huge_error_bodies_stay_small_in_memory(tmp_path: Path, mode: str) -> None:
+    with HostileServer(mode) as server:
+        result = send(tmp_path, server.url, "--retries", "1", "--queue-on-failure")
+    assert result.code == 0, result  # a 500: temporary, classified by its status; queued
+    assert result.seconds < 60, result
+    assert result.peak_rss_kb < RSS_BOUND_KB, result.peak_rss_kb
+    assert json.loads(result.stdout)["queued"] is True
+    assert pending_count(tmp_path) == 1
+
+
+def test_server_text_is_sanitised(tmp_path: Path) -> None:
+    with HostileServer("control_chars") as server:
+        checked = run(tmp_path, server.url, "check")
+        sent = send(tmp_path, server.url, "--retries", "0")
+        sent_text = run(
+            tmp_path, server.url, "send", "e", "--user-id", "u1", "--retries", "0"
+        )
+    for output in (checked.stdout, checked.stderr, sent_text.stdout, sent_text.stderr):
+        for bad in ("\x1b", "\r", "\x00", "\x07", "\x9b"):
+            assert bad not in output, (bad, output)
+    assert "Evil" in checked.stdout + checked.stderr
+    assert sent.code == 65, sent
+    assert json.loads(sent.stdout)["ok"] is False
+    assert NASTY not in sent_text.stderr
