@@ -17,6 +17,7 @@ from .config import Settings, redact
 from .event import Event
 from .outcome import Outcome, OutcomeKind, classify_status
 from .retry import parse_rate_limit_remaining, retry_decision, server_requested_delay
+from .textsafe import sanitize
 
 if TYPE_CHECKING:
     import httpx
@@ -123,12 +124,13 @@ def _error_details(
         message = shown or response.reason_phrase or f"HTTP {response.status_code}"
     if code is None:
         code = f"http_{response.status_code}"
-    return redact(code), redact(message), request_id, body
+    # Sanitised at the source: the message is stored in the outbox and shown in tables.
+    return sanitize(redact(code)), sanitize(redact(message)), request_id, body
 
 
 def _redacted_text(value: object) -> str | None:
     """A header or JSON value as redacted text; None when absent or empty."""
-    return redact(str(value)) if value else None
+    return sanitize(redact(str(value))) if value else None
 
 
 class EventsClient:

@@ -10,7 +10,6 @@ code can redact it from anything it writes.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -51,9 +50,11 @@ MIN_SECRET_LENGTH = 8
 def register_secret(value: str) -> None:
     """Remember a secret so that :func:`redact` removes it from any text."""
     if len(value) >= MIN_SECRET_LENGTH:
-        # Also as JSON and Python literals write it: a quote or a backslash in the token is
-        # escaped in --json output and in repr()-quoted messages, where the raw text differs.
-        _secrets.update((value, json.dumps(value)[1:-1], repr(value)[1:-1]))
+        # Also as it comes back encoded: JSON and repr() escapes, percent-encoded in a
+        # server's next-page link, HTML-escaped in an error page, base64 in an echo.
+        from .textsafe import token_forms
+
+        _secrets.update(token_forms(value))
 
 
 def redact(text: str) -> str:

@@ -19,11 +19,17 @@ import sys
 from typing import IO, TYPE_CHECKING, Any
 
 from .config import redact
+from .textsafe import sanitize
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 _STYLES = {"red": "31", "green": "32", "yellow": "33", "dim": "2", "bold": "1"}
+
+
+def _safe(text: str) -> str:
+    """Text for a terminal: the token redacted, control characters escaped (textsafe)."""
+    return sanitize(redact(text))
 
 
 def colour_allowed(stream: IO[str], no_color: bool = False) -> bool:
@@ -110,7 +116,7 @@ class Output:
     def result(self, text: str, style: str | None = None) -> None:
         """A human result line on stdout (suppressed by ``-q``)."""
         if not self.quiet:
-            self._emit(self.stdout, self._paint(redact(text), style, self.colour_out) + "\n")
+            self._emit(self.stdout, self._paint(_safe(text), style, self.colour_out) + "\n")
 
     def json(self, value: Any) -> None:
         """One JSON document on stdout, one line (written even with ``-q``)."""
@@ -124,23 +130,23 @@ class Output:
     def info(self, text: str, style: str | None = None) -> None:
         """A message on stderr (suppressed by ``-q``)."""
         if not self.quiet:
-            self._emit(self.stderr, self._paint(redact(text), style, self.colour_err) + "\n")
+            self._emit(self.stderr, self._paint(_safe(text), style, self.colour_err) + "\n")
 
     def log(self, text: str) -> None:
         """A ``--verbose`` line on stderr."""
         if self.verbose:
-            self._emit(self.stderr, self._paint(redact(text), "dim", self.colour_err) + "\n")
+            self._emit(self.stderr, self._paint(_safe(text), "dim", self.colour_err) + "\n")
 
     def warn(self, text: str) -> None:
         """A warning on stderr (shown even with ``-q``: it needs attention)."""
         label = self._paint("warning:", "yellow", self.colour_err)
-        self._emit(self.stderr, f"ievents: {label} {redact(text)}\n")
+        self._emit(self.stderr, f"ievents: {label} {_safe(text)}\n")
 
     def error(self, text: str, hint: str | None = None) -> None:
         """An error on stderr, always shown; ``hint`` says how to fix it."""
         label = self._paint("error:", "red", self.colour_err)
-        hint_line = f"  hint: {redact(hint)}\n" if hint else ""
-        self._emit(self.stderr, f"ievents: {label} {redact(text)}\n{hint_line}")
+        hint_line = f"  hint: {_safe(hint)}\n" if hint else ""
+        self._emit(self.stderr, f"ievents: {label} {_safe(text)}\n{hint_line}")
 
     def rich_console(self, *, stderr: bool = False) -> Console:
         """A rich Console on one of the streams, honouring the colour rules."""

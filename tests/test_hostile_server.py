@@ -158,9 +158,7 @@ def test_server_text_is_sanitised(tmp_path: Path) -> None:
     with HostileServer("control_chars") as server:
         checked = run(tmp_path, server.url, "check")
         sent = send(tmp_path, server.url, "--retries", "0")
-        sent_text = run(
-            tmp_path, server.url, "send", "e", "--user-id", "u1", "--retries", "0"
-        )
+        sent_text = run(tmp_path, server.url, "send", "e", "--user-id", "u1", "--retries", "0")
     for output in (checked.stdout, checked.stderr, sent_text.stdout, sent_text.stderr):
         for bad in ("\x1b", "\r", "\x00", "\x07", "\x9b"):
             assert bad not in output, (bad, output)
@@ -168,3 +166,42 @@ def test_server_text_is_sanitised(tmp_path: Path) -> None:
     assert sent.code == 65, sent
     assert json.loads(sent.stdout)["ok"] is False
     assert NASTY not in sent_text.stderr
+
+
+ODD_TOKEN = 'tok/Odd+Token=="&<x>_9f8e7d6c5b4a'
+
+
+def test_a_token_echoed_in_a_next_link_is_redacted_in_every_encoding(tmp_path: Path) -> None:
+    import base64
+    import html
+    from urllib.parse import quote, quote_plus
+
+    import httpx
+    from fake_intercom import FakeIntercom
+
+    b64 = base64.b64encode(ODD_TOKEN.encode()).decode()
+    forms = [quote(ODD_TOKEN, safe=""), quote_plus(ODD_TOKEN), html.escape(ODD_TOKEN), b64]
+    with FakeIntercom(expected_token=ODD_TOKEN) as fake:
+        with httpx.Client(base_url=fake.url, headers={"Authorization": f"Bearer {ODD_TOKEN}"}) as c:
+            for i in range(2):
+                body = {"event_name": f"e-{i}", "created_at": 1700000000 + i, "user_id": "u-1"}
+                assert c.post("/events", json=body).status_code == 202
+        fake.next_page_override = (
+            "/events?type=user&user_id=u-1&per_page=1&page=2"
+            f"&a={forms[0]}&b={forms[1]}&c={forms[2]}&d={b64}"
+        )
+        env = base_env(tmp_path, fake.url) | {"INTERCOM_ACCESS_TOKEN": ODD_TOKEN}
+        (tmp_path / "work").mkdir(exist_ok=True)
+        completed = subprocess.run(
+            [sys.executable, "-m", "intercom_events_cli", "list", "--user-id", "u-1"]
+            + ["--per-page", "1", "-v"],
+            capture_output=True,
+            env=env,
+            cwd=tmp_path / "work",
+            timeout=60,
+        )
+    output = completed.stdout.decode() + completed.stderr.decode()
+    assert completed.returncode == 0, output
+    assert "page=2" in output  # -v logged the next page's URL, redacted
+    for form in [ODD_TOKEN, *forms, b64.rstrip("=")[4:-4]]:
+        assert form not in output, (form, output)
