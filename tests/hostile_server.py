@@ -13,7 +13,8 @@ Modes (``HostileServer(mode)``):
 - ``reset_ms``: 429, then 202, with ``X-RateLimit-Reset`` in milliseconds;
 - ``gzip_bomb``: 500 whose gzip body expands to 256 MiB;
 - ``huge_chunked``: 500 with a chunked body of up to 4 GiB;
-- ``control_chars``: ``/me`` names with ANSI escapes, CR and NUL; errors the same.
+- ``control_chars``: ``/me`` names with ANSI escapes, CR and NUL; errors the same;
+- ``hang``: reads the request, never answers.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ MODES = (
     "gzip_bomb",
     "huge_chunked",
     "control_chars",
+    "hang",
 )
 
 NASTY = "Evil\x1b[31mRED\x1b[0m\rOVERWRITTEN\x00nul\x07bell\x9bcsi"
@@ -144,6 +146,9 @@ class HostileServer:
                 conn.sendall(chunk)
             conn.sendall(b"0\r\n\r\n")
             return True
+        if mode == "hang":
+            self._stopping.wait(120)
+            return False
         # control_chars
         if path.startswith("/me"):
             body = json.dumps({"type": "admin", "name": NASTY, "email": "a@example.com"})

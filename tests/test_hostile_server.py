@@ -205,3 +205,36 @@ def test_a_token_echoed_in_a_next_link_is_redacted_in_every_encoding(tmp_path: P
     assert "page=2" in output  # -v logged the next page's URL, redacted
     for form in [ODD_TOKEN, *forms, b64.rstrip("=")[4:-4]]:
         assert form not in output, (form, output)
+
+
+@pytest.mark.parametrize("command", ["send", "check"])
+def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, command: str) -> None:
+    import signal
+
+    args = ["send", "e", "--user-id", "u1", "--queue-on-failure"] if command == "send" else []
+    args = args or ["check"]
+    with HostileServer("hang") as server:
+        env = base_env(tmp_path, server.url)
+        (tmp_path / "work").mkdir(exist_ok=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "intercom_events_cli", *args, "--timeout", "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=tmp_path / "work",
+        )
+        deadline = time.monotonic() + 30
+        while server.requests == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.requests == 1
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    stderr = err.decode()
+    assert process.returncode == 130, (out, stderr)
+    assert time.monotonic() - started < 10
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr
+    if command == "send":
+        assert "kept in the outbox" in stderr
+        assert pending_count(tmp_path) == 1  # nothing lost

@@ -596,9 +596,11 @@ def test_ctrl_c_exits_130(tmp_path: Path, fake: FakeIntercom, extra: tuple[str, 
     # How to re-send safely: the same created_at, which Intercom de-duplicates.
     assert b"--created-at 1700000000" in stderr
     if "--queue-on-failure" in extra:
-        assert b"not queued" in stderr
+        # Kept: it may not have arrived; flush re-sends it with the same created_at.
+        assert b"kept in the outbox" in stderr
         body = json.loads(stdout)
-        assert (body["ok"], body["queued"], body["error"]["code"]) == (False, False, "interrupted")
+        assert (body["ok"], body["queued"], body["error"]["code"]) == (False, True, "interrupted")
+        assert body["outbox_id"] == 1
     assert_no_token(stdout.decode(), stderr.decode())
 
 
