@@ -101,11 +101,22 @@ def load_environment(
     return merged
 
 
+# The longest first line read from a token file (Intercom tokens are about 60 characters).
+MAX_TOKEN_LINE = 4096
+
+
 def _read_token_file(path_text: str, origin: str) -> str:
     path = Path(path_text).expanduser()
     try:
         with path.open(encoding="utf-8") as handle:
-            first_line = handle.readline().strip()
+            # Bounded: --token-file /dev/zero must not read until memory runs out.
+            first_line = handle.readline(MAX_TOKEN_LINE + 1)
+        if len(first_line) > MAX_TOKEN_LINE:
+            raise ConfigError(
+                f"token file {str(path)!r} (from {origin}) does not hold a token: its first "
+                f"line is longer than {MAX_TOKEN_LINE} characters"
+            )
+        first_line = first_line.strip()
     except FileNotFoundError:
         raise ConfigError(f"token file {str(path)!r} (from {origin}) does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:

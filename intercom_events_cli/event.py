@@ -41,8 +41,17 @@ Clock = Callable[[], float]
 MetadataValue = str | int | float | dict[str, Any]
 
 
+def as_json(value: object) -> str:
+    """``value`` as JSON text for a message (never a Python repr); lone surrogates escaped."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):  # a circular structure: cannot come from JSON input
+        text = f'"{type(value).__name__}"'
+    return _SURROGATES.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
 def _describe(value: object, limit: int = 40) -> str:
-    text = repr(value)
+    text = as_json(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -491,10 +500,20 @@ def event_from_record(record: object, clock: Clock = time.time) -> Event:
         )
     unknown = [k for k in record if k not in RECORD_FIELDS and not str(k).startswith("_")]
     if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(str(unknown[0]), sorted(RECORD_FIELDS), n=1)
+        suggestion = f" (did you mean {as_json(close[0])}?)" if close else ""
         raise ValidationError(
-            f"unknown field {unknown[0]!r}; a record takes event_name, created_at, user_id, "
-            "email, id and metadata",
-            field=str(unknown[0]),
+            f"unknown field {as_json(unknown[0])}{suggestion}; a record takes event_name, "
+            "created_at, user_id, email, id and metadata",
+            field=as_json(unknown[0])[1:-1],
+        )
+    if "_metadata_cell" in record:
+        raise ValidationError(
+            "the metadata cell of this rejected CSV row is in _metadata_cell: put its keys "
+            "into metadata (one JSON object), then delete _metadata_cell",
+            field="metadata",
         )
     if "event_name" not in record:
         raise ValidationError("event_name is missing", field="event_name")

@@ -101,12 +101,34 @@ class Output:
                 self.reader_gone = True
 
     def raw(self, text: str, *, flush: bool = True) -> None:
-        """Text on stdout exactly as given (NDJSON export); ``reader_gone`` tells when to stop."""
-        self._emit(self.stdout, text, flush=flush)
+        """Data on stdout as UTF-8 bytes (NDJSON export); ``reader_gone`` tells when to stop.
+
+        Bytes, not text through the locale's encoding: with an ASCII locale an escaped
+        ``\\xfc`` would make the export invalid JSON.
+        """
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is None:  # a StringIO in tests
+            self._emit(self.stdout, text, flush=flush)
+            return
+        try:
+            self.stdout.flush()
+            buffer.write(text.encode("utf-8", "backslashreplace"))
+            if flush:
+                buffer.flush()
+        except BrokenPipeError:
+            _discard_further_writes(self.stdout)
+            self.reader_gone = True
 
     def flush(self) -> None:
         """Flush stdout (after :meth:`raw` with ``flush=False``)."""
         self._emit(self.stdout, "")
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is not None and not self.reader_gone:
+            try:
+                buffer.flush()
+            except BrokenPipeError:
+                _discard_further_writes(self.stdout)
+                self.reader_gone = True
 
     def _paint(self, text: str, style: str | None, enabled: bool) -> str:
         if not style or not enabled:

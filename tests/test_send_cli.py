@@ -284,7 +284,7 @@ def test_token_is_not_accepted_as_a_flag(run_cli: RunCli) -> None:
     ("args", "named"),
     [
         (("-m", "plan"), "no '='"),
-        (("-m", "a.b=1"), "'a.b'"),
+        (("-m", "a.b=1"), '"a.b"'),
         (("-m", "note=" + "x" * 256), "'note' is 256 characters"),
         (("-m", "seats:={bad"), "'seats'"),
         (("-m", "tags:=[1, 2]"), "'tags': arrays"),

@@ -34,6 +34,8 @@ from .common import (
 )
 
 EVENT = "Event"
+# The largest --metadata-json @FILE read (Intercom takes at most 10 metadata keys).
+MAX_METADATA_FILE_BYTES = 64 * 1024
 
 
 def read_metadata_json(value: str) -> dict[str, Any]:
@@ -41,9 +43,18 @@ def read_metadata_json(value: str) -> dict[str, Any]:
     if value.startswith("@"):
         path = Path(value[1:]).expanduser()
         try:
-            value = path.read_text(encoding="utf-8")
+            with path.open("rb") as handle:
+                # Bounded: @/dev/zero or a wrong, huge file must not take all memory.
+                data = handle.read(MAX_METADATA_FILE_BYTES + 1)
+            if len(data) > MAX_METADATA_FILE_BYTES:
+                raise UsageError(
+                    f"--metadata-json file {str(path)!r} is larger than "
+                    f"{MAX_METADATA_FILE_BYTES // 1024} KiB; event metadata is a few keys: "
+                    "check the file name",
+                )
+            value = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
             raise UsageError(f"cannot read --metadata-json file {str(path)!r}: {reason}") from None
     return parse_metadata_json(value)
 
