@@ -360,6 +360,7 @@ class Outbox:
         which is never modified.
         """
         path = Path(path).expanduser()
+        check_owned_by_us(path)  # before creating anything in a folder someone else controls
         _create_private_file(path)
         check_owned_by_us(path)
         _check_header(path)

@@ -8,6 +8,7 @@ be delivered is still in the outbox.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -43,21 +44,30 @@ _MEASURE = (
 )
 
 
-def run(tmp_path: Path, url: str, *args: str, stdin: bytes | None = None) -> Run:
+def run(
+    tmp_path: Path,
+    url: str | None,
+    *args: str,
+    stdin: bytes | None = None,
+    stdin_file: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Run:
     """Run ``ievents ARGS`` against ``url``; measure its wall time and peak RSS."""
-    env = base_env(tmp_path, url)
+    full_env = base_env(tmp_path, url) | (env or {})
     (tmp_path / "work").mkdir(exist_ok=True)
     rss_file = tmp_path / "peak_rss_kb"
     started = time.monotonic()
-    completed = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(rss_file), sys.executable, "-m"]
-        + ["intercom_events_cli", *args],
-        input=stdin,
-        capture_output=True,
-        env=env,
-        cwd=tmp_path / "work",
-        timeout=180,
-    )
+    with open(stdin_file or os.devnull, "rb") as source:
+        completed = subprocess.run(
+            [sys.executable, "-c", _MEASURE, str(rss_file), sys.executable, "-m"]
+            + ["intercom_events_cli", *args],
+            input=stdin,
+            stdin=None if stdin is not None else source,
+            capture_output=True,
+            env=full_env,
+            cwd=tmp_path / "work",
+            timeout=180,
+        )
     result = Run(
         completed.returncode,
         completed.stdout.decode("utf-8", "replace"),
