@@ -8,6 +8,7 @@ gzip bomb or an endless chunked body, echo control characters. Every request is 
 Modes (``HostileServer(mode)``):
 
 - ``trickle``: a 202 with a 100-byte body sent one byte every 0.5 s;
+- ``trickle_headers``: a 503's header lines sent one byte every 0.2 s;
 - ``retry_after_long``: 429 with ``Retry-After: 3600``;
 - ``reset_far``: 202 with ``X-RateLimit-Remaining: 0`` and a reset one day ahead;
 - ``reset_ms``: 429, then 202, with ``X-RateLimit-Reset`` in milliseconds;
@@ -28,6 +29,7 @@ from typing import Any
 
 MODES = (
     "trickle",
+    "trickle_headers",
     "retry_after_long",
     "reset_far",
     "reset_ms",
@@ -117,6 +119,13 @@ class HostileServer:
                     return False
                 conn.sendall(b" ")
                 time.sleep(0.5)
+            return True
+        if mode == "trickle_headers":
+            for byte in _head(503, {"X-Padding": "p" * 200, "Content-Length": "0"}):
+                if self._stopping.is_set():
+                    return False
+                conn.sendall(bytes([byte]))
+                time.sleep(0.2)
             return True
         if mode == "retry_after_long":
             conn.sendall(_head(429, {"Retry-After": "3600", "Content-Length": "0"}))

@@ -248,3 +248,24 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, command: str) -> None:
     if command == "send":
         assert "kept in the outbox" in stderr
         assert pending_count(tmp_path) == 1  # nothing lost
+
+
+def test_trickled_headers_do_not_outlast_the_timeout(tmp_path: Path) -> None:
+    with HostileServer("trickle_headers") as server:
+        result = send(tmp_path, server.url, "--retries", "1", "--queue-on-failure")
+    # Two attempts of at most 2 s each (plus the backoff), not 2 x 50 s of header bytes.
+    assert result.seconds < 2 * 2 + 8, result
+    assert result.code == 0, result
+    body = json.loads(result.stdout)
+    assert body["queued"] is True and body["error"]["code"] == "timeout", body
+    assert pending_count(tmp_path) == 1
+
+
+def test_flush_is_bounded_by_the_same_limits(tmp_path: Path) -> None:
+    queued = run(tmp_path, None, "send", "e", "--user-id", "u1", "--queue")
+    assert queued.code == 0, queued
+    with HostileServer("gzip_bomb") as server:
+        result = run(tmp_path, server.url, "flush", "--retries", "0", "--json")
+    assert result.code == 75, result
+    assert result.peak_rss_kb < RSS_BOUND_KB, result.peak_rss_kb
+    assert pending_count(tmp_path) == 1
