@@ -561,7 +561,7 @@ def test_event_from_record() -> None:
     [
         ([], "must be a JSON object"),
         ({"user_id": "1"}, "event_name is missing"),
-        ({"event_name": "e", "userid": "1"}, 'unknown field "userid" \(did you mean "user_id"'),
+        ({"event_name": "e", "userid": "1"}, r'unknown field "userid" \(did you mean "user_id"'),
         ({"event_name": "e"}, "no contact"),
     ],
 )
