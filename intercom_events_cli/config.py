@@ -66,6 +66,31 @@ def redact(text: str) -> str:
     return text
 
 
+# Warnings found while loading settings, for the CLI to show (the core never prints).
+_warnings: list[str] = []
+
+
+def take_warnings() -> list[str]:
+    """The warnings found while loading settings (each once), emptying the list."""
+    found = list(dict.fromkeys(_warnings))
+    _warnings.clear()
+    return found
+
+
+def _warn_if_others_can_read(path: Path, what: str) -> None:
+    """Note a warning when a file holding the token is readable by other users."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o004:
+        path = path.absolute()
+        _warnings.append(
+            f"the {what} {str(path)!r} holds the access token and is readable by other "
+            f"users (mode {mode & 0o777:04o}); run `chmod 600 {path}`"
+        )
+
+
 def load_environment(
     env_file: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -91,6 +116,8 @@ def load_environment(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read env file {str(path)!r}: {exc}") from None
         from_file = {key: value for key, value in values.items() if value}
+        if from_file.get(TOKEN_ENV) and not base.get(TOKEN_ENV) and not base.get(TOKEN_FILE_ENV):
+            _warn_if_others_can_read(path, "env file")
     if base.get(TOKEN_ENV) or base.get(TOKEN_FILE_ENV):
         # The token is one setting with two forms: when the environment gives it in either
         # form, neither form in the file may override that choice.
@@ -117,6 +144,8 @@ def _read_token_file(path_text: str, origin: str) -> str:
                 f"line is longer than {MAX_TOKEN_LINE} characters"
             )
         first_line = first_line.strip()
+        if path.is_file():
+            _warn_if_others_can_read(path, "token file")
     except FileNotFoundError:
         raise ConfigError(f"token file {str(path)!r} (from {origin}) does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:

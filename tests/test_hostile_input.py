@@ -203,3 +203,24 @@ def test_an_outbox_writable_by_others_is_refused(tmp_path: Path, what: str) -> N
     assert str(culprit) in result.stderr and "writable by other users" in result.stderr
     assert ("chmod 600" if what == "file" else "chmod 700") in result.stderr
     assert planted.exists() == (what == "file")  # nothing created in someone else's folder
+
+
+@pytest.mark.parametrize("source", ["token file", "env file"])
+def test_a_token_readable_by_others_is_warned_about(tmp_path: Path, source: str) -> None:
+    from conftest import TOKEN
+
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    holder = work / (".env" if source == "env file" else "token.txt")
+    holder.write_text(f"INTERCOM_ACCESS_TOKEN={TOKEN}\n" if source == "env file" else TOKEN + "\n")
+    os.chmod(holder, 0o644)
+    args = ["send", "e", "--user-id", "u1", "-n"]
+    if source == "token file":
+        args += ["--token-file", str(holder)]
+    result = run(tmp_path, None, *args, env={"INTERCOM_ACCESS_TOKEN": ""})
+    assert result.code == 0, result
+    assert result.stderr.count("readable by other users") == 1, result.stderr
+    assert f"chmod 600 {holder}" in result.stderr
+    os.chmod(holder, 0o600)
+    quiet = run(tmp_path, None, *args, env={"INTERCOM_ACCESS_TOKEN": ""})
+    assert "readable by other users" not in quiet.stderr, quiet.stderr
