@@ -305,7 +305,7 @@ class _Column:
 def _suggest(name: str) -> str:
     known = [*CSV_COLUMNS, METADATA_COLUMN]
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {as_json(close[0])}?)" if close else ""
 
 
 def _csv_header(cells: list[str]) -> list[_Column]:
@@ -319,7 +319,7 @@ def _csv_header(cells: list[str]) -> list[_Column]:
     for index, raw_name in enumerate(cells):
         name = raw_name.strip()
         if name in seen:
-            raise InputError(f"line 1: CSV column {name!r} appears twice", field=name)
+            raise InputError(f"line 1: CSV column {as_json(name)} appears twice", field=name)
         seen.add(name)
         if name in CSV_COLUMNS:
             columns.append(_Column(index, "field", name))
@@ -331,7 +331,7 @@ def _csv_header(cells: list[str]) -> list[_Column]:
                 validate_metadata_key(key)
             except ValidationError as exc:
                 raise InputError(
-                    f"line 1: CSV column {name!r}: {exc.message}", field=name
+                    f"line 1: CSV column {as_json(name)}: {exc.message}", field=name
                 ) from None
             columns.append(_Column(index, "metadata_key", key))
         elif name.startswith("_"):
@@ -342,7 +342,7 @@ def _csv_header(cells: list[str]) -> list[_Column]:
             )
         else:
             raise InputError(
-                f"line 1: unknown CSV column {name!r}{_suggest(name)}; {allowed}", field=name
+                f"line 1: unknown CSV column {as_json(name)}{_suggest(name)}; {allowed}", field=name
             )
     if "event_name" not in seen:
         raise InputError(

@@ -380,13 +380,13 @@ def test_csv_validation_rules_apply_per_row() -> None:
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        ("event_name,usr_id", "unknown CSV column 'usr_id' (did you mean 'user_id'?)"),
-        ("event_name,user_id,colour", "unknown CSV column 'colour'"),
-        ("event_name,user_id,user_id", "CSV column 'user_id' appears twice"),
+        ("event_name,usr_id", 'unknown CSV column "usr_id" (did you mean "user_id"?)'),
+        ("event_name,user_id,colour", 'unknown CSV column "colour"'),
+        ("event_name,user_id,user_id", 'CSV column "user_id" appears twice'),
         ("event_name,user_id,", "CSV column 3 has no name"),
         ("user_id,email", "no event_name column"),
         ("event_name,created_at", "no user_id, email or id column"),
-        ("event_name,user_id,metadata.a$b", "CSV column 'metadata.a$b'"),
+        ("event_name,user_id,metadata.a$b", 'CSV column "metadata.a$b"'),
         ("event_name,user_id,metadata.", "metadata key is empty"),
     ],
 )
