@@ -201,14 +201,17 @@ class EventsClient:
         *,
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
+        max_body_bytes: int | None = None,
     ) -> Exchange:
         """Send one request with the retry policy; return the final answer.
 
         ``url`` is a path under the base URL or an absolute URL (the caller checks that
         an absolute URL points at the configured host before handing it over).
+        ``max_body_bytes``: the most of the answer's body read (decoded); by default
+        ``transport.MAX_BODY_BYTES`` (64 KiB), enough for any error or ``POST`` answer.
         """
         httpx = self._httpx
-        from .transport import attempt_deadline, read_bounded
+        from .transport import MAX_BODY_BYTES, attempt_deadline, read_bounded
 
         headers = {"Content-Type": "application/json"} if content is not None else None
         started = time.monotonic()
@@ -230,7 +233,7 @@ class EventsClient:
                         method, url, content=content, params=params, headers=headers
                     ) as response,
                 ):
-                    answer = read_bounded(response)
+                    answer = read_bounded(response, max_body_bytes or MAX_BODY_BYTES)
                 status = response.status_code
                 response_headers = response.headers
                 code, message, request_id, body = _error_details(response, answer)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import assert_no_token, base_env
+from conftest import TOKEN, RunCli, assert_no_token, base_env
+from fake_intercom import FakeIntercom
 from hostile_server import NASTY, HostileServer
 
 # Peak RSS bound for one CLI process: Python, httpx and rich take ~60 MB; a read of a
@@ -269,3 +270,18 @@ def test_flush_is_bounded_by_the_same_limits(tmp_path: Path) -> None:
     assert result.code == 75, result
     assert result.peak_rss_kb < RSS_BOUND_KB, result.peak_rss_kb
     assert pending_count(tmp_path) == 1
+
+
+def test_a_page_of_events_larger_than_the_error_cap_is_read_whole(
+    run_cli: RunCli, fake: FakeIntercom
+) -> None:
+    import httpx
+
+    metadata = {f"k{i}": "v" * 250 for i in range(10)}
+    with httpx.Client(base_url=fake.url, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        for i in range(40):  # about 100 KiB of JSON on one page
+            body = {"event_name": f"big-{i}", "created_at": 1700000000 + i, "user_id": "u-1"}
+            assert c.post("/events", json={**body, "metadata": metadata}).status_code == 202
+    result = run_cli("list", "--user-id", "u-1", "--per-page", "50", "--json")
+    assert result.code == 0, result
+    assert len(result.json_lines()) == 40
