@@ -6,6 +6,7 @@ paths that send nothing (``--dry-run``, ``--queue``) never pay for it.
 
 from __future__ import annotations
 
+import json
 import random as _random
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -22,6 +23,7 @@ from .outcome import (
     unexpected_answer,
 )
 from .retry import parse_rate_limit_remaining, retry_decision, server_requested_delay
+from .textsafe import sanitize
 
 if TYPE_CHECKING:
     import httpx
@@ -96,18 +98,21 @@ class Exchange:
         )
 
 
-def _error_details(response: httpx.Response) -> tuple[str | None, str | None, str | None, Any]:
-    """(code, message, request_id, parsed body) from an Intercom answer."""
+def _error_details(
+    response: httpx.Response, content: bytes
+) -> tuple[str | None, str | None, str | None, Any]:
+    """(code, message, request_id, parsed body) from an Intercom answer and its body."""
     # Every part is redacted, not only the message: the code and request id are stored in
     # the outbox and the rejects file, which are read later without the token registered.
     request_id = _redacted_text(
         response.headers.get("x-request-id") or response.headers.get("request-id")
     )
     body: Any = None
-    if response.content:
+    text = content.decode("utf-8", "replace")
+    if content:
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(text)
+        except (ValueError, RecursionError):
             body = None
     if 200 <= response.status_code < 300:
         return None, None, request_id, body
@@ -127,16 +132,17 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str | None, st
             message = body["message"]
     if message is None:
         # Redact before cutting: a cut through the token would leave its start unredacted.
-        text = redact(" ".join(response.text.split()))[:_MAX_ERROR_TEXT] if response.content else ""
-        message = text or response.reason_phrase or f"HTTP {response.status_code}"
+        shown = redact(" ".join(text.split()))[:_MAX_ERROR_TEXT] if content else ""
+        message = shown or response.reason_phrase or f"HTTP {response.status_code}"
     if code is None:
         code = f"http_{response.status_code}"
-    return redact(code), redact(message), request_id, body
+    # Sanitised at the source: the message is stored in the outbox and shown in tables.
+    return sanitize(redact(code)), sanitize(redact(message)), request_id, body
 
 
 def _redacted_text(value: object) -> str | None:
     """A header or JSON value as redacted text; None when absent or empty."""
-    return redact(str(value)) if value else None
+    return sanitize(redact(str(value))) if value else None
 
 
 class EventsClient:
@@ -162,6 +168,8 @@ class EventsClient:
     ) -> None:
         import httpx
 
+        from .transport import install_deadlines
+
         self.settings = settings
         self._httpx = httpx
         self._on_attempt = on_attempt
@@ -172,7 +180,8 @@ class EventsClient:
         self._max_wait_s = max_wait_s
         self._http = httpx.Client(
             base_url=settings.base_url,
-            headers=settings.headers(),
+            # Only encodings ievents decodes itself, with a bounded output (transport.py).
+            headers={**settings.headers(), "Accept-Encoding": "gzip, deflate"},
             timeout=httpx.Timeout(settings.timeout),
             transport=transport,
             limits=httpx.Limits(
@@ -181,6 +190,7 @@ class EventsClient:
             # A redirect could carry the token to another host: never follow one.
             follow_redirects=False,
         )
+        install_deadlines(self._http)
 
     def __enter__(self) -> EventsClient:
         return self
@@ -206,6 +216,7 @@ class EventsClient:
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         expect: Collection[int] | None = None,
+        max_body_bytes: int | None = None,
     ) -> Exchange:
         """Send one request with the retry policy; return the final answer.
 
@@ -214,6 +225,8 @@ class EventsClient:
         ``expect``: the success statuses (None: any 2xx). Every answer and every httpx
         exception is classified by :mod:`~intercom_events_cli.outcome`; an exception that
         is not httpx's (a bug) propagates, after the pacer is told the request ended.
+        ``max_body_bytes``: the most of the answer's body read (decoded); by default
+        ``transport.MAX_BODY_BYTES`` (64 KiB), enough for any error or ``POST`` answer.
         """
         headers = {"Content-Type": "application/json"} if content is not None else None
         started = time.monotonic()
@@ -230,7 +243,12 @@ class EventsClient:
             shown_url = self._shown_url(url)
             try:
                 status, response_headers, shown_url, details = self._attempt(
-                    method, url, content=content, params=params, headers=headers
+                    method,
+                    url,
+                    content=content,
+                    params=params,
+                    headers=headers,
+                    max_body_bytes=max_body_bytes,
                 )
                 code, message, request_id, body = details
                 kind = classify_status(status, expect)
@@ -301,38 +319,31 @@ class EventsClient:
         content: bytes | None,
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
+        max_body_bytes: int | None,
     ) -> tuple[int, Mapping[str, str], str, tuple[str | None, str | None, str | None, Any]]:
         """One HTTP exchange: (status, headers, URL shown, error details).
 
-        The status is kept even when the body cannot be read (a proxy's broken gzip, a
+        One deadline bounds the whole attempt (connect, headers, body), not each read. The
+        status is kept even when the body cannot be read (a proxy's broken gzip, a
         connection dropped mid-body): a 202 with an unreadable body is still a delivery.
         """
-        httpx = self._httpx
+        from .transport import MAX_BODY_BYTES, attempt_deadline, read_bounded
+
         request = self._http.build_request(
             method, url, content=content, params=params, headers=headers
         )
-        response = self._http.send(request, stream=True)
-        try:
+        with attempt_deadline(self.settings.timeout):
+            response = self._http.send(request, stream=True)
             try:
-                response.read()
-            except httpx.HTTPError as exc:
-                failure = classify_exception(exc, self.settings.timeout)
-                reason = failure.message if failure is not None else type(exc).__name__
-                request_id = _redacted_text(
-                    response.headers.get("x-request-id") or response.headers.get("request-id")
-                )
-                message = f"{response.status_code}: the answer's body could not be read ({reason})"
-                details: tuple[str | None, str | None, str | None, Any] = (
-                    f"http_{response.status_code}",
-                    message,
-                    request_id,
-                    None,
-                )
-            else:
-                details = _error_details(response)
-        finally:
-            response.close()
-        return response.status_code, response.headers, str(request.url), details
+                answer = read_bounded(response, max_body_bytes or MAX_BODY_BYTES)
+            finally:
+                response.close()
+        return (
+            response.status_code,
+            response.headers,
+            str(request.url),
+            _error_details(response, answer),
+        )
 
     def _shown_url(self, url: str) -> str:
         return url if "://" in url else self.settings.base_url + url

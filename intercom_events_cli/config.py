@@ -10,7 +10,6 @@ code can redact it from anything it writes.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -51,9 +50,11 @@ MIN_SECRET_LENGTH = 8
 def register_secret(value: str) -> None:
     """Remember a secret so that :func:`redact` removes it from any text."""
     if len(value) >= MIN_SECRET_LENGTH:
-        # Also as JSON and Python literals write it: a quote or a backslash in the token is
-        # escaped in --json output and in repr()-quoted messages, where the raw text differs.
-        _secrets.update((value, json.dumps(value)[1:-1], repr(value)[1:-1]))
+        # Also as it comes back encoded: JSON and repr() escapes, percent-encoded in a
+        # server's next-page link, HTML-escaped in an error page, base64 in an echo.
+        from .textsafe import token_forms
+
+        _secrets.update(token_forms(value))
 
 
 def redact(text: str) -> str:
@@ -63,6 +64,31 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, "***")
     return text
+
+
+# Warnings found while loading settings, for the CLI to show (the core never prints).
+_warnings: list[str] = []
+
+
+def take_warnings() -> list[str]:
+    """The warnings found while loading settings (each once), emptying the list."""
+    found = list(dict.fromkeys(_warnings))
+    _warnings.clear()
+    return found
+
+
+def _warn_if_others_can_read(path: Path, what: str) -> None:
+    """Note a warning when a file holding the token is readable by other users."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o004:
+        path = path.absolute()
+        _warnings.append(
+            f"the {what} {str(path)!r} holds the access token and is readable by other "
+            f"users (mode {mode & 0o777:04o}); run `chmod 600 {path}`"
+        )
 
 
 def load_environment(
@@ -90,6 +116,8 @@ def load_environment(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read env file {str(path)!r}: {exc}") from None
         from_file = {key: value for key, value in values.items() if value}
+        if from_file.get(TOKEN_ENV) and not base.get(TOKEN_ENV) and not base.get(TOKEN_FILE_ENV):
+            _warn_if_others_can_read(path, "env file")
     if base.get(TOKEN_ENV) or base.get(TOKEN_FILE_ENV):
         # The token is one setting with two forms: when the environment gives it in either
         # form, neither form in the file may override that choice.
@@ -100,11 +128,24 @@ def load_environment(
     return merged
 
 
+# The longest first line read from a token file (Intercom tokens are about 60 characters).
+MAX_TOKEN_LINE = 4096
+
+
 def _read_token_file(path_text: str, origin: str) -> str:
     path = Path(path_text).expanduser()
     try:
         with path.open(encoding="utf-8") as handle:
-            first_line = handle.readline().strip()
+            # Bounded: --token-file /dev/zero must not read until memory runs out.
+            first_line = handle.readline(MAX_TOKEN_LINE + 1)
+        if len(first_line) > MAX_TOKEN_LINE:
+            raise ConfigError(
+                f"token file {str(path)!r} (from {origin}) does not hold a token: its first "
+                f"line is longer than {MAX_TOKEN_LINE} characters"
+            )
+        first_line = first_line.strip()
+        if path.is_file():
+            _warn_if_others_can_read(path, "token file")
     except FileNotFoundError:
         raise ConfigError(f"token file {str(path)!r} (from {origin}) does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:

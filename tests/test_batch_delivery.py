@@ -456,7 +456,7 @@ def test_progress_bar_on_a_terminal_and_problems_stay_on_screen(
     text = "\n".join(screen)
     # Problems found while the bar was showing are printed above it, not drawn over; at
     # the end the bar is gone and the summary is there.
-    assert "line 2: unknown field 'usr_id'" in text, text
+    assert 'line 2: unknown field "usr_id"' in text, text
     assert "line 4: not valid JSON" in text, text
     assert not any(re.search(r"read \d+, stored \d+", line) for line in screen), text
     assert "read 5 records: 3 valid, 2 invalid" in text, text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -116,8 +117,16 @@ def _reflow_all_help(typer_app: typer.Typer) -> None:
             _reflow_all_help(group.typer_instance)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (``timeout``, systemd, ``kill``) is handled as Ctrl-C: said, exit 130."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    # Every command handles SIGTERM as SIGINT (flush and batch install their own
+    # stop-cleanly handler for both while they run): a message and exit 130, not a silent 143.
+    signal.signal(signal.SIGTERM, _terminate)
     register_commands(sys.argv[1:])
     _reflow_all_help(app)  # microseconds; help also shows without -h (no arguments)
     app()

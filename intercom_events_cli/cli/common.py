@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..config import redact
+from ..config import redact, take_warnings
 from ..errors import ExitCode, IeventsError
 from ..outcome import status_text
 from ..output import Output
@@ -176,7 +176,8 @@ def reporting(
 
     Expected errors (:class:`IeventsError`) become one line plus a hint. Anything else is
     a bug: one line and exit 1, the traceback (redacted) only with ``--debug``. Ctrl-C
-    exits 130.
+    exits 130. Warnings found while loading the settings (a token file readable by
+    others) are shown at the end, once, whatever the outcome.
     """
     try:
         yield
@@ -202,6 +203,9 @@ def reporting(
             None if debug else "this is a bug in ievents; run again with --debug for details",
         )
         raise typer.Exit(int(ExitCode.INTERNAL)) from None
+    finally:
+        for warning in take_warnings():
+            ui.warn(warning)
 
 
 def _json_error_once(ui: Output, exit_code: ExitCode, code: str, message: str) -> None:

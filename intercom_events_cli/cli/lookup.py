@@ -249,12 +249,15 @@ def print_table(ui: Output, title: str, headers: list[str], rows: Iterable[list[
     from rich.table import Table
     from rich.text import Text
 
+    from ..textsafe import sanitize
+
     table = Table(title=title, title_justify="left", show_lines=False)
     for header in headers:
         table.add_column(header, overflow="fold")
     for row in rows:
         # Text(): event names and metadata are data, never rich markup.
-        table.add_row(*(Text(cell) for cell in row))
+        # sanitize(): server text with control characters would drive the terminal.
+        table.add_row(*(Text(sanitize(cell)) for cell in row))
     ui.rich_console().print(table)
 
 
