@@ -118,6 +118,8 @@ def _reflow_all_help(typer_app: typer.Typer) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    from .usage import run
+
     register_commands(sys.argv[1:])
     _reflow_all_help(app)  # microseconds; help also shows without -h (no arguments)
-    app()
+    sys.exit(run(app, sys.argv[1:]))
