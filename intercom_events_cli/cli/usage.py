@@ -8,15 +8,26 @@ rich's boxed help stays for ``--help``.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import typer
-from typer._click import exceptions as click_exceptions
 
 from ..errors import ExitCode
 from ..output import Output
+
+
+def _click_exceptions() -> Any:
+    # Recent typer vendors click as typer._click; older releases (>= 0.24 allowed) use click.
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:  # pragma: no cover - older typer
+        return importlib.import_module("click.exceptions")
+
+
+click_exceptions = _click_exceptions()
 
 # Options every command takes; given before the command they get "options go after it".
 _COMMAND_NAMES = ("send", "batch", "flush", "outbox", "check", "list", "config")
@@ -47,7 +58,7 @@ def _unquoted_json_metadata(argv: Sequence[str]) -> str | None:
     return None
 
 
-def hint_for(exc: click_exceptions.UsageError, argv: Sequence[str]) -> str:
+def hint_for(exc: Any, argv: Sequence[str]) -> str:
     """The most useful hint for a usage error, given the whole command line."""
     args = _before_separator(argv)
     ctx = exc.ctx
@@ -76,16 +87,14 @@ def hint_for(exc: click_exceptions.UsageError, argv: Sequence[str]) -> str:
     return help_hint
 
 
-def _message(exc: click_exceptions.UsageError) -> str:
+def _message(exc: Any) -> str:
     # NoSuchOption appends "(Possible options: ...)"; that suggestion goes in the hint.
     text = exc.message if isinstance(exc, click_exceptions.NoSuchOption) else exc.format_message()
     text = re.sub(r"\s+", " ", text).strip()
     return text[0].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text
 
 
-def report_usage_error(
-    exc: click_exceptions.UsageError, argv: Sequence[str], *, stdout: Any = None
-) -> int:
+def report_usage_error(exc: Any, argv: Sequence[str], *, stdout: Any = None) -> int:
     """Print a usage error in ievents' style (plus a JSON object with ``--json``); exit code."""
     args = _before_separator(argv)
     ui = Output(
@@ -115,12 +124,12 @@ def run(app: typer.Typer, argv: Sequence[str]) -> int:
         return int(ExitCode.USAGE)  # the help was already printed
     except click_exceptions.UsageError as exc:
         return report_usage_error(exc, argv)
-    except click_exceptions.Abort:
+    except typer.Abort:
         Output().error("interrupted")
         return int(ExitCode.INTERRUPTED)
     except click_exceptions.ClickException as exc:  # a file option that cannot be opened
         Output().error(exc.format_message())
-        return exc.exit_code
+        return int(exc.exit_code)
     except KeyboardInterrupt:
         Output().error("interrupted")
         return int(ExitCode.INTERRUPTED)
