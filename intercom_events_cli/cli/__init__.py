@@ -62,8 +62,9 @@ COMMAND_MODULES = {
     "outbox": "outbox",
     "check": "lookup",
     "list": "lookup",
+    "config": "configure",
 }
-MODULE_ORDER = ("send", "batch", "outbox", "lookup")
+MODULE_ORDER = ("send", "batch", "outbox", "lookup", "configure")
 
 
 def register_commands(argv: list[str] | None = None) -> typer.Typer:

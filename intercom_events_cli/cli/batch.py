@@ -25,6 +25,7 @@ from .common import (
     JsonOpt,
     NoColorOpt,
     OutboxOpt,
+    ProfileOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -366,6 +367,7 @@ def batch(
     outbox: OutboxOpt = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -430,6 +432,7 @@ def batch(
             max_time=max_time,
             outbox=outbox,
             env_file=env_file,
+            profile=profile,
             settings_options={
                 "token_file": token_file,
                 "region": region,
@@ -472,13 +475,14 @@ def run_batch(
     max_time: float | None,
     outbox: str | None,
     env_file: str | None,
+    profile: str | None,
     settings_options: dict[str, Any],
 ) -> BatchReport:
     """Open everything, run the batch with progress and signals, print the summary."""
     from ..bulk import BatchRun
     from ..readers import RejectsWriter
 
-    env = load_environment(env_file)
+    env = load_environment(env_file, profile=profile)
     settings = None
     if mode == "deliver":
         # Configuration is checked before anything is read or stored.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..config import redact
+from ..config import redact, set_warning_sink
 from ..errors import ExitCode, IeventsError
 from ..outcome import status_text
 from ..output import Output
@@ -37,6 +37,17 @@ EnvFileOpt = Annotated[
     typer.Option(
         "--env-file",
         help="Load variables from this file instead of ./.env (set variables win).",
+        rich_help_panel=CONNECTION,
+        show_default=False,
+    ),
+]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        metavar="NAME",
+        help="Use this profile of $XDG_CONFIG_HOME/ievents/config.toml "
+        "(else IEVENTS_PROFILE, else its default_profile).",
         rich_help_panel=CONNECTION,
         show_default=False,
     ),
@@ -178,6 +189,7 @@ def reporting(
     a bug: one line and exit 1, the traceback (redacted) only with ``--debug``. Ctrl-C
     exits 130.
     """
+    set_warning_sink(ui.warn)
     try:
         yield
     except typer.Exit:
@@ -198,3 +210,5 @@ def reporting(
             None if debug else "this is a bug in ievents; run again with --debug for details",
         )
         raise typer.Exit(int(ExitCode.INTERNAL)) from None
+    finally:
+        set_warning_sink(None)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..config import Settings, load_environment, redact
+from ..config import Settings, load_environment, redact, token_tail
 from ..errors import ApiError, ExitCode, IeventsError, UsageError
 from ..event import format_utc
 from ..output import Output
@@ -20,6 +20,7 @@ from .common import (
     EnvFileOpt,
     JsonOpt,
     NoColorOpt,
+    ProfileOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -49,7 +50,8 @@ def api_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) 
     """What the user can do about a failed GET."""
     if exc.exit_code is ExitCode.AUTH:
         return (
-            "the token was rejected: check INTERCOM_ACCESS_TOKEN is current and allowed to "
+            "the token was rejected: check the token from "
+            f"{settings.token_source} is current and allowed to "
             "read admins and events; EU and AU workspaces need --region eu or --region au "
             f"(this request went to {settings.base_url})"
         )
@@ -68,6 +70,7 @@ def api_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) 
 def load_settings(
     *,
     env_file: str | None,
+    profile: str | None,
     token_file: str | None,
     region: str | None,
     base_url: str | None,
@@ -77,7 +80,7 @@ def load_settings(
 ) -> Settings:
     """Settings from flags, environment and ``.env``; a token is required."""
     return Settings.load(
-        env=load_environment(env_file),
+        env=load_environment(env_file, profile=profile),
         token_file=token_file,
         region=region,
         base_url=base_url,
@@ -87,7 +90,7 @@ def load_settings(
     )
 
 
-def print_owner(ui: Output, owner: TokenOwner) -> None:
+def print_owner(ui: Output, owner: TokenOwner, settings: Settings) -> None:
     """The human ``check`` report on stdout."""
 
     def shown(value: str | None) -> str:
@@ -104,12 +107,14 @@ def print_owner(ui: Output, owner: TokenOwner) -> None:
     ui.result(f"  app:     {app_line}")
     ui.result(f"  region:  {shown(owner.reported_region)}")
     ui.result(f"  API:     {owner.api_base} (Intercom-Version {owner.api_version})")
+    ui.result(f"  token:   {token_tail(settings.token)} from {settings.token_source}")
 
 
 @app.command()
 def check(
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -144,6 +149,7 @@ def check(
                     "api_base": settings.base_url if settings else None,
                     "api_version": settings.api_version if settings else None,
                     "status": getattr(exc, "status", None),
+                    "token_source": settings.token_source if settings else None,
                     "error": {"code": exc.code, "message": exc.message},
                 }
             )
@@ -151,6 +157,7 @@ def check(
     with reporting(ui, debug, on_error=json_failure):
         settings = load_settings(
             env_file=env_file,
+            profile=profile,
             token_file=token_file,
             region=region,
             base_url=base_url,
@@ -167,9 +174,17 @@ def check(
             exc.hint = exc.hint or api_hint(exc, settings)
             raise
         if json_output:
-            ui.json(owner.as_json())
+            ui.json(
+                {
+                    **owner.as_json(),
+                    "token": {
+                        "last4": token_tail(settings.token),
+                        "source": settings.token_source,
+                    },
+                }
+            )
         else:
-            print_owner(ui, owner)
+            print_owner(ui, owner, settings)
         for warning in owner.warnings():
             ui.warn(warning)
 
@@ -308,6 +323,7 @@ def list_command(
     ] = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -344,6 +360,7 @@ def list_command(
         contact = pick_contact(user_id, email, intercom_user_id)
         settings = load_settings(
             env_file=env_file,
+            profile=profile,
             token_file=token_file,
             region=region,
             base_url=base_url,

@@ -33,6 +33,7 @@ from .common import (
     JsonOpt,
     NoColorOpt,
     OutboxOpt,
+    ProfileOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -448,6 +449,7 @@ def flush(
     outbox: OutboxOpt = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -478,7 +480,7 @@ def flush(
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
     with reporting(ui, debug, on_error=_json_error(ui)):
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         settings = Settings.load(
             env=env,
             token_file=token_file,
@@ -557,6 +559,7 @@ def run_flush(
 def status(
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     json_output: JsonOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -574,7 +577,7 @@ def status(
     """
     ui = Output(json_mode=json_output, no_color=no_color)
     with reporting(ui, debug, on_error=_json_error(ui)):
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         summary = None
         if path.exists():
@@ -678,6 +681,7 @@ def list_rows(
     ] = 50,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object per line (NDJSON).")
     ] = False,
@@ -703,7 +707,7 @@ def list_rows(
             delivered=delivered,
             default=[State.PENDING, State.IN_FLIGHT, State.DEAD],
         )
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         rows: list[OutboxRow] = []
         if path.exists():
@@ -760,6 +764,7 @@ def export(
     dead: DeadOpt = False,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Print the events as NDJSON: one payload per line, API field names, replayable.
@@ -777,7 +782,7 @@ def export(
         states = chosen_states(
             pending=pending, dead=dead, default=[State.PENDING, State.IN_FLIGHT, State.DEAD]
         )
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         if not path.exists():
             return
@@ -801,6 +806,7 @@ def retry(
     ] = None,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -814,7 +820,7 @@ def retry(
     """
     ui = Output(json_mode=json_output, quiet=quiet)
     with reporting(ui, debug, on_error=_json_error(ui)):
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         moved: list[int] = []
         missing: list[int] = list(ids or [])
@@ -862,6 +868,7 @@ def purge(
     ] = False,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -883,7 +890,7 @@ def purge(
             raise UsageError("choose what to purge: one of --pending, --dead or --delivered")
         state = State.PENDING if pending else State.DEAD if dead else State.DELIVERED
         age_s = parse_duration(older_than) if older_than is not None else None
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         if not path.exists():
             finish_purge(ui, 0, state)

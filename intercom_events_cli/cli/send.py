@@ -23,6 +23,7 @@ from .common import (
     JsonOpt,
     NoColorOpt,
     OutboxOpt,
+    ProfileOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -93,7 +94,8 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
     event = outcome.event
     if outcome.kind is OutcomeKind.AUTH:
         return (
-            "the token was rejected: check INTERCOM_ACCESS_TOKEN is current and has the "
+            "the token was rejected: check the token from "
+            f"{settings.token_source} is current and has the "
             "'write events' permission; EU and AU workspaces need --region eu or --region au "
             f"(this request went to {settings.base_url})"
         )
@@ -236,6 +238,7 @@ def send(
     outbox: OutboxOpt = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -287,7 +290,7 @@ def send(
             metadata=metadata,
             metadata_json=metadata_json,
         )
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         if queue:
             from .outbox import queue_event
 
