@@ -463,7 +463,9 @@ def flush(
 ) -> None:
     """Deliver the events waiting in the outbox, oldest first, several at once.
 
-    Example (crontab, every minute): * * * * * ievents flush -q --max-time 50
+    Example (crontab, every minute; the absolute path of ievents, explicit configuration,
+    a log): * * * * * /opt/ievents/.venv/bin/ievents flush -q --max-time 50 --env-file
+    /etc/ievents/app.env >> /var/log/ievents/cron.log 2>&1
 
     202: delivered, kept in the ledger.
     400, 404, 422: dead letter, with the API error (ievents outbox list --dead).
@@ -875,7 +877,9 @@ def purge(
 ) -> None:
     """Delete events from the outbox: one of --pending, --dead or --delivered.
 
-    Example (cron): 0 3 * * * ievents outbox purge --delivered --older-than 30d -y
+    Example (cron, daily at 03:00): 0 3 * * *
+    /opt/ievents/.venv/bin/ievents outbox purge --delivered --older-than 30d --yes -q --env-file
+    /etc/ievents/app.env >> /var/log/ievents/cron.log 2>&1
 
     Asks for confirmation on a terminal; without one, needs --yes (else exit 2).
     Events in flight are never deleted.
