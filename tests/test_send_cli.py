@@ -539,7 +539,6 @@ def test_no_token_exits_78_naming_every_way_to_give_one(
 @pytest.mark.parametrize(
     ("args", "env", "named"),
     [
-        (("--region", "mars"), {}, "unknown region 'mars'"),
         ((), {"INTERCOM_REGION": "uk"}, "INTERCOM_REGION"),
         (("--base-url", "http://api.intercom.io"), {}, "plain http"),
         ((), {"INTERCOM_BASE_URL": "http://10.1.2.3:8080"}, "INTERCOM_BASE_URL"),

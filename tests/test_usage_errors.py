@@ -33,6 +33,8 @@ def assert_one_style(stderr: str) -> list[str]:
         (("list", "--user-id", "1", "--bogus"), "--bogus"),
         (("outbox", "status", "--bogus"), "--bogus"),
         (("nosuch",), "nosuch"),
+        (("send", "x", "--user-id", "1", "--region", "mars"), "'us', 'eu', 'au'"),
+        (("batch", "--format", "xml", "f.ndjson"), "'ndjson', 'csv'"),
     ],
 )
 def test_parser_errors_are_one_line_and_one_json_object(

@@ -10,7 +10,7 @@ import importlib
 import inspect
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -117,10 +117,27 @@ def _reflow_all_help(typer_app: typer.Typer) -> None:
             _reflow_all_help(group.typer_instance)
 
 
+def _plain_argument_metavars() -> None:
+    """Usage lines show ``EVENT_NAME``, not typer's ``{EVENT_NAME}`` for a required argument."""
+    from typer.core import TyperArgument
+
+    original = TyperArgument.make_metavar
+    if getattr(original, "_ievents_plain", False):
+        return
+
+    def make_metavar(self: TyperArgument, ctx: Any, *, usage: bool = False) -> str:
+        text = original(self, ctx, usage=usage)
+        return text[1:-1] if text.startswith("{") and text.endswith("}") else text
+
+    make_metavar._ievents_plain = True  # type: ignore[attr-defined]
+    TyperArgument.make_metavar = make_metavar  # type: ignore[method-assign]
+
+
 def main() -> None:
     """Console-script entry point."""
     from .usage import run
 
     register_commands(sys.argv[1:])
+    _plain_argument_metavars()
     _reflow_all_help(app)  # microseconds; help also shows without -h (no arguments)
     sys.exit(run(app, sys.argv[1:]))

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -277,19 +278,28 @@ def print_summary(
         )
 
 
+class InputFormat(str, Enum):
+    """The input formats --format offers (shell completion lists them)."""
+
+    ndjson = "ndjson"
+    csv = "csv"
+
+
 @app.command(no_args_is_help=False)
 def batch(
     file: Annotated[
         str,
         typer.Argument(
+            metavar="FILE",
             help="NDJSON or CSV file (optionally .gz), or - for standard input.",
             show_default=False,
         ),
     ] = "-",
     input_format: Annotated[
-        str | None,
+        InputFormat | None,
         typer.Option(
             "--format",
+            case_sensitive=False,
             help="ndjson or csv (default: from the extension; standard input: ndjson).",
             rich_help_panel=INPUT,
             show_default=False,
@@ -333,6 +343,7 @@ def batch(
         typer.Option(
             "--concurrency",
             "-c",
+            metavar="N",
             min=1,
             max=256,
             help="Requests in flight (32 reaches Intercom's 10,000/min over a 50-200 ms "
@@ -423,7 +434,7 @@ def batch(
         report = run_batch(
             ui,
             file=file,
-            input_format=input_format,
+            input_format=input_format.value if input_format else None,
             rejects=rejects,
             mode=mode,
             resend=resend,

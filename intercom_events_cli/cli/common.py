@@ -7,6 +7,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -26,6 +27,7 @@ TokenFileOpt = Annotated[
     str | None,
     typer.Option(
         "--token-file",
+        metavar="PATH",
         help="Read the access token from the first line of this file "
         "(else INTERCOM_ACCESS_TOKEN_FILE). The token itself is never a flag.",
         rich_help_panel=CONNECTION,
@@ -36,6 +38,7 @@ EnvFileOpt = Annotated[
     str | None,
     typer.Option(
         "--env-file",
+        metavar="PATH",
         help="Load variables from this file instead of ./.env (set variables win).",
         rich_help_panel=CONNECTION,
         show_default=False,
@@ -52,10 +55,21 @@ ProfileOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+class Region(str, Enum):
+    """The workspace regions (a str, so the core takes it as the region's name)."""
+
+    us = "us"
+    eu = "eu"
+    au = "au"
+
+
 RegionOpt = Annotated[
-    str | None,
+    Region | None,
     typer.Option(
         "--region",
+        case_sensitive=False,
         help="Workspace region: us, eu or au (else INTERCOM_REGION, default us).",
         rich_help_panel=CONNECTION,
         show_default=False,
@@ -65,6 +79,7 @@ BaseUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--base-url",
+        metavar="URL",
         help="API base URL, overriding --region (else INTERCOM_BASE_URL). "
         "Plain http only for loopback.",
         rich_help_panel=CONNECTION,
@@ -75,6 +90,7 @@ ApiVersionOpt = Annotated[
     str | None,
     typer.Option(
         "--api-version",
+        metavar="VERSION",
         help="Intercom-Version header (else INTERCOM_API_VERSION, default 2.14).",
         rich_help_panel=CONNECTION,
         show_default=False,
@@ -93,6 +109,7 @@ TimeoutOpt = Annotated[
     float,
     typer.Option(
         "--timeout",
+        metavar="SECONDS",
         min=0.1,
         max=3600.0,
         callback=finite,
@@ -104,6 +121,7 @@ RetriesOpt = Annotated[
     int,
     typer.Option(
         "--retries",
+        metavar="N",
         min=0,
         # Backoff is capped at 30 s: 100 retries already spans most of an hour.
         max=100,

@@ -33,7 +33,6 @@ from .common import (
     RetriesOpt,
     TimeoutOpt,
     TokenFileOpt,
-    VerboseOpt,
     reporting,
 )
 
@@ -125,7 +124,6 @@ def config_command(
     retries: RetriesOpt = 4,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -140,7 +138,7 @@ def config_command(
 
     Exit codes: 0 ok, 78 configuration error (unknown profile or key, unreadable file).
     """
-    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose, no_color=no_color)
+    ui = Output(json_mode=json_output, quiet=quiet, no_color=no_color)
     with reporting(ui, debug):
         env = load_environment(env_file, profile=profile)
         settings = Settings.load(

@@ -189,7 +189,7 @@ def check(
             ui.warn(warning)
 
 
-def pick_contact(user_id: str | None, email: str | None, intercom_user_id: str | None) -> Contact:
+def pick_contact(user_id: str | None, email: str | None, contact_id: str | None) -> Contact:
     """Exactly one of the three identifiers, as a :class:`Contact`."""
     from ..lookup import Contact
 
@@ -198,23 +198,24 @@ def pick_contact(user_id: str | None, email: str | None, intercom_user_id: str |
         for key, value in (
             ("user_id", user_id),
             ("email", email),
-            ("intercom_user_id", intercom_user_id),
+            ("intercom_user_id", contact_id),
         )
         if value is not None
     ]
     if len(given) != 1:
         raise UsageError(
-            "give exactly one of --user-id, --email or --intercom-user-id"
+            "give exactly one of --user-id, --email or --id"
             + (f" (got {len(given)})" if given else "")
         )
     key, value = given[0]
+    flag = "--id" if key == "intercom_user_id" else f"--{key.replace('_', '-')}"
     if not value.strip():
-        raise UsageError(f"--{key.replace('_', '-')} is empty")
+        raise UsageError(f"{flag} is empty")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # bytes that are not UTF-8 in argv: they cannot go in a URL
         raise UsageError(
-            f"--{key.replace('_', '-')} is not valid UTF-8 text; check the encoding of the input"
+            f"{flag} is not valid UTF-8 text; check the encoding of the input"
         ) from None
     return Contact(key, value)
 
@@ -277,16 +278,24 @@ def print_table(ui: Output, title: str, headers: list[str], rows: Iterable[list[
 def list_command(
     user_id: Annotated[
         str | None,
-        typer.Option("--user-id", help="Your user id for the contact.", rich_help_panel=CONTACT),
+        typer.Option(
+            "--user-id", metavar="ID", help="Your user id for the contact.", rich_help_panel=CONTACT
+        ),
     ] = None,
     email: Annotated[
         str | None,
-        typer.Option("--email", help="The contact's e-mail address.", rich_help_panel=CONTACT),
+        typer.Option(
+            "--email",
+            metavar="EMAIL",
+            help="The contact's e-mail address.",
+            rich_help_panel=CONTACT,
+        ),
     ] = None,
-    intercom_user_id: Annotated[
+    contact_id: Annotated[
         str | None,
         typer.Option(
-            "--intercom-user-id",
+            "--id",
+            metavar="CONTACT_ID",
             help="Intercom's contact id (the way to list a lead's events).",
             rich_help_panel=CONTACT,
         ),
@@ -314,9 +323,9 @@ def list_command(
         int | None,
         typer.Option(
             "--limit",
-            min=1,
+            min=0,
             metavar="N",
-            help="Stop after N events (or summaries).",
+            help="Stop after N events (or summaries); 0: all (the default).",
             rich_help_panel=LISTING,
             show_default=False,
         ),
@@ -334,6 +343,15 @@ def list_command(
         typer.Option(
             "--json",
             help="One JSON object per event on stdout (NDJSON); nothing else on stdout.",
+            rich_help_panel="Output",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing; the exit code says whether the contact's events could be read.",
             rich_help_panel="Output",
         ),
     ] = False,
@@ -355,9 +373,11 @@ def list_command(
     67 no such contact, 75 temporary failure after retries, 77 token rejected,
     78 configuration.
     """
-    ui = Output(json_mode=json_output, verbose=verbose or debug, no_color=no_color)
+    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
+    if limit == 0:
+        limit = None  # 0 means all, as in outbox list
     with reporting(ui, debug):
-        contact = pick_contact(user_id, email, intercom_user_id)
+        contact = pick_contact(user_id, email, contact_id)
         settings = load_settings(
             env_file=env_file,
             profile=profile,
@@ -370,7 +390,11 @@ def list_command(
         )
         try:
             with open_client(ui, settings) as client:
-                if summary:
+                if quiet:
+                    from ..lookup import list_events
+
+                    next(iter(list_events(client, contact, per_page=per_page, limit=1)), None)
+                elif summary:
                     show_summaries(ui, client, contact, limit)
                 else:
                     show_events(ui, client, contact, per_page=per_page, limit=limit)

@@ -419,6 +419,7 @@ def flush(
         typer.Option(
             "--concurrency",
             "-c",
+            metavar="N",
             min=1,
             max=256,
             help="Events sent at once.",
@@ -563,6 +564,15 @@ def status(
     env_file: EnvFileOpt = None,
     profile: ProfileOpt = None,
     json_output: JsonOpt = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing; exit 0 when the outbox can be read, else 78.",
+            rich_help_panel="Output",
+        ),
+    ] = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -577,7 +587,7 @@ def status(
     Times are UTC (ISO-8601), ages in seconds; null when unknown.
     Exits 0 unless the outbox cannot be read (78).
     """
-    ui = Output(json_mode=json_output, no_color=no_color)
+    ui = Output(json_mode=json_output, quiet=quiet, no_color=no_color)
     with reporting(ui, debug, on_error=_json_error(ui)):
         env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
@@ -585,7 +595,8 @@ def status(
         if path.exists():
             with open_outbox(path, env) as store:
                 summary = store.summary()
-        print_status(ui, path, summary)
+        if not quiet:
+            print_status(ui, path, summary)
 
 
 def status_json(path: Path, summary: OutboxSummary | None) -> dict[str, Any]:
@@ -679,13 +690,24 @@ def list_rows(
     ] = False,
     limit: Annotated[
         int,
-        typer.Option("--limit", min=0, max=SQLITE_MAX_INT, help="At most this many (0: all)."),
+        typer.Option(
+            "--limit", metavar="N", min=0, max=SQLITE_MAX_INT, help="At most this many (0: all)."
+        ),
     ] = 50,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
     profile: ProfileOpt = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object per line (NDJSON).")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing; exit 0 when the outbox can be read, else 78.",
+            rich_help_panel="Output",
+        ),
     ] = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -701,7 +723,7 @@ def list_rows(
     """
     from ..outbox import State
 
-    ui = Output(json_mode=json_output, no_color=no_color)
+    ui = Output(json_mode=json_output, quiet=quiet, no_color=no_color)
     with reporting(ui, debug):
         states = chosen_states(
             pending=pending,
@@ -715,6 +737,8 @@ def list_rows(
         if path.exists():
             with open_outbox(path, env) as store:
                 rows = store.rows(states, limit=limit or None)
+        if quiet:
+            return
         if json_output:
             for row in rows:
                 ui.json(row_json(row))
@@ -767,6 +791,15 @@ def export(
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
     profile: ProfileOpt = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Accepted as everywhere; export writes only the events, errors on stderr.",
+            rich_help_panel="Output",
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Print the events as NDJSON: one payload per line, API field names, replayable.
@@ -779,7 +812,7 @@ def export(
     """
     from ..outbox import State
 
-    ui = Output()
+    ui = Output(quiet=quiet)
     with reporting(ui, debug):
         states = chosen_states(
             pending=pending, dead=dead, default=[State.PENDING, State.IN_FLIGHT, State.DEAD]
@@ -801,6 +834,7 @@ def retry(
     ids: Annotated[
         list[int] | None,
         typer.Argument(
+            metavar="ID...",
             max=SQLITE_MAX_INT,
             help="Outbox ids of dead letters (default: all).",
             show_default=False,

@@ -165,20 +165,30 @@ def print_dry_run(ui: Output, event: Event, settings: Settings) -> None:
 @app.command(no_args_is_help=True)
 def send(
     event_name: Annotated[
-        str, typer.Argument(help="Event name, e.g. invited-friend.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="EVENT_NAME", help="Event name, e.g. invited-friend.", show_default=False
+        ),
     ],
     user_id: Annotated[
         str | None,
-        typer.Option("--user-id", help="Your user id for the contact.", rich_help_panel=EVENT),
+        typer.Option(
+            "--user-id", metavar="ID", help="Your user id for the contact.", rich_help_panel=EVENT
+        ),
     ] = None,
     email: Annotated[
         str | None,
-        typer.Option("--email", help="The contact's e-mail address.", rich_help_panel=EVENT),
+        typer.Option(
+            "--email", metavar="EMAIL", help="The contact's e-mail address.", rich_help_panel=EVENT
+        ),
     ] = None,
     contact_id: Annotated[
         str | None,
         typer.Option(
-            "--id", help="Intercom's contact id (the way to target a lead).", rich_help_panel=EVENT
+            "--id",
+            metavar="CONTACT_ID",
+            help="Intercom's contact id (the way to target a lead).",
+            rich_help_panel=EVENT,
         ),
     ] = None,
     created_at: Annotated[
