@@ -7,10 +7,12 @@ paths that send nothing (``--dry-run``, ``--queue``) never pay for it.
 from __future__ import annotations
 
 import random as _random
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from .config import Settings, redact
 from .event import Event
@@ -210,6 +212,7 @@ class EventsClient:
             response_headers: Mapping[str, str] = {}
             body: Any = None
             request_id: str | None = None
+            unresolved = False
             try:
                 response = self._http.request(
                     method, url, content=content, params=params, headers=headers
@@ -220,12 +223,13 @@ class EventsClient:
                 shown_url = str(response.request.url)
             except httpx.TimeoutException:
                 code = "timeout"
-                message = f"request timed out ({self.settings.timeout:g}s)"
                 shown_url = self._shown_url(url)
+                message = f"request to {host_of(shown_url)} timed out ({self.settings.timeout:g}s)"
             except httpx.TransportError as exc:
                 code = "connection_error"
-                message = redact(str(exc) or type(exc).__name__)
                 shown_url = self._shown_url(url)
+                unresolved = is_dns_failure(exc)
+                message = transport_message(exc, shown_url, unresolved)
             elapsed_ms = (time.monotonic() - sent_at) * 1000
             if self._pacer is not None:
                 self._pacer.observe(status, response_headers)
@@ -253,6 +257,10 @@ class EventsClient:
             )
             if status is not None and 200 <= status < 300:
                 return finished
+            if status is None and code == "connection_error" and unresolved:
+                # A name that does not resolve will not resolve a second later: retrying it
+                # for 8 s only delays the answer. The outcome stays temporary (75, queued).
+                return finished
             decision = retry_decision(
                 attempt=attempt,
                 max_retries=self.settings.retries,
@@ -272,6 +280,44 @@ class EventsClient:
 
     def _shown_url(self, url: str) -> str:
         return url if "://" in url else self.settings.base_url + url
+
+
+_DNS_TEXTS = (
+    "name or service not known",
+    "nodename nor servname",
+    "no address associated with hostname",
+    "temporary failure in name resolution",
+    "getaddrinfo failed",
+)
+
+
+def is_dns_failure(exc: BaseException) -> bool:
+    """Whether a transport error is a host name that did not resolve (socket.gaierror)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain httpx -> httpcore -> socket is short; never loop for ever
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return any(text in str(exc).lower() for text in _DNS_TEXTS)
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of a URL, for messages (the path and query say nothing useful)."""
+    try:
+        return urlsplit(url).netloc.rsplit("@", 1)[-1] or url
+    except ValueError:
+        return url
+
+
+def transport_message(exc: BaseException, url: str, unresolved: bool) -> str:
+    """A network error that names the host it could not reach."""
+    reason = redact(str(exc) or type(exc).__name__)
+    host = host_of(url)
+    if unresolved:
+        return f"cannot resolve {host} (DNS: {reason}; not retried)"
+    return f"cannot reach {host}: {reason}"
 
 
 def events_url(settings: Settings) -> str:

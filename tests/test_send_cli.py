@@ -428,7 +428,11 @@ def test_timeout_exits_75(run_cli: RunCli, fake: FakeIntercom) -> None:
 
     assert result.code == 75, result
     output = result.json()
-    assert output["error"] == {"code": "timeout", "message": "request timed out (0.2s)"}
+    host = fake.url.split("://", 1)[1]
+    assert output["error"] == {
+        "code": "timeout",
+        "message": f"request to {host} timed out (0.2s)",
+    }
     assert output["status"] is None
     assert "timed out (0.2s)" in result.stderr
 
