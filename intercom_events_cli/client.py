@@ -7,6 +7,7 @@ paths that send nothing (``--dry-run``, ``--queue``) never pay for it.
 from __future__ import annotations
 
 import random as _random
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -318,6 +319,30 @@ def transport_message(exc: BaseException, url: str, unresolved: bool) -> str:
     if unresolved:
         return f"cannot resolve {host} (DNS: {reason}; not retried)"
     return f"cannot reach {host}: {reason}"
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy httpx will use for ``url`` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY).
+
+    The same variables httpx reads (it trusts the environment); a user name and password in
+    the proxy URL are left out of the answer, which is shown to the user.
+    """
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    # Not in typeshed, but in CPython's urllib.request since 2.x: NO_PROXY as httpx reads it.
+    bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or not parts.hostname:
+        return None
+    if bypass(parts.hostname, proxies):
+        return None
+    shown = proxy if "://" in proxy else f"http://{proxy}"
+    return re.sub(r"://[^/@]*@", "://", shown)
 
 
 def events_url(settings: Settings) -> str:

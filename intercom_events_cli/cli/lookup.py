@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..client import proxy_for
 from ..config import Settings, load_environment, redact, token_tail
 from ..errors import ApiError, ExitCode, IeventsError, UsageError
 from ..event import format_utc
@@ -64,6 +65,12 @@ def api_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) 
         )
     if exc.exit_code is ExitCode.DATA:
         return "Intercom refused the request; check the contact identifier"
+    proxy = proxy_for(settings.base_url)
+    if proxy:
+        return (
+            f"the request went through the proxy {proxy}: check it (HTTPS_PROXY, NO_PROXY), "
+            "or try again in a few minutes"
+        )
     return "Intercom or the network is unavailable: try again in a few minutes"
 
 
@@ -108,6 +115,9 @@ def print_owner(ui: Output, owner: TokenOwner, settings: Settings) -> None:
     ui.result(f"  region:  {shown(owner.reported_region)}")
     ui.result(f"  API:     {owner.api_base} (Intercom-Version {owner.api_version})")
     ui.result(f"  token:   {token_tail(settings.token)} from {settings.token_source}")
+    proxy = proxy_for(settings.base_url)
+    if proxy:
+        ui.result(f"  proxy:   {proxy} (from the environment: HTTPS_PROXY / HTTP_PROXY)")
 
 
 @app.command()
@@ -181,6 +191,7 @@ def check(
                         "last4": token_tail(settings.token),
                         "source": settings.token_source,
                     },
+                    "proxy": proxy_for(settings.base_url),
                 }
             )
         else:
