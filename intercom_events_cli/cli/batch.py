@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,16 +33,16 @@ from .common import (
     reporting,
 )
 from .outbox import open_outbox, outbox_path, plural, stop_on_signals
+from .progress import progress_reporting
 
 if TYPE_CHECKING:
-    from ..bulk import BatchReport, BatchRun
+    from ..bulk import BatchReport
     from ..delivery import Delivery
     from ..readers import InputSource, Record
 
 INPUT = "Input"
 DELIVERY = "Delivery"
 MAX_PROBLEM_LINES = 10
-VERBOSE_PROGRESS_EVERY_S = 10.0
 
 
 class BatchDisplay:
@@ -106,89 +103,6 @@ class BatchDisplay:
                 f"{where}: {row.event_name} for {row.event().contact} rejected by Intercom "
                 f"({status_text(outcome.status)}{': ' + detail if detail else ''})"
             )
-
-
-def progress_line(run: BatchRun, started: float) -> str:
-    """``read 1200, stored 1200, delivered 800, failed 0, 160 events/s``."""
-    report = run.report
-    elapsed = max(time.monotonic() - started, 1e-9)
-    delivered = run.live_delivered
-    rate = (delivered if run.mode == "deliver" else report.valid) / elapsed
-    return (
-        f"read {report.read}, stored {report.queued}, skipped {report.skipped}, "
-        f"invalid {report.invalid}, delivered {delivered}, {rate:.0f} events/s"
-    )
-
-
-@contextmanager
-def progress_reporting(ui: Output, run: BatchRun, display: BatchDisplay) -> Iterator[None]:
-    """A rich progress bar on a terminal; ``-v`` lines every 10 s elsewhere; else nothing."""
-    started = time.monotonic()
-    done = threading.Event()
-    terminal = not ui.quiet and ui.stderr.isatty()
-    if terminal:
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        size = run.source.size
-        progress = Progress(
-            SpinnerColumn(),
-            TextColumn("batch"),
-            BarColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeRemainingColumn(),
-            console=ui.rich_console(stderr=True),
-            transient=True,
-        )
-        task = progress.add_task("batch", total=size, stats="")
-
-        def refresh() -> None:
-            while not done.wait(0.2):
-                position = run.source.position()
-                stats = progress_line(run, started) + (
-                    f", failed {display.failed}" if display.failed else ""
-                )
-                progress.update(task, completed=position or 0, stats=stats)
-
-        with progress:
-            from rich.file_proxy import FileProxy
-
-            # Messages written while the bar shows (bad records, dead letters) go above it
-            # through rich; written straight to the terminal, the next refresh would draw
-            # the bar over them.
-            terminal_stderr = ui.stderr
-            proxy = FileProxy(progress.console, terminal_stderr)
-            ui.stderr = proxy
-            ticker = threading.Thread(target=refresh, daemon=True)
-            ticker.start()
-            try:
-                yield
-            finally:
-                done.set()
-                ticker.join()
-                proxy.flush()
-                ui.stderr = terminal_stderr
-        return
-    if ui.verbose:
-
-        def report_every_10_s() -> None:
-            while not done.wait(VERBOSE_PROGRESS_EVERY_S):
-                ui.info(f"batch: {progress_line(run, started)}")
-
-        ticker = threading.Thread(target=report_every_10_s, daemon=True)
-        ticker.start()
-        try:
-            yield
-        finally:
-            done.set()
-            ticker.join()
-        return
-    yield
 
 
 def summary_json(report: BatchReport, rejects: str | None, mode: str) -> dict[str, Any]:
@@ -391,7 +305,8 @@ def batch(
         typer.Option(
             "--verbose",
             "-v",
-            help="A progress line every 10 s on stderr (for cron logs).",
+            help="The progress (read, delivered, rate, ETA) as a line every 10 s on stderr "
+            "(for cron logs).",
             rich_help_panel=OUTPUT,
         ),
     ] = False,
