@@ -750,9 +750,13 @@ def list_rows(
 
 
 def row_cells(row: OutboxRow) -> list[str]:
-    """id, state, event, contact, captured, attempts, last error."""
+    """id, state, event, contact, captured, attempts, last result (empty once delivered)."""
+    from ..outbox import State
+
     error = ""
-    if row.last_status is not None or row.last_error_code is not None:
+    if row.state is not State.DELIVERED and (
+        row.last_status is not None or row.last_error_code is not None
+    ):
         parts = [status_text(row.last_status) if row.last_status is not None else None]
         parts += [row.last_error_code, row.last_error_message]
         error = ": ".join(p for p in parts if p)
@@ -775,12 +779,37 @@ def print_table(ui: Output, rows: list[OutboxRow], path: Path) -> None:
     if not rows:
         console.print(f"no such events in {path}")
         return
-    table = Table(show_edge=False, header_style="bold")
-    for title in ("id", "state", "event", "contact", "captured", "tries", "last error"):
-        table.add_column(title, overflow="fold", justify="right" if title == "id" else "left")
+    from rich import box
+
+    # Fits 80 columns: no vertical rules, the contact under the event name, minutes in the
+    # table (the seconds are in --json and the tab-separated output); times and addresses
+    # are never broken mid-token (a value too long for its column ends in an ellipsis),
+    # only the last result wraps.
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        header_style="bold",
+    )
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("event / contact", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column("captured (UTC)", no_wrap=True, min_width=16)
+    table.add_column("tries", justify="right", no_wrap=True)
+    table.add_column("last result", overflow="fold", min_width=11)
     styles = {"dead": "red", "delivered": "green", "in_flight": "cyan"}
     for row in rows:
-        table.add_row(*row_cells(row), style=styles.get(row.state.value))
+        ident, state, event, contact, captured, tries, result = row_cells(row)
+        table.add_row(
+            ident,
+            state,
+            f"{event}\n{contact.removeprefix('email ')}",  # an address needs no label
+            captured.replace("T", " ")[:16],  # 2026-11-30 19:40
+            tries,
+            result,
+            style=styles.get(row.state.value),
+        )
     console.print(table)
 
 
