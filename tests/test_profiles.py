@@ -117,6 +117,7 @@ def test_unknown_profile_or_key_is_78_naming_file_and_line(run_cli: RunCli, tmp_
     write_config(tmp_path, "[profiles.eu\n")
     broken = run_cli("config", "--json", env=env)
     assert broken.code == 78 and "not valid TOML" in broken.stderr and "line 1" in broken.stderr
+    assert broken.json()["error"]["code"] == "config_error"  # --json: still one object
 
     missing = run_cli("check", "--profile", "eu", env={**env, "XDG_CONFIG_HOME": "/nonexistent"})
     assert missing.code == 78 and "no config file /nonexistent/ievents/config.toml" in (

@@ -16,6 +16,7 @@ from ..config import (
     load_environment,
     token_tail,
 )
+from ..errors import IeventsError
 from ..output import Output
 from ..profiles import config_path
 from . import app
@@ -139,7 +140,18 @@ def config_command(
     Exit codes: 0 ok, 78 configuration error (unknown profile or key, unreadable file).
     """
     ui = Output(json_mode=json_output, quiet=quiet, no_color=no_color)
-    with reporting(ui, debug):
+
+    def json_failure(exc: IeventsError) -> None:
+        if json_output:
+            ui.json(
+                {
+                    "ok": False,
+                    "exit_code": int(exc.exit_code),
+                    "error": {"code": exc.code, "message": exc.message},
+                }
+            )
+
+    with reporting(ui, debug, on_error=json_failure):
         env = load_environment(env_file, profile=profile)
         settings = Settings.load(
             env=env,
