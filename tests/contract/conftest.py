@@ -1,8 +1,9 @@
 """Prism, serving Intercom's own OpenAPI description as a validating mock, for the session.
 
-Needs Node.js, Prism 5 in ``.cache/prism`` (``npm install --prefix .cache/prism
-@stoplight/prism-cli@5``) and ``../shared/contract/intercom-events.openapi.yaml`` beside
-the checkout. Where one is missing the contract tests skip, saying what they need; with
+Needs Node.js and Prism 5 in ``.cache/prism`` (``npm install --prefix .cache/prism
+@stoplight/prism-cli@5``); the description itself travels with the code, beside this file
+(``intercom-events.openapi.yaml``; ``README.md`` here gives its source and licence).
+Where Node.js or Prism is missing the contract tests skip, saying what they need; with
 ``CI=true`` they fail instead, because CI must run them.
 """
 
@@ -25,7 +26,7 @@ import pytest
 from conftest import RunCli, make_runner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONTRACT = REPO_ROOT.parent / "shared" / "contract" / "intercom-events.openapi.yaml"
+CONTRACT = Path(__file__).resolve().parent / "intercom-events.openapi.yaml"
 PRISM_DIR = REPO_ROOT / ".cache" / "prism"
 PRISM = PRISM_DIR / "node_modules" / ".bin" / "prism"
 INSTALL = "npm install --prefix .cache/prism @stoplight/prism-cli@5"
@@ -129,7 +130,7 @@ def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prism]:
     never write into each other's log.
     """
     if not CONTRACT.is_file():
-        missing(f"Intercom's OpenAPI description at {CONTRACT} (shared/contract beside the repo)")
+        missing(f"Intercom's OpenAPI description at {CONTRACT}")
     node = shutil.which("node")
     if node is None:
         missing(f"Node.js (node on PATH) to run Prism; then {INSTALL}")
