@@ -69,7 +69,10 @@ def test_quick_start_has_two_commands_through_scripts_dev() -> None:
     assert all(command.startswith("scripts/dev ") for command in commands)
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git to list the files")
+@pytest.mark.skipif(
+    shutil.which("git") is None or not (REPO_ROOT / ".git").exists(),
+    reason="needs a git checkout to list the files of a fresh clone",
+)
 def test_quick_start_works_on_a_pep668_python_and_in_an_active_venv(tmp_path: Path) -> None:
     dry_run, tests = quick_start_commands()
     # The test command runs one small test file, not the whole suite again.
