@@ -321,7 +321,7 @@ class Settings:
                 "profile (--profile NAME); from cron, give --env-file or --profile explicitly",
             )
 
-        region_origin = "--region" if region else REGION_ENV
+        region_origin = "--region" if region else origins.origins.get(REGION_ENV, REGION_ENV)
         region_value = (region or env.get(REGION_ENV) or DEFAULT_REGION).strip().lower()
         if region_value not in REGION_BASE_URLS:
             raise ConfigError(
@@ -331,7 +331,9 @@ class Settings:
         if base_url:
             resolved_url = validate_base_url(base_url, "--base-url")
         elif env.get(BASE_URL_ENV):
-            resolved_url = validate_base_url(env[BASE_URL_ENV], BASE_URL_ENV)
+            resolved_url = validate_base_url(
+                env[BASE_URL_ENV], origins.origins.get(BASE_URL_ENV, BASE_URL_ENV)
+            )
         else:
             resolved_url = REGION_BASE_URLS[region_value]
 

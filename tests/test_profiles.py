@@ -114,6 +114,15 @@ def test_unknown_profile_or_key_is_78_naming_file_and_line(run_cli: RunCli, tmp_
     assert typo.code == 78
     assert f"unknown key 'regoin' in profile 'eu' ({path}, line 3)" in typo.stderr
 
+    write_config(tmp_path, '[profiles.eu]\nbase_url = "http://10.0.0.1"\nregion = "mars"\n')
+    with_token = {**env, "INTERCOM_BASE_URL": None, "INTERCOM_ACCESS_TOKEN": TOKEN}
+    bad_region = run_cli("config", "--profile", "eu", env=with_token)
+    assert bad_region.code == 78
+    assert f"'mars' (from profile eu ({path}, line 3))" in bad_region.stderr, bad_region
+    bad_url = run_cli("config", "--profile", "eu", "--region", "eu", env=with_token)
+    assert bad_url.code == 78 and "plain http" in bad_url.stderr
+    assert f"(from profile eu ({path}, line 2))" in bad_url.stderr, bad_url
+
     write_config(tmp_path, "[profiles.eu\n")
     broken = run_cli("config", "--json", env=env)
     assert broken.code == 78 and "not valid TOML" in broken.stderr and "line 1" in broken.stderr
