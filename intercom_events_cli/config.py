@@ -75,6 +75,8 @@ class Environment(dict[str, str]):
         self.env_path: Path = Path(".env")
         self.env_file_used: bool = False
         self.profile: Profile | None = None
+        # Where the tokens hidden by the one in use came from (a lower layer's).
+        self.token_overrides: list[str] = []
 
     def origin(self, key: str) -> str:
         """Where ``key`` came from: a variable, a ``.env`` file or a profile."""
@@ -120,6 +122,9 @@ def load_environment(
     merged = Environment()
     for layer, origins in layers:
         if layer.get(TOKEN_ENV) or layer.get(TOKEN_FILE_ENV):
+            hidden = [merged.origin(key) for key in (TOKEN_ENV, TOKEN_FILE_ENV) if key in merged]
+            if hidden:  # said by `config` and `check`: a token must not win silently
+                merged.token_overrides = hidden
             for key in (TOKEN_ENV, TOKEN_FILE_ENV):
                 merged.pop(key, None)
                 merged.origins.pop(key, None)
@@ -303,6 +308,8 @@ class Settings:
             token = _read_token_file(env[TOKEN_FILE_ENV], source)
             token_source = f"file {env[TOKEN_FILE_ENV]} (from {source})"
             warn_if_readable_by_others(env[TOKEN_FILE_ENV])
+        if token and not token_file and origins.token_overrides:
+            token_source += f", overriding {' and '.join(origins.token_overrides)}"
         if token and not _fits_in_a_header(token):
             raise ConfigError(
                 "the access token contains whitespace, control or non-ASCII characters; check "

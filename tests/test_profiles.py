@@ -169,3 +169,15 @@ def test_rejected_token_hint_names_its_real_source(
     assert result.code == 77, result
     assert f"from file {wrong} (from --token-file)" in result.stderr
     assert "INTERCOM_ACCESS_TOKEN" not in result.stderr.split("hint:")[1]
+
+
+def test_a_shell_token_over_dotenv_is_said(run_cli: RunCli, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    (work / ".env").write_text("INTERCOM_ACCESS_TOKEN=tok_from_dotenv_0000\n")
+    (work / ".env").chmod(0o600)
+    checked = run_cli("check", env={"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    assert checked.code == 0, checked
+    assert (
+        "from variable INTERCOM_ACCESS_TOKEN, overriding INTERCOM_ACCESS_TOKEN in "
+        f"{work / '.env'}" in checked.stdout
+    )
