@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 import random as _random
+import re
+import socket
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from .config import Settings, redact
 from .event import Event
 from .outcome import (
+    CODE_CONNECTION,
+    CODE_TIMEOUT,
     Outcome,
     OutcomeKind,
     classify_exception,
@@ -241,6 +246,7 @@ class EventsClient:
             body: Any = None
             request_id: str | None = None
             shown_url = self._shown_url(url)
+            unresolved = False
             try:
                 status, response_headers, shown_url, details = self._attempt(
                     method,
@@ -261,6 +267,13 @@ class EventsClient:
                     raise  # a bug, not a failure of the request
                 status, response_headers = None, {}
                 kind, code, message = failure.kind, failure.code, failure.message
+                # Network errors name the host they could not reach.
+                if code == CODE_TIMEOUT:
+                    host = host_of(shown_url)
+                    message = f"request to {host} timed out ({self.settings.timeout:g}s)"
+                elif code == CODE_CONNECTION:
+                    unresolved = is_dns_failure(exc)
+                    message = transport_message(exc, shown_url, unresolved)
             finally:
                 # Always, even for a bug: the pacer counts requests in flight.
                 if self._pacer is not None:
@@ -292,6 +305,10 @@ class EventsClient:
                 verdict=kind,
             )
             if kind is OutcomeKind.DELIVERED:
+                return finished
+            if status is None and code == CODE_CONNECTION and unresolved:
+                # A name that does not resolve will not resolve a second later: retrying it
+                # for 8 s only delays the answer. The outcome stays temporary (75, queued).
                 return finished
             decision = retry_decision(
                 attempt=attempt,
@@ -347,6 +364,68 @@ class EventsClient:
 
     def _shown_url(self, url: str) -> str:
         return url if "://" in url else self.settings.base_url + url
+
+
+_DNS_TEXTS = (
+    "name or service not known",
+    "nodename nor servname",
+    "no address associated with hostname",
+    "temporary failure in name resolution",
+    "getaddrinfo failed",
+)
+
+
+def is_dns_failure(exc: BaseException) -> bool:
+    """Whether a transport error is a host name that did not resolve (socket.gaierror)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain httpx -> httpcore -> socket is short; never loop for ever
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return any(text in str(exc).lower() for text in _DNS_TEXTS)
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of a URL, for messages (the path and query say nothing useful)."""
+    try:
+        return urlsplit(url).netloc.rsplit("@", 1)[-1] or url
+    except ValueError:
+        return url
+
+
+def transport_message(exc: BaseException, url: str, unresolved: bool) -> str:
+    """A network error that names the host it could not reach."""
+    reason = redact(str(exc) or type(exc).__name__)
+    host = host_of(url)
+    if unresolved:
+        return f"cannot resolve {host} (DNS: {reason}; not retried)"
+    return f"cannot reach {host}: {reason}"
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy httpx will use for ``url`` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY).
+
+    The same variables httpx reads (it trusts the environment); a user name and password in
+    the proxy URL are left out of the answer, which is shown to the user.
+    """
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    # Not in typeshed, but in CPython's urllib.request since 2.x: NO_PROXY as httpx reads it.
+    bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or not parts.hostname:
+        return None
+    if bypass(parts.hostname, proxies):
+        return None
+    shown = proxy if "://" in proxy else f"http://{proxy}"
+    return re.sub(r"://[^/@]*@", "://", shown)
 
 
 def events_url(settings: Settings) -> str:

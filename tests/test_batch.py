@@ -712,7 +712,7 @@ def test_help_shows_examples_and_what_verbose_does(run_cli: RunCli) -> None:
     result = run_cli("batch", "--help", env={"COLUMNS": "100"})
     assert result.code == 0
     assert "ievents batch events.ndjson.gz --rejects rejects.ndjson" in result.stdout
-    assert "progress line every 10 s" in result.stdout
+    assert "as a line every 10 s" in result.stdout
 
 
 def test_a_rejected_token_is_said_at_once_and_the_rest_is_still_stored(

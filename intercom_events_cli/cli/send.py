@@ -23,6 +23,7 @@ from .common import (
     JsonOpt,
     NoColorOpt,
     OutboxOpt,
+    ProfileOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -104,7 +105,8 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
     event = outcome.event
     if outcome.kind is OutcomeKind.AUTH:
         return (
-            "the token was rejected: check INTERCOM_ACCESS_TOKEN is current and has the "
+            "the token was rejected: check the token from "
+            f"{settings.token_source} is current and has the "
             "'write events' permission; EU and AU workspaces need --region eu or --region au "
             f"(this request went to {settings.base_url})"
         )
@@ -189,20 +191,30 @@ def print_dry_run(ui: Output, event: Event, settings: Settings) -> None:
 @app.command(no_args_is_help=True)
 def send(
     event_name: Annotated[
-        str, typer.Argument(help="Event name, e.g. invited-friend.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="EVENT_NAME", help="Event name, e.g. invited-friend.", show_default=False
+        ),
     ],
     user_id: Annotated[
         str | None,
-        typer.Option("--user-id", help="Your user id for the contact.", rich_help_panel=EVENT),
+        typer.Option(
+            "--user-id", metavar="ID", help="Your user id for the contact.", rich_help_panel=EVENT
+        ),
     ] = None,
     email: Annotated[
         str | None,
-        typer.Option("--email", help="The contact's e-mail address.", rich_help_panel=EVENT),
+        typer.Option(
+            "--email", metavar="EMAIL", help="The contact's e-mail address.", rich_help_panel=EVENT
+        ),
     ] = None,
     contact_id: Annotated[
         str | None,
         typer.Option(
-            "--id", help="Intercom's contact id (the way to target a lead).", rich_help_panel=EVENT
+            "--id",
+            metavar="CONTACT_ID",
+            help="Intercom's contact id (the way to target a lead).",
+            rich_help_panel=EVENT,
         ),
     ] = None,
     created_at: Annotated[
@@ -262,6 +274,7 @@ def send(
     outbox: OutboxOpt = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -315,7 +328,7 @@ def send(
             metadata=metadata,
             metadata_json=metadata_json,
         )
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         settings = Settings.load(
             env=env,
             token_file=token_file,
