@@ -6,15 +6,21 @@ paths that send nothing (``--dry-run``, ``--queue``) never pay for it.
 
 from __future__ import annotations
 
+import json
 import random as _random
+import re
+import socket
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from .config import Settings, redact
 from .event import Event
 from .outcome import (
+    CODE_CONNECTION,
+    CODE_TIMEOUT,
     Outcome,
     OutcomeKind,
     classify_exception,
@@ -22,6 +28,7 @@ from .outcome import (
     unexpected_answer,
 )
 from .retry import parse_rate_limit_remaining, retry_decision, server_requested_delay
+from .textsafe import sanitize
 
 if TYPE_CHECKING:
     import httpx
@@ -96,18 +103,21 @@ class Exchange:
         )
 
 
-def _error_details(response: httpx.Response) -> tuple[str | None, str | None, str | None, Any]:
-    """(code, message, request_id, parsed body) from an Intercom answer."""
+def _error_details(
+    response: httpx.Response, content: bytes
+) -> tuple[str | None, str | None, str | None, Any]:
+    """(code, message, request_id, parsed body) from an Intercom answer and its body."""
     # Every part is redacted, not only the message: the code and request id are stored in
     # the outbox and the rejects file, which are read later without the token registered.
     request_id = _redacted_text(
         response.headers.get("x-request-id") or response.headers.get("request-id")
     )
     body: Any = None
-    if response.content:
+    text = content.decode("utf-8", "replace")
+    if content:
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(text)
+        except (ValueError, RecursionError):
             body = None
     if 200 <= response.status_code < 300:
         return None, None, request_id, body
@@ -127,16 +137,17 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str | None, st
             message = body["message"]
     if message is None:
         # Redact before cutting: a cut through the token would leave its start unredacted.
-        text = redact(" ".join(response.text.split()))[:_MAX_ERROR_TEXT] if response.content else ""
-        message = text or response.reason_phrase or f"HTTP {response.status_code}"
+        shown = redact(" ".join(text.split()))[:_MAX_ERROR_TEXT] if content else ""
+        message = shown or response.reason_phrase or f"HTTP {response.status_code}"
     if code is None:
         code = f"http_{response.status_code}"
-    return redact(code), redact(message), request_id, body
+    # Sanitised at the source: the message is stored in the outbox and shown in tables.
+    return sanitize(redact(code)), sanitize(redact(message)), request_id, body
 
 
 def _redacted_text(value: object) -> str | None:
     """A header or JSON value as redacted text; None when absent or empty."""
-    return redact(str(value)) if value else None
+    return sanitize(redact(str(value))) if value else None
 
 
 class EventsClient:
@@ -162,6 +173,8 @@ class EventsClient:
     ) -> None:
         import httpx
 
+        from .transport import install_deadlines
+
         self.settings = settings
         self._httpx = httpx
         self._on_attempt = on_attempt
@@ -172,7 +185,8 @@ class EventsClient:
         self._max_wait_s = max_wait_s
         self._http = httpx.Client(
             base_url=settings.base_url,
-            headers=settings.headers(),
+            # Only encodings ievents decodes itself, with a bounded output (transport.py).
+            headers={**settings.headers(), "Accept-Encoding": "gzip, deflate"},
             timeout=httpx.Timeout(settings.timeout),
             transport=transport,
             limits=httpx.Limits(
@@ -181,6 +195,7 @@ class EventsClient:
             # A redirect could carry the token to another host: never follow one.
             follow_redirects=False,
         )
+        install_deadlines(self._http)
 
     def __enter__(self) -> EventsClient:
         return self
@@ -206,6 +221,7 @@ class EventsClient:
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         expect: Collection[int] | None = None,
+        max_body_bytes: int | None = None,
     ) -> Exchange:
         """Send one request with the retry policy; return the final answer.
 
@@ -214,6 +230,8 @@ class EventsClient:
         ``expect``: the success statuses (None: any 2xx). Every answer and every httpx
         exception is classified by :mod:`~intercom_events_cli.outcome`; an exception that
         is not httpx's (a bug) propagates, after the pacer is told the request ended.
+        ``max_body_bytes``: the most of the answer's body read (decoded); by default
+        ``transport.MAX_BODY_BYTES`` (64 KiB), enough for any error or ``POST`` answer.
         """
         headers = {"Content-Type": "application/json"} if content is not None else None
         started = time.monotonic()
@@ -228,9 +246,15 @@ class EventsClient:
             body: Any = None
             request_id: str | None = None
             shown_url = self._shown_url(url)
+            unresolved = False
             try:
                 status, response_headers, shown_url, details = self._attempt(
-                    method, url, content=content, params=params, headers=headers
+                    method,
+                    url,
+                    content=content,
+                    params=params,
+                    headers=headers,
+                    max_body_bytes=max_body_bytes,
                 )
                 code, message, request_id, body = details
                 kind = classify_status(status, expect)
@@ -243,6 +267,13 @@ class EventsClient:
                     raise  # a bug, not a failure of the request
                 status, response_headers = None, {}
                 kind, code, message = failure.kind, failure.code, failure.message
+                # Network errors name the host they could not reach.
+                if code == CODE_TIMEOUT:
+                    host = host_of(shown_url)
+                    message = f"request to {host} timed out ({self.settings.timeout:g}s)"
+                elif code == CODE_CONNECTION:
+                    unresolved = is_dns_failure(exc)
+                    message = transport_message(exc, shown_url, unresolved)
             finally:
                 # Always, even for a bug: the pacer counts requests in flight.
                 if self._pacer is not None:
@@ -275,6 +306,10 @@ class EventsClient:
             )
             if kind is OutcomeKind.DELIVERED:
                 return finished
+            if status is None and code == CODE_CONNECTION and unresolved:
+                # A name that does not resolve will not resolve a second later: retrying it
+                # for 8 s only delays the answer. The outcome stays temporary (75, queued).
+                return finished
             decision = retry_decision(
                 attempt=attempt,
                 max_retries=self.settings.retries,
@@ -301,41 +336,96 @@ class EventsClient:
         content: bytes | None,
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
+        max_body_bytes: int | None,
     ) -> tuple[int, Mapping[str, str], str, tuple[str | None, str | None, str | None, Any]]:
         """One HTTP exchange: (status, headers, URL shown, error details).
 
-        The status is kept even when the body cannot be read (a proxy's broken gzip, a
+        One deadline bounds the whole attempt (connect, headers, body), not each read. The
+        status is kept even when the body cannot be read (a proxy's broken gzip, a
         connection dropped mid-body): a 202 with an unreadable body is still a delivery.
         """
-        httpx = self._httpx
+        from .transport import MAX_BODY_BYTES, attempt_deadline, read_bounded
+
         request = self._http.build_request(
             method, url, content=content, params=params, headers=headers
         )
-        response = self._http.send(request, stream=True)
-        try:
+        with attempt_deadline(self.settings.timeout):
+            response = self._http.send(request, stream=True)
             try:
-                response.read()
-            except httpx.HTTPError as exc:
-                failure = classify_exception(exc, self.settings.timeout)
-                reason = failure.message if failure is not None else type(exc).__name__
-                request_id = _redacted_text(
-                    response.headers.get("x-request-id") or response.headers.get("request-id")
-                )
-                message = f"{response.status_code}: the answer's body could not be read ({reason})"
-                details: tuple[str | None, str | None, str | None, Any] = (
-                    f"http_{response.status_code}",
-                    message,
-                    request_id,
-                    None,
-                )
-            else:
-                details = _error_details(response)
-        finally:
-            response.close()
-        return response.status_code, response.headers, str(request.url), details
+                answer = read_bounded(response, max_body_bytes or MAX_BODY_BYTES)
+            finally:
+                response.close()
+        return (
+            response.status_code,
+            response.headers,
+            str(request.url),
+            _error_details(response, answer),
+        )
 
     def _shown_url(self, url: str) -> str:
         return url if "://" in url else self.settings.base_url + url
+
+
+_DNS_TEXTS = (
+    "name or service not known",
+    "nodename nor servname",
+    "no address associated with hostname",
+    "temporary failure in name resolution",
+    "getaddrinfo failed",
+)
+
+
+def is_dns_failure(exc: BaseException) -> bool:
+    """Whether a transport error is a host name that did not resolve (socket.gaierror)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain httpx -> httpcore -> socket is short; never loop for ever
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return any(text in str(exc).lower() for text in _DNS_TEXTS)
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of a URL, for messages (the path and query say nothing useful)."""
+    try:
+        return urlsplit(url).netloc.rsplit("@", 1)[-1] or url
+    except ValueError:
+        return url
+
+
+def transport_message(exc: BaseException, url: str, unresolved: bool) -> str:
+    """A network error that names the host it could not reach."""
+    reason = redact(str(exc) or type(exc).__name__)
+    host = host_of(url)
+    if unresolved:
+        return f"cannot resolve {host} (DNS: {reason}; not retried)"
+    return f"cannot reach {host}: {reason}"
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy httpx will use for ``url`` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY).
+
+    The same variables httpx reads (it trusts the environment); a user name and password in
+    the proxy URL are left out of the answer, which is shown to the user.
+    """
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    # Not in typeshed, but in CPython's urllib.request since 2.x: NO_PROXY as httpx reads it.
+    bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or not parts.hostname:
+        return None
+    if bypass(parts.hostname, proxies):
+        return None
+    shown = proxy if "://" in proxy else f"http://{proxy}"
+    return re.sub(r"://[^/@]*@", "://", shown)
 
 
 def events_url(settings: Settings) -> str:

@@ -10,16 +10,16 @@ code can redact it from anything it writes.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import __version__
 from .errors import ConfigError
+from .profiles import Profile, load_profile
 
 TOKEN_ENV = "INTERCOM_ACCESS_TOKEN"
 TOKEN_FILE_ENV = "INTERCOM_ACCESS_TOKEN_FILE"
@@ -51,9 +51,11 @@ MIN_SECRET_LENGTH = 8
 def register_secret(value: str) -> None:
     """Remember a secret so that :func:`redact` removes it from any text."""
     if len(value) >= MIN_SECRET_LENGTH:
-        # Also as JSON and Python literals write it: a quote or a backslash in the token is
-        # escaped in --json output and in repr()-quoted messages, where the raw text differs.
-        _secrets.update((value, json.dumps(value)[1:-1], repr(value)[1:-1]))
+        # Also as it comes back encoded: JSON and repr() escapes, percent-encoded in a
+        # server's next-page link, HTML-escaped in an error page, base64 in an echo.
+        from .textsafe import token_forms
+
+        _secrets.update(token_forms(value))
 
 
 def redact(text: str) -> str:
@@ -65,18 +67,39 @@ def redact(text: str) -> str:
     return text
 
 
-def load_environment(
-    env_file: str | Path | None = None, environ: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Merge the process environment over a ``.env`` file (the environment wins).
+class Environment(dict[str, str]):
+    """The merged variables, plus where each came from and which ``.env`` was looked for."""
 
-    Without ``env_file`` a ``.env`` in the current directory is used when present; an
-    ``env_file`` that does not exist is a configuration error. python-dotenv is imported
-    only when there is a file to read. Empty values count as unset. A token set in the
-    environment, as ``INTERCOM_ACCESS_TOKEN`` or ``INTERCOM_ACCESS_TOKEN_FILE``, hides both
-    from the file.
+    def __init__(self, values: Mapping[str, str] = ()) -> None:  # type: ignore[assignment]
+        super().__init__(values)
+        self.origins: dict[str, str] = {}
+        self.env_path: Path = Path(".env")
+        self.env_file_used: bool = False
+        self.profile: Profile | None = None
+        # Where the tokens hidden by the one in use came from (a lower layer's).
+        self.token_overrides: list[str] = []
+
+    def origin(self, key: str) -> str:
+        """Where ``key`` came from: a variable, a ``.env`` file or a profile."""
+        return self.origins.get(key, f"variable {key}")
+
+
+def load_environment(
+    env_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    profile: str | None = None,
+) -> Environment:
+    """Merge the process environment over a profile over a ``.env`` file.
+
+    Precedence: the environment > the selected profile (``--profile``, ``IEVENTS_PROFILE``
+    or ``default_profile``) > ``.env`` > defaults. Without ``env_file`` a ``.env`` in the
+    current directory is used when present; an ``env_file`` that does not exist is a
+    configuration error. python-dotenv is imported only when there is a file to read.
+    Empty values count as unset. The token is one setting with two forms (the value, or
+    a file): a layer that gives it in either form hides both forms in the layers below.
     """
-    base = dict(os.environ if environ is None else environ)
+    base = {key: value for key, value in (os.environ if environ is None else environ).items()}
     path = Path(env_file) if env_file is not None else Path(".env")
     if env_file is not None and not path.is_file():
         problem = "is a folder, not a file" if path.is_dir() else "does not exist"
@@ -90,21 +113,48 @@ def load_environment(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read env file {str(path)!r}: {exc}") from None
         from_file = {key: value for key, value in values.items() if value}
-    if base.get(TOKEN_ENV) or base.get(TOKEN_FILE_ENV):
-        # The token is one setting with two forms: when the environment gives it in either
-        # form, neither form in the file may override that choice.
-        from_file.pop(TOKEN_ENV, None)
-        from_file.pop(TOKEN_FILE_ENV, None)
-    merged = from_file
-    merged.update({key: value for key, value in base.items() if value})
+    chosen = load_profile(profile, {**from_file, **base})
+    layers: list[tuple[dict[str, str], dict[str, str]]] = [
+        (from_file, {key: f"{key} in {path.absolute()}" for key in from_file}),
+    ]
+    if chosen is not None:
+        layers.append((chosen.values, chosen.origins))
+    layers.append(({key: value for key, value in base.items() if value}, {}))
+    merged = Environment()
+    for layer, origins in layers:
+        if layer.get(TOKEN_ENV) or layer.get(TOKEN_FILE_ENV):
+            hidden = [merged.origin(key) for key in (TOKEN_ENV, TOKEN_FILE_ENV) if key in merged]
+            if hidden:  # said by `config` and `check`: a token must not win silently
+                merged.token_overrides = hidden
+            for key in (TOKEN_ENV, TOKEN_FILE_ENV):
+                merged.pop(key, None)
+                merged.origins.pop(key, None)
+        merged.update(layer)
+        for key in layer:
+            merged.origins.pop(key, None)
+        merged.origins.update(origins)
+    merged.env_path = path.absolute()
+    merged.env_file_used = bool(from_file) or path.is_file()
+    merged.profile = chosen
     return merged
+
+
+# The longest first line read from a token file (Intercom tokens are about 60 characters).
+MAX_TOKEN_LINE = 4096
 
 
 def _read_token_file(path_text: str, origin: str) -> str:
     path = Path(path_text).expanduser()
     try:
         with path.open(encoding="utf-8") as handle:
-            first_line = handle.readline().strip()
+            # Bounded: --token-file /dev/zero must not read until memory runs out.
+            first_line = handle.readline(MAX_TOKEN_LINE + 1)
+        if len(first_line) > MAX_TOKEN_LINE:
+            raise ConfigError(
+                f"token file {str(path)!r} (from {origin}) does not hold a token: its first "
+                f"line is longer than {MAX_TOKEN_LINE} characters"
+            )
+        first_line = first_line.strip()
     except FileNotFoundError:
         raise ConfigError(f"token file {str(path)!r} (from {origin}) does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -115,6 +165,47 @@ def _read_token_file(path_text: str, origin: str) -> str:
     if not first_line:
         raise ConfigError(f"token file {str(path)!r} (from {origin}) is empty")
     return first_line
+
+
+_warned: set[str] = set()
+_warning_sink: list[Callable[[str], None]] = []
+_pending_warnings: list[str] = []
+
+
+def set_warning_sink(sink: Callable[[str], None] | None) -> None:
+    """Where configuration warnings go (the CLI's stderr); queued ones are delivered now."""
+    _warning_sink[:] = [sink] if sink is not None else []
+    if sink is not None:
+        while _pending_warnings:
+            sink(_pending_warnings.pop(0))
+
+
+def _warn(text: str) -> None:
+    if _warning_sink:
+        _warning_sink[0](text)
+    else:
+        _pending_warnings.append(text)
+
+
+def warn_if_readable_by_others(path_text: str | Path) -> None:
+    """Warn once per file when the file holding the token can be read by other users."""
+    path = Path(path_text).expanduser()
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if os.name != "posix" or not mode & 0o044 or str(path) in _warned:
+        return
+    _warned.add(str(path))
+    _warn(
+        f"{path} holds the access token and is readable by other users "
+        f"(mode {mode & 0o777:04o}); run: chmod 600 {path}"
+    )
+
+
+def token_tail(token: str) -> str:
+    """The token's last four characters, enough to tell two tokens apart and no more."""
+    return f"...{token[-4:]}" if len(token) >= 8 else "(set; too short to show any of it)"
 
 
 def _fits_in_a_header(text: str) -> bool:
@@ -177,6 +268,8 @@ class Settings:
     api_version: str = DEFAULT_API_VERSION
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    # Where the token came from ("variable INTERCOM_ACCESS_TOKEN", "file ... (from ...)").
+    token_source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         # Whoever builds Settings (Settings.load, a library user, dataclasses.replace):
@@ -218,26 +311,44 @@ class Settings:
         """
         if env is None:
             env = load_environment(env_file)
+        origins = env if isinstance(env, Environment) else Environment(env)
         token = ""
+        token_source = ""
         if token_file:
             token = _read_token_file(token_file, "--token-file")
+            token_source = f"file {token_file} (from --token-file)"
+            warn_if_readable_by_others(token_file)
         elif env.get(TOKEN_ENV):
             token = env[TOKEN_ENV].strip()
+            token_source = origins.origin(TOKEN_ENV)
+            if origins.env_file_used and token_source.startswith(f"{TOKEN_ENV} in "):
+                warn_if_readable_by_others(origins.env_path)
         elif env.get(TOKEN_FILE_ENV):
-            token = _read_token_file(env[TOKEN_FILE_ENV], TOKEN_FILE_ENV)
+            source = origins.origin(TOKEN_FILE_ENV)
+            token = _read_token_file(env[TOKEN_FILE_ENV], source)
+            token_source = f"file {env[TOKEN_FILE_ENV]} (from {source})"
+            warn_if_readable_by_others(env[TOKEN_FILE_ENV])
+        if token and not token_file and origins.token_overrides:
+            token_source += f", overriding {' and '.join(origins.token_overrides)}"
         if token and not _fits_in_a_header(token):
             raise ConfigError(
                 "the access token contains whitespace, control or non-ASCII characters; check "
-                f"{TOKEN_ENV} (or the token file) holds only the token"
+                f"{token_source or TOKEN_ENV} holds only the token"
             )
         register_secret(token)
         if require_token and not token:
+            looked = (
+                f"{origins.env_path} has none"
+                if origins.env_file_used
+                else f"no .env in {origins.env_path.parent}"
+            )
             raise ConfigError(
-                f"no access token: set {TOKEN_ENV} (in the environment or in .env), or point "
-                f"--token-file / {TOKEN_FILE_ENV} at a file holding it",
+                f"no access token ({looked}): set {TOKEN_ENV} in the environment or in .env, "
+                f"point --token-file / {TOKEN_FILE_ENV} at a file holding it, or choose a "
+                "profile (--profile NAME); from cron, give --env-file or --profile explicitly",
             )
 
-        region_origin = "--region" if region else REGION_ENV
+        region_origin = "--region" if region else origins.origins.get(REGION_ENV, REGION_ENV)
         region_value = (region or env.get(REGION_ENV) or DEFAULT_REGION).strip().lower()
         if region_value not in REGION_BASE_URLS:
             raise ConfigError(
@@ -247,7 +358,9 @@ class Settings:
         if base_url:
             resolved_url = validate_base_url(base_url, "--base-url")
         elif env.get(BASE_URL_ENV):
-            resolved_url = validate_base_url(env[BASE_URL_ENV], BASE_URL_ENV)
+            resolved_url = validate_base_url(
+                env[BASE_URL_ENV], origins.origins.get(BASE_URL_ENV, BASE_URL_ENV)
+            )
         else:
             resolved_url = REGION_BASE_URLS[region_value]
 
@@ -262,4 +375,5 @@ class Settings:
             api_version=version,
             timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
             retries=DEFAULT_RETRIES if retries is None else retries,
+            token_source=token_source,
         )

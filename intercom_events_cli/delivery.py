@@ -34,6 +34,7 @@ from .errors import ExitCode, OutboxError, most_severe
 from .outbox import DEFAULT_LEASE_S, OutboxRow, RowResult, State, new_owner, retry_delay_s
 from .outcome import CODE_CONNECTION, Outcome, OutcomeKind, classify_status, status_text
 from .pacing import PacerClosed
+from .retry import MAX_SERVER_WAIT_S
 
 if TYPE_CHECKING:
     from .client import AttemptLog, EventsClient, Pacer
@@ -518,9 +519,11 @@ class Deliverer:
             return result, Delivery(row, State.PENDING, outcome)
         if kind is OutcomeKind.TEMPORARY:
             self._temporary_streak += 1
-            if (
-                self._probing or self._temporary_streak >= self.unavailable_after
-            ) and report.stopped is None:
+            # A server asking for a wait beyond the cap will not take this run's events
+            # sooner: stop now (the rest stays pending) rather than knock on every row.
+            too_long = (outcome.retry_after_s or 0.0) > MAX_SERVER_WAIT_S
+            streak = self._temporary_streak >= self.unavailable_after
+            if (self._probing or streak or too_long) and report.stopped is None:
                 report.stopped = STOP_UNAVAILABLE
                 self._halt.set()
             rounds = self._rounds.get(row.id, 0)

@@ -41,8 +41,17 @@ Clock = Callable[[], float]
 MetadataValue = str | int | float | dict[str, Any]
 
 
+def as_json(value: object) -> str:
+    """``value`` as JSON text for a message (never a Python repr); lone surrogates escaped."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):  # a circular structure: cannot come from JSON input
+        text = f'"{type(value).__name__}"'
+    return _SURROGATES.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
 def _describe(value: object, limit: int = 40) -> str:
-    text = repr(value)
+    text = as_json(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -190,21 +199,24 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
         url, text = value["url"], value["value"]
         if not isinstance(url, str) or not re.match(r"https?://\S", url, re.IGNORECASE):
             raise ValidationError(
-                f"metadata {key!r}: a rich link needs an http or https 'url', got {_describe(url)}",
+                f"metadata {as_json(key)}: a rich link needs an http or https 'url', "
+                f"got {_describe(url)}",
                 field=f"metadata.{key}",
             )
         if not isinstance(text, str):
             raise ValidationError(
-                f"metadata {key!r}: a rich link's 'value' must be a string, got {_describe(text)}",
+                f"metadata {as_json(key)}: a rich link's 'value' must be a string, "
+                f"got {_describe(text)}",
                 field=f"metadata.{key}",
             )
         for part, part_text in (("url", url), ("value", text)):
             _refuse_surrogates(
-                part_text, f"metadata {key!r}: the rich link's {part}", f"metadata.{key}"
+                part_text, f"metadata {as_json(key)}: the rich link's {part}", f"metadata.{key}"
             )
             if len(part_text) > MAX_STRING_LENGTH:
                 raise ValidationError(
-                    f"metadata {key!r}: the rich link's {part} is {len(part_text)} characters; "
+                    f"metadata {as_json(key)}: the rich link's {part} is "
+                    f"{len(part_text)} characters; "
                     f"at most {MAX_STRING_LENGTH}",
                     field=f"metadata.{key}",
                 )
@@ -213,19 +225,19 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
         amount, currency = value["amount"], value["currency"]
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
             raise ValidationError(
-                f"metadata {key!r}: a monetary amount needs 'amount' as a non-negative "
+                f"metadata {as_json(key)}: a monetary amount needs 'amount' as a non-negative "
                 f"whole number of cents, got {_describe(amount)}",
                 field=f"metadata.{key}",
             )
         if not isinstance(currency, str) or not CURRENCY_PATTERN.fullmatch(currency):
             raise ValidationError(
-                f"metadata {key!r}: a monetary amount needs 'currency' as three letters "
+                f"metadata {as_json(key)}: a monetary amount needs 'currency' as three letters "
                 f"(such as usd), got {_describe(currency)}",
                 field=f"metadata.{key}",
             )
         return {"amount": amount, "currency": currency}
     raise ValidationError(
-        f'metadata {key!r}: an object must be a rich link {{"url", "value"}} or a '
+        f'metadata {as_json(key)}: an object must be a rich link {{"url", "value"}} or a '
         f'monetary amount {{"amount", "currency"}}, got keys {sorted(map(str, keys))}',
         field=f"metadata.{key}",
     )
@@ -234,20 +246,20 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
 def validate_metadata_value(key: str, value: object, clock: Clock = time.time) -> MetadataValue:
     """Check one metadata value against Intercom's types and return what is sent."""
     if key.endswith("_date"):
-        return parse_timestamp(value, field_name=f"metadata {key!r}", clock=clock)
+        return parse_timestamp(value, field_name=f"metadata {as_json(key)}", clock=clock)
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
             raise ValidationError(
-                f"metadata {key!r} is {len(value)} characters long; Intercom allows at most "
+                f"metadata {as_json(key)} is {len(value)} characters long; Intercom allows at most "
                 f"{MAX_STRING_LENGTH} (shorten it or send a rich link)",
                 field=f"metadata.{key}",
             )
         if _SURROGATES.search(value):
-            _refuse_surrogates(value, f"metadata {key!r}", f"metadata.{key}")
+            _refuse_surrogates(value, f"metadata {as_json(key)}", f"metadata.{key}")
         return value
     if isinstance(value, bool) or value is None:
         raise ValidationError(
-            f"metadata {key!r}: {json.dumps(value)} is not an Intercom metadata type; "
+            f"metadata {as_json(key)}: {json.dumps(value)} is not an Intercom metadata type; "
             "send a string or a number instead",
             field=f"metadata.{key}",
         )
@@ -256,18 +268,18 @@ def validate_metadata_value(key: str, value: object, clock: Clock = time.time) -
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise ValidationError(
-                f"metadata {key!r}: {value} is not a finite number", field=f"metadata.{key}"
+                f"metadata {as_json(key)}: {value} is not a finite number", field=f"metadata.{key}"
             )
         return value
     if isinstance(value, Mapping):
         return _validate_object(key, value)
     if isinstance(value, list | tuple):
         raise ValidationError(
-            f"metadata {key!r}: arrays are not supported by Intercom; send a string instead",
+            f"metadata {as_json(key)}: arrays are not supported by Intercom; send a string instead",
             field=f"metadata.{key}",
         )
     raise ValidationError(  # pragma: no cover - JSON has no other types
-        f"metadata {key!r}: unsupported value {_describe(value)}", field=f"metadata.{key}"
+        f"metadata {as_json(key)}: unsupported value {_describe(value)}", field=f"metadata.{key}"
     )
 
 
@@ -307,7 +319,7 @@ def parse_metadata_option(option: str) -> tuple[str, Any]:
             return key, json.loads(raw)
         except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise ValidationError(
-                f"metadata {key!r}: {_describe(raw)} is not valid JSON; quote the whole "
+                f"metadata {as_json(key)}: {_describe(raw)} is not valid JSON; quote the whole "
                 'option, e.g. -m \'price:={"amount": 2999, "currency": "usd"}\'',
                 field=f"metadata.{key}",
             ) from None
@@ -491,10 +503,20 @@ def event_from_record(record: object, clock: Clock = time.time) -> Event:
         )
     unknown = [k for k in record if k not in RECORD_FIELDS and not str(k).startswith("_")]
     if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(str(unknown[0]), sorted(RECORD_FIELDS), n=1)
+        suggestion = f" (did you mean {as_json(close[0])}?)" if close else ""
         raise ValidationError(
-            f"unknown field {unknown[0]!r}; a record takes event_name, created_at, user_id, "
-            "email, id and metadata",
-            field=str(unknown[0]),
+            f"unknown field {as_json(unknown[0])}{suggestion}; a record takes event_name, "
+            "created_at, user_id, email, id and metadata",
+            field=as_json(unknown[0])[1:-1],
+        )
+    if "_metadata_cell" in record:
+        raise ValidationError(
+            "the metadata cell of this rejected CSV row is in _metadata_cell: put its keys "
+            "into metadata (one JSON object), then delete _metadata_cell",
+            field="metadata",
         )
     if "event_name" not in record:
         raise ValidationError("event_name is missing", field="event_name")

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 ME_PATH = "/me"
 EVENTS_PATH = "/events"
+# The most of one page of listed events read (decoded): a page is data, not an error
+# answer (64 KiB elsewhere), yet a hostile or broken server must not fill the memory.
+MAX_PAGE_BYTES = 16 * 1024 * 1024
 CONTACT_KEYS = ("user_id", "email", "intercom_user_id")
 
 # Region codes ievents uses (config.REGION_BASE_URLS) and the names Intercom reports in
@@ -297,7 +300,7 @@ class EventListing:
         visited = {url}
         yielded = 0
         while True:
-            exchange = self.client.request("GET", url)
+            exchange = self.client.request("GET", url, max_body_bytes=MAX_PAGE_BYTES)
             if exchange.kind is not OutcomeKind.DELIVERED:
                 raise api_failure(exchange, what)
             body = exchange.body
@@ -355,7 +358,7 @@ def get_summaries(
     every event name, including events older than the 90 days that listing is limited to.
     """
     params = {**contact.params(), "summary": "true"}
-    exchange = client.request("GET", EVENTS_PATH, params=params)
+    exchange = client.request("GET", EVENTS_PATH, params=params, max_body_bytes=MAX_PAGE_BYTES)
     what = f"GET {EVENTS_PATH}?summary=true for {contact}"
     if exchange.kind is not OutcomeKind.DELIVERED:
         raise api_failure(exchange, what)

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -395,7 +396,9 @@ class Outbox:
         which is never modified.
         """
         path = Path(path).expanduser()
+        check_owned_by_us(path)  # before creating anything in a folder someone else controls
         _create_private_file(path)
+        check_owned_by_us(path)
         _check_header(path)
         try:
             connection = sqlite3.connect(
@@ -1131,6 +1134,64 @@ def _set_meta(db: sqlite3.Connection, values: Mapping[str, str]) -> None:
         )
 
 
+def make_private_folders(folder: Path) -> None:
+    """Create ``folder`` and every missing parent with mode 0700 (whatever the umask).
+
+    ``mkdir(parents=True)`` gives the parents the umask's mode: every folder ievents
+    creates is private, since they hold captured contacts.
+    """
+    missing: list[Path] = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # another process made it just now
+        os.chmod(created, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def check_owned_by_us(path: Path) -> None:
+    """Refuse an outbox whose file, journal or folder another user owns or can write.
+
+    With IEVENTS_OUTBOX in a shared folder, a file planted there by another user would be
+    used as is: that user could read the captured contacts and add events that the
+    victim's flush sends with the victim's token.
+    """
+    me = os.geteuid()
+    for candidate, is_folder in (
+        (path.parent, True),
+        (path, False),
+        (Path(f"{path}-wal"), False),
+        (Path(f"{path}-shm"), False),
+    ):
+        try:
+            info = candidate.stat()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            continue  # unreadable: opening says so, with its own message
+        what = "folder of the outbox" if is_folder else "outbox file"
+        if info.st_uid != me:
+            raise OutboxError(
+                f"the {what} {str(candidate)!r} belongs to another user (uid {info.st_uid}); "
+                "ievents will not use an outbox someone else controls",
+                hint="point --outbox / IEVENTS_OUTBOX at a folder of your own (the default "
+                "~/.local/state/ievents is); do not trust events in that file",
+            )
+        if info.st_mode & 0o022:
+            fix = "chmod 700" if is_folder else "chmod 600"
+            raise OutboxError(
+                f"the {what} {str(candidate)!r} is writable by other users "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); they could change its events",
+                hint=f"run `{fix} {candidate}` if it is yours, or point --outbox / "
+                "IEVENTS_OUTBOX at a folder of your own",
+            )
+
+
 def _create_private_file(path: Path) -> None:
     """Create the folder (0700) and an empty file (0600) when missing; never truncate."""
     if path.exists():
@@ -1139,10 +1200,7 @@ def _create_private_file(path: Path) -> None:
         return
     folder = path.parent
     try:
-        if not folder.exists():
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # mkdir's mode is filtered by the umask and applies to the last folder only.
-            os.chmod(folder, 0o700)
+        make_private_folders(folder)
     except OSError as exc:
         raise OutboxError(
             f"cannot create the outbox folder {str(folder)!r}: {_reason(exc)}",

@@ -19,11 +19,17 @@ import sys
 from typing import IO, TYPE_CHECKING, Any
 
 from .config import redact
+from .textsafe import sanitize
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 _STYLES = {"red": "31", "green": "32", "yellow": "33", "dim": "2", "bold": "1"}
+
+
+def _safe(text: str) -> str:
+    """Text for a terminal: the token redacted, control characters escaped (textsafe)."""
+    return sanitize(redact(text))
 
 
 def colour_allowed(stream: IO[str], no_color: bool = False) -> bool:
@@ -96,12 +102,34 @@ class Output:
                 self.reader_gone = True
 
     def raw(self, text: str, *, flush: bool = True) -> None:
-        """Text on stdout exactly as given (NDJSON export); ``reader_gone`` tells when to stop."""
-        self._emit(self.stdout, text, flush=flush)
+        """Data on stdout as UTF-8 bytes (NDJSON export); ``reader_gone`` tells when to stop.
+
+        Bytes, not text through the locale's encoding: with an ASCII locale an escaped
+        ``\\xfc`` would make the export invalid JSON.
+        """
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is None:  # a StringIO in tests
+            self._emit(self.stdout, text, flush=flush)
+            return
+        try:
+            self.stdout.flush()
+            buffer.write(text.encode("utf-8", "backslashreplace"))
+            if flush:
+                buffer.flush()
+        except BrokenPipeError:
+            _discard_further_writes(self.stdout)
+            self.reader_gone = True
 
     def flush(self) -> None:
         """Flush stdout (after :meth:`raw` with ``flush=False``)."""
         self._emit(self.stdout, "")
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is not None and not self.reader_gone:
+            try:
+                buffer.flush()
+            except BrokenPipeError:
+                _discard_further_writes(self.stdout)
+                self.reader_gone = True
 
     def _paint(self, text: str, style: str | None, enabled: bool) -> str:
         if not style or not enabled:
@@ -111,7 +139,7 @@ class Output:
     def result(self, text: str, style: str | None = None) -> None:
         """A human result line on stdout (suppressed by ``-q``)."""
         if not self.quiet:
-            self._emit(self.stdout, self._paint(redact(text), style, self.colour_out) + "\n")
+            self._emit(self.stdout, self._paint(_safe(text), style, self.colour_out) + "\n")
 
     def json(self, value: Any) -> None:
         """One JSON document on stdout, one line (written even with ``-q``)."""
@@ -126,23 +154,23 @@ class Output:
     def info(self, text: str, style: str | None = None) -> None:
         """A message on stderr (suppressed by ``-q``)."""
         if not self.quiet:
-            self._emit(self.stderr, self._paint(redact(text), style, self.colour_err) + "\n")
+            self._emit(self.stderr, self._paint(_safe(text), style, self.colour_err) + "\n")
 
     def log(self, text: str) -> None:
         """A ``--verbose`` line on stderr."""
         if self.verbose:
-            self._emit(self.stderr, self._paint(redact(text), "dim", self.colour_err) + "\n")
+            self._emit(self.stderr, self._paint(_safe(text), "dim", self.colour_err) + "\n")
 
     def warn(self, text: str) -> None:
         """A warning on stderr (shown even with ``-q``: it needs attention)."""
         label = self._paint("warning:", "yellow", self.colour_err)
-        self._emit(self.stderr, f"ievents: {label} {redact(text)}\n")
+        self._emit(self.stderr, f"ievents: {label} {_safe(text)}\n")
 
     def error(self, text: str, hint: str | None = None) -> None:
         """An error on stderr, always shown; ``hint`` says how to fix it."""
         label = self._paint("error:", "red", self.colour_err)
-        hint_line = f"  hint: {redact(hint)}\n" if hint else ""
-        self._emit(self.stderr, f"ievents: {label} {redact(text)}\n{hint_line}")
+        hint_line = f"  hint: {_safe(hint)}\n" if hint else ""
+        self._emit(self.stderr, f"ievents: {label} {_safe(text)}\n{hint_line}")
 
     def rich_console(self, *, stderr: bool = False) -> Console:
         """A rich Console on one of the streams, honouring the colour rules."""

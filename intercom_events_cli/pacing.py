@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from .retry import (
+    MAX_SERVER_WAIT_S,
     header,
     parse_rate_limit_limit,
     parse_rate_limit_remaining,
@@ -125,6 +126,8 @@ class RateLimitPacer:
                         raise PacerClosed("the run is stopping")
                     now = self._clock()
                     wait, for_answer = self._wait_s(now)
+                    # Never one wait beyond the cap (and never a value Condition.wait rejects).
+                    wait = min(wait, MAX_SERVER_WAIT_S)
                     if wait <= 0:
                         self._grant(now)
                         return
@@ -143,6 +146,10 @@ class RateLimitPacer:
             self._last_answer = now
             remaining = parse_rate_limit_remaining(headers)
             reset = parse_rate_limit_reset(headers)
+            if reset is not None and reset - now > MAX_SERVER_WAIT_S + self._skew:
+                # A window ending a day ahead is a server's mistake (Intercom's are 10 s):
+                # waiting for it would stall the run; the figures are not used.
+                reset = None
             limit = parse_rate_limit_limit(headers)
             wake = self._answer_waiters > 0
             if remaining is not None:
@@ -305,4 +312,7 @@ class RateLimitPacer:
             until = now + DEFAULT_429_HOLD_S
         if retry_after is not None:
             until = max(until, now + retry_after)
+        # However long the server asks for, nobody is held beyond the cap: the client gives
+        # up on such a wait (the event stays pending), the pacer does not sleep through it.
+        until = min(until, now + MAX_SERVER_WAIT_S)
         self._hold_until = max(self._hold_until, until)

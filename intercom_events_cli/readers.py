@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .errors import ConfigError, UsageError, ValidationError
-from .event import Event, event_from_record, validate_metadata_key
+from .event import Event, as_json, event_from_record, validate_metadata_key
 
 __all__ = [
     "CSV_COLUMNS",
@@ -72,6 +72,8 @@ METADATA_COLUMN = "metadata"
 METADATA_PREFIX = "metadata."
 # Far above any valid event (ten metadata values of 255 characters), far below a problem.
 MAX_LINE_BYTES = 1024 * 1024
+# A CSV record spanning more lines than this (a quoted cell with newlines) is a stray quote.
+MAX_RECORD_LINES = 100
 GZIP_MAGIC = b"\x1f\x8b"
 _BOM = codecs.BOM_UTF8
 
@@ -241,6 +243,23 @@ def _raw_text(line: bytes) -> str:
     return line.rstrip(b"\r\n").decode("utf-8", "replace")
 
 
+def _validated(record: object, clock: Clock) -> Event:
+    """``event_from_record``, every failure a :class:`ValidationError` of this one record.
+
+    Whatever one record holds (a lone surrogate, a value no check foresaw) must not stop
+    the reading of the others: an unexpected exception is that record's error.
+    """
+    try:
+        return event_from_record(record, clock)
+    except ValidationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one record's problem, never the run's
+        raise ValidationError(
+            f"the record cannot be used ({type(exc).__name__}); check its text and encoding",
+            field="record",
+        ) from None
+
+
 def _read_ndjson(stream: _LineReader, clock: Clock) -> Iterator[Record]:
     decode = _decoder.decode
     for number, (line, too_long) in enumerate(_physical_lines(stream), start=1):
@@ -268,7 +287,7 @@ def _read_ndjson(stream: _LineReader, clock: Clock) -> Iterator[Record]:
             yield Record(number, stripped, error=_json_problem(stripped))
             continue
         try:
-            event = event_from_record(value, clock)
+            event = _validated(value, clock)
         except ValidationError as exc:
             original = value if isinstance(value, dict) else text.rstrip("\r\n")
             yield Record(number, original, error=exc)
@@ -286,7 +305,7 @@ class _Column:
 def _suggest(name: str) -> str:
     known = [*CSV_COLUMNS, METADATA_COLUMN]
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {as_json(close[0])}?)" if close else ""
 
 
 def _csv_header(cells: list[str]) -> list[_Column]:
@@ -300,7 +319,7 @@ def _csv_header(cells: list[str]) -> list[_Column]:
     for index, raw_name in enumerate(cells):
         name = raw_name.strip()
         if name in seen:
-            raise InputError(f"line 1: CSV column {name!r} appears twice", field=name)
+            raise InputError(f"line 1: CSV column {as_json(name)} appears twice", field=name)
         seen.add(name)
         if name in CSV_COLUMNS:
             columns.append(_Column(index, "field", name))
@@ -312,7 +331,7 @@ def _csv_header(cells: list[str]) -> list[_Column]:
                 validate_metadata_key(key)
             except ValidationError as exc:
                 raise InputError(
-                    f"line 1: CSV column {name!r}: {exc.message}", field=name
+                    f"line 1: CSV column {as_json(name)}: {exc.message}", field=name
                 ) from None
             columns.append(_Column(index, "metadata_key", key))
         elif name.startswith("_"):
@@ -323,7 +342,7 @@ def _csv_header(cells: list[str]) -> list[_Column]:
             )
         else:
             raise InputError(
-                f"line 1: unknown CSV column {name!r}{_suggest(name)}; {allowed}", field=name
+                f"line 1: unknown CSV column {as_json(name)}{_suggest(name)}; {allowed}", field=name
             )
     if "event_name" not in seen:
         raise InputError(
@@ -366,29 +385,89 @@ def _csv_record(columns: list[_Column], cells: list[str]) -> tuple[dict[str, Any
             typed.update(by_key)
             record["metadata"] = typed
             return record, None
-        problem = f"metadata column must hold a JSON object, got {metadata_cell[:40]!r}"
-    # Keep what the row said, so that the rejects file shows it for fixing.
-    record["metadata"] = metadata_cell
-    for key, value in by_key.items():
-        record[METADATA_PREFIX + key] = value
+        problem = f"metadata column must hold a JSON object, got {as_json(metadata_cell[:40])}"
+    # The rejects file keeps the NDJSON shape (metadata one object) so that it replays once
+    # fixed: the metadata.KEY cells in metadata, the broken cell beside it to be merged in
+    # by hand (a record still holding _metadata_cell is refused, so it is never lost).
+    if by_key:
+        record["metadata"] = by_key
+    record["_metadata_cell"] = metadata_cell
     return record, problem
 
 
-def _decoded_lines(stream: _LineReader, problems: dict[int, ValidationError]) -> Iterator[str]:
-    """Text lines for the csv module; lines that cannot be used are noted in ``problems``."""
-    for number, (line, too_long) in enumerate(_physical_lines(stream), start=1):
+class _RunawayRecord(Exception):
+    """A CSV record (an open quote, most likely) ran past MAX_RECORD_LINES or _BYTES."""
+
+
+class _CsvLines:
+    """The physical lines of a CSV input as text for the csv module, one record at a time.
+
+    Before each record :meth:`start_record` notes where it starts; the lines it takes are
+    kept (bounded) so that a record that runs away (a stray opening quote swallowing the
+    rows after it) can be reported at its first line and reading resumed on the line after
+    it: :meth:`resume_after_first` puts the other lines back. Problems with lines (not
+    UTF-8, too long) are kept only for the record being read: memory stays flat.
+    """
+
+    def __init__(self, stream: _LineReader) -> None:
+        self._physical = _physical_lines(stream)
+        self._pushed_back: list[tuple[int, str, ValidationError | None]] = []
+        self._number = 0
+        self.record_lines: list[tuple[int, str, ValidationError | None]] = []
+        self._record_bytes = 0
+
+    def start_record(self) -> None:
+        """The next line starts a new record."""
+        self.record_lines = []
+        self._record_bytes = 0
+
+    @property
+    def record_start(self) -> int:
+        """The line number where the current record started (0 before any)."""
+        return self.record_lines[0][0] if self.record_lines else self._number + 1
+
+    @property
+    def last_line(self) -> int:
+        """The number of the last line handed to the csv module."""
+        return self.record_lines[-1][0] if self.record_lines else self._number
+
+    def problem(self) -> ValidationError | None:
+        """The first problem among the current record's lines, if any."""
+        return next((p for _, _, p in self.record_lines if p is not None), None)
+
+    def resume_after_first(self) -> tuple[int, str]:
+        """Put back every line of the current record but its first; (number, raw text)."""
+        first, *rest = self.record_lines
+        self._pushed_back[:0] = rest
+        self.record_lines = []
+        return first[0], first[1].rstrip("\r\n")
+
+    def _next(self) -> tuple[int, str, ValidationError | None]:
+        if self._pushed_back:
+            return self._pushed_back.pop(0)
+        line, too_long = next(self._physical)
+        self._number += 1
         if too_long:
-            problems[number] = _too_long_error()
-            yield "\n"
-            continue
+            return self._number, "\n", _too_long_error()
         try:
-            yield line.decode("utf-8")
+            return self._number, line.decode("utf-8"), None
         except UnicodeDecodeError as exc:
-            problems[number] = ValidationError(
+            problem = ValidationError(
                 f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8",
                 field="record",
             )
-            yield line.decode("utf-8", "replace")
+            return self._number, line.decode("utf-8", "replace"), problem
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if len(self.record_lines) >= MAX_RECORD_LINES or self._record_bytes > MAX_LINE_BYTES:
+            raise _RunawayRecord
+        entry = self._next()
+        self.record_lines.append(entry)
+        self._record_bytes += len(entry[1])
+        return entry[1]
 
 
 def _row_text(cells: list[str]) -> str:
@@ -398,43 +477,61 @@ def _row_text(cells: list[str]) -> str:
 
 
 def _read_csv(stream: _LineReader, clock: Clock) -> Iterator[Record]:
-    problems: dict[int, ValidationError] = {}
-    reader = csv.reader(_decoded_lines(stream, problems))
+    lines = _CsvLines(stream)
+    lines.start_record()
+    reader = csv.reader(lines)
     try:
         header = next(reader)
     except StopIteration:
         return
-    except csv.Error as exc:
-        raise InputError(f"line 1: the CSV header cannot be read: {exc}", field="header") from None
-    if 1 in problems:
-        raise InputError(f"line 1: the CSV header is {problems[1].message}", field="header")
-    yield from _csv_rows(reader, _csv_header(header), len(header), problems, clock)
+    except (csv.Error, _RunawayRecord) as exc:
+        detail = exc if isinstance(exc, csv.Error) else "a quoted name is never closed"
+        raise InputError(
+            f"line 1: the CSV header cannot be read: {detail}", field="header"
+        ) from None
+    problem = lines.problem()
+    if problem is not None:
+        raise InputError(f"line 1: the CSV header is {problem.message}", field="header")
+    yield from _csv_rows(lines, _csv_header(header), len(header), clock)
 
 
 def _csv_rows(
-    reader: Any,
-    columns: list[_Column],
-    width: int,
-    problems: dict[int, ValidationError],
-    clock: Clock,
+    lines: _CsvLines, columns: list[_Column], width: int, clock: Clock
 ) -> Iterator[Record]:
-    end = reader.line_num
+    reader = csv.reader(lines)
     while True:
-        start = end + 1
+        lines.start_record()
+        error: str | None = None
         try:
             cells = next(reader)
         except StopIteration:
             return
+        except _RunawayRecord:
+            error = (
+                f"a quoted field opened on this line runs past {MAX_RECORD_LINES} lines or "
+                f"{MAX_LINE_BYTES // 1024} KiB (a stray quote?); the line is skipped and "
+                "reading goes on with the next line"
+            )
         except csv.Error as exc:
-            end = reader.line_num
-            yield Record(start, "", error=ValidationError(f"not valid CSV: {exc}", field="record"))
+            error = f"not valid CSV: {exc}"
+        else:
+            if len(lines.record_lines) > 1 and len(cells) != width:
+                # A quoted cell spanning lines and a wrong cell count: a stray quote that
+                # swallowed the lines after it (up to the end of the input, say).
+                error = (
+                    "a quoted field opened on this line swallows the lines after it (a stray "
+                    "quote?); the line is skipped and reading goes on with the next line"
+                )
+        if error is not None:
+            number, raw = lines.resume_after_first()
+            yield Record(number, raw, error=ValidationError(error, field="record"))
+            reader = csv.reader(lines)  # the old one may be mid-field: a fresh start
             continue
-        end = reader.line_num
-        if problems:
-            found = [problems.pop(n) for n in range(start, end + 1) if n in problems]
-            if found:
-                yield Record(start, _row_text(cells), error=found[0])
-                continue
+        start = lines.record_start
+        line_problem = lines.problem()
+        if line_problem is not None:
+            yield Record(start, _row_text(cells), error=line_problem)
+            continue
         if not any(cell.strip() for cell in cells):
             continue  # a blank line, or an empty spreadsheet row (",,,,")
         if len(cells) != width:
@@ -453,7 +550,7 @@ def _csv_rows(
             yield Record(start, record, error=ValidationError(problem, field="metadata"))
             continue
         try:
-            event = event_from_record(record, clock)
+            event = _validated(record, clock)
         except ValidationError as exc:
             yield Record(start, record, error=exc)
             continue
@@ -554,6 +651,34 @@ def _same_file(one: Path, other: str | Path) -> bool:
         return False  # one of them does not exist (yet): not the same file
 
 
+def _is_stdin(path: Path) -> bool:
+    """True when ``path`` is the file standard input reads (same device and inode)."""
+    try:
+        ours, theirs = os.fstat(0), os.stat(path)
+    except OSError:
+        return False  # no stdin, or the path does not exist yet
+    return stat.S_ISREG(ours.st_mode) and (ours.st_dev, ours.st_ino) == (
+        theirs.st_dev,
+        theirs.st_ino,
+    )
+
+
+def _reject_line(entry: dict[str, Any]) -> bytes:
+    """One rejects line as UTF-8 bytes, whatever the record holds.
+
+    A lone surrogate (from a ``\\ud800`` escape) cannot be encoded as UTF-8: such a line is
+    written with ASCII escapes instead, which read back as the same text. Anything else
+    that cannot be written keeps what can: the line, the error, the record as text.
+    """
+    try:
+        return (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(entry, default=str) + "\n").encode("ascii")
+    except (ValueError, TypeError, RecursionError):
+        fallback = {"_raw": as_json(entry), "_line": entry["_line"], "_error": entry["_error"]}
+        return (json.dumps(fallback) + "\n").encode("ascii")
+
+
 class RejectsWriter:
     """Writes invalid or permanently rejected records as NDJSON, for fixing and replay.
 
@@ -573,7 +698,10 @@ class RejectsWriter:
         self.count = 0
         self._failed = False
         self._lock = threading.Lock()
-        if input_path is not None and input_path != "-" and _same_file(self.path, input_path):
+        same = _is_stdin(self.path) if input_path == "-" else False
+        if input_path is not None and input_path != "-":
+            same = _same_file(self.path, input_path)
+        if same:
             raise UsageError(
                 f"the rejects file {str(path)!r} is the input file; writing it would destroy "
                 "the input, so choose another --rejects path"
@@ -588,7 +716,8 @@ class RejectsWriter:
             os.fchmod(descriptor, 0o600)
         except OSError:  # pragma: no cover - e.g. a file owned by someone else
             pass
-        self._file = os.fdopen(descriptor, "w", encoding="utf-8", newline="\n")
+        # Binary: UTF-8 bytes whatever the locale (a rejects file is data, not terminal text).
+        self._file = os.fdopen(descriptor, "wb")
 
     def write(self, line: int, original: Mapping[str, Any] | str, error: str) -> None:
         """Append one rejected record with its line number and the reason."""
@@ -598,10 +727,10 @@ class RejectsWriter:
             entry = {"_raw": original}
         entry["_line"] = line
         entry["_error"] = error
-        text = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+        data = _reject_line(entry)
         with self._lock:
             try:
-                self._file.write(text)
+                self._file.write(data)
                 self._file.flush()
             except OSError as exc:  # a full disk, say: the run stops, with a clear reason
                 self._failed = True

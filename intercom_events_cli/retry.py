@@ -21,6 +21,11 @@ from .outcome import is_retryable
 BASE_DELAY_S = 0.5
 MAX_BACKOFF_S = 30.0
 RESET_JITTER_S = 0.25
+# The longest wait any server may ask for (Retry-After, X-RateLimit-Reset), everywhere:
+# send/flush give up on a longer one (exit 75, the event kept), the pacer never waits more.
+MAX_SERVER_WAIT_S = 60.0
+# An X-RateLimit-Reset above this is in milliseconds (as seconds it is past the year 5000).
+_MILLISECONDS_ABOVE = 1e11
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -69,8 +74,15 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 def parse_rate_limit_reset(headers: Mapping[str, str]) -> float | None:
-    """``X-RateLimit-Reset`` as Unix seconds, or None."""
-    return _finite_number(header(headers, "X-RateLimit-Reset"))
+    """``X-RateLimit-Reset`` as Unix seconds, or None (absent, garbage, not positive).
+
+    A value in milliseconds is read as such; a value still absurd after that is the
+    caller's to clamp (every wait is capped at :data:`MAX_SERVER_WAIT_S`).
+    """
+    number = _finite_number(header(headers, "X-RateLimit-Reset"))
+    if number is None or number <= 0:
+        return None
+    return number / 1000 if number > _MILLISECONDS_ABOVE else number
 
 
 def parse_rate_limit_limit(headers: Mapping[str, str]) -> int | None:

@@ -262,7 +262,7 @@ def test_a_csv_header_naming_an_unknown_column_stops_before_anything_is_sent(
 
 # (line, record or raw text, a fragment of the reason), in file order. Good lines between.
 BAD_NDJSON: list[tuple[int, Any, str]] = [
-    (2, {"event_name": "x", "usr_id": "u", "created_at": 1}, "unknown field 'usr_id'"),
+    (2, {"event_name": "x", "usr_id": "u", "created_at": 1}, 'unknown field "usr_id"'),
     (3, "not json {", "not valid JSON"),
     (4, "[1, 2]", "must be a JSON object"),
     (5, {"user_id": "u", "created_at": 1}, "event_name is missing"),
@@ -357,7 +357,7 @@ def test_without_rejects_the_first_ten_problems_and_a_count_go_to_stderr(
     assert result.code == 65, result
     shown = [line for line in result.stderr.splitlines() if line.startswith("ievents: error: line")]
     assert len(shown) == 10, result.stderr
-    assert shown[0].startswith("ievents: error: line 2: unknown field 'usr_id'")
+    assert shown[0].startswith('ievents: error: line 2: unknown field "usr_id"')
     assert "and 16 more invalid records" in result.stderr
     assert "read 31 records: 5 valid, 26 invalid" in result.stderr
     assert_delivered_exactly(fake, good)
@@ -389,7 +389,7 @@ def test_csv_bad_rows_count_the_header_as_line_one(
     assert "event_name" in rejects[3]["_error"]
     assert rejects[6]["email"] == "nope" and "e-mail" in rejects[6]["_error"]
     assert "cells" in rejects[7]["_error"]
-    assert "metadata" in rejects[8]["_error"] and rejects[8]["metadata"] == "{not json}"
+    assert "metadata" in rejects[8]["_error"] and rejects[8]["_metadata_cell"] == "{not json}"
     assert "a.b" in rejects[11]["_error"]
     assert_delivered_exactly(
         fake,
@@ -712,7 +712,7 @@ def test_help_shows_examples_and_what_verbose_does(run_cli: RunCli) -> None:
     result = run_cli("batch", "--help", env={"COLUMNS": "100"})
     assert result.code == 0
     assert "ievents batch events.ndjson.gz --rejects rejects.ndjson" in result.stdout
-    assert "progress line every 10 s" in result.stdout
+    assert "as a line every 10 s" in result.stdout
 
 
 def test_a_rejected_token_is_said_at_once_and_the_rest_is_still_stored(

@@ -426,9 +426,9 @@ def run_on_a_terminal(
             for number, line in enumerate(lines, start=1):
                 os.write(write_end, (line + "\n").encode())
                 if number == 1:
-                    wait_until(lambda: screen_shows(r"read 1, stored 1"), "the progress bar")
+                    wait_until(lambda: screen_shows(r" 1 records"), "the progress bar")
                 else:
-                    wait_until(lambda n=number: screen_shows(rf"read {n}, "), f"record {number}")
+                    wait_until(lambda n=number: screen_shows(rf" {n} records"), f"record {number}")
             os.close(write_end)
         process.wait(timeout=60)
     finally:
@@ -456,9 +456,9 @@ def test_progress_bar_on_a_terminal_and_problems_stay_on_screen(
     text = "\n".join(screen)
     # Problems found while the bar was showing are printed above it, not drawn over; at
     # the end the bar is gone and the summary is there.
-    assert "line 2: unknown field 'usr_id'" in text, text
+    assert 'line 2: unknown field "usr_id"' in text, text
     assert "line 4: not valid JSON" in text, text
-    assert not any(re.search(r"read \d+, stored \d+", line) for line in screen), text
+    assert not any(re.search(r"ETA (\d|-):", line) for line in screen), text
     assert "read 5 records: 3 valid, 2 invalid" in text, text
 
 
@@ -476,8 +476,8 @@ def test_verbose_reports_progress_lines_without_a_terminal(
     source = write(tmp_path / "in.ndjson", ndjson([event(n) for n in range(20)]))
     fake.latency = 0.05
     program = (
-        "import intercom_events_cli.cli.batch as batch\n"
-        "batch.VERBOSE_PROGRESS_EVERY_S = 0.2\n"
+        "import intercom_events_cli.cli.progress as progress\n"
+        "progress.VERBOSE_PROGRESS_EVERY_S = 0.2\n"
         "from intercom_events_cli.cli import main\n"
         "main()\n"
     )
@@ -495,7 +495,8 @@ def test_verbose_reports_progress_lines_without_a_terminal(
     progress = [line for line in lines if "events/s" in line and "records:" not in line]
     assert len(progress) >= 2, stderr
     assert re.fullmatch(
-        r"batch: read \d+, stored \d+, skipped 0, invalid 0, delivered \d+, \d+ events/s",
+        r"batch: read \d+ \(\d+%\), stored \d+, skipped 0, invalid 0, "
+        r"delivered \d+ of ~\d+, \d+ events/s, ETA (\d:\d\d:\d\d|-:--:--)",
         progress[0],
     ), progress[0]
     assert "\x1b" not in stderr

@@ -43,6 +43,8 @@ def test_check_json_shape(run_cli: RunCli, fake: FakeIntercom) -> None:
         "api_base": fake.url,
         "api_version": "2.11",
         "warnings": [],
+        "token": {"last4": "..." + TOKEN[-4:], "source": "variable INTERCOM_ACCESS_TOKEN"},
+        "proxy": None,
     }
     assert fake.requests[0].headers["intercom-version"] == "2.11"
 

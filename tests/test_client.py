@@ -289,7 +289,10 @@ def test_timeout(make_client: Callable[..., EventsClient], sleeps: list[float]) 
     assert outcome.kind is OutcomeKind.TEMPORARY
     assert outcome.status is None
     assert outcome.attempts == 3
-    assert outcome.error() == {"code": "timeout", "message": "request timed out (0.5s)"}
+    assert outcome.error() == {
+        "code": "timeout",
+        "message": "request to api.example.test timed out (0.5s)",
+    }
     assert len(recorder.requests) == 3
     assert {r.content for r in recorder.requests} == {make_event().body()}
 
@@ -301,7 +304,10 @@ def test_timeout(make_client: Callable[..., EventsClient], sleeps: list[float]) 
 def test_connection_errors(make_client: Callable[..., EventsClient], exception: Exception) -> None:
     outcome = make_client(Recorder(exception), make_settings(retries=0)).send(make_event())
     assert outcome.status is None
-    assert outcome.error() == {"code": "connection_error", "message": str(exception)}
+    assert outcome.error() == {
+        "code": "connection_error",
+        "message": f"cannot reach api.example.test: {exception}",
+    }
     assert outcome.exit_code is ExitCode.TEMPORARY
 
 
@@ -350,7 +356,7 @@ def test_every_attempt_is_logged_without_the_token(
     assert {log.method for log in logs} == {"POST"}
     assert {log.url for log in logs} == {f"{BASE_URL}/events"}
     assert [log.rate_limit_remaining for log in logs] == [7, None, 5]
-    assert logs[1].error == "request timed out (0.5s)"
+    assert logs[1].error == "request to api.example.test timed out (0.5s)"
     assert all(log.elapsed_ms >= 0 for log in logs)
     assert TOKEN not in repr(logs)
 

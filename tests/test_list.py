@@ -94,7 +94,7 @@ def test_list_by_intercom_user_id(run_cli: RunCli, fake: FakeIntercom) -> None:
     assert run_cli("send", "lead-visited", "--id", "6762f22b1bb69f9f2193bc12").code == 0
     fake.requests.clear()
 
-    result = run_cli("list", "--intercom-user-id", "6762f22b1bb69f9f2193bc12", "--json")
+    result = run_cli("list", "--id", "6762f22b1bb69f9f2193bc12", "--json")
 
     assert result.code == 0, result
     assert [e["event_name"] for e in result.json_lines()] == ["lead-visited"]
@@ -230,7 +230,7 @@ def test_summary_json(run_cli: RunCli, fake: FakeIntercom) -> None:
         (),
         ("--json",),
         ("--user-id", "1", "--email", "a@example.org"),
-        ("--email", "a@example.org", "--intercom-user-id", "x"),
+        ("--email", "a@example.org", "--id", "x"),
         ("--user-id", " "),
     ],
 )

@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -62,8 +63,9 @@ COMMAND_MODULES = {
     "outbox": "outbox",
     "check": "lookup",
     "list": "lookup",
+    "config": "configure",
 }
-MODULE_ORDER = ("send", "batch", "outbox", "lookup")
+MODULE_ORDER = ("send", "batch", "outbox", "lookup", "configure")
 
 
 def register_commands(argv: list[str] | None = None) -> typer.Typer:
@@ -116,8 +118,35 @@ def _reflow_all_help(typer_app: typer.Typer) -> None:
             _reflow_all_help(group.typer_instance)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (``timeout``, systemd, ``kill``) is handled as Ctrl-C: said, exit 130."""
+    raise KeyboardInterrupt
+
+
+def _plain_argument_metavars() -> None:
+    """Usage lines show ``EVENT_NAME``, not typer's ``{EVENT_NAME}`` for a required argument."""
+    from typer.core import TyperArgument
+
+    original = TyperArgument.make_metavar
+    if getattr(original, "_ievents_plain", False):
+        return
+
+    def make_metavar(self: TyperArgument, ctx: Any, *, usage: bool = False) -> str:
+        text = original(self, ctx, usage=usage)
+        return text[1:-1] if text.startswith("{") and text.endswith("}") else text
+
+    make_metavar._ievents_plain = True  # type: ignore[attr-defined]
+    TyperArgument.make_metavar = make_metavar  # type: ignore[method-assign]
+
+
 def main() -> None:
     """Console-script entry point."""
+    # Every command handles SIGTERM as SIGINT (flush and batch install their own
+    # stop-cleanly handler for both while they run): a message and exit 130, not a silent 143.
+    signal.signal(signal.SIGTERM, _terminate)
+    from .usage import run
+
     register_commands(sys.argv[1:])
+    _plain_argument_metavars()
     _reflow_all_help(app)  # microseconds; help also shows without -h (no arguments)
-    app()
+    sys.exit(run(app, sys.argv[1:]))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -25,6 +23,7 @@ from .common import (
     JsonOpt,
     NoColorOpt,
     OutboxOpt,
+    ProfileOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -34,16 +33,16 @@ from .common import (
     reporting,
 )
 from .outbox import open_outbox, outbox_path, plural, stop_on_signals
+from .progress import progress_reporting
 
 if TYPE_CHECKING:
-    from ..bulk import BatchReport, BatchRun
+    from ..bulk import BatchReport
     from ..delivery import Delivery
     from ..readers import InputSource, Record
 
 INPUT = "Input"
 DELIVERY = "Delivery"
 MAX_PROBLEM_LINES = 10
-VERBOSE_PROGRESS_EVERY_S = 10.0
 
 
 class BatchDisplay:
@@ -105,89 +104,6 @@ class BatchDisplay:
                 f"{where}: {row.event_name} for {row.event().contact} rejected by Intercom "
                 f"({status_text(outcome.status)}{': ' + detail if detail else ''})"
             )
-
-
-def progress_line(run: BatchRun, started: float) -> str:
-    """``read 1200, stored 1200, delivered 800, failed 0, 160 events/s``."""
-    report = run.report
-    elapsed = max(time.monotonic() - started, 1e-9)
-    delivered = run.live_delivered
-    rate = (delivered if run.mode == "deliver" else report.valid) / elapsed
-    return (
-        f"read {report.read}, stored {report.queued}, skipped {report.skipped}, "
-        f"invalid {report.invalid}, delivered {delivered}, {rate:.0f} events/s"
-    )
-
-
-@contextmanager
-def progress_reporting(ui: Output, run: BatchRun, display: BatchDisplay) -> Iterator[None]:
-    """A rich progress bar on a terminal; ``-v`` lines every 10 s elsewhere; else nothing."""
-    started = time.monotonic()
-    done = threading.Event()
-    terminal = not ui.quiet and ui.stderr.isatty()
-    if terminal:
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        size = run.source.size
-        progress = Progress(
-            SpinnerColumn(),
-            TextColumn("batch"),
-            BarColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeRemainingColumn(),
-            console=ui.rich_console(stderr=True),
-            transient=True,
-        )
-        task = progress.add_task("batch", total=size, stats="")
-
-        def refresh() -> None:
-            while not done.wait(0.2):
-                position = run.source.position()
-                stats = progress_line(run, started) + (
-                    f", failed {display.failed}" if display.failed else ""
-                )
-                progress.update(task, completed=position or 0, stats=stats)
-
-        with progress:
-            from rich.file_proxy import FileProxy
-
-            # Messages written while the bar shows (bad records, dead letters) go above it
-            # through rich; written straight to the terminal, the next refresh would draw
-            # the bar over them.
-            terminal_stderr = ui.stderr
-            proxy = FileProxy(progress.console, terminal_stderr)
-            ui.stderr = proxy
-            ticker = threading.Thread(target=refresh, daemon=True)
-            ticker.start()
-            try:
-                yield
-            finally:
-                done.set()
-                ticker.join()
-                proxy.flush()
-                ui.stderr = terminal_stderr
-        return
-    if ui.verbose:
-
-        def report_every_10_s() -> None:
-            while not done.wait(VERBOSE_PROGRESS_EVERY_S):
-                ui.info(f"batch: {progress_line(run, started)}")
-
-        ticker = threading.Thread(target=report_every_10_s, daemon=True)
-        ticker.start()
-        try:
-            yield
-        finally:
-            done.set()
-            ticker.join()
-        return
-    yield
 
 
 def summary_json(report: BatchReport, rejects: str | None, mode: str) -> dict[str, Any]:
@@ -295,19 +211,28 @@ def print_summary(
             )
 
 
+class InputFormat(str, Enum):
+    """The input formats --format offers (shell completion lists them)."""
+
+    ndjson = "ndjson"
+    csv = "csv"
+
+
 @app.command(no_args_is_help=False)
 def batch(
     file: Annotated[
         str,
         typer.Argument(
+            metavar="FILE",
             help="NDJSON or CSV file (optionally .gz), or - for standard input.",
             show_default=False,
         ),
     ] = "-",
     input_format: Annotated[
-        str | None,
+        InputFormat | None,
         typer.Option(
             "--format",
+            case_sensitive=False,
             help="ndjson or csv (default: from the extension; standard input: ndjson).",
             rich_help_panel=INPUT,
             show_default=False,
@@ -351,6 +276,7 @@ def batch(
         typer.Option(
             "--concurrency",
             "-c",
+            metavar="N",
             min=1,
             max=256,
             help="Requests in flight (32 reaches Intercom's 10,000/min over a 50-200 ms "
@@ -385,6 +311,7 @@ def batch(
     outbox: OutboxOpt = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -397,7 +324,8 @@ def batch(
         typer.Option(
             "--verbose",
             "-v",
-            help="A progress line every 10 s on stderr (for cron logs).",
+            help="The progress (read, delivered, rate, ETA) as a line every 10 s on stderr "
+            "(for cron logs).",
             rich_help_panel=OUTPUT,
         ),
     ] = False,
@@ -440,7 +368,7 @@ def batch(
         report = run_batch(
             ui,
             file=file,
-            input_format=input_format,
+            input_format=input_format.value if input_format else None,
             rejects=rejects,
             mode=mode,
             resend=resend,
@@ -449,6 +377,7 @@ def batch(
             max_time=max_time,
             outbox=outbox,
             env_file=env_file,
+            profile=profile,
             settings_options={
                 "token_file": token_file,
                 "region": region,
@@ -491,13 +420,14 @@ def run_batch(
     max_time: float | None,
     outbox: str | None,
     env_file: str | None,
+    profile: str | None,
     settings_options: dict[str, Any],
 ) -> BatchReport:
     """Open everything, run the batch with progress and signals, print the summary."""
     from ..bulk import BatchRun
     from ..readers import RejectsWriter
 
-    env = load_environment(env_file)
+    env = load_environment(env_file, profile=profile)
     settings = None
     if mode != "dry_run":
         # Configuration is checked before anything is read or stored; capturing needs the

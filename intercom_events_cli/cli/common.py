@@ -7,11 +7,12 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..config import redact
+from ..config import redact, set_warning_sink
 from ..errors import ExitCode, IeventsError
 from ..outcome import status_text
 from ..output import Output
@@ -26,6 +27,7 @@ TokenFileOpt = Annotated[
     str | None,
     typer.Option(
         "--token-file",
+        metavar="PATH",
         help="Read the access token from the first line of this file "
         "(else INTERCOM_ACCESS_TOKEN_FILE). The token itself is never a flag.",
         rich_help_panel=CONNECTION,
@@ -36,15 +38,38 @@ EnvFileOpt = Annotated[
     str | None,
     typer.Option(
         "--env-file",
+        metavar="PATH",
         help="Load variables from this file instead of ./.env (set variables win).",
         rich_help_panel=CONNECTION,
         show_default=False,
     ),
 ]
-RegionOpt = Annotated[
+ProfileOpt = Annotated[
     str | None,
     typer.Option(
+        "--profile",
+        metavar="NAME",
+        help="Use this profile of $XDG_CONFIG_HOME/ievents/config.toml "
+        "(else IEVENTS_PROFILE, else its default_profile).",
+        rich_help_panel=CONNECTION,
+        show_default=False,
+    ),
+]
+
+
+class Region(str, Enum):
+    """The workspace regions (a str, so the core takes it as the region's name)."""
+
+    us = "us"
+    eu = "eu"
+    au = "au"
+
+
+RegionOpt = Annotated[
+    Region | None,
+    typer.Option(
         "--region",
+        case_sensitive=False,
         help="Workspace region: us, eu or au (else INTERCOM_REGION, default us).",
         rich_help_panel=CONNECTION,
         show_default=False,
@@ -54,6 +79,7 @@ BaseUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--base-url",
+        metavar="URL",
         help="API base URL, overriding --region (else INTERCOM_BASE_URL). "
         "Plain http only for loopback.",
         rich_help_panel=CONNECTION,
@@ -64,6 +90,7 @@ ApiVersionOpt = Annotated[
     str | None,
     typer.Option(
         "--api-version",
+        metavar="VERSION",
         help="Intercom-Version header (else INTERCOM_API_VERSION, default 2.14).",
         rich_help_panel=CONNECTION,
         show_default=False,
@@ -82,6 +109,7 @@ TimeoutOpt = Annotated[
     float,
     typer.Option(
         "--timeout",
+        metavar="SECONDS",
         min=0.1,
         max=3600.0,
         callback=finite,
@@ -93,6 +121,7 @@ RetriesOpt = Annotated[
     int,
     typer.Option(
         "--retries",
+        metavar="N",
         min=0,
         # Backoff is capped at 30 s: 100 retries already spans most of an hour.
         max=100,
@@ -176,8 +205,10 @@ def reporting(
 
     Expected errors (:class:`IeventsError`) become one line plus a hint. Anything else is
     a bug: one line and exit 1, the traceback (redacted) only with ``--debug``. Ctrl-C
-    exits 130.
+    exits 130. Warnings found while loading the settings (a token file readable by
+    others) go to stderr as they are found, once each.
     """
+    set_warning_sink(ui.warn)
     try:
         yield
     except typer.Exit:
@@ -202,6 +233,8 @@ def reporting(
             None if debug else "this is a bug in ievents; run again with --debug for details",
         )
         raise typer.Exit(int(ExitCode.INTERNAL)) from None
+    finally:
+        set_warning_sink(None)
 
 
 def _json_error_once(ui: Output, exit_code: ExitCode, code: str, message: str) -> None:

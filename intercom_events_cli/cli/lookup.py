@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..config import Settings, load_environment, redact
+from ..client import proxy_for
+from ..config import Settings, load_environment, redact, token_tail
 from ..errors import ApiError, ExitCode, IeventsError, UsageError
 from ..event import format_utc
 from ..output import Output
@@ -20,6 +21,7 @@ from .common import (
     EnvFileOpt,
     JsonOpt,
     NoColorOpt,
+    ProfileOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -49,7 +51,8 @@ def api_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) 
     """What the user can do about a failed GET."""
     if exc.exit_code is ExitCode.AUTH:
         return (
-            "the token was rejected: check INTERCOM_ACCESS_TOKEN is current and allowed to "
+            "the token was rejected: check the token from "
+            f"{settings.token_source} is current and allowed to "
             "read admins and events; EU and AU workspaces need --region eu or --region au "
             f"(this request went to {settings.base_url})"
         )
@@ -62,12 +65,19 @@ def api_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) 
         )
     if exc.exit_code is ExitCode.DATA:
         return "Intercom refused the request; check the contact identifier"
+    proxy = proxy_for(settings.base_url)
+    if proxy:
+        return (
+            f"the request went through the proxy {proxy}: check it (HTTPS_PROXY, NO_PROXY), "
+            "or try again in a few minutes"
+        )
     return "Intercom or the network is unavailable: try again in a few minutes"
 
 
 def load_settings(
     *,
     env_file: str | None,
+    profile: str | None,
     token_file: str | None,
     region: str | None,
     base_url: str | None,
@@ -77,7 +87,7 @@ def load_settings(
 ) -> Settings:
     """Settings from flags, environment and ``.env``; a token is required."""
     return Settings.load(
-        env=load_environment(env_file),
+        env=load_environment(env_file, profile=profile),
         token_file=token_file,
         region=region,
         base_url=base_url,
@@ -87,7 +97,7 @@ def load_settings(
     )
 
 
-def print_owner(ui: Output, owner: TokenOwner) -> None:
+def print_owner(ui: Output, owner: TokenOwner, settings: Settings) -> None:
     """The human ``check`` report on stdout."""
 
     def shown(value: str | None) -> str:
@@ -104,12 +114,17 @@ def print_owner(ui: Output, owner: TokenOwner) -> None:
     ui.result(f"  app:     {app_line}")
     ui.result(f"  region:  {shown(owner.reported_region)}")
     ui.result(f"  API:     {owner.api_base} (Intercom-Version {owner.api_version})")
+    ui.result(f"  token:   {token_tail(settings.token)} from {settings.token_source}")
+    proxy = proxy_for(settings.base_url)
+    if proxy:
+        ui.result(f"  proxy:   {proxy} (from the environment: HTTPS_PROXY / HTTP_PROXY)")
 
 
 @app.command()
 def check(
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -144,6 +159,7 @@ def check(
                     "api_base": settings.base_url if settings else None,
                     "api_version": settings.api_version if settings else None,
                     "status": getattr(exc, "status", None),
+                    "token_source": settings.token_source if settings else None,
                     "error": {"code": exc.code, "message": exc.message},
                 }
             )
@@ -151,6 +167,7 @@ def check(
     with reporting(ui, debug, on_error=json_failure):
         settings = load_settings(
             env_file=env_file,
+            profile=profile,
             token_file=token_file,
             region=region,
             base_url=base_url,
@@ -167,14 +184,23 @@ def check(
             exc.hint = exc.hint or api_hint(exc, settings)
             raise
         if json_output:
-            ui.json(owner.as_json())
+            ui.json(
+                {
+                    **owner.as_json(),
+                    "token": {
+                        "last4": token_tail(settings.token),
+                        "source": settings.token_source,
+                    },
+                    "proxy": proxy_for(settings.base_url),
+                }
+            )
         else:
-            print_owner(ui, owner)
+            print_owner(ui, owner, settings)
         for warning in owner.warnings():
             ui.warn(warning)
 
 
-def pick_contact(user_id: str | None, email: str | None, intercom_user_id: str | None) -> Contact:
+def pick_contact(user_id: str | None, email: str | None, contact_id: str | None) -> Contact:
     """Exactly one of the three identifiers, as a :class:`Contact`."""
     from ..lookup import Contact
 
@@ -183,23 +209,24 @@ def pick_contact(user_id: str | None, email: str | None, intercom_user_id: str |
         for key, value in (
             ("user_id", user_id),
             ("email", email),
-            ("intercom_user_id", intercom_user_id),
+            ("intercom_user_id", contact_id),
         )
         if value is not None
     ]
     if len(given) != 1:
         raise UsageError(
-            "give exactly one of --user-id, --email or --intercom-user-id"
+            "give exactly one of --user-id, --email or --id"
             + (f" (got {len(given)})" if given else "")
         )
     key, value = given[0]
+    flag = "--id" if key == "intercom_user_id" else f"--{key.replace('_', '-')}"
     if not value.strip():
-        raise UsageError(f"--{key.replace('_', '-')} is empty")
+        raise UsageError(f"{flag} is empty")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # bytes that are not UTF-8 in argv: they cannot go in a URL
         raise UsageError(
-            f"--{key.replace('_', '-')} is not valid UTF-8 text; check the encoding of the input"
+            f"{flag} is not valid UTF-8 text; check the encoding of the input"
         ) from None
     return Contact(key, value)
 
@@ -249,12 +276,15 @@ def print_table(ui: Output, title: str, headers: list[str], rows: Iterable[list[
     from rich.table import Table
     from rich.text import Text
 
+    from ..textsafe import sanitize
+
     table = Table(title=title, title_justify="left", show_lines=False)
     for header in headers:
         table.add_column(header, overflow="fold")
     for row in rows:
         # Text(): event names and metadata are data, never rich markup.
-        table.add_row(*(Text(cell) for cell in row))
+        # sanitize(): server text with control characters would drive the terminal.
+        table.add_row(*(Text(sanitize(cell)) for cell in row))
     ui.rich_console().print(table)
 
 
@@ -262,16 +292,24 @@ def print_table(ui: Output, title: str, headers: list[str], rows: Iterable[list[
 def list_command(
     user_id: Annotated[
         str | None,
-        typer.Option("--user-id", help="Your user id for the contact.", rich_help_panel=CONTACT),
+        typer.Option(
+            "--user-id", metavar="ID", help="Your user id for the contact.", rich_help_panel=CONTACT
+        ),
     ] = None,
     email: Annotated[
         str | None,
-        typer.Option("--email", help="The contact's e-mail address.", rich_help_panel=CONTACT),
+        typer.Option(
+            "--email",
+            metavar="EMAIL",
+            help="The contact's e-mail address.",
+            rich_help_panel=CONTACT,
+        ),
     ] = None,
-    intercom_user_id: Annotated[
+    contact_id: Annotated[
         str | None,
         typer.Option(
-            "--intercom-user-id",
+            "--id",
+            metavar="CONTACT_ID",
             help="Intercom's contact id (the way to list a lead's events).",
             rich_help_panel=CONTACT,
         ),
@@ -299,15 +337,16 @@ def list_command(
         int | None,
         typer.Option(
             "--limit",
-            min=1,
+            min=0,
             metavar="N",
-            help="Stop after N events (or summaries).",
+            help="Stop after N events (or summaries); 0: all (the default).",
             rich_help_panel=LISTING,
             show_default=False,
         ),
     ] = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -318,6 +357,15 @@ def list_command(
         typer.Option(
             "--json",
             help="One JSON object per event on stdout (NDJSON); nothing else on stdout.",
+            rich_help_panel="Output",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing; the exit code says whether the contact's events could be read.",
             rich_help_panel="Output",
         ),
     ] = False,
@@ -339,11 +387,14 @@ def list_command(
     67 no such contact, 75 temporary failure after retries, 77 token rejected,
     78 configuration.
     """
-    ui = Output(json_mode=json_output, verbose=verbose or debug, no_color=no_color)
+    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
+    if limit == 0:
+        limit = None  # 0 means all, as in outbox list
     with reporting(ui, debug):
-        contact = pick_contact(user_id, email, intercom_user_id)
+        contact = pick_contact(user_id, email, contact_id)
         settings = load_settings(
             env_file=env_file,
+            profile=profile,
             token_file=token_file,
             region=region,
             base_url=base_url,
@@ -353,7 +404,11 @@ def list_command(
         )
         try:
             with open_client(ui, settings) as client:
-                if summary:
+                if quiet:
+                    from ..lookup import list_events
+
+                    next(iter(list_events(client, contact, per_page=per_page, limit=1)), None)
+                elif summary:
                     show_summaries(ui, client, contact, limit)
                 else:
                     show_events(ui, client, contact, per_page=per_page, limit=limit)

@@ -32,6 +32,7 @@ from .common import (
     JsonOpt,
     NoColorOpt,
     OutboxOpt,
+    ProfileOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -505,6 +506,7 @@ def flush(
         typer.Option(
             "--concurrency",
             "-c",
+            metavar="N",
             min=1,
             max=256,
             help="Events sent at once.",
@@ -555,6 +557,7 @@ def flush(
     outbox: OutboxOpt = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -568,7 +571,9 @@ def flush(
 ) -> None:
     """Deliver the events waiting in the outbox, oldest first, several at once.
 
-    Example (crontab, every minute): * * * * * ievents flush -q --max-time 50
+    Example (crontab, every minute; the absolute path of ievents, explicit configuration,
+    a log): * * * * * /opt/ievents/.venv/bin/ievents flush -q --max-time 50 --env-file
+    /etc/ievents/app.env >> /var/log/ievents/cron.log 2>&1
 
     Example (a relay, as a service): ievents flush --watch --metrics-port 9464
 
@@ -595,7 +600,7 @@ def flush(
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
     with reporting(ui, debug, on_error=_json_error(ui)):
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         settings = Settings.load(
             env=env,
             token_file=token_file,
@@ -688,6 +693,7 @@ def run_flush(
 def status(
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     json_output: JsonOpt = False,
     output_format: Annotated[
         str,
@@ -697,6 +703,15 @@ def status(
             help="text, json (as --json) or prometheus (the text exposition format).",
         ),
     ] = "text",
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing; exit 0 when the outbox can be read, else 78.",
+            rich_help_panel="Output",
+        ),
+    ] = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -719,16 +734,18 @@ def status(
     Example (cron): ievents outbox status --format prometheus > /var/lib/node_exporter/ievents.prom
     """
     fmt = output_format.strip().lower()
-    ui = Output(json_mode=json_output or fmt == "json", no_color=no_color)
+    ui = Output(json_mode=json_output or fmt == "json", quiet=quiet, no_color=no_color)
     with reporting(ui, debug, on_error=_json_error(ui)):
         if fmt not in ("text", "json", "prometheus"):
             raise UsageError(f"--format {output_format!r}: choose text, json or prometheus")
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         summary = None
         if path.exists():
             with open_outbox(path, env) as store:
                 summary = store.summary()
+        if quiet:
+            return
         if fmt == "prometheus":
             from ..metrics import status_text
 
@@ -793,6 +810,15 @@ def destination_text(destination: Destination | None) -> str:
     return f"{destination.base_url} ({version}, token ending …{hint})"
 
 
+def short_destination(row: OutboxRow, destinations: Mapping[int, Destination]) -> str:
+    """``api.eu.intercom.io …f3a2``: host and token ending, for a narrow table cell."""
+    destination = destinations.get(row.destination_id) if row.destination_id else None
+    if destination is None:
+        return "unbound"
+    host = destination.base_url.split("://", 1)[-1]
+    return f"{host} …{destination.token_hint}"
+
+
 def print_status(ui: Output, path: OutboxLocation, summary: OutboxSummary | None) -> None:
     """``outbox status`` for humans (or ``--json``)."""
     data = status_json(path, summary)
@@ -854,12 +880,24 @@ def list_rows(
     ] = False,
     limit: Annotated[
         int,
-        typer.Option("--limit", min=0, max=SQLITE_MAX_INT, help="At most this many (0: all)."),
+        typer.Option(
+            "--limit", metavar="N", min=0, max=SQLITE_MAX_INT, help="At most this many (0: all)."
+        ),
     ] = 50,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object per line (NDJSON).")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing; exit 0 when the outbox can be read, else 78.",
+            rich_help_panel="Output",
+        ),
     ] = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -878,7 +916,7 @@ def list_rows(
     """
     from ..outbox import State
 
-    ui = Output(json_mode=json_output, no_color=no_color)
+    ui = Output(json_mode=json_output, quiet=quiet, no_color=no_color)
     with reporting(ui, debug):
         states = chosen_states(
             pending=pending,
@@ -886,7 +924,7 @@ def list_rows(
             delivered=delivered,
             default=[State.PENDING, State.IN_FLIGHT, State.DEAD],
         )
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         rows: list[OutboxRow] = []
         destinations: dict[int, Destination] = {}
@@ -894,6 +932,8 @@ def list_rows(
             with open_outbox(path, env) as store:
                 rows = store.rows(states, limit=limit or None)
                 destinations = store.destinations()
+        if quiet:
+            return
         if json_output:
             for row in rows:
                 ui.json(row_json(row, destinations))
@@ -905,9 +945,14 @@ def list_rows(
 
 
 def row_cells(row: OutboxRow, destinations: Mapping[int, Destination] | None = None) -> list[str]:
-    """id, state, event, contact, captured, attempts, last error, destination."""
+    """id, state, event, contact, captured, attempts, last result (empty once delivered),
+    destination."""
+    from ..outbox import State
+
     error = ""
-    if row.last_status is not None or row.last_error_code is not None:
+    if row.state is not State.DELIVERED and (
+        row.last_status is not None or row.last_error_code is not None
+    ):
         parts = [status_text(row.last_status) if row.last_status is not None else None]
         parts += [row.last_error_code, row.last_error_message]
         error = ": ".join(p for p in parts if p)
@@ -946,21 +991,38 @@ def print_table(
     if not rows:
         console.print(f"no such events in {path}")
         return
-    table = Table(show_edge=False, header_style="bold")
-    for title in (
-        "id",
-        "state",
-        "event",
-        "contact",
-        "captured",
-        "tries",
-        "last error",
-        "destination",
-    ):
-        table.add_column(title, overflow="fold", justify="right" if title == "id" else "left")
+    from rich import box
+
+    # Fits 80 columns: no vertical rules, the contact under the event name, minutes in the
+    # table (the seconds are in --json and the tab-separated output); times and addresses
+    # are never broken mid-token (a value too long for its column ends in an ellipsis),
+    # only the last result wraps.
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        header_style="bold",
+    )
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("event / contact", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column("captured (UTC)", no_wrap=True, min_width=16)
+    table.add_column("tries", justify="right", no_wrap=True)
+    table.add_column("last result", overflow="fold", min_width=11)
     styles = {"dead": "red", "delivered": "green", "in_flight": "cyan"}
     for row in rows:
-        table.add_row(*row_cells(row, destinations), style=styles.get(row.state.value))
+        ident, state, event, contact, captured, tries, result, _ = row_cells(row, destinations)
+        table.add_row(
+            ident,
+            state,
+            # An address needs no label; the destination in short (in full: --json).
+            f"{event}\n{contact.removeprefix('email ')}\n{short_destination(row, destinations)}",
+            captured.replace("T", " ")[:16],  # 2026-11-30 19:40
+            tries,
+            result,
+            style=styles.get(row.state.value),
+        )
     console.print(table)
 
 
@@ -970,6 +1032,16 @@ def export(
     dead: DeadOpt = False,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Accepted as everywhere; export writes only the events, errors on stderr.",
+            rich_help_panel="Output",
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Print the events as NDJSON: one payload per line, API field names, replayable.
@@ -982,12 +1054,12 @@ def export(
     """
     from ..outbox import State
 
-    ui = Output()
+    ui = Output(quiet=quiet)
     with reporting(ui, debug):
         states = chosen_states(
             pending=pending, dead=dead, default=[State.PENDING, State.IN_FLIGHT, State.DEAD]
         )
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         if not path.exists():
             return
@@ -1004,6 +1076,7 @@ def retry(
     ids: Annotated[
         list[int] | None,
         typer.Argument(
+            metavar="ID...",
             max=SQLITE_MAX_INT,
             help="Outbox ids of dead letters (default: all).",
             show_default=False,
@@ -1011,6 +1084,7 @@ def retry(
     ] = None,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -1024,7 +1098,7 @@ def retry(
     """
     ui = Output(json_mode=json_output, quiet=quiet)
     with reporting(ui, debug, on_error=_json_error(ui)):
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         moved: list[int] = []
         missing: list[int] = list(ids or [])
@@ -1072,13 +1146,16 @@ def purge(
     ] = False,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Delete events from the outbox: one of --pending, --dead or --delivered.
 
-    Example (cron): 0 3 * * * ievents outbox purge --delivered --older-than 30d -y
+    Example (cron, daily at 03:00): 0 3 * * *
+    /opt/ievents/.venv/bin/ievents outbox purge --delivered --older-than 30d --yes -q --env-file
+    /etc/ievents/app.env >> /var/log/ievents/cron.log 2>&1
 
     Asks for confirmation on a terminal; without one, needs --yes (else exit 2).
     "n": not purged, exit 0. Ctrl-C or end of input at the question: not purged, 130.
@@ -1094,7 +1171,7 @@ def purge(
             raise UsageError("choose what to purge: one of --pending, --dead or --delivered")
         state = State.PENDING if pending else State.DEAD if dead else State.DELIVERED
         age_s = parse_duration(older_than) if older_than is not None else None
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         if not path.exists():
             finish_purge(ui, 0, state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -23,6 +23,7 @@ from .common import (
     JsonOpt,
     NoColorOpt,
     OutboxOpt,
+    ProfileOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -34,6 +35,8 @@ from .common import (
 )
 
 EVENT = "Event"
+# The largest --metadata-json @FILE read (Intercom takes at most 10 metadata keys).
+MAX_METADATA_FILE_BYTES = 64 * 1024
 
 
 def read_metadata_json(value: str) -> dict[str, Any]:
@@ -41,9 +44,18 @@ def read_metadata_json(value: str) -> dict[str, Any]:
     if value.startswith("@"):
         path = Path(value[1:]).expanduser()
         try:
-            value = path.read_text(encoding="utf-8")
+            with path.open("rb") as handle:
+                # Bounded: @/dev/zero or a wrong, huge file must not take all memory.
+                data = handle.read(MAX_METADATA_FILE_BYTES + 1)
+            if len(data) > MAX_METADATA_FILE_BYTES:
+                raise UsageError(
+                    f"--metadata-json file {str(path)!r} is larger than "
+                    f"{MAX_METADATA_FILE_BYTES // 1024} KiB; event metadata is a few keys: "
+                    "check the file name",
+                )
+            value = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
             raise UsageError(f"cannot read --metadata-json file {str(path)!r}: {reason}") from None
     return parse_metadata_json(value)
 
@@ -93,7 +105,8 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
     event = outcome.event
     if outcome.kind is OutcomeKind.AUTH:
         return (
-            "the token was rejected: check INTERCOM_ACCESS_TOKEN is current and has the "
+            "the token was rejected: check the token from "
+            f"{settings.token_source} is current and has the "
             "'write events' permission; EU and AU workspaces need --region eu or --region au "
             f"(this request went to {settings.base_url})"
         )
@@ -178,20 +191,30 @@ def print_dry_run(ui: Output, event: Event, settings: Settings) -> None:
 @app.command(no_args_is_help=True)
 def send(
     event_name: Annotated[
-        str, typer.Argument(help="Event name, e.g. invited-friend.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="EVENT_NAME", help="Event name, e.g. invited-friend.", show_default=False
+        ),
     ],
     user_id: Annotated[
         str | None,
-        typer.Option("--user-id", help="Your user id for the contact.", rich_help_panel=EVENT),
+        typer.Option(
+            "--user-id", metavar="ID", help="Your user id for the contact.", rich_help_panel=EVENT
+        ),
     ] = None,
     email: Annotated[
         str | None,
-        typer.Option("--email", help="The contact's e-mail address.", rich_help_panel=EVENT),
+        typer.Option(
+            "--email", metavar="EMAIL", help="The contact's e-mail address.", rich_help_panel=EVENT
+        ),
     ] = None,
     contact_id: Annotated[
         str | None,
         typer.Option(
-            "--id", help="Intercom's contact id (the way to target a lead).", rich_help_panel=EVENT
+            "--id",
+            metavar="CONTACT_ID",
+            help="Intercom's contact id (the way to target a lead).",
+            rich_help_panel=EVENT,
         ),
     ] = None,
     created_at: Annotated[
@@ -251,6 +274,7 @@ def send(
     outbox: OutboxOpt = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -278,11 +302,13 @@ def send(
 
     def json_failure(exc: IeventsError) -> None:
         if json_output:
+            kept: int | None = getattr(exc, "outbox_id", None)  # interrupted, then queued
             ui.json(
                 {
                     "ok": False,
                     "delivered": False,
-                    "queued": False,
+                    "queued": kept is not None,
+                    **({"outbox_id": kept} if kept is not None else {}),
                     "status": None,
                     "attempts": 0,
                     "request_id": None,
@@ -302,7 +328,7 @@ def send(
             metadata=metadata,
             metadata_json=metadata_json,
         )
-        env = load_environment(env_file)
+        env = load_environment(env_file, profile=profile)
         settings = Settings.load(
             env=env,
             token_file=token_file,
@@ -328,10 +354,11 @@ def send(
         try:
             outcome = deliver_now(ui, event, settings)
         except KeyboardInterrupt:
+            if queue_on_failure:
+                keep_interrupted(event, outbox, env)
             raise Interrupted(
                 f"interrupted before Intercom answered: {event.event_name} for "
-                f"{event.contact} may or may not have arrived"
-                + (", and it was not queued" if queue_on_failure else ""),
+                f"{event.contact} may or may not have arrived",
                 hint=f"send it again with --created-at {event.created_at}: Intercom "
                 "de-duplicates the same event, contact and time",
             ) from None
@@ -347,6 +374,30 @@ def send(
         report_outcome(ui, outcome, settings)
         if not outcome.delivered:
             raise typer.Exit(int(outcome.exit_code))
+
+
+def keep_interrupted(event: Event, outbox: str | None, env: dict[str, str]) -> NoReturn:
+    """``--queue-on-failure`` interrupted (Ctrl-C, SIGTERM): keep the event, then exit 130.
+
+    It may have arrived: flush sends it again with the same created_at, which Intercom
+    de-duplicates. A second signal while the row is written is ignored (a short write).
+    """
+    import signal
+
+    from .outbox import open_outbox, outbox_path
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    with open_outbox(outbox_path(outbox, env), env) as store:
+        added = store.add(event)
+    interrupted = Interrupted(
+        f"interrupted before Intercom answered: {event.event_name} for {event.contact} may "
+        f"or may not have arrived; it was kept in the outbox (id {added.id})",
+        hint="ievents flush sends it again (same --created-at "
+        f"{event.created_at}); Intercom de-duplicates the same event, contact and time",
+    )
+    interrupted.outbox_id = added.id  # type: ignore[attr-defined]
+    raise interrupted
 
 
 def check_queue_options(

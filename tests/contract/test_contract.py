@@ -121,7 +121,7 @@ def test_check_human_output(prism: Prism, run_prism: RunCli) -> None:
 LIST_CONTACTS = [
     ("--user-id", "314159"),
     ("--email", "frodo.baggins+events@example.com"),
-    ("--intercom-user-id", "6762f22b1bb69f9f2193bc12"),
+    ("--id", "6762f22b1bb69f9f2193bc12"),
 ]
 
 

@@ -1,0 +1,156 @@
+"""Batch progress: two bars on a terminal (records read; events delivered, with rate and
+ETA), or the same numbers as a ``-v`` line every 10 s for logs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..output import Output
+
+if TYPE_CHECKING:
+    from ..bulk import BatchRun
+    from .batch import BatchDisplay
+
+# How often -v prints the progress line (a test shortens it).
+VERBOSE_PROGRESS_EVERY_S = 10.0
+
+
+@dataclass
+class Progress:
+    """What the two bars and the ``-v`` line show: reading, and delivery with rate and ETA."""
+
+    read: int
+    read_fraction: float | None  # None when the input's size is unknown (a pipe)
+    done: int  # delivered (or stored, or checked: see ``done_label``)
+    done_label: str
+    expected: int | None  # events to deliver in all, projected while still reading
+    rate: float  # done per second
+    eta_s: float | None
+
+
+def measure(run: BatchRun, started: float) -> Progress:
+    """The numbers of a batch run so far."""
+    report = run.report
+    elapsed = max(time.monotonic() - started, 1e-9)
+    size = run.source.size
+    position = run.source.position()
+    fraction = min(1.0, position / size) if size and position is not None else None
+    if run.mode == "deliver":
+        done, label, target = run.live_delivered, "delivered", report.queued
+    elif run.mode == "queue":
+        done, label, target = report.queued, "stored", report.queued
+    else:
+        done, label, target = report.valid, "checked", report.valid
+    expected: int | None = target
+    if fraction is not None and 0 < fraction < 1:
+        expected = max(target, round(target / fraction))  # projected from what was read
+    elif fraction is None:
+        expected = None if run.mode != "deliver" else target
+    rate = done / elapsed
+    eta = (
+        (expected - done) / rate if expected is not None and rate > 0 and expected >= done else None
+    )
+    return Progress(report.read, fraction, done, label, expected, rate, eta)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    whole = int(seconds + 0.5)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def progress_line(run: BatchRun, started: float) -> str:
+    """``read 1200 (40%), stored 1200, ..., delivered 800 of ~3000, 160 events/s, ETA 0:00:14``."""
+    report = run.report
+    now = measure(run, started)
+    percent = f" ({now.read_fraction:.0%})" if now.read_fraction is not None else ""
+    of = f" of ~{now.expected}" if now.expected is not None else ""
+    return (
+        f"read {report.read}{percent}, stored {report.queued}, skipped {report.skipped}, "
+        f"invalid {report.invalid}, {now.done_label} {now.done}{of}, "
+        f"{now.rate:.0f} events/s, ETA {_clock(now.eta_s)}"
+    )
+
+
+@contextmanager
+def progress_reporting(ui: Output, run: BatchRun, display: BatchDisplay) -> Iterator[None]:
+    """Two rich bars on a terminal (read; delivered, with rate and ETA); ``-v`` lines every
+    10 s elsewhere; else nothing."""
+    started = time.monotonic()
+    done = threading.Event()
+    terminal = not ui.quiet and ui.stderr.isatty()
+    if terminal:
+        from rich.progress import BarColumn, TextColumn
+        from rich.progress import Progress as Bars
+
+        bars = Bars(
+            TextColumn("{task.description:>9}"),
+            BarColumn(bar_width=28),
+            TextColumn("{task.fields[stats]}"),
+            console=ui.rich_console(stderr=True),
+            transient=True,
+        )
+        reading = bars.add_task("read", total=run.source.size or None, stats="")
+        delivering = bars.add_task("delivered", total=None, stats="")
+
+        def refresh() -> None:
+            while not done.wait(0.2):
+                now = measure(run, started)
+                report = run.report
+                extra = f", {report.invalid} invalid" if report.invalid else ""
+                percent = f" ({now.read_fraction:.0%})" if now.read_fraction is not None else ""
+                bars.update(
+                    reading,
+                    completed=run.source.position() or 0,
+                    stats=f"{report.read} records{percent}{extra}",
+                )
+                failed = f", {display.failed} failed" if display.failed else ""
+                of = f" of ~{now.expected}" if now.expected is not None else ""
+                bars.update(
+                    delivering,
+                    description=now.done_label,
+                    total=now.expected or None,
+                    completed=now.done,
+                    stats=f"{now.done}{of}, {now.rate:.0f}/s, ETA {_clock(now.eta_s)}{failed}",
+                )
+
+        with bars:
+            from rich.file_proxy import FileProxy
+
+            # Messages written while the bars show (bad records, dead letters) go above them
+            # through rich; written straight to the terminal, the next refresh would draw
+            # the bars over them.
+            terminal_stderr = ui.stderr
+            proxy = FileProxy(bars.console, terminal_stderr)
+            ui.stderr = proxy
+            ticker = threading.Thread(target=refresh, daemon=True)
+            ticker.start()
+            try:
+                yield
+            finally:
+                done.set()
+                ticker.join()
+                proxy.flush()
+                ui.stderr = terminal_stderr
+        return
+    if ui.verbose:
+
+        def report_every_10_s() -> None:
+            while not done.wait(VERBOSE_PROGRESS_EVERY_S):
+                ui.info(f"batch: {progress_line(run, started)}")
+
+        ticker = threading.Thread(target=report_every_10_s, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+        return
+    yield

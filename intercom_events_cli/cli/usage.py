@@ -1,0 +1,136 @@
+"""Usage errors from the option parser, in ievents' one error style.
+
+typer prints click's usage errors in a rich box: box-drawing characters in cron mail and
+bold that survives ``NO_COLOR``. Here they become the same ``ievents: error: ...`` line
+plus a hint as every other error, and with ``--json`` also one JSON object on stdout.
+rich's boxed help stays for ``--help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+
+from ..errors import ExitCode
+from ..output import Output
+
+
+def _click_exceptions() -> Any:
+    # Recent typer vendors click as typer._click; older releases (>= 0.24 allowed) use click.
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:  # pragma: no cover - older typer
+        return importlib.import_module("click.exceptions")
+
+
+click_exceptions = _click_exceptions()
+
+# Options every command takes; given before the command they get "options go after it".
+_COMMAND_NAMES = ("send", "batch", "flush", "outbox", "check", "list", "config")
+
+
+def _before_separator(argv: Sequence[str]) -> list[str]:
+    args = list(argv)
+    return args[: args.index("--")] if "--" in args else args
+
+
+def _unquoted_json_metadata(argv: Sequence[str]) -> str | None:
+    """The ``-m`` value that looks like JSON cut at a space by the shell, if any."""
+    args = _before_separator(argv)
+    for index, arg in enumerate(args):
+        value: str | None = None
+        if arg in ("-m", "--metadata") and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("--metadata="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-m") and len(arg) > 2:
+            value = arg[2:]
+        if value is not None and ":=" in value:
+            json_part = value.split(":=", 1)[1]
+            opened = json_part.count("{") + json_part.count("[")
+            closed = json_part.count("}") + json_part.count("]")
+            if opened > closed:
+                return value
+    return None
+
+
+def hint_for(exc: Any, argv: Sequence[str]) -> str:
+    """The most useful hint for a usage error, given the whole command line."""
+    args = _before_separator(argv)
+    ctx = exc.ctx
+    command_path = ctx.command_path if ctx is not None else "ievents"
+    help_hint = f"see '{command_path} --help'"
+    if any(arg == "--token" or arg.startswith("--token=") for arg in args):
+        return (
+            "the token is never a flag (it would show in ps and shell history): set "
+            "INTERCOM_ACCESS_TOKEN, or use --token-file PATH or a profile (--profile NAME)"
+        )
+    cut = _unquoted_json_metadata(argv)
+    if cut is not None:
+        key = cut.split(":=", 1)[0]
+        return (
+            f"the shell split the JSON of -m {cut!r} at a space; quote the whole option, "
+            f'e.g. -m \'{key}:={{"amount": 2999, "currency": "usd"}}\''
+        )
+    if isinstance(exc, click_exceptions.NoSuchOption):
+        is_root = ctx is not None and ctx.parent is None
+        command = next((arg for arg in args if arg in _COMMAND_NAMES), None)
+        if is_root and command is not None:
+            return f"options go after the command name: ievents {command} {exc.option_name} ..."
+        if exc.possibilities:
+            choices = " or ".join(sorted(exc.possibilities))
+            return f"did you mean {choices}? ({help_hint})"
+    return help_hint
+
+
+def _message(exc: Any) -> str:
+    # NoSuchOption appends "(Possible options: ...)"; that suggestion goes in the hint.
+    text = exc.message if isinstance(exc, click_exceptions.NoSuchOption) else exc.format_message()
+    text = re.sub(r"\s+", " ", text).strip()
+    return text[0].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text
+
+
+def report_usage_error(exc: Any, argv: Sequence[str], *, stdout: Any = None) -> int:
+    """Print a usage error in ievents' style (plus a JSON object with ``--json``); exit code."""
+    args = _before_separator(argv)
+    ui = Output(
+        json_mode="--json" in args,
+        no_color="--no-color" in args,
+        stdout=stdout,
+    )
+    message = _message(exc)
+    hint = hint_for(exc, argv)
+    if ui.json_mode:
+        ui.json(
+            {
+                "ok": False,
+                "exit_code": int(ExitCode.USAGE),
+                "error": {"code": "usage_error", "message": message, "hint": hint},
+            }
+        )
+    ui.error(message, hint)
+    return int(ExitCode.USAGE)
+
+
+def run(app: typer.Typer, argv: Sequence[str]) -> int:
+    """Run the app on ``argv`` and return its exit code, printing usage errors our way."""
+    try:
+        result = app(args=list(argv), prog_name="ievents", standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError:
+        return int(ExitCode.USAGE)  # the help was already printed
+    except click_exceptions.UsageError as exc:
+        return report_usage_error(exc, argv)
+    except typer.Abort:
+        Output().error("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except click_exceptions.ClickException as exc:  # a file option that cannot be opened
+        Output().error(exc.format_message())
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        Output().error("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    return result if isinstance(result, int) else 0

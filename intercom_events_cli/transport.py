@@ -1,0 +1,182 @@
+"""Transport-level bounds: one deadline per HTTP attempt, and a cap on any response body.
+
+httpx's timeouts are per socket operation: a server that sends one byte every half
+second never trips a 2 s read timeout and can keep an attempt busy for minutes. Here
+every socket operation of an attempt (connect, TLS handshake, writes, reading the
+headers and the body) is given at most what is left of one deadline for the whole
+attempt, by wrapping httpcore's network backend. The deadline is per thread, set by
+:func:`attempt_deadline` around one request.
+
+Response bodies are read raw and decompressed here, never by httpx, at most
+:data:`MAX_BODY_BYTES` of decoded bytes: Intercom's error JSON is a few hundred bytes,
+and a gzip bomb or an endless chunked answer must not cost more than that cap.
+
+Imported only by :mod:`intercom_events_cli.client`, once httpx is needed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import httpcore
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+__all__ = ["MAX_BODY_BYTES", "attempt_deadline", "install_deadlines", "read_bounded"]
+
+# The most decoded bytes of a response body ievents reads (64 KiB): far more than any
+# Intercom answer, small enough that a hostile answer costs nothing. The rest is dropped.
+MAX_BODY_BYTES = 64 * 1024
+
+_local = threading.local()
+
+
+@contextmanager
+def attempt_deadline(seconds: float) -> Iterator[None]:
+    """Every socket operation on this thread, within the block, ends by ``seconds`` from now."""
+    previous = getattr(_local, "deadline", None)
+    _local.deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _local.deadline = previous
+
+
+def _left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """The socket timeout to use now: the smaller of ``timeout`` and the deadline's rest."""
+    deadline: float | None = getattr(_local, "deadline", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the attempt's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every operation is bounded by the thread's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend, its connections bounded by the thread's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host,
+            port,
+            _left(timeout, httpcore.ConnectTimeout),
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_unix_socket(
+            path, _left(timeout, httpcore.ConnectTimeout), socket_options=socket_options
+        )
+        return _DeadlineStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def install_deadlines(client: httpx.Client) -> None:
+    """Bound the sockets of ``client``'s own transports (and proxy mounts) by the deadline.
+
+    A transport given by the caller (a test's MockTransport) has no sockets and is left
+    alone. httpcore's pools keep their backend in ``_network_backend`` (httpcore 1.x).
+    """
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is not None and not isinstance(backend, _DeadlineBackend):
+            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+
+
+def _decoder(content_encoding: str) -> Any:
+    """A zlib decompressor for the answer's encoding; None for identity or unknown ones."""
+    encoding = content_encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if encoding == "deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header
+    return None
+
+
+def read_bounded(response: httpx.Response, limit: int = MAX_BODY_BYTES) -> bytes:
+    """At most ``limit`` decoded bytes of a streamed response's body; the rest is not read.
+
+    gzip and deflate are decoded here with a bounded output, so a small compressed answer
+    cannot expand in memory. A body in another encoding (ievents asks for none) is
+    dropped: it is not needed to classify the answer, which goes by its status. A body
+    cut short (the attempt's deadline, a dropped connection) is returned as read so far.
+    """
+    encoding = response.headers.get("content-encoding", "identity")
+    decoder = _decoder(encoding) if encoding.strip().lower() != "identity" else None
+    if decoder is None and encoding.strip().lower() not in ("", "identity"):
+        return b""
+    import httpx
+
+    if response.is_stream_consumed:
+        # Already in memory (a test's MockTransport builds answers from bytes).
+        return response.content[:limit]
+    out = bytearray()
+    try:
+        for chunk in response.iter_raw(16 * 1024):
+            if decoder is None:
+                out += chunk[: limit - len(out)]
+            else:
+                out += decoder.decompress(chunk, limit - len(out))
+            if len(out) >= limit:
+                break
+    except (httpx.TransportError, zlib.error):
+        # The status is in: a body cut by the deadline or garbled changes nothing about it.
+        pass
+    return bytes(out)
