@@ -119,7 +119,7 @@ def relay_latencies(ctx: Context, outbox: str, events: int) -> list[float]:
     """Run a relay, capture ``events`` one by one, return capture-to-202 latencies."""
     sys.path.insert(0, str(REPO_ROOT))
     from intercom_events_cli.outbox import State
-    from intercom_events_cli.store import open_store, resolve_location
+    from intercom_events_cli.outbox.store import open_store, resolve_location
 
     with TimingIntercom() as fake:
         env = ctx.env(base_url=fake.url)

@@ -32,7 +32,7 @@ from .readers import InputError, InputSource, Record, RejectsWriter
 if TYPE_CHECKING:
     from .client import AttemptLog, Pacer
     from .delivery import Delivery, FlushReport
-    from .store import OutboxStore
+    from .outbox.store import OutboxStore
 
 # Records per outbox transaction: each commit waits for the disk (fsync), so a big file
 # must cost few of them. The first chunk is written within FIRST_CHUNK_S, so the first

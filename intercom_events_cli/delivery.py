@@ -12,7 +12,7 @@ What becomes of a row:
 - 400, 404, 422 and other non-retryable 4xx → dead, with the API error kept;
 - 401/403 → the run stops at once and every claimed row goes back to pending;
 - temporary (network, timeout, 429, 5xx) after the client's retries → pending again,
-  with a later next attempt (:func:`~intercom_events_cli.outbox.retry_delay_s`);
+  with a later next attempt (:func:`~intercom_events_cli.retry.retry_delay_s`);
 - a stop (``stop`` event, ``max_time``, Intercom unavailable) → rows not yet sent go
   back to pending untouched.
 
@@ -39,7 +39,7 @@ from .retry import MAX_SERVER_WAIT_S
 if TYPE_CHECKING:
     from .client import AttemptLog, EventsClient, Pacer
     from .destination import Destination
-    from .store import OutboxStore
+    from .outbox.store import OutboxStore
 
 DEFAULT_CONCURRENCY = 16
 # An event whose retries ran out while Intercom answers other requests goes back into the

@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ExitCode, OutboxError, OutboxUnavailable
-from .store import OutboxLocation, PostgresLocation
+from .outbox.store import OutboxLocation, PostgresLocation
 
 if TYPE_CHECKING:
     from .client import AttemptLog
     from .config import Settings
     from .delivery import Delivery, FlushReport
-    from .store import OutboxStore
+    from .outbox.store import OutboxStore
 
 SQLITE_POLL_S = 0.1
 IDLE_LOOK_S = 1.0
@@ -114,7 +114,7 @@ class PostgresWaker:
     def _connect(self) -> bool:
         import psycopg
 
-        from .pg_schema import channel
+        from .outbox.pg_schema import channel
 
         try:
             self._db = psycopg.connect(

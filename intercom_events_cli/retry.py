@@ -149,3 +149,21 @@ def server_requested_delay(
         if reset is not None:
             return max(0.0, reset - now) + RESET_JITTER_S * random()
     return None
+
+
+# -- the outbox's backoff: how long a stored event waits before its next flush ---------------
+
+# Temporary failures wait 30 s, 1 min, 2 min, ... up to an hour before the next try.
+BACKOFF_BASE_S = 30.0
+BACKOFF_CAP_S = 3600.0
+
+
+def retry_delay_s(attempts: int, retry_after_s: float | None = None) -> float:
+    """How long a temporarily failed event waits before its next try.
+
+    30 s after the first failed try, doubling, capped at an hour; never less than what the
+    server asked for (``Retry-After`` or the rate-limit reset).
+    """
+    exponent = min(max(attempts, 1) - 1, 16)
+    delay: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2**exponent))
+    return max(delay, min(retry_after_s or 0.0, 24 * 3600.0))

@@ -14,7 +14,7 @@ import conftest
 import pytest
 import test_delivery_promise as promise
 
-from intercom_events_cli.store import OutboxStore, PostgresLocation, open_store
+from intercom_events_cli.outbox.store import OutboxStore, PostgresLocation, open_store
 
 # Those that use the outbox; the others (a file that is not SQLite, settings, the error
 # vocabulary) have nothing to do with the backend.

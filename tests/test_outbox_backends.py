@@ -16,7 +16,7 @@ from fake_intercom import FakeIntercom, Reply, api_error
 
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import State
-from intercom_events_cli.store import OutboxStore, open_store, resolve_location
+from intercom_events_cli.outbox.store import OutboxStore, open_store, resolve_location
 
 CREATED = 1_700_000_000
 

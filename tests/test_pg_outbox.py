@@ -115,7 +115,7 @@ def test_sqlite_path_never_imports_psycopg_or_prometheus(tmp_path: Any, fake: Fa
         assert done.returncode == 0, done.stderr[-2000:]
         imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
         assert "psycopg" not in imported and "prometheus_client" not in imported
-        assert "intercom_events_cli.pg_outbox" not in imported
+        assert "intercom_events_cli.outbox.pg_outbox" not in imported
 
 
 # -- the schema it owns ---------------------------------------------------------------------

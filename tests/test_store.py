@@ -8,7 +8,7 @@ import pytest
 
 from intercom_events_cli.cli.watch import parse_metrics_address
 from intercom_events_cli.errors import OutboxError, UsageError
-from intercom_events_cli.store import (
+from intercom_events_cli.outbox.store import (
     PostgresLocation,
     is_postgres_uri,
     redact_uri,

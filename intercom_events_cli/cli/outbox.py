@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from ..delivery import Delivery, FlushReport
     from ..destination import Destination
     from ..outbox import AddResult, OutboxRow, OutboxSummary, State
-    from ..store import OutboxLocation, OutboxStore
+    from ..outbox.store import OutboxLocation, OutboxStore
 
 DELIVERY = "Delivery"
 MAX_ERROR_LINES = 10
@@ -77,16 +77,16 @@ app.add_typer(outbox_app, name="outbox")
 def outbox_path(option: str | None, env: Mapping[str, str]) -> OutboxLocation:
     """Where the outbox is: ``--outbox`` > IEVENTS_OUTBOX > the XDG state folder.
 
-    A file path, or a ``postgresql://`` URI (see :mod:`intercom_events_cli.store`).
+    A file path, or a ``postgresql://`` URI (see :mod:`intercom_events_cli.outbox.store`).
     """
-    from ..store import resolve_location
+    from ..outbox.store import resolve_location
 
     return resolve_location(option, env)
 
 
 def open_outbox(path: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
     """Open (or create) the outbox; errors name the file or database (exit 78, or 75)."""
-    from ..store import open_store
+    from ..outbox.store import open_store
 
     return open_store(path, env)
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..delivery import Delivery
     from ..outbox import OutboxSummary
-    from ..store import OutboxLocation
+    from ..outbox.store import OutboxLocation
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 
@@ -53,8 +53,8 @@ def run_watch(
 ) -> int:
     """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
     from ..outbox import State
+    from ..outbox.store import open_store
     from ..relay import Relay
-    from ..store import open_store
 
     address = parse_metrics_address(metrics_port) if metrics_port is not None else None
     stop = threading.Event()

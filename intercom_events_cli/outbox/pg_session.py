@@ -18,8 +18,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..errors import OutboxError, OutboxUnavailable
 from . import pg_schema
-from .errors import OutboxError, OutboxUnavailable
 from .store import POSTGRES_EXTRA, PostgresLocation
 
 try:

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import OutboxError
+from ..errors import OutboxError
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .destination import Destination
-    from .event import Event
-    from .outbox import AddResult, OutboxRow, OutboxSummary, RowResult, State
+    from ..config import Settings
+    from ..destination import Destination
+    from ..event import Event
+    from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 SCHEMA_ENV = "IEVENTS_OUTBOX_SCHEMA"
@@ -250,8 +250,7 @@ def resolve_location(option: str | None, env: Mapping[str, str]) -> Path | Postg
 
     The PostgreSQL schema is ``IEVENTS_OUTBOX_SCHEMA`` (default ``ievents``).
     """
-    from .config import OUTBOX_ENV
-    from .outbox import resolve_outbox_path
+    from ..config import OUTBOX_ENV, resolve_outbox_path
 
     text = option or env.get(OUTBOX_ENV) or ""
     if text and is_postgres_uri(text):
@@ -275,7 +274,8 @@ def open_store(location: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
         from .pg_outbox import PostgresOutbox  # imports psycopg: only for a URI
 
         return PostgresOutbox.open(location)
-    from .outbox import Outbox, busy_timeout_from_env
+    from ..config import busy_timeout_from_env
+    from .sqlite import Outbox
 
     path = location if isinstance(location, Path) else Path(str(location))
     return Outbox.open(path, busy_timeout_s=busy_timeout_from_env(env))

@@ -11,11 +11,11 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from .destination import FINGERPRINT_KEY_BYTES, Destination
+from ..destination import FINGERPRINT_KEY_BYTES, Destination
 from .pg_session import PgSession
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
 
 class PgDestinations(PgSession):

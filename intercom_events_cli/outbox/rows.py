@@ -1,0 +1,138 @@
+"""What the outbox stores and hands back: a row's state, the row, and the results of
+capture, settlement and inspection. Shared by every storage backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..destination import Destination
+from ..event import Event
+
+if TYPE_CHECKING:
+    from .store import OutboxLocation
+
+
+class State(str, Enum):
+    """Where an event is in its life."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One event in the outbox, as stored."""
+
+    id: int
+    dedup_key: str
+    payload_text: str
+    event_name: str
+    state: State
+    attempts: int
+    last_status: int | None
+    last_error_code: str | None
+    last_error_message: str | None
+    request_id: str | None
+    created: float
+    updated: float
+    next_attempt_at: float
+    owner: str | None
+    lease_expires_at: float | None
+    source: str | None = None  # e.g. the batch run that captured it
+    source_line: int | None = None  # its line in that run's input
+    destination_id: int | None = None  # None: unbound (captured by an older ievents)
+
+    @classmethod
+    def from_db(cls, values: Sequence[Any]) -> OutboxRow:
+        """Build a row from a ``SELECT`` of :data:`_COLUMNS`."""
+        return cls(
+            id=values[0],
+            dedup_key=values[1],
+            payload_text=values[2],
+            event_name=values[3],
+            state=State(values[4]),
+            attempts=values[5],
+            last_status=values[6],
+            last_error_code=values[7],
+            last_error_message=values[8],
+            request_id=values[9],
+            created=values[10],
+            updated=values[11],
+            next_attempt_at=values[12],
+            owner=values[13],
+            lease_expires_at=values[14],
+            source=values[15],
+            source_line=values[16],
+            destination_id=values[17],
+        )
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The event's JSON body (API field names)."""
+        value: dict[str, Any] = json.loads(self.payload_text)
+        return value
+
+    def event(self) -> Event:
+        """The stored event (``created_at`` exactly as captured)."""
+        return Event.from_payload(self.payload)
+
+    def error(self) -> dict[str, Any] | None:
+        """``{"code", "message"}`` of the last failure, or None."""
+        if self.last_error_code is None and self.last_error_message is None:
+            return None
+        return {"code": self.last_error_code, "message": self.last_error_message}
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What :meth:`Outbox.add` did with one event."""
+
+    id: int
+    state: State
+    added: bool  # False: the same event (same dedup key) was already in the outbox
+    row: OutboxRow | None = None  # the existing row, when ``added`` is False
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """The new state of one claimed row, written back by :meth:`Outbox.record`.
+
+    ``counts_attempt`` is False for a row handed back without being sent.
+    ``next_attempt_at`` None keeps the row's current value.
+    """
+
+    row_id: int
+    state: State
+    status: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    request_id: str | None = None
+    next_attempt_at: float | None = None
+    counts_attempt: bool = True
+    unbind: bool = False  # bound by its claim and never answered: unbound again
+
+
+@dataclass(frozen=True)
+class OutboxSummary:
+    """Counts and heartbeat times, for ``outbox status``."""
+
+    path: Path | OutboxLocation
+    schema_version: int
+    counts: dict[State, int]
+    oldest_pending_created: float | None
+    next_attempt_at: float | None
+    last_flush_at: float | None
+    last_flush_exit_code: int | None
+    last_success_at: float | None
+    # Pending and in-flight events per destination (None: unbound), most first.
+    pending_by_destination: tuple[tuple[Destination | None, int], ...] = ()
+
+
+# -- the outbox ------------------------------------------------------------------------------

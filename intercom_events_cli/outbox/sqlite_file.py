@@ -1,0 +1,230 @@
+"""The SQLite outbox file: creating it privately, refusing a foreign or corrupt one, the
+schema and its migrations, and SQLite errors turned into messages that name the path.
+
+The file never gets deleted or rewritten here: anything unexpected raises
+:class:`~intercom_events_cli.errors.OutboxError` naming the path.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..config import BUSY_TIMEOUT_ENV
+from ..errors import OutboxError
+
+SCHEMA_VERSION = 3
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Where each event is to be delivered (see destination.py). ``failing_since`` set: the last
+# delivery attempt for it failed temporarily, so the next flush starts with one probe.
+_DESTINATIONS = [
+    """CREATE TABLE destinations (
+    id INTEGER PRIMARY KEY,
+    base_url TEXT NOT NULL,
+    api_version TEXT NOT NULL,
+    token_fingerprint TEXT NOT NULL,
+    token_hint TEXT NOT NULL,
+    failing_since REAL,
+    last_failure_at REAL,
+    last_success_at REAL,
+    UNIQUE (base_url, api_version, token_fingerprint)
+)""",
+]
+_SCHEMA = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedup_key TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('pending', 'in_flight', 'delivered', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error_code TEXT,
+    last_error_message TEXT,
+    request_id TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    owner TEXT,
+    lease_expires_at REAL,
+    source TEXT,
+    source_line INTEGER,
+    destination_id INTEGER REFERENCES destinations (id)
+);
+CREATE INDEX events_by_state ON events (state, created);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+""" + "".join(f"{statement};" for statement in _DESTINATIONS)
+_COLUMNS = (
+    "id, dedup_key, payload, event_name, state, attempts, last_status, last_error_code, "
+    "last_error_message, request_id, created, updated, next_attempt_at, owner, lease_expires_at, "
+    "source, source_line, destination_id"
+)
+# Each step takes a file from the version before it to the next one.
+_MIGRATIONS = {
+    # 2: where a row came from (a batch run and its input line), for its rejects file.
+    2: [
+        "ALTER TABLE events ADD COLUMN source TEXT",
+        "ALTER TABLE events ADD COLUMN source_line INTEGER",
+    ],
+    # 3: the destination each event is bound to. Older rows stay unbound (NULL): the first
+    # configuration that flushes them delivers them and binds them.
+    3: [
+        *_DESTINATIONS,
+        "ALTER TABLE events ADD COLUMN destination_id INTEGER REFERENCES destinations (id)",
+    ],
+}
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+def translate_error(exc: sqlite3.Error, path: Path, busy_timeout_s: float) -> OutboxError:
+    """Turn a SQLite error into a message for humans that names the file."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return OutboxError(
+            f"the outbox {str(path)!r} is locked by another process (waited {busy_timeout_s:g} s)",
+            hint="another ievents (or a SQLite tool) is holding it; try again, or raise "
+            f"{BUSY_TIMEOUT_ENV}",
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return OutboxError(
+            f"the outbox {str(path)!r} is not a readable ievents outbox ({exc}); "
+            "it was left untouched",
+            hint="move it aside (it may still hold undelivered events) and run again to "
+            "start a new outbox, or point --outbox / IEVENTS_OUTBOX elsewhere",
+        )
+    if "readonly" in text or "read-only" in text:
+        return OutboxError(
+            f"the outbox {str(path)!r} is read-only ({exc})",
+            hint="check the permissions of the file and its folder",
+        )
+    if "unable to open" in text or "disk i/o" in text or "permission" in text:
+        return OutboxError(
+            f"cannot open the outbox {str(path)!r} ({exc})",
+            hint="check the permissions of the file and its folder",
+        )
+    return OutboxError(f"the outbox {str(path)!r} failed: {exc}")
+
+
+def _set_meta(db: sqlite3.Connection, values: Mapping[str, str]) -> None:
+    for key, value in values.items():
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+
+def make_private_folders(folder: Path) -> None:
+    """Create ``folder`` and every missing parent with mode 0700 (whatever the umask).
+
+    ``mkdir(parents=True)`` gives the parents the umask's mode: every folder ievents
+    creates is private, since they hold captured contacts.
+    """
+    missing: list[Path] = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # another process made it just now
+        os.chmod(created, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def check_owned_by_us(path: Path) -> None:
+    """Refuse an outbox whose file, journal or folder another user owns or can write.
+
+    With IEVENTS_OUTBOX in a shared folder, a file planted there by another user would be
+    used as is: that user could read the captured contacts and add events that the
+    victim's flush sends with the victim's token.
+    """
+    me = os.geteuid()
+    for candidate, is_folder in (
+        (path.parent, True),
+        (path, False),
+        (Path(f"{path}-wal"), False),
+        (Path(f"{path}-shm"), False),
+    ):
+        try:
+            info = candidate.stat()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            continue  # unreadable: opening says so, with its own message
+        what = "folder of the outbox" if is_folder else "outbox file"
+        if info.st_uid != me:
+            raise OutboxError(
+                f"the {what} {str(candidate)!r} belongs to another user (uid {info.st_uid}); "
+                "ievents will not use an outbox someone else controls",
+                hint="point --outbox / IEVENTS_OUTBOX at a folder of your own (the default "
+                "~/.local/state/ievents is); do not trust events in that file",
+            )
+        if info.st_mode & 0o022:
+            fix = "chmod 700" if is_folder else "chmod 600"
+            raise OutboxError(
+                f"the {what} {str(candidate)!r} is writable by other users "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); they could change its events",
+                hint=f"run `{fix} {candidate}` if it is yours, or point --outbox / "
+                "IEVENTS_OUTBOX at a folder of your own",
+            )
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the folder (0700) and an empty file (0600) when missing; never truncate."""
+    if path.exists():
+        if path.is_dir():
+            raise OutboxError(f"the outbox {str(path)!r} is a folder, not a file")
+        return
+    folder = path.parent
+    try:
+        make_private_folders(folder)
+    except OSError as exc:
+        raise OutboxError(
+            f"cannot create the outbox folder {str(folder)!r}: {_reason(exc)}",
+            hint="point --outbox / IEVENTS_OUTBOX at a writable place",
+        ) from None
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process created it just now
+    except OSError as exc:
+        raise OutboxError(
+            f"cannot create the outbox {str(path)!r}: {_reason(exc)}",
+            hint="point --outbox / IEVENTS_OUTBOX at a writable place",
+        ) from None
+    try:
+        os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file that is unreadable or not SQLite, before SQLite touches it."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise OutboxError(
+            f"cannot read the outbox {str(path)!r}: {_reason(exc)}",
+            hint="check the permissions of the file and its folder",
+        ) from None
+    if header and header != SQLITE_HEADER:
+        raise OutboxError(
+            f"the outbox {str(path)!r} is not a SQLite database (corrupt, or another kind "
+            "of file); it was left untouched",
+            hint="move it aside (it may still hold undelivered events) and run again to "
+            "start a new outbox, or point --outbox / IEVENTS_OUTBOX elsewhere",
+        )
