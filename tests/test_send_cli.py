@@ -238,8 +238,8 @@ def test_reporting_turns_an_unexpected_exception_into_exit_1() -> None:
     import typer
 
     from intercom_events_cli.cli.common import reporting
+    from intercom_events_cli.cli.output import Output
     from intercom_events_cli.config import register_secret
-    from intercom_events_cli.output import Output
 
     register_secret(TOKEN)
     for debug in (False, True):

@@ -12,7 +12,6 @@ import typer
 from ..config import Settings, load_environment
 from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import status_text
-from ..output import Output
 from . import app
 from .common import (
     OUTPUT,
@@ -33,10 +32,11 @@ from .common import (
     reporting,
 )
 from .outbox import open_outbox, outbox_path, plural, stop_on_signals
+from .output import Output
 from .progress import progress_reporting
 
 if TYPE_CHECKING:
-    from ..bulk import BatchReport
+    from ..batch import BatchReport
     from ..delivery import Delivery
     from ..readers import InputSource, Record
 
@@ -424,7 +424,7 @@ def run_batch(
     settings_options: dict[str, Any],
 ) -> BatchReport:
     """Open everything, run the batch with progress and signals, print the summary."""
-    from ..bulk import BatchRun
+    from ..batch import BatchRun
     from ..readers import RejectsWriter
 
     env = load_environment(env_file, profile=profile)

@@ -15,7 +15,7 @@ import typer
 from ..config import redact, set_warning_sink
 from ..errors import ExitCode, IeventsError
 from ..outcome import status_text
-from ..output import Output
+from .output import Output
 
 if TYPE_CHECKING:
     from ..client import AttemptLog

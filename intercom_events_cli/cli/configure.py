@@ -17,7 +17,6 @@ from ..config import (
     token_tail,
 )
 from ..errors import IeventsError
-from ..output import Output
 from ..profiles import config_path
 from . import app
 from .common import (
@@ -36,6 +35,7 @@ from .common import (
     TokenFileOpt,
     reporting,
 )
+from .output import Output
 
 
 def _source(flag_value: object, flag: str, env: Environment, variable: str) -> str:

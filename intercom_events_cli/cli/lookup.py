@@ -12,7 +12,6 @@ from ..client import proxy_for
 from ..config import Settings, load_environment, redact, token_tail
 from ..errors import ApiError, ExitCode, IeventsError, UsageError
 from ..event import format_utc
-from ..output import Output
 from . import app
 from .common import (
     ApiVersionOpt,
@@ -31,6 +30,7 @@ from .common import (
     attempt_logger,
     reporting,
 )
+from .output import Output
 
 if TYPE_CHECKING:
     from ..client import EventsClient

@@ -22,7 +22,6 @@ from ..config import Settings, load_environment
 from ..errors import ExitCode, IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc
 from ..outcome import Outcome, OutcomeKind, status_text
-from ..output import Output
 from . import app
 from .common import (
     ApiVersionOpt,
@@ -43,6 +42,7 @@ from .common import (
     finite,
     reporting,
 )
+from .output import Output
 from .send import describe_failure, failure_hint, outcome_json
 
 if TYPE_CHECKING:

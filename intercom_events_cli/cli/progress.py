@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..output import Output
+from .output import Output
 
 if TYPE_CHECKING:
-    from ..bulk import BatchRun
+    from ..batch import BatchRun
     from .batch import BatchDisplay
 
 # How often -v prints the progress line (a test shortens it).

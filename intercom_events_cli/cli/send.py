@@ -12,7 +12,6 @@ from ..config import Settings, load_environment
 from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
 from ..outcome import CODE_BAD_URL, CODE_TLS, CODE_UNEXPECTED, Outcome, OutcomeKind, status_text
-from ..output import Output
 from . import app
 from .common import (
     OUTBOX,
@@ -33,6 +32,7 @@ from .common import (
     attempt_logger,
     reporting,
 )
+from .output import Output
 
 EVENT = "Event"
 # The largest --metadata-json @FILE read (Intercom takes at most 10 metadata keys).

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from ..errors import ExitCode
-from ..output import Output
+from .output import Output
 
 
 def _click_exceptions() -> Any:

@@ -18,8 +18,8 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
-from .config import redact
-from .textsafe import sanitize
+from ..config import redact
+from ..textsafe import sanitize
 
 if TYPE_CHECKING:
     from rich.console import Console
