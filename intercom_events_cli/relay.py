@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ExitCode, OutboxError, OutboxUnavailable
-from .outbox.store import OutboxLocation, PostgresLocation
+from .outbox.location import PostgresLocation
+from .outbox.store import OutboxLocation
 
 if TYPE_CHECKING:
     from .client import AttemptLog

@@ -55,7 +55,8 @@ def root(
     """Submit Intercom data events from scripts, cron jobs and pipelines."""
 
 
-# The module that registers each command; --help lists the modules in this order.
+# The module that registers each command; --help lists the modules in this order
+# (flush and outbox before batch, as ievents has always listed them).
 COMMAND_MODULES = {
     "send": "send",
     "batch": "batch",
@@ -65,7 +66,7 @@ COMMAND_MODULES = {
     "list": "lookup",
     "config": "configure",
 }
-MODULE_ORDER = ("send", "batch", "outbox", "lookup", "configure")
+MODULE_ORDER = ("send", "outbox", "batch", "lookup", "configure")
 
 
 def register_commands(argv: list[str] | None = None) -> typer.Typer:

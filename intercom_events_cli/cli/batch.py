@@ -29,11 +29,14 @@ from .common import (
     TimeoutOpt,
     TokenFileOpt,
     finite,
+    open_outbox,
+    outbox_path,
     reporting,
+    stop_on_signals,
 )
-from .outbox import open_outbox, outbox_path, plural, stop_on_signals
 from .output import Output
 from .progress import progress_reporting
+from .render import plural
 
 if TYPE_CHECKING:
     from ..batch import BatchReport

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,6 +21,7 @@ from .output import Output
 
 if TYPE_CHECKING:
     from ..client import AttemptLog
+    from ..outbox.store import OutboxLocation, OutboxStore
 
 CONNECTION = "Connection"
 OUTPUT = "Output"
@@ -247,3 +250,40 @@ def _json_error_once(ui: Output, exit_code: ExitCode, code: str, message: str) -
                 "error": {"code": code, "message": message},
             }
         )
+
+
+def outbox_path(option: str | None, env: Mapping[str, str]) -> OutboxLocation:
+    """Where the outbox is: ``--outbox`` > IEVENTS_OUTBOX > the XDG state folder.
+
+    A file path, or a ``postgresql://`` URI (see :mod:`intercom_events_cli.outbox.store`).
+    """
+    from ..outbox.store import resolve_location
+
+    return resolve_location(option, env)
+
+
+def open_outbox(path: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
+    """Open (or create) the outbox; errors name the file or database (exit 78, or 75)."""
+    from ..outbox.store import open_store
+
+    return open_store(path, env)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM asks the run to stop cleanly; a second Ctrl-C forces it."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

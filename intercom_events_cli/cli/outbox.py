@@ -7,20 +7,16 @@ and httpx are imported inside the commands that use them, never at startup.
 from __future__ import annotations
 
 import re
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..config import Settings, load_environment
 from ..errors import ExitCode, IeventsError, Interrupted, UsageError
-from ..event import Event, format_utc
 from ..outcome import Outcome, OutcomeKind, status_text
 from . import app
 from .common import (
@@ -40,15 +36,18 @@ from .common import (
     VerboseOpt,
     attempt_logger,
     finite,
+    open_outbox,
+    outbox_path,
     reporting,
+    stop_on_signals,
 )
 from .output import Output
-from .send import describe_failure, failure_hint, outcome_json
+from .render import describe_failure, failure_hint, plural, relative, when
 
 if TYPE_CHECKING:
     from ..delivery import Delivery, FlushReport
     from ..destination import Destination
-    from ..outbox import AddResult, OutboxRow, OutboxSummary, State
+    from ..outbox import OutboxRow, OutboxSummary, State
     from ..outbox.store import OutboxLocation, OutboxStore
 
 DELIVERY = "Delivery"
@@ -72,48 +71,6 @@ app.add_typer(outbox_app, name="outbox")
 
 
 # -- shared helpers ----------------------------------------------------------------------------
-
-
-def outbox_path(option: str | None, env: Mapping[str, str]) -> OutboxLocation:
-    """Where the outbox is: ``--outbox`` > IEVENTS_OUTBOX > the XDG state folder.
-
-    A file path, or a ``postgresql://`` URI (see :mod:`intercom_events_cli.outbox.store`).
-    """
-    from ..outbox.store import resolve_location
-
-    return resolve_location(option, env)
-
-
-def open_outbox(path: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
-    """Open (or create) the outbox; errors name the file or database (exit 78, or 75)."""
-    from ..outbox.store import open_store
-
-    return open_store(path, env)
-
-
-def when(seconds: float | None) -> str | None:
-    """Unix time as ``2024-01-31T12:00:00Z`` (None stays None)."""
-    return None if seconds is None else format_utc(int(seconds))
-
-
-def relative(seconds: float, now: float | None = None) -> str:
-    """``5 min ago`` / ``in 30 s``."""
-    delta = (time.time() if now is None else now) - seconds
-    size = abs(delta)
-    if size < 90:
-        text = f"{size:.0f} s"
-    elif size < 90 * 60:
-        text = f"{size / 60:.0f} min"
-    elif size < 36 * 3600:
-        text = f"{size / 3600:.0f} h"
-    else:
-        text = f"{size / 86400:.0f} days"
-    return f"{text} ago" if delta >= 0 else f"in {text}"
-
-
-def plural(count: int, word: str) -> str:
-    """``1 event``, ``2 events``."""
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def parse_duration(text: str) -> float:
@@ -187,175 +144,7 @@ def _json_error(ui: Output, extra: Mapping[str, Any] | None = None) -> Any:
 # -- send --queue and send --queue-on-failure ------------------------------------------------
 
 
-def queue_event(
-    ui: Output, event: Event, option: str | None, env: Mapping[str, str], settings: Settings
-) -> int:
-    """``send --queue``: store the event as pending, bound to ``settings``' destination;
-    no network. Returns the exit code.
-
-    The same event already in the outbox is not stored twice: already queued or already
-    delivered exits 0 and says so; a dead letter exits as it failed (65 or 67).
-    """
-    path = outbox_path(option, env)
-    with open_outbox(path, env) as store:
-        added = store.add(event, destination_id=store.bind(settings))
-    body: dict[str, Any] = {
-        "ok": True,
-        "delivered": False,
-        "queued": True,
-        "status": None,
-        "attempts": 0,
-        "request_id": None,
-        "event": event.payload(),
-        "error": None,
-        "outbox_id": added.id,
-        "duplicate": not added.added,
-    }
-    if added.added:
-        what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
-        if ui.json_mode:
-            ui.json(body)
-        else:
-            ui.result(f"queued {what} (outbox id {added.id}); ievents flush delivers it", "green")
-        return int(ExitCode.OK)
-    return report_existing(ui, added, event, body)
-
-
-def report_existing(ui: Output, added: AddResult, event: Event, body: dict[str, Any]) -> int:
-    """An event captured again: answer with its row's real state; returns the exit code.
-
-    Delivered: "already delivered", 0. Pending or in flight: "already queued", 0. Dead:
-    the dead letter's exit code (65, or 67 for a missing contact) and how to retry it.
-    """
-    from ..outbox import State
-
-    what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
-    row = added.row
-    assert row is not None
-    body = {**body, "outbox_id": added.id, "duplicate": True}
-    if added.state is State.DELIVERED:
-        body.update(ok=True, queued=False, delivered=True, status=row.last_status)
-        message = (
-            f"already delivered: {what} (outbox id {added.id}, {when(row.updated)}); "
-            "not queued again"
-        )
-    elif added.state is State.DEAD:
-        code = ExitCode.NO_CONTACT if row.last_status == 404 else ExitCode.DATA
-        body.update(ok=False, queued=False, status=row.last_status, error=row.error())
-        if ui.json_mode:
-            ui.json(body)
-        detail = ": ".join(str(p) for p in (row.last_error_code, row.last_error_message) if p)
-        ui.error(
-            f"{what} is already in the outbox as a dead letter (id {added.id}, "
-            f"{status_text(row.last_status)}: {detail}); not queued again",
-            f"fix the event and send it again, or try it as it is: ievents outbox retry {added.id}",
-        )
-        return int(code)
-    else:
-        body.update(ok=True, queued=True)
-        message = (
-            f"already queued: {what} (outbox id {added.id}, {added.state.value}); not added "
-            "again; ievents flush delivers it"
-        )
-    if ui.json_mode:
-        ui.json(body)
-    else:
-        ui.result(message, style="green")
-    return int(ExitCode.OK)
-
-
-def queue_after_failure(
-    ui: Output, outcome: Outcome, option: str | None, env: Mapping[str, str], settings: Settings
-) -> int:
-    """``send --queue-on-failure``: keep an event that failed temporarily (or on a TLS
-    setup problem) as pending; returns the exit code.
-
-    Kept after a temporary failure: 0. Kept after a configuration failure: 78 all the
-    same (nothing will deliver it until the setup is fixed). Already in the outbox: that
-    row's real state (see :func:`report_existing`).
-    """
-    from ..outbox import retry_delay_s
-
-    event = outcome.event
-    path = outbox_path(option, env)
-    now = time.time()
-    try:
-        with open_outbox(path, env) as store:
-            destination_id = store.bind(settings)
-            added = store.add(
-                event,
-                now=now,
-                attempts=1,
-                last_status=outcome.status,
-                last_error_code=outcome.error_code,
-                last_error_message=outcome.error_message,
-                request_id=outcome.request_id,
-                next_attempt_at=now + retry_delay_s(1, outcome.retry_after_s),
-                destination_id=destination_id,
-            )
-            if outcome.kind is OutcomeKind.TEMPORARY:
-                # The next flush starts with one probe, and delivers everything at once
-                # if Intercom is back, instead of waiting out this event's backoff.
-                store.note_destination(destination_id, up=False, now=now)
-    except IeventsError as exc:
-        if ui.json_mode:
-            # The real attempts and status of the delivery, and why it was not kept.
-            failed = outcome_json(outcome)
-            failed["error"] = {
-                "code": exc.code,
-                "message": exc.message,
-                "delivery_error": outcome.error(),
-            }
-            ui.json(failed)
-        ui.error(describe_failure(outcome) + "; and it could not be queued:")
-        ui.error(exc.message, exc.hint)
-        raise typer.Exit(int(exc.exit_code)) from None
-    if not added.added:
-        return report_existing(ui, added, event, outcome_json(outcome, queued=True))
-    code = int(ExitCode.OK) if outcome.kind is OutcomeKind.TEMPORARY else int(outcome.exit_code)
-    if ui.json_mode:
-        body = {**outcome_json(outcome, queued=True), "outbox_id": added.id}
-        body["ok"] = code == 0
-        ui.json(body)
-    reason = (
-        status_text(outcome.status)
-        if outcome.status is not None
-        else outcome.error_message or outcome.error_code
-    )
-    line = (
-        f"queued, NOT delivered: {event.event_name} for {event.contact} at "
-        f"{format_utc(event.created_at)} ({reason} after "
-        f"{plural(outcome.attempts, 'attempt')}); kept in the outbox (id {added.id}), "
-        "ievents flush delivers it"
-    )
-    if code:
-        ui.error(line + " once the configuration is fixed", failure_hint(outcome, settings))
-    elif not ui.json_mode:
-        ui.result(line, style="yellow")
-    return code
-
-
 # -- flush ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C or SIGTERM asks the run to stop cleanly; a second Ctrl-C forces it."""
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _event_line(delivery: Delivery) -> str:

@@ -11,7 +11,7 @@ import typer
 from ..config import Settings, load_environment
 from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
-from ..outcome import CODE_BAD_URL, CODE_TLS, CODE_UNEXPECTED, Outcome, OutcomeKind, status_text
+from ..outcome import CODE_TLS, Outcome, OutcomeKind, status_text
 from . import app
 from .common import (
     OUTBOX,
@@ -33,6 +33,7 @@ from .common import (
     reporting,
 )
 from .output import Output
+from .render import describe_failure, failure_hint, outcome_json
 
 EVENT = "Event"
 # The largest --metadata-json @FILE read (Intercom takes at most 10 metadata keys).
@@ -84,89 +85,6 @@ def build_event(
         created_at=created_at,
         metadata=merge_metadata(base, metadata or []),
     )
-
-
-def outcome_json(outcome: Outcome, *, queued: bool = False) -> dict[str, Any]:
-    """The ``--json`` object for a delivery attempt."""
-    return {
-        "ok": outcome.delivered or queued,
-        "delivered": outcome.delivered,
-        "queued": queued,
-        "status": outcome.status,
-        "attempts": outcome.attempts,
-        "request_id": outcome.request_id,
-        "event": outcome.event.payload(),
-        "error": outcome.error(),
-    }
-
-
-def failure_hint(outcome: Outcome, settings: Settings) -> str:
-    """What the user can do about a failed delivery."""
-    event = outcome.event
-    if outcome.kind is OutcomeKind.AUTH:
-        return (
-            "the token was rejected: check the token from "
-            f"{settings.token_source} is current and has the "
-            "'write events' permission; EU and AU workspaces need --region eu or --region au "
-            f"(this request went to {settings.base_url})"
-        )
-    if outcome.error_code == CODE_TLS:
-        return (
-            f"the certificate of {settings.base_url} is not trusted here: behind a proxy that "
-            "inspects TLS, point SSL_CERT_FILE at its CA bundle (PEM); otherwise check "
-            "--base-url / INTERCOM_BASE_URL and the system's CA certificates"
-        )
-    if outcome.error_code == CODE_BAD_URL:
-        return f"{settings.base_url} cannot be used: check --base-url / INTERCOM_BASE_URL"
-    if outcome.error_code == CODE_UNEXPECTED:
-        return (
-            f"something other than Intercom answered at {settings.base_url} (a captive portal, "
-            "a proxy or a wrong --base-url); the event may not have arrived: check the "
-            "network, HTTPS_PROXY / NO_PROXY and --base-url / INTERCOM_BASE_URL, then send "
-            "again (Intercom de-duplicates the same event)"
-        )
-    if outcome.kind is OutcomeKind.CONFIG:
-        return (
-            f"{settings.base_url} answered with a redirect, which ievents never follows (it "
-            "would carry the token elsewhere); check --base-url / INTERCOM_BASE_URL"
-        )
-    if outcome.kind is OutcomeKind.NO_CONTACT:
-        return (
-            f"no contact with {event.contact} in this workspace; events do not create "
-            "contacts: create the contact first, or check the identifier"
-        )
-    if outcome.kind is OutcomeKind.INVALID:
-        return (
-            "Intercom refused the event's data; fix it and send again. If it is about "
-            "active event names, archive unused event names in Intercom "
-            "(Settings > Data > Events)"
-        )
-    retries = outcome.attempts - 1
-    when = f"in {outcome.retry_after_s:.0f} s" if outcome.retry_after_s else "in a few minutes"
-    cause = (
-        "Intercom's rate limit was reached"
-        if outcome.status == 429
-        else "Intercom or the network is unavailable"
-    )
-    if outcome.retry_after_s and retries < settings.retries:
-        return (
-            f"{cause} and Intercom asked to wait {outcome.retry_after_s:.0f} s, longer than "
-            f"ievents waits within one run: try again {when} (or use --queue-on-failure)"
-        )
-    return (
-        f"gave up after {outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''} "
-        f"({retries} retr{'ies' if retries != 1 else 'y'}); {cause}: try again {when}"
-    )
-
-
-def describe_failure(outcome: Outcome) -> str:
-    """One line: status, API error code and message, request id."""
-    parts = [status_text(outcome.status) if outcome.status is not None else "failed"]
-    detail = ": ".join(p for p in (outcome.error_code, outcome.error_message) if p)
-    line = f"{parts[0]}: {detail}" if detail else parts[0]
-    if outcome.request_id:
-        line += f" (request {outcome.request_id})"
-    return f"{outcome.event.event_name} for {outcome.event.contact} not delivered: {line}"
 
 
 def print_dry_run(ui: Output, event: Event, settings: Settings) -> None:
@@ -342,7 +260,7 @@ def send(
         if queue:
             # Capture binds the event to this configuration's workspace: it needs the
             # token (never sent: no network is touched).
-            from .outbox import queue_event
+            from .capture import queue_event
 
             code = queue_event(ui, event, outbox, env, settings)
             if code:
@@ -365,7 +283,7 @@ def send(
         if queue_on_failure and (
             outcome.kind is OutcomeKind.TEMPORARY or outcome.error_code == CODE_TLS
         ):
-            from .outbox import queue_after_failure
+            from .capture import queue_after_failure
 
             code = queue_after_failure(ui, outcome, outbox, env, settings)
             if code:
@@ -384,7 +302,7 @@ def keep_interrupted(event: Event, outbox: str | None, env: dict[str, str]) -> N
     """
     import signal
 
-    from .outbox import open_outbox, outbox_path
+    from .common import open_outbox, outbox_path
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)

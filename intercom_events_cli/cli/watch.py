@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import ExitCode, UsageError
-from .common import attempt_logger
-from .outbox import plural, stop_on_signals
+from .common import attempt_logger, stop_on_signals
 from .output import Output
+from .render import plural
 
 if TYPE_CHECKING:
     from ..config import Settings

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 from ..destination import Destination
 from ..errors import ValidationError
 from ..event import Event, event_from_record
+from .location import PostgresLocation
 from .owner import DEFAULT_LEASE_S
 from .pg_destinations import PgDestinations
 from .pg_session import pg_errors  # imported there, with a clear error when missing
 from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State
 from .sqlite_file import _COLUMNS
-from .store import PostgresLocation
 
 if TYPE_CHECKING:
     from psycopg import Cursor

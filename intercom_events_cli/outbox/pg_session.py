@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import OutboxError, OutboxUnavailable
 from . import pg_schema
-from .store import POSTGRES_EXTRA, PostgresLocation
+from .location import POSTGRES_EXTRA, PostgresLocation
 
 try:
     import psycopg

@@ -14,20 +14,32 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import OutboxError
+
+# Re-exported: where an outbox is belongs with opening it, for the callers.
+from .location import (
+    DEFAULT_PG_SCHEMA,
+    SCHEMA_ENV,
+    PostgresLocation,
+    is_postgres_uri,
+    valid_schema_name,
+)
+from .location import (
+    POSTGRES_EXTRA as POSTGRES_EXTRA,
+)
+from .location import (
+    POSTGRES_SCHEMES as POSTGRES_SCHEMES,
+)
+from .location import (
+    redact_uri as redact_uri,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..destination import Destination
     from ..event import Event
     from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State
-
-POSTGRES_SCHEMES = ("postgresql", "postgres")
-SCHEMA_ENV = "IEVENTS_OUTBOX_SCHEMA"
-DEFAULT_PG_SCHEMA = "ievents"
-POSTGRES_EXTRA = "pip install 'intercom-events-cli[postgres]'"
 
 
 class OutboxLocation(Protocol):
@@ -178,71 +190,6 @@ class OutboxStore(Protocol):
     def purge(self, state: State, *, max_id: int, cutoff: float) -> int:
         """Delete rows within the bounds of :meth:`purge_plan`."""
         ...
-
-
-class PostgresLocation:
-    """A PostgreSQL outbox: the connection URI and the schema ievents keeps its tables in.
-
-    ``str()`` is the URI without its password (safe in messages and JSON).
-    """
-
-    def __init__(self, uri: str, schema: str = DEFAULT_PG_SCHEMA) -> None:
-        self.uri = uri
-        self.schema = schema
-
-    def exists(self) -> bool:
-        """Always True: finding out needs a connection, which opening makes anyway."""
-        return True
-
-    def __str__(self) -> str:
-        suffix = "" if self.schema == DEFAULT_PG_SCHEMA else f" (schema {self.schema})"
-        return redact_uri(self.uri) + suffix
-
-    def __repr__(self) -> str:
-        return f"PostgresLocation({str(self)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PostgresLocation) and (self.uri, self.schema) == (
-            other.uri,
-            other.schema,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.uri, self.schema))
-
-
-def is_postgres_uri(text: str) -> bool:
-    """True for ``postgresql://...`` and ``postgres://...``."""
-    scheme, sep, _ = text.strip().partition("://")
-    return bool(sep) and scheme.lower() in POSTGRES_SCHEMES
-
-
-def redact_uri(uri: str) -> str:
-    """The URI with any password (in the userinfo or a ``password=`` parameter) as ``***``."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "postgresql://***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        user, colon, _password = userinfo.partition(":")
-        netloc = f"{user}{':***' if colon else ''}@{hosts}"
-    query = "&".join(
-        f"{key}=***" if key.lower() == "password" else f"{key}{eq}{value}"
-        for key, eq, value in (item.partition("=") for item in parts.query.split("&") if item)
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def valid_schema_name(name: str) -> bool:
-    """A plain lower-case SQL identifier (no quoting needed, no surprises)."""
-    return (
-        0 < len(name) <= 48
-        and (name[0].isascii() and (name[0].isalpha() or name[0] == "_"))
-        and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
-        and name == name.lower()
-    )
 
 
 def resolve_location(option: str | None, env: Mapping[str, str]) -> Path | PostgresLocation:

@@ -1,0 +1,123 @@
+"""How outcomes read: failure text and hints, the JSON shapes of an outcome, plurals and times.
+
+Shared by every command (``send``, ``flush``, ``batch``, ``outbox``); it writes nothing itself.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..event import format_utc
+from ..outcome import CODE_BAD_URL, CODE_TLS, CODE_UNEXPECTED, Outcome, OutcomeKind, status_text
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+
+def outcome_json(outcome: Outcome, *, queued: bool = False) -> dict[str, Any]:
+    """The ``--json`` object for a delivery attempt."""
+    return {
+        "ok": outcome.delivered or queued,
+        "delivered": outcome.delivered,
+        "queued": queued,
+        "status": outcome.status,
+        "attempts": outcome.attempts,
+        "request_id": outcome.request_id,
+        "event": outcome.event.payload(),
+        "error": outcome.error(),
+    }
+
+
+def failure_hint(outcome: Outcome, settings: Settings) -> str:
+    """What the user can do about a failed delivery."""
+    event = outcome.event
+    if outcome.kind is OutcomeKind.AUTH:
+        return (
+            "the token was rejected: check the token from "
+            f"{settings.token_source} is current and has the "
+            "'write events' permission; EU and AU workspaces need --region eu or --region au "
+            f"(this request went to {settings.base_url})"
+        )
+    if outcome.error_code == CODE_TLS:
+        return (
+            f"the certificate of {settings.base_url} is not trusted here: behind a proxy that "
+            "inspects TLS, point SSL_CERT_FILE at its CA bundle (PEM); otherwise check "
+            "--base-url / INTERCOM_BASE_URL and the system's CA certificates"
+        )
+    if outcome.error_code == CODE_BAD_URL:
+        return f"{settings.base_url} cannot be used: check --base-url / INTERCOM_BASE_URL"
+    if outcome.error_code == CODE_UNEXPECTED:
+        return (
+            f"something other than Intercom answered at {settings.base_url} (a captive portal, "
+            "a proxy or a wrong --base-url); the event may not have arrived: check the "
+            "network, HTTPS_PROXY / NO_PROXY and --base-url / INTERCOM_BASE_URL, then send "
+            "again (Intercom de-duplicates the same event)"
+        )
+    if outcome.kind is OutcomeKind.CONFIG:
+        return (
+            f"{settings.base_url} answered with a redirect, which ievents never follows (it "
+            "would carry the token elsewhere); check --base-url / INTERCOM_BASE_URL"
+        )
+    if outcome.kind is OutcomeKind.NO_CONTACT:
+        return (
+            f"no contact with {event.contact} in this workspace; events do not create "
+            "contacts: create the contact first, or check the identifier"
+        )
+    if outcome.kind is OutcomeKind.INVALID:
+        return (
+            "Intercom refused the event's data; fix it and send again. If it is about "
+            "active event names, archive unused event names in Intercom "
+            "(Settings > Data > Events)"
+        )
+    retries = outcome.attempts - 1
+    when = f"in {outcome.retry_after_s:.0f} s" if outcome.retry_after_s else "in a few minutes"
+    cause = (
+        "Intercom's rate limit was reached"
+        if outcome.status == 429
+        else "Intercom or the network is unavailable"
+    )
+    if outcome.retry_after_s and retries < settings.retries:
+        return (
+            f"{cause} and Intercom asked to wait {outcome.retry_after_s:.0f} s, longer than "
+            f"ievents waits within one run: try again {when} (or use --queue-on-failure)"
+        )
+    return (
+        f"gave up after {outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''} "
+        f"({retries} retr{'ies' if retries != 1 else 'y'}); {cause}: try again {when}"
+    )
+
+
+def describe_failure(outcome: Outcome) -> str:
+    """One line: status, API error code and message, request id."""
+    parts = [status_text(outcome.status) if outcome.status is not None else "failed"]
+    detail = ": ".join(p for p in (outcome.error_code, outcome.error_message) if p)
+    line = f"{parts[0]}: {detail}" if detail else parts[0]
+    if outcome.request_id:
+        line += f" (request {outcome.request_id})"
+    return f"{outcome.event.event_name} for {outcome.event.contact} not delivered: {line}"
+
+
+def when(seconds: float | None) -> str | None:
+    """Unix time as ``2024-01-31T12:00:00Z`` (None stays None)."""
+    return None if seconds is None else format_utc(int(seconds))
+
+
+def relative(seconds: float, now: float | None = None) -> str:
+    """``5 min ago`` / ``in 30 s``."""
+    delta = (time.time() if now is None else now) - seconds
+    size = abs(delta)
+    if size < 90:
+        text = f"{size:.0f} s"
+    elif size < 90 * 60:
+        text = f"{size / 60:.0f} min"
+    elif size < 36 * 3600:
+        text = f"{size / 3600:.0f} h"
+    else:
+        text = f"{size / 86400:.0f} days"
+    return f"{text} ago" if delta >= 0 else f"in {text}"
+
+
+def plural(count: int, word: str) -> str:
+    """``1 event``, ``2 events``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
