@@ -1,5 +1,13 @@
 """ievents: submit Intercom data events, reliably, from scripts and cron jobs.
 
+The data path, a step a line, with its module (CONTRIBUTING.md: the layers and their rules)::
+
+    input -> Event        readers.py (files, streams), event.py (validation)
+    Event -> outbox       outbox/ (store.py: the protocol; sqlite.py; pg_outbox.py)
+    outbox -> Intercom    delivery.py (the engine), batch.py (a batch run), client.py
+    answer -> Outcome     outcome.py (classification), retry.py (waits and backoff)
+    Outcome -> the user   cli/render.py (words), cli/output.py (streams), errors.py (exit codes)
+
 Library use (no typer or rich is imported)::
 
     from intercom_events_cli import Event, EventsClient, Settings
