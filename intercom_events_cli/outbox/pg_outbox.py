@@ -38,7 +38,7 @@ from .location import PostgresLocation
 from .owner import DEFAULT_LEASE_S
 from .pg_destinations import PgDestinations
 from .pg_session import pg_errors  # imported there, with a clear error when missing
-from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State
+from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State, iter_pages
 from .sqlite_file import _COLUMNS
 
 if TYPE_CHECKING:
@@ -564,14 +564,11 @@ class PostgresOutbox(PgDestinations):
 
     def iter_rows(self, states: Iterable[State], *, page: int = 500) -> Iterator[OutboxRow]:
         """Every row in ``states`` by id, read page by page."""
-        wanted = list(states)
-        after = 0
-        while True:
-            chunk = self.rows(wanted, limit=page, after_id=after)
-            yield from chunk
-            if len(chunk) < page:
-                return
-            after = chunk[-1].id
+        return iter_pages(
+            lambda wanted, limit, after: self.rows(wanted, limit=limit, after_id=after),
+            states,
+            page,
+        )
 
     # -- managing ---------------------------------------------------------------------------
 

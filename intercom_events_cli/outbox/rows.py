@@ -4,7 +4,7 @@ capture, settlement and inspection. Shared by every storage backend."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -136,3 +136,22 @@ class OutboxSummary:
 
 
 # -- the outbox ------------------------------------------------------------------------------
+
+
+def iter_pages(
+    read_page: Callable[[list[State], int, int], list[OutboxRow]],
+    states: Iterable[State],
+    page: int,
+) -> Iterator[OutboxRow]:
+    """Every row in ``states`` by id, one page at a time (no lock held in between).
+
+    ``read_page(states, limit, after_id)`` is a store's ``rows``; both backends page alike.
+    """
+    wanted = list(states)
+    after = 0
+    while True:
+        chunk = read_page(wanted, page, after)
+        yield from chunk
+        if len(chunk) < page:
+            return
+        after = chunk[-1].id

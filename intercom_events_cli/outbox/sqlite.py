@@ -33,7 +33,7 @@ from ..destination import FINGERPRINT_KEY_BYTES, Destination
 from ..errors import OutboxError
 from ..event import Event
 from .owner import DEFAULT_LEASE_S, owner_is_gone
-from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State
+from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State, iter_pages
 from .sqlite_file import (
     _COLUMNS,
     _MIGRATIONS,
@@ -703,14 +703,11 @@ class Outbox:
 
     def iter_rows(self, states: Iterable[State], *, page: int = 500) -> Iterator[OutboxRow]:
         """Every row in ``states`` by id, read page by page (no lock held in between)."""
-        wanted = list(states)
-        after = 0
-        while True:
-            chunk = self.rows(wanted, limit=page, after_id=after)
-            yield from chunk
-            if len(chunk) < page:
-                return
-            after = chunk[-1].id
+        return iter_pages(
+            lambda wanted, limit, after: self.rows(wanted, limit=limit, after_id=after),
+            states,
+            page,
+        )
 
     # -- managing -------------------------------------------------------------------------
 
