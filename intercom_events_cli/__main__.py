@@ -1,5 +1,7 @@
 """``python -m intercom_events_cli`` runs the ievents command line."""
 
+import sys
+
 from .cli import main
 
-main()
+sys.exit(main())

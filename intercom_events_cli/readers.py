@@ -625,8 +625,10 @@ class InputSource:
         self.close()
 
 
-def open_input(path_or_dash: str, format: str | None = None) -> InputSource:
-    """Open a path, or ``-`` for standard input (binary), choosing the format.
+def open_input(
+    path_or_dash: str, format: str | None = None, *, stdin: IO[bytes] | None = None
+) -> InputSource:
+    """Open a path, or ``-`` for standard input (binary: ``stdin``, else the process's).
 
     The format is ``format`` when given, else the extension (``.ndjson``, ``.jsonl``,
     ``.json``, ``.csv``, each optionally ``.gz``), standard input defaulting to NDJSON.
@@ -634,7 +636,8 @@ def open_input(path_or_dash: str, format: str | None = None) -> InputSource:
     """
     chosen = detect_format(path_or_dash, format)
     if path_or_dash == "-":
-        return InputSource("<stdin>", chosen, sys.stdin.buffer, owned=False)
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        return InputSource("<stdin>", chosen, stream, owned=False)
     path = Path(path_or_dash).expanduser()
     try:
         stream = path.open("rb")

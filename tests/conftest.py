@@ -1,14 +1,23 @@
-"""Shared fixtures: a fake Intercom on 127.0.0.1 and the real CLI in a subprocess.
+"""Shared fixtures: a fake Intercom on 127.0.0.1 and the real CLI, in-process or not.
 
-Every CLI run is checked for the token: it must never appear in stdout or stderr.
+``run_cli`` runs the CLI in this process (``cli.main(argv, env)`` with fresh streams, the
+test's variables and working directory: see :func:`run_in_process`); ``run_cli_process``
+runs it as a real ``python -m intercom_events_cli`` subprocess, for what only a process
+shows (signals, exit at interpreter level, descriptors, import time). Every CLI run is
+checked for the token: it must never appear in stdout or stderr.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +84,120 @@ def base_env(tmp_path: Path, base_url: str | None) -> dict[str, str]:
 RunCli = Callable[..., CliResult]
 
 
-def make_runner(tmp_path: Path, base_url: str | None) -> RunCli:
-    """A function that runs ``ievents ARGS`` as a real subprocess in ``tmp_path``."""
+def _stdio_encoding(env: dict[str, str]) -> tuple[str, str]:
+    """The encoding and error handler a child's stdin and stdout get from PYTHONIOENCODING."""
+    setting = env.get("PYTHONIOENCODING")
+    if not setting:
+        # The locale's encoding would decide: not emulated, the run needs a real process.
+        raise AssertionError("in-process runs need PYTHONIOENCODING; use run_cli_process")
+    encoding, _, errors = setting.partition(":")
+    return encoding or "utf-8", errors or "strict"
+
+
+def _reset_module_state() -> None:
+    """What a fresh process starts without: registered secrets, warnings given once.
+
+    A secret registered by an earlier run would be redacted by a later one that forgot to
+    register it: the token check would pass where a real process leaks.
+    """
+    from intercom_events_cli import config
+
+    config._secrets.clear()
+    config._warned.clear()
+    config._pending_warnings.clear()
+    config._warning_sink.clear()
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, *_: Any
+) -> None:
+    # As the interpreter shows a warning: on (the run's) sys.stderr.
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno))
+
+
+def run_in_process(
+    args: tuple[str, ...], stdin: bytes, env: dict[str, str], cwd: Path, timeout: float
+) -> tuple[int, str, str]:
+    """Run ``ievents ARGS`` in this process as ``python -m intercom_events_cli`` would.
+
+    Fresh streams (pipes: not terminals; encodings from PYTHONIOENCODING), ``os.environ``
+    and the working directory set to the test's for the run (httpx reads proxy variables
+    from os.environ; relative paths resolve against the cwd) and restored, as are signal
+    handlers, ``sys.argv`` and the warning filters. An exception escaping ``main`` ends
+    the run as it ends a process: a traceback on stderr and exit 1 (a KeyboardInterrupt:
+    -SIGINT). A run that hangs past ``timeout`` dumps every thread and ends the test run.
+    """
+    from intercom_events_cli.cli import main
+    from intercom_events_cli.cli.environment import Environment
+
+    encoding, errors = _stdio_encoding(env)
+    streams = [
+        io.TextIOWrapper(io.BytesIO(stdin), encoding=encoding, errors=errors),
+        io.TextIOWrapper(io.BytesIO(), encoding=encoding, errors=errors),
+        io.TextIOWrapper(io.BytesIO(), encoding=encoding, errors="backslashreplace"),
+    ]
+    environment = Environment(
+        stdin=streams[0],
+        stdout=streams[1],
+        stderr=streams[2],
+        environ=dict(env),
+        stdin_isatty=False,
+        stdout_isatty=False,
+        stderr_isatty=False,
+    )
+    handlers = {sig: signal.getsignal(sig) for sig in signal.valid_signals()}
+    saved_environ, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    _reset_module_state()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.argv = [str(REPO_ROOT / "intercom_events_cli" / "__main__.py"), *args]
+    faulthandler.dump_traceback_later(timeout, exit=True, file=sys.__stderr__)
+    try:
+        with warnings.catch_warnings():
+            # The interpreter's defaults (not pytest's recording), shown on stderr.
+            warnings.resetwarnings()
+            for category in (ImportWarning, PendingDeprecationWarning, DeprecationWarning):
+                warnings.simplefilter("ignore", category)
+            warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+            warnings.simplefilter("ignore", ResourceWarning)
+            warnings.showwarning = _show_warning
+            try:
+                code = main(list(args), environment)
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:
+                    streams[2].write(f"{exc.code}\n")
+                    code = 1
+            except KeyboardInterrupt:
+                streams[2].write(traceback.format_exc())
+                code = -signal.SIGINT
+            except Exception:  # noqa: BLE001 - what the interpreter does with it
+                streams[2].write(traceback.format_exc())
+                code = 1
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        for sig, handler in handlers.items():
+            if handler is not None and signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
+        _reset_module_state()
+    texts = []
+    for stream in streams[1:]:
+        stream.flush()
+        buffer = stream.buffer
+        assert isinstance(buffer, io.BytesIO)
+        texts.append(buffer.getvalue().decode("utf-8", "replace"))
+    return code, texts[0], texts[1]
+
+
+def make_runner(tmp_path: Path, base_url: str | None, *, process: bool = False) -> RunCli:
+    """A function that runs ``ievents ARGS`` in ``tmp_path/work``: in-process, or with
+    ``process=True`` as a real subprocess."""
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
 
@@ -93,20 +214,24 @@ def make_runner(tmp_path: Path, base_url: str | None) -> RunCli:
                 full_env.pop(key, None)
             else:
                 full_env[key] = value
-        completed = subprocess.run(
-            [sys.executable, "-m", "intercom_events_cli", *args],
-            input=input.encode() if isinstance(input, str) else input,
-            capture_output=True,
-            env=full_env,
-            cwd=cwd or workdir,
-            timeout=timeout,
-        )
-        result = CliResult(
-            args=args,
-            code=completed.returncode,
-            stdout=completed.stdout.decode("utf-8", "replace"),
-            stderr=completed.stderr.decode("utf-8", "replace"),
-        )
+        stdin = input.encode() if isinstance(input, str) else input
+        if process:
+            completed = subprocess.run(
+                [sys.executable, "-m", "intercom_events_cli", *args],
+                input=stdin,
+                capture_output=True,
+                env=full_env,
+                cwd=cwd or workdir,
+                timeout=timeout,
+            )
+            code = completed.returncode
+            stdout = completed.stdout.decode("utf-8", "replace")
+            stderr = completed.stderr.decode("utf-8", "replace")
+        else:
+            code, stdout, stderr = run_in_process(
+                args, stdin or b"", full_env, cwd or workdir, timeout
+            )
+        result = CliResult(args=args, code=code, stdout=stdout, stderr=stderr)
         assert_no_token(result.stdout, result.stderr)
         return result
 
@@ -122,8 +247,14 @@ def fake() -> Iterator[FakeIntercom]:
 
 @pytest.fixture
 def run_cli(tmp_path: Path, fake: FakeIntercom) -> RunCli:
-    """Run the real CLI (subprocess) against the fake server, checking for token leaks."""
+    """Run the real CLI in this process against the fake server, checking for token leaks."""
     return make_runner(tmp_path, fake.url)
+
+
+@pytest.fixture
+def run_cli_process(tmp_path: Path, fake: FakeIntercom) -> RunCli:
+    """Run the real CLI as a subprocess (``python -m``): for what only a process shows."""
+    return make_runner(tmp_path, fake.url, process=True)
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------

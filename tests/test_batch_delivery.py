@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
 from conftest import TOKEN, RunCli, assert_no_token, base_env
 from fake_intercom import FakeIntercom, Reply
 from test_batch import event, key, ndjson, outbox_states, write
@@ -470,27 +471,17 @@ def test_quiet_on_a_terminal_draws_nothing(fake: FakeIntercom, tmp_path: Path) -
 
 
 def test_verbose_reports_progress_lines_without_a_terminal(
-    fake: FakeIntercom, tmp_path: Path
+    fake: FakeIntercom, tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """-v: one line every 10 s for cron logs (the interval is shortened for the test)."""
+    import intercom_events_cli.cli.progress as progress
+
     source = write(tmp_path / "in.ndjson", ndjson([event(n) for n in range(20)]))
     fake.latency = 0.05
-    program = (
-        "import intercom_events_cli.cli.progress as progress\n"
-        "progress.VERBOSE_PROGRESS_EVERY_S = 0.2\n"
-        "from intercom_events_cli.cli import main\n"
-        "main()\n"
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", program, "batch", str(source), "-v", "--concurrency", "1"],
-        capture_output=True,
-        env=base_env(tmp_path, fake.url),
-        cwd=tmp_path,
-        timeout=60,
-    )
-    stderr = completed.stderr.decode()
-    assert_no_token(stderr, completed.stdout.decode())
-    assert completed.returncode == 0, stderr
+    monkeypatch.setattr(progress, "VERBOSE_PROGRESS_EVERY_S", 0.2)
+    result = run_cli("batch", str(source), "-v", "--concurrency", "1")
+    stderr = result.stderr
+    assert result.code == 0, stderr
     lines = [line for line in stderr.splitlines() if line.startswith("batch: read ")]
     progress = [line for line in lines if "events/s" in line and "records:" not in line]
     assert len(progress) >= 2, stderr

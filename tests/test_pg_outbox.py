@@ -83,11 +83,11 @@ def test_queue_on_failure_never_claims_a_kept_event_when_the_database_is_down(
 
 
 def test_without_psycopg_a_uri_is_one_line_naming_the_extra(tmp_path: Any) -> None:
+    # A process of its own: psycopg is imported in this one (and cannot be unimported).
     code = (
         "import sys; sys.modules['psycopg'] = None\n"
         "from intercom_events_cli.cli import main\n"
-        "sys.argv = ['ievents', 'outbox', 'status', '--outbox', 'postgresql://h/db']\n"
-        "main()\n"
+        "sys.exit(main(['outbox', 'status', '--outbox', 'postgresql://h/db']))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],

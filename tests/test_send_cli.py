@@ -167,44 +167,28 @@ def test_created_at_now(run_cli: RunCli) -> None:
 # -- exit 1: internal errors -------------------------------------------------------------------
 
 
-def run_with_broken_client(tmp_path: Path, fake: FakeIntercom, *args: str) -> CliResult:
+def run_with_broken_client(
+    monkeypatch: pytest.MonkeyPatch, run_cli: RunCli, *args: str
+) -> CliResult:
     """Run the real entry point with EventsClient.send replaced by one that raises.
 
     The fault is injected by this test (ievents has no hook for it): a bug that raises an
     unexpected exception, with the token in its message, the way a careless bug would.
+    In-process: ``run_cli`` ends the run as the interpreter would if it escaped ``main``.
     """
-    (tmp_path / "work").mkdir(exist_ok=True)
-    program = (
-        "import sys\n"
-        "from intercom_events_cli import client\n"
-        "def broken(self, event):\n"
-        "    raise RuntimeError('bug while holding ' + self.settings.token)\n"
-        "client.EventsClient.send = broken\n"
-        "from intercom_events_cli.cli import main\n"
-        f"sys.argv = ['ievents', *{list(args)!r}]\n"
-        "main()\n"
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", program],
-        capture_output=True,
-        env=base_env(tmp_path, fake.url),
-        cwd=tmp_path / "work",
-        timeout=60,
-    )
-    result = CliResult(
-        args=args,
-        code=completed.returncode,
-        stdout=completed.stdout.decode(),
-        stderr=completed.stderr.decode(),
-    )
-    assert_no_token(result.stdout, result.stderr)
-    return result
+    from intercom_events_cli import client
+
+    def broken(self: client.EventsClient, event: object) -> None:
+        raise RuntimeError("bug while holding " + self.settings.token)
+
+    monkeypatch.setattr(client.EventsClient, "send", broken)
+    return run_cli(*args)
 
 
 def test_internal_error_exits_1_with_one_line_and_no_traceback(
-    tmp_path: Path, fake: FakeIntercom
+    monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
 ) -> None:
-    result = run_with_broken_client(tmp_path, fake, "send", "e", "--user-id", "1")
+    result = run_with_broken_client(monkeypatch, run_cli, "send", "e", "--user-id", "1")
 
     assert result.code == 1, result
     assert result.stdout == ""
@@ -215,9 +199,9 @@ def test_internal_error_exits_1_with_one_line_and_no_traceback(
 
 
 def test_internal_error_with_debug_shows_a_redacted_traceback(
-    tmp_path: Path, fake: FakeIntercom
+    monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
 ) -> None:
-    result = run_with_broken_client(tmp_path, fake, "send", "e", "--user-id", "1", "--debug")
+    result = run_with_broken_client(monkeypatch, run_cli, "send", "e", "--user-id", "1", "--debug")
 
     assert result.code == 1, result
     assert "Traceback (most recent call last)" in result.stderr
@@ -225,8 +209,10 @@ def test_internal_error_with_debug_shows_a_redacted_traceback(
     assert "internal error" in result.stderr
 
 
-def test_internal_error_with_json_still_exits_1(tmp_path: Path, fake: FakeIntercom) -> None:
-    result = run_with_broken_client(tmp_path, fake, "send", "e", "--user-id", "1", "--json")
+def test_internal_error_with_json_still_exits_1(
+    monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
+) -> None:
+    result = run_with_broken_client(monkeypatch, run_cli, "send", "e", "--user-id", "1", "--json")
     assert result.code == 1, result
     assert "internal error" in result.stderr
 

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import signal
 import sys
-from typing import Annotated, Any
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .. import __version__
+from .environment import current
+
+if TYPE_CHECKING:
+    from .environment import Environment
 
 app = typer.Typer(
     name="ievents",
@@ -36,7 +41,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        print(f"ievents {__version__}")
+        current().stdout.write(f"ievents {__version__}\n")
         raise typer.Exit()
 
 
@@ -77,13 +82,33 @@ def register_commands(argv: list[str] | None = None) -> typer.Typer:
     command and shell completion get them all.
     """
     wanted: str | None = None
-    completing = any(key.startswith("_") and key.endswith("_COMPLETE") for key in os.environ)
+    environ = current().environ
+    completing = any(key.startswith("_") and key.endswith("_COMPLETE") for key in environ)
     if argv and not completing:
         first = next((arg for arg in argv if not arg.startswith("-")), None)
         wanted = COMMAND_MODULES.get(first) if first is not None else None
     for module in (wanted,) if wanted else MODULE_ORDER:
         importlib.import_module(f"{__name__}.{module}")
+    _in_module_order(app)
     return app
+
+
+def _in_module_order(typer_app: typer.Typer) -> None:
+    """Order the commands as MODULE_ORDER lists their modules, whatever imported them first.
+
+    Commands register as their module is imported: a program that imported ``cli.batch``
+    before calling :func:`main` got ``batch`` first in ``--help``. Within a module, the
+    order is the source's (the sort is stable).
+    """
+
+    def rank(name: str | None) -> int:
+        module = COMMAND_MODULES.get(name or "")
+        return MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER)
+
+    typer_app.registered_commands.sort(
+        key=lambda info: rank(info.name or getattr(info.callback, "__name__", None))
+    )
+    typer_app.registered_groups.sort(key=lambda info: rank(info.name))
 
 
 def reflow_help(text: str) -> str:
@@ -140,14 +165,24 @@ def _plain_argument_metavars() -> None:
     TyperArgument.make_metavar = make_metavar  # type: ignore[method-assign]
 
 
-def main() -> None:
-    """Console-script entry point."""
-    # Every command handles SIGTERM as SIGINT (flush and batch install their own
-    # stop-cleanly handler for both while they run): a message and exit 130, not a silent 143.
-    signal.signal(signal.SIGTERM, _terminate)
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    """Run ievents on ``argv`` (else ``sys.argv[1:]``) and return the exit code.
+
+    The console script and ``python -m`` do ``sys.exit(main())``. ``env`` is what the run
+    reads and writes (else the process's own streams, variables and clock): an in-process
+    caller, such as the tests, passes its own (see :mod:`.environment`).
+    """
+    from .environment import Environment, activated
     from .usage import run
 
-    register_commands(sys.argv[1:])
-    _plain_argument_metavars()
-    _reflow_all_help(app)  # microseconds; help also shows without -h (no arguments)
-    sys.exit(run(app, sys.argv[1:]))
+    args = list(sys.argv[1:] if argv is None else argv)
+    with activated(env or Environment.from_process()):
+        # Every command handles SIGTERM as SIGINT (flush and batch install their own
+        # stop-cleanly handler for both while they run): a message and exit 130, not a
+        # silent 143. Only the main thread may install a handler.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)
+        register_commands(args)
+        _plain_argument_metavars()
+        _reflow_all_help(app)  # microseconds; help also shows without -h (no arguments)
+        return run(app, args)

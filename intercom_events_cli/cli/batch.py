@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..config import Settings, load_environment
+from ..config import Settings
 from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import status_text
 from . import app
@@ -29,11 +28,13 @@ from .common import (
     TimeoutOpt,
     TokenFileOpt,
     finite,
+    load_environment,
     open_outbox,
     outbox_path,
     reporting,
     stop_on_signals,
 )
+from .environment import current
 from .output import Output
 from .progress import progress_reporting
 from .render import plural
@@ -363,7 +364,7 @@ def batch(
     with reporting(ui, debug, on_error=json_failure):
         if dry_run and queue:
             raise UsageError("--dry-run and --queue cannot be combined: choose one")
-        if file == "-" and sys.stdin.isatty():
+        if file == "-" and current().stdin_isatty:
             raise UsageError(
                 "no input: give a FILE, or pipe NDJSON into ievents batch - "
                 "(see ievents batch --help)"
@@ -406,7 +407,7 @@ def open_batch_input(file: str, input_format: str | None) -> InputSource:
     if file != "-":
         return open_input(file, input_format)
     chosen = detect_format(file, input_format)
-    stream = open(sys.stdin.fileno(), "rb", closefd=False)  # never closed: see above
+    stream = current().stdin_reader()  # never closed: see above
     return InputSource("<stdin>", chosen, stream, owned=False)
 
 

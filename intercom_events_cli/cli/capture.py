@@ -5,7 +5,6 @@ Used by ``send``; the outbox commands (``flush``, ``outbox ...``) are in :mod:`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from ..errors import ExitCode, IeventsError
 from ..event import Event, format_utc
 from ..outcome import Outcome, OutcomeKind, status_text
 from .common import open_outbox, outbox_path
+from .environment import current
 from .output import Output
 from .render import describe_failure, failure_hint, outcome_json, plural, when
 
@@ -114,7 +114,7 @@ def queue_after_failure(
 
     event = outcome.event
     path = outbox_path(option, env)
-    now = time.time()
+    now = current().clock()
     try:
         with open_outbox(path, env) as store:
             destination_id = store.bind(settings)

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..config import Environment as Variables
+from ..config import load_environment as _load_environment
 from ..config import redact, set_warning_sink
 from ..errors import ExitCode, IeventsError
 from ..outcome import status_text
+from .environment import current
 from .output import Output
 
 if TYPE_CHECKING:
@@ -176,6 +179,14 @@ OutboxOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def load_environment(env_file: str | None, *, profile: str | None = None) -> Variables:
+    """The run's variables over a profile over ``.env`` (see ``config.load_environment``).
+
+    The variables are the current environment's (:mod:`.environment`), not ``os.environ``.
+    """
+    return _load_environment(env_file, current().environ, profile=profile)
 
 
 def attempt_logger(ui: Output) -> Callable[[AttemptLog], None] | None:

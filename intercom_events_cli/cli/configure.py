@@ -13,7 +13,6 @@ from ..config import (
     REGION_ENV,
     Environment,
     Settings,
-    load_environment,
     token_tail,
 )
 from ..errors import IeventsError
@@ -33,6 +32,7 @@ from .common import (
     RetriesOpt,
     TimeoutOpt,
     TokenFileOpt,
+    load_environment,
     reporting,
 )
 from .output import Output

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..client import proxy_for
-from ..config import Settings, load_environment, redact, token_tail
+from ..config import Settings, redact, token_tail
 from ..errors import ApiError, ExitCode, IeventsError, UsageError
 from ..event import format_utc
 from . import app
@@ -28,6 +28,7 @@ from .common import (
     TokenFileOpt,
     VerboseOpt,
     attempt_logger,
+    load_environment,
     reporting,
 )
 from .output import Output
@@ -484,5 +485,4 @@ def show_events(
 
 
 def _is_terminal(ui: Output) -> bool:
-    isatty = getattr(ui.stdout, "isatty", None)
-    return bool(isatty and isatty())
+    return ui.stdout_isatty

@@ -7,15 +7,13 @@ and httpx are imported inside the commands that use them, never at startup.
 from __future__ import annotations
 
 import re
-import sys
 import threading
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..config import Settings, load_environment
+from ..config import Settings
 from ..errors import ExitCode, IeventsError, Interrupted, UsageError
 from ..outcome import Outcome, OutcomeKind, status_text
 from . import app
@@ -36,11 +34,13 @@ from .common import (
     VerboseOpt,
     attempt_logger,
     finite,
+    load_environment,
     open_outbox,
     outbox_path,
     reporting,
     stop_on_signals,
 )
+from .environment import current
 from .output import Output
 from .render import describe_failure, failure_hint, plural, relative, when
 
@@ -547,7 +547,7 @@ def status_json(path: OutboxLocation, summary: OutboxSummary | None) -> dict[str
     """The ``outbox status --json`` object."""
     from ..outbox import State
 
-    now = time.time()
+    now = current().clock()
 
     def age(moment: float | None) -> float | None:
         return None if moment is None else round(max(0.0, now - moment), 1)
@@ -631,7 +631,7 @@ def print_status(ui: Output, path: OutboxLocation, summary: OutboxSummary | None
             f" (oldest captured {data['oldest_pending_at']}, "
             f"{relative(summary.oldest_pending_created)}"
         )
-        if summary.next_attempt_at is not None and summary.next_attempt_at > time.time():
+        if summary.next_attempt_at is not None and summary.next_attempt_at > current().clock():
             pending_line += f"; next attempt {relative(summary.next_attempt_at)}"
         else:
             pending_line += "; due now"
@@ -726,7 +726,7 @@ def list_rows(
         if json_output:
             for row in rows:
                 ui.json(row_json(row, destinations))
-        elif ui.stdout.isatty():
+        elif ui.stdout_isatty:
             print_table(ui, rows, path, destinations)
         else:
             for row in rows:
@@ -977,7 +977,7 @@ def confirm_purge(count: int, state: State, path: OutboxLocation, older_than: st
     """Ask on the terminal; refuse without one (the caller passes --yes in scripts)."""
     from ..outbox import State
 
-    if not sys.stdin.isatty():
+    if not current().stdin_isatty:
         raise UsageError(
             f"purge would delete {plural(count, state.value + ' event')} from {path}; "
             "there is no terminal to confirm on",
@@ -992,7 +992,7 @@ def confirm_purge(count: int, state: State, path: OutboxLocation, older_than: st
         # Ctrl-C or end of input at the prompt: an answer was not given, nothing purged.
         raise Interrupted("not purged: no answer (Ctrl-C or end of input)") from None
     if not confirmed:
-        sys.stderr.write("not purged\n")
+        current().stderr.write("not purged\n")
         raise typer.Exit(int(ExitCode.OK))
 
 

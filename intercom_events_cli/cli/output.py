@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from ..config import redact
 from ..textsafe import sanitize
+from .environment import current
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,12 +33,32 @@ def _safe(text: str) -> str:
     return sanitize(redact(text))
 
 
-def colour_allowed(stream: IO[str], no_color: bool = False) -> bool:
-    """Whether ANSI colour may be written to ``stream`` (clig.dev's rules)."""
-    if no_color or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+def colour_allowed(
+    stream: IO[str],
+    no_color: bool = False,
+    *,
+    isatty: bool | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> bool:
+    """Whether ANSI colour may be written to ``stream`` (clig.dev's rules).
+
+    ``isatty`` and ``environ`` default to asking the stream and the current environment.
+    """
+    environ = current().environ if environ is None else environ
+    if no_color or environ.get("NO_COLOR") or environ.get("TERM") == "dumb":
         return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    if isatty is None:
+        method = getattr(stream, "isatty", None)
+        isatty = bool(method and method())
+    return isatty
+
+
+def _isatty(stream: IO[str]) -> bool:
+    method = getattr(stream, "isatty", None)
+    try:
+        return bool(method and method())
+    except (OSError, ValueError):  # a closed stream is not a terminal
+        return False
 
 
 def _discard_further_writes(stream: IO[str]) -> None:
@@ -78,16 +99,29 @@ class Output:
         stdout: IO[str] | None = None,
         stderr: IO[str] | None = None,
     ) -> None:
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
+        env = current()
+        self.environ = env.environ
+        self.stdout = stdout or env.stdout
+        self.stderr = stderr or env.stderr
+        # Whether each stream is a terminal: the environment says for its own streams.
+        self.stdout_isatty = (
+            env.stdout_isatty if self.stdout is env.stdout else _isatty(self.stdout)
+        )
+        self.stderr_isatty = (
+            env.stderr_isatty if self.stderr is env.stderr else _isatty(self.stderr)
+        )
         _escape_what_cannot_be_encoded(self.stdout)
         _escape_what_cannot_be_encoded(self.stderr)
         self.json_mode = json_mode
         self.quiet = quiet
         self.verbose = verbose and not quiet
         self.no_color = no_color
-        self.colour_out = colour_allowed(self.stdout, no_color)
-        self.colour_err = colour_allowed(self.stderr, no_color)
+        self.colour_out = colour_allowed(
+            self.stdout, no_color, isatty=self.stdout_isatty, environ=env.environ
+        )
+        self.colour_err = colour_allowed(
+            self.stderr, no_color, isatty=self.stderr_isatty, environ=env.environ
+        )
         self.reader_gone = False
         self.json_written = 0  # JSON documents written so far (``--json``: exactly one)
 
@@ -178,10 +212,15 @@ class Output:
 
         stream = self.stderr if stderr else self.stdout
         enabled = self.colour_err if stderr else self.colour_out
+        isatty = self.stderr_isatty if stderr else self.stdout_isatty
         return Console(
             file=stream,
             no_color=not enabled,
             color_system="auto" if enabled else None,
             highlight=False,
             soft_wrap=False,
+            # A terminal by the environment's word (rich would ask the stream itself),
+            # sized by its variables (COLUMNS), not necessarily the process's.
+            force_terminal=True if isatty else None,
+            _environ=self.environ,
         )

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 from .output import Output
 
@@ -84,7 +84,7 @@ def progress_reporting(ui: Output, run: BatchRun, display: BatchDisplay) -> Iter
     10 s elsewhere; else nothing."""
     started = time.monotonic()
     done = threading.Event()
-    terminal = not ui.quiet and ui.stderr.isatty()
+    terminal = not ui.quiet and ui.stderr_isatty
     if terminal:
         from rich.progress import BarColumn, TextColumn
         from rich.progress import Progress as Bars
@@ -128,7 +128,7 @@ def progress_reporting(ui: Output, run: BatchRun, display: BatchDisplay) -> Iter
             # the bars over them.
             terminal_stderr = ui.stderr
             proxy = FileProxy(bars.console, terminal_stderr)
-            ui.stderr = proxy
+            ui.stderr = cast("IO[str]", proxy)  # a TextIOBase: a text stream as IO[str] is
             ticker = threading.Thread(target=refresh, daemon=True)
             ticker.start()
             try:

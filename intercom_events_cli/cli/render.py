@@ -5,11 +5,11 @@ Shared by every command (``send``, ``flush``, ``batch``, ``outbox``); it writes 
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from ..event import format_utc
 from ..outcome import CODE_BAD_URL, CODE_TLS, CODE_UNEXPECTED, Outcome, OutcomeKind, status_text
+from .environment import current
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -105,7 +105,7 @@ def when(seconds: float | None) -> str | None:
 
 def relative(seconds: float, now: float | None = None) -> str:
     """``5 min ago`` / ``in 30 s``."""
-    delta = (time.time() if now is None else now) - seconds
+    delta = (current().clock() if now is None else now) - seconds
     size = abs(delta)
     if size < 90:
         text = f"{size:.0f} s"

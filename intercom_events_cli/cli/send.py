@@ -8,7 +8,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from ..config import Settings, load_environment
+from ..config import Settings
 from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
 from ..outcome import CODE_TLS, Outcome, OutcomeKind, status_text
@@ -30,6 +30,7 @@ from .common import (
     TokenFileOpt,
     VerboseOpt,
     attempt_logger,
+    load_environment,
     reporting,
 )
 from .output import Output
