@@ -216,3 +216,29 @@ def test_activated_points_sys_streams_at_the_environment_and_back() -> None:
         print("through sys.stdout")
     assert (sys.stdin, sys.stdout, sys.stderr) == saved
     assert env.stdout.getvalue() == "through sys.stdout\n"  # type: ignore[attr-defined]
+
+
+def test_commands_read_the_world_only_through_the_environment() -> None:
+    """No module of cli/ but environment.py reads sys' streams, os.environ, isatty or the clock.
+
+    Whatever reads them directly escapes both a test's environment and ``run_cli``.
+    """
+    import ast
+
+    import intercom_events_cli.cli as cli_package
+
+    direct = {("sys", "stdin"), ("sys", "stdout"), ("sys", "stderr"), ("os", "environ")}
+    direct |= {("os", "getenv"), ("time", "time"), ("os", "getcwd")}
+    found = []
+    for path in sorted(Path(cli_package.__file__).parent.glob("*.py")):
+        if path.name == "environment.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                if (node.value.id, node.attr) in direct:
+                    found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+            if isinstance(node, ast.Attribute) and node.attr == "isatty":
+                found.append(f"{path.name}:{node.lineno} .isatty")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                found.append(f"{path.name}:{node.lineno} print()")
+    assert found == [], "read through cli.environment.current() instead: " + ", ".join(found)

@@ -6,7 +6,6 @@ the file is current, so README can link to it instead of copying every ``--help`
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import typer
@@ -87,4 +86,6 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(render())
+    from .environment import current
+
+    current().stdout.write(render())
