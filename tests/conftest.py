@@ -108,6 +108,14 @@ def _reset_module_state() -> None:
     config._warning_sink.clear()
 
 
+class _OutOfTime(BaseException):
+    """Raised by SIGALRM in the run's main thread: no ``except Exception`` catches it."""
+
+
+def _out_of_time(signum: int, frame: object) -> None:
+    raise _OutOfTime
+
+
 def _show_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int, *_: Any
 ) -> None:
@@ -125,7 +133,9 @@ def run_in_process(
     from os.environ; relative paths resolve against the cwd) and restored, as are signal
     handlers, ``sys.argv`` and the warning filters. An exception escaping ``main`` ends
     the run as it ends a process: a traceback on stderr and exit 1 (a KeyboardInterrupt:
-    -SIGINT). A run that hangs past ``timeout`` dumps every thread and ends the test run.
+    -SIGINT). A run past ``timeout`` raises ``subprocess.TimeoutExpired``, as the process
+    runner does (SIGALRM interrupts the main thread; should that not end it, every thread's
+    stack is dumped and the test run ends 30 s later).
     """
     from intercom_events_cli.cli import main
     from intercom_events_cli.cli.environment import Environment
@@ -152,7 +162,10 @@ def run_in_process(
     os.environ.update(env)
     os.chdir(cwd)
     sys.argv = [str(REPO_ROOT / "intercom_events_cli" / "__main__.py"), *args]
-    faulthandler.dump_traceback_later(timeout, exit=True, file=sys.__stderr__)
+    signal.signal(signal.SIGALRM, _out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    faulthandler.dump_traceback_later(timeout + 30, exit=True, file=sys.__stderr__)
+    timed_out = False
     try:
         with warnings.catch_warnings():
             # The interpreter's defaults (not pytest's recording), shown on stderr.
@@ -170,6 +183,8 @@ def run_in_process(
                 else:
                     streams[2].write(f"{exc.code}\n")
                     code = 1
+            except _OutOfTime:
+                timed_out = True
             except KeyboardInterrupt:
                 streams[2].write(traceback.format_exc())
                 code = -signal.SIGINT
@@ -177,6 +192,7 @@ def run_in_process(
                 streams[2].write(traceback.format_exc())
                 code = 1
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         faulthandler.cancel_dump_traceback_later()
         sys.argv = saved_argv
         os.chdir(saved_cwd)
@@ -186,6 +202,8 @@ def run_in_process(
             if handler is not None and signal.getsignal(sig) is not handler:
                 signal.signal(sig, handler)
         _reset_module_state()
+    if timed_out:
+        raise subprocess.TimeoutExpired(["ievents", *args], timeout)
     texts = []
     for stream in streams[1:]:
         stream.flush()

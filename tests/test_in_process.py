@@ -242,3 +242,17 @@ def test_commands_read_the_world_only_through_the_environment() -> None:
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
                 found.append(f"{path.name}:{node.lineno} print()")
     assert found == [], "read through cli.environment.current() instead: " + ", ".join(found)
+
+
+def test_a_run_past_its_timeout_raises_as_the_process_runner_does(
+    run_cli: RunCli, fake: FakeIntercom
+) -> None:
+    import subprocess
+
+    from fake_intercom import Reply
+
+    fake.script(Reply(delay=5))
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_cli("send", "e", "--user-id", "1", "--retries", "0", timeout=0.5)
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+    assert run_cli("--version").code == 0  # the next run is not disturbed
