@@ -136,6 +136,11 @@ def run_in_process(
     -SIGINT). A run past ``timeout`` raises ``subprocess.TimeoutExpired``, as the process
     runner does (SIGALRM interrupts the main thread; should that not end it, every thread's
     stack is dumped and the test run ends 30 s later).
+
+    What stays a process's own: the pid (outbox claims name it; a claim left by a killed
+    run is seen as abandoned only because that pid is gone, so such tests kill a real
+    process), descriptors 0-2 (pipes, ptys, a reader closing stdout), signals sent from
+    outside, and the import-time cost of a command.
     """
     from intercom_events_cli.cli import main
     from intercom_events_cli.cli.environment import Environment
