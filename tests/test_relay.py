@@ -96,6 +96,14 @@ def test_watch_delivers_new_events_and_sigterm_exits_0(
         assert run_cli("send", "e", "--user-id", str(n), "--queue", env=env).code == 0
     assert run_cli("batch", "-", "--queue", input=ndjson(20), env=env).code == 0
     wait_for(lambda: len(fake.events_posted()) == 23, what="23 deliveries")
+
+    def recorded() -> bool:
+        # The fake counts a POST when it arrives; a SIGTERM before the relay has read the
+        # answers would hand those events back unsent (correctly, but not what is tested).
+        status = run_cli("outbox", "status", "--json", env=env).json()
+        return (status["delivered"], status["pending"], status["in_flight"]) == (23, 0, 0)
+
+    wait_for(recorded, what="23 deliveries recorded in the outbox")
     assert relay.process.poll() is None  # still running, nothing left to do
     assert relay.stop() == 0, relay.stderr
     assert "watch stopped: 23 delivered" in relay.stdout
