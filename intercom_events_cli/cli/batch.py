@@ -14,6 +14,7 @@ from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import status_text
 from . import app
 from .common import (
+    DELIVERY,
     OUTPUT,
     ApiVersionOpt,
     BaseUrlOpt,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from ..readers import InputSource, Record
 
 INPUT = "Input"
-DELIVERY = "Delivery"
 MAX_PROBLEM_LINES = 10
 
 

@@ -6,6 +6,7 @@ Shared by every command (``send``, ``flush``, ``batch``, ``outbox``); it writes 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..event import format_utc
@@ -13,6 +14,9 @@ from ..outcome import CODE_BAD_URL, CODE_TLS, CODE_UNEXPECTED, Outcome, OutcomeK
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..destination import Destination
+    from ..errors import IeventsError
+    from ..outbox import OutboxRow
 
 
 def outcome_json(outcome: Outcome, *, queued: bool = False) -> dict[str, Any]:
@@ -121,3 +125,52 @@ def relative(seconds: float, now: float | None = None) -> str:
 def plural(count: int, word: str) -> str:
     """``1 event``, ``2 events``."""
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def destination_json(destination: Destination | None) -> dict[str, str] | None:
+    """A destination without any secret: base URL, API version, the token's last 4."""
+    if destination is None:
+        return None
+    return {
+        "base_url": destination.base_url,
+        "api_version": destination.api_version,
+        "token_hint": destination.token_hint,
+    }
+
+
+def destination_text(destination: Destination | None) -> str:
+    """``https://api.intercom.io (2.14, token ending …f3a2)``; ``unbound`` for None."""
+    if destination is None:
+        return "unbound (any configuration that flushes)"
+    version, hint = destination.api_version, destination.token_hint
+    return f"{destination.base_url} ({version}, token ending …{hint})"
+
+
+def row_json(
+    row: OutboxRow, destinations: Mapping[int, Destination] | None = None
+) -> dict[str, Any]:
+    """One outbox row for ``--json``: the event (API field names), its last error and
+    its destination (null: unbound)."""
+    from ..outbox import State
+
+    return {
+        "id": row.id,
+        "state": row.state.value,
+        "event": row.payload,
+        "attempts": row.attempts,
+        "captured_at": when(row.created),
+        "updated_at": when(row.updated),
+        "next_attempt_at": when(row.next_attempt_at) if row.state is State.PENDING else None,
+        "last_status": row.last_status,
+        "error": row.error(),
+        "request_id": row.request_id,
+        "dedup_key": row.dedup_key,
+        "destination": destination_json(
+            (destinations or {}).get(row.destination_id) if row.destination_id else None
+        ),
+    }
+
+
+def error_json(exc: IeventsError) -> dict[str, Any]:
+    """``{"code", "message"}`` of an error, as every command's ``--json`` shows it."""
+    return {"code": exc.code, "message": exc.message}
