@@ -239,7 +239,7 @@ class Relay:
     def run(self) -> RelayReport:
         """Deliver until ``stop``; returns the totals (exit 0, or 78 for a configuration
         that cannot work, such as a wrong database password)."""
-        from .delivery import STOP_AUTH, Deliverer
+        from .delivery import Deliverer, StopReason
 
         backoff = 0.5
         told_elsewhere = False
@@ -289,7 +289,7 @@ class Relay:
                 self._add(flush)
                 if self.stop.is_set():
                     break
-                if flush.stopped == STOP_AUTH:
+                if flush.stopped is StopReason.AUTH:
                     self._notice(
                         f"the token was rejected; every event stays pending; trying again in "
                         f"{PAUSE_AUTH_S:g} s"
@@ -297,7 +297,7 @@ class Relay:
                     self.stop.wait(PAUSE_AUTH_S)
                 elif flush.stopped is not None:
                     self._notice(
-                        f"delivery paused ({flush.stopped}); trying again in "
+                        f"delivery paused ({flush.stopped.value}); trying again in "
                         f"{PAUSE_UNAVAILABLE_S:g} s"
                     )
                     self.stop.wait(PAUSE_UNAVAILABLE_S)

@@ -11,7 +11,7 @@ import typer
 
 from ..config import Settings, load_environment
 from ..errors import ExitCode, IeventsError, UsageError
-from ..outcome import status_text
+from ..outcome import api_error_text, status_text
 from . import app
 from .common import (
     DELIVERY,
@@ -37,10 +37,10 @@ from .common import (
 )
 from .output import Output
 from .progress import progress_reporting
-from .render import plural
+from .render import plural, stop_cause, waiting_elsewhere_text
 
 if TYPE_CHECKING:
-    from ..batch import BatchReport
+    from ..batch import BatchMode, BatchReport
     from ..delivery import Delivery
     from ..readers import InputSource, Record
 
@@ -102,20 +102,22 @@ class BatchDisplay:
             self.dead_shown += 1
             row = delivery.row
             where = f"line {row.source_line}" if row.source_line else f"outbox id {row.id}"
-            detail = ": ".join(p for p in (outcome.error_code, outcome.error_message) if p)
+            detail = api_error_text(outcome.error_code, outcome.error_message)
             self.ui.error(
                 f"{where}: {row.event_name} for {row.event().contact} rejected by Intercom "
                 f"({status_text(outcome.status)}{': ' + detail if detail else ''})"
             )
 
 
-def summary_json(report: BatchReport, rejects: str | None, mode: str) -> dict[str, Any]:
+def summary_json(report: BatchReport, rejects: str | None, mode: BatchMode) -> dict[str, Any]:
     """The ``batch --json`` object."""
+    from ..batch import BatchMode
+
     return {
         "ok": report.exit_code == ExitCode.OK,
         "exit_code": int(report.exit_code),
-        "dry_run": mode == "dry_run",
-        "queue_only": mode == "queue",
+        "dry_run": mode is BatchMode.DRY_RUN,
+        "queue_only": mode is BatchMode.QUEUE,
         "read": report.read,
         "valid": report.valid,
         "invalid": report.invalid,
@@ -135,25 +137,18 @@ def summary_json(report: BatchReport, rejects: str | None, mode: str) -> dict[st
 
 
 def print_summary(
-    ui: Output, report: BatchReport, display: BatchDisplay, rejects: str | None, mode: str
+    ui: Output, report: BatchReport, display: BatchDisplay, rejects: str | None, mode: BatchMode
 ) -> None:
     """Human summary on stderr: what was read, what became of it, what to do next."""
-    if report.input_error:
-        ui.error(f"the input broke off: {report.input_error}")
-    if report.invalid and rejects is None and report.invalid > display.problems_shown:
-        ui.error(
-            f"... and {report.invalid - display.problems_shown} more invalid "
-            f"record{'s' if report.invalid - display.problems_shown != 1 else ''} "
-            "(--rejects PATH keeps them all, with line numbers, for fixing and replay)"
-        )
-    if report.dead > display.dead_shown:
-        ui.error(f"... and {report.dead - display.dead_shown} more rejected by Intercom")
+    from ..batch import BatchMode
+
+    print_problems_left(ui, report, display, rejects)
     read = f"read {plural(report.read, 'record')}: {report.valid} valid, {report.invalid} invalid"
-    if mode == "dry_run":
+    if mode is BatchMode.DRY_RUN:
         ui.info(f"batch --dry-run: {read}; nothing stored or sent ({report.elapsed_s:.1f} s)")
         return
     stored = f"{report.queued} stored, {report.skipped} already in the outbox (skipped)"
-    if mode == "queue":
+    if mode is BatchMode.QUEUE:
         ui.info(
             f"batch --queue: {read}; {stored}; ievents flush delivers them "
             f"({report.elapsed_s:.1f} s, {report.events_per_s:.0f} records/s)"
@@ -177,6 +172,27 @@ def print_summary(
             f"{'was' if one else 'were'} stamped now: running this file again would send "
             f"{'it' if one else 'them'} again; give created_at to make re-runs safe"
         )
+    print_not_delivered(ui, report)
+
+
+def print_problems_left(
+    ui: Output, report: BatchReport, display: BatchDisplay, rejects: str | None
+) -> None:
+    """What went wrong beyond the lines already shown while the batch ran."""
+    if report.input_error:
+        ui.error(f"the input broke off: {report.input_error}")
+    more_invalid = report.invalid - display.problems_shown
+    if report.invalid and rejects is None and more_invalid > 0:
+        ui.error(
+            f"... and {more_invalid} more invalid record{'s' if more_invalid != 1 else ''} "
+            "(--rejects PATH keeps them all, with line numbers, for fixing and replay)"
+        )
+    if report.dead > display.dead_shown:
+        ui.error(f"... and {report.dead - display.dead_shown} more rejected by Intercom")
+
+
+def print_not_delivered(ui: Output, report: BatchReport) -> None:
+    """Events of this run still pending: interrupted, or why delivery stopped."""
     flush = report.flush
     if report.interrupted:
         ui.error(
@@ -184,11 +200,7 @@ def print_summary(
             "resume with: ievents flush (or run the same batch again: it skips what was delivered)",
         )
     elif flush is not None and report.pending:
-        why = {
-            "auth": "the token was rejected",
-            "unavailable": "Intercom or the network is unavailable",
-            "max_time": "--max-time was reached",
-        }.get(flush.stopped or "", "some deliveries failed temporarily")
+        why = stop_cause(flush.stopped)
         last = flush.last_failure
         detail = f" (last: {status_text(last.status)})" if last is not None else ""
         parts = []
@@ -208,10 +220,7 @@ def print_summary(
         )
     if flush is not None:
         for destination, count in flush.waiting_elsewhere:
-            ui.info(
-                f"{plural(count, 'event')} wait for another workspace "
-                f"({destination.describe()} at capture): run flush with that configuration"
-            )
+            ui.info(waiting_elsewhere_text(destination, count))
 
 
 class InputFormat(str, Enum):
@@ -353,7 +362,9 @@ def batch(
     78 configuration, 130 interrupted; several: the most severe.
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
-    mode = "dry_run" if dry_run else "queue" if queue else "deliver"
+    from ..batch import BatchMode
+
+    mode = BatchMode.DRY_RUN if dry_run else BatchMode.QUEUE if queue else BatchMode.DELIVER
 
     def json_failure(exc: IeventsError) -> None:
         if json_output:
@@ -416,7 +427,7 @@ def run_batch(
     file: str,
     input_format: str | None,
     rejects: str | None,
-    mode: str,
+    mode: BatchMode,
     resend: bool,
     concurrency: int,
     max_rate: float | None,
@@ -427,12 +438,12 @@ def run_batch(
     settings_options: dict[str, Any],
 ) -> BatchReport:
     """Open everything, run the batch with progress and signals, print the summary."""
-    from ..batch import BatchRun
+    from ..batch import BatchMode, BatchRun
     from ..readers import RejectsWriter
 
     env = load_environment(env_file, profile=profile)
     settings = None
-    if mode != "dry_run":
+    if mode is not BatchMode.DRY_RUN:
         # Configuration is checked before anything is read or stored; capturing needs the
         # token too (each row is bound to its workspace), though --queue sends nothing.
         settings = Settings.load(env=env, **settings_options)
@@ -440,10 +451,11 @@ def run_batch(
         writer = RejectsWriter(rejects, input_path=file) if rejects else None
         try:
             display = BatchDisplay(ui, rejects)
-            store = open_outbox(outbox_path(outbox, env), env) if mode != "dry_run" else None
+            dry = mode is BatchMode.DRY_RUN
+            store = None if dry else open_outbox(outbox_path(outbox, env), env)
             try:
                 pacer = None
-                if mode == "deliver":
+                if mode is BatchMode.DELIVER:
                     from ..pacing import RateLimitPacer
 
                     pacer = RateLimitPacer(max_rate=max_rate)

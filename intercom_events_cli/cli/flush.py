@@ -40,7 +40,14 @@ from .common import (
     stop_on_signals,
 )
 from .output import Output
-from .render import describe_failure, failure_hint, plural, relative, when
+from .render import (
+    describe_failure,
+    failure_hint,
+    plural,
+    relative,
+    waiting_elsewhere_text,
+    when,
+)
 
 if TYPE_CHECKING:
     from ..delivery import Delivery, FlushReport
@@ -120,7 +127,7 @@ def report_flush(
     max_time: float | None,
 ) -> None:
     """The summary (stdout) and what went wrong (stderr)."""
-    from ..delivery import STOP_INTERRUPTED, STOP_MAX_TIME
+    from ..delivery import StopReason
     from ..outbox import State
 
     pending = remaining.counts[State.PENDING] + remaining.counts[State.IN_FLIGHT]
@@ -159,7 +166,7 @@ def report_flush(
             "try again as they are: ievents outbox retry ID",
         )
     failure = report.last_failure
-    if report.auth_failed and failure is not None:
+    if report.setup_failures and failure is not None:
         ui.error(
             f"{_stop_reason(failure)}; flush stopped and every event stays pending ({pending} now)",
             failure_hint(failure, settings),
@@ -176,15 +183,12 @@ def report_flush(
             "(ievents flush --now: at once)",
         )
     for destination, count in report.waiting_elsewhere:
-        ui.info(
-            f"{plural(count, 'event')} wait for another workspace ({destination.describe()} "
-            "at capture): run flush with that configuration"
-        )
+        ui.info(waiting_elsewhere_text(destination, count))
     for message in report.internal_errors[:MAX_ERROR_LINES]:
         ui.error(f"internal error: {message}", "this is a bug in ievents; the event stays pending")
-    if report.stopped == STOP_INTERRUPTED:
+    if report.stopped is StopReason.INTERRUPTED:
         ui.error(f"interrupted; every event not delivered stays pending ({pending} now)")
-    elif report.stopped == STOP_MAX_TIME:
+    elif report.stopped is StopReason.MAX_TIME:
         ui.info(
             f"stopped after --max-time {max_time:g} s: {plural(pending, 'event')} left "
             "pending for the next flush"

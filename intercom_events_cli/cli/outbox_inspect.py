@@ -13,7 +13,7 @@ import typer
 
 from ..config import load_environment
 from ..errors import UsageError
-from ..outcome import status_text
+from ..outcome import api_error_text, status_text
 from .common import (
     DebugOpt,
     EnvFileOpt,
@@ -259,9 +259,8 @@ def row_cells(row: OutboxRow, destinations: Mapping[int, Destination] | None = N
     if row.state is not State.DELIVERED and (
         row.last_status is not None or row.last_error_code is not None
     ):
-        parts = [status_text(row.last_status) if row.last_status is not None else None]
-        parts += [row.last_error_code, row.last_error_message]
-        error = ": ".join(p for p in parts if p)
+        status = status_text(row.last_status) if row.last_status is not None else None
+        error = api_error_text(status, api_error_text(row.last_error_code, row.last_error_message))
     return [
         str(row.id),
         row.state.value,

@@ -40,9 +40,11 @@ def measure(run: BatchRun, started: float) -> Progress:
     size = run.source.size
     position = run.source.position()
     fraction = min(1.0, position / size) if size and position is not None else None
-    if run.mode == "deliver":
+    from ..batch import BatchMode
+
+    if run.mode is BatchMode.DELIVER:
         done, label, target = run.live_delivered, "delivered", report.queued
-    elif run.mode == "queue":
+    elif run.mode is BatchMode.QUEUE:
         done, label, target = report.queued, "stored", report.queued
     else:
         done, label, target = report.valid, "checked", report.valid
@@ -50,7 +52,7 @@ def measure(run: BatchRun, started: float) -> Progress:
     if fraction is not None and 0 < fraction < 1:
         expected = max(target, round(target / fraction))  # projected from what was read
     elif fraction is None:
-        expected = None if run.mode != "deliver" else target
+        expected = None if run.mode is not BatchMode.DELIVER else target
     rate = done / elapsed
     eta = (
         (expected - done) / rate if expected is not None and rate > 0 and expected >= done else None

@@ -10,10 +10,19 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..event import format_utc
-from ..outcome import CODE_BAD_URL, CODE_TLS, CODE_UNEXPECTED, Outcome, OutcomeKind, status_text
+from ..outcome import (
+    CODE_BAD_URL,
+    CODE_TLS,
+    CODE_UNEXPECTED,
+    Outcome,
+    OutcomeKind,
+    api_error_text,
+    status_text,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..delivery_results import StopReason
     from ..destination import Destination
     from ..errors import IeventsError
     from ..outbox import OutboxRow
@@ -95,7 +104,7 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
 def describe_failure(outcome: Outcome) -> str:
     """One line: status, API error code and message, request id."""
     parts = [status_text(outcome.status) if outcome.status is not None else "failed"]
-    detail = ": ".join(p for p in (outcome.error_code, outcome.error_message) if p)
+    detail = api_error_text(outcome.error_code, outcome.error_message)
     line = f"{parts[0]}: {detail}" if detail else parts[0]
     if outcome.request_id:
         line += f" (request {outcome.request_id})"
@@ -174,3 +183,24 @@ def row_json(
 def error_json(exc: IeventsError) -> dict[str, Any]:
     """``{"code", "message"}`` of an error, as every command's ``--json`` shows it."""
     return {"code": exc.code, "message": exc.message}
+
+
+def stop_cause(reason: StopReason | None) -> str:
+    """Why a run left events undelivered, as a batch summary says it."""
+    from ..delivery_results import StopReason
+
+    causes = {
+        StopReason.AUTH: "the token was rejected",
+        StopReason.UNAVAILABLE: "Intercom or the network is unavailable",
+        StopReason.MAX_TIME: "--max-time was reached",
+    }
+    temporary = "some deliveries failed temporarily"
+    return temporary if reason is None else causes.get(reason, temporary)
+
+
+def waiting_elsewhere_text(destination: Destination, count: int) -> str:
+    """Events this configuration does not deliver: they were captured for another workspace."""
+    return (
+        f"{plural(count, 'event')} wait for another workspace ({destination.describe()} "
+        "at capture): run flush with that configuration"
+    )

@@ -302,19 +302,21 @@ def keep_interrupted(event: Event, outbox: str | None, env: dict[str, str]) -> N
     """
     import signal
 
+    from ..capture import capture
     from .common import open_outbox, outbox_path
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     with open_outbox(outbox_path(outbox, env), env) as store:
-        added = store.add(event)
+        # Unbound: no answer says this workspace took it, any configuration may flush it.
+        kept = capture(store, event, None)
     interrupted = Interrupted(
         f"interrupted before Intercom answered: {event.event_name} for {event.contact} may "
-        f"or may not have arrived; it was kept in the outbox (id {added.id})",
+        f"or may not have arrived; it was kept in the outbox (id {kept.outbox_id})",
         hint="ievents flush sends it again (same --created-at "
         f"{event.created_at}); Intercom de-duplicates the same event, contact and time",
     )
-    interrupted.outbox_id = added.id  # type: ignore[attr-defined]
+    interrupted.outbox_id = kept.outbox_id  # type: ignore[attr-defined]
     raise interrupted
 
 
