@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..config import Settings, load_environment
-from ..errors import ExitCode, IeventsError, UsageError
+from ..errors import ExitCode, UsageError
 from ..outcome import api_error_text, status_text
 from . import app
 from .common import (
@@ -37,7 +37,7 @@ from .common import (
 )
 from .output import Output
 from .progress import progress_reporting
-from .render import plural, stop_cause, waiting_elsewhere_text
+from .render import plural, setup_cause, stop_cause, waiting_elsewhere_text
 
 if TYPE_CHECKING:
     from ..batch import BatchMode, BatchReport
@@ -81,14 +81,9 @@ class BatchDisplay:
                     # Said now, not only in the summary: on a long pipe the run goes on
                     # storing the rest of the input until it ends (or Ctrl-C).
                     self.delivery_stopped = True
-                    if outcome.kind is OutcomeKind.AUTH:
-                        cause = "the token was rejected"
-                    elif outcome.status is None:
-                        cause = outcome.error_message or "the configuration cannot work"
-                    else:
-                        cause = "the base URL redirects"
                     self.ui.error(
-                        f"delivery stopped: {status_text(outcome.status)} ({cause}); "
+                        f"delivery stopped: {status_text(outcome.status)} "
+                        f"({setup_cause(outcome)}); "
                         "the rest of the input is still stored in the outbox for ievents flush "
                         "(Ctrl-C stops reading; nothing read is lost)"
                     )
@@ -366,12 +361,7 @@ def batch(
 
     mode = BatchMode.DRY_RUN if dry_run else BatchMode.QUEUE if queue else BatchMode.DELIVER
 
-    def json_failure(exc: IeventsError) -> None:
-        if json_output:
-            error = {"code": exc.code, "message": exc.message}  # as every command's --json
-            ui.json({"ok": False, "exit_code": int(exc.exit_code), "error": error})
-
-    with reporting(ui, debug, on_error=json_failure):
+    with reporting(ui, debug):
         if dry_run and queue:
             raise UsageError("--dry-run and --queue cannot be combined: choose one")
         if file == "-" and sys.stdin.isatty():

@@ -13,7 +13,7 @@ import typer
 
 from ..config import Settings, load_environment
 from ..errors import ExitCode, UsageError
-from ..outcome import Outcome, OutcomeKind, status_text
+from ..outcome import Outcome, OutcomeKind, api_error_text, status_text
 from . import app
 from .common import (
     DELIVERY,
@@ -41,10 +41,12 @@ from .common import (
 )
 from .output import Output
 from .render import (
+    delivery_counts,
     describe_failure,
     failure_hint,
     plural,
     relative,
+    setup_cause,
     waiting_elsewhere_text,
     when,
 )
@@ -112,10 +114,10 @@ def flush_json(
 
 def _stop_reason(failure: Outcome) -> str:
     """Why a run stopped at once: a rejected token, a redirect, an untrusted certificate."""
-    if failure.kind is OutcomeKind.AUTH:
-        return f"the token was rejected ({status_text(failure.status)})"
     if failure.status is None:
-        return failure.error_message or "the configuration cannot work"
+        return setup_cause(failure)
+    if failure.kind is OutcomeKind.AUTH:
+        return f"{setup_cause(failure)} ({status_text(failure.status)})"
     return f"redirected ({status_text(failure.status)})"
 
 
@@ -131,28 +133,43 @@ def report_flush(
     from ..outbox import State
 
     pending = remaining.counts[State.PENDING] + remaining.counts[State.IN_FLIGHT]
-    dead_total = remaining.counts[State.DEAD]
     if not ui.json_mode:
-        if report.claimed == 0 and report.stopped is None:
-            upcoming = (
-                f", next attempt {relative(remaining.next_attempt_at)}"
-                if pending and remaining.next_attempt_at is not None
-                else ""
-            )
-            ui.result(f"nothing to flush: {plural(pending, 'event')} pending{upcoming}")
-        else:
-            parts = [f"{report.delivered} delivered"]
-            if report.dead:
-                parts.append(f"{report.dead} rejected")
-            if report.deferred:
-                parts.append(f"{report.deferred} to retry later")
-            if report.released:
-                parts.append(f"{report.released} not sent")
-            ui.result(
-                f"flush: {', '.join(parts)} in {report.elapsed_s:.1f} s; the outbox holds "
-                f"{pending} pending, {dead_total} dead",
-                style="green" if report.exit_code == ExitCode.OK else None,
-            )
+        ui.result(*summary_line(report, remaining, pending))
+    report_dead_letters(ui, report)
+    report_failures(ui, report, settings, pending)
+    if report.stopped is StopReason.INTERRUPTED:
+        ui.error(f"interrupted; every event not delivered stays pending ({pending} now)")
+    elif report.stopped is StopReason.MAX_TIME:
+        ui.info(
+            f"stopped after --max-time {max_time:g} s: {plural(pending, 'event')} left "
+            "pending for the next flush"
+        )
+
+
+def summary_line(
+    report: FlushReport, remaining: OutboxSummary, pending: int
+) -> tuple[str, str | None]:
+    """The flush's one result line, and its style."""
+    from ..outbox import State
+
+    if report.claimed == 0 and report.stopped is None:
+        upcoming = (
+            f", next attempt {relative(remaining.next_attempt_at)}"
+            if pending and remaining.next_attempt_at is not None
+            else ""
+        )
+        return f"nothing to flush: {plural(pending, 'event')} pending{upcoming}", None
+    released = f"{report.released} not sent" if report.released else None
+    counts = delivery_counts(report.delivered, report.dead, report.deferred, released)
+    return (
+        f"flush: {counts} in {report.elapsed_s:.1f} s; the outbox holds "
+        f"{pending} pending, {remaining.counts[State.DEAD]} dead",
+        "green" if report.exit_code == ExitCode.OK else None,
+    )
+
+
+def report_dead_letters(ui: Output, report: FlushReport) -> None:
+    """The first dead letters of the run, one line each, and what to do about them."""
     for shown, delivery in enumerate(report.dead_letters):
         if shown == MAX_ERROR_LINES:
             ui.error(f"... and {report.dead - MAX_ERROR_LINES} more rejected")
@@ -165,6 +182,10 @@ def report_flush(
             "see them with: ievents outbox list --dead; fix the data and send again, or "
             "try again as they are: ievents outbox retry ID",
         )
+
+
+def report_failures(ui: Output, report: FlushReport, settings: Settings, pending: int) -> None:
+    """A setup that stopped the run, temporary failures, other workspaces, bugs."""
     failure = report.last_failure
     if report.setup_failures and failure is not None:
         ui.error(
@@ -173,7 +194,7 @@ def report_flush(
         )
     if report.deferred and failure is not None:
         last = status_text(failure.status) if failure.status is not None else None
-        detail = ": ".join(p for p in (last, failure.error_message) if p)
+        detail = api_error_text(last, failure.error_message)
         next_try = (
             f" from {when(report.next_attempt_at)}" if report.next_attempt_at is not None else ""
         )
@@ -186,13 +207,6 @@ def report_flush(
         ui.info(waiting_elsewhere_text(destination, count))
     for message in report.internal_errors[:MAX_ERROR_LINES]:
         ui.error(f"internal error: {message}", "this is a bug in ievents; the event stays pending")
-    if report.stopped is StopReason.INTERRUPTED:
-        ui.error(f"interrupted; every event not delivered stays pending ({pending} now)")
-    elif report.stopped is StopReason.MAX_TIME:
-        ui.info(
-            f"stopped after --max-time {max_time:g} s: {plural(pending, 'event')} left "
-            "pending for the next flush"
-        )
 
 
 @app.command()

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..delivery_results import StopReason
     from ..destination import Destination
-    from ..errors import IeventsError
+    from ..errors import ApiError, IeventsError
+    from ..lookup import Contact
     from ..outbox import OutboxRow
 
 
@@ -42,16 +43,20 @@ def outcome_json(outcome: Outcome, *, queued: bool = False) -> dict[str, Any]:
     }
 
 
+def token_rejected_hint(settings: Settings, allowed: str) -> str:
+    """401/403: the token, its permission (``allowed``), or the workspace's region."""
+    return (
+        f"the token was rejected: check the token from {settings.token_source} is current "
+        f"and {allowed}; EU and AU workspaces need --region eu or --region au "
+        f"(this request went to {settings.base_url})"
+    )
+
+
 def failure_hint(outcome: Outcome, settings: Settings) -> str:
     """What the user can do about a failed delivery."""
     event = outcome.event
     if outcome.kind is OutcomeKind.AUTH:
-        return (
-            "the token was rejected: check the token from "
-            f"{settings.token_source} is current and has the "
-            "'write events' permission; EU and AU workspaces need --region eu or --region au "
-            f"(this request went to {settings.base_url})"
-        )
+        return token_rejected_hint(settings, "has the 'write events' permission")
     if outcome.error_code == CODE_TLS:
         return (
             f"the certificate of {settings.base_url} is not trusted here: behind a proxy that "
@@ -99,6 +104,31 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
         f"gave up after {outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''} "
         f"({retries} retr{'ies' if retries != 1 else 'y'}); {cause}: try again {when}"
     )
+
+
+def lookup_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) -> str:
+    """What the user can do about a failed GET (``check``, ``list``)."""
+    from ..client import proxy_for
+    from ..errors import ExitCode
+
+    if exc.exit_code is ExitCode.AUTH:
+        return token_rejected_hint(settings, "allowed to read admins and events")
+    if exc.exit_code is ExitCode.NO_CONTACT and contact is not None:
+        return f"no contact with {contact} in this workspace; check the identifier"
+    if exc.exit_code is ExitCode.CONFIG:
+        return (
+            f"{settings.base_url} did not answer like Intercom's API: check --base-url "
+            f"(or INTERCOM_BASE_URL) and --api-version (now {settings.api_version})"
+        )
+    if exc.exit_code is ExitCode.DATA:
+        return "Intercom refused the request; check the contact identifier"
+    proxy = proxy_for(settings.base_url)
+    if proxy:
+        return (
+            f"the request went through the proxy {proxy}: check it (HTTPS_PROXY, NO_PROXY), "
+            "or try again in a few minutes"
+        )
+    return "Intercom or the network is unavailable: try again in a few minutes"
 
 
 def describe_failure(outcome: Outcome) -> str:
@@ -204,3 +234,25 @@ def waiting_elsewhere_text(destination: Destination, count: int) -> str:
         f"{plural(count, 'event')} wait for another workspace ({destination.describe()} "
         "at capture): run flush with that configuration"
     )
+
+
+def setup_cause(outcome: Outcome) -> str:
+    """Why delivery stopped at once, in a few words: the token rejected, a redirect, or
+    what else makes the configuration unusable (an untrusted certificate, a bad URL)."""
+    if outcome.kind is OutcomeKind.AUTH:
+        return "the token was rejected"
+    if outcome.status is None:
+        return outcome.error_message or "the configuration cannot work"
+    return "the base URL redirects"
+
+
+def delivery_counts(delivered: int, dead: int, deferred: int, released: str | None) -> str:
+    """``3 delivered, 1 rejected, 2 to retry later`` (and what was handed back unsent)."""
+    parts = [f"{delivered} delivered"]
+    if dead:
+        parts.append(f"{dead} rejected")
+    if deferred:
+        parts.append(f"{deferred} to retry later")
+    if released:
+        parts.append(released)
+    return ", ".join(parts)

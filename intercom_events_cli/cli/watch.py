@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import ExitCode, UsageError
 from .common import attempt_logger, stop_on_signals
 from .output import Output
-from .render import plural
+from .render import delivery_counts, plural
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -106,12 +106,9 @@ def run_watch(
     finally:
         if metrics is not None:
             metrics.close()
-    parts = [f"{report.delivered} delivered"]
-    if report.dead:
-        parts.append(f"{report.dead} rejected")
-    if report.deferred:
-        parts.append(f"{report.deferred} to retry later")
-    if report.released:
-        parts.append(f"{plural(report.released, 'event')} handed back unsent")
-    ui.result(f"watch stopped: {', '.join(parts)}")
+    released = plural(report.released, "event") + " handed back unsent"
+    counts = delivery_counts(
+        report.delivered, report.dead, report.deferred, released if report.released else None
+    )
+    ui.result(f"watch stopped: {counts}")
     return int(ExitCode.OK)
