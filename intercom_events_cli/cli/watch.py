@@ -52,7 +52,6 @@ def run_watch(
     metrics_port: str | None,
 ) -> int:
     """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
-    from ..outbox import State
     from ..outbox.store import open_store
     from ..relay import Relay
 
@@ -75,12 +74,8 @@ def run_watch(
         if metrics is not None:
             metrics.observe(delivery)
         if ui.verbose:
-            row = delivery.row
-            state = "not sent, pending again" if delivery.outcome is None else delivery.state.value
-            if delivery.state is State.PENDING and delivery.outcome is not None:
-                state = "pending again"
             with log_lock:
-                ui.log(f"#{row.id} {row.event_name}: {state}")
+                ui.log(result_line(delivery))
 
     def on_notice(text: str) -> None:
         with log_lock:
@@ -112,3 +107,17 @@ def run_watch(
     )
     ui.result(f"watch stopped: {counts}")
     return int(ExitCode.OK)
+
+
+def result_line(delivery: Delivery) -> str:
+    """``-v``: ``#12 signed-up: delivered`` (or dead, pending again, not sent)."""
+    from ..outbox import State
+
+    row = delivery.row
+    if delivery.outcome is None:
+        state = "not sent, pending again"
+    elif delivery.state is State.PENDING:
+        state = "pending again"
+    else:
+        state = delivery.state.value
+    return f"#{row.id} {row.event_name}: {state}"
