@@ -292,6 +292,8 @@ def print_table(
     """A rich table of outbox rows (terminals only)."""
     from rich.table import Table
 
+    from ..outbox import State
+
     console = ui.rich_console()
     if not rows:
         console.print(f"no such events in {path}")
@@ -315,7 +317,7 @@ def print_table(
     table.add_column("captured (UTC)", no_wrap=True, min_width=16)
     table.add_column("tries", justify="right", no_wrap=True)
     table.add_column("last result", overflow="fold", min_width=11)
-    styles = {"dead": "red", "delivered": "green", "in_flight": "cyan"}
+    styles = {State.DEAD: "red", State.DELIVERED: "green", State.IN_FLIGHT: "cyan"}
     for row in rows:
         ident, state, event, contact, captured, tries, result, _ = row_cells(row, destinations)
         table.add_row(
@@ -326,7 +328,7 @@ def print_table(
             captured.replace("T", " ")[:16],  # 2026-11-30 19:40
             tries,
             result,
-            style=styles.get(row.state.value),
+            style=styles.get(row.state),
         )
     console.print(table)
 
