@@ -37,7 +37,7 @@ from .common import (
 )
 from .output import Output
 from .progress import progress_reporting
-from .render import plural, setup_cause, stop_cause, waiting_elsewhere_text
+from .render import plural, setup_cause, stop_cause, summary_json, waiting_elsewhere_text
 
 if TYPE_CHECKING:
     from ..batch import BatchMode, BatchReport
@@ -102,33 +102,6 @@ class BatchDisplay:
                 f"{where}: {row.event_name} for {row.event().contact} rejected by Intercom "
                 f"({status_text(outcome.status)}{': ' + detail if detail else ''})"
             )
-
-
-def summary_json(report: BatchReport, rejects: str | None, mode: BatchMode) -> dict[str, Any]:
-    """The ``batch --json`` object."""
-    from ..batch import BatchMode
-
-    return {
-        "ok": report.exit_code == ExitCode.OK,
-        "exit_code": int(report.exit_code),
-        "dry_run": mode is BatchMode.DRY_RUN,
-        "queue_only": mode is BatchMode.QUEUE,
-        "read": report.read,
-        "valid": report.valid,
-        "invalid": report.invalid,
-        "skipped": report.skipped,
-        "queued": report.queued,
-        "delivered": report.delivered,
-        "dead": report.dead,
-        "pending": report.pending,
-        "failed": report.failed,
-        "not_due": report.not_due,
-        "elapsed_s": round(report.elapsed_s, 3),
-        "events_per_s": round(report.events_per_s, 1),
-        "rejects": rejects,
-        "input_error": report.input_error,
-        "interrupted": report.interrupted,
-    }
 
 
 def print_summary(

@@ -7,7 +7,7 @@ code) is :func:`intercom_events_cli.capture.capture`; this module only words its
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,6 +18,7 @@ from ..outcome import Outcome, api_error_text, status_text
 from .common import open_outbox, outbox_path
 from .output import Output
 from .render import (
+    capture_json,
     describe_failure,
     error_json,
     failure_hint,
@@ -65,42 +66,6 @@ def queue_after_failure(
         raise typer.Exit(int(exc.exit_code)) from None
     say_captured(ui, result, settings)
     return int(result.exit_code)
-
-
-def capture_json(result: CaptureResult) -> dict[str, Any]:
-    """The ``send --queue`` / ``--queue-on-failure`` ``--json`` object."""
-    from ..capture import CaptureState
-
-    failure = result.failure
-    if failure is not None:
-        body = outcome_json(failure, queued=True)
-    else:
-        body = {
-            "ok": True,
-            "delivered": False,
-            "queued": True,
-            "status": None,
-            "attempts": 0,
-            "request_id": None,
-            "event": result.event.payload(),
-            "error": None,
-        }
-    if result.stored:
-        body["outbox_id"] = result.outbox_id
-        if failure is None:
-            body["duplicate"] = False
-        body["ok"] = result.exit_code == 0
-        return body
-    body = {**body, "outbox_id": result.outbox_id, "duplicate": True}
-    row = result.row
-    assert row is not None
-    if result.state is CaptureState.ALREADY_DELIVERED:
-        body.update(ok=True, queued=False, delivered=True, status=row.last_status)
-    elif result.state is CaptureState.DEAD_LETTER:
-        body.update(ok=False, queued=False, status=row.last_status, error=row.error())
-    else:
-        body.update(ok=True, queued=True)
-    return body
 
 
 def say_captured(ui: Output, result: CaptureResult, settings: Settings) -> None:

@@ -7,7 +7,7 @@ The engine is :mod:`intercom_events_cli.delivery`; ``--watch`` (the relay) is in
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -44,6 +44,7 @@ from .render import (
     delivery_counts,
     describe_failure,
     failure_hint,
+    flush_json,
     plural,
     relative,
     setup_cause,
@@ -54,7 +55,7 @@ from .render import (
 if TYPE_CHECKING:
     from ..delivery import Delivery, FlushReport
     from ..outbox import OutboxSummary
-    from ..outbox.store import OutboxLocation, OutboxStore
+    from ..outbox.store import OutboxStore
 
 MAX_ERROR_LINES = 10
 
@@ -62,54 +63,6 @@ MAX_ERROR_LINES = 10
 def _event_line(delivery: Delivery) -> str:
     row = delivery.row
     return f"#{row.id} {row.event_name} for {row.event().contact}"
-
-
-def flush_json(
-    report: FlushReport,
-    path: OutboxLocation,
-    remaining: OutboxSummary | None,
-    due_remaining: int = 0,
-) -> dict[str, Any]:
-    """The ``flush --json`` object."""
-    from ..outbox import State
-
-    counts = remaining.counts if remaining is not None else {}
-    return {
-        "ok": report.exit_code == ExitCode.OK,
-        "exit_code": int(report.exit_code),
-        "outbox": str(path),
-        "claimed": report.claimed,
-        "delivered": report.delivered,
-        "dead": report.dead,
-        "deferred": report.deferred,
-        "released": report.released,
-        "stopped": report.stopped,
-        "probed": report.probed,
-        "retried_in_run": report.retried_in_run,
-        "due_remaining": due_remaining,
-        "waiting_elsewhere": [
-            {
-                "base_url": destination.base_url,
-                "api_version": destination.api_version,
-                "token_hint": destination.token_hint,
-                "events": count,
-            }
-            for destination, count in report.waiting_elsewhere
-        ],
-        "next_attempt_at": when(report.next_attempt_at),
-        "elapsed_s": round(report.elapsed_s, 3),
-        "remaining": {state.value: counts.get(state, 0) for state in State},
-        # At most the first 1,000 (``dead`` counts all; outbox list --dead shows every one).
-        "dead_letters": [
-            {
-                "id": d.row.id,
-                "event": d.row.payload,
-                "status": d.outcome.status if d.outcome else None,
-                "error": d.outcome.error() if d.outcome else None,
-            }
-            for d in report.dead_letters
-        ],
-    }
 
 
 def _stop_reason(failure: Outcome) -> str:

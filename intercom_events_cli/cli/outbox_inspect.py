@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,7 +28,7 @@ from .common import (
 )
 from .outbox import SQLITE_MAX_INT, DeadOpt, PendingOpt, ReadQuietOpt, chosen_states, outbox_app
 from .output import Output
-from .render import destination_json, destination_text, relative, row_json, when
+from .render import destination_text, relative, row_json, status_json, when
 
 if TYPE_CHECKING:
     from ..destination import Destination
@@ -91,43 +91,6 @@ def status(
             ui.raw(status_text(summary))
             return
         print_status(ui, path, summary)
-
-
-def status_json(path: OutboxLocation, summary: OutboxSummary | None) -> dict[str, Any]:
-    """The ``outbox status --json`` object."""
-    from ..outbox import State
-
-    now = time.time()
-
-    def age(moment: float | None) -> float | None:
-        return None if moment is None else round(max(0.0, now - moment), 1)
-
-    counts = summary.counts if summary is not None else {}
-    oldest = summary.oldest_pending_created if summary else None
-    last_flush = summary.last_flush_at if summary else None
-    last_success = summary.last_success_at if summary else None
-    return {
-        "path": str(path),
-        "exists": summary is not None,
-        "schema_version": summary.schema_version if summary else None,
-        "pending": counts.get(State.PENDING, 0),
-        "in_flight": counts.get(State.IN_FLIGHT, 0),
-        "dead": counts.get(State.DEAD, 0),
-        "delivered": counts.get(State.DELIVERED, 0),
-        "oldest_pending_at": when(oldest),
-        "oldest_pending_age_s": age(oldest),
-        "next_attempt_at": when(summary.next_attempt_at if summary else None),
-        "last_flush_at": when(last_flush),
-        "last_flush_age_s": age(last_flush),
-        "last_flush_exit_code": summary.last_flush_exit_code if summary else None,
-        "last_success_at": when(last_success),
-        "last_success_age_s": age(last_success),
-        # Pending and in-flight events per destination; unbound (an older outbox): null.
-        "pending_by_destination": [
-            {"destination": destination_json(destination), "events": count}
-            for destination, count in (summary.pending_by_destination if summary else ())
-        ],
-    }
 
 
 def short_destination(row: OutboxRow, destinations: Mapping[int, Destination]) -> str:

@@ -1,4 +1,4 @@
-"""How outcomes read: failure text and hints, the JSON shapes of an outcome, plurals and times.
+"""How outcomes read: failure text and hints, the --json objects, plurals and times.
 
 Shared by every command (``send``, ``flush``, ``batch``, ``outbox``); it writes nothing itself.
 """
@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ExitCode
 from ..event import format_utc
 from ..outcome import (
     CODE_BAD_URL,
@@ -21,12 +22,15 @@ from ..outcome import (
 )
 
 if TYPE_CHECKING:
+    from ..batch import BatchMode, BatchReport
+    from ..capture import CaptureResult
     from ..config import Settings
-    from ..delivery_results import StopReason
+    from ..delivery_results import FlushReport, StopReason
     from ..destination import Destination
     from ..errors import ApiError, IeventsError
     from ..lookup import Contact
-    from ..outbox import OutboxRow
+    from ..outbox import OutboxRow, OutboxSummary
+    from ..outbox.store import OutboxLocation
 
 
 def outcome_json(outcome: Outcome, *, queued: bool = False) -> dict[str, Any]:
@@ -109,7 +113,6 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
 def lookup_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) -> str:
     """What the user can do about a failed GET (``check``, ``list``)."""
     from ..client import proxy_for
-    from ..errors import ExitCode
 
     if exc.exit_code is ExitCode.AUTH:
         return token_rejected_hint(settings, "allowed to read admins and events")
@@ -256,3 +259,154 @@ def delivery_counts(delivered: int, dead: int, deferred: int, released: str | No
     if released:
         parts.append(released)
     return ", ".join(parts)
+
+
+# -- the --json objects of the commands ------------------------------------------------------
+
+
+def capture_json(result: CaptureResult) -> dict[str, Any]:
+    """The ``send --queue`` / ``--queue-on-failure`` ``--json`` object."""
+    from ..capture import CaptureState
+
+    failure = result.failure
+    if failure is not None:
+        body = outcome_json(failure, queued=True)
+    else:
+        body = {
+            "ok": True,
+            "delivered": False,
+            "queued": True,
+            "status": None,
+            "attempts": 0,
+            "request_id": None,
+            "event": result.event.payload(),
+            "error": None,
+        }
+    if result.stored:
+        body["outbox_id"] = result.outbox_id
+        if failure is None:
+            body["duplicate"] = False
+        body["ok"] = result.exit_code == 0
+        return body
+    body = {**body, "outbox_id": result.outbox_id, "duplicate": True}
+    row = result.row
+    assert row is not None
+    if result.state is CaptureState.ALREADY_DELIVERED:
+        body.update(ok=True, queued=False, delivered=True, status=row.last_status)
+    elif result.state is CaptureState.DEAD_LETTER:
+        body.update(ok=False, queued=False, status=row.last_status, error=row.error())
+    else:
+        body.update(ok=True, queued=True)
+    return body
+
+
+def flush_json(
+    report: FlushReport,
+    path: OutboxLocation,
+    remaining: OutboxSummary | None,
+    due_remaining: int = 0,
+) -> dict[str, Any]:
+    """The ``flush --json`` object."""
+    from ..outbox import State
+
+    counts = remaining.counts if remaining is not None else {}
+    return {
+        "ok": report.exit_code == ExitCode.OK,
+        "exit_code": int(report.exit_code),
+        "outbox": str(path),
+        "claimed": report.claimed,
+        "delivered": report.delivered,
+        "dead": report.dead,
+        "deferred": report.deferred,
+        "released": report.released,
+        "stopped": report.stopped,
+        "probed": report.probed,
+        "retried_in_run": report.retried_in_run,
+        "due_remaining": due_remaining,
+        "waiting_elsewhere": [
+            {
+                "base_url": destination.base_url,
+                "api_version": destination.api_version,
+                "token_hint": destination.token_hint,
+                "events": count,
+            }
+            for destination, count in report.waiting_elsewhere
+        ],
+        "next_attempt_at": when(report.next_attempt_at),
+        "elapsed_s": round(report.elapsed_s, 3),
+        "remaining": {state.value: counts.get(state, 0) for state in State},
+        # At most the first 1,000 (``dead`` counts all; outbox list --dead shows every one).
+        "dead_letters": [
+            {
+                "id": d.row.id,
+                "event": d.row.payload,
+                "status": d.outcome.status if d.outcome else None,
+                "error": d.outcome.error() if d.outcome else None,
+            }
+            for d in report.dead_letters
+        ],
+    }
+
+
+def summary_json(report: BatchReport, rejects: str | None, mode: BatchMode) -> dict[str, Any]:
+    """The ``batch --json`` object."""
+    from ..batch import BatchMode
+
+    return {
+        "ok": report.exit_code == ExitCode.OK,
+        "exit_code": int(report.exit_code),
+        "dry_run": mode is BatchMode.DRY_RUN,
+        "queue_only": mode is BatchMode.QUEUE,
+        "read": report.read,
+        "valid": report.valid,
+        "invalid": report.invalid,
+        "skipped": report.skipped,
+        "queued": report.queued,
+        "delivered": report.delivered,
+        "dead": report.dead,
+        "pending": report.pending,
+        "failed": report.failed,
+        "not_due": report.not_due,
+        "elapsed_s": round(report.elapsed_s, 3),
+        "events_per_s": round(report.events_per_s, 1),
+        "rejects": rejects,
+        "input_error": report.input_error,
+        "interrupted": report.interrupted,
+    }
+
+
+def status_json(path: OutboxLocation, summary: OutboxSummary | None) -> dict[str, Any]:
+    """The ``outbox status --json`` object."""
+    from ..outbox import State
+
+    now = time.time()
+
+    def age(moment: float | None) -> float | None:
+        return None if moment is None else round(max(0.0, now - moment), 1)
+
+    counts = summary.counts if summary is not None else {}
+    oldest = summary.oldest_pending_created if summary else None
+    last_flush = summary.last_flush_at if summary else None
+    last_success = summary.last_success_at if summary else None
+    return {
+        "path": str(path),
+        "exists": summary is not None,
+        "schema_version": summary.schema_version if summary else None,
+        "pending": counts.get(State.PENDING, 0),
+        "in_flight": counts.get(State.IN_FLIGHT, 0),
+        "dead": counts.get(State.DEAD, 0),
+        "delivered": counts.get(State.DELIVERED, 0),
+        "oldest_pending_at": when(oldest),
+        "oldest_pending_age_s": age(oldest),
+        "next_attempt_at": when(summary.next_attempt_at if summary else None),
+        "last_flush_at": when(last_flush),
+        "last_flush_age_s": age(last_flush),
+        "last_flush_exit_code": summary.last_flush_exit_code if summary else None,
+        "last_success_at": when(last_success),
+        "last_success_age_s": age(last_success),
+        # Pending and in-flight events per destination; unbound (an older outbox): null.
+        "pending_by_destination": [
+            {"destination": destination_json(destination), "events": count}
+            for destination, count in (summary.pending_by_destination if summary else ())
+        ],
+    }
