@@ -42,6 +42,7 @@ from .common import (
 from .output import Output
 from .render import (
     delivery_counts,
+    delivery_line,
     describe_failure,
     failure_hint,
     flush_json,
@@ -58,11 +59,6 @@ if TYPE_CHECKING:
     from ..outbox.store import OutboxStore
 
 MAX_ERROR_LINES = 10
-
-
-def _event_line(delivery: Delivery) -> str:
-    row = delivery.row
-    return f"#{row.id} {row.event_name} for {row.event().contact}"
 
 
 def _stop_reason(failure: Outcome) -> str:
@@ -317,20 +313,11 @@ def run_flush(
 ) -> FlushReport:
     """Run the engine with Ctrl-C handling and ``-v`` lines."""
     from ..delivery import Deliverer
-    from ..outbox import State
 
     log_lock = threading.Lock()
 
     def log_result(delivery: Delivery) -> None:
-        outcome = delivery.outcome
-        if outcome is None:
-            line = f"{_event_line(delivery)}: not sent, pending again"
-        elif delivery.state is State.DELIVERED:
-            line = f"{_event_line(delivery)}: delivered ({status_text(outcome.status)})"
-        elif delivery.state is State.DEAD:
-            line = f"{_event_line(delivery)}: dead letter ({status_text(outcome.status)})"
-        else:
-            line = f"{_event_line(delivery)}: pending again ({status_text(outcome.status)})"
+        line = delivery_line(delivery)
         with log_lock:
             ui.log(line)
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..batch import BatchMode, BatchReport
     from ..capture import CaptureResult
     from ..config import Settings
-    from ..delivery_results import FlushReport, StopReason
+    from ..delivery_results import Delivery, FlushReport, StopReason
     from ..destination import Destination
     from ..errors import ApiError, IeventsError
     from ..lookup import Contact
@@ -259,6 +259,35 @@ def delivery_counts(delivered: int, dead: int, deferred: int, released: str | No
     if released:
         parts.append(released)
     return ", ".join(parts)
+
+
+def delivery_line(delivery: Delivery) -> str:
+    """``flush -v``: ``#12 signed-up for user_id 7: delivered (202 Accepted)``."""
+    from ..outbox import State
+
+    row, outcome = delivery.row, delivery.outcome
+    what = f"#{row.id} {row.event_name} for {row.event().contact}"
+    if outcome is None:
+        return f"{what}: not sent, pending again"
+    if delivery.state is State.DELIVERED:
+        return f"{what}: delivered ({status_text(outcome.status)})"
+    if delivery.state is State.DEAD:
+        return f"{what}: dead letter ({status_text(outcome.status)})"
+    return f"{what}: pending again ({status_text(outcome.status)})"
+
+
+def relay_line(delivery: Delivery) -> str:
+    """``flush --watch -v``: ``#12 signed-up: delivered`` (or dead, pending again, not sent)."""
+    from ..outbox import State
+
+    row = delivery.row
+    if delivery.outcome is None:
+        state = "not sent, pending again"
+    elif delivery.state is State.PENDING:
+        state = "pending again"
+    else:
+        state = delivery.state.value
+    return f"#{row.id} {row.event_name}: {state}"
 
 
 # -- the --json objects of the commands ------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import ExitCode, UsageError
 from .common import attempt_logger, stop_on_signals
 from .output import Output
-from .render import delivery_counts, plural
+from .render import delivery_counts, plural, relay_line
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -75,7 +75,7 @@ def run_watch(
             metrics.observe(delivery)
         if ui.verbose:
             with log_lock:
-                ui.log(result_line(delivery))
+                ui.log(relay_line(delivery))
 
     def on_notice(text: str) -> None:
         with log_lock:
@@ -107,17 +107,3 @@ def run_watch(
     )
     ui.result(f"watch stopped: {counts}")
     return int(ExitCode.OK)
-
-
-def result_line(delivery: Delivery) -> str:
-    """``-v``: ``#12 signed-up: delivered`` (or dead, pending again, not sent)."""
-    from ..outbox import State
-
-    row = delivery.row
-    if delivery.outcome is None:
-        state = "not sent, pending again"
-    elif delivery.state is State.PENDING:
-        state = "pending again"
-    else:
-        state = delivery.state.value
-    return f"#{row.id} {row.event_name}: {state}"
