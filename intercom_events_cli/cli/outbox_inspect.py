@@ -26,14 +26,47 @@ from .common import (
     outbox_path,
     reporting,
 )
-from .outbox import SQLITE_MAX_INT, DeadOpt, PendingOpt, ReadQuietOpt, chosen_states, outbox_app
+from .outbox import SQLITE_MAX_INT, outbox_app
 from .output import Output
 from .render import destination_text, relative, row_json, status_json, when
 
 if TYPE_CHECKING:
     from ..destination import Destination
-    from ..outbox import OutboxRow, OutboxSummary
+    from ..outbox import OutboxRow, OutboxSummary, State
     from ..outbox.store import OutboxLocation
+
+
+PendingOpt = Annotated[
+    bool, typer.Option("--pending", help="Only events waiting to be delivered (or in flight).")
+]
+DeadOpt = Annotated[bool, typer.Option("--dead", help="Only dead letters (rejected by Intercom).")]
+ReadQuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="Print nothing; exit 0 when the outbox can be read, else 78.",
+        rich_help_panel="Output",
+    ),
+]
+
+
+def chosen_states(
+    *, pending: bool, dead: bool, delivered: bool = False, default: list[State]
+) -> list[State]:
+    """The states picked by ``--pending`` / ``--dead`` / ``--delivered`` (at most one)."""
+    from ..outbox import State
+
+    picked = [flag for flag in (pending, dead, delivered) if flag]
+    if len(picked) > 1:
+        raise UsageError("choose one of --pending, --dead and --delivered")
+    if pending:
+        return [State.PENDING, State.IN_FLIGHT]
+    if dead:
+        return [State.DEAD]
+    if delivered:
+        return [State.DELIVERED]
+    return default
 
 
 @outbox_app.command()
