@@ -60,18 +60,27 @@ def root(
     """Submit Intercom data events from scripts, cron jobs and pipelines."""
 
 
-# The module that registers each command; --help lists the modules in this order
+# The modules that register each command; --help lists the modules in this order
 # (flush and outbox before batch, as ievents has always listed them).
 COMMAND_MODULES = {
-    "send": "send",
-    "batch": "batch",
-    "flush": "outbox",
-    "outbox": "outbox",
-    "check": "lookup",
-    "list": "lookup",
-    "config": "configure",
+    "send": ("send",),
+    "batch": ("batch",),
+    "flush": ("flush",),
+    "outbox": ("outbox_inspect", "outbox_admin"),
+    "check": ("lookup",),
+    "list": ("lookup",),
+    "config": ("configure",),
 }
-MODULE_ORDER = ("send", "outbox", "batch", "lookup", "configure")
+MODULE_ORDER = (
+    "send",
+    "outbox",
+    "flush",
+    "outbox_inspect",
+    "outbox_admin",
+    "batch",
+    "lookup",
+    "configure",
+)
 
 
 def register_commands(argv: list[str] | None = None) -> typer.Typer:
@@ -81,13 +90,13 @@ def register_commands(argv: list[str] | None = None) -> typer.Typer:
     a cron job running ``ievents send`` needs only ``send``. ``--help``, an unknown
     command and shell completion get them all.
     """
-    wanted: str | None = None
+    wanted: tuple[str, ...] | None = None
     environ = current().environ
     completing = any(key.startswith("_") and key.endswith("_COMPLETE") for key in environ)
     if argv and not completing:
         first = next((arg for arg in argv if not arg.startswith("-")), None)
         wanted = COMMAND_MODULES.get(first) if first is not None else None
-    for module in (wanted,) if wanted else MODULE_ORDER:
+    for module in wanted or MODULE_ORDER:
         importlib.import_module(f"{__name__}.{module}")
     _in_module_order(app)
     return app
@@ -101,14 +110,16 @@ def _in_module_order(typer_app: typer.Typer) -> None:
     order is the source's (the sort is stable).
     """
 
-    def rank(name: str | None) -> int:
-        module = COMMAND_MODULES.get(name or "")
-        return MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER)
+    def rank(module: str | None) -> int:
+        name = (module or "").rpartition(".")[2]
+        return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
 
     typer_app.registered_commands.sort(
-        key=lambda info: rank(info.name or getattr(info.callback, "__name__", None))
+        key=lambda info: rank(getattr(info.callback, "__module__", None))
     )
-    typer_app.registered_groups.sort(key=lambda info: rank(info.name))
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _in_module_order(group.typer_instance)
 
 
 def reflow_help(text: str) -> str:
