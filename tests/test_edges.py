@@ -231,7 +231,16 @@ def _purge_on_a_terminal(tmp_path: Path, answer: bytes | None) -> tuple[int, str
             seen += os.read(leader, 4096)
     assert b"[y/N]" in seen, seen
     if answer is None:
-        process.send_signal(2)  # SIGINT, as Ctrl-C on the terminal sends
+        # SIGINT, as Ctrl-C on the terminal sends. A signal that lands after the prompt is
+        # written but before input() blocks in read() is only seen at the next one (a race
+        # in any Python prompt), so it is sent again, as a user presses Ctrl-C again.
+        for _ in range(15):
+            process.send_signal(2)
+            try:
+                process.wait(2)
+                break
+            except subprocess.TimeoutExpired:
+                continue
     else:
         os.write(leader, answer)
     code = process.wait(30)
