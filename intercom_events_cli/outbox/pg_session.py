@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -269,15 +269,3 @@ class PgSession:
     def _notify(self, cursor: Cursor[Any]) -> None:
         # Delivered at commit, and only then: a rolled-back capture wakes nobody.
         cursor.execute("SELECT pg_notify(%s, '')", (self.channel,))
-
-    # -- meta -------------------------------------------------------------------------------
-
-    def _meta(self, cur: Cursor[Any], values: Mapping[str, str]) -> None:
-        for key, value in values.items():
-            cur.execute(
-                self._t(
-                    "INSERT INTO {s}.meta (key, value) VALUES (%s, %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                ),
-                (key, value),
-            )
