@@ -185,30 +185,11 @@ class PgSession:
         schema = self.schema
         # The usual case, a schema at this version, without the lock that serialises opens.
         with db.transaction():
-            current = db.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.meta",)
-            ).fetchone()
-            if current and current[0]:
-                found = db.execute(
-                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
-                ).fetchone()
-                if found and found[0] == str(pg_schema.SCHEMA_VERSION):
-                    return
+            if self._version(db) == pg_schema.SCHEMA_VERSION:
+                return
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ievents:{schema}",))
-            row = db.execute(
-                "SELECT to_regclass(%s) IS NOT NULL, "
-                "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)",
-                (f"{schema}.meta", schema),
-            ).fetchone()
-            assert row is not None
-            has_meta, has_schema = row
-            version = 0
-            if has_meta:
-                found = db.execute(
-                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
-                ).fetchone()
-                version = int(found[0]) if found else 0
+            version = self._version(db)
             if version > pg_schema.SCHEMA_VERSION:
                 raise OutboxError(
                     f"the PostgreSQL outbox at {self._describe()} (schema {schema}) has version "
@@ -219,22 +200,7 @@ class PgSession:
             if version == pg_schema.SCHEMA_VERSION:
                 return
             if version == 0:
-                if has_schema:
-                    tables = db.execute(
-                        "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                        "ON n.oid = c.relnamespace WHERE n.nspname = %s",
-                        (schema,),
-                    ).fetchone()
-                    if tables and tables[0]:
-                        raise OutboxError(
-                            f"the schema {schema!r} at {self._describe()} exists but is not an "
-                            "ievents outbox; it was left untouched",
-                            hint="set IEVENTS_OUTBOX_SCHEMA to another schema name",
-                        )
-                else:
-                    db.execute(f"CREATE SCHEMA {schema}")
-                for statement in pg_schema.create_statements(schema):
-                    db.execute(statement)
+                self._create(db)
                 version = pg_schema.SCHEMA_VERSION
             for step in range(version + 1, pg_schema.SCHEMA_VERSION + 1):
                 for statement in pg_schema.MIGRATIONS[step]:
@@ -244,6 +210,40 @@ class PgSession:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (str(pg_schema.SCHEMA_VERSION),),
             )
+
+    def _version(self, db: Connection[Any]) -> int:
+        """The version of the schema's tables; 0 where there are none."""
+        found = db.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.meta",))
+        exists = found.fetchone()
+        if not (exists and exists[0]):
+            return 0
+        row = db.execute(
+            f"SELECT value FROM {self.schema}.meta WHERE key = 'schema_version'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _create(self, db: Connection[Any]) -> None:
+        """The schema and its tables, refusing a schema that holds anything else."""
+        schema = self.schema
+        found = db.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,)
+        ).fetchone()
+        if found and found[0]:
+            tables = db.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = %s",
+                (schema,),
+            ).fetchone()
+            if tables and tables[0]:
+                raise OutboxError(
+                    f"the schema {schema!r} at {self._describe()} exists but is not an "
+                    "ievents outbox; it was left untouched",
+                    hint="set IEVENTS_OUTBOX_SCHEMA to another schema name",
+                )
+        else:
+            db.execute(f"CREATE SCHEMA {schema}")
+        for statement in pg_schema.create_statements(schema):
+            db.execute(statement)
 
     def close(self) -> None:
         """Close the connection (which also releases this session's claim lock)."""
