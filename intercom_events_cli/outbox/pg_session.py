@@ -185,11 +185,24 @@ class PgSession:
         schema = self.schema
         # The usual case, a schema at this version, without the lock that serialises opens.
         with db.transaction():
-            if self._version(db) == pg_schema.SCHEMA_VERSION:
+            current = db.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.meta",)
+            ).fetchone()
+            if current and current[0] and self._stored_version(db) == pg_schema.SCHEMA_VERSION:
                 return
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ievents:{schema}",))
-            version = self._version(db)
+            # One statement: reading pg_namespace takes in the catalog changes committed
+            # while this session waited for the lock (to_regclass alone may answer from a
+            # stale cache, and find no outbox that another process has just created).
+            row = db.execute(
+                "SELECT to_regclass(%s) IS NOT NULL, "
+                "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)",
+                (f"{schema}.meta", schema),
+            ).fetchone()
+            assert row is not None
+            has_meta, has_schema = row
+            version = self._stored_version(db) if has_meta else 0
             if version > pg_schema.SCHEMA_VERSION:
                 raise OutboxError(
                     f"the PostgreSQL outbox at {self._describe()} (schema {schema}) has version "
@@ -200,7 +213,7 @@ class PgSession:
             if version == pg_schema.SCHEMA_VERSION:
                 return
             if version == 0:
-                self._create(db)
+                self._create(db, has_schema)
                 version = pg_schema.SCHEMA_VERSION
             for step in range(version + 1, pg_schema.SCHEMA_VERSION + 1):
                 for statement in pg_schema.MIGRATIONS[step]:
@@ -211,24 +224,17 @@ class PgSession:
                 (str(pg_schema.SCHEMA_VERSION),),
             )
 
-    def _version(self, db: Connection[Any]) -> int:
-        """The version of the schema's tables; 0 where there are none."""
-        found = db.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.meta",))
-        exists = found.fetchone()
-        if not (exists and exists[0]):
-            return 0
-        row = db.execute(
+    def _stored_version(self, db: Connection[Any]) -> int:
+        """The version written in the schema's ``meta`` table (which exists); 0 if none."""
+        found = db.execute(
             f"SELECT value FROM {self.schema}.meta WHERE key = 'schema_version'"
         ).fetchone()
-        return int(row[0]) if row else 0
+        return int(found[0]) if found else 0
 
-    def _create(self, db: Connection[Any]) -> None:
+    def _create(self, db: Connection[Any], has_schema: bool) -> None:
         """The schema and its tables, refusing a schema that holds anything else."""
         schema = self.schema
-        found = db.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,)
-        ).fetchone()
-        if found and found[0]:
+        if has_schema:
             tables = db.execute(
                 "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
                 "ON n.oid = c.relnamespace WHERE n.nspname = %s",
