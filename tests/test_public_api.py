@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,15 @@ from intercom_events_cli import (
 )
 
 PUBLIC = [name for name in intercom_events_cli.__all__ if name != "__version__"]
+
+
+def python_json(program: str) -> Any:
+    """What ``program``, run in a fresh interpreter, prints as JSON."""
+    completed = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
 
 
 @pytest.mark.parametrize("name", PUBLIC)
@@ -52,11 +62,7 @@ def test_importing_the_package_loads_no_http_stack_no_driver_no_cli() -> None:
         "heavy = {'httpx', 'psycopg', 'prometheus_client', 'typer', 'rich', 'click'}\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & heavy)))\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert json.loads(completed.stdout) == []
+    assert python_json(program) == []
 
 
 def test_opening_a_file_outbox_from_the_package_loads_no_driver(tmp_path: Path) -> None:
@@ -69,11 +75,7 @@ def test_opening_a_file_outbox_from_the_package_loads_no_driver(tmp_path: Path) 
         "heavy = {'httpx', 'psycopg', 'prometheus_client'}\n"
         "print(json.dumps([pending, sorted({m.split('.')[0] for m in sys.modules} & heavy)]))\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert json.loads(completed.stdout) == [1, []]
+    assert python_json(program) == [1, []]
 
 
 def test_open_store_takes_a_path_as_text(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..destination import FINGERPRINT_KEY_BYTES, Destination
-from .sql_store import H, SqlStore, for_destination
+from .sql_store import H, SqlStore, pending_for
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -93,14 +93,10 @@ class SqlDestinations(SqlStore[H]):
 
     def count_due(self, destination_id: int | None, *, now: float | None = None) -> int:
         """Pending events due now for this destination (and unbound ones)."""
-        stamp = time.time() if now is None else now
-        only, args = for_destination(destination_id)
+        where, args = pending_for(destination_id, "<= ?", time.time() if now is None else now)
         with self._read() as db:
             found = self._run(
-                db,
-                "SELECT count(*) FROM {s}.events WHERE state = 'pending' "
-                "AND next_attempt_at <= ?" + only,
-                (stamp, *args),
+                db, f"SELECT count(*) FROM {{s}}.events WHERE {where}", args
             ).fetchone()
         return int(found[0]) if found else 0
 

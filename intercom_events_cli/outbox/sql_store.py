@@ -67,11 +67,14 @@ def marks(values: Sized) -> str:
     return ", ".join("?" * len(values))
 
 
-def for_destination(destination_id: int | None) -> tuple[str, tuple[Any, ...]]:
-    """The condition (and its argument) for rows bound to it or unbound; none for None."""
+def pending_for(destination_id: int | None, due: str, stamp: float) -> tuple[str, tuple[Any, ...]]:
+    """The condition (and its arguments) for pending rows whose next attempt is ``due``
+    (``<= ?`` or ``> ?``) against ``stamp``, bound to ``destination_id`` or unbound (any
+    destination for None)."""
+    where = f"state = 'pending' AND next_attempt_at {due}"
     if destination_id is None:
-        return "", ()
-    return " AND (destination_id = ? OR destination_id IS NULL)", (destination_id,)
+        return where, (stamp,)
+    return f"{where} AND (destination_id = ? OR destination_id IS NULL)", (stamp, destination_id)
 
 
 def meta_number(meta: Mapping[str, str], key: str) -> float | None:
@@ -149,13 +152,10 @@ class SqlStore(Generic[H]):
         With ``destination_id``: only its rows and unbound ones.
         """
         stamp = time.time() if now is None else now
-        only, args = for_destination(destination_id)
+        where, args = pending_for(destination_id, "> ?", stamp)
         with self._write() as db:
             count = self._changed(
-                db,
-                "UPDATE {s}.events SET next_attempt_at = ? WHERE state = 'pending' "
-                "AND next_attempt_at > ?" + only,
-                (stamp, stamp, *args),
+                db, f"UPDATE {{s}}.events SET next_attempt_at = ? WHERE {where}", (stamp, *args)
             )
             if count:
                 self._notify(db)
