@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ValidationError
 from ..event import Event, event_from_record
 from .location import PostgresLocation
-from .owner import DEFAULT_LEASE_S
 from .pg_session import PgSession, pg_errors  # imported there, with a clear error when missing
 from .rows import COLUMNS, AddResult, OutboxRow, State
 from .sql_destinations import SqlDestinations
+from .sql_store import ClaimRequest
 
 if TYPE_CHECKING:
     from psycopg import Cursor
@@ -217,29 +217,13 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
 
     # -- claiming ---------------------------------------------------------------------------
 
-    def claim(
-        self,
-        owner: str,
-        limit: int,
-        *,
-        lease_s: float = DEFAULT_LEASE_S,
-        now: float | None = None,
-        destination_id: int | None = None,
-        due_or_not: bool = False,
-    ) -> list[OutboxRow]:
-        """Claim up to ``limit`` due pending rows, oldest capture first, skipping rows other
-        claimers hold; rows enqueued from SQL are validated on the way.
-
-        With ``destination_id`` only rows bound to it and unbound rows are claimed, and the
-        unbound ones are bound to it (and returned with ``destination_id`` None, so that a
-        row never answered can be unbound again). ``due_or_not`` also claims rows whose
-        next attempt is later (the probe after an outage).
-        """
-        stamp = time.time() if now is None else now
-        due_until = float("inf") if due_or_not else stamp
+    def _claim(self, want: ClaimRequest) -> list[OutboxRow]:
+        """Claim skipping rows other claimers hold; rows enqueued from SQL are validated
+        on the way (bound by this claim: said so, as the SQLite store does)."""
+        stamp = want.now
         only = (
             ""
-            if destination_id is None
+            if want.destination_id is None
             else ("AND (destination_id = %(dest)s OR destination_id IS NULL) ")
         )
         claimed: list[OutboxRow] = []
@@ -249,7 +233,7 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
                 self._last_reclaim = time.monotonic()
             # Rows dropped by validation (invalid, duplicate) leave room: look again.
             for _ in range(10):
-                wanted = limit - len(claimed)
+                wanted = want.limit - len(claimed)
                 if wanted <= 0:
                     break
                 cur.execute(
@@ -266,13 +250,13 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
                         "RETURNING picked.was IS NULL, e.validated, " + _RETURNING
                     ),
                     {
-                        "due": due_until,
+                        "due": want.due_until,
                         "limit": wanted,
-                        "owner": owner,
-                        "lease": stamp + lease_s,
+                        "owner": want.owner,
+                        "lease": want.lease_until,
                         "now": stamp,
                         "session": self._session,
-                        "dest": destination_id,
+                        "dest": want.destination_id,
                     },
                 )
                 found = cur.fetchall()
@@ -282,7 +266,6 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
                 for values in found:
                     row = OutboxRow.from_db(values[2:])
                     if values[0]:
-                        # Bound by this claim: said so, as the SQLite store does.
                         row = dataclasses.replace(row, destination_id=None)
                     if not values[1]:
                         checked = self._validate(cur, row, stamp)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ..destination import Destination
@@ -85,6 +86,18 @@ def meta_number(meta: Mapping[str, str], key: str) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One claim as :meth:`SqlStore.claim` resolved it, for a store's ``_claim``."""
+
+    owner: str
+    limit: int
+    now: float
+    lease_until: float
+    due_until: float  # infinity: due or not (the probe after an outage)
+    destination_id: int | None
+
+
 class SqlStore(Generic[H]):
     """The statements both stores share; a store supplies the hooks below."""
 
@@ -123,6 +136,10 @@ class SqlStore(Generic[H]):
     def _notify(self, db: H) -> None:
         """Tell waiting flushers that rows became due (at commit); nothing by default."""
 
+    def _claim(self, want: ClaimRequest) -> list[OutboxRow]:
+        """Claim the rows ``want`` asks for (see :meth:`claim`), in one transaction."""
+        raise NotImplementedError
+
     def _claim_marks(self) -> tuple[str, tuple[Any, ...]]:
         """Columns (and values) a renewed claim sets beside its lease; none by default."""
         return "", ()
@@ -145,6 +162,31 @@ class SqlStore(Generic[H]):
             )
 
     # -- delivery ---------------------------------------------------------------------------
+
+    def claim(
+        self,
+        owner: str,
+        limit: int,
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        now: float | None = None,
+        destination_id: int | None = None,
+        due_or_not: bool = False,
+    ) -> list[OutboxRow]:
+        """Claim up to ``limit`` due pending rows, oldest capture first.
+
+        Claims left by a process that is gone (or whose lease expired) are taken back
+        first. With ``destination_id`` only rows bound to it and unbound rows are claimed,
+        and the unbound ones are bound to it; those come back with ``destination_id`` None,
+        so that a row Intercom never answered (a rejected token, a stop) can be unbound
+        again (``RowResult.unbind``). ``due_or_not`` also claims rows whose next attempt is
+        later (the probe after an outage).
+        """
+        stamp = time.time() if now is None else now
+        due_until = float("inf") if due_or_not else stamp
+        return self._claim(
+            ClaimRequest(owner, limit, stamp, stamp + lease_s, due_until, destination_id)
+        )
 
     def make_all_due(self, *, now: float | None = None, destination_id: int | None = None) -> int:
         """Bring pending rows' next attempt forward to now (``flush --now``, a probe's success).

@@ -30,10 +30,10 @@ from typing import Any
 from ..config import DEFAULT_BUSY_TIMEOUT_S
 from ..errors import OutboxError
 from ..event import Event
-from .owner import DEFAULT_LEASE_S, owner_is_gone
+from .owner import owner_is_gone
 from .rows import COLUMNS, AddResult, OutboxRow, State
 from .sql_destinations import SqlDestinations
-from .sql_store import IDS_PER_QUERY
+from .sql_store import IDS_PER_QUERY, ClaimRequest, pending_for
 from .sqlite_file import (
     _MIGRATIONS,
     _SCHEMA,
@@ -344,41 +344,14 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
 
     # -- claiming -------------------------------------------------------------------------
 
-    def claim(
-        self,
-        owner: str,
-        limit: int,
-        *,
-        lease_s: float = DEFAULT_LEASE_S,
-        now: float | None = None,
-        destination_id: int | None = None,
-        due_or_not: bool = False,
-    ) -> list[OutboxRow]:
-        """Atomically claim up to ``limit`` due pending rows, oldest capture first.
-
-        Claims left by a process that is gone (or whose lease expired) are taken back
-        first, in the same transaction. With ``destination_id`` only rows bound to it and
-        unbound rows are claimed, and the unbound ones are bound to it. ``due_or_not``
-        also claims rows whose next attempt is later (the probe after an outage).
-        """
-        stamp = time.time() if now is None else now
-        due_until = float("inf") if due_or_not else stamp
+    def _claim(self, want: ClaimRequest) -> list[OutboxRow]:
+        """Claim atomically (``BEGIN IMMEDIATE``), after taking back abandoned claims."""
+        destination_id = want.destination_id
+        where, args = pending_for(destination_id, "<= ?", want.due_until)
         with self._write() as db:
-            self._reclaim_abandoned(db, stamp)
-            if destination_id is None:
-                query = (
-                    "SELECT id FROM events WHERE state = 'pending' AND next_attempt_at <= ? "
-                    "ORDER BY created, id LIMIT ?"
-                )
-                args: tuple[Any, ...] = (due_until, limit)
-            else:
-                query = (
-                    "SELECT id FROM events WHERE state = 'pending' AND next_attempt_at <= ? "
-                    "AND (destination_id = ? OR destination_id IS NULL) "
-                    "ORDER BY created, id LIMIT ?"
-                )
-                args = (due_until, destination_id, limit)
-            ids = [row[0] for row in db.execute(query, args)]
+            self._reclaim_abandoned(db, want.now)
+            query = f"SELECT id FROM events WHERE {where} ORDER BY created, id LIMIT ?"
+            ids = [row[0] for row in db.execute(query, (*args, want.limit))]
             if not ids:
                 return []
             marks = ",".join("?" * len(ids))
@@ -399,7 +372,7 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
             db.execute(
                 f"UPDATE events SET state = 'in_flight', owner = ?, lease_expires_at = ?, "
                 f"updated = ? WHERE id IN ({marks})",
-                (owner, stamp + lease_s, stamp, *ids),
+                (want.owner, want.lease_until, want.now, *ids),
             )
             rows = db.execute(
                 f"SELECT {COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY created, id", ids
