@@ -21,12 +21,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from .config import Settings
 from .errors import ExitCode, IeventsError, most_severe
 from .event import Event
 from .outbox import State
+from .outcome import api_error_text
 from .readers import InputError, InputSource, Record, RejectsWriter
 
 if TYPE_CHECKING:
@@ -48,9 +50,13 @@ CHUNK_SECONDS = QUIET_S  # how often the tending thread looks
 # network; the pacer keeps it from bursting into 429s.
 DEFAULT_BATCH_CONCURRENCY = 32
 
-MODE_DELIVER = "deliver"
-MODE_QUEUE = "queue"
-MODE_DRY_RUN = "dry_run"
+
+class BatchMode(str, Enum):
+    """What a batch run does with valid records (a str: ``--json`` shows the value)."""
+
+    DELIVER = "deliver"  # store, and deliver while reading
+    QUEUE = "queue"  # store only: ievents flush delivers
+    DRY_RUN = "dry_run"  # validate only: nothing stored or sent
 
 
 @dataclass
@@ -112,7 +118,7 @@ class BatchRun:
         self,
         source: InputSource,
         *,
-        mode: str = MODE_DELIVER,
+        mode: BatchMode = BatchMode.DELIVER,
         store: OutboxStore | None = None,
         settings: Settings | None = None,
         rejects: RejectsWriter | None = None,
@@ -126,9 +132,9 @@ class BatchRun:
         on_attempt: Callable[[AttemptLog], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if mode != MODE_DRY_RUN and store is None:
+        if mode is not BatchMode.DRY_RUN and store is None:
             raise ValueError("an outbox is needed unless this is a dry run")
-        if mode in (MODE_DELIVER, MODE_QUEUE) and settings is None:
+        if mode in (BatchMode.DELIVER, BatchMode.QUEUE) and settings is None:
             raise ValueError("settings are needed to capture (the destination) and deliver")
         self.source = source
         self.mode = mode
@@ -170,25 +176,29 @@ class BatchRun:
         reader = threading.Thread(
             target=self._read_guarded, args=(records,), name="ievents-batch-reader", daemon=True
         )
-        if self.store is not None and self.settings is not None and self.mode != MODE_DRY_RUN:
+        if (
+            self.store is not None
+            and self.settings is not None
+            and self.mode is not BatchMode.DRY_RUN
+        ):
             # Every row this run stores is bound to the workspace it runs for.
             self._destination_id = self.store.bind(self.settings)
         try:
-            if self.mode == MODE_DELIVER:
+            if self.mode is BatchMode.DELIVER:
                 self._read_and_deliver(reader)
             else:
                 reader.start()
                 self._tend(reader)
         finally:
             self.report.elapsed_s = time.monotonic() - started
-            if self.store is not None and self.mode != MODE_DRY_RUN:
+            if self.store is not None and self.mode is not BatchMode.DRY_RUN:
                 self._count_undelivered()
         if self._reader_error is not None:
             raise self._reader_error
         return self.report
 
     def _read_and_deliver(self, reader: threading.Thread) -> None:
-        from .delivery import Deliverer
+        from .delivery import Deliverer, StopReason
 
         assert self.store is not None and self.settings is not None
         tender = threading.Thread(
@@ -218,7 +228,9 @@ class BatchRun:
         self.report.flush = flush
         self.report.delivered = flush.delivered
         self.report.dead = flush.dead
-        if flush.stopped == "interrupted" or (self.stop.is_set() and self._reader_error is None):
+        if flush.stopped is StopReason.INTERRUPTED or (
+            self.stop.is_set() and self._reader_error is None
+        ):
             self.report.interrupted = True
 
     def _tend(self, reader: threading.Thread) -> None:
@@ -293,7 +305,7 @@ class BatchRun:
                 report.valid += 1
                 if _stamped_now(record):
                     report.without_created_at += 1
-                if self.mode == MODE_DRY_RUN:
+                if self.mode is BatchMode.DRY_RUN:
                     continue
                 self._chunk.append(event)
                 self._lines.append(record.line)
@@ -348,7 +360,7 @@ class BatchRun:
             outcome = delivery.outcome
             reason = "rejected by Intercom"
             if outcome is not None:
-                detail = ": ".join(p for p in (outcome.error_code, outcome.error_message) if p)
+                detail = api_error_text(outcome.error_code, outcome.error_message)
                 status = outcome.status if outcome.status is not None else "no response"
                 reason = f"rejected by Intercom ({status}): {detail}" if detail else reason
             self.rejects.write(row.source_line, row.payload, reason)

@@ -43,6 +43,11 @@ def status_text(status: int | None) -> str:
         return str(status)
 
 
+def api_error_text(code: str | None, message: str | None) -> str:
+    """An API error as one phrase: ``code: message`` (either may be missing; "" for none)."""
+    return ": ".join(part for part in (code, message) if part)
+
+
 def exit_code_for(kind: OutcomeKind) -> ExitCode:
     """The exit code an outcome of this kind calls for."""
     return _EXIT_CODES[kind]
@@ -72,6 +77,13 @@ def classify_status(status: int | None, expected: Collection[int] | None = None)
     if status in (408, 429) or status >= 500:
         return OutcomeKind.TEMPORARY
     return OutcomeKind.INVALID
+
+
+def dead_letter_kind(status: int | None) -> OutcomeKind:
+    """Why a dead letter was refused for good, from its last status: no such contact
+    (404), else invalid data (a row is dead only when Intercom refused it for good)."""
+    kind = classify_status(status)
+    return kind if kind is OutcomeKind.NO_CONTACT else OutcomeKind.INVALID
 
 
 def is_retryable(status: int | None, expected: Collection[int] | None = None) -> bool:

@@ -216,6 +216,7 @@ class Relay:
         self.engine_options = engine_options
         self.report = RelayReport()
         self.store: OutboxStore | None = None
+        self._backoff = 0.5  # the next wait for the database (doubling to RECONNECT_MAX_S)
         self._waker = make_waker(location, self.stop)
 
     def _notice(self, text: str) -> None:
@@ -239,68 +240,23 @@ class Relay:
     def run(self) -> RelayReport:
         """Deliver until ``stop``; returns the totals (exit 0, or 78 for a configuration
         that cannot work, such as a wrong database password)."""
-        from .delivery import STOP_AUTH, Deliverer
-
-        backoff = 0.5
+        self._backoff = 0.5
         told_elsewhere = False
         try:
             while not self.stop.is_set():
-                if self.store is None:
-                    try:
-                        self._set_store(self.open_store())
-                        backoff = 0.5
-                    except OutboxUnavailable as exc:
-                        self._notice(f"{exc.message}; trying again in {backoff:g} s")
-                        self.stop.wait(backoff)
-                        backoff = min(backoff * 2, RECONNECT_MAX_S)
-                        continue
+                if self.store is None and not self._connect():
+                    continue
                 assert self.store is not None
                 if not told_elsewhere:
                     told_elsewhere = True
                     self._tell_elsewhere(self.store)
-                engine = Deliverer(
-                    self.store,
-                    self.settings,
-                    on_result=self.on_result,
-                    on_attempt=self.on_attempt,
-                    stop=self.stop,
-                    keep_going=self._keep_going,
-                    poll_interval_s=ENGINE_POLL_S,
-                    **self.engine_options,
-                )
-                try:
-                    flush = engine.run()
-                except OutboxUnavailable as exc:
-                    # Rows this engine held stay in flight under a session that is gone
-                    # (PostgreSQL) or a lease: the next claim, ours or another relay's,
-                    # takes them back.
-                    self.report.reconnects += 1
-                    self._notice(f"{exc.message}; reconnecting")
-                    self._drop_store()
+                flush = self._run_engine(self.store)
+                if flush is None:
                     continue
-                except OutboxError as exc:
-                    if isinstance(self.location, Path) and "locked" in exc.message:
-                        # SQLite busy for longer than the busy timeout: try again.
-                        self._notice(f"{exc.message}; trying again in {backoff:g} s")
-                        self.stop.wait(backoff)
-                        backoff = min(backoff * 2, RECONNECT_MAX_S)
-                        continue
-                    raise
                 self._add(flush)
                 if self.stop.is_set():
                     break
-                if flush.stopped == STOP_AUTH:
-                    self._notice(
-                        f"the token was rejected; every event stays pending; trying again in "
-                        f"{PAUSE_AUTH_S:g} s"
-                    )
-                    self.stop.wait(PAUSE_AUTH_S)
-                elif flush.stopped is not None:
-                    self._notice(
-                        f"delivery paused ({flush.stopped}); trying again in "
-                        f"{PAUSE_UNAVAILABLE_S:g} s"
-                    )
-                    self.stop.wait(PAUSE_UNAVAILABLE_S)
+                self._pause_after(flush)
         except OutboxError as exc:
             if isinstance(exc, OutboxUnavailable):
                 raise
@@ -310,6 +266,70 @@ class Relay:
             self._waker.close()
             self._drop_store()
         return self.report
+
+    def _connect(self) -> bool:
+        """Open the outbox; a database that is down: say so, wait (backing off), False."""
+        try:
+            self._set_store(self.open_store())
+        except OutboxUnavailable as exc:
+            self._wait_backoff(exc.message)
+            return False
+        self._backoff = 0.5
+        return True
+
+    def _wait_backoff(self, message: str) -> None:
+        self._notice(f"{message}; trying again in {self._backoff:g} s")
+        self.stop.wait(self._backoff)
+        self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
+
+    def _run_engine(self, store: OutboxStore) -> FlushReport | None:
+        """One engine run until it has nothing to do; None when the outbox failed under it
+        (the database went away, or SQLite stayed busy) and the loop should try again."""
+        from .delivery import Deliverer
+
+        engine = Deliverer(
+            store,
+            self.settings,
+            on_result=self.on_result,
+            on_attempt=self.on_attempt,
+            stop=self.stop,
+            keep_going=self._keep_going,
+            poll_interval_s=ENGINE_POLL_S,
+            **self.engine_options,
+        )
+        try:
+            return engine.run()
+        except OutboxUnavailable as exc:
+            # Rows this engine held stay in flight under a session that is gone
+            # (PostgreSQL) or a lease: the next claim, ours or another relay's,
+            # takes them back.
+            self.report.reconnects += 1
+            self._notice(f"{exc.message}; reconnecting")
+            self._drop_store()
+            return None
+        except OutboxError as exc:
+            if isinstance(self.location, Path) and "locked" in exc.message:
+                # SQLite busy for longer than the busy timeout: try again.
+                self._wait_backoff(exc.message)
+                return None
+            raise
+
+    def _pause_after(self, flush: FlushReport) -> None:
+        """The engine stopped early (token rejected, Intercom unavailable): wait a while."""
+        from .delivery import StopReason
+
+        if flush.stopped is StopReason.AUTH:
+            self._notice(
+                f"the token was rejected; every event stays pending; trying again in "
+                f"{PAUSE_AUTH_S:g} s"
+            )
+            self.stop.wait(PAUSE_AUTH_S)
+        elif flush.stopped is not None:
+            self._notice(
+                f"delivery paused ({flush.stopped.value}); trying again in "
+                f"{PAUSE_UNAVAILABLE_S:g} s"
+            )
+            self.stop.wait(PAUSE_UNAVAILABLE_S)
 
     def _tell_elsewhere(self, store: OutboxStore) -> None:
         """Once, at the start: events this relay will not deliver (another workspace)."""

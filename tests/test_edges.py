@@ -273,7 +273,7 @@ def test_json_on_an_internal_error_prints_one_object(
     from typer.testing import CliRunner
 
     from intercom_events_cli.cli import app
-    from intercom_events_cli.cli import outbox as outbox_cli
+    from intercom_events_cli.cli import outbox_inspect as outbox_cli
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")

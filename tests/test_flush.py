@@ -109,6 +109,23 @@ def test_flush_output_verbose_and_quiet(run_cli: RunCli, tmp_path: Path) -> None
     assert quiet.code == 0 and quiet.stdout == "" and quiet.stderr == ""
 
 
+def test_flush_verbose_names_what_became_of_each_event(
+    run_cli: RunCli, tmp_path: Path, fake: FakeIntercom
+) -> None:
+    seed(outbox_file(tmp_path), 2)
+    fake.script(
+        api_error(404, "not_found", "User Not Found"),
+        Reply(status=503),
+    )
+    result = run_cli("flush", "-v", "-c", "1", "--retries", "0")
+    assert "#1 signed-up for " in result.stderr
+    assert ": dead letter (404 Not Found)" in result.stderr
+    assert ": pending again (503 Service Unavailable)" in result.stderr
+    # Intercom answered the other event: the 503 got another round in this run.
+    assert ": delivered (202 Accepted)" in result.stderr
+    assert result.code == 67, result
+
+
 # -- outage, then recovery ----------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from conftest import TOKEN
 from fake_intercom import FakeIntercom, Reply
 
 from intercom_events_cli.config import Settings
-from intercom_events_cli.delivery import STOP_INTERRUPTED, Deliverer, Delivery, deliver_pending
+from intercom_events_cli.delivery import Deliverer, Delivery, StopReason, deliver_pending
 from intercom_events_cli.errors import ExitCode
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import Outbox, State
@@ -78,7 +78,7 @@ def test_stop_event_hands_rows_back(store: Outbox, settings: Settings, fake: Fak
 
     threading.Thread(target=stop_after_first_request, daemon=True).start()
     report = Deliverer(store, settings, concurrency=2, stop=stop).run()
-    assert report.stopped == STOP_INTERRUPTED
+    assert report.stopped == StopReason.INTERRUPTED
     assert report.exit_code == ExitCode.INTERRUPTED
     assert report.delivered == 0
     assert store.summary().counts[State.PENDING] == 5

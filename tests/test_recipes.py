@@ -17,7 +17,7 @@ from pathlib import Path
 from conftest import REPO_ROOT, TOKEN
 from fake_intercom import FakeIntercom
 
-from intercom_events_cli.cli import outbox as outbox_cli
+from intercom_events_cli.cli import flush as flush_cli
 from intercom_events_cli.cli import reflow_help
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -128,6 +128,6 @@ def test_systemd_execstart_works_under_a_bare_environment(
 
 def test_flush_help_gives_the_readme_cron_line() -> None:
     (flush_line,) = [line for line in cron_lines() if " flush " in line and "* * * * *" in line]
-    assert outbox_cli.flush.__doc__ is not None
-    doc = " ".join(reflow_help(outbox_cli.flush.__doc__).split())
+    assert flush_cli.flush.__doc__ is not None
+    doc = " ".join(reflow_help(flush_cli.flush.__doc__).split())
     assert " ".join(flush_line.split()) in doc

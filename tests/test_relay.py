@@ -270,3 +270,46 @@ def test_relay_names_events_captured_for_another_workspace(
     assert "token ending …9f3a" in relay.stderr and "tok_other" not in relay.stderr
     status = run_cli("outbox", "status", "--json", env={"IEVENTS_OUTBOX": outbox}).json()
     assert (status["pending"], status["delivered"]) == (1, 1)
+
+
+def test_relay_pauses_after_a_rejected_token_and_says_so(
+    fake: FakeIntercom, tmp_path: Path
+) -> None:
+    """In process: the engine stops on a 401; the relay says so and waits before trying again."""
+    import threading
+
+    from intercom_events_cli.config import Settings
+    from intercom_events_cli.delivery import StopReason
+    from intercom_events_cli.event import Event
+    from intercom_events_cli.outbox import Outbox, State
+    from intercom_events_cli.relay import Relay as CoreRelay
+
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox.open(path) as store:
+        store.add(Event.create("signed-up", user_id="u1", created_at=str(CREATED)))
+    stop = threading.Event()
+    notices: list[str] = []
+
+    def on_notice(text: str) -> None:
+        notices.append(text)
+        stop.set()  # ends the pause at once
+
+    relay = CoreRelay(
+        path,
+        Settings(token="not-the-token", base_url=fake.url, retries=0),
+        lambda: Outbox.open(path),
+        stop=stop,
+        on_notice=on_notice,
+        idle_look_s=0.05,
+    )
+    guard = threading.Timer(10, stop.set)  # no notice would mean a 60 s pause, looping
+    guard.start()
+    try:
+        report = relay.run()
+    finally:
+        guard.cancel()
+    assert notices == ["the token was rejected; every event stays pending; trying again in 60 s"]
+    assert report.last_run is not None and report.last_run.stopped is StopReason.AUTH
+    assert report.exit_code == 0 and report.runs == 1
+    with Outbox.open(path) as store:
+        assert len(store.rows([State.PENDING])) == 1

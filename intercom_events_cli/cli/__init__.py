@@ -55,18 +55,27 @@ def root(
     """Submit Intercom data events from scripts, cron jobs and pipelines."""
 
 
-# The module that registers each command; --help lists the modules in this order
+# The modules that register each command; --help lists the modules in this order
 # (flush and outbox before batch, as ievents has always listed them).
 COMMAND_MODULES = {
-    "send": "send",
-    "batch": "batch",
-    "flush": "outbox",
-    "outbox": "outbox",
-    "check": "lookup",
-    "list": "lookup",
-    "config": "configure",
+    "send": ("send",),
+    "batch": ("batch",),
+    "flush": ("flush",),
+    "outbox": ("outbox_inspect", "outbox_admin"),
+    "check": ("lookup",),
+    "list": ("lookup",),
+    "config": ("configure",),
 }
-MODULE_ORDER = ("send", "outbox", "batch", "lookup", "configure")
+MODULE_ORDER = (
+    "send",
+    "outbox",
+    "flush",
+    "outbox_inspect",
+    "outbox_admin",
+    "batch",
+    "lookup",
+    "configure",
+)
 
 
 def register_commands(argv: list[str] | None = None) -> typer.Typer:
@@ -76,12 +85,12 @@ def register_commands(argv: list[str] | None = None) -> typer.Typer:
     a cron job running ``ievents send`` needs only ``send``. ``--help``, an unknown
     command and shell completion get them all.
     """
-    wanted: str | None = None
+    wanted: tuple[str, ...] | None = None
     completing = any(key.startswith("_") and key.endswith("_COMPLETE") for key in os.environ)
     if argv and not completing:
         first = next((arg for arg in argv if not arg.startswith("-")), None)
         wanted = COMMAND_MODULES.get(first) if first is not None else None
-    for module in (wanted,) if wanted else MODULE_ORDER:
+    for module in wanted or MODULE_ORDER:
         importlib.import_module(f"{__name__}.{module}")
     return app
 

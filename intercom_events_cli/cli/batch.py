@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..config import Settings, load_environment
-from ..errors import ExitCode, IeventsError, UsageError
-from ..outcome import status_text
+from ..errors import ExitCode, UsageError
+from ..outcome import api_error_text, status_text
 from . import app
 from .common import (
+    DELIVERY,
     OUTPUT,
     ApiVersionOpt,
     BaseUrlOpt,
@@ -36,15 +37,14 @@ from .common import (
 )
 from .output import Output
 from .progress import progress_reporting
-from .render import plural
+from .render import plural, setup_cause, stop_cause, summary_json, waiting_elsewhere_text
 
 if TYPE_CHECKING:
-    from ..batch import BatchReport
+    from ..batch import BatchMode, BatchReport
     from ..delivery import Delivery
     from ..readers import InputSource, Record
 
 INPUT = "Input"
-DELIVERY = "Delivery"
 MAX_PROBLEM_LINES = 10
 
 
@@ -81,14 +81,9 @@ class BatchDisplay:
                     # Said now, not only in the summary: on a long pipe the run goes on
                     # storing the rest of the input until it ends (or Ctrl-C).
                     self.delivery_stopped = True
-                    if outcome.kind is OutcomeKind.AUTH:
-                        cause = "the token was rejected"
-                    elif outcome.status is None:
-                        cause = outcome.error_message or "the configuration cannot work"
-                    else:
-                        cause = "the base URL redirects"
                     self.ui.error(
-                        f"delivery stopped: {status_text(outcome.status)} ({cause}); "
+                        f"delivery stopped: {status_text(outcome.status)} "
+                        f"({setup_cause(outcome)}); "
                         "the rest of the input is still stored in the outbox for ievents flush "
                         "(Ctrl-C stops reading; nothing read is lost)"
                     )
@@ -102,58 +97,26 @@ class BatchDisplay:
             self.dead_shown += 1
             row = delivery.row
             where = f"line {row.source_line}" if row.source_line else f"outbox id {row.id}"
-            detail = ": ".join(p for p in (outcome.error_code, outcome.error_message) if p)
+            detail = api_error_text(outcome.error_code, outcome.error_message)
             self.ui.error(
                 f"{where}: {row.event_name} for {row.event().contact} rejected by Intercom "
                 f"({status_text(outcome.status)}{': ' + detail if detail else ''})"
             )
 
 
-def summary_json(report: BatchReport, rejects: str | None, mode: str) -> dict[str, Any]:
-    """The ``batch --json`` object."""
-    return {
-        "ok": report.exit_code == ExitCode.OK,
-        "exit_code": int(report.exit_code),
-        "dry_run": mode == "dry_run",
-        "queue_only": mode == "queue",
-        "read": report.read,
-        "valid": report.valid,
-        "invalid": report.invalid,
-        "skipped": report.skipped,
-        "queued": report.queued,
-        "delivered": report.delivered,
-        "dead": report.dead,
-        "pending": report.pending,
-        "failed": report.failed,
-        "not_due": report.not_due,
-        "elapsed_s": round(report.elapsed_s, 3),
-        "events_per_s": round(report.events_per_s, 1),
-        "rejects": rejects,
-        "input_error": report.input_error,
-        "interrupted": report.interrupted,
-    }
-
-
 def print_summary(
-    ui: Output, report: BatchReport, display: BatchDisplay, rejects: str | None, mode: str
+    ui: Output, report: BatchReport, display: BatchDisplay, rejects: str | None, mode: BatchMode
 ) -> None:
     """Human summary on stderr: what was read, what became of it, what to do next."""
-    if report.input_error:
-        ui.error(f"the input broke off: {report.input_error}")
-    if report.invalid and rejects is None and report.invalid > display.problems_shown:
-        ui.error(
-            f"... and {report.invalid - display.problems_shown} more invalid "
-            f"record{'s' if report.invalid - display.problems_shown != 1 else ''} "
-            "(--rejects PATH keeps them all, with line numbers, for fixing and replay)"
-        )
-    if report.dead > display.dead_shown:
-        ui.error(f"... and {report.dead - display.dead_shown} more rejected by Intercom")
+    from ..batch import BatchMode
+
+    print_problems_left(ui, report, display, rejects)
     read = f"read {plural(report.read, 'record')}: {report.valid} valid, {report.invalid} invalid"
-    if mode == "dry_run":
+    if mode is BatchMode.DRY_RUN:
         ui.info(f"batch --dry-run: {read}; nothing stored or sent ({report.elapsed_s:.1f} s)")
         return
     stored = f"{report.queued} stored, {report.skipped} already in the outbox (skipped)"
-    if mode == "queue":
+    if mode is BatchMode.QUEUE:
         ui.info(
             f"batch --queue: {read}; {stored}; ievents flush delivers them "
             f"({report.elapsed_s:.1f} s, {report.events_per_s:.0f} records/s)"
@@ -177,6 +140,27 @@ def print_summary(
             f"{'was' if one else 'were'} stamped now: running this file again would send "
             f"{'it' if one else 'them'} again; give created_at to make re-runs safe"
         )
+    print_not_delivered(ui, report)
+
+
+def print_problems_left(
+    ui: Output, report: BatchReport, display: BatchDisplay, rejects: str | None
+) -> None:
+    """What went wrong beyond the lines already shown while the batch ran."""
+    if report.input_error:
+        ui.error(f"the input broke off: {report.input_error}")
+    more_invalid = report.invalid - display.problems_shown
+    if report.invalid and rejects is None and more_invalid > 0:
+        ui.error(
+            f"... and {more_invalid} more invalid record{'s' if more_invalid != 1 else ''} "
+            "(--rejects PATH keeps them all, with line numbers, for fixing and replay)"
+        )
+    if report.dead > display.dead_shown:
+        ui.error(f"... and {report.dead - display.dead_shown} more rejected by Intercom")
+
+
+def print_not_delivered(ui: Output, report: BatchReport) -> None:
+    """Events of this run still pending: interrupted, or why delivery stopped."""
     flush = report.flush
     if report.interrupted:
         ui.error(
@@ -184,11 +168,7 @@ def print_summary(
             "resume with: ievents flush (or run the same batch again: it skips what was delivered)",
         )
     elif flush is not None and report.pending:
-        why = {
-            "auth": "the token was rejected",
-            "unavailable": "Intercom or the network is unavailable",
-            "max_time": "--max-time was reached",
-        }.get(flush.stopped or "", "some deliveries failed temporarily")
+        why = stop_cause(flush.stopped)
         last = flush.last_failure
         detail = f" (last: {status_text(last.status)})" if last is not None else ""
         parts = []
@@ -208,10 +188,7 @@ def print_summary(
         )
     if flush is not None:
         for destination, count in flush.waiting_elsewhere:
-            ui.info(
-                f"{plural(count, 'event')} wait for another workspace "
-                f"({destination.describe()} at capture): run flush with that configuration"
-            )
+            ui.info(waiting_elsewhere_text(destination, count))
 
 
 class InputFormat(str, Enum):
@@ -353,14 +330,11 @@ def batch(
     78 configuration, 130 interrupted; several: the most severe.
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
-    mode = "dry_run" if dry_run else "queue" if queue else "deliver"
+    from ..batch import BatchMode
 
-    def json_failure(exc: IeventsError) -> None:
-        if json_output:
-            error = {"code": exc.code, "message": exc.message}  # as every command's --json
-            ui.json({"ok": False, "exit_code": int(exc.exit_code), "error": error})
+    mode = BatchMode.DRY_RUN if dry_run else BatchMode.QUEUE if queue else BatchMode.DELIVER
 
-    with reporting(ui, debug, on_error=json_failure):
+    with reporting(ui, debug):
         if dry_run and queue:
             raise UsageError("--dry-run and --queue cannot be combined: choose one")
         if file == "-" and sys.stdin.isatty():
@@ -416,7 +390,7 @@ def run_batch(
     file: str,
     input_format: str | None,
     rejects: str | None,
-    mode: str,
+    mode: BatchMode,
     resend: bool,
     concurrency: int,
     max_rate: float | None,
@@ -427,12 +401,12 @@ def run_batch(
     settings_options: dict[str, Any],
 ) -> BatchReport:
     """Open everything, run the batch with progress and signals, print the summary."""
-    from ..batch import BatchRun
+    from ..batch import BatchMode, BatchRun
     from ..readers import RejectsWriter
 
     env = load_environment(env_file, profile=profile)
     settings = None
-    if mode != "dry_run":
+    if mode is not BatchMode.DRY_RUN:
         # Configuration is checked before anything is read or stored; capturing needs the
         # token too (each row is bound to its workspace), though --queue sends nothing.
         settings = Settings.load(env=env, **settings_options)
@@ -440,10 +414,11 @@ def run_batch(
         writer = RejectsWriter(rejects, input_path=file) if rejects else None
         try:
             display = BatchDisplay(ui, rejects)
-            store = open_outbox(outbox_path(outbox, env), env) if mode != "dry_run" else None
+            dry = mode is BatchMode.DRY_RUN
+            store = None if dry else open_outbox(outbox_path(outbox, env), env)
             try:
                 pacer = None
-                if mode == "deliver":
+                if mode is BatchMode.DELIVER:
                     from ..pacing import RateLimitPacer
 
                     pacer = RateLimitPacer(max_rate=max_rate)

@@ -1,158 +1,117 @@
 """``send --queue`` and ``--queue-on-failure``: keep one event in the outbox and say so.
 
-Used by ``send``; the outbox commands (``flush``, ``outbox ...``) are in :mod:`.outbox`.
+The capture itself (what is stored, what the same event already there means, the exit
+code) is :func:`intercom_events_cli.capture.capture`; this module only words its result.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from ..config import Settings
-from ..errors import ExitCode, IeventsError
+from ..errors import IeventsError
 from ..event import Event, format_utc
-from ..outcome import Outcome, OutcomeKind, status_text
+from ..outcome import Outcome, api_error_text, status_text
 from .common import open_outbox, outbox_path
 from .output import Output
-from .render import describe_failure, failure_hint, outcome_json, plural, when
+from .render import (
+    capture_json,
+    describe_failure,
+    error_json,
+    failure_hint,
+    outcome_json,
+    plural,
+    when,
+)
 
 if TYPE_CHECKING:
-    from ..outbox import AddResult
+    from ..capture import CaptureResult
 
 
 def queue_event(
     ui: Output, event: Event, option: str | None, env: Mapping[str, str], settings: Settings
 ) -> int:
     """``send --queue``: store the event as pending, bound to ``settings``' destination;
-    no network. Returns the exit code.
+    no network. Says what became of it; returns the exit code."""
+    from ..capture import capture
 
-    The same event already in the outbox is not stored twice: already queued or already
-    delivered exits 0 and says so; a dead letter exits as it failed (65 or 67).
-    """
-    path = outbox_path(option, env)
-    with open_outbox(path, env) as store:
-        added = store.add(event, destination_id=store.bind(settings))
-    body: dict[str, Any] = {
-        "ok": True,
-        "delivered": False,
-        "queued": True,
-        "status": None,
-        "attempts": 0,
-        "request_id": None,
-        "event": event.payload(),
-        "error": None,
-        "outbox_id": added.id,
-        "duplicate": not added.added,
-    }
-    if added.added:
-        what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
-        if ui.json_mode:
-            ui.json(body)
-        else:
-            ui.result(f"queued {what} (outbox id {added.id}); ievents flush delivers it", "green")
-        return int(ExitCode.OK)
-    return report_existing(ui, added, event, body)
-
-
-def report_existing(ui: Output, added: AddResult, event: Event, body: dict[str, Any]) -> int:
-    """An event captured again: answer with its row's real state; returns the exit code.
-
-    Delivered: "already delivered", 0. Pending or in flight: "already queued", 0. Dead:
-    the dead letter's exit code (65, or 67 for a missing contact) and how to retry it.
-    """
-    from ..outbox import State
-
-    what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
-    row = added.row
-    assert row is not None
-    body = {**body, "outbox_id": added.id, "duplicate": True}
-    if added.state is State.DELIVERED:
-        body.update(ok=True, queued=False, delivered=True, status=row.last_status)
-        message = (
-            f"already delivered: {what} (outbox id {added.id}, {when(row.updated)}); "
-            "not queued again"
-        )
-    elif added.state is State.DEAD:
-        code = ExitCode.NO_CONTACT if row.last_status == 404 else ExitCode.DATA
-        body.update(ok=False, queued=False, status=row.last_status, error=row.error())
-        if ui.json_mode:
-            ui.json(body)
-        detail = ": ".join(str(p) for p in (row.last_error_code, row.last_error_message) if p)
-        ui.error(
-            f"{what} is already in the outbox as a dead letter (id {added.id}, "
-            f"{status_text(row.last_status)}: {detail}); not queued again",
-            f"fix the event and send it again, or try it as it is: ievents outbox retry {added.id}",
-        )
-        return int(code)
-    else:
-        body.update(ok=True, queued=True)
-        message = (
-            f"already queued: {what} (outbox id {added.id}, {added.state.value}); not added "
-            "again; ievents flush delivers it"
-        )
-    if ui.json_mode:
-        ui.json(body)
-    else:
-        ui.result(message, style="green")
-    return int(ExitCode.OK)
+    with open_outbox(outbox_path(option, env), env) as store:
+        result = capture(store, event, settings)
+    say_captured(ui, result, settings)
+    return int(result.exit_code)
 
 
 def queue_after_failure(
     ui: Output, outcome: Outcome, option: str | None, env: Mapping[str, str], settings: Settings
 ) -> int:
     """``send --queue-on-failure``: keep an event that failed temporarily (or on a TLS
-    setup problem) as pending; returns the exit code.
+    setup problem) as pending; says so, returns the exit code. An outbox that cannot
+    take it: the failure, why it was not kept, and the outbox error's exit code."""
+    from ..capture import capture
 
-    Kept after a temporary failure: 0. Kept after a configuration failure: 78 all the
-    same (nothing will deliver it until the setup is fixed). Already in the outbox: that
-    row's real state (see :func:`report_existing`).
-    """
-    from ..outbox import retry_delay_s
-
-    event = outcome.event
-    path = outbox_path(option, env)
-    now = time.time()
     try:
-        with open_outbox(path, env) as store:
-            destination_id = store.bind(settings)
-            added = store.add(
-                event,
-                now=now,
-                attempts=1,
-                last_status=outcome.status,
-                last_error_code=outcome.error_code,
-                last_error_message=outcome.error_message,
-                request_id=outcome.request_id,
-                next_attempt_at=now + retry_delay_s(1, outcome.retry_after_s),
-                destination_id=destination_id,
-            )
-            if outcome.kind is OutcomeKind.TEMPORARY:
-                # The next flush starts with one probe, and delivers everything at once
-                # if Intercom is back, instead of waiting out this event's backoff.
-                store.note_destination(destination_id, up=False, now=now)
+        with open_outbox(outbox_path(option, env), env) as store:
+            result = capture(store, outcome.event, settings, failure=outcome)
     except IeventsError as exc:
         if ui.json_mode:
             # The real attempts and status of the delivery, and why it was not kept.
             failed = outcome_json(outcome)
-            failed["error"] = {
-                "code": exc.code,
-                "message": exc.message,
-                "delivery_error": outcome.error(),
-            }
+            failed["error"] = {**error_json(exc), "delivery_error": outcome.error()}
             ui.json(failed)
         ui.error(describe_failure(outcome) + "; and it could not be queued:")
         ui.error(exc.message, exc.hint)
         raise typer.Exit(int(exc.exit_code)) from None
-    if not added.added:
-        return report_existing(ui, added, event, outcome_json(outcome, queued=True))
-    code = int(ExitCode.OK) if outcome.kind is OutcomeKind.TEMPORARY else int(outcome.exit_code)
+    say_captured(ui, result, settings)
+    return int(result.exit_code)
+
+
+def say_captured(ui: Output, result: CaptureResult, settings: Settings) -> None:
+    """The result line (stdout) or the error and hint (stderr), and the ``--json`` object."""
+    from ..capture import CaptureState
+
     if ui.json_mode:
-        body = {**outcome_json(outcome, queued=True), "outbox_id": added.id}
-        body["ok"] = code == 0
-        ui.json(body)
+        ui.json(capture_json(result))
+    event, ident = result.event, result.outbox_id
+    what = f"{event.event_name} for {event.contact} at {format_utc(event.created_at)}"
+    if result.stored and result.failure is not None:
+        say_kept_after_failure(ui, result, settings)
+        return
+    if result.stored:
+        message = f"queued {what} (outbox id {ident}); ievents flush delivers it"
+    elif result.state is CaptureState.DEAD_LETTER:
+        row = result.row
+        assert row is not None
+        detail = api_error_text(row.last_error_code, row.last_error_message)
+        ui.error(
+            f"{what} is already in the outbox as a dead letter (id {ident}, "
+            f"{status_text(row.last_status)}: {detail}); not queued again",
+            f"fix the event and send it again, or try it as it is: ievents outbox retry {ident}",
+        )
+        return
+    elif result.state is CaptureState.ALREADY_DELIVERED:
+        assert result.row is not None
+        message = (
+            f"already delivered: {what} (outbox id {ident}, {when(result.row.updated)}); "
+            "not queued again"
+        )
+    else:
+        assert result.row is not None
+        message = (
+            f"already queued: {what} (outbox id {ident}, {result.row.state.value}); not "
+            "added again; ievents flush delivers it"
+        )
+    if not ui.json_mode:
+        ui.result(message, style="green")
+
+
+def say_kept_after_failure(ui: Output, result: CaptureResult, settings: Settings) -> None:
+    """``queued, NOT delivered: ...``: on stdout after a temporary failure; on stderr with
+    the hint after a configuration failure (the exit code is not 0)."""
+    outcome, event = result.failure, result.event
+    assert outcome is not None
     reason = (
         status_text(outcome.status)
         if outcome.status is not None
@@ -161,11 +120,10 @@ def queue_after_failure(
     line = (
         f"queued, NOT delivered: {event.event_name} for {event.contact} at "
         f"{format_utc(event.created_at)} ({reason} after "
-        f"{plural(outcome.attempts, 'attempt')}); kept in the outbox (id {added.id}), "
+        f"{plural(outcome.attempts, 'attempt')}); kept in the outbox (id {result.outbox_id}), "
         "ievents flush delivers it"
     )
-    if code:
+    if result.exit_code:
         ui.error(line + " once the configuration is fixed", failure_hint(outcome, settings))
     elif not ui.json_mode:
         ui.result(line, style="yellow")
-    return code

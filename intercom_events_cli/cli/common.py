@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import signal
 import threading
 import traceback
@@ -10,14 +11,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..config import redact, set_warning_sink
-from ..errors import ExitCode, IeventsError
+from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import status_text
 from .output import Output
+from .render import error_json
 
 if TYPE_CHECKING:
     from ..client import AttemptLog
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
 
 CONNECTION = "Connection"
 OUTPUT = "Output"
+DELIVERY = "Delivery"
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 TokenFileOpt = Annotated[
     str | None,
@@ -287,3 +292,33 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def json_error(
+    ui: Output, extra: Mapping[str, Any] | None = None
+) -> Callable[[IeventsError], None]:
+    """An ``on_error`` for :func:`reporting`: with ``--json``, ``{"ok": false, ...extra,
+    "error": {code, message}}`` (the outbox commands' shape)."""
+
+    def report(exc: IeventsError) -> None:
+        if ui.json_mode:
+            ui.json(
+                {
+                    "ok": False,
+                    **(extra or {}),
+                    "error": error_json(exc),
+                }
+            )
+
+    return report
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` as seconds."""
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise UsageError(
+            f"--older-than {text!r} is not a duration; use a number and a unit, such as "
+            "30d, 12h, 90m, 45s or 2w"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]

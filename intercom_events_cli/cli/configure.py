@@ -16,7 +16,6 @@ from ..config import (
     load_environment,
     token_tail,
 )
-from ..errors import IeventsError
 from ..profiles import config_path
 from . import app
 from .common import (
@@ -141,17 +140,7 @@ def config_command(
     """
     ui = Output(json_mode=json_output, quiet=quiet, no_color=no_color)
 
-    def json_failure(exc: IeventsError) -> None:
-        if json_output:
-            ui.json(
-                {
-                    "ok": False,
-                    "exit_code": int(exc.exit_code),
-                    "error": {"code": exc.code, "message": exc.message},
-                }
-            )
-
-    with reporting(ui, debug, on_error=json_failure):
+    with reporting(ui, debug):
         env = load_environment(env_file, profile=profile)
         settings = Settings.load(
             env=env,

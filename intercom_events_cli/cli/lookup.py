@@ -10,7 +10,7 @@ import typer
 
 from ..client import proxy_for
 from ..config import Settings, load_environment, redact, token_tail
-from ..errors import ApiError, ExitCode, IeventsError, UsageError
+from ..errors import ApiError, IeventsError, UsageError
 from ..event import format_utc
 from . import app
 from .common import (
@@ -31,6 +31,7 @@ from .common import (
     reporting,
 )
 from .output import Output
+from .render import error_json, lookup_hint
 
 if TYPE_CHECKING:
     from ..client import EventsClient
@@ -45,33 +46,6 @@ def open_client(ui: Output, settings: Settings) -> EventsClient:
     from ..client import EventsClient
 
     return EventsClient(settings, on_attempt=attempt_logger(ui))
-
-
-def api_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) -> str:
-    """What the user can do about a failed GET."""
-    if exc.exit_code is ExitCode.AUTH:
-        return (
-            "the token was rejected: check the token from "
-            f"{settings.token_source} is current and allowed to "
-            "read admins and events; EU and AU workspaces need --region eu or --region au "
-            f"(this request went to {settings.base_url})"
-        )
-    if exc.exit_code is ExitCode.NO_CONTACT and contact is not None:
-        return f"no contact with {contact} in this workspace; check the identifier"
-    if exc.exit_code is ExitCode.CONFIG:
-        return (
-            f"{settings.base_url} did not answer like Intercom's API: check --base-url "
-            f"(or INTERCOM_BASE_URL) and --api-version (now {settings.api_version})"
-        )
-    if exc.exit_code is ExitCode.DATA:
-        return "Intercom refused the request; check the contact identifier"
-    proxy = proxy_for(settings.base_url)
-    if proxy:
-        return (
-            f"the request went through the proxy {proxy}: check it (HTTPS_PROXY, NO_PROXY), "
-            "or try again in a few minutes"
-        )
-    return "Intercom or the network is unavailable: try again in a few minutes"
 
 
 def load_settings(
@@ -160,7 +134,7 @@ def check(
                     "api_version": settings.api_version if settings else None,
                     "status": getattr(exc, "status", None),
                     "token_source": settings.token_source if settings else None,
-                    "error": {"code": exc.code, "message": exc.message},
+                    "error": error_json(exc),
                 }
             )
 
@@ -181,7 +155,7 @@ def check(
             with open_client(ui, settings) as client:
                 owner = get_me(client)
         except ApiError as exc:
-            exc.hint = exc.hint or api_hint(exc, settings)
+            exc.hint = exc.hint or lookup_hint(exc, settings)
             raise
         if json_output:
             ui.json(
@@ -413,7 +387,7 @@ def list_command(
                 else:
                     show_events(ui, client, contact, per_page=per_page, limit=limit)
         except ApiError as exc:
-            exc.hint = exc.hint or api_hint(exc, settings, contact)
+            exc.hint = exc.hint or lookup_hint(exc, settings, contact)
             raise
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,9 +40,11 @@ def measure(run: BatchRun, started: float) -> Progress:
     size = run.source.size
     position = run.source.position()
     fraction = min(1.0, position / size) if size and position is not None else None
-    if run.mode == "deliver":
+    from ..batch import BatchMode
+
+    if run.mode is BatchMode.DELIVER:
         done, label, target = run.live_delivered, "delivered", report.queued
-    elif run.mode == "queue":
+    elif run.mode is BatchMode.QUEUE:
         done, label, target = report.queued, "stored", report.queued
     else:
         done, label, target = report.valid, "checked", report.valid
@@ -50,7 +52,7 @@ def measure(run: BatchRun, started: float) -> Progress:
     if fraction is not None and 0 < fraction < 1:
         expected = max(target, round(target / fraction))  # projected from what was read
     elif fraction is None:
-        expected = None if run.mode != "deliver" else target
+        expected = None if run.mode is not BatchMode.DELIVER else target
     rate = done / elapsed
     eta = (
         (expected - done) / rate if expected is not None and rate > 0 and expected >= done else None
@@ -83,74 +85,87 @@ def progress_reporting(ui: Output, run: BatchRun, display: BatchDisplay) -> Iter
     """Two rich bars on a terminal (read; delivered, with rate and ETA); ``-v`` lines every
     10 s elsewhere; else nothing."""
     started = time.monotonic()
-    done = threading.Event()
-    terminal = not ui.quiet and ui.stderr.isatty()
-    if terminal:
-        from rich.progress import BarColumn, TextColumn
-        from rich.progress import Progress as Bars
-
-        bars = Bars(
-            TextColumn("{task.description:>9}"),
-            BarColumn(bar_width=28),
-            TextColumn("{task.fields[stats]}"),
-            console=ui.rich_console(stderr=True),
-            transient=True,
-        )
-        reading = bars.add_task("read", total=run.source.size or None, stats="")
-        delivering = bars.add_task("delivered", total=None, stats="")
-
-        def refresh() -> None:
-            while not done.wait(0.2):
-                now = measure(run, started)
-                report = run.report
-                extra = f", {report.invalid} invalid" if report.invalid else ""
-                percent = f" ({now.read_fraction:.0%})" if now.read_fraction is not None else ""
-                bars.update(
-                    reading,
-                    completed=run.source.position() or 0,
-                    stats=f"{report.read} records{percent}{extra}",
-                )
-                failed = f", {display.failed} failed" if display.failed else ""
-                of = f" of ~{now.expected}" if now.expected is not None else ""
-                bars.update(
-                    delivering,
-                    description=now.done_label,
-                    total=now.expected or None,
-                    completed=now.done,
-                    stats=f"{now.done}{of}, {now.rate:.0f}/s, ETA {_clock(now.eta_s)}{failed}",
-                )
-
-        with bars:
-            from rich.file_proxy import FileProxy
-
-            # Messages written while the bars show (bad records, dead letters) go above them
-            # through rich; written straight to the terminal, the next refresh would draw
-            # the bars over them.
-            terminal_stderr = ui.stderr
-            proxy = FileProxy(bars.console, terminal_stderr)
-            ui.stderr = proxy
-            ticker = threading.Thread(target=refresh, daemon=True)
-            ticker.start()
-            try:
-                yield
-            finally:
-                done.set()
-                ticker.join()
-                proxy.flush()
-                ui.stderr = terminal_stderr
-        return
-    if ui.verbose:
-
-        def report_every_10_s() -> None:
-            while not done.wait(VERBOSE_PROGRESS_EVERY_S):
-                ui.info(f"batch: {progress_line(run, started)}")
-
-        ticker = threading.Thread(target=report_every_10_s, daemon=True)
-        ticker.start()
-        try:
+    if not ui.quiet and ui.stderr.isatty():
+        with progress_bars(ui, run, display, started):
             yield
+    elif ui.verbose:
+
+        def report() -> None:
+            ui.info(f"batch: {progress_line(run, started)}")
+
+        with ticking(VERBOSE_PROGRESS_EVERY_S, report):
+            yield
+    else:
+        yield
+
+
+@contextmanager
+def ticking(every_s: float, tick: Callable[[], None]) -> Iterator[None]:
+    """Call ``tick`` every ``every_s`` seconds, on a thread of its own, while the block runs."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(every_s):
+            tick()
+
+    ticker = threading.Thread(target=loop, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+
+
+@contextmanager
+def progress_bars(
+    ui: Output, run: BatchRun, display: BatchDisplay, started: float
+) -> Iterator[None]:
+    """The two bars on the terminal (stderr), refreshed five times a second."""
+    from rich.file_proxy import FileProxy
+    from rich.progress import BarColumn, TextColumn
+    from rich.progress import Progress as Bars
+
+    bars = Bars(
+        TextColumn("{task.description:>9}"),
+        BarColumn(bar_width=28),
+        TextColumn("{task.fields[stats]}"),
+        console=ui.rich_console(stderr=True),
+        transient=True,
+    )
+    reading = bars.add_task("read", total=run.source.size or None, stats="")
+    delivering = bars.add_task("delivered", total=None, stats="")
+
+    def refresh() -> None:
+        now = measure(run, started)
+        report = run.report
+        extra = f", {report.invalid} invalid" if report.invalid else ""
+        percent = f" ({now.read_fraction:.0%})" if now.read_fraction is not None else ""
+        bars.update(
+            reading,
+            completed=run.source.position() or 0,
+            stats=f"{report.read} records{percent}{extra}",
+        )
+        failed = f", {display.failed} failed" if display.failed else ""
+        of = f" of ~{now.expected}" if now.expected is not None else ""
+        bars.update(
+            delivering,
+            description=now.done_label,
+            total=now.expected or None,
+            completed=now.done,
+            stats=f"{now.done}{of}, {now.rate:.0f}/s, ETA {_clock(now.eta_s)}{failed}",
+        )
+
+    with bars:
+        # Messages written while the bars show (bad records, dead letters) go above them
+        # through rich; written straight to the terminal, the next refresh would draw
+        # the bars over them.
+        terminal_stderr = ui.stderr
+        proxy = FileProxy(bars.console, terminal_stderr)
+        ui.stderr = proxy
+        try:
+            with ticking(0.2, refresh):
+                yield
         finally:
-            done.set()
-            ticker.join()
-        return
-    yield
+            proxy.flush()
+            ui.stderr = terminal_stderr

@@ -1,4 +1,4 @@
-"""How outcomes read: failure text and hints, the JSON shapes of an outcome, plurals and times.
+"""How outcomes read: failure text and hints, the --json objects, plurals and times.
 
 Shared by every command (``send``, ``flush``, ``batch``, ``outbox``); it writes nothing itself.
 """
@@ -6,13 +6,31 @@ Shared by every command (``send``, ``flush``, ``batch``, ``outbox``); it writes 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ExitCode
 from ..event import format_utc
-from ..outcome import CODE_BAD_URL, CODE_TLS, CODE_UNEXPECTED, Outcome, OutcomeKind, status_text
+from ..outcome import (
+    CODE_BAD_URL,
+    CODE_TLS,
+    CODE_UNEXPECTED,
+    Outcome,
+    OutcomeKind,
+    api_error_text,
+    status_text,
+)
 
 if TYPE_CHECKING:
+    from ..batch import BatchMode, BatchReport
+    from ..capture import CaptureResult
     from ..config import Settings
+    from ..delivery_results import Delivery, FlushReport, StopReason
+    from ..destination import Destination
+    from ..errors import ApiError, IeventsError
+    from ..lookup import Contact
+    from ..outbox import OutboxRow, OutboxSummary
+    from ..outbox.store import OutboxLocation
 
 
 def outcome_json(outcome: Outcome, *, queued: bool = False) -> dict[str, Any]:
@@ -29,16 +47,20 @@ def outcome_json(outcome: Outcome, *, queued: bool = False) -> dict[str, Any]:
     }
 
 
+def token_rejected_hint(settings: Settings, allowed: str) -> str:
+    """401/403: the token, its permission (``allowed``), or the workspace's region."""
+    return (
+        f"the token was rejected: check the token from {settings.token_source} is current "
+        f"and {allowed}; EU and AU workspaces need --region eu or --region au "
+        f"(this request went to {settings.base_url})"
+    )
+
+
 def failure_hint(outcome: Outcome, settings: Settings) -> str:
     """What the user can do about a failed delivery."""
     event = outcome.event
     if outcome.kind is OutcomeKind.AUTH:
-        return (
-            "the token was rejected: check the token from "
-            f"{settings.token_source} is current and has the "
-            "'write events' permission; EU and AU workspaces need --region eu or --region au "
-            f"(this request went to {settings.base_url})"
-        )
+        return token_rejected_hint(settings, "has the 'write events' permission")
     if outcome.error_code == CODE_TLS:
         return (
             f"the certificate of {settings.base_url} is not trusted here: behind a proxy that "
@@ -88,10 +110,34 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
     )
 
 
+def lookup_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) -> str:
+    """What the user can do about a failed GET (``check``, ``list``)."""
+    from ..client import proxy_for
+
+    if exc.exit_code is ExitCode.AUTH:
+        return token_rejected_hint(settings, "allowed to read admins and events")
+    if exc.exit_code is ExitCode.NO_CONTACT and contact is not None:
+        return f"no contact with {contact} in this workspace; check the identifier"
+    if exc.exit_code is ExitCode.CONFIG:
+        return (
+            f"{settings.base_url} did not answer like Intercom's API: check --base-url "
+            f"(or INTERCOM_BASE_URL) and --api-version (now {settings.api_version})"
+        )
+    if exc.exit_code is ExitCode.DATA:
+        return "Intercom refused the request; check the contact identifier"
+    proxy = proxy_for(settings.base_url)
+    if proxy:
+        return (
+            f"the request went through the proxy {proxy}: check it (HTTPS_PROXY, NO_PROXY), "
+            "or try again in a few minutes"
+        )
+    return "Intercom or the network is unavailable: try again in a few minutes"
+
+
 def describe_failure(outcome: Outcome) -> str:
     """One line: status, API error code and message, request id."""
     parts = [status_text(outcome.status) if outcome.status is not None else "failed"]
-    detail = ": ".join(p for p in (outcome.error_code, outcome.error_message) if p)
+    detail = api_error_text(outcome.error_code, outcome.error_message)
     line = f"{parts[0]}: {detail}" if detail else parts[0]
     if outcome.request_id:
         line += f" (request {outcome.request_id})"
@@ -121,3 +167,275 @@ def relative(seconds: float, now: float | None = None) -> str:
 def plural(count: int, word: str) -> str:
     """``1 event``, ``2 events``."""
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def destination_json(destination: Destination | None) -> dict[str, str] | None:
+    """A destination without any secret: base URL, API version, the token's last 4."""
+    if destination is None:
+        return None
+    return {
+        "base_url": destination.base_url,
+        "api_version": destination.api_version,
+        "token_hint": destination.token_hint,
+    }
+
+
+def destination_text(destination: Destination | None) -> str:
+    """``https://api.intercom.io (2.14, token ending …f3a2)``; ``unbound`` for None."""
+    if destination is None:
+        return "unbound (any configuration that flushes)"
+    version, hint = destination.api_version, destination.token_hint
+    return f"{destination.base_url} ({version}, token ending …{hint})"
+
+
+def row_json(
+    row: OutboxRow, destinations: Mapping[int, Destination] | None = None
+) -> dict[str, Any]:
+    """One outbox row for ``--json``: the event (API field names), its last error and
+    its destination (null: unbound)."""
+    from ..outbox import State
+
+    return {
+        "id": row.id,
+        "state": row.state.value,
+        "event": row.payload,
+        "attempts": row.attempts,
+        "captured_at": when(row.created),
+        "updated_at": when(row.updated),
+        "next_attempt_at": when(row.next_attempt_at) if row.state is State.PENDING else None,
+        "last_status": row.last_status,
+        "error": row.error(),
+        "request_id": row.request_id,
+        "dedup_key": row.dedup_key,
+        "destination": destination_json(
+            (destinations or {}).get(row.destination_id) if row.destination_id else None
+        ),
+    }
+
+
+def error_json(exc: IeventsError) -> dict[str, Any]:
+    """``{"code", "message"}`` of an error, as every command's ``--json`` shows it."""
+    return {"code": exc.code, "message": exc.message}
+
+
+def stop_cause(reason: StopReason | None) -> str:
+    """Why a run left events undelivered, as a batch summary says it."""
+    from ..delivery_results import StopReason
+
+    causes = {
+        StopReason.AUTH: "the token was rejected",
+        StopReason.UNAVAILABLE: "Intercom or the network is unavailable",
+        StopReason.MAX_TIME: "--max-time was reached",
+    }
+    temporary = "some deliveries failed temporarily"
+    return temporary if reason is None else causes.get(reason, temporary)
+
+
+def waiting_elsewhere_text(destination: Destination, count: int) -> str:
+    """Events this configuration does not deliver: they were captured for another workspace."""
+    return (
+        f"{plural(count, 'event')} wait for another workspace ({destination.describe()} "
+        "at capture): run flush with that configuration"
+    )
+
+
+def setup_cause(outcome: Outcome) -> str:
+    """Why delivery stopped at once, in a few words: the token rejected, a redirect, or
+    what else makes the configuration unusable (an untrusted certificate, a bad URL)."""
+    if outcome.kind is OutcomeKind.AUTH:
+        return "the token was rejected"
+    if outcome.status is None:
+        return outcome.error_message or "the configuration cannot work"
+    return "the base URL redirects"
+
+
+def delivery_counts(delivered: int, dead: int, deferred: int, released: str | None) -> str:
+    """``3 delivered, 1 rejected, 2 to retry later`` (and what was handed back unsent)."""
+    parts = [f"{delivered} delivered"]
+    if dead:
+        parts.append(f"{dead} rejected")
+    if deferred:
+        parts.append(f"{deferred} to retry later")
+    if released:
+        parts.append(released)
+    return ", ".join(parts)
+
+
+def delivery_line(delivery: Delivery) -> str:
+    """``flush -v``: ``#12 signed-up for user_id 7: delivered (202 Accepted)``."""
+    from ..outbox import State
+
+    row, outcome = delivery.row, delivery.outcome
+    what = f"#{row.id} {row.event_name} for {row.event().contact}"
+    if outcome is None:
+        return f"{what}: not sent, pending again"
+    if delivery.state is State.DELIVERED:
+        return f"{what}: delivered ({status_text(outcome.status)})"
+    if delivery.state is State.DEAD:
+        return f"{what}: dead letter ({status_text(outcome.status)})"
+    return f"{what}: pending again ({status_text(outcome.status)})"
+
+
+def relay_line(delivery: Delivery) -> str:
+    """``flush --watch -v``: ``#12 signed-up: delivered`` (or dead, pending again, not sent)."""
+    from ..outbox import State
+
+    row = delivery.row
+    if delivery.outcome is None:
+        state = "not sent, pending again"
+    elif delivery.state is State.PENDING:
+        state = "pending again"
+    else:
+        state = delivery.state.value
+    return f"#{row.id} {row.event_name}: {state}"
+
+
+# -- the --json objects of the commands ------------------------------------------------------
+
+
+def capture_json(result: CaptureResult) -> dict[str, Any]:
+    """The ``send --queue`` / ``--queue-on-failure`` ``--json`` object."""
+    from ..capture import CaptureState
+
+    failure = result.failure
+    if failure is not None:
+        body = outcome_json(failure, queued=True)
+    else:
+        body = {
+            "ok": True,
+            "delivered": False,
+            "queued": True,
+            "status": None,
+            "attempts": 0,
+            "request_id": None,
+            "event": result.event.payload(),
+            "error": None,
+        }
+    if result.stored:
+        body["outbox_id"] = result.outbox_id
+        if failure is None:
+            body["duplicate"] = False
+        body["ok"] = result.exit_code == 0
+        return body
+    body = {**body, "outbox_id": result.outbox_id, "duplicate": True}
+    row = result.row
+    assert row is not None
+    if result.state is CaptureState.ALREADY_DELIVERED:
+        body.update(ok=True, queued=False, delivered=True, status=row.last_status)
+    elif result.state is CaptureState.DEAD_LETTER:
+        body.update(ok=False, queued=False, status=row.last_status, error=row.error())
+    else:
+        body.update(ok=True, queued=True)
+    return body
+
+
+def flush_json(
+    report: FlushReport,
+    path: OutboxLocation,
+    remaining: OutboxSummary | None,
+    due_remaining: int = 0,
+) -> dict[str, Any]:
+    """The ``flush --json`` object."""
+    from ..outbox import State
+
+    counts = remaining.counts if remaining is not None else {}
+    return {
+        "ok": report.exit_code == ExitCode.OK,
+        "exit_code": int(report.exit_code),
+        "outbox": str(path),
+        "claimed": report.claimed,
+        "delivered": report.delivered,
+        "dead": report.dead,
+        "deferred": report.deferred,
+        "released": report.released,
+        "stopped": report.stopped,
+        "probed": report.probed,
+        "retried_in_run": report.retried_in_run,
+        "due_remaining": due_remaining,
+        "waiting_elsewhere": [
+            {
+                "base_url": destination.base_url,
+                "api_version": destination.api_version,
+                "token_hint": destination.token_hint,
+                "events": count,
+            }
+            for destination, count in report.waiting_elsewhere
+        ],
+        "next_attempt_at": when(report.next_attempt_at),
+        "elapsed_s": round(report.elapsed_s, 3),
+        "remaining": {state.value: counts.get(state, 0) for state in State},
+        # At most the first 1,000 (``dead`` counts all; outbox list --dead shows every one).
+        "dead_letters": [
+            {
+                "id": d.row.id,
+                "event": d.row.payload,
+                "status": d.outcome.status if d.outcome else None,
+                "error": d.outcome.error() if d.outcome else None,
+            }
+            for d in report.dead_letters
+        ],
+    }
+
+
+def summary_json(report: BatchReport, rejects: str | None, mode: BatchMode) -> dict[str, Any]:
+    """The ``batch --json`` object."""
+    from ..batch import BatchMode
+
+    return {
+        "ok": report.exit_code == ExitCode.OK,
+        "exit_code": int(report.exit_code),
+        "dry_run": mode is BatchMode.DRY_RUN,
+        "queue_only": mode is BatchMode.QUEUE,
+        "read": report.read,
+        "valid": report.valid,
+        "invalid": report.invalid,
+        "skipped": report.skipped,
+        "queued": report.queued,
+        "delivered": report.delivered,
+        "dead": report.dead,
+        "pending": report.pending,
+        "failed": report.failed,
+        "not_due": report.not_due,
+        "elapsed_s": round(report.elapsed_s, 3),
+        "events_per_s": round(report.events_per_s, 1),
+        "rejects": rejects,
+        "input_error": report.input_error,
+        "interrupted": report.interrupted,
+    }
+
+
+def status_json(path: OutboxLocation, summary: OutboxSummary | None) -> dict[str, Any]:
+    """The ``outbox status --json`` object."""
+    from ..outbox import State
+
+    now = time.time()
+
+    def age(moment: float | None) -> float | None:
+        return None if moment is None else round(max(0.0, now - moment), 1)
+
+    counts = summary.counts if summary is not None else {}
+    oldest = summary.oldest_pending_created if summary else None
+    last_flush = summary.last_flush_at if summary else None
+    last_success = summary.last_success_at if summary else None
+    return {
+        "path": str(path),
+        "exists": summary is not None,
+        "schema_version": summary.schema_version if summary else None,
+        "pending": counts.get(State.PENDING, 0),
+        "in_flight": counts.get(State.IN_FLIGHT, 0),
+        "dead": counts.get(State.DEAD, 0),
+        "delivered": counts.get(State.DELIVERED, 0),
+        "oldest_pending_at": when(oldest),
+        "oldest_pending_age_s": age(oldest),
+        "next_attempt_at": when(summary.next_attempt_at if summary else None),
+        "last_flush_at": when(last_flush),
+        "last_flush_age_s": age(last_flush),
+        "last_flush_exit_code": summary.last_flush_exit_code if summary else None,
+        "last_success_at": when(last_success),
+        "last_success_age_s": age(last_success),
+        # Pending and in-flight events per destination; unbound (an older outbox): null.
+        "pending_by_destination": [
+            {"destination": destination_json(destination), "events": count}
+            for destination, count in (summary.pending_by_destination if summary else ())
+        ],
+    }

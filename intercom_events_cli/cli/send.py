@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -33,7 +34,7 @@ from .common import (
     reporting,
 )
 from .output import Output
-from .render import describe_failure, failure_hint, outcome_json
+from .render import describe_failure, error_json, failure_hint, outcome_json
 
 EVENT = "Event"
 # The largest --metadata-json @FILE read (Intercom takes at most 10 metadata keys).
@@ -216,26 +217,8 @@ def send(
     78 configuration.
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
-    event: Event | None = None
-
-    def json_failure(exc: IeventsError) -> None:
-        if json_output:
-            kept: int | None = getattr(exc, "outbox_id", None)  # interrupted, then queued
-            ui.json(
-                {
-                    "ok": False,
-                    "delivered": False,
-                    "queued": kept is not None,
-                    **({"outbox_id": kept} if kept is not None else {}),
-                    "status": None,
-                    "attempts": 0,
-                    "request_id": None,
-                    "event": event.payload() if event is not None else None,
-                    "error": {"code": exc.code, "message": exc.message},
-                }
-            )
-
-    with reporting(ui, debug, on_error=json_failure):
+    built: list[Event] = []  # the event once valid, for the --json object of a failure
+    with reporting(ui, debug, on_error=json_failure(ui, built)):
         check_queue_options(dry_run, queue, queue_on_failure, outbox)
         event = build_event(
             event_name,
@@ -246,6 +229,7 @@ def send(
             metadata=metadata,
             metadata_json=metadata_json,
         )
+        built.append(event)
         env = load_environment(env_file, profile=profile)
         settings = Settings.load(
             env=env,
@@ -257,41 +241,83 @@ def send(
             retries=retries,
             require_token=not dry_run,
         )
-        if queue:
-            # Capture binds the event to this configuration's workspace: it needs the
-            # token (never sent: no network is touched).
-            from .capture import queue_event
+        code = send_or_queue(
+            ui,
+            event,
+            settings,
+            env,
+            dry_run=dry_run,
+            queue=queue,
+            queue_on_failure=queue_on_failure,
+            outbox=outbox,
+        )
+        if code:
+            raise typer.Exit(code)
 
-            code = queue_event(ui, event, outbox, env, settings)
-            if code:
-                raise typer.Exit(code)
-            return
-        if dry_run:
-            print_dry_run(ui, event, settings)
-            return
-        try:
-            outcome = deliver_now(ui, event, settings)
-        except KeyboardInterrupt:
-            if queue_on_failure:
-                keep_interrupted(event, outbox, env)
-            raise Interrupted(
-                f"interrupted before Intercom answered: {event.event_name} for "
-                f"{event.contact} may or may not have arrived",
-                hint=f"send it again with --created-at {event.created_at}: Intercom "
-                "de-duplicates the same event, contact and time",
-            ) from None
-        if queue_on_failure and (
-            outcome.kind is OutcomeKind.TEMPORARY or outcome.error_code == CODE_TLS
-        ):
-            from .capture import queue_after_failure
 
-            code = queue_after_failure(ui, outcome, outbox, env, settings)
-            if code:
-                raise typer.Exit(code)
-            return
-        report_outcome(ui, outcome, settings)
-        if not outcome.delivered:
-            raise typer.Exit(int(outcome.exit_code))
+def json_failure(ui: Output, built: list[Event]) -> Callable[[IeventsError], None]:
+    """``send --json`` on an error: the send object, with the event when it was valid."""
+
+    def report(exc: IeventsError) -> None:
+        if ui.json_mode:
+            kept: int | None = getattr(exc, "outbox_id", None)  # interrupted, then queued
+            ui.json(
+                {
+                    "ok": False,
+                    "delivered": False,
+                    "queued": kept is not None,
+                    **({"outbox_id": kept} if kept is not None else {}),
+                    "status": None,
+                    "attempts": 0,
+                    "request_id": None,
+                    "event": built[0].payload() if built else None,
+                    "error": error_json(exc),
+                }
+            )
+
+    return report
+
+
+def send_or_queue(
+    ui: Output,
+    event: Event,
+    settings: Settings,
+    env: dict[str, str],
+    *,
+    dry_run: bool,
+    queue: bool,
+    queue_on_failure: bool,
+    outbox: str | None,
+) -> int:
+    """Queue, show (--dry-run) or send the event and say what became of it; the exit code."""
+    if queue:
+        # Capture binds the event to this configuration's workspace: it needs the
+        # token (never sent: no network is touched).
+        from .capture import queue_event
+
+        return queue_event(ui, event, outbox, env, settings)
+    if dry_run:
+        print_dry_run(ui, event, settings)
+        return 0
+    try:
+        outcome = deliver_now(ui, event, settings)
+    except KeyboardInterrupt:
+        if queue_on_failure:
+            keep_interrupted(event, outbox, env)
+        raise Interrupted(
+            f"interrupted before Intercom answered: {event.event_name} for "
+            f"{event.contact} may or may not have arrived",
+            hint=f"send it again with --created-at {event.created_at}: Intercom "
+            "de-duplicates the same event, contact and time",
+        ) from None
+    if queue_on_failure and (
+        outcome.kind is OutcomeKind.TEMPORARY or outcome.error_code == CODE_TLS
+    ):
+        from .capture import queue_after_failure
+
+        return queue_after_failure(ui, outcome, outbox, env, settings)
+    report_outcome(ui, outcome, settings)
+    return 0 if outcome.delivered else int(outcome.exit_code)
 
 
 def keep_interrupted(event: Event, outbox: str | None, env: dict[str, str]) -> NoReturn:
@@ -302,19 +328,21 @@ def keep_interrupted(event: Event, outbox: str | None, env: dict[str, str]) -> N
     """
     import signal
 
+    from ..capture import capture
     from .common import open_outbox, outbox_path
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     with open_outbox(outbox_path(outbox, env), env) as store:
-        added = store.add(event)
+        # Unbound: no answer says this workspace took it, any configuration may flush it.
+        kept = capture(store, event, None)
     interrupted = Interrupted(
         f"interrupted before Intercom answered: {event.event_name} for {event.contact} may "
-        f"or may not have arrived; it was kept in the outbox (id {added.id})",
+        f"or may not have arrived; it was kept in the outbox (id {kept.outbox_id})",
         hint="ievents flush sends it again (same --created-at "
         f"{event.created_at}); Intercom de-duplicates the same event, contact and time",
     )
-    interrupted.outbox_id = added.id  # type: ignore[attr-defined]
+    interrupted.outbox_id = kept.outbox_id  # type: ignore[attr-defined]
     raise interrupted
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import ExitCode, UsageError
 from .common import attempt_logger, stop_on_signals
 from .output import Output
-from .render import plural
+from .render import delivery_counts, plural, relay_line
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -52,7 +52,6 @@ def run_watch(
     metrics_port: str | None,
 ) -> int:
     """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
-    from ..outbox import State
     from ..outbox.store import open_store
     from ..relay import Relay
 
@@ -75,12 +74,8 @@ def run_watch(
         if metrics is not None:
             metrics.observe(delivery)
         if ui.verbose:
-            row = delivery.row
-            state = "not sent, pending again" if delivery.outcome is None else delivery.state.value
-            if delivery.state is State.PENDING and delivery.outcome is not None:
-                state = "pending again"
             with log_lock:
-                ui.log(f"#{row.id} {row.event_name}: {state}")
+                ui.log(relay_line(delivery))
 
     def on_notice(text: str) -> None:
         with log_lock:
@@ -106,12 +101,9 @@ def run_watch(
     finally:
         if metrics is not None:
             metrics.close()
-    parts = [f"{report.delivered} delivered"]
-    if report.dead:
-        parts.append(f"{report.dead} rejected")
-    if report.deferred:
-        parts.append(f"{report.deferred} to retry later")
-    if report.released:
-        parts.append(f"{plural(report.released, 'event')} handed back unsent")
-    ui.result(f"watch stopped: {', '.join(parts)}")
+    released = plural(report.released, "event") + " handed back unsent"
+    counts = delivery_counts(
+        report.delivered, report.dead, report.deferred, released if report.released else None
+    )
+    ui.result(f"watch stopped: {counts}")
     return int(ExitCode.OK)

@@ -1,0 +1,118 @@
+"""Capture: keep one event in the outbox, bound to the workspace it is meant for.
+
+``send --queue`` stores an event without sending it; ``send --queue-on-failure`` keeps
+one whose delivery failed temporarily (or on a TLS setup problem), with that attempt
+counted and the engine's reschedule rule (:func:`~.delivery_results.deferred_until`).
+Either way the same event already in the outbox is not stored twice: the result says
+what that row is (already queued, already delivered, a dead letter) and the exit code
+that follows. Nothing here prints; ``cli/capture.py`` says it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from .delivery_results import deferred_until
+from .errors import ExitCode
+from .event import Event
+from .outbox import OutboxRow, State
+from .outcome import Outcome, OutcomeKind, dead_letter_kind, exit_code_for
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .outbox.store import OutboxStore
+
+
+class CaptureState(str, Enum):
+    """What the outbox holds for the event after a capture."""
+
+    QUEUED = "queued"  # stored by this capture, pending
+    ALREADY_QUEUED = "already_queued"  # the same event was pending (or in flight)
+    ALREADY_DELIVERED = "already_delivered"  # the same event is in the ledger
+    DEAD_LETTER = "dead_letter"  # the same event was rejected by Intercom
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """The outcome of one capture, and the exit code it calls for."""
+
+    event: Event
+    state: CaptureState
+    outbox_id: int
+    row: OutboxRow | None = None  # the row already there (not stored again)
+    failure: Outcome | None = None  # the failed delivery kept (--queue-on-failure)
+
+    @property
+    def stored(self) -> bool:
+        """True when this capture stored the event (it was not in the outbox yet)."""
+        return self.state is CaptureState.QUEUED
+
+    @property
+    def dead_kind(self) -> OutcomeKind | None:
+        """For a dead letter: why Intercom refused it (invalid data, or no such contact)."""
+        if self.state is not CaptureState.DEAD_LETTER or self.row is None:
+            return None
+        return dead_letter_kind(self.row.last_status)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 when the event is queued or delivered; a dead letter exits as it failed
+        (65, or 67 for a missing contact); an event kept after a configuration failure
+        exits 78 all the same (nothing delivers it until the setup is fixed)."""
+        kind = self.dead_kind
+        if kind is not None:
+            return exit_code_for(kind)
+        if self.stored and self.failure is not None:
+            if self.failure.kind is not OutcomeKind.TEMPORARY:
+                return self.failure.exit_code
+        return ExitCode.OK
+
+
+def capture(
+    store: OutboxStore,
+    event: Event,
+    settings: Settings | None,
+    *,
+    failure: Outcome | None = None,
+    now: float | None = None,
+) -> CaptureResult:
+    """Store ``event`` as pending, bound to ``settings``' destination (None: unbound, any
+    configuration that flushes delivers it), unless the same event is already there.
+
+    With ``failure`` (the failed delivery of ``send --queue-on-failure``) the row starts
+    with that attempt, its answer, and its next attempt after the engine's backoff; a
+    temporary failure also marks the destination as failing, so that the next flush
+    starts with one probe instead of waiting out every event's backoff.
+    """
+    destination_id = store.bind(settings) if settings is not None else None
+    if failure is None:
+        added = store.add(event, destination_id=destination_id)
+    else:
+        now = time.time() if now is None else now
+        added = store.add(
+            event,
+            now=now,
+            attempts=1,
+            last_status=failure.status,
+            last_error_code=failure.error_code,
+            last_error_message=failure.error_message,
+            request_id=failure.request_id,
+            next_attempt_at=deferred_until(1, now, failure.retry_after_s),
+            destination_id=destination_id,
+        )
+        if failure.kind is OutcomeKind.TEMPORARY and destination_id is not None:
+            store.note_destination(destination_id, up=False, now=now)
+    if added.added:
+        return CaptureResult(event, CaptureState.QUEUED, added.id, failure=failure)
+    return CaptureResult(event, _existing_state(added.state), added.id, added.row, failure)
+
+
+def _existing_state(state: State) -> CaptureState:
+    if state is State.DELIVERED:
+        return CaptureState.ALREADY_DELIVERED
+    if state is State.DEAD:
+        return CaptureState.DEAD_LETTER
+    return CaptureState.ALREADY_QUEUED

@@ -1,0 +1,336 @@
+"""``ievents flush``: deliver the events waiting in the outbox, and say what became of them.
+
+The engine is :mod:`intercom_events_cli.delivery`; ``--watch`` (the relay) is in
+:mod:`.watch`. httpx is imported only once there is something to send.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..config import Settings, load_environment
+from ..errors import ExitCode, UsageError
+from ..outcome import Outcome, OutcomeKind, api_error_text, status_text
+from . import app
+from .common import (
+    DELIVERY,
+    ApiVersionOpt,
+    BaseUrlOpt,
+    DebugOpt,
+    EnvFileOpt,
+    JsonOpt,
+    NoColorOpt,
+    OutboxOpt,
+    ProfileOpt,
+    QuietOpt,
+    RegionOpt,
+    RetriesOpt,
+    TimeoutOpt,
+    TokenFileOpt,
+    VerboseOpt,
+    attempt_logger,
+    finite,
+    json_error,
+    open_outbox,
+    outbox_path,
+    reporting,
+    stop_on_signals,
+)
+from .output import Output
+from .render import (
+    delivery_counts,
+    delivery_line,
+    describe_failure,
+    failure_hint,
+    flush_json,
+    plural,
+    relative,
+    setup_cause,
+    waiting_elsewhere_text,
+    when,
+)
+
+if TYPE_CHECKING:
+    from ..delivery import Delivery, FlushReport
+    from ..outbox import OutboxSummary
+    from ..outbox.store import OutboxStore
+
+MAX_ERROR_LINES = 10
+
+
+def _stop_reason(failure: Outcome) -> str:
+    """Why a run stopped at once: a rejected token, a redirect, an untrusted certificate."""
+    if failure.status is None:
+        return setup_cause(failure)
+    if failure.kind is OutcomeKind.AUTH:
+        return f"{setup_cause(failure)} ({status_text(failure.status)})"
+    return f"redirected ({status_text(failure.status)})"
+
+
+def report_flush(
+    ui: Output,
+    report: FlushReport,
+    settings: Settings,
+    remaining: OutboxSummary,
+    max_time: float | None,
+) -> None:
+    """The summary (stdout) and what went wrong (stderr)."""
+    from ..delivery import StopReason
+    from ..outbox import State
+
+    pending = remaining.counts[State.PENDING] + remaining.counts[State.IN_FLIGHT]
+    if not ui.json_mode:
+        ui.result(*summary_line(report, remaining, pending))
+    report_dead_letters(ui, report)
+    report_failures(ui, report, settings, pending)
+    if report.stopped is StopReason.INTERRUPTED:
+        ui.error(f"interrupted; every event not delivered stays pending ({pending} now)")
+    elif report.stopped is StopReason.MAX_TIME:
+        ui.info(
+            f"stopped after --max-time {max_time:g} s: {plural(pending, 'event')} left "
+            "pending for the next flush"
+        )
+
+
+def summary_line(
+    report: FlushReport, remaining: OutboxSummary, pending: int
+) -> tuple[str, str | None]:
+    """The flush's one result line, and its style."""
+    from ..outbox import State
+
+    if report.claimed == 0 and report.stopped is None:
+        upcoming = (
+            f", next attempt {relative(remaining.next_attempt_at)}"
+            if pending and remaining.next_attempt_at is not None
+            else ""
+        )
+        return f"nothing to flush: {plural(pending, 'event')} pending{upcoming}", None
+    released = f"{report.released} not sent" if report.released else None
+    counts = delivery_counts(report.delivered, report.dead, report.deferred, released)
+    return (
+        f"flush: {counts} in {report.elapsed_s:.1f} s; the outbox holds "
+        f"{pending} pending, {remaining.counts[State.DEAD]} dead",
+        "green" if report.exit_code == ExitCode.OK else None,
+    )
+
+
+def report_dead_letters(ui: Output, report: FlushReport) -> None:
+    """The first dead letters of the run, one line each, and what to do about them."""
+    for shown, delivery in enumerate(report.dead_letters):
+        if shown == MAX_ERROR_LINES:
+            ui.error(f"... and {report.dead - MAX_ERROR_LINES} more rejected")
+            break
+        assert delivery.outcome is not None
+        ui.error(f"{describe_failure(delivery.outcome)} [outbox id {delivery.row.id}]")
+    if report.dead:
+        ui.error(
+            f"{plural(report.dead, 'event')} rejected by Intercom, kept as dead letters",
+            "see them with: ievents outbox list --dead; fix the data and send again, or "
+            "try again as they are: ievents outbox retry ID",
+        )
+
+
+def report_failures(ui: Output, report: FlushReport, settings: Settings, pending: int) -> None:
+    """A setup that stopped the run, temporary failures, other workspaces, bugs."""
+    failure = report.last_failure
+    if report.setup_failures and failure is not None:
+        ui.error(
+            f"{_stop_reason(failure)}; flush stopped and every event stays pending ({pending} now)",
+            failure_hint(failure, settings),
+        )
+    if report.deferred and failure is not None:
+        last = status_text(failure.status) if failure.status is not None else None
+        detail = api_error_text(last, failure.error_message)
+        next_try = (
+            f" from {when(report.next_attempt_at)}" if report.next_attempt_at is not None else ""
+        )
+        ui.error(
+            f"{plural(report.deferred, 'event')} not delivered ({detail}); they stay in the outbox",
+            f"Intercom or the network is unavailable; the next flush retries them{next_try} "
+            "(ievents flush --now: at once)",
+        )
+    for destination, count in report.waiting_elsewhere:
+        ui.info(waiting_elsewhere_text(destination, count))
+    for message in report.internal_errors[:MAX_ERROR_LINES]:
+        ui.error(f"internal error: {message}", "this is a bug in ievents; the event stays pending")
+
+
+@app.command()
+def flush(
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            metavar="N",
+            min=1,
+            max=256,
+            help="Events sent at once.",
+            rich_help_panel=DELIVERY,
+        ),
+    ] = 16,
+    max_time: Annotated[
+        float | None,
+        typer.Option(
+            "--max-time",
+            metavar="SECONDS",
+            min=0.0,
+            callback=finite,
+            help="Start no new delivery after this long (requests on the wire get up to "
+            "--timeout to finish); what is left waits for the next flush.",
+            rich_help_panel=DELIVERY,
+            show_default=False,
+        ),
+    ] = None,
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="Also send events whose next attempt is not due yet (after an outage).",
+            rich_help_panel=DELIVERY,
+        ),
+    ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Keep running: deliver new events as they arrive (a relay), until "
+            "SIGTERM or Ctrl-C (exit 0).",
+            rich_help_panel=DELIVERY,
+        ),
+    ] = False,
+    metrics_port: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-port",
+            metavar="[HOST:]PORT",
+            help="With --watch: serve Prometheus metrics on this port (127.0.0.1 unless "
+            "HOST is given).",
+            rich_help_panel=DELIVERY,
+            show_default=False,
+        ),
+    ] = None,
+    outbox: OutboxOpt = None,
+    token_file: TokenFileOpt = None,
+    env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_version: ApiVersionOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    retries: RetriesOpt = 4,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    no_color: NoColorOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Deliver the events waiting in the outbox, oldest first, several at once.
+
+    Example (crontab, every minute; the absolute path of ievents, explicit configuration,
+    a log): * * * * * /opt/ievents/.venv/bin/ievents flush -q --max-time 50 --env-file
+    /etc/ievents/app.env >> /var/log/ievents/cron.log 2>&1
+
+    Example (a relay, as a service): ievents flush --watch --metrics-port 9464
+
+    202: delivered, kept in the ledger.
+    400, 404, 422: dead letter, with the API error (ievents outbox list --dead).
+    401, 403: stop at once; every event stays pending.
+    Network, timeout, 408, 429, 5xx after the retries: another round in this run while
+    Intercom answers other requests; else pending, tried again later (30 s, doubling up
+    to 1 h; --now: at once).
+    Only events captured for this configuration's workspace (and unbound ones) are sent;
+    others are reported. After a temporary failure, the next flush first sends one probe:
+    if Intercom answers, every deferred event is sent at once; if not, it stops (75).
+    Ctrl-C or SIGTERM: what is not answered yet goes back to pending (exit 130).
+    Two flushes at once never send the same event twice.
+    --watch: keep running and deliver new events within a second of capture
+    (woken by PostgreSQL NOTIFY, or by the SQLite file changing); outages and
+    database restarts are waited out; SIGTERM or Ctrl-C stops it (exit 0, a
+    second Ctrl-C: 130).
+    Summary on stdout (none with -q), errors on stderr; --json: one object.
+
+    Exit codes: 0 all delivered (or nothing to do), 65 some rejected as invalid,
+    67 some contacts not found, 75 some failed temporarily, 77 token rejected,
+    78 configuration or unusable outbox, 130 interrupted; several: most severe.
+    """
+    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
+    with reporting(ui, debug, on_error=json_error(ui)):
+        env = load_environment(env_file, profile=profile)
+        settings = Settings.load(
+            env=env,
+            token_file=token_file,
+            region=region,
+            base_url=base_url,
+            api_version=api_version,
+            timeout=timeout,
+            retries=retries,
+        )
+        path = outbox_path(outbox, env)
+        if watch or metrics_port is not None:
+            if not watch or max_time is not None or json_output:
+                raise UsageError(
+                    "--metrics-port needs --watch"
+                    if not watch
+                    else "--watch runs until stopped: it takes neither --max-time nor --json"
+                )
+            from .watch import run_watch
+
+            code = run_watch(
+                ui, path, env, settings, concurrency=concurrency, metrics_port=metrics_port
+            )
+            raise typer.Exit(code)
+        if not path.exists():
+            # Nothing was ever queued here: do not create a file just to find it empty.
+            from ..delivery import FlushReport
+
+            if json_output:
+                ui.json(flush_json(FlushReport(), path, None))
+            else:
+                ui.result(f"nothing to flush: no outbox at {path} yet")
+            return
+        with open_outbox(path, env) as store:
+            report = run_flush(ui, store, settings, concurrency, max_time, now)
+            remaining = store.summary()
+            due = store.count_due(store.bind(settings))
+        if json_output:
+            ui.json(flush_json(report, path, remaining, due))
+        report_flush(ui, report, settings, remaining, max_time)
+        if report.exit_code != ExitCode.OK:
+            raise typer.Exit(int(report.exit_code))
+
+
+def run_flush(
+    ui: Output,
+    store: OutboxStore,
+    settings: Settings,
+    concurrency: int,
+    max_time: float | None,
+    ignore_schedule: bool,
+) -> FlushReport:
+    """Run the engine with Ctrl-C handling and ``-v`` lines."""
+    from ..delivery import Deliverer
+
+    log_lock = threading.Lock()
+
+    def log_result(delivery: Delivery) -> None:
+        line = delivery_line(delivery)
+        with log_lock:
+            ui.log(line)
+
+    stop = threading.Event()
+    deliverer = Deliverer(
+        store,
+        settings,
+        concurrency=concurrency,
+        max_time=max_time,
+        ignore_schedule=ignore_schedule,
+        on_result=log_result if ui.verbose else None,
+        on_attempt=attempt_logger(ui),
+        stop=stop,
+    )
+    with stop_on_signals(stop):
+        return deliverer.run()

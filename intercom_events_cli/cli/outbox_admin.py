@@ -1,0 +1,178 @@
+"""``ievents outbox retry`` and ``outbox purge``: change what the outbox holds.
+
+Looking without changing is in :mod:`.outbox_inspect`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..config import load_environment
+from ..errors import ExitCode, Interrupted, UsageError
+from .common import (
+    DebugOpt,
+    EnvFileOpt,
+    JsonOpt,
+    OutboxOpt,
+    ProfileOpt,
+    QuietOpt,
+    json_error,
+    open_outbox,
+    outbox_path,
+    parse_duration,
+    reporting,
+)
+from .outbox import SQLITE_MAX_INT, outbox_app
+from .output import Output
+from .render import plural
+
+if TYPE_CHECKING:
+    from ..outbox import State
+    from ..outbox.store import OutboxLocation
+
+
+@outbox_app.command()
+def retry(
+    ids: Annotated[
+        list[int] | None,
+        typer.Argument(
+            metavar="ID...",
+            max=SQLITE_MAX_INT,
+            help="Outbox ids of dead letters (default: all).",
+            show_default=False,
+        ),
+    ] = None,
+    outbox: OutboxOpt = None,
+    env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Move dead letters back to pending, so that the next flush tries them again.
+
+    Example: ievents outbox retry 12 15 && ievents flush
+
+    Without ids: every dead letter.
+    An id that is not a dead letter is an error (exit 2); the others still move.
+    """
+    ui = Output(json_mode=json_output, quiet=quiet)
+    with reporting(ui, debug, on_error=json_error(ui)):
+        env = load_environment(env_file, profile=profile)
+        path = outbox_path(outbox, env)
+        moved: list[int] = []
+        missing: list[int] = list(ids or [])
+        if path.exists():
+            with open_outbox(path, env) as store:
+                moved, missing = store.retry_dead(ids or None)
+        if json_output:
+            ui.json({"ok": not missing, "retried": moved, "not_dead": missing})
+        elif moved:
+            ui.result(
+                f"{plural(len(moved), 'dead letter')} back to pending; ievents flush sends them"
+            )
+        elif not missing:
+            ui.result("no dead letters to retry")
+        if missing:
+            shown = ", ".join(str(i) for i in missing)
+            ui.error(
+                f"no dead letter with id {shown} in {path}",
+                "see the dead letters with: ievents outbox list --dead",
+            )
+            raise typer.Exit(int(ExitCode.USAGE))
+
+
+@outbox_app.command()
+def purge(
+    pending: Annotated[
+        bool,
+        typer.Option("--pending", help="Delete events never delivered (they are lost)."),
+    ] = False,
+    dead: Annotated[bool, typer.Option("--dead", help="Delete dead letters.")] = False,
+    delivered: Annotated[
+        bool, typer.Option("--delivered", help="Trim the ledger of delivered events.")
+    ] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            help="Only those last changed longer ago than this: 30d, 12h, 90m, 2w.",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask (required without a terminal).")
+    ] = False,
+    outbox: OutboxOpt = None,
+    env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Delete events from the outbox: one of --pending, --dead or --delivered.
+
+    Example (cron, daily at 03:00): 0 3 * * *
+    /opt/ievents/.venv/bin/ievents outbox purge --delivered --older-than 30d --yes -q --env-file
+    /etc/ievents/app.env >> /var/log/ievents/cron.log 2>&1
+
+    Asks for confirmation on a terminal; without one, needs --yes (else exit 2).
+    "n": not purged, exit 0. Ctrl-C or end of input at the question: not purged, 130.
+    Events in flight are never deleted.
+    A delivered event purged from the ledger is no longer recognised when the
+    same event is captured again.
+    """
+    ui = Output(json_mode=json_output, quiet=quiet)
+    with reporting(ui, debug, on_error=json_error(ui)):
+        from ..outbox import State
+
+        if sum((pending, dead, delivered)) != 1:
+            raise UsageError("choose what to purge: one of --pending, --dead or --delivered")
+        state = State.PENDING if pending else State.DEAD if dead else State.DELIVERED
+        age_s = parse_duration(older_than) if older_than is not None else None
+        env = load_environment(env_file, profile=profile)
+        path = outbox_path(outbox, env)
+        if not path.exists():
+            finish_purge(ui, 0, state)
+            return
+        with open_outbox(path, env) as store:
+            count, max_id, cutoff = store.purge_plan(state, older_than_s=age_s)
+            if count and not yes:
+                confirm_purge(count, state, path, older_than)
+            deleted = store.purge(state, max_id=max_id, cutoff=cutoff) if count else 0
+        finish_purge(ui, deleted, state)
+
+
+def confirm_purge(count: int, state: State, path: OutboxLocation, older_than: str | None) -> None:
+    """Ask on the terminal; refuse without one (the caller passes --yes in scripts)."""
+    from ..outbox import State
+
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"purge would delete {plural(count, state.value + ' event')} from {path}; "
+            "there is no terminal to confirm on",
+            "add --yes to purge without asking",
+        )
+    age = f" last changed more than {older_than} ago" if older_than else ""
+    warning = " They were never delivered and will be lost." if state is State.PENDING else ""
+    question = f"Delete {plural(count, state.value + ' event')}{age} from {path}?{warning}"
+    try:
+        confirmed = typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        # Ctrl-C or end of input at the prompt: an answer was not given, nothing purged.
+        raise Interrupted("not purged: no answer (Ctrl-C or end of input)") from None
+    if not confirmed:
+        sys.stderr.write("not purged\n")
+        raise typer.Exit(int(ExitCode.OK))
+
+
+def finish_purge(ui: Output, deleted: int, state: State) -> None:
+    """The purge result line (or ``--json``)."""
+    if ui.json_mode:
+        ui.json({"ok": True, "purged": deleted, "state": state.value})
+    else:
+        ui.result(f"purged {plural(deleted, state.value + ' event')}")

@@ -1,0 +1,112 @@
+"""What a delivery run produces: each row's :class:`Delivery`, the run's :class:`FlushReport`
+and why it stopped (:class:`StopReason`), and the rules that turn an answer into a row's
+next state (:func:`row_result`, :func:`deferred_until`).
+
+The engine (:mod:`.delivery`) applies these rules; ``send --queue-on-failure``
+(:mod:`.capture`) keeps a failed event by the same reschedule rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from .errors import ExitCode, most_severe
+from .outbox import OutboxRow, RowResult, State, retry_delay_s
+from .outcome import CODE_CONNECTION, Outcome, classify_status, status_text
+
+if TYPE_CHECKING:
+    from .client import AttemptLog
+    from .destination import Destination
+
+
+class StopReason(str, Enum):
+    """Why a run stopped before the outbox ran dry (a str: ``--json`` shows the value)."""
+
+    INTERRUPTED = "interrupted"  # the stop event: Ctrl-C, SIGTERM
+    AUTH = "auth"  # the token was rejected, or the configuration cannot work
+    MAX_TIME = "max_time"
+    UNAVAILABLE = "unavailable"  # Intercom or the network kept failing
+    INTERNAL = "internal_error"  # a bug in ievents
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one claimed row (passed to ``on_result``)."""
+
+    row: OutboxRow
+    state: State  # the row's new state
+    outcome: Outcome | None  # None when the row went back unsent
+
+
+@dataclass
+class FlushReport:
+    """The counts of one run, and why it stopped."""
+
+    claimed: int = 0
+    delivered: int = 0
+    dead: int = 0
+    deferred: int = 0  # temporary failure: pending again, with a later next attempt
+    retried_in_run: int = 0  # retries ran out, but the event went back into this run
+    probed: bool = False  # the run started with one probe (the destination was failing)
+    waiting_elsewhere: list[tuple[Destination, int]] = field(default_factory=list)
+    released: int = 0  # handed back to pending without an answer
+    # Answers that stop the run because the setup must be fixed: the token rejected
+    # (401/403), a redirect, an untrusted certificate, an unusable URL.
+    setup_failures: int = 0
+    stopped: StopReason | None = None
+    internal_errors: list[str] = field(default_factory=list)
+    codes: set[ExitCode] = field(default_factory=set)
+    last_failure: Outcome | None = None
+    # The first MAX_DEAD_LETTERS_KEPT of them (``dead`` counts all): a run that rejects
+    # millions must not hold them all in memory; the outbox keeps every one.
+    dead_letters: list[Delivery] = field(default_factory=list)
+    next_attempt_at: float | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """130 when interrupted, else the most severe result (0 when nothing failed)."""
+        if self.stopped is StopReason.INTERRUPTED:
+            return ExitCode.INTERRUPTED
+        if self.internal_errors:
+            return ExitCode.INTERNAL
+        return most_severe(self.codes)
+
+
+def deferred_until(attempts: int, now: float, retry_after_s: float | None = None) -> float:
+    """When an event that failed temporarily on its ``attempts``-th delivery is due again.
+
+    The one reschedule rule: the engine's, and ``send --queue-on-failure``'s (attempt 1).
+    """
+    return now + retry_delay_s(attempts, retry_after_s)
+
+
+def row_result(
+    row: OutboxRow, state: State, outcome: Outcome, next_attempt_at: float | None = None
+) -> RowResult:
+    """The row's new state with the answer kept (status, API error, request id)."""
+    return RowResult(
+        row.id,
+        state,
+        status=outcome.status,
+        error_code=outcome.error_code,
+        error_message=outcome.error_message,
+        request_id=outcome.request_id,
+        next_attempt_at=next_attempt_at,
+    )
+
+
+def outcome_from_attempt(row: OutboxRow, entry: AttemptLog) -> Outcome:
+    """A temporary outcome from the last attempt of a delivery cut short by a stop."""
+    return Outcome(
+        event=row.event(),
+        kind=entry.kind if entry.kind is not None else classify_status(entry.status),
+        status=entry.status,
+        attempts=entry.attempt,
+        elapsed_s=entry.elapsed_ms / 1000,
+        error_code=entry.error_code
+        or (f"http_{entry.status}" if entry.status is not None else CODE_CONNECTION),
+        error_message=entry.error or status_text(entry.status),
+    )
