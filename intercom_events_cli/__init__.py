@@ -2,8 +2,8 @@
 
 The data path, a step a line, with its module (CONTRIBUTING.md: the layers and their rules)::
 
-    input -> Event        readers.py (files, streams), event.py (validation)
-    Event -> outbox       outbox/ (store.py: the protocol; sqlite.py; pg_outbox.py)
+    input -> Event        readers.py (input_records, input_csv), event.py (fields, metadata)
+    Event -> outbox       outbox/ (store.py: the protocol; sql_store.py; sqlite.py; pg_outbox.py)
     outbox -> Intercom    delivery.py (the engine), batch.py (a batch run), client.py
     answer -> Outcome     outcome.py (classification), retry.py (waits and backoff)
     Outcome -> the user   cli/render.py (words), cli/output.py (streams), errors.py (exit codes)
@@ -17,8 +17,27 @@ Library use (no typer or rich is imported)::
         outcome = client.send(Event.create("invited-friend", user_id="314159"))
     outcome.raise_for_failure()
 
+Public names (everything else is private to the package and may change)::
+
+    Event               one validated Intercom data event (event.py)
+    EventsClient        sends events over HTTP with the retry policy (client.py)
+    Settings            token, region, base URL and timeouts, resolved (config.py)
+    Outcome             what became of one event sent (outcome.py)
+    OutboxStore         the storage protocol every outbox meets (outbox/store.py)
+    open_store          opens the outbox at a file path or postgresql:// URI (outbox/store.py)
+    State               where an event is in the outbox: pending ... dead (outbox/rows.py)
+    ExitCode            the process exit statuses, one enum (errors.py)
+    IeventsError        the base of every error raised on purpose; carries exit_code
+    UsageError          the command line is wrong (2)
+    ValidationError     event data refused before anything is sent (65)
+    ConfigError         no token, bad region, insecure base URL (78)
+    ApiError            Intercom or the network answered with a failure (65/67/75/77)
+    OutboxError         the outbox is locked, unreadable, corrupt or foreign (78)
+    OutboxUnavailable   the outbox's database cannot be reached now (75)
+
 The names are loaded lazily so that ``import intercom_events_cli`` stays cheap: the
-HTTP stack is imported only by code that sends something.
+HTTP stack is imported only by code that sends something, psycopg only for a
+PostgreSQL outbox.
 """
 
 from __future__ import annotations
@@ -35,18 +54,36 @@ __all__ = [
     "ExitCode",
     "IeventsError",
     "Outcome",
+    "OutboxError",
+    "OutboxStore",
+    "OutboxUnavailable",
     "Settings",
+    "State",
+    "UsageError",
     "ValidationError",
     "__version__",
+    "open_store",
 ]
 
 if TYPE_CHECKING:
     from .client import EventsClient
     from .config import Settings
-    from .errors import ApiError, ConfigError, ExitCode, IeventsError, ValidationError
+    from .errors import (
+        ApiError,
+        ConfigError,
+        ExitCode,
+        IeventsError,
+        OutboxError,
+        OutboxUnavailable,
+        UsageError,
+        ValidationError,
+    )
     from .event import Event
+    from .outbox.rows import State
+    from .outbox.store import OutboxStore, open_store
     from .outcome import Outcome
 
+# Each public name and the private module that defines it.
 _LAZY = {
     "EventsClient": "client",
     "Settings": "config",
@@ -54,10 +91,20 @@ _LAZY = {
     "ConfigError": "errors",
     "ExitCode": "errors",
     "IeventsError": "errors",
+    "OutboxError": "errors",
+    "OutboxUnavailable": "errors",
+    "UsageError": "errors",
     "ValidationError": "errors",
     "Event": "event",
+    "State": "outbox.rows",
+    "OutboxStore": "outbox.store",
+    "open_store": "outbox.store",
     "Outcome": "outcome",
 }
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def __getattr__(name: str) -> Any:

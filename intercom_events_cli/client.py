@@ -238,83 +238,29 @@ class EventsClient:
         attempt = 0
         while True:
             attempt += 1
-            if self._pacer is not None:
-                self._pacer.acquire()
-            sent_at = time.monotonic()
-            status: int | None = None
-            response_headers: Mapping[str, str] = {}
-            body: Any = None
-            request_id: str | None = None
-            shown_url = self._shown_url(url)
-            unresolved = False
-            try:
-                status, response_headers, shown_url, details = self._attempt(
-                    method,
-                    url,
-                    content=content,
-                    params=params,
-                    headers=headers,
-                    max_body_bytes=max_body_bytes,
-                )
-                code, message, request_id, body = details
-                kind = classify_status(status, expect)
-                if kind is OutcomeKind.TEMPORARY and 200 <= status < 300:
-                    unexpected = unexpected_answer(status)
-                    code, message = unexpected.code, unexpected.message
-            except Exception as exc:
-                failure = classify_exception(exc, self.settings.timeout)
-                if failure is None:
-                    raise  # a bug, not a failure of the request
-                status, response_headers = None, {}
-                kind, code, message = failure.kind, failure.code, failure.message
-                # Network errors name the host they could not reach.
-                if code == CODE_TIMEOUT:
-                    host = host_of(shown_url)
-                    message = f"request to {host} timed out ({self.settings.timeout:g}s)"
-                elif code == CODE_CONNECTION:
-                    unresolved = is_dns_failure(exc)
-                    message = transport_message(exc, shown_url, unresolved)
-            finally:
-                # Always, even for a bug: the pacer counts requests in flight.
-                if self._pacer is not None:
-                    self._pacer.observe(status, response_headers)
-            elapsed_ms = (time.monotonic() - sent_at) * 1000
-            if self._on_attempt is not None:
-                self._on_attempt(
-                    AttemptLog(
-                        method=method,
-                        url=shown_url,
-                        attempt=attempt,
-                        status=status,
-                        elapsed_ms=elapsed_ms,
-                        rate_limit_remaining=parse_rate_limit_remaining(response_headers),
-                        error=None if status is not None else message,
-                        kind=kind,
-                        error_code=code,
-                    )
-                )
-            finished = Exchange(
-                status=status,
-                attempts=attempt,
-                elapsed_s=time.monotonic() - started,
-                headers=response_headers,
-                body=body,
-                request_id=request_id,
-                error_code=code,
-                error_message=message,
-                verdict=kind,
+            finished, unresolved = self._exchange(
+                method,
+                url,
+                attempt,
+                started,
+                content=content,
+                params=params,
+                headers=headers,
+                expect=expect,
+                max_body_bytes=max_body_bytes,
             )
+            kind = finished.verdict
             if kind is OutcomeKind.DELIVERED:
                 return finished
-            if status is None and code == CODE_CONNECTION and unresolved:
+            if unresolved:
                 # A name that does not resolve will not resolve a second later: retrying it
                 # for 8 s only delays the answer. The outcome stays temporary (75, queued).
                 return finished
             decision = retry_decision(
                 attempt=attempt,
                 max_retries=self.settings.retries,
-                status=status,
-                headers=response_headers,
+                status=finished.status,
+                headers=finished.headers,
                 now=self._clock(),
                 random=self._random,
                 max_wait_s=self._max_wait_s,
@@ -323,10 +269,95 @@ class EventsClient:
             if not decision.retry:
                 if finished.kind is OutcomeKind.TEMPORARY:
                     finished.retry_after_s = server_requested_delay(
-                        status, response_headers, self._clock(), lambda: 0.0
+                        finished.status, finished.headers, self._clock(), lambda: 0.0
                     )
                 return finished
             self._sleep(decision.delay_s)
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        attempt: int,
+        started: float,
+        *,
+        content: bytes | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        expect: Collection[int] | None,
+        max_body_bytes: int | None,
+    ) -> tuple[Exchange, bool]:
+        """One attempt, paced, classified and logged: (its answer, the host did not resolve)."""
+        if self._pacer is not None:
+            self._pacer.acquire()
+        sent_at = time.monotonic()
+        status: int | None = None
+        response_headers: Mapping[str, str] = {}
+        body: Any = None
+        request_id: str | None = None
+        shown_url = self._shown_url(url)
+        unresolved = False
+        try:
+            status, response_headers, shown_url, details = self._attempt(
+                method,
+                url,
+                content=content,
+                params=params,
+                headers=headers,
+                max_body_bytes=max_body_bytes,
+            )
+            code, message, request_id, body = details
+            kind = classify_status(status, expect)
+            if kind is OutcomeKind.TEMPORARY and 200 <= status < 300:
+                unexpected = unexpected_answer(status)
+                code, message = unexpected.code, unexpected.message
+        except Exception as exc:
+            failure = classify_exception(exc, self.settings.timeout)
+            if failure is None:
+                raise  # a bug, not a failure of the request
+            status, response_headers = None, {}
+            kind, code = failure.kind, failure.code
+            message, unresolved = self._failure_message(exc, failure.message, code, shown_url)
+        finally:
+            # Always, even for a bug: the pacer counts requests in flight.
+            if self._pacer is not None:
+                self._pacer.observe(status, response_headers)
+        if self._on_attempt is not None:
+            self._on_attempt(
+                AttemptLog(
+                    method=method,
+                    url=shown_url,
+                    attempt=attempt,
+                    status=status,
+                    elapsed_ms=(time.monotonic() - sent_at) * 1000,
+                    rate_limit_remaining=parse_rate_limit_remaining(response_headers),
+                    error=None if status is not None else message,
+                    kind=kind,
+                    error_code=code,
+                )
+            )
+        return Exchange(
+            status=status,
+            attempts=attempt,
+            elapsed_s=time.monotonic() - started,
+            headers=response_headers,
+            body=body,
+            request_id=request_id,
+            error_code=code,
+            error_message=message,
+            verdict=kind,
+        ), unresolved
+
+    def _failure_message(
+        self, exc: Exception, message: str | None, code: str | None, shown_url: str
+    ) -> tuple[str | None, bool]:
+        """A network error's message naming the host; and whether the name did not resolve."""
+        if code == CODE_TIMEOUT:
+            return f"request to {host_of(shown_url)} timed out ({self.settings.timeout:g}s)", False
+        if code == CODE_CONNECTION:
+            unresolved = is_dns_failure(exc)
+            return transport_message(exc, shown_url, unresolved), unresolved
+        return message, False
 
     def _attempt(
         self,

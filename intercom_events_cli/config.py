@@ -258,6 +258,72 @@ def validate_base_url(url: str, origin: str) -> str:
     return url.strip().rstrip("/")
 
 
+def _resolve_token(
+    env: Environment, token_file: str | None, *, require_token: bool
+) -> tuple[str, str]:
+    """(the token, where it came from): ``--token-file`` > the token > a token file.
+
+    Warns about a token file or ``.env`` others can read; refuses a token that cannot be
+    sent, and a missing one when ``require_token``.
+    """
+    token = ""
+    token_source = ""
+    if token_file:
+        token = _read_token_file(token_file, "--token-file")
+        token_source = f"file {token_file} (from --token-file)"
+        warn_if_readable_by_others(token_file)
+    elif env.get(TOKEN_ENV):
+        token = env[TOKEN_ENV].strip()
+        token_source = env.origin(TOKEN_ENV)
+        if env.env_file_used and token_source.startswith(f"{TOKEN_ENV} in "):
+            warn_if_readable_by_others(env.env_path)
+    elif env.get(TOKEN_FILE_ENV):
+        source = env.origin(TOKEN_FILE_ENV)
+        token = _read_token_file(env[TOKEN_FILE_ENV], source)
+        token_source = f"file {env[TOKEN_FILE_ENV]} (from {source})"
+        warn_if_readable_by_others(env[TOKEN_FILE_ENV])
+    if token and not token_file and env.token_overrides:
+        token_source += f", overriding {' and '.join(env.token_overrides)}"
+    if token and not _fits_in_a_header(token):
+        raise ConfigError(
+            "the access token contains whitespace, control or non-ASCII characters; check "
+            f"{token_source or TOKEN_ENV} holds only the token"
+        )
+    register_secret(token)
+    if require_token and not token:
+        looked = (
+            f"{env.env_path} has none" if env.env_file_used else f"no .env in {env.env_path.parent}"
+        )
+        raise ConfigError(
+            f"no access token ({looked}): set {TOKEN_ENV} in the environment or in .env, "
+            f"point --token-file / {TOKEN_FILE_ENV} at a file holding it, or choose a "
+            "profile (--profile NAME); from cron, give --env-file or --profile explicitly",
+        )
+    return token, token_source
+
+
+def _resolve_endpoint(
+    env: Environment, region: str | None, base_url: str | None
+) -> tuple[str, str]:
+    """(the region, the base URL): flags > the environment > the default region."""
+    region_origin = "--region" if region else env.origins.get(REGION_ENV, REGION_ENV)
+    region_value = (region or env.get(REGION_ENV) or DEFAULT_REGION).strip().lower()
+    if region_value not in REGION_BASE_URLS:
+        raise ConfigError(
+            f"unknown region {region_value!r} (from {region_origin}); use us, eu or au",
+        )
+
+    if base_url:
+        resolved_url = validate_base_url(base_url, "--base-url")
+    elif env.get(BASE_URL_ENV):
+        resolved_url = validate_base_url(
+            env[BASE_URL_ENV], env.origins.get(BASE_URL_ENV, BASE_URL_ENV)
+        )
+    else:
+        resolved_url = REGION_BASE_URLS[region_value]
+    return region_value, resolved_url
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything needed to talk to Intercom. ``token`` is hidden from ``repr``."""
@@ -312,57 +378,8 @@ class Settings:
         if env is None:
             env = load_environment(env_file)
         origins = env if isinstance(env, Environment) else Environment(env)
-        token = ""
-        token_source = ""
-        if token_file:
-            token = _read_token_file(token_file, "--token-file")
-            token_source = f"file {token_file} (from --token-file)"
-            warn_if_readable_by_others(token_file)
-        elif env.get(TOKEN_ENV):
-            token = env[TOKEN_ENV].strip()
-            token_source = origins.origin(TOKEN_ENV)
-            if origins.env_file_used and token_source.startswith(f"{TOKEN_ENV} in "):
-                warn_if_readable_by_others(origins.env_path)
-        elif env.get(TOKEN_FILE_ENV):
-            source = origins.origin(TOKEN_FILE_ENV)
-            token = _read_token_file(env[TOKEN_FILE_ENV], source)
-            token_source = f"file {env[TOKEN_FILE_ENV]} (from {source})"
-            warn_if_readable_by_others(env[TOKEN_FILE_ENV])
-        if token and not token_file and origins.token_overrides:
-            token_source += f", overriding {' and '.join(origins.token_overrides)}"
-        if token and not _fits_in_a_header(token):
-            raise ConfigError(
-                "the access token contains whitespace, control or non-ASCII characters; check "
-                f"{token_source or TOKEN_ENV} holds only the token"
-            )
-        register_secret(token)
-        if require_token and not token:
-            looked = (
-                f"{origins.env_path} has none"
-                if origins.env_file_used
-                else f"no .env in {origins.env_path.parent}"
-            )
-            raise ConfigError(
-                f"no access token ({looked}): set {TOKEN_ENV} in the environment or in .env, "
-                f"point --token-file / {TOKEN_FILE_ENV} at a file holding it, or choose a "
-                "profile (--profile NAME); from cron, give --env-file or --profile explicitly",
-            )
-
-        region_origin = "--region" if region else origins.origins.get(REGION_ENV, REGION_ENV)
-        region_value = (region or env.get(REGION_ENV) or DEFAULT_REGION).strip().lower()
-        if region_value not in REGION_BASE_URLS:
-            raise ConfigError(
-                f"unknown region {region_value!r} (from {region_origin}); use us, eu or au",
-            )
-
-        if base_url:
-            resolved_url = validate_base_url(base_url, "--base-url")
-        elif env.get(BASE_URL_ENV):
-            resolved_url = validate_base_url(
-                env[BASE_URL_ENV], origins.origins.get(BASE_URL_ENV, BASE_URL_ENV)
-            )
-        else:
-            resolved_url = REGION_BASE_URLS[region_value]
+        token, token_source = _resolve_token(origins, token_file, require_token=require_token)
+        region_value, resolved_url = _resolve_endpoint(origins, region, base_url)
 
         version = (api_version or env.get(API_VERSION_ENV) or DEFAULT_API_VERSION).strip()
         if not version or not _fits_in_a_header(version):

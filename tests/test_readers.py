@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intercom_events_cli import readers
+from intercom_events_cli import input_records
 from intercom_events_cli.errors import ExitCode, UsageError, ValidationError
 from intercom_events_cli.readers import (
     InputError,
@@ -211,7 +211,7 @@ def test_json_escapes_for_lone_surrogates_are_refused() -> None:
 def test_an_overlong_line_is_invalid_and_skipped_without_losing_the_next(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 100)
+    monkeypatch.setattr(input_records, "MAX_LINE_BYTES", 100)
     long_line = json.dumps({**SIGNUP, "metadata": {"text": "x" * 500}})
     records = read(ndjson(SIGNUP, long_line, SIGNUP))
     assert [r.line for r in records] == [1, 2, 3]
@@ -440,7 +440,7 @@ def test_invalid_utf8_in_a_csv_row_is_a_record_error() -> None:
 
 
 def test_an_overlong_csv_line_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 50)
+    monkeypatch.setattr(input_records, "MAX_LINE_BYTES", 50)
     data = f"event_name,user_id\nx,{'1' * 200}\ny,2\n".encode()
     records = read(data, "csv")
     assert [(r.line, r.ok) for r in records] == [(2, False), (3, True)]

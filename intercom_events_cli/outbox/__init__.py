@@ -3,6 +3,7 @@
 - :mod:`.rows`: what is stored and handed back (``State``, ``OutboxRow``, results);
 - :mod:`.store`: the ``OutboxStore`` protocol every backend meets, and ``open_store``;
 - :mod:`.sqlite`: the SQLite store (``Outbox``), on the file of :mod:`.sqlite_file`;
+- :mod:`.sql_store`, :mod:`.sql_destinations`: what both stores do alike, written once;
 - :mod:`.owner`: who holds a claim, and whether that process is gone;
 - ``pg_*``: the PostgreSQL store, imported only for a ``postgresql://`` outbox (psycopg).
 """

@@ -20,7 +20,7 @@ its own (:mod:`.pg_schema`). What differs:
 A lost connection raises :class:`~.errors.OutboxUnavailable` (75); the next call
 connects again (with a new session lock: rows held under the old one are free for
 anyone to take back). Connecting, errors and the schema are :mod:`.pg_session`'s;
-destinations are :mod:`.pg_destinations`'.
+what both stores do alike is :mod:`.sql_store`'s.
 """
 
 from __future__ import annotations
@@ -28,18 +28,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from ..destination import Destination
 from ..errors import ValidationError
 from ..event import Event, event_from_record
 from .location import PostgresLocation
-from .owner import DEFAULT_LEASE_S
-from .pg_destinations import PgDestinations
-from .pg_session import pg_errors  # imported there, with a clear error when missing
-from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State, iter_pages
-from .sqlite_file import _COLUMNS
+from .pg_session import PgSession, pg_errors  # imported there, with a clear error when missing
+from .rows import COLUMNS, AddResult, OutboxRow, State
+from .sql_destinations import SqlDestinations
+from .sql_store import ClaimRequest
 
 if TYPE_CHECKING:
     from psycopg import Cursor
@@ -48,11 +47,17 @@ if TYPE_CHECKING:
 # costs a query per distinct foreign session).
 RECLAIM_EVERY_S = 1.0
 _COPY_COLUMNS = "(ord, dedup_key, payload, event_name, source_line)"
-_RETURNING = ", ".join(f"e.{name.strip()}" for name in _COLUMNS.split(","))
+_RETURNING = ", ".join(f"e.{name.strip()}" for name in COLUMNS.split(","))
 
 
-class PostgresOutbox(PgDestinations):
-    """The outbox in a PostgreSQL schema. Open with :meth:`open`; use as a context manager."""
+class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
+    """The outbox in a PostgreSQL schema. Open with :meth:`open`; use as a context manager.
+
+    Settling, inspecting, managing and the destinations are :class:`SqlStore`'s.
+    """
+
+    _CLEAR_CLAIM = "owner = NULL, lease_expires_at = NULL, claim_session = NULL"
+    _LOCK_ROWS = " FOR UPDATE"
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -125,9 +130,7 @@ class PostgresOutbox(PgDestinations):
             if inserted is not None:
                 self._notify(cur)
                 return AddResult(int(inserted[0]), State.PENDING, True)
-            cur.execute(
-                self._t(f"SELECT {_COLUMNS} FROM {{s}}.events WHERE dedup_key = %s"), (key,)
-            )
+            cur.execute(self._t(f"SELECT {COLUMNS} FROM {{s}}.events WHERE dedup_key = %s"), (key,))
             found = cur.fetchone()
         assert found is not None
         row = OutboxRow.from_db(found)
@@ -214,29 +217,13 @@ class PostgresOutbox(PgDestinations):
 
     # -- claiming ---------------------------------------------------------------------------
 
-    def claim(
-        self,
-        owner: str,
-        limit: int,
-        *,
-        lease_s: float = DEFAULT_LEASE_S,
-        now: float | None = None,
-        destination_id: int | None = None,
-        due_or_not: bool = False,
-    ) -> list[OutboxRow]:
-        """Claim up to ``limit`` due pending rows, oldest capture first, skipping rows other
-        claimers hold; rows enqueued from SQL are validated on the way.
-
-        With ``destination_id`` only rows bound to it and unbound rows are claimed, and the
-        unbound ones are bound to it (and returned with ``destination_id`` None, so that a
-        row never answered can be unbound again). ``due_or_not`` also claims rows whose
-        next attempt is later (the probe after an outage).
-        """
-        stamp = time.time() if now is None else now
-        due_until = float("inf") if due_or_not else stamp
+    def _claim(self, want: ClaimRequest) -> list[OutboxRow]:
+        """Claim skipping rows other claimers hold; rows enqueued from SQL are validated
+        on the way (bound by this claim: said so, as the SQLite store does)."""
+        stamp = want.now
         only = (
             ""
-            if destination_id is None
+            if want.destination_id is None
             else ("AND (destination_id = %(dest)s OR destination_id IS NULL) ")
         )
         claimed: list[OutboxRow] = []
@@ -246,7 +233,7 @@ class PostgresOutbox(PgDestinations):
                 self._last_reclaim = time.monotonic()
             # Rows dropped by validation (invalid, duplicate) leave room: look again.
             for _ in range(10):
-                wanted = limit - len(claimed)
+                wanted = want.limit - len(claimed)
                 if wanted <= 0:
                     break
                 cur.execute(
@@ -263,13 +250,13 @@ class PostgresOutbox(PgDestinations):
                         "RETURNING picked.was IS NULL, e.validated, " + _RETURNING
                     ),
                     {
-                        "due": due_until,
+                        "due": want.due_until,
                         "limit": wanted,
-                        "owner": owner,
-                        "lease": stamp + lease_s,
+                        "owner": want.owner,
+                        "lease": want.lease_until,
                         "now": stamp,
                         "session": self._session,
-                        "dest": destination_id,
+                        "dest": want.destination_id,
                     },
                 )
                 found = cur.fetchall()
@@ -279,7 +266,6 @@ class PostgresOutbox(PgDestinations):
                 for values in found:
                     row = OutboxRow.from_db(values[2:])
                     if values[0]:
-                        # Bound by this claim: said so, as the SQLite store does.
                         row = dataclasses.replace(row, destination_id=None)
                     if not values[1]:
                         checked = self._validate(cur, row, stamp)
@@ -369,269 +355,26 @@ class PostgresOutbox(PgDestinations):
                 reclaimed += max(cur.rowcount, 0)
         return reclaimed
 
-    def make_all_due(self, *, now: float | None = None, destination_id: int | None = None) -> int:
-        """Bring pending rows' next attempt forward to now (``flush --now``, a probe's
-        success); with ``destination_id``, only its rows and unbound ones."""
-        stamp = time.time() if now is None else now
-        query = (
-            "UPDATE {s}.events SET next_attempt_at = %s WHERE state = 'pending' "
-            "AND next_attempt_at > %s"
-        )
-        args: tuple[Any, ...] = (stamp, stamp)
-        if destination_id is not None:
-            query += " AND (destination_id = %s OR destination_id IS NULL)"
-            args += (destination_id,)
-        with self._tx() as cur:
-            cur.execute(self._t(query), args)
-            count = max(cur.rowcount, 0)
-            if count:
-                self._notify(cur)
-            return count
+    # -- the hooks of SqlStore ------------------------------------------------------------
 
-    def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> int:
-        """Extend the lease of every row ``owner`` holds; returns how many."""
-        with self._tx() as cur:
-            cur.execute(
-                self._t(
-                    "UPDATE {s}.events SET lease_expires_at = %s, claim_session = %s "
-                    "WHERE state = 'in_flight' AND owner = %s"
-                ),
-                (time.time() + lease_s, self._session, owner),
-            )
-            return max(cur.rowcount, 0)
+    def _q(self, sql: str) -> str:
+        return sql.replace("{s}", self.schema).replace("?", "%s")
 
-    def release(self, owner: str, ids: Sequence[int] | None = None) -> int:
-        """Hand rows claimed by ``owner`` back to pending, unsent (all, or ``ids``)."""
-        query = self._t(
-            "UPDATE {s}.events SET state = 'pending', owner = NULL, lease_expires_at = NULL, "
-            "claim_session = NULL, updated = %s WHERE state = 'in_flight' AND owner = %s"
-        )
-        with self._tx() as cur:
-            if ids is None:
-                cur.execute(query, (time.time(), owner))
-            else:
-                cur.execute(query + " AND id = ANY(%s)", (time.time(), owner, list(ids)))
-            count = max(cur.rowcount, 0)
-            if count:
-                self._notify(cur)
-            return count
+    def _write(self) -> AbstractContextManager[Cursor[Any]]:
+        return self._tx()
 
-    def record(self, owner: str, results: Sequence[RowResult], *, now: float | None = None) -> int:
-        """Write the results of delivery attempts in one transaction; returns rows changed.
+    def _read(self) -> AbstractContextManager[Cursor[Any]]:
+        return self._tx()
 
-        A delivery is recorded even if the claim was lost meanwhile (it happened); any
-        other result only while ``owner`` still holds the row.
-        """
-        if not results:
-            return 0
-        stamp = time.time() if now is None else now
-        changed = 0
-        delivered = False
-        with self._tx() as cur:
-            for result in results:
-                add = 1 if result.counts_attempt else 0
-                if result.state is State.DELIVERED:
-                    cur.execute(
-                        self._t(
-                            "UPDATE {s}.events SET state = 'delivered', attempts = attempts + %s, "
-                            "last_status = %s, last_error_code = NULL, last_error_message = NULL, "
-                            "request_id = %s, updated = %s, owner = NULL, lease_expires_at = NULL, "
-                            "claim_session = NULL WHERE id = %s AND state IN ('in_flight', "
-                            "'pending')"
-                        ),
-                        (add, result.status, result.request_id, stamp, result.row_id),
-                    )
-                    delivered = delivered or cur.rowcount > 0
-                elif not result.counts_attempt:
-                    cur.execute(
-                        self._t(
-                            "UPDATE {s}.events SET state = %s, owner = NULL, "
-                            "lease_expires_at = NULL, claim_session = NULL, updated = %s, "
-                            "next_attempt_at = COALESCE(%s, next_attempt_at), "
-                            "destination_id = CASE WHEN %s THEN NULL ELSE destination_id END "
-                            "WHERE id = %s AND state = 'in_flight' AND owner = %s"
-                        ),
-                        (
-                            result.state.value,
-                            stamp,
-                            result.next_attempt_at,
-                            result.unbind,
-                            result.row_id,
-                            owner,
-                        ),
-                    )
-                else:
-                    cur.execute(
-                        self._t(
-                            "UPDATE {s}.events SET state = %s, attempts = attempts + 1, "
-                            "last_status = %s, last_error_code = %s, last_error_message = %s, "
-                            "request_id = %s, updated = %s, "
-                            "next_attempt_at = COALESCE(%s, next_attempt_at), owner = NULL, "
-                            "lease_expires_at = NULL, claim_session = NULL, "
-                            "destination_id = CASE WHEN %s THEN NULL ELSE destination_id END "
-                            "WHERE id = %s AND state = 'in_flight' AND owner = %s"
-                        ),
-                        (
-                            result.state.value,
-                            result.status,
-                            result.error_code,
-                            result.error_message,
-                            result.request_id,
-                            stamp,
-                            result.next_attempt_at,
-                            result.unbind,
-                            result.row_id,
-                            owner,
-                        ),
-                    )
-                changed += max(cur.rowcount, 0)
-            if delivered:
-                self._meta(cur, {"last_success_at": repr(stamp)})
-        return changed
+    def _where(self) -> PostgresLocation:
+        return self._location
 
-    def note_flush(self, exit_code: int, *, now: float | None = None) -> None:
-        """Remember when a flush last finished and how (the heartbeat of ``status``)."""
-        stamp = time.time() if now is None else now
-        with self._tx() as cur:
-            self._meta(cur, {"last_flush_at": repr(stamp), "last_flush_exit_code": str(exit_code)})
+    def _schema_version(self, db: Cursor[Any], meta: Mapping[str, str]) -> int:
+        return int(meta.get("schema_version", 0))
 
-    # -- inspecting -------------------------------------------------------------------------
+    def _snapshot(self, db: Cursor[Any]) -> None:
+        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
-    def summary(self) -> OutboxSummary:
-        """Counts per state, the oldest pending capture and the heartbeat times."""
-        with self._tx() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            counts = {state: 0 for state in State}
-            cur.execute(self._t("SELECT state, count(*) FROM {s}.events GROUP BY state"))
-            for state, count in cur.fetchall():
-                counts[State(state)] = int(count)
-            cur.execute(
-                self._t(
-                    "SELECT min(created), min(next_attempt_at) FROM {s}.events "
-                    "WHERE state IN ('pending', 'in_flight')"
-                )
-            )
-            found = cur.fetchone()
-            oldest, next_at = found if found else (None, None)
-            cur.execute(self._t("SELECT key, value FROM {s}.meta"))
-            meta = dict(cur.fetchall())
-            cur.execute(
-                self._t(
-                    "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, "
-                    "count(*) FROM {s}.events e LEFT JOIN {s}.destinations d "
-                    "ON d.id = e.destination_id WHERE e.state IN ('pending', 'in_flight') "
-                    "GROUP BY e.destination_id, d.id ORDER BY count(*) DESC, e.destination_id"
-                )
-            )
-            per_destination = tuple(
-                (Destination(*r[:4]) if r[0] is not None else None, int(r[4]))
-                for r in cur.fetchall()
-            )
-
-        def number(key: str) -> float | None:
-            try:
-                return float(meta[key]) if key in meta else None
-            except ValueError:
-                return None
-
-        exit_code = number("last_flush_exit_code")
-        return OutboxSummary(
-            path=self._location,
-            schema_version=int(meta.get("schema_version", 0)),
-            counts=counts,
-            oldest_pending_created=oldest,
-            next_attempt_at=next_at,
-            last_flush_at=number("last_flush_at"),
-            last_flush_exit_code=None if exit_code is None else int(exit_code),
-            last_success_at=number("last_success_at"),
-            pending_by_destination=per_destination,
-        )
-
-    def rows(
-        self, states: Iterable[State], *, limit: int | None = None, after_id: int = 0
-    ) -> list[OutboxRow]:
-        """Rows in ``states``, by id (capture order), from ``after_id`` on."""
-        wanted = [state.value for state in states]
-        with self._tx() as cur:
-            cur.execute(
-                self._t(
-                    f"SELECT {_COLUMNS} FROM {{s}}.events WHERE state = ANY(%s) AND id > %s "
-                    "ORDER BY id LIMIT %s"
-                ),
-                (wanted, after_id, limit),
-            )
-            return [OutboxRow.from_db(values) for values in cur.fetchall()]
-
-    def iter_rows(self, states: Iterable[State], *, page: int = 500) -> Iterator[OutboxRow]:
-        """Every row in ``states`` by id, read page by page."""
-        return iter_pages(
-            lambda wanted, limit, after: self.rows(wanted, limit=limit, after_id=after),
-            states,
-            page,
-        )
-
-    # -- managing ---------------------------------------------------------------------------
-
-    def retry_dead(self, ids: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
-        """Move dead rows back to pending, due now: all, or ``ids``.
-
-        Returns (ids moved, ids named that are not dead letters).
-        """
-        stamp = time.time()
-        with self._tx() as cur:
-            if ids is None:
-                cur.execute(
-                    self._t(
-                        "UPDATE {s}.events SET state = 'pending', next_attempt_at = %s, "
-                        "updated = %s WHERE state = 'dead' RETURNING id"
-                    ),
-                    (stamp, stamp),
-                )
-                moved = sorted(int(r[0]) for r in cur.fetchall())
-                missing: list[int] = []
-            else:
-                wanted = list(dict.fromkeys(ids))
-                cur.execute(
-                    self._t(
-                        "UPDATE {s}.events SET state = 'pending', next_attempt_at = %s, "
-                        "updated = %s WHERE state = 'dead' AND id = ANY(%s) RETURNING id"
-                    ),
-                    (stamp, stamp, wanted),
-                )
-                done = {int(r[0]) for r in cur.fetchall()}
-                moved = [i for i in wanted if i in done]
-                missing = [i for i in wanted if i not in done]
-            if moved:
-                self._notify(cur)
-        return moved, missing
-
-    def purge_plan(
-        self, state: State, *, older_than_s: float | None = None, now: float | None = None
-    ) -> tuple[int, int, float]:
-        """(how many rows :meth:`purge` would delete, the id bound, the time cutoff)."""
-        if state is State.IN_FLIGHT:
-            raise ValueError("in-flight rows are never purged")
-        stamp = time.time() if now is None else now
-        cutoff = stamp - (older_than_s or 0.0) if older_than_s is not None else float("inf")
-        with self._tx() as cur:
-            cur.execute(
-                self._t(
-                    "SELECT count(*), coalesce(max(id), 0) FROM {s}.events WHERE state = %s "
-                    "AND updated <= %s"
-                ),
-                (state.value, cutoff),
-            )
-            found = cur.fetchone()
-        assert found is not None
-        return int(found[0]), int(found[1]), cutoff
-
-    def purge(self, state: State, *, max_id: int, cutoff: float) -> int:
-        """Delete rows in ``state`` last changed at or before ``cutoff``, id <= max_id."""
-        if state is State.IN_FLIGHT:
-            raise ValueError("in-flight rows are never purged")
-        with self._tx() as cur:
-            cur.execute(
-                self._t("DELETE FROM {s}.events WHERE state = %s AND updated <= %s AND id <= %s"),
-                (state.value, cutoff, max_id),
-            )
-            return max(cur.rowcount, 0)
+    def _claim_marks(self) -> tuple[str, tuple[Any, ...]]:
+        # A renewed claim is stamped with this connection's lock, which may be new.
+        return ", claim_session = ?", (self._session,)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -188,14 +188,13 @@ class PgSession:
             current = db.execute(
                 "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.meta",)
             ).fetchone()
-            if current and current[0]:
-                found = db.execute(
-                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
-                ).fetchone()
-                if found and found[0] == str(pg_schema.SCHEMA_VERSION):
-                    return
+            if current and current[0] and self._stored_version(db) == pg_schema.SCHEMA_VERSION:
+                return
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ievents:{schema}",))
+            # One statement: reading pg_namespace takes in the catalog changes committed
+            # while this session waited for the lock (to_regclass alone may answer from a
+            # stale cache, and find no outbox that another process has just created).
             row = db.execute(
                 "SELECT to_regclass(%s) IS NOT NULL, "
                 "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)",
@@ -203,12 +202,7 @@ class PgSession:
             ).fetchone()
             assert row is not None
             has_meta, has_schema = row
-            version = 0
-            if has_meta:
-                found = db.execute(
-                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
-                ).fetchone()
-                version = int(found[0]) if found else 0
+            version = self._stored_version(db) if has_meta else 0
             if version > pg_schema.SCHEMA_VERSION:
                 raise OutboxError(
                     f"the PostgreSQL outbox at {self._describe()} (schema {schema}) has version "
@@ -219,22 +213,7 @@ class PgSession:
             if version == pg_schema.SCHEMA_VERSION:
                 return
             if version == 0:
-                if has_schema:
-                    tables = db.execute(
-                        "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                        "ON n.oid = c.relnamespace WHERE n.nspname = %s",
-                        (schema,),
-                    ).fetchone()
-                    if tables and tables[0]:
-                        raise OutboxError(
-                            f"the schema {schema!r} at {self._describe()} exists but is not an "
-                            "ievents outbox; it was left untouched",
-                            hint="set IEVENTS_OUTBOX_SCHEMA to another schema name",
-                        )
-                else:
-                    db.execute(f"CREATE SCHEMA {schema}")
-                for statement in pg_schema.create_statements(schema):
-                    db.execute(statement)
+                self._create(db, has_schema)
                 version = pg_schema.SCHEMA_VERSION
             for step in range(version + 1, pg_schema.SCHEMA_VERSION + 1):
                 for statement in pg_schema.MIGRATIONS[step]:
@@ -244,6 +223,33 @@ class PgSession:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (str(pg_schema.SCHEMA_VERSION),),
             )
+
+    def _stored_version(self, db: Connection[Any]) -> int:
+        """The version written in the schema's ``meta`` table (which exists); 0 if none."""
+        found = db.execute(
+            f"SELECT value FROM {self.schema}.meta WHERE key = 'schema_version'"
+        ).fetchone()
+        return int(found[0]) if found else 0
+
+    def _create(self, db: Connection[Any], has_schema: bool) -> None:
+        """The schema and its tables, refusing a schema that holds anything else."""
+        schema = self.schema
+        if has_schema:
+            tables = db.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = %s",
+                (schema,),
+            ).fetchone()
+            if tables and tables[0]:
+                raise OutboxError(
+                    f"the schema {schema!r} at {self._describe()} exists but is not an "
+                    "ievents outbox; it was left untouched",
+                    hint="set IEVENTS_OUTBOX_SCHEMA to another schema name",
+                )
+        else:
+            db.execute(f"CREATE SCHEMA {schema}")
+        for statement in pg_schema.create_statements(schema):
+            db.execute(statement)
 
     def close(self) -> None:
         """Close the connection (which also releases this session's claim lock)."""
@@ -269,15 +275,3 @@ class PgSession:
     def _notify(self, cursor: Cursor[Any]) -> None:
         # Delivered at commit, and only then: a rolled-back capture wakes nobody.
         cursor.execute("SELECT pg_notify(%s, '')", (self.channel,))
-
-    # -- meta -------------------------------------------------------------------------------
-
-    def _meta(self, cur: Cursor[Any], values: Mapping[str, str]) -> None:
-        for key, value in values.items():
-            cur.execute(
-                self._t(
-                    "INSERT INTO {s}.meta (key, value) VALUES (%s, %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                ),
-                (key, value),
-            )

@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from .store import OutboxLocation
 
 
+# The columns of a row, in the order :meth:`OutboxRow.from_db` reads them.
+COLUMNS = (
+    "id, dedup_key, payload, event_name, state, attempts, last_status, last_error_code, "
+    "last_error_message, request_id, created, updated, next_attempt_at, owner, lease_expires_at, "
+    "source, source_line, destination_id"
+)
+
+
 class State(str, Enum):
     """Where an event is in its life."""
 
@@ -51,7 +59,7 @@ class OutboxRow:
 
     @classmethod
     def from_db(cls, values: Sequence[Any]) -> OutboxRow:
-        """Build a row from a ``SELECT`` of :data:`_COLUMNS`."""
+        """Build a row from a ``SELECT`` of :data:`COLUMNS`."""
         return cls(
             id=values[0],
             dedup_key=values[1],

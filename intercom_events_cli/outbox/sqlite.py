@@ -19,42 +19,39 @@ naming the path. Everything here is thread-safe (one lock around the connection)
 from __future__ import annotations
 
 import dataclasses
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import DEFAULT_BUSY_TIMEOUT_S
-from ..destination import FINGERPRINT_KEY_BYTES, Destination
 from ..errors import OutboxError
 from ..event import Event
-from .owner import DEFAULT_LEASE_S, owner_is_gone
-from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State, iter_pages
+from .owner import owner_is_gone
+from .rows import COLUMNS, AddResult, OutboxRow, State
+from .sql_destinations import SqlDestinations
+from .sql_store import IDS_PER_QUERY, ClaimRequest, pending_for
 from .sqlite_file import (
-    _COLUMNS,
     _MIGRATIONS,
     _SCHEMA,
     SCHEMA_VERSION,
     _check_header,
     _create_private_file,
-    _set_meta,
     check_owned_by_us,
     translate_error,
 )
 
-if TYPE_CHECKING:
-    from ..config import Settings
 
-# Keys looked up per query (SQLite allows at least 999 parameters).
-_KEYS_PER_QUERY = 500
+class Outbox(SqlDestinations[sqlite3.Connection]):
+    """The outbox file. Open with :meth:`Outbox.open`; use as a context manager.
 
+    Settling, inspecting, managing and the destinations are :class:`SqlStore`'s.
+    """
 
-class Outbox:
-    """The outbox file. Open with :meth:`Outbox.open`; use as a context manager."""
+    _NO_LIMIT = -1
 
     def __init__(self, path: Path, connection: sqlite3.Connection, busy_timeout_s: float) -> None:
         self.path = path
@@ -347,41 +344,14 @@ class Outbox:
 
     # -- claiming -------------------------------------------------------------------------
 
-    def claim(
-        self,
-        owner: str,
-        limit: int,
-        *,
-        lease_s: float = DEFAULT_LEASE_S,
-        now: float | None = None,
-        destination_id: int | None = None,
-        due_or_not: bool = False,
-    ) -> list[OutboxRow]:
-        """Atomically claim up to ``limit`` due pending rows, oldest capture first.
-
-        Claims left by a process that is gone (or whose lease expired) are taken back
-        first, in the same transaction. With ``destination_id`` only rows bound to it and
-        unbound rows are claimed, and the unbound ones are bound to it. ``due_or_not``
-        also claims rows whose next attempt is later (the probe after an outage).
-        """
-        stamp = time.time() if now is None else now
-        due_until = float("inf") if due_or_not else stamp
+    def _claim(self, want: ClaimRequest) -> list[OutboxRow]:
+        """Claim atomically (``BEGIN IMMEDIATE``), after taking back abandoned claims."""
+        destination_id = want.destination_id
+        where, args = pending_for(destination_id, "<= ?", want.due_until)
         with self._write() as db:
-            self._reclaim_abandoned(db, stamp)
-            if destination_id is None:
-                query = (
-                    "SELECT id FROM events WHERE state = 'pending' AND next_attempt_at <= ? "
-                    "ORDER BY created, id LIMIT ?"
-                )
-                args: tuple[Any, ...] = (due_until, limit)
-            else:
-                query = (
-                    "SELECT id FROM events WHERE state = 'pending' AND next_attempt_at <= ? "
-                    "AND (destination_id = ? OR destination_id IS NULL) "
-                    "ORDER BY created, id LIMIT ?"
-                )
-                args = (due_until, destination_id, limit)
-            ids = [row[0] for row in db.execute(query, args)]
+            self._reclaim_abandoned(db, want.now)
+            query = f"SELECT id FROM events WHERE {where} ORDER BY created, id LIMIT ?"
+            ids = [row[0] for row in db.execute(query, (*args, want.limit))]
             if not ids:
                 return []
             marks = ",".join("?" * len(ids))
@@ -402,10 +372,10 @@ class Outbox:
             db.execute(
                 f"UPDATE events SET state = 'in_flight', owner = ?, lease_expires_at = ?, "
                 f"updated = ? WHERE id IN ({marks})",
-                (owner, stamp + lease_s, stamp, *ids),
+                (want.owner, want.lease_until, want.now, *ids),
             )
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY created, id", ids
+                f"SELECT {COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY created, id", ids
             ).fetchall()
         claimed = [OutboxRow.from_db(row) for row in rows]
         # A row bound by this claim says so (destination_id None): should its delivery get no
@@ -437,334 +407,16 @@ class Outbox:
             ).rowcount
         return reclaimed
 
-    def make_all_due(self, *, now: float | None = None, destination_id: int | None = None) -> int:
-        """Bring pending rows' next attempt forward to now (``flush --now``, a probe's success).
+    # -- the hooks of SqlStore ------------------------------------------------------------
 
-        With ``destination_id``: only its rows and unbound ones.
-        """
-        stamp = time.time() if now is None else now
-        query = (
-            "UPDATE events SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?"
-        )
-        args: tuple[Any, ...] = (stamp, stamp)
-        if destination_id is not None:
-            query += " AND (destination_id = ? OR destination_id IS NULL)"
-            args += (destination_id,)
-        with self._write() as db:
-            return db.execute(query, args).rowcount
+    def _q(self, sql: str) -> str:
+        return sql.replace("{s}.", "")
 
-    # -- destinations ---------------------------------------------------------------------
+    def _where(self) -> Path:
+        return self.path
 
-    def bind(self, settings: Settings) -> int:
-        """The id of the destination ``settings`` deliver to (stored when new).
-
-        The outbox's fingerprint key is made on first use (32 random bytes in ``meta``).
-        """
-        with self._write() as db:
-            found = db.execute("SELECT value FROM meta WHERE key = 'fingerprint_key'").fetchone()
-            if found is None:
-                key = os.urandom(FINGERPRINT_KEY_BYTES)
-                _set_meta(db, {"fingerprint_key": key.hex()})
-            else:
-                key = bytes.fromhex(found[0])
-            target = Destination.of(settings, key)
-            db.execute(
-                "INSERT INTO destinations (base_url, api_version, token_fingerprint, token_hint) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (base_url, api_version, token_fingerprint) "
-                "DO NOTHING",
-                (target.base_url, target.api_version, target.token_fingerprint, target.token_hint),
-            )
-            row = db.execute(
-                "SELECT id FROM destinations WHERE base_url = ? AND api_version = ? "
-                "AND token_fingerprint = ?",
-                (target.base_url, target.api_version, target.token_fingerprint),
-            ).fetchone()
-        return int(row[0])
-
-    def destinations(self) -> dict[int, Destination]:
-        """Every known destination by id."""
-        with self._read() as db:
-            return {
-                row[0]: Destination(row[1], row[2], row[3], row[4])
-                for row in db.execute(
-                    "SELECT id, base_url, api_version, token_fingerprint, token_hint "
-                    "FROM destinations"
-                )
-            }
-
-    def waiting_elsewhere(self, destination_id: int) -> list[tuple[Destination, int]]:
-        """Events not delivered that are bound to other destinations, with their counts."""
-        with self._read() as db:
-            found = db.execute(
-                "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, count(*) "
-                "FROM events e JOIN destinations d ON d.id = e.destination_id "
-                "WHERE e.state IN ('pending', 'in_flight') AND e.destination_id != ? "
-                "GROUP BY d.id ORDER BY count(*) DESC, d.id",
-                (destination_id,),
-            ).fetchall()
-        return [(Destination(*row[:4]), row[4]) for row in found]
-
-    def count_undelivered(self, source: str) -> tuple[int, int]:
-        """(pending or in flight, of which due later) among the rows of ``source``."""
-        with self._read() as db:
-            total, later = db.execute(
-                "SELECT count(*), coalesce(sum(next_attempt_at > ?), 0) FROM events "
-                "WHERE source = ? AND state IN ('pending', 'in_flight')",
-                (time.time(), source),
-            ).fetchone()
-        return int(total), int(later)
-
-    def count_due(self, destination_id: int | None, *, now: float | None = None) -> int:
-        """Pending events due now for this destination (and unbound ones)."""
-        stamp = time.time() if now is None else now
-        query = "SELECT count(*) FROM events WHERE state = 'pending' AND next_attempt_at <= ?"
-        args: tuple[Any, ...] = (stamp,)
-        if destination_id is not None:
-            query += " AND (destination_id = ? OR destination_id IS NULL)"
-            args += (destination_id,)
-        with self._read() as db:
-            return int(db.execute(query, args).fetchone()[0])
-
-    def is_failing(self, destination_id: int) -> bool:
-        """True when the last delivery attempt for this destination failed temporarily."""
-        with self._read() as db:
-            row = db.execute(
-                "SELECT failing_since FROM destinations WHERE id = ?", (destination_id,)
-            ).fetchone()
-        return row is not None and row[0] is not None
-
-    def note_destination(self, destination_id: int, *, up: bool, now: float | None = None) -> None:
-        """Remember whether Intercom answered (``up``) or failed temporarily for it."""
-        stamp = time.time() if now is None else now
-        with self._write() as db:
-            if up:
-                db.execute(
-                    "UPDATE destinations SET failing_since = NULL, last_success_at = ? "
-                    "WHERE id = ?",
-                    (stamp, destination_id),
-                )
-            else:
-                db.execute(
-                    "UPDATE destinations SET failing_since = coalesce(failing_since, ?), "
-                    "last_failure_at = ? WHERE id = ?",
-                    (stamp, stamp, destination_id),
-                )
-
-    def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> int:
-        """Extend the lease of every row ``owner`` holds; returns how many."""
-        stamp = time.time()
-        with self._write() as db:
-            return db.execute(
-                "UPDATE events SET lease_expires_at = ? WHERE state = 'in_flight' AND owner = ?",
-                (stamp + lease_s, owner),
-            ).rowcount
-
-    def release(self, owner: str, ids: Sequence[int] | None = None) -> int:
-        """Hand rows claimed by ``owner`` back to pending, unsent (all, or ``ids``)."""
-        stamp = time.time()
-        with self._write() as db:
-            query = (
-                "UPDATE events SET state = 'pending', owner = NULL, lease_expires_at = NULL, "
-                "updated = ? WHERE state = 'in_flight' AND owner = ?"
-            )
-            if ids is None:
-                return db.execute(query, (stamp, owner)).rowcount
-            count = 0
-            for row_id in ids:
-                count += db.execute(query + " AND id = ?", (stamp, owner, row_id)).rowcount
-            return count
-
-    def record(self, owner: str, results: Sequence[RowResult], *, now: float | None = None) -> int:
-        """Write the results of delivery attempts in one transaction; returns rows changed.
-
-        A delivery is recorded even if the claim was lost meanwhile (it happened); any
-        other result only while ``owner`` still holds the row.
-        """
-        if not results:
-            return 0
-        stamp = time.time() if now is None else now
-        changed = 0
-        delivered = False
-        with self._write() as db:
-            for result in results:
-                add = 1 if result.counts_attempt else 0
-                if result.state is State.DELIVERED:
-                    count = db.execute(
-                        "UPDATE events SET state = 'delivered', attempts = attempts + ?, "
-                        "last_status = ?, last_error_code = NULL, last_error_message = NULL, "
-                        "request_id = ?, updated = ?, owner = NULL, lease_expires_at = NULL "
-                        "WHERE id = ? AND state IN ('in_flight', 'pending')",
-                        (add, result.status, result.request_id, stamp, result.row_id),
-                    ).rowcount
-                    delivered = delivered or count > 0
-                elif not result.counts_attempt:
-                    count = db.execute(
-                        "UPDATE events SET state = ?, owner = NULL, lease_expires_at = NULL, "
-                        "updated = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
-                        "destination_id = CASE WHEN ? THEN NULL ELSE destination_id END "
-                        "WHERE id = ? AND state = 'in_flight' AND owner = ?",
-                        (
-                            result.state.value,
-                            stamp,
-                            result.next_attempt_at,
-                            result.unbind,
-                            result.row_id,
-                            owner,
-                        ),
-                    ).rowcount
-                else:
-                    count = db.execute(
-                        "UPDATE events SET state = ?, attempts = attempts + 1, last_status = ?, "
-                        "last_error_code = ?, last_error_message = ?, request_id = ?, "
-                        "updated = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
-                        "owner = NULL, lease_expires_at = NULL, "
-                        "destination_id = CASE WHEN ? THEN NULL ELSE destination_id END "
-                        "WHERE id = ? AND state = 'in_flight' AND owner = ?",
-                        (
-                            result.state.value,
-                            result.status,
-                            result.error_code,
-                            result.error_message,
-                            result.request_id,
-                            stamp,
-                            result.next_attempt_at,
-                            result.unbind,
-                            result.row_id,
-                            owner,
-                        ),
-                    ).rowcount
-                changed += count
-            if delivered:
-                _set_meta(db, {"last_success_at": repr(stamp)})
-        return changed
-
-    def note_flush(self, exit_code: int, *, now: float | None = None) -> None:
-        """Remember when a flush last finished and how (the heartbeat of ``status``)."""
-        stamp = time.time() if now is None else now
-        with self._write() as db:
-            _set_meta(db, {"last_flush_at": repr(stamp), "last_flush_exit_code": str(exit_code)})
-
-    # -- inspecting -----------------------------------------------------------------------
-
-    def summary(self) -> OutboxSummary:
-        """Counts per state, the oldest pending capture and the heartbeat times."""
-        with self._read() as db:
-            counts = {state: 0 for state in State}
-            for state, count in db.execute("SELECT state, count(*) FROM events GROUP BY state"):
-                counts[State(state)] = count
-            oldest, next_at = db.execute(
-                "SELECT min(created), min(next_attempt_at) FROM events "
-                "WHERE state IN ('pending', 'in_flight')"
-            ).fetchone()
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            per_destination = tuple(
-                (Destination(*row[:4]) if row[0] is not None else None, row[4])
-                for row in db.execute(
-                    "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, "
-                    "count(*) FROM events e LEFT JOIN destinations d ON d.id = e.destination_id "
-                    "WHERE e.state IN ('pending', 'in_flight') GROUP BY e.destination_id "
-                    "ORDER BY count(*) DESC, e.destination_id"
-                )
-            )
-
-        def number(key: str) -> float | None:
-            try:
-                return float(meta[key]) if key in meta else None
-            except ValueError:
-                return None
-
-        exit_code = number("last_flush_exit_code")
-        return OutboxSummary(
-            path=self.path,
-            schema_version=version,
-            counts=counts,
-            oldest_pending_created=oldest,
-            next_attempt_at=next_at,
-            last_flush_at=number("last_flush_at"),
-            last_flush_exit_code=None if exit_code is None else int(exit_code),
-            last_success_at=number("last_success_at"),
-            pending_by_destination=per_destination,
-        )
-
-    def rows(
-        self, states: Iterable[State], *, limit: int | None = None, after_id: int = 0
-    ) -> list[OutboxRow]:
-        """Rows in ``states``, by id (capture order), from ``after_id`` on."""
-        wanted = [state.value for state in states]
-        marks = ",".join("?" * len(wanted))
-        with self._read() as db:
-            found = db.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE state IN ({marks}) AND id > ? "
-                "ORDER BY id LIMIT ?",
-                (*wanted, after_id, -1 if limit is None else limit),
-            ).fetchall()
-        return [OutboxRow.from_db(row) for row in found]
-
-    def iter_rows(self, states: Iterable[State], *, page: int = 500) -> Iterator[OutboxRow]:
-        """Every row in ``states`` by id, read page by page (no lock held in between)."""
-        return iter_pages(
-            lambda wanted, limit, after: self.rows(wanted, limit=limit, after_id=after),
-            states,
-            page,
-        )
-
-    # -- managing -------------------------------------------------------------------------
-
-    def retry_dead(self, ids: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
-        """Move dead rows back to pending, due now: all, or ``ids``.
-
-        Returns (ids moved, ids named that are not dead letters).
-        """
-        stamp = time.time()
-        with self._write() as db:
-            if ids is None:
-                targets = [r[0] for r in db.execute("SELECT id FROM events WHERE state = 'dead'")]
-                missing: list[int] = []
-            else:
-                targets, missing = [], []
-                for row_id in dict.fromkeys(ids):
-                    found = db.execute(
-                        "SELECT 1 FROM events WHERE id = ? AND state = 'dead'", (row_id,)
-                    ).fetchone()
-                    (targets if found else missing).append(row_id)
-            for row_id in targets:
-                db.execute(
-                    "UPDATE events SET state = 'pending', next_attempt_at = ?, updated = ? "
-                    "WHERE id = ?",
-                    (stamp, stamp, row_id),
-                )
-        return targets, missing
-
-    def purge_plan(
-        self, state: State, *, older_than_s: float | None = None, now: float | None = None
-    ) -> tuple[int, int, float]:
-        """(how many rows :meth:`purge` would delete, the id bound, the time cutoff)."""
-        if state is State.IN_FLIGHT:
-            raise ValueError("in-flight rows are never purged")
-        stamp = time.time() if now is None else now
-        cutoff = stamp - (older_than_s or 0.0) if older_than_s is not None else float("inf")
-        with self._read() as db:
-            count, max_id = db.execute(
-                "SELECT count(*), coalesce(max(id), 0) FROM events WHERE state = ? "
-                "AND updated <= ?",
-                (state.value, cutoff),
-            ).fetchone()
-        return count, max_id, cutoff
-
-    def purge(self, state: State, *, max_id: int, cutoff: float) -> int:
-        """Delete rows in ``state`` last changed at or before ``cutoff``, with id <= max_id.
-
-        The bounds come from :meth:`purge_plan`, so rows that arrive while the user
-        confirms are never deleted.
-        """
-        if state is State.IN_FLIGHT:
-            raise ValueError("in-flight rows are never purged")
-        with self._write() as db:
-            return db.execute(
-                "DELETE FROM events WHERE state = ? AND updated <= ? AND id <= ?",
-                (state.value, cutoff, max_id),
-            ).rowcount
+    def _schema_version(self, db: sqlite3.Connection, meta: Mapping[str, str]) -> int:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
 _INSERT = (
@@ -787,11 +439,11 @@ def _known_rows(db: sqlite3.Connection, keys: Sequence[str]) -> dict[str, Outbox
     (AUTOINCREMENT), and one query per chunk is much cheaper than one per event.
     """
     known: dict[str, OutboxRow] = {}
-    for start in range(0, len(keys), _KEYS_PER_QUERY):
-        part = keys[start : start + _KEYS_PER_QUERY]
+    for start in range(0, len(keys), IDS_PER_QUERY):
+        part = keys[start : start + IDS_PER_QUERY]
         marks = ",".join("?" * len(part))
         for values in db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE dedup_key IN ({marks})", part
+            f"SELECT {COLUMNS} FROM events WHERE dedup_key IN ({marks})", part
         ):
             found = OutboxRow.from_db(values)
             known[found.dedup_key] = found

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Mapping
 from pathlib import Path
 
 from ..config import BUSY_TIMEOUT_ENV
@@ -59,11 +58,6 @@ CREATE TABLE events (
 CREATE INDEX events_by_state ON events (state, created);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """ + "".join(f"{statement};" for statement in _DESTINATIONS)
-_COLUMNS = (
-    "id, dedup_key, payload, event_name, state, attempts, last_status, last_error_code, "
-    "last_error_message, request_id, created, updated, next_attempt_at, owner, lease_expires_at, "
-    "source, source_line, destination_id"
-)
 # Each step takes a file from the version before it to the next one.
 _MIGRATIONS = {
     # 2: where a row came from (a batch run and its input line), for its rejects file.
@@ -113,15 +107,6 @@ def translate_error(exc: sqlite3.Error, path: Path, busy_timeout_s: float) -> Ou
             hint="check the permissions of the file and its folder",
         )
     return OutboxError(f"the outbox {str(path)!r} failed: {exc}")
-
-
-def _set_meta(db: sqlite3.Connection, values: Mapping[str, str]) -> None:
-    for key, value in values.items():
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
 
 
 def make_private_folders(folder: Path) -> None:

@@ -11,6 +11,7 @@ only when a URI is opened: the SQLite path never loads it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -211,12 +212,21 @@ def resolve_location(option: str | None, env: Mapping[str, str]) -> Path | Postg
     return resolve_outbox_path(option, env)
 
 
-def open_store(location: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
+def open_store(location: OutboxLocation | str, env: Mapping[str, str] | None = None) -> OutboxStore:
     """Open (creating when missing) the outbox at ``location``.
 
-    Raises :class:`OutboxError` (78), or :class:`~.errors.OutboxUnavailable` (75) for a
-    database that cannot be reached now.
+    ``location``: a file path or a ``postgresql://`` URI as text (as ``--outbox`` takes
+    it), or what :func:`resolve_location` made of one. ``env`` (default: the process
+    environment) gives the busy timeout and the PostgreSQL schema. Raises
+    :class:`OutboxError` (78), or :class:`~.errors.OutboxUnavailable` (75) for a
+    database that cannot be reached now. Example::
+
+        with open_store("~/events.sqlite3") as store:
+            print(store.summary().counts)
     """
+    environ = os.environ if env is None else env
+    if isinstance(location, str):
+        location = resolve_location(location, environ)
     if isinstance(location, PostgresLocation):
         from .pg_outbox import PostgresOutbox  # imports psycopg: only for a URI
 
@@ -225,4 +235,4 @@ def open_store(location: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
     from .sqlite import Outbox
 
     path = location if isinstance(location, Path) else Path(str(location))
-    return Outbox.open(path, busy_timeout_s=busy_timeout_from_env(env))
+    return Outbox.open(path, busy_timeout_s=busy_timeout_from_env(environ))

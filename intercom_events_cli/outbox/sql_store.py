@@ -1,0 +1,442 @@
+"""What both outbox stores do alike, written once: settling claimed rows, inspecting the
+outbox and managing it.
+
+The SQLite file (:mod:`.sqlite`) and the PostgreSQL schema (:mod:`.pg_outbox`) hold the
+same tables with the same columns, so most of their statements are the same text. Those
+are written here once, in a neutral form (tables as ``{s}.events``, parameters as ``?``);
+each store turns it into its dialect (:meth:`SqlStore._q`) and runs it in its own
+transactions (:meth:`SqlStore._write`, :meth:`SqlStore._read`). What truly differs
+(opening, capture, claims, taking back abandoned claims) stays in each store; the
+destinations are :mod:`.sql_destinations`'.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from ..destination import Destination
+from .owner import DEFAULT_LEASE_S
+from .rows import COLUMNS, OutboxRow, OutboxSummary, RowResult, State, iter_pages
+
+if TYPE_CHECKING:
+    from .store import OutboxLocation
+
+# Ids named per statement (old SQLite allows 999 parameters).
+IDS_PER_QUERY = 500
+
+
+class Rows(Protocol):
+    """What a statement hands back, in both drivers (a DB-API cursor)."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows changed (-1 where the driver cannot tell)."""
+        ...
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        ...
+
+    def fetchall(self) -> list[Any]:
+        """Every remaining row."""
+        ...
+
+
+class Handle(Protocol):
+    """A transaction's way in: a ``sqlite3.Connection`` or a psycopg cursor."""
+
+    def execute(self, sql: str, args: Sequence[Any], /) -> Rows:
+        """Run one statement."""
+        ...
+
+
+H = TypeVar("H", bound=Handle)
+
+
+def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    """``ids`` a statement's worth at a time."""
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        yield ids[start : start + IDS_PER_QUERY]
+
+
+def marks(values: Sized) -> str:
+    """``?, ?, ?``: one parameter per value."""
+    return ", ".join("?" * len(values))
+
+
+def pending_for(destination_id: int | None, due: str, stamp: float) -> tuple[str, tuple[Any, ...]]:
+    """The condition (and its arguments) for pending rows whose next attempt is ``due``
+    (``<= ?`` or ``> ?``) against ``stamp``, bound to ``destination_id`` or unbound (any
+    destination for None)."""
+    where = f"state = 'pending' AND next_attempt_at {due}"
+    if destination_id is None:
+        return where, (stamp,)
+    return f"{where} AND (destination_id = ? OR destination_id IS NULL)", (stamp, destination_id)
+
+
+def meta_number(meta: Mapping[str, str], key: str) -> float | None:
+    """A number kept in ``meta``, or None when missing or unreadable."""
+    try:
+        return float(meta[key]) if key in meta else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One claim as :meth:`SqlStore.claim` resolved it, for a store's ``_claim``."""
+
+    owner: str
+    limit: int
+    now: float
+    lease_until: float
+    due_until: float  # infinity: due or not (the probe after an outage)
+    destination_id: int | None
+
+
+class SqlStore(Generic[H]):
+    """The statements both stores share; a store supplies the hooks below."""
+
+    # The columns that say who holds a row, as cleared when the row is let go.
+    _CLEAR_CLAIM = "owner = NULL, lease_expires_at = NULL"
+    # LIMIT's "no limit".
+    _NO_LIMIT: int | None = None
+    # What a SELECT adds to lock the rows it reads until the end of the transaction.
+    _LOCK_ROWS = ""
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def _q(self, sql: str) -> str:
+        """The neutral ``sql`` in this store's dialect."""
+        raise NotImplementedError
+
+    def _write(self) -> AbstractContextManager[H]:
+        """One write transaction."""
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[H]:
+        """One read transaction."""
+        raise NotImplementedError
+
+    def _where(self) -> OutboxLocation:
+        """Where the outbox is, for :class:`OutboxSummary`."""
+        raise NotImplementedError
+
+    def _schema_version(self, db: H, meta: Mapping[str, str]) -> int:
+        """The version of the tables."""
+        raise NotImplementedError
+
+    def _snapshot(self, db: H) -> None:
+        """Make the read transaction just begun one consistent snapshot."""
+
+    def _notify(self, db: H) -> None:
+        """Tell waiting flushers that rows became due (at commit); nothing by default."""
+
+    def _claim(self, want: ClaimRequest) -> list[OutboxRow]:
+        """Claim the rows ``want`` asks for (see :meth:`claim`), in one transaction."""
+        raise NotImplementedError
+
+    def _claim_marks(self) -> tuple[str, tuple[Any, ...]]:
+        """Columns (and values) a renewed claim sets beside its lease; none by default."""
+        return "", ()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _run(self, db: H, sql: str, args: Sequence[Any] = ()) -> Rows:
+        return db.execute(self._q(sql), tuple(args))
+
+    def _changed(self, db: H, sql: str, args: Sequence[Any] = ()) -> int:
+        return max(self._run(db, sql, args).rowcount, 0)
+
+    def _set_meta(self, db: H, values: Mapping[str, str]) -> None:
+        for key, value in values.items():
+            self._run(
+                db,
+                "INSERT INTO {s}.meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def claim(
+        self,
+        owner: str,
+        limit: int,
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        now: float | None = None,
+        destination_id: int | None = None,
+        due_or_not: bool = False,
+    ) -> list[OutboxRow]:
+        """Claim up to ``limit`` due pending rows, oldest capture first.
+
+        Claims left by a process that is gone (or whose lease expired) are taken back
+        first. With ``destination_id`` only rows bound to it and unbound rows are claimed,
+        and the unbound ones are bound to it; those come back with ``destination_id`` None,
+        so that a row Intercom never answered (a rejected token, a stop) can be unbound
+        again (``RowResult.unbind``). ``due_or_not`` also claims rows whose next attempt is
+        later (the probe after an outage).
+        """
+        stamp = time.time() if now is None else now
+        due_until = float("inf") if due_or_not else stamp
+        return self._claim(
+            ClaimRequest(owner, limit, stamp, stamp + lease_s, due_until, destination_id)
+        )
+
+    def make_all_due(self, *, now: float | None = None, destination_id: int | None = None) -> int:
+        """Bring pending rows' next attempt forward to now (``flush --now``, a probe's success).
+
+        With ``destination_id``: only its rows and unbound ones.
+        """
+        stamp = time.time() if now is None else now
+        where, args = pending_for(destination_id, "> ?", stamp)
+        with self._write() as db:
+            count = self._changed(
+                db, f"UPDATE {{s}}.events SET next_attempt_at = ? WHERE {where}", (stamp, *args)
+            )
+            if count:
+                self._notify(db)
+            return count
+
+    def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> int:
+        """Extend the lease of every row ``owner`` holds; returns how many."""
+        more, args = self._claim_marks()
+        with self._write() as db:
+            return self._changed(
+                db,
+                f"UPDATE {{s}}.events SET lease_expires_at = ?{more} "
+                "WHERE state = 'in_flight' AND owner = ?",
+                (time.time() + lease_s, *args, owner),
+            )
+
+    def release(self, owner: str, ids: Sequence[int] | None = None) -> int:
+        """Hand rows claimed by ``owner`` back to pending, unsent (all, or ``ids``)."""
+        stamp = time.time()
+        query = (
+            f"UPDATE {{s}}.events SET state = 'pending', {self._CLEAR_CLAIM}, updated = ? "
+            "WHERE state = 'in_flight' AND owner = ?"
+        )
+        with self._write() as db:
+            if ids is None:
+                count = self._changed(db, query, (stamp, owner))
+            else:
+                count = sum(
+                    self._changed(db, f"{query} AND id IN ({marks(part)})", (stamp, owner, *part))
+                    for part in chunks(list(ids))
+                )
+            if count:
+                self._notify(db)
+            return count
+
+    def record(self, owner: str, results: Sequence[RowResult], *, now: float | None = None) -> int:
+        """Write the results of delivery attempts in one transaction; returns rows changed.
+
+        A delivery is recorded even if the claim was lost meanwhile (it happened); any
+        other result only while ``owner`` still holds the row.
+        """
+        if not results:
+            return 0
+        stamp = time.time() if now is None else now
+        changed = 0
+        delivered = False
+        with self._write() as db:
+            for result in results:
+                count = self._settle(db, owner, result, stamp)
+                changed += count
+                delivered = delivered or (result.state is State.DELIVERED and count > 0)
+            if delivered:
+                self._set_meta(db, {"last_success_at": repr(stamp)})
+        return changed
+
+    def _settle(self, db: H, owner: str, result: RowResult, stamp: float) -> int:
+        """Write one result; returns the rows changed (0 or 1)."""
+        clear = self._CLEAR_CLAIM
+        if result.state is State.DELIVERED:
+            return self._changed(
+                db,
+                "UPDATE {s}.events SET state = 'delivered', attempts = attempts + ?, "
+                "last_status = ?, last_error_code = NULL, last_error_message = NULL, "
+                f"request_id = ?, updated = ?, {clear} "
+                "WHERE id = ? AND state IN ('in_flight', 'pending')",
+                (
+                    1 if result.counts_attempt else 0,
+                    result.status,
+                    result.request_id,
+                    stamp,
+                    result.row_id,
+                ),
+            )
+        held = (result.next_attempt_at, result.unbind, result.row_id, owner)
+        tail = (
+            "next_attempt_at = COALESCE(?, next_attempt_at), "
+            "destination_id = CASE WHEN ? THEN NULL ELSE destination_id END "
+            "WHERE id = ? AND state = 'in_flight' AND owner = ?"
+        )
+        if not result.counts_attempt:
+            return self._changed(
+                db,
+                f"UPDATE {{s}}.events SET state = ?, {clear}, updated = ?, {tail}",
+                (result.state.value, stamp, *held),
+            )
+        return self._changed(
+            db,
+            "UPDATE {s}.events SET state = ?, attempts = attempts + 1, last_status = ?, "
+            "last_error_code = ?, last_error_message = ?, request_id = ?, updated = ?, "
+            f"{clear}, {tail}",
+            (
+                result.state.value,
+                result.status,
+                result.error_code,
+                result.error_message,
+                result.request_id,
+                stamp,
+                *held,
+            ),
+        )
+
+    def note_flush(self, exit_code: int, *, now: float | None = None) -> None:
+        """Remember when a flush last finished and how (the heartbeat of ``status``)."""
+        stamp = time.time() if now is None else now
+        with self._write() as db:
+            self._set_meta(
+                db, {"last_flush_at": repr(stamp), "last_flush_exit_code": str(exit_code)}
+            )
+
+    # -- inspecting -------------------------------------------------------------------------
+
+    def summary(self) -> OutboxSummary:
+        """Counts per state, the oldest pending capture and the heartbeat times."""
+        with self._read() as db:
+            self._snapshot(db)
+            counts = {state: 0 for state in State}
+            for state, count in self._run(
+                db, "SELECT state, count(*) FROM {s}.events GROUP BY state"
+            ).fetchall():
+                counts[State(state)] = int(count)
+            found = self._run(
+                db,
+                "SELECT min(created), min(next_attempt_at) FROM {s}.events "
+                "WHERE state IN ('pending', 'in_flight')",
+            ).fetchone()
+            oldest, next_at = found if found else (None, None)
+            meta = dict(self._run(db, "SELECT key, value FROM {s}.meta").fetchall())
+            version = self._schema_version(db, meta)
+            per_destination = tuple(
+                (Destination(*row[:4]) if row[0] is not None else None, int(row[4]))
+                for row in self._run(
+                    db,
+                    "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, "
+                    "count(*) FROM {s}.events e LEFT JOIN {s}.destinations d "
+                    "ON d.id = e.destination_id WHERE e.state IN ('pending', 'in_flight') "
+                    "GROUP BY e.destination_id, d.id ORDER BY count(*) DESC, e.destination_id",
+                ).fetchall()
+            )
+        exit_code = meta_number(meta, "last_flush_exit_code")
+        return OutboxSummary(
+            path=self._where(),
+            schema_version=version,
+            counts=counts,
+            oldest_pending_created=oldest,
+            next_attempt_at=next_at,
+            last_flush_at=meta_number(meta, "last_flush_at"),
+            last_flush_exit_code=None if exit_code is None else int(exit_code),
+            last_success_at=meta_number(meta, "last_success_at"),
+            pending_by_destination=per_destination,
+        )
+
+    def rows(
+        self, states: Iterable[State], *, limit: int | None = None, after_id: int = 0
+    ) -> list[OutboxRow]:
+        """Rows in ``states``, by id (capture order), from ``after_id`` on."""
+        wanted = [state.value for state in states]
+        if not wanted:
+            return []
+        with self._read() as db:
+            found = self._run(
+                db,
+                f"SELECT {COLUMNS} FROM {{s}}.events WHERE state IN ({marks(wanted)}) "
+                "AND id > ? ORDER BY id LIMIT ?",
+                (*wanted, after_id, self._NO_LIMIT if limit is None else limit),
+            ).fetchall()
+        return [OutboxRow.from_db(values) for values in found]
+
+    def iter_rows(self, states: Iterable[State], *, page: int = 500) -> Iterator[OutboxRow]:
+        """Every row in ``states`` by id, read page by page (no lock held in between)."""
+        return iter_pages(
+            lambda wanted, limit, after: self.rows(wanted, limit=limit, after_id=after),
+            states,
+            page,
+        )
+
+    # -- managing ---------------------------------------------------------------------------
+
+    def retry_dead(self, ids: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+        """Move dead rows back to pending, due now: all, or ``ids``.
+
+        Returns (ids moved, ids named that are not dead letters).
+        """
+        stamp = time.time()
+        dead = "SELECT id FROM {s}.events WHERE state = 'dead'"
+        with self._write() as db:
+            if ids is None:
+                found = self._run(db, dead + self._LOCK_ROWS).fetchall()
+                moved = sorted(int(r[0]) for r in found)
+                missing: list[int] = []
+            else:
+                wanted = list(dict.fromkeys(ids))
+                named = {
+                    int(r[0])
+                    for part in chunks(wanted)
+                    for r in self._run(
+                        db, f"{dead} AND id IN ({marks(part)}){self._LOCK_ROWS}", part
+                    ).fetchall()
+                }
+                moved = [i for i in wanted if i in named]
+                missing = [i for i in wanted if i not in named]
+            for part in chunks(moved):
+                self._run(
+                    db,
+                    "UPDATE {s}.events SET state = 'pending', next_attempt_at = ?, updated = ? "
+                    f"WHERE id IN ({marks(part)})",
+                    (stamp, stamp, *part),
+                )
+            if moved:
+                self._notify(db)
+        return moved, missing
+
+    def purge_plan(
+        self, state: State, *, older_than_s: float | None = None, now: float | None = None
+    ) -> tuple[int, int, float]:
+        """(how many rows :meth:`purge` would delete, the id bound, the time cutoff)."""
+        if state is State.IN_FLIGHT:
+            raise ValueError("in-flight rows are never purged")
+        stamp = time.time() if now is None else now
+        cutoff = stamp - older_than_s if older_than_s is not None else float("inf")
+        with self._read() as db:
+            found = self._run(
+                db,
+                "SELECT count(*), coalesce(max(id), 0) FROM {s}.events WHERE state = ? "
+                "AND updated <= ?",
+                (state.value, cutoff),
+            ).fetchone()
+        return int(found[0]), int(found[1]), cutoff
+
+    def purge(self, state: State, *, max_id: int, cutoff: float) -> int:
+        """Delete rows in ``state`` last changed at or before ``cutoff``, with id <= max_id.
+
+        The bounds come from :meth:`purge_plan`, so rows that arrive while the user
+        confirms are never deleted.
+        """
+        if state is State.IN_FLIGHT:
+            raise ValueError("in-flight rows are never purged")
+        with self._write() as db:
+            return self._changed(
+                db,
+                "DELETE FROM {s}.events WHERE state = ? AND updated <= ? AND id <= ?",
+                (state.value, cutoff, max_id),
+            )
