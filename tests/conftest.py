@@ -321,3 +321,12 @@ def pg_uri(pg_server: Any) -> str:
     pg_server.psql(f"CREATE DATABASE {name} TEMPLATE template0")
     pg_server.psql(f"GRANT CREATE ON DATABASE {name} TO ievents_app")
     return str(pg_server.uri(name))
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers a core (``--maxprocesses`` caps it).
+
+    Most tests spend their time waiting on sockets, backoff sleeps and child processes,
+    not on the CPU: on 2 cores, 4 workers ran the suite in 96 s where 2 took 145 s.
+    """
+    return 2 * (os.cpu_count() or 1)
