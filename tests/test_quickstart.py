@@ -75,8 +75,8 @@ def test_quick_start_has_two_commands_through_scripts_dev() -> None:
 )
 def test_quick_start_works_on_a_pep668_python_and_in_an_active_venv(tmp_path: Path) -> None:
     dry_run, tests = quick_start_commands()
-    # The test command runs one small test file, not the whole suite again.
-    tests = tests + " -q tests/test_usage_errors.py"
+    # The test command runs one small test file in one process, not the whole suite again.
+    tests = tests + " -q -n0 tests/test_usage_errors.py"
     clean = {
         "HOME": str(tmp_path / "home"),
         "PATH": "/usr/bin:/bin",
