@@ -3,7 +3,8 @@
 The data path, a step a line, with its module (CONTRIBUTING.md: the layers and their rules)::
 
     input -> Event        readers.py (input_records, input_csv), event.py (fields, metadata)
-    Event -> outbox       outbox/ (store.py: the protocol; sql_store.py; sqlite.py; pg_outbox.py)
+    Event -> outbox       capture.py (one event), outbox/ (store.py: the protocol; sql_store.py,
+                          sqlite.py, pg_outbox.py)
     outbox -> Intercom    delivery.py (the engine), batch.py (a batch run), client.py
     answer -> Outcome     outcome.py (classification), retry.py (waits and backoff)
     Outcome -> the user   cli/render.py (words), cli/output.py (streams), errors.py (exit codes)
