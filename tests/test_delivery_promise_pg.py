@@ -54,7 +54,14 @@ def on_postgres(monkeypatch: pytest.MonkeyPatch, pg_uri: str) -> str:
     return pg_uri
 
 
-@pytest.mark.parametrize("name", SHARED)
+@pytest.mark.parametrize(
+    "name",
+    # Each keeps its function's marks (``long``: scheduled first).
+    [
+        pytest.param(name, marks=getattr(promise, name).__dict__.get("pytestmark", []))
+        for name in SHARED
+    ],
+)
 def test_promise_on_postgresql(name: str, on_postgres: str, request: pytest.FixtureRequest) -> None:
     test = getattr(promise, name)
     arguments = {arg: request.getfixturevalue(arg) for arg in inspect.signature(test).parameters}

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from conftest import base_env
 from fake_intercom import FakeIntercom, Reply
 
@@ -52,6 +53,7 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "intercom_events_cli", *args]
 
 
+@pytest.mark.long
 def test_four_flushers_share_the_work_and_survive_a_kill_9(pg_uri: str, tmp_path: Path) -> None:
     from conftest import TOKEN
 
