@@ -180,6 +180,18 @@ def set_warning_sink(sink: Callable[[str], None] | None) -> None:
             sink(_pending_warnings.pop(0))
 
 
+def reset_process_state() -> None:
+    """Forget the registered secrets and the warnings given once, as a new process would.
+
+    For a caller that runs several commands in one process (the in-process test runner):
+    a secret registered by an earlier run would otherwise be redacted in a later one.
+    """
+    _secrets.clear()
+    _warned.clear()
+    _pending_warnings.clear()
+    _warning_sink.clear()
+
+
 def _warn(text: str) -> None:
     if _warning_sink:
         _warning_sink[0](text)

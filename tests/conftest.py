@@ -101,12 +101,9 @@ def _reset_module_state() -> None:
     A secret registered by an earlier run would be redacted by a later one that forgot to
     register it: the token check would pass where a real process leaks.
     """
-    from intercom_events_cli import config
+    from intercom_events_cli.config import reset_process_state
 
-    config._secrets.clear()
-    config._warned.clear()
-    config._pending_warnings.clear()
-    config._warning_sink.clear()
+    reset_process_state()
 
 
 class _OutOfTime(BaseException):
