@@ -116,10 +116,42 @@ def report_usage_error(exc: Any, argv: Sequence[str], *, stdout: Any = None) -> 
     return int(ExitCode.USAGE)
 
 
+def _registered(typer_app: typer.Typer) -> tuple[object, ...]:
+    """What typer would build a command from: the registered functions, groups included."""
+    return (
+        tuple(id(info.callback) for info in typer_app.registered_commands),
+        tuple(
+            (info.name, _registered(info.typer_instance))
+            for info in typer_app.registered_groups
+            if info.typer_instance is not None
+        ),
+    )
+
+
+_built_commands: dict[tuple[object, ...], Any] = {}
+
+
+def click_command(app: typer.Typer) -> Any:
+    """typer's click command for ``app``, built once for each set of registered commands.
+
+    Building reads every command's signature and options (about 1 ms an option). A
+    process that calls ``main()`` more than once (the in-process tests, a program that
+    embeds ievents) builds it once instead of on every call; a new command registered
+    in between gets a new build. The command holds no state of one run: click makes a
+    new context and parser for each call.
+    """
+    key = _registered(app)
+    command = _built_commands.get(key)
+    if command is None:
+        command = _built_commands[key] = typer.main.get_command(app)
+    return command
+
+
 def run(app: typer.Typer, argv: Sequence[str]) -> int:
     """Run the app on ``argv`` and return its exit code, printing usage errors our way."""
     try:
-        result = app(args=list(argv), prog_name="ievents", standalone_mode=False)
+        # As typer's app(...) does, without building the click command again each call.
+        result = click_command(app)(args=list(argv), prog_name="ievents", standalone_mode=False)
     except click_exceptions.NoArgsIsHelpError:
         return int(ExitCode.USAGE)  # the help was already printed
     except click_exceptions.UsageError as exc:
