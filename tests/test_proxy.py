@@ -183,3 +183,33 @@ def test_custom_ca_with_ssl_cert_file_and_https_proxy(
     assert [e["event_name"] for e in server.stored_events()] == ["tls"]
     checked = run_cli("check", "--base-url", base, env=env)
     assert f"proxy:   {proxy.url}" in checked.stdout
+
+
+def test_a_plain_http_client_trusts_no_certificate(
+    tls_fake: tuple[FakeIntercom, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An http base URL skips loading the CA store, and fails any TLS handshake closed.
+
+    Even a certificate that SSL_CERT_FILE trusts is refused by the http client's context:
+    skipping the CA store never means trusting a peer unverified.
+    """
+    from intercom_events_cli.client import tls_verification
+
+    server, cert = tls_fake
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    assert tls_verification(f"https://127.0.0.1:{server.port}") is True
+    context = tls_verification(f"http://127.0.0.1:{server.port}")
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        context.wrap_socket(raw, server_hostname="127.0.0.1")
+    # The same certificate through the CA store (SSL_CERT_FILE) is trusted.
+    trusted = ssl.create_default_context(cafile=str(cert))
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        trusted.wrap_socket(raw, server_hostname="127.0.0.1"),
+    ):
+        pass
