@@ -95,13 +95,26 @@ def test_quick_start_works_on_a_pep668_python_and_in_an_active_venv(tmp_path: Pa
     assert suite.returncode == 0, suite.stdout + suite.stderr
     assert " passed" in suite.stdout
 
-    # Inside an active venv: installs there, makes no .venv of its own.
+    # Inside an active venv (the first copy's: a developer's venv that holds another
+    # checkout): installs this copy there, makes no .venv of its own.
     other = fresh_copy(tmp_path / "second")
-    active = tmp_path / "active"
-    subprocess.run([sys.executable, "-m", "venv", str(active)], check=True)
+    active = copy / ".venv"
     in_venv = {**clean, "VIRTUAL_ENV": str(active), "PATH": f"{active}/bin:/usr/bin:/bin"}
     second = run(dry_run, other, in_venv)
     assert second.returncode == 0, second.stderr
+    assert "installing ievents" in second.stderr
     assert '"event_name": "invited-friend"' in second.stdout
     assert not (other / ".venv").exists()
     assert (active / "bin" / "ievents").exists()
+    imported = subprocess.run(
+        [
+            str(active / "bin" / "python"),
+            "-c",
+            "import intercom_events_cli as m; print(m.__file__)",
+        ],
+        cwd=tmp_path,
+        env=in_venv,
+        capture_output=True,
+        text=True,
+    )
+    assert imported.stdout.strip() == str(other / "intercom_events_cli" / "__init__.py")
