@@ -316,8 +316,8 @@ def pg_uri(pg_server: Any) -> str:
     import uuid
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    pg_server.psql(f"CREATE DATABASE {name} TEMPLATE template0")
-    pg_server.psql(f"GRANT CREATE ON DATABASE {name} TO ievents_app")
+    pg_server.admin(f"CREATE DATABASE {name} TEMPLATE template0")
+    pg_server.admin(f"GRANT CREATE ON DATABASE {name} TO ievents_app")
     return str(pg_server.uri(name))
 
 

@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 SUPERUSER = "ievents_test"
 APP_USER = "ievents_app"
@@ -74,6 +75,7 @@ class PostgresServer:
         self.port = free_port()
         self.log = self.root / "server.log"
         self._user: pwd.struct_passwd | None = None
+        self._admin: Any = None  # psycopg connection for admin(), opened on first use
         if os.geteuid() == 0:
             for name in ("postgres", "nobody"):
                 try:
@@ -186,6 +188,31 @@ class PostgresServer:
         )
         return done.stdout
 
+    def admin(self, sql: str) -> None:
+        """Run one statement as the superuser on one kept connection (no psql process).
+
+        After a restart (the relay tests make some) the kept connection is dead: it is
+        opened again once.
+        """
+        import psycopg
+
+        for attempt in (1, 2):
+            if self._admin is None or self._admin.closed:
+                self._admin = psycopg.connect(
+                    host=str(self.root),
+                    port=self.port,
+                    user=SUPERUSER,
+                    dbname="postgres",
+                    autocommit=True,
+                )
+            try:
+                self._admin.execute(sql.encode())
+                return
+            except psycopg.OperationalError:
+                self._admin.close()
+                if attempt == 2:
+                    raise
+
     def setup(self) -> None:
         """initdb, start, and make the test database and the password-protected app role."""
         self.initdb()
@@ -196,6 +223,8 @@ class PostgresServer:
 
     def close(self) -> None:
         """Stop the server (if running) and delete its folder."""
+        if self._admin is not None:
+            self._admin.close()
         try:
             self.stop("immediate")
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
