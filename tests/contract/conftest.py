@@ -87,6 +87,20 @@ class Prism:
                 return text
             time.sleep(0.05)
 
+    def unchecked_problems(self) -> str | None:
+        """What is wrong with the whole log, apart from the requests broken on purpose.
+
+        Every request the tests found clean must be in it, and nothing in it flagged (a
+        late line after a test's own segment included).
+        """
+        log = self.log()
+        for start, end in sorted(self.excluded, reverse=True):
+            log = log[:start] + log[end:]
+        if log.count("Request received") < self.checked:
+            return f"the log holds fewer requests than the {self.checked} checked"
+        flagged = violations(log)
+        return f"flagged in the log: {flagged}" if flagged else None
+
     def tail(self, lines: int = 40) -> str:
         """The end of the log, for failure messages."""
         return f"{self.log_path}:\n" + "\n".join(self.log().splitlines()[-lines:])
@@ -126,7 +140,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prism]:
     """Prism 5 on a free loopback port with --errors; its log is kept in pytest's temp dir.
 
-    One log per session (pytest keeps the last few temp dirs), so that runs side by side
+    When the session ends, the whole log is checked (:meth:`Prism.unchecked_problems`):
+    a problem fails the run as an error of the last contract test. One log per session
+    (pytest keeps the last few temp dirs), so that runs side by side
     never write into each other's log.
     """
     if not CONTRACT.is_file():
@@ -165,8 +181,12 @@ def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prism]:
         pytest.fail(f"Prism did not start; its log ({log_path}):\n{server.tail()}")
     try:
         yield server
+        # After the worker's last contract test, wherever the scheduler put the tests.
+        problems = server.unchecked_problems()
     finally:
         _stop(server.process)
+    if problems:
+        pytest.fail(f"Prism's whole log: {problems}\n{server.tail()}", pytrace=False)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ made: each must have been received, validated and answered, none flagged with âœ
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from conftest import TOKEN, RunCli
@@ -185,10 +187,14 @@ def test_prism_rejects_a_request_that_breaks_the_contract(prism: Prism) -> None:
     prism.excluded.append((mark, len(prism.log())))
 
 
-def test_the_whole_log_has_no_violation(prism: Prism) -> None:
-    """Last: nothing in the session's log is flagged, apart from the control above."""
-    log = prism.log()
-    for start, end in sorted(prism.excluded, reverse=True):
-        log = log[:start] + log[end:]
-    assert log.count("Request received") >= prism.checked > 0
-    assert violations(log) == [], prism.tail()
+def test_the_whole_log_check_sees_a_flagged_line(tmp_path: Path) -> None:
+    """The check the prism fixture makes of its whole log when the session ends."""
+    log = tmp_path / "prism.log"
+    clean = "[HTTP SERVER] post /events â„¹  info      Request received\n"
+    log.write_text(clean + PRISM_REJECTION, encoding="utf-8")
+    prism = Prism(url="", log_path=log, process=None, checked=1)  # type: ignore[arg-type]
+    assert prism.unchecked_problems() is not None
+    prism.excluded.append((len(clean), len(clean + PRISM_REJECTION)))
+    assert prism.unchecked_problems() is None
+    prism.checked = 2
+    assert prism.unchecked_problems() is not None
