@@ -12,6 +12,7 @@ binaries or pgserver's. Without one, the PostgreSQL rows say so and are skipped.
 
 from __future__ import annotations
 
+import atexit
 import random
 import signal
 import subprocess
@@ -33,21 +34,31 @@ if TYPE_CHECKING:
 NO_PG = "skipped (no PostgreSQL server binaries: install PostgreSQL or pgserver)"
 
 
+_servers: list[Any] = []
+
+
 @contextmanager
 def postgres() -> Iterator[Any]:
-    """A PostgreSQL server for the scenario, or None."""
+    """The run's PostgreSQL server, or None: started on first use, stopped at exit.
+
+    Scenarios 6 and 7 share it (each makes a fresh database): one initdb a run, not two.
+    """
     from pg_server import PostgresServer, find_binaries
 
-    folder, _origin = find_binaries()
-    if folder is None:
-        yield None
-        return
-    server = PostgresServer(folder)
-    try:
-        server.setup()
-        yield server
-    finally:
-        server.close()
+    if not _servers:
+        folder, _origin = find_binaries()
+        if folder is None:
+            yield None
+            return
+        server = PostgresServer(folder)
+        try:
+            server.setup()
+        except BaseException:
+            server.close()
+            raise
+        atexit.register(server.close)
+        _servers.append(server)
+    yield _servers[0]
 
 
 def fresh_database(server: Any, label: str) -> str:

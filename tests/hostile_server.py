@@ -20,6 +20,7 @@ Modes (``HostileServer(mode)``):
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import threading
@@ -42,8 +43,9 @@ MODES = (
 NASTY = "Evil\x1b[31mRED\x1b[0m\rOVERWRITTEN\x00nul\x07bell\x9bcsi"
 
 
+@functools.cache
 def _gzip_bomb(size: int) -> bytes:
-    """A gzip stream of ``size`` zero bytes (about size/1000 bytes long)."""
+    """A gzip stream of ``size`` zero bytes (about size/1000 bytes long), made once."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
     block = b"\0" * (1 << 20)
     parts = [compressor.compress(block) for _ in range(size // len(block))]
