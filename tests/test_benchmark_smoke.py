@@ -14,7 +14,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.long
+@pytest.mark.long(seconds=12)
 def test_benchmark_smoke_run_prints_results_and_targets(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     done = subprocess.run(
