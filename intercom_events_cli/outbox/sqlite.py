@@ -92,7 +92,12 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
 
     def _prepare(self) -> None:
         with self._guard():
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            # One statement, so one snapshot: read apart, another process creating this
+            # outbox could commit in between and its tables look like a foreign file's.
+            version, tables = self._db.execute(
+                "SELECT (SELECT user_version FROM pragma_user_version),"
+                " (SELECT count(*) FROM sqlite_master WHERE type = 'table')"
+            ).fetchone()
             if version > SCHEMA_VERSION:
                 raise OutboxError(
                     f"the outbox {str(self.path)!r} has schema version {version}, made by a "
@@ -100,10 +105,10 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
                     "untouched",
                     hint="upgrade ievents, or point --outbox / IEVENTS_OUTBOX elsewhere",
                 )
-            if version == 0:
-                self._refuse_foreign()
+            if version == 0 and tables:
+                raise self._foreign()
             # Only now is the file known to be ours and may be changed.
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._switch_to_wal()
             if str(mode).lower() != "wal":
                 raise OutboxError(
                     f"the outbox {str(self.path)!r} cannot use a WAL journal (got {mode!r})",
@@ -117,7 +122,7 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
             try:
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
                 if version == 0:
-                    self._refuse_foreign()
+                    self._refuse_foreign()  # the write lock is held: nobody is creating it
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self._db.execute(statement)
@@ -132,16 +137,35 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
                 self._rollback()
                 raise
 
+    def _switch_to_wal(self) -> str:
+        """``PRAGMA journal_mode=WAL``, tried again while another process opens the file.
+
+        Changing the journal mode needs the file to itself, and SQLite answers "database
+        is locked" at once rather than waiting (its busy timeout does not apply): two
+        ``send --queue`` starting together on a new outbox would fail one of them.
+        """
+        deadline = time.monotonic() + self._busy_timeout_s
+        while True:
+            try:
+                return str(self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+
     def _refuse_foreign(self) -> None:
         tables = self._db.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
         ).fetchone()[0]
         if tables:
-            raise OutboxError(
-                f"{str(self.path)!r} is a SQLite database but not an ievents outbox; it was "
-                "left untouched",
-                hint="point --outbox / IEVENTS_OUTBOX at another file",
-            )
+            raise self._foreign()
+
+    def _foreign(self) -> OutboxError:
+        return OutboxError(
+            f"{str(self.path)!r} is a SQLite database but not an ievents outbox; it was "
+            "left untouched",
+            hint="point --outbox / IEVENTS_OUTBOX at another file",
+        )
 
     def close(self) -> None:
         """Close the connection."""
