@@ -63,7 +63,7 @@ def postgres() -> Iterator[Any]:
 
 def fresh_database(server: Any, label: str) -> str:
     name = f"bench_{label}_{random.getrandbits(40):x}"
-    server.psql(f"CREATE DATABASE {name} TEMPLATE template0")
+    server.admin(f"CREATE DATABASE {name} TEMPLATE template0")
     return str(server.uri(name))
 
 

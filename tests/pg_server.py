@@ -164,7 +164,7 @@ class PostgresServer:
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str, database: str = "postgres") -> str:
-        """Run SQL as the superuser (setup only)."""
+        """Run SQL as the superuser in ``database`` and return what psql printed."""
         done = self._run(
             [
                 "psql",
@@ -217,9 +217,9 @@ class PostgresServer:
         """initdb, start, and make the test database and the password-protected app role."""
         self.initdb()
         self.start()
-        self.psql(f"CREATE DATABASE {DATABASE}")
-        self.psql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
-        self.psql(f"GRANT CREATE ON DATABASE {DATABASE} TO {APP_USER}")
+        self.admin(f"CREATE DATABASE {DATABASE}")
+        self.admin(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
+        self.admin(f"GRANT CREATE ON DATABASE {DATABASE} TO {APP_USER}")
 
     def close(self) -> None:
         """Stop the server (if running) and delete its folder."""
