@@ -343,3 +343,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return float(marker.kwargs.get("seconds", 5)) if marker else 0.0
 
     items.sort(key=seconds, reverse=True)  # stable: the short ones keep their order
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before the workers start, write the bytecode each of them would write (bytecode.py)."""
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    import bytecode
+
+    written = bytecode.warm(config)
+    if sys.dont_write_bytecode:
+        config.add_cleanup(lambda: bytecode.remove(written))
