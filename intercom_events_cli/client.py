@@ -152,20 +152,41 @@ def _redacted_text(value: object) -> str | None:
     return sanitize(redact(str(value))) if value else None
 
 
-def tls_verification(base_url: str) -> ssl.SSLContext | bool:
+def tls_verification(base_url: str) -> ssl.SSLContext:
     """What the client verifies TLS with: the CA store for https, nothing trusted for http.
 
-    Loading the CA store costs about 15 ms of CPU for each client. A plain-http base URL
-    (a local relay, a test server) never makes a TLS handshake: redirects are not followed
-    and a proxy's own TLS has its own context. Should one happen all the same, a context
-    with no CA certificate, certificates required and host names checked fails it:
-    nothing is ever trusted unverified.
+    The https context is httpx's (certifi's store, or ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``), made once per client and shared by all its connections: loading
+    the store costs about 15 ms of CPU. A plain-http base URL (a local relay, a test
+    server) never makes a TLS handshake: redirects are not followed and a proxy's own TLS
+    has its own context. Should one happen all the same, a context with no CA
+    certificate, certificates required and host names checked fails it: nothing is ever
+    trusted unverified.
     """
     if urlsplit(base_url).scheme != "http":
-        return True
+        import httpx
+
+        return httpx.create_ssl_context(verify=True, trust_env=True)
     import ssl
 
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def _connection_shelf(verify: ssl.SSLContext, max_connections: int) -> httpx.BaseTransport:
+    """The client's transport: one connection per request in flight (connections.py)."""
+    import httpx
+
+    from .connections import ConnectionShelf
+    from .transport import bound_by_deadline
+
+    def one_connection() -> httpx.BaseTransport:
+        transport = httpx.HTTPTransport(
+            verify=verify, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        )
+        bound_by_deadline(transport)
+        return transport
+
+    return ConnectionShelf(one_connection, max_connections=max_connections)
 
 
 class EventsClient:
@@ -201,6 +222,7 @@ class EventsClient:
         self._clock = clock
         self._random = random
         self._max_wait_s = max_wait_s
+        verify = tls_verification(settings.base_url)
         self._http = httpx.Client(
             base_url=settings.base_url,
             # Only encodings ievents decodes itself, with a bounded output (transport.py).
@@ -212,8 +234,16 @@ class EventsClient:
             ),
             # A redirect could carry the token to another host: never follow one.
             follow_redirects=False,
-            verify=tls_verification(settings.base_url),
+            verify=verify,
         )
+        if transport is None:
+            # In place of httpx's one pool for all threads (connections.py). Set after the
+            # client is made so that httpx still mounts the proxies of the environment.
+            default, self._http._transport = (
+                self._http._transport,
+                _connection_shelf(verify, max_connections),
+            )
+            default.close()
         install_deadlines(self._http)
 
     def __enter__(self) -> EventsClient:

@@ -30,7 +30,13 @@ if TYPE_CHECKING:
 
     import httpx
 
-__all__ = ["MAX_BODY_BYTES", "attempt_deadline", "install_deadlines", "read_bounded"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "attempt_deadline",
+    "bound_by_deadline",
+    "install_deadlines",
+    "read_bounded",
+]
 
 # The most decoded bytes of a response body ievents reads (64 KiB): far more than any
 # Intercom answer, small enough that a hostile answer costs nothing. The rest is dropped.
@@ -130,14 +136,23 @@ def install_deadlines(client: httpx.Client) -> None:
     """Bound the sockets of ``client``'s own transports (and proxy mounts) by the deadline.
 
     A transport given by the caller (a test's MockTransport) has no sockets and is left
-    alone. httpcore's pools keep their backend in ``_network_backend`` (httpcore 1.x).
+    alone.
     """
     transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
     for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if backend is not None and not isinstance(backend, _DeadlineBackend):
-            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+        bound_by_deadline(transport)
+
+
+def bound_by_deadline(transport: object) -> None:
+    """Bound the sockets of one ``httpx.HTTPTransport`` by the thread's deadline.
+
+    httpcore's pools keep their backend in ``_network_backend`` (httpcore 1.x); anything
+    else (a MockTransport, a :class:`~.connections.ConnectionShelf`) is left as it is.
+    """
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if backend is not None and not isinstance(backend, _DeadlineBackend):
+        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
 
 
 def _decoder(content_encoding: str) -> Any:
