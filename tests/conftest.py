@@ -281,7 +281,7 @@ def run_cli_process(tmp_path: Path, fake: FakeIntercom) -> RunCli:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[Any]:
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real PostgreSQL server for the whole run (see ``tests/pg_server.py``).
 
     Skipped with a message where no server binaries are found; a failure under CI=true.
@@ -299,8 +299,12 @@ def pg_server() -> Iterator[Any]:
         pytest.skip(message)
     pytest.importorskip("psycopg", reason="psycopg is needed: pip install -e '.[test]'")
     server = PostgresServer(bin_dir)
+    # Under xdist each worker's base temp folder is in the run's: a cluster template there
+    # is made once per run (pg_server.py).
+    workers = os.environ.get("PYTEST_XDIST_WORKER")
+    shared = tmp_path_factory.getbasetemp().parent if workers else None
     try:
-        server.setup()
+        server.setup(shared)
     except Exception as exc:
         server.close()
         detail = getattr(exc, "stderr", "") or str(exc)

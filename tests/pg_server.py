@@ -10,10 +10,16 @@ PostgreSQL refuses to run as root, so when the tests run as root (CI, containers
 server runs as the ``postgres`` user (else ``nobody``), in a folder handed to that user.
 It listens on a free loopback port, and on a Unix socket in its folder; ``trust``
 authentication for a superuser ``ievents_test`` and a password for ``ievents_app``.
+
+Each pytest-xdist worker runs its own server (some tests stop or restart theirs), but
+``initdb`` and the set-up run once per test run: the first worker saves its stopped,
+set-up cluster as a template in a folder all workers share, the others copy it (0.8 s of
+CPU for initdb, against a few milliseconds for the copy).
 """
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import importlib.util
 import os
@@ -213,8 +219,33 @@ class PostgresServer:
                 if attempt == 2:
                     raise
 
-    def setup(self) -> None:
-        """initdb, start, and make the test database and the password-protected app role."""
+    def setup(self, shared: Path | None = None) -> None:
+        """initdb, start, and make the test database and the password-protected app role.
+
+        With ``shared`` (a folder every worker of the run sees), the first server set up
+        is saved there as a stopped cluster, and later ones start from a copy of it.
+        """
+        if shared is None:
+            self._set_up_fresh()
+            return
+        template = shared / "pg-template"
+        with open(shared / "pg-template.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (template / "PG_VERSION").exists():
+                self._set_up_fresh()
+                self.stop()  # a clean shutdown: the saved files are consistent
+                partial = shared / "pg-template.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                shutil.copytree(self.data, partial, symlinks=True)
+                partial.rename(template)
+            else:
+                shutil.copytree(template, self.data, symlinks=True)
+                if self._user is not None:
+                    for path in [self.data, *self.data.rglob("*")]:
+                        os.chown(path, self._user.pw_uid, self._user.pw_gid, follow_symlinks=False)
+        self.start()
+
+    def _set_up_fresh(self) -> None:
         self.initdb()
         self.start()
         self.admin(f"CREATE DATABASE {DATABASE}")
