@@ -71,6 +71,11 @@ class ConnectionShelf(httpx.BaseTransport):
         self._changed = threading.Condition()
         self._closed = False
 
+    def sizes(self) -> tuple[int, int]:
+        """How many connections are in use and how many idle, now."""
+        with self._changed:
+            return len(self._busy), len(self._idle)
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         transport = self._take(request)
         try:
@@ -100,7 +105,8 @@ class ConnectionShelf(httpx.BaseTransport):
             with self._changed:
                 while True:
                     if self._closed:
-                        raise RuntimeError("the connection shelf is closed")
+                        # As httpx's Client does when used after close(): a caller's bug.
+                        raise RuntimeError("Cannot send a request: the connections are closed.")
                     expired += self._drop_expired()
                     if self._idle:
                         transport, _ = self._idle.pop()

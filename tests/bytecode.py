@@ -10,7 +10,9 @@ pyc for the test modules, which every pytest reads even where it writes none. Py
 and pytest check each pyc against its source, so a stale one is never used.
 
 Where ``PYTHONDONTWRITEBYTECODE`` asked for no bytecode on disk, the files written here
-are removed when the run ends (:func:`remove`).
+are removed when the run ends (:func:`remove`); a run killed before its end leaves them,
+as any Python run without that variable would (``__pycache__`` is ignored by git, and a
+pyc that no longer matches its source is never used).
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ import py_compile
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _is_test_module(path: Path) -> bool:
@@ -81,8 +81,9 @@ def _compile_module(source: Path) -> Path | None:
 def warm(config: pytest.Config) -> list[Path]:
     """Write the missing caches; return the files written (for :func:`remove`)."""
     written: list[Path] = []
+    # pytest's own root: the paths its workers import the test modules by.
     for folder in ("intercom_events_cli", "tests", "benchmarks"):
-        for source in sorted((REPO_ROOT / folder).rglob("*.py")):
+        for source in sorted((config.rootpath / folder).rglob("*.py")):
             if folder == "tests" and _is_test_module(source):
                 pyc = _rewrite_test_module(config, source)
             else:

@@ -31,6 +31,8 @@ from fake_intercom import FakeIntercom  # noqa: E402
 
 TOKEN = "tok_TEST_s3cr3t_9f8e7d6c5b4a"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Set by the xdist controller for its workers: a folder of this run that they all see.
+SHARED_DIR_VARIABLE = "IEVENTS_TEST_SHARED_DIR"
 
 
 @dataclass
@@ -281,7 +283,7 @@ def run_cli_process(tmp_path: Path, fake: FakeIntercom) -> RunCli:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def pg_server() -> Iterator[Any]:
     """A real PostgreSQL server for the whole run (see ``tests/pg_server.py``).
 
     Skipped with a message where no server binaries are found; a failure under CI=true.
@@ -299,10 +301,10 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         pytest.skip(message)
     pytest.importorskip("psycopg", reason="psycopg is needed: pip install -e '.[test]'")
     server = PostgresServer(bin_dir)
-    # Under xdist each worker's base temp folder is in the run's: a cluster template there
-    # is made once per run (pg_server.py).
-    workers = os.environ.get("PYTEST_XDIST_WORKER")
-    shared = tmp_path_factory.getbasetemp().parent if workers else None
+    # Under xdist the workers share a folder of the run: a cluster template there is made
+    # once per run (pg_server.py).
+    shared_dir = os.environ.get(SHARED_DIR_VARIABLE)
+    shared = Path(shared_dir) if shared_dir and os.environ.get("PYTEST_XDIST_WORKER") else None
     try:
         server.setup(shared)
     except Exception as exc:
@@ -350,11 +352,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Before the workers start, write the bytecode each of them would write (bytecode.py)."""
+    """Before the workers start: write the bytecode each of them would write (bytecode.py),
+    and make the folder they share for the run (the PostgreSQL cluster template), removed
+    when the run ends."""
     if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
         return
+    import shutil
+    import tempfile
+
     import bytecode
 
+    shared = tempfile.mkdtemp(prefix="ievents-tests-")
+    os.environ[SHARED_DIR_VARIABLE] = shared  # the workers inherit it when they start
+    config.add_cleanup(lambda: shutil.rmtree(shared, ignore_errors=True))
     written = bytecode.warm(config)
     if sys.dont_write_bytecode:
         config.add_cleanup(lambda: bytecode.remove(written))

@@ -60,15 +60,22 @@ def counting() -> Iterator[Counting]:
     yield Counting()
 
 
+def shelf_of(client: EventsClient) -> ConnectionShelf:
+    transport = client._http._transport
+    assert isinstance(transport, ConnectionShelf)  # the client's own transport
+    return transport
+
+
 def test_one_thread_reuses_one_connection(fake: FakeIntercom) -> None:
     with client_for(fake) as client:
         for n in range(5):
             assert client.send(Event.create("reuse", user_id=str(n))).delivered
+            assert shelf_of(client).sizes() == (0, 1)  # given back after each answer
     assert len(fake.posts()) == 5 and len(ports(fake)) == 1
 
 
 def test_threads_at_once_use_no_more_connections_than_the_limit(fake: FakeIntercom) -> None:
-    fake.latency = 0.05
+    fake.latency = 0.2
     with client_for(fake, max_connections=3) as client:
         results: list[bool] = []
 
@@ -80,10 +87,12 @@ def test_threads_at_once_use_no_more_connections_than_the_limit(fake: FakeInterc
             thread.start()
         for thread in threads:
             thread.join(30)
+        assert shelf_of(client).sizes()[0] == 0 and shelf_of(client).sizes()[1] <= 3
     assert results == [True] * 12
     assert len(fake.posts()) == 12
-    # Waiting for a free connection, not opening a fourth; and reusing them.
-    assert len(ports(fake)) == 3
+    # Waiting for a free connection, not opening a fourth; and reusing them (12 requests
+    # with a 0.2 s answer: at least two were on the wire at once).
+    assert 2 <= len(ports(fake)) <= 3
 
 
 def test_a_request_waits_for_a_free_connection_at_most_its_pool_timeout(
@@ -144,6 +153,7 @@ def test_a_failed_request_gives_its_connection_back(counting: Counting) -> None:
 def test_events_go_through_the_shelf_and_the_body_is_read(fake: FakeIntercom) -> None:
     with client_for(fake) as client:
         exchange = client.request("POST", EVENTS_PATH, content=b"{}", expect=frozenset({202}))
-    # The fake answers an event without a name 400 with an error list: the body was read
-    # through the shelf's stream, and the connection given back (the client closed).
-    assert exchange.status == 400 and exchange.error_message
+        # The fake answers an event without a name 400 with an error list: the body was
+        # read through the shelf's stream, and the connection given back.
+        assert exchange.status == 400 and exchange.error_message
+        assert shelf_of(client).sizes() == (0, 1)
