@@ -13,6 +13,7 @@ binaries or pgserver's. Without one, the PostgreSQL rows say so and are skipped.
 from __future__ import annotations
 
 import atexit
+import os
 import random
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import BENCH_TOKEN, REPO_ROOT, run_measured
@@ -51,8 +53,11 @@ def postgres() -> Iterator[Any]:
             yield None
             return
         server = PostgresServer(folder)
+        # Run by the test suite (its smoke test), the server starts from the run's cluster
+        # template when there is one, as each test worker's does (tests/pg_server.py).
+        shared = os.environ.get("IEVENTS_TEST_SHARED_DIR")
         try:
-            server.setup()
+            server.setup(Path(shared) if shared else None)
         except BaseException:
             server.close()
             raise
