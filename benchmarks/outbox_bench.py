@@ -13,7 +13,6 @@ binaries or pgserver's. Without one, the PostgreSQL rows say so and are skipped.
 from __future__ import annotations
 
 import atexit
-import os
 import random
 import signal
 import subprocess
@@ -21,7 +20,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import BENCH_TOKEN, REPO_ROOT, run_measured
@@ -45,7 +43,7 @@ def postgres() -> Iterator[Any]:
 
     Scenarios 6 and 7 share it (each makes a fresh database): one initdb a run, not two.
     """
-    from pg_server import PostgresServer, find_binaries
+    from pg_server import PostgresServer, find_binaries, run_shared_folder
 
     if not _servers:
         folder, _origin = find_binaries()
@@ -53,11 +51,10 @@ def postgres() -> Iterator[Any]:
             yield None
             return
         server = PostgresServer(folder)
-        # Run by the test suite (its smoke test), the server starts from the run's cluster
-        # template when there is one, as each test worker's does (tests/pg_server.py).
-        shared = os.environ.get("IEVENTS_TEST_SHARED_DIR")
         try:
-            server.setup(Path(shared) if shared else None)
+            # Run by the test suite (its smoke test), from the run's cluster template, as
+            # each test worker's server (tests/pg_server.py).
+            server.setup(run_shared_folder())
         except BaseException:
             server.close()
             raise

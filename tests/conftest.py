@@ -31,8 +31,6 @@ from fake_intercom import FakeIntercom  # noqa: E402
 
 TOKEN = "tok_TEST_s3cr3t_9f8e7d6c5b4a"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Set by the xdist controller for its workers: a folder of this run that they all see.
-SHARED_DIR_VARIABLE = "IEVENTS_TEST_SHARED_DIR"
 
 
 @dataclass
@@ -288,7 +286,7 @@ def pg_server() -> Iterator[Any]:
 
     Skipped with a message where no server binaries are found; a failure under CI=true.
     """
-    from pg_server import PostgresServer, find_binaries
+    from pg_server import PostgresServer, find_binaries, run_shared_folder
 
     bin_dir, origin = find_binaries()
     if bin_dir is None:
@@ -301,12 +299,9 @@ def pg_server() -> Iterator[Any]:
         pytest.skip(message)
     pytest.importorskip("psycopg", reason="psycopg is needed: pip install -e '.[test]'")
     server = PostgresServer(bin_dir)
-    # Under xdist the workers share a folder of the run: a cluster template there is made
-    # once per run (pg_server.py).
-    shared_dir = os.environ.get(SHARED_DIR_VARIABLE)
-    shared = Path(shared_dir) if shared_dir and os.environ.get("PYTEST_XDIST_WORKER") else None
     try:
-        server.setup(shared)
+        # Under xdist, from the cluster template made once per run (pg_server.py).
+        server.setup(run_shared_folder())
     except Exception as exc:
         server.close()
         detail = getattr(exc, "stderr", "") or str(exc)
@@ -361,6 +356,7 @@ def pytest_configure(config: pytest.Config) -> None:
     import tempfile
 
     import bytecode
+    from pg_server import SHARED_DIR_VARIABLE
 
     shared = tempfile.mkdtemp(prefix="ievents-tests-")
     os.environ[SHARED_DIR_VARIABLE] = shared  # the workers inherit it when they start

@@ -33,6 +33,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+# Set by the test run's xdist controller (conftest.py): a folder all its workers, and the
+# processes they start, share for the run; the cluster template goes there.
+SHARED_DIR_VARIABLE = "IEVENTS_TEST_SHARED_DIR"
+
 SUPERUSER = "ievents_test"
 APP_USER = "ievents_app"
 APP_PASSWORD = "app-pw-Zq81x"
@@ -61,6 +65,12 @@ def find_binaries() -> tuple[Path | None, str]:
         if complete(folder):
             return folder, "pgserver (PyPI)"
     return None, ""
+
+
+def run_shared_folder() -> Path | None:
+    """The folder this test run's workers share, when running under one (else None)."""
+    folder = os.environ.get(SHARED_DIR_VARIABLE)
+    return Path(folder) if folder and os.environ.get("PYTEST_XDIST_WORKER") else None
 
 
 def free_port() -> int:
