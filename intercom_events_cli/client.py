@@ -31,8 +31,6 @@ from .retry import parse_rate_limit_remaining, retry_decision, server_requested_
 from .textsafe import sanitize
 
 if TYPE_CHECKING:
-    import ssl
-
     import httpx
 
 EVENTS_PATH = "/events"
@@ -152,43 +150,6 @@ def _redacted_text(value: object) -> str | None:
     return sanitize(redact(str(value))) if value else None
 
 
-def tls_verification(base_url: str) -> ssl.SSLContext:
-    """What the client verifies TLS with: the CA store for https, nothing trusted for http.
-
-    The https context is httpx's (certifi's store, or ``SSL_CERT_FILE`` /
-    ``SSL_CERT_DIR``), made once per client and shared by all its connections: loading
-    the store costs about 15 ms of CPU. A plain-http base URL (a local relay, a test
-    server) never makes a TLS handshake: redirects are not followed and a proxy's own TLS
-    has its own context. Should one happen all the same, a context with no CA
-    certificate, certificates required and host names checked fails it: nothing is ever
-    trusted unverified.
-    """
-    if urlsplit(base_url).scheme != "http":
-        import httpx
-
-        return httpx.create_ssl_context(verify=True, trust_env=True)
-    import ssl
-
-    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-
-
-def _connection_shelf(verify: ssl.SSLContext, max_connections: int) -> httpx.BaseTransport:
-    """The client's transport: one connection per request in flight (connections.py)."""
-    import httpx
-
-    from .connections import ConnectionShelf
-    from .transport import bound_by_deadline
-
-    def one_connection() -> httpx.BaseTransport:
-        transport = httpx.HTTPTransport(
-            verify=verify, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        )
-        bound_by_deadline(transport)
-        return transport
-
-    return ConnectionShelf(one_connection, max_connections=max_connections)
-
-
 class EventsClient:
     """Sends events to Intercom over one reused ``httpx.Client``.
 
@@ -212,6 +173,7 @@ class EventsClient:
     ) -> None:
         import httpx
 
+        from .connections import connection_shelf, tls_verification
         from .transport import install_deadlines
 
         self.settings = settings
@@ -241,7 +203,7 @@ class EventsClient:
             # client is made so that httpx still mounts the proxies of the environment.
             default, self._http._transport = (
                 self._http._transport,
-                _connection_shelf(verify, max_connections),
+                connection_shelf(verify, max_connections),
             )
             default.close()
         install_deadlines(self._http)

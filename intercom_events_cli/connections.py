@@ -1,4 +1,4 @@
-"""Connection reuse for many threads at once: a shelf of one-connection transports.
+"""How the client connects: its TLS context, and a shelf of one-connection transports.
 
 httpcore's connection pool looks at every connection it holds, twice per request: is it
 closed, expired (a ``poll()`` on its socket), idle, and how many others are idle. With
@@ -18,13 +18,47 @@ Imported only by :mod:`intercom_events_cli.client`, once httpx is needed.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 import httpx
 
-__all__ = ["ConnectionShelf"]
+from .transport import bound_by_deadline
+
+__all__ = ["ConnectionShelf", "connection_shelf", "tls_verification"]
+
+
+def tls_verification(base_url: str) -> ssl.SSLContext:
+    """What the client verifies TLS with: the CA store for https, nothing trusted for http.
+
+    The https context is httpx's (certifi's store, or ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``), made once per client and shared by all its connections: loading
+    the store costs about 15 ms of CPU. A plain-http base URL (a local relay, a test
+    server) never makes a TLS handshake: redirects are not followed and a proxy's own TLS
+    has its own context. Should one happen all the same, a context with no CA
+    certificate, certificates required and host names checked fails it: nothing is ever
+    trusted unverified.
+    """
+    if urlsplit(base_url).scheme != "http":
+        return httpx.create_ssl_context(verify=True, trust_env=True)
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def connection_shelf(verify: ssl.SSLContext, max_connections: int) -> ConnectionShelf:
+    """The client's transport: one connection per request in flight, each bounded by the
+    attempt's deadline (:mod:`.transport`)."""
+
+    def one_connection() -> httpx.BaseTransport:
+        transport = httpx.HTTPTransport(
+            verify=verify, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        )
+        bound_by_deadline(transport)
+        return transport
+
+    return ConnectionShelf(one_connection, max_connections=max_connections)
 
 
 class _ReleasingStream(httpx.SyncByteStream):

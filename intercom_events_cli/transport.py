@@ -11,7 +11,8 @@ Response bodies are read raw and decompressed here, never by httpx, at most
 :data:`MAX_BODY_BYTES` of decoded bytes: Intercom's error JSON is a few hundred bytes,
 and a gzip bomb or an endless chunked answer must not cost more than that cap.
 
-Imported only by :mod:`intercom_events_cli.client`, once httpx is needed.
+Imported only by :mod:`intercom_events_cli.client` and :mod:`.connections`, once httpx is
+needed.
 """
 
 from __future__ import annotations
