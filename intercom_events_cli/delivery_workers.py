@@ -133,6 +133,9 @@ class SenderPool:
             except (Cancelled, PacerClosed):
                 self.results.put(Done(row, last_attempt=self._local.last_attempt))
             except Exception as exc:  # noqa: BLE001 - a bug must not lose the row
+                # Most likely one every row would hit: stop the other workers now too,
+                # or each would take another row into it before the main thread stops.
+                self.halt.set()
                 self.results.put(Done(row, error=f"{type(exc).__name__}: {exc}"))
 
     def _send(self, row: OutboxRow) -> Outcome:
