@@ -347,10 +347,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Before the workers start: write the bytecode each of them would write (bytecode.py),
-    and make the folder they share for the run (the PostgreSQL cluster template), removed
-    when the run ends."""
-    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+    """Before the workers start: temporary files in memory where there is room
+    (scratch.py); write the bytecode each worker would write (bytecode.py), and make the
+    folder they share for the run (the PostgreSQL cluster template), removed when the run
+    ends."""
+    if hasattr(config, "workerinput"):
+        return  # a worker: it inherited all of this from the controller
+    import scratch
+
+    scratch.use_memory_for_temporary_files()
+    if not config.getoption("numprocesses", None):
         return
     import shutil
     import tempfile
