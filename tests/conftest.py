@@ -330,20 +330,52 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return 3 * (os.cpu_count() or 1)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``long`` run first, the longest (``seconds=``, their usual time) first.
+def spread(*lists: tuple[list[pytest.Item], float]) -> list[pytest.Item]:
+    """Merge ``(tests, span)`` lists: each list's tests in their order, spread evenly over
+    the first ``span`` (a fraction) of the result."""
+    keyed = [
+        ((number + 0.5) / len(tests) * span, order, item)
+        for order, (tests, span) in enumerate(lists)
+        for number, item in enumerate(tests)
+    ]
+    return [item for _, _, item in sorted(keyed, key=lambda entry: entry[:2])]
 
-    ``--dist loadgroup`` hands each worker one test, and another when it has two or fewer
-    left, in this order (the contract tests go first as one group: one Prism). So the long
-    tests start at once on different workers instead of one of them starting last and
-    keeping the whole run waiting; the short tests fill in around them.
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """An order in which no test keeps the run waiting, nor the CPU idle.
+
+    ``--dist loadgroup`` hands out the tests in this order: one to each worker, then at
+    once a second one (a worker needs its next test before it runs one), then another
+    each time a worker has two or fewer left.
+
+    - The longest tests (marked ``long(seconds=N)``) start first, one a worker, so that
+      none starts last. Their workers' second tests are short ones: a second test waits
+      until the first is done.
+    - The last worker starts with the contract tests, one after the other (one Prism for
+      all: pytest 9.2 and xdist 3.8 no longer keep an ``xdist_group`` together).
+    - Then the other tests, each module's spread over the rest of the run, and the other
+      long ones over its first half. Most tests that wait (on timeouts, backoff, servers,
+      processes) sit in a few modules: run together, they would leave the CPU idle; spread
+      out, they run beside the busy ones.
     """
 
     def seconds(item: pytest.Item) -> float:
         marker = item.get_closest_marker("long")
         return float(marker.kwargs.get("seconds", 5)) if marker else 0.0
 
-    items.sort(key=seconds, reverse=True)  # stable: the short ones keep their order
+    grouped = [item for item in items if item.get_closest_marker("xdist_group")]
+    rest = [item for item in items if not item.get_closest_marker("xdist_group")]
+    long_tests = sorted((item for item in rest if seconds(item)), key=seconds, reverse=True)
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in rest:
+        if not seconds(item):
+            modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    short_tests = spread(*((tests, 1.0) for tests in modules.values()))
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    firsts = long_tests[: workers - 1]
+    seconds_in_line = short_tests[: len(firsts)]
+    later = spread((long_tests[len(firsts) :], 0.5), (short_tests[len(seconds_in_line) :], 1.0))
+    items[:] = [*firsts, *grouped[:1], *seconds_in_line, *grouped[1:], *later]
 
 
 def pytest_configure(config: pytest.Config) -> None:
