@@ -133,10 +133,12 @@ class SenderPool:
             except (Cancelled, PacerClosed):
                 self.results.put(Done(row, last_attempt=self._local.last_attempt))
             except Exception as exc:  # noqa: BLE001 - a bug must not lose the row
+                self.results.put(Done(row, error=f"{type(exc).__name__}: {exc}"))
                 # Most likely one every row would hit: stop the other workers now too,
                 # or each would take another row into it before the main thread stops.
+                # After the put: a worker the halt wakes from a retry wait puts its row
+                # back behind this one, so the run stops for the bug, not as unavailable.
                 self.halt.set()
-                self.results.put(Done(row, error=f"{type(exc).__name__}: {exc}"))
 
     def _send(self, row: OutboxRow) -> Outcome:
         from .client import EVENTS_ACCEPTED, EVENTS_PATH
