@@ -15,7 +15,10 @@ import scratch
 def restored_tempdir(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever the test does to ``tempfile.tempdir`` and TMPDIR is undone after it."""
     monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
-    monkeypatch.setenv("TMPDIR", os.environ.get("TMPDIR", ""))
+    saved = os.environ.get("TMPDIR")
+    monkeypatch.setenv("TMPDIR", saved or "")  # recorded, so undone even if it was unset
+    if saved is None:
+        monkeypatch.delenv("TMPDIR")
 
 
 def test_an_explicit_tmpdir_is_kept(
@@ -30,7 +33,7 @@ def test_an_explicit_tmpdir_is_kept(
 def test_without_tmpdir_the_memory_folder_takes_the_files(
     restored_tempdir: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv("TMPDIR")
+    monkeypatch.delenv("TMPDIR", raising=False)
     monkeypatch.setattr(scratch, "memory_folder", lambda: tmp_path)
     assert scratch.use_memory_for_temporary_files() == tmp_path
     assert os.environ["TMPDIR"] == str(tmp_path)
@@ -40,23 +43,42 @@ def test_without_tmpdir_the_memory_folder_takes_the_files(
 def test_no_room_in_memory_leaves_the_default(
     restored_tempdir: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("TMPDIR")
+    monkeypatch.delenv("TMPDIR", raising=False)
     monkeypatch.setattr(scratch, "memory_folder", lambda: None)
     before = tempfile.gettempdir()
     assert scratch.use_memory_for_temporary_files() is None
     assert "TMPDIR" not in os.environ and tempfile.gettempdir() == before
 
 
-def test_only_a_roomy_tmpfs_mount_counts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(scratch, "MEMORY_FOLDER", tmp_path)  # a folder, not a mount
-    assert scratch.memory_folder() is None
+MOUNTS = """\
+/dev/vda / ext4 rw,relatime,discard 0 0
+tmpfs /dev/shm tmpfs rw,nosuid,nodev,noexec,relatime 0 0
+shm /dev/shm tmpfs rw,nosuid,nodev,relatime,size=2097152k 0 0
+tmpfs /run/noexec tmpfs rw,nosuid,nodev,noexec 0 0
+/dev/vdb /srv ext4 rw,relatime 0 0
+"""
+
+
+def test_only_a_tmpfs_that_may_run_programs_counts() -> None:
+    assert scratch.is_usable_tmpfs(Path("/dev/shm"), MOUNTS)  # the later mount wins
+    assert not scratch.is_usable_tmpfs(Path("/dev/shm"), MOUNTS.split("shm /dev/shm")[0])
+    assert not scratch.is_usable_tmpfs(Path("/run/noexec"), MOUNTS)
+    assert not scratch.is_usable_tmpfs(Path("/srv"), MOUNTS)  # a disk
+    assert not scratch.is_usable_tmpfs(Path("/dev"), MOUNTS)  # not a mount point here
+
+
+def test_room_is_needed_on_the_tmpfs_and_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    shm = Path("/dev/shm")
     monkeypatch.setattr(scratch, "MEMORY_FOLDER", Path("/no/such/folder"))
     assert scratch.memory_folder() is None
-    shm = Path("/dev/shm")
-    if not scratch._is_tmpfs(shm):
-        pytest.skip("no tmpfs at /dev/shm here")
     monkeypatch.setattr(scratch, "MEMORY_FOLDER", shm)
-    monkeypatch.setattr(scratch, "NEEDED_BYTES", 1 << 62)  # more than any machine has
-    assert scratch.memory_folder() is None
     monkeypatch.setattr(scratch, "NEEDED_BYTES", 1)
-    assert scratch.memory_folder() == shm
+    if scratch.memory_folder() is None:
+        pytest.skip("no usable tmpfs at /dev/shm here")
+    monkeypatch.setattr(scratch, "NEEDED_BYTES", 1 << 62)  # more than any tmpfs holds
+    assert scratch.memory_folder() is None
+    monkeypatch.setattr(scratch, "NEEDED_BYTES", 1024)
+    monkeypatch.setattr(scratch, "available_memory_bytes", lambda: 1023)  # memory is short
+    assert scratch.memory_folder() is None
+    monkeypatch.undo()
+    assert scratch.available_memory_bytes() > 0  # this machine's /proc/meminfo reads

@@ -144,7 +144,7 @@ def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prism]:
 
     When the session ends, the whole log is checked (:meth:`Prism.unchecked_problems`):
     a problem fails the run as an error of the last contract test. One log per session
-    (pytest keeps the last few temp dirs), so that runs side by side never write into
+    (pytest keeps it when a test failed), so that runs side by side never write into
     each other's log.
     """
     if not CONTRACT.is_file():
