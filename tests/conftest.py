@@ -341,6 +341,33 @@ def spread(*lists: tuple[list[pytest.Item], float]) -> list[pytest.Item]:
     return [item for _, _, item in sorted(keyed, key=lambda entry: entry[:2])]
 
 
+CONTRACT_TESTS = "tests/contract/"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with the contract tests as one group, so one worker runs them
+    all (one Prism a run).
+
+    xdist 3.8 names a test's ``xdist_group`` in its node id, which pytest 9.2 no longer
+    lets it change (pytest-xdist issue 1386): every test became a group of its own. This
+    scheduler groups the contract tests by their folder instead. It overrides a private
+    method; should that change, the contract tests are spread again, which costs a Prism
+    start a worker and nothing else.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ContractGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(CONTRACT_TESTS):
+                return "prism"
+            return str(super()._split_scope(nodeid))
+
+    return ContractGroupScheduling(config, log)
+
+
+@pytest.hookimpl(trylast=True)  # after -m, -k and --deselect have taken tests out
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """An order in which no test keeps the run waiting, nor the CPU idle.
 
@@ -351,8 +378,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     - The longest tests (marked ``long(seconds=N)``) start first, one a worker, so that
       none starts last. Their workers' second tests are short ones: a second test waits
       until the first is done.
-    - The last worker starts with the contract tests, one after the other (one Prism for
-      all: pytest 9.2 and xdist 3.8 no longer keep an ``xdist_group`` together).
+    - The last worker starts with the contract tests (one group, one Prism: see
+      :func:`pytest_xdist_make_scheduler`).
     - Then the other tests, each module's spread over the rest of the run, and the other
       long ones over its first half. Most tests that wait (on timeouts, backoff, servers,
       processes) sit in a few modules: run together, they would leave the CPU idle; spread
@@ -363,8 +390,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marker = item.get_closest_marker("long")
         return float(marker.kwargs.get("seconds", 5)) if marker else 0.0
 
-    grouped = [item for item in items if item.get_closest_marker("xdist_group")]
-    rest = [item for item in items if not item.get_closest_marker("xdist_group")]
+    grouped = [item for item in items if item.nodeid.startswith(CONTRACT_TESTS)]
+    rest = [item for item in items if not item.nodeid.startswith(CONTRACT_TESTS)]
     long_tests = sorted((item for item in rest if seconds(item)), key=seconds, reverse=True)
     modules: dict[str, list[pytest.Item]] = {}
     for item in rest:
