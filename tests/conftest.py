@@ -378,7 +378,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     - The longest tests (marked ``long(seconds=N)``) start first, one a worker, so that
       none starts last. Their workers' second tests are short ones: a second test waits
       until the first is done.
-    - The last worker starts with the contract tests (one group, one Prism: see
+    - One more worker starts with the contract tests (one group, one Prism: see
       :func:`pytest_xdist_make_scheduler`).
     - Then the other tests, each module's spread over the rest of the run, and the other
       long ones over its first half. Most tests that wait (on timeouts, backoff, servers,
@@ -402,7 +402,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     firsts = long_tests[: workers - 1]
     seconds_in_line = short_tests[: len(firsts)]
     later = spread((long_tests[len(firsts) :], 0.5), (short_tests[len(seconds_in_line) :], 1.0))
-    items[:] = [*firsts, *grouped[:1], *seconds_in_line, *grouped[1:], *later]
+    items[:] = [*firsts, *grouped, *seconds_in_line, *later]
 
 
 def pytest_configure(config: pytest.Config) -> None:
