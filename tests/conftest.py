@@ -321,6 +321,23 @@ def pg_uri(pg_server: Any) -> str:
     return str(pg_server.uri(name))
 
 
+# -- every outbox backend -------------------------------------------------------------------
+
+# Each backend as a fresh, empty outbox location (what --outbox / IEVENTS_OUTBOX take). A
+# test that asks for ``store_location`` runs once per entry: a new backend is one more entry.
+# SQLite's is the file base_env() names, so the CLI runs of a test find it by default.
+OUTBOX_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+    "sqlite": lambda request: str(request.getfixturevalue("tmp_path") / "outbox.sqlite3"),
+    "postgres": lambda request: str(request.getfixturevalue("pg_uri")),
+}
+
+
+@pytest.fixture(params=list(OUTBOX_BACKENDS))
+def store_location(request: pytest.FixtureRequest) -> str:
+    """A fresh outbox location of each backend in turn, for ``open_store`` or the CLI."""
+    return OUTBOX_BACKENDS[request.param](request)
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: three workers a core (``--maxprocesses`` caps it).
 
