@@ -1,36 +1,25 @@
 """The outbox commands behave the same on SQLite and PostgreSQL (real CLI subprocesses).
 
-Each test runs once per backend: a SQLite file, and a fresh database on the test
-PostgreSQL server (``pg_uri``).
+Each test runs once per backend of ``store_location`` (conftest.py): a SQLite file, and a
+fresh database on the test PostgreSQL server. What the stores themselves do alike is
+``test_store_conformance.py``'s.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom, Reply, api_error
 
-from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import State
-from intercom_events_cli.outbox.store import OutboxStore, open_store, resolve_location
-
 CREATED = 1_700_000_000
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The IEVENTS_OUTBOX value of the backend under test."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_uri"))
-    return str(tmp_path / "outbox.sqlite3")
-
-
-def open_outbox(outbox: str) -> OutboxStore:
-    return open_store(resolve_location(outbox, {}), {})
+@pytest.fixture
+def outbox(store_location: str) -> str:
+    """The IEVENTS_OUTBOX value of the backend under test (each in turn: conftest)."""
+    return store_location
 
 
 def ndjson(count: int, *, start: int = 0, name: str = "bulk") -> str:
@@ -131,32 +120,6 @@ def test_temporary_failure_is_kept_and_the_next_flush_probes(
     done = run_cli("flush", "--json", env=env)
     assert done.code == 0 and done.json()["delivered"] == 1, done
     assert fake.events_posted()[0]["event_name"] == "boom"
-
-
-def test_store_claims_are_exclusive_and_released(outbox: str) -> None:
-    events = [Event.create("e", user_id=str(n), created_at=CREATED + n) for n in range(10)]
-    with open_outbox(outbox) as store:
-        stored, skipped = store.queue_many(events)
-        assert (stored, skipped) == (10, 0)
-        first = store.claim("owner-a", 4)
-        second = store.claim("owner-b", 10)
-        assert [r.id for r in first] == sorted(r.id for r in first)
-        assert not {r.id for r in first} & {r.id for r in second}
-        assert len(first) + len(second) == 10
-        assert store.release("owner-a") == 4
-        assert store.summary().counts[State.PENDING] == 4
-        assert store.summary().counts[State.IN_FLIGHT] == 6
-
-
-def test_expired_lease_is_taken_back(outbox: str) -> None:
-    event = Event.create("e", user_id="1", created_at=CREATED)
-    with open_outbox(outbox) as store:
-        store.add(event)
-        assert len(store.claim("other-host:1:-:x", 5, lease_s=0.2)) == 1
-        assert store.claim("me", 5) == []
-        time.sleep(1.3)
-        again = store.claim("me", 5)
-        assert [r.dedup_key for r in again] == [event.dedup_key()]
 
 
 def test_batch_delivers_while_it_stores(run_cli: RunCli, fake: FakeIntercom, outbox: str) -> None:

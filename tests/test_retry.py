@@ -286,3 +286,13 @@ def test_rate_limit_limit_is_a_positive_integer_or_none() -> None:
     for bad in ("0", "-5", "nan", "inf", "many", ""):
         assert parse_rate_limit_limit({"X-RateLimit-Limit": bad}) is None, bad
     assert parse_rate_limit_limit({}) is None
+
+
+def test_retry_delay_grows_and_honours_the_server() -> None:
+    """The outbox's wait before the next flush tries an event again (retry_delay_s)."""
+    from intercom_events_cli.retry import retry_delay_s
+
+    assert retry_delay_s(1) == 30
+    assert retry_delay_s(2) == 60
+    assert retry_delay_s(100) == 3600
+    assert retry_delay_s(1, retry_after_s=600) == 600

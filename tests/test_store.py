@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from intercom_events_cli.cli.watch import parse_metrics_address
+from intercom_events_cli.config import default_outbox_path, resolve_outbox_path
 from intercom_events_cli.errors import OutboxError, UsageError
 from intercom_events_cli.outbox.store import (
     PostgresLocation,
@@ -54,6 +55,16 @@ def test_resolve_location_path_uri_and_schema(tmp_path: Path) -> None:
     assert str(location) == "postgresql://h/db (schema relay_2)"
     with pytest.raises(OutboxError, match="IEVENTS_OUTBOX_SCHEMA"):
         resolve_location(None, {**env, "IEVENTS_OUTBOX_SCHEMA": "Public; drop"})
+
+
+def test_outbox_path_precedence() -> None:
+    env = {"HOME": "/home/ada", "XDG_STATE_HOME": "/var/state", "IEVENTS_OUTBOX": "/x/o.db"}
+    assert resolve_outbox_path("/flag.db", env) == Path("/flag.db")
+    assert resolve_outbox_path(None, env) == Path("/x/o.db")
+    del env["IEVENTS_OUTBOX"]
+    assert resolve_outbox_path(None, env) == Path("/var/state/ievents/outbox.sqlite3")
+    env["XDG_STATE_HOME"] = "relative/ignored"
+    assert default_outbox_path(env) == Path("/home/ada/.local/state/ievents/outbox.sqlite3")
 
 
 @pytest.mark.parametrize("name", ["ievents", "_x", "a1_b2"])

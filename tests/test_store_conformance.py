@@ -231,7 +231,7 @@ def test_claims_are_disjoint_and_oldest_capture_first(
 
 
 def test_release_hands_back_all_or_the_named_rows_of_their_owner_only(store: OutboxStore) -> None:
-    store.queue_many([event(n) for n in range(10)])
+    assert store.queue_many([event(n) for n in range(10)]) == (10, 0)
     first = store.claim("owner-a", 4)
     second = store.claim("owner-b", 10)
     assert [r.id for r in first] == sorted(r.id for r in first)

@@ -1,4 +1,9 @@
-"""The outbox store (intercom_events_cli.outbox) on real SQLite files."""
+"""What only the SQLite outbox has, on real files: the file (modes, header, WAL, locks,
+files that are not an outbox), its migrations, claimers known by their process id, and the
+``Outbox`` class's own ``add_many``.
+
+What every backend does alike is ``test_store_conformance.py``'s.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +24,8 @@ from intercom_events_cli.outbox import (
     Outbox,
     RowResult,
     State,
-    default_outbox_path,
     new_owner,
     owner_is_gone,
-    resolve_outbox_path,
-    retry_delay_s,
 )
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -78,13 +79,6 @@ def test_existing_folder_keeps_its_mode(tmp_path: Path) -> None:
     Outbox.open(folder / "o.sqlite3").close()
     assert mode(folder) == 0o755  # not ours to change
     assert mode(folder / "o.sqlite3") == 0o600
-
-
-def test_reopening_keeps_rows(path: Path) -> None:
-    with Outbox.open(path) as first:
-        first.add(event())
-    with Outbox.open(path) as second:
-        assert second.summary().counts[State.PENDING] == 1
 
 
 # -- files that cannot be used -------------------------------------------------------------------
@@ -169,59 +163,7 @@ def test_unreadable_file_gives_a_clear_error(path: Path) -> None:
         os.chmod(path, 0o600)
 
 
-# -- capturing and de-duplication ---------------------------------------------------------------
-
-
-def test_same_event_is_stored_once(store: Outbox) -> None:
-    first = store.add(event())
-    again = store.add(event())
-    assert first.added and not again.added
-    assert again.id == first.id and again.state is State.PENDING
-    assert store.summary().counts[State.PENDING] == 1
-
-
-def test_redelivered_event_is_recognised_as_delivered(store: Outbox) -> None:
-    owner = new_owner()
-    first = store.add(event())
-    store.claim(owner, 10)
-    store.record(owner, [RowResult(first.id, State.DELIVERED, status=202)])
-    again = store.add(event())
-    assert not again.added and again.state is State.DELIVERED
-    assert again.row is not None and again.row.last_status == 202
-
-
-def test_payload_is_stored_exactly(store: Outbox) -> None:
-    original = Event.create(
-        "paid", email="ada@example.org", created_at=1_700_000_000, metadata={"é": "ü", "n": 1.5}
-    )
-    store.add(original)
-    (row,) = store.rows([State.PENDING])
-    assert row.payload_text.encode() == original.body()
-    assert row.event() == original
-    assert row.dedup_key == original.dedup_key()
-
-
-# -- claiming ------------------------------------------------------------------------------------
-
-
-def test_claims_are_disjoint_and_oldest_first(store: Outbox, path: Path) -> None:
-    store.add_many([event(n) for n in range(10)], now=1000.0)
-    store.add(event(99), now=500.0)  # captured earlier: goes first
-    with Outbox.open(path) as other:
-        mine = store.claim("a", 4, now=2000.0)
-        theirs = other.claim("b", 100, now=2000.0)
-    assert mine[0].dedup_key == event(99).dedup_key()
-    assert {r.id for r in mine}.isdisjoint({r.id for r in theirs})
-    assert len(mine) + len(theirs) == 11
-    assert all(r.state is State.IN_FLIGHT for r in mine + theirs)
-
-
-def test_not_due_rows_wait(store: Outbox) -> None:
-    now = time.time()
-    store.add(event(), next_attempt_at=now + 60)
-    assert store.claim("a", 10, now=now) == []
-    assert store.make_all_due(now=now) == 1
-    assert len(store.claim("a", 10, now=now)) == 1
+# -- claimers known by their process (a claim's owner: host:pid:start:nonce) -------------------
 
 
 def test_claim_of_a_dead_process_is_taken_back_at_once(store: Outbox) -> None:
@@ -230,16 +172,6 @@ def test_claim_of_a_dead_process_is_taken_back_at_once(store: Outbox) -> None:
     assert owner_is_gone(gone)
     assert len(store.claim(gone, 10, lease_s=3600)) == 3
     assert len(store.claim(new_owner(), 10)) == 3  # lease far from expired, yet reclaimed
-
-
-def test_claim_of_a_live_process_is_respected_until_its_lease_ends(store: Outbox) -> None:
-    store.add(event())
-    alive = new_owner()  # this very process, another engine
-    assert not owner_is_gone(alive)
-    now = time.time()
-    assert len(store.claim(alive, 10, lease_s=60, now=now)) == 1
-    assert store.claim("other-host:1:-:x", 10, now=now + 30) == []
-    assert len(store.claim("other-host:1:-:x", 10, now=now + 61)) == 1
 
 
 def test_reused_pid_is_recognised(store: Outbox) -> None:
@@ -251,99 +183,7 @@ def test_reused_pid_is_recognised(store: Outbox) -> None:
     assert not owner_is_gone(f"another-host:{dead_pid()}:-:x")
 
 
-def test_release_and_record(store: Outbox) -> None:
-    ids = [r.id for r in store.add_many([event(n) for n in range(4)])]
-    owner = new_owner()
-    store.claim(owner, 10)
-    later = time.time() + 300
-    store.record(
-        owner,
-        [
-            RowResult(ids[0], State.DELIVERED, status=202, request_id="r1"),
-            RowResult(ids[1], State.DEAD, status=422, error_code="bad", error_message="no"),
-            RowResult(ids[2], State.PENDING, status=503, next_attempt_at=later),
-        ],
-    )
-    assert store.release(owner) == 1
-    rows = {r.id: r for r in store.rows(list(State))}
-    assert rows[ids[0]].state is State.DELIVERED and rows[ids[0]].request_id == "r1"
-    assert rows[ids[1]].state is State.DEAD and rows[ids[1]].error() == {
-        "code": "bad",
-        "message": "no",
-    }
-    assert rows[ids[2]].state is State.PENDING and rows[ids[2]].next_attempt_at == later
-    assert rows[ids[2]].attempts == 1
-    assert rows[ids[3]].state is State.PENDING and rows[ids[3]].attempts == 0
-    summary = store.summary()
-    assert summary.last_success_at is not None
-    assert summary.counts == {
-        State.PENDING: 2,
-        State.IN_FLIGHT: 0,
-        State.DELIVERED: 1,
-        State.DEAD: 1,
-    }
-
-
-def test_result_of_a_lost_claim_is_ignored_unless_delivered(store: Outbox) -> None:
-    ids = [r.id for r in store.add_many([event(1), event(2)])]
-    store.claim("a", 10)
-    assert store.record("b", [RowResult(ids[0], State.DEAD, status=400)]) == 0
-    assert store.record("b", [RowResult(ids[1], State.DELIVERED, status=202)]) == 1
-
-
-# -- managing ------------------------------------------------------------------------------------
-
-
-def test_retry_dead(store: Outbox) -> None:
-    ids = [r.id for r in store.add_many([event(n) for n in range(3)])]
-    store.claim("a", 10)
-    store.record("a", [RowResult(i, State.DEAD, status=404) for i in ids])
-    moved, missing = store.retry_dead([ids[0], 12345])
-    assert moved == [ids[0]] and missing == [12345]
-    moved, missing = store.retry_dead()
-    assert sorted(moved) == ids[1:] and missing == []
-    assert store.summary().counts[State.PENDING] == 3
-
-
-def test_purge_respects_age_state_and_late_arrivals(store: Outbox) -> None:
-    now = time.time()
-    old, new = store.add(event(1), now=now - 40 * 86400), store.add(event(2), now=now)
-    store.claim("a", 10, now=now - 40 * 86400)
-    store.record(
-        "a",
-        [RowResult(old.id, State.DELIVERED, status=202)],
-        now=now - 40 * 86400,
-    )
-    store.record("a", [RowResult(new.id, State.DELIVERED, status=202)], now=now)
-    count, max_id, cutoff = store.purge_plan(State.DELIVERED, older_than_s=30 * 86400)
-    assert count == 1
-    assert store.purge(State.DELIVERED, max_id=max_id, cutoff=cutoff) == 1
-    count, max_id, cutoff = store.purge_plan(State.PENDING)
-    store.add(event(3))  # arrives while the user confirms: must survive
-    assert store.purge(State.PENDING, max_id=max_id, cutoff=cutoff) == 0
-    assert store.summary().counts[State.PENDING] == 1
-    with pytest.raises(ValueError):
-        store.purge_plan(State.IN_FLIGHT)
-
-
-# -- pure helpers --------------------------------------------------------------------------------
-
-
-def test_retry_delay_grows_and_honours_the_server() -> None:
-    assert retry_delay_s(1) == 30
-    assert retry_delay_s(2) == 60
-    assert retry_delay_s(100) == 3600
-    assert retry_delay_s(1, retry_after_s=600) == 600
-
-
-def test_outbox_path_precedence(tmp_path: Path) -> None:
-    env = {"HOME": "/home/ada", "XDG_STATE_HOME": "/var/state", "IEVENTS_OUTBOX": "/x/o.db"}
-    assert resolve_outbox_path("/flag.db", env) == Path("/flag.db")
-    assert resolve_outbox_path(None, env) == Path("/x/o.db")
-    del env["IEVENTS_OUTBOX"]
-    assert resolve_outbox_path(None, env) == Path("/var/state/ievents/outbox.sqlite3")
-    env["XDG_STATE_HOME"] = "relative/ignored"
-    assert default_outbox_path(env) == Path("/home/ada/.local/state/ievents/outbox.sqlite3")
+# -- migrations, add_many, opening together ---------------------------------------------------
 
 
 def test_a_version_1_outbox_is_migrated_in_place(tmp_path: Path) -> None:
@@ -405,41 +245,6 @@ def test_the_same_event_twice_in_one_call_is_stored_once(tmp_path: Path) -> None
         assert [r.added for r in results] == [True, True, False]
         assert results[2].id == results[0].id
         assert len(store.rows([State.PENDING])) == 2
-
-
-def test_queue_many_counts_stored_and_skipped_and_requeues_only_what_it_is_told(
-    tmp_path: Path,
-) -> None:
-    with Outbox.open(tmp_path / "o.sqlite3") as store:
-        delivered, dead, fresh = (Event.create("a", user_id=str(n), created_at=5) for n in range(3))
-        ids = [r.id for r in store.add_many([delivered, dead])]
-        store.claim("owner", 10)
-        store.record(
-            "owner",
-            [
-                RowResult(ids[0], State.DELIVERED, status=202),
-                RowResult(ids[1], State.DEAD, status=404),
-            ],
-        )
-
-        # dead is requeued, delivered skipped, fresh stored; fresh twice counts once.
-        assert store.queue_many(
-            [delivered, dead, fresh, fresh],
-            source="run",
-            source_lines=[1, 2, 3, 4],
-            requeue=(State.DEAD,),
-        ) == (2, 2)
-        pending = {r.event_name + r.payload["user_id"]: r for r in store.rows([State.PENDING])}
-        assert set(pending) == {"a1", "a2"}
-        assert (pending["a1"].source, pending["a1"].source_line, pending["a1"].attempts) == (
-            "run",
-            2,
-            0,
-        )
-        assert pending["a2"].source_line == 3
-
-        # --resend: delivered ones too.
-        assert store.queue_many([delivered], requeue=(State.DEAD, State.DELIVERED)) == (1, 0)
 
 
 def test_a_version_2_outbox_is_migrated_to_destinations(tmp_path: Path) -> None:
