@@ -1,5 +1,7 @@
 """The outbox's promise (issue 9): the right workspace, drained at once after an outage,
-delivered once through faults and kill -9. Real subprocesses, real SQLite, the fake server."""
+delivered once through faults and kill -9. Real subprocesses, the fake server, and each
+outbox backend: the tests that use the outbox run once per backend of ``store_location``
+(conftest.py), through the ``outbox`` and ``cli`` fixtures below."""
 
 from __future__ import annotations
 
@@ -11,24 +13,48 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import TOKEN, RunCli, base_env, make_runner
+from conftest import TOKEN, CliResult, RunCli, base_env, make_runner
 from fake_intercom import FakeIntercom, Reply
 
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox, State
+from intercom_events_cli.outbox import State
+from intercom_events_cli.outbox.store import open_store
 
 EU_TOKEN = "tok_EU_other_workspace_f3a2"
 
 
-def outbox_file(tmp_path: Path) -> Path:
-    return tmp_path / "outbox.sqlite3"
+@pytest.fixture
+def outbox(store_location: str, tmp_path: Path) -> Iterator[str]:
+    """The outbox of the test's CLI runs and its own look inside, each backend in turn.
+
+    Afterwards: the runs really used it (its rows are there) and made no other outbox
+    (the default file) beside it.
+    """
+    yield store_location
+    default = tmp_path / "outbox.sqlite3"
+    assert default.exists() == (str(default) == store_location)
+    with open_store(store_location, {}) as store:
+        assert sum(store.summary().counts.values()) > 0
 
 
-def states(path: Path) -> Counter[str]:
-    with Outbox.open(path) as store:
+@pytest.fixture
+def cli(tmp_path: Path, fake: FakeIntercom, outbox: str) -> RunCli:
+    """``run_cli`` with every run on ``outbox`` (IEVENTS_OUTBOX)."""
+    run = make_runner(tmp_path, fake.url)
+
+    def on_outbox(*args: str, env: dict[str, str | None] | None = None, **kw: Any) -> CliResult:
+        return run(*args, env={"IEVENTS_OUTBOX": outbox, **(env or {})}, **kw)
+
+    return on_outbox
+
+
+def states(outbox: str) -> Counter[str]:
+    with open_store(outbox, {}) as store:
         return Counter(row.state.value for row in store.rows(list(State)))
 
 
@@ -49,9 +75,9 @@ def ndjson(count: int, first: int = 0) -> str:
 
 
 def test_events_go_only_to_the_workspace_they_were_captured_for(
-    tmp_path: Path, fake: FakeIntercom
+    tmp_path: Path, fake: FakeIntercom, cli: RunCli, outbox: str
 ) -> None:
-    us = make_runner(tmp_path, fake.url)
+    us = cli
     with FakeIntercom(expected_token=EU_TOKEN) as eu_fake:
         eu_env = {"INTERCOM_ACCESS_TOKEN": EU_TOKEN, "INTERCOM_BASE_URL": eu_fake.url}
         queued = us("send", "eu-event", "--user-id", "1", "--queue", env=eu_env)
@@ -95,20 +121,20 @@ def test_events_go_only_to_the_workspace_they_were_captured_for(
         assert eu_flush.code == 0, eu_flush
         assert [e["event_name"] for e in eu_fake.events_posted()] == ["eu-event"]
         assert all(r.headers["authorization"] == f"Bearer {EU_TOKEN}" for r in eu_fake.posts())
-    assert states(outbox_file(tmp_path)) == Counter(delivered=4)
+    assert states(outbox) == Counter(delivered=4)
 
 
 def test_rows_of_an_older_outbox_go_to_the_first_configuration_that_flushes(
-    tmp_path: Path, fake: FakeIntercom, run_cli: RunCli
+    tmp_path: Path, fake: FakeIntercom, cli: RunCli, outbox: str
 ) -> None:
-    with Outbox.open(outbox_file(tmp_path)) as store:  # unbound, as migrated rows are
+    with open_store(outbox, {}) as store:  # unbound, as migrated rows are
         store.add(Event.create("old", user_id="1", created_at=1_700_000_000))
     # A rejected token does not keep them: they stay unbound.
-    wrong = run_cli("flush", env={"INTERCOM_ACCESS_TOKEN": "tok_wrong_workspace_0000"})
+    wrong = cli("flush", env={"INTERCOM_ACCESS_TOKEN": "tok_wrong_workspace_0000"})
     assert wrong.code == 77, wrong
-    with Outbox.open(outbox_file(tmp_path)) as store:
+    with open_store(outbox, {}) as store:
         assert [r.destination_id for r in store.rows([State.PENDING])] == [None]
-    assert run_cli("flush").code == 0
+    assert cli("flush").code == 0
     assert [e["event_name"] for e in fake.events_posted()] == ["old"]
 
 
@@ -117,39 +143,39 @@ def test_rows_of_an_older_outbox_go_to_the_first_configuration_that_flushes(
 
 @pytest.mark.long(seconds=4)
 def test_after_an_outage_the_first_flush_delivers_everything_and_during_it_one_probe(
-    tmp_path: Path, fake: FakeIntercom, run_cli: RunCli
+    tmp_path: Path, fake: FakeIntercom, cli: RunCli, outbox: str
 ) -> None:
     fake.script_repeat(Reply(status=503), 6)
     for n in range(3):
-        kept = run_cli("send", "x", "--user-id", str(n), "--queue-on-failure", "--retries", "1")
+        kept = cli("send", "x", "--user-id", str(n), "--queue-on-failure", "--retries", "1")
         assert kept.code == 0 and "queued, NOT delivered" in kept.stdout, kept
     assert len(fake.posts()) == 6
     # Still down: each flush sends one probe (with its retries) and exits 75.
     for _ in range(2):
         before = len(fake.posts())
         fake.script(Reply(status=502), Reply(drop=True))
-        down = run_cli("flush", "--retries", "1", "--json")
+        down = cli("flush", "--retries", "1", "--json")
         assert down.code == 75, down
         assert len(fake.posts()) - before == 2  # one event, two attempts
         assert down.json()["probed"] is True and down.json()["claimed"] == 1
     assert fake.events_posted() == []
     # Back: the first flush delivers all three at once, whatever their backoff says.
-    back = run_cli("flush", "--json")
+    back = cli("flush", "--json")
     assert back.code == 0, back
     assert back.json()["delivered"] == 3
-    assert states(outbox_file(tmp_path)) == Counter(delivered=3)
+    assert states(outbox) == Counter(delivered=3)
     assert sorted(e["user_id"] for e in fake.events_posted()) == ["0", "1", "2"]
 
 
 def test_rerunning_a_batch_whose_events_are_still_pending_is_not_ok(
-    tmp_path: Path, fake: FakeIntercom, run_cli: RunCli
+    tmp_path: Path, fake: FakeIntercom, cli: RunCli
 ) -> None:
     source = tmp_path / "in.ndjson"
     source.write_text(ndjson(2))
     fake.script_repeat(Reply(status=503), 100)
-    first = run_cli("batch", str(source), "--retries", "0", "--json")
+    first = cli("batch", str(source), "--retries", "0", "--json")
     assert first.code == 75 and first.json()["ok"] is False, first
-    again = run_cli("batch", str(source), "--retries", "0", "--json")
+    again = cli("batch", str(source), "--retries", "0", "--json")
     assert again.code == 75, again
     body = again.json()
     assert body["ok"] is False and body["pending"] == 2 and body["skipped"] == 2
@@ -163,30 +189,30 @@ def test_rerunning_a_batch_whose_events_are_still_pending_is_not_ok(
 
 @pytest.mark.long(seconds=25)
 def test_3000_events_through_5xx_and_dropped_connections_are_all_delivered_once(
-    tmp_path: Path, fake: FakeIntercom, run_cli: RunCli
+    tmp_path: Path, fake: FakeIntercom, cli: RunCli, outbox: str
 ) -> None:
     fake.set_faults(error_rate=0.15, drop_rate=0.05, seed=9)
     source = tmp_path / "in.ndjson"
     source.write_text(ndjson(3000))
-    result = run_cli("batch", str(source), "--json", timeout=600)
+    result = cli("batch", str(source), "--json", timeout=600)
     assert result.code == 0, result
     body = result.json()
     assert body["ok"] is True and body["delivered"] == 3000 and body["pending"] == 0
     counts = accepted(fake)
     assert len(counts) == 3000 and set(counts.values()) == {1}
     assert fake.stats()["posts"] > 3000  # the faults did happen
-    assert states(outbox_file(tmp_path)) == Counter(delivered=3000)
+    assert states(outbox) == Counter(delivered=3000)
 
 
 def test_retry_rounds_bring_an_event_back_within_the_same_run(
-    tmp_path: Path, fake: FakeIntercom, run_cli: RunCli
+    tmp_path: Path, fake: FakeIntercom, cli: RunCli
 ) -> None:
     source = tmp_path / "in.ndjson"
     source.write_text(ndjson(1) + ndjson(5, first=1))
     # Intercom answers the first event; the next two fail all their attempts (retries 0)
     # while the others succeed: they come back in the same run, not in the next flush.
     fake.script(Reply(status=202), Reply(status=503), Reply(status=500))
-    result = run_cli("batch", str(source), "--retries", "0", "-c", "1", "--json")
+    result = cli("batch", str(source), "--retries", "0", "-c", "1", "--json")
     assert result.code == 0, result
     assert result.json()["delivered"] == 6 and result.json()["pending"] == 0
     assert len(accepted(fake)) == 6 and len(fake.posts()) == 8
@@ -194,15 +220,14 @@ def test_retry_rounds_bring_an_event_back_within_the_same_run(
 
 @pytest.mark.long(seconds=5)
 def test_chaos_flush_killed_with_sigkill_then_one_flush_delivers_everything(
-    tmp_path: Path, fake: FakeIntercom, run_cli: RunCli
+    tmp_path: Path, fake: FakeIntercom, cli: RunCli, outbox: str
 ) -> None:
     draw = random.Random(1234)
-    path = outbox_file(tmp_path)
     events = [
         Event.create("chaos", user_id=f"c{n}", created_at=1_700_000_000 + n) for n in range(300)
     ]
-    with Outbox.open(path) as store:
-        store.add_many(events)
+    with open_store(outbox, {}) as store:
+        store.queue_many(events)
     fake.latency = 0.05
     concurrency, kills = 8, 0
     for _ in range(5):
@@ -210,7 +235,7 @@ def test_chaos_flush_killed_with_sigkill_then_one_flush_delivers_everything(
             [sys.executable, "-m", "intercom_events_cli", "flush", "-c", str(concurrency)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=base_env(tmp_path, fake.url),
+            env={**base_env(tmp_path, fake.url), "IEVENTS_OUTBOX": outbox},
             cwd=tmp_path,
         )
         time.sleep(draw.uniform(0.4, 1.2))
@@ -220,9 +245,9 @@ def test_chaos_flush_killed_with_sigkill_then_one_flush_delivers_everything(
         flush.wait(30)
     assert kills >= 3  # the test killed flushes mid-run, it did not just watch them end
     fake.latency = 0.0
-    final = run_cli("flush", "--json")
+    final = cli("flush", "--json")
     assert final.code == 0, final
-    assert states(path) == Counter(delivered=300)
+    assert states(outbox) == Counter(delivered=300)
     counts = accepted(fake)
     assert set(counts) == {e.body() for e in events}
     # A re-send only for what was on the wire when a flush was killed.
@@ -246,54 +271,51 @@ def test_every_5xx_is_retried(run_cli: RunCli, fake: FakeIntercom) -> None:
 
 
 def test_a_202_with_a_body_that_cannot_be_decoded_is_delivered(
-    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+    cli: RunCli, outbox: str, fake: FakeIntercom, tmp_path: Path
 ) -> None:
     broken = Reply(status=202, body=b"\x00not gzip at all", headers={"Content-Encoding": "gzip"})
     fake.script(broken)
-    sent = run_cli("send", "x", "--user-id", "1", "--json")
+    sent = cli("send", "x", "--user-id", "1", "--json")
     assert sent.code == 0 and sent.json()["delivered"] is True, sent
     assert len(fake.posts()) == 1  # not sent again
-    with Outbox.open(outbox_file(tmp_path)) as store:
+    with open_store(outbox, {}) as store:
         store.add(Event.create("y", user_id="1", created_at=1_700_000_000))
     fake.script(broken)
-    flushed = run_cli("flush", "--json")
+    flushed = cli("flush", "--json")
     assert flushed.code == 0 and flushed.json()["delivered"] == 1, flushed
-    assert states(outbox_file(tmp_path)) == Counter(delivered=1)
+    assert states(outbox) == Counter(delivered=1)
 
 
 def test_another_2xx_for_an_event_is_not_a_delivery(
-    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+    cli: RunCli, outbox: str, fake: FakeIntercom, tmp_path: Path
 ) -> None:
     portal = Reply(status=200, body="<html>Welcome to the hotel wifi</html>")
     fake.script(portal, portal)
-    result = run_cli("send", "x", "--user-id", "1", "--retries", "1", "--json")
+    result = cli("send", "x", "--user-id", "1", "--retries", "1", "--json")
     assert result.code == 75, result
     body = result.json()
     assert body["delivered"] is False and body["status"] == 200
     assert body["error"]["code"] == "unexpected_response"
     assert "proxy" in result.stderr and "--base-url" in result.stderr
     # In the outbox: kept pending, 75.
-    with Outbox.open(outbox_file(tmp_path)) as store:
+    with open_store(outbox, {}) as store:
         store.add(Event.create("y", user_id="1", created_at=1_700_000_000))
     fake.script(portal)
-    flushed = run_cli("flush", "--retries", "0")
+    flushed = cli("flush", "--retries", "0")
     assert flushed.code == 75, flushed
-    assert states(outbox_file(tmp_path)) == Counter(pending=1)
+    assert states(outbox) == Counter(pending=1)
     # check (GET /me) still takes 200 as success.
-    assert run_cli("check").code == 0
+    assert cli("check").code == 0
 
 
 def test_queue_on_failure_of_a_dead_letter_says_so(
-    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+    cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
     fake.unknown_contacts.add("ghost")
-    assert (
-        run_cli("send", "x", "--user-id", "ghost", "--created-at", "1700000000", "--queue").code
-        == 0
-    )
-    assert run_cli("flush").code == 67
+    assert cli("send", "x", "--user-id", "ghost", "--created-at", "1700000000", "--queue").code == 0
+    assert cli("flush").code == 67
     fake.script(Reply(status=503))
-    again = run_cli(
+    again = cli(
         "send",
         "x",
         "--user-id",
@@ -365,14 +387,14 @@ def test_server_error_codes_share_one_vocabulary(run_cli: RunCli, fake: FakeInte
 
 
 def test_max_time_while_deliveries_succeed_exits_0_and_says_what_is_left(
-    tmp_path: Path, fake: FakeIntercom, run_cli: RunCli
+    tmp_path: Path, fake: FakeIntercom, cli: RunCli, outbox: str
 ) -> None:
-    with Outbox.open(outbox_file(tmp_path)) as store:
-        store.add_many(
+    with open_store(outbox, {}) as store:
+        store.queue_many(
             [Event.create("e", user_id=f"u{n}", created_at=1_700_000_000 + n) for n in range(40)]
         )
     fake.latency = 0.1
-    result = run_cli("flush", "-c", "1", "--max-time", "0.5", "--json")
+    result = cli("flush", "-c", "1", "--max-time", "0.5", "--json")
     assert result.code == 0, result
     body = result.json()
     assert body["stopped"] == "max_time"
