@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -232,3 +233,18 @@ def test_examples_of_the_page_run_as_written(page: Path, tmp_path: Path) -> None
         "\n\n".join(problems)
         + f"\n\n(output changed on purpose? {REGENERATE_ENV}=1 pytest tests/test_doc_examples.py)"
     )
+
+
+def test_the_readme_is_short_and_its_links_lead_somewhere() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    local = [target for target in targets if "://" not in target]
+    assert any(target.startswith("docs/") for target in local)
+    for target in local:
+        assert (REPO_ROOT / target).exists(), f"README.md links to a missing {target}"
+    pages_in_docs = {
+        p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "docs").rglob("*.md")
+    }
+    missing = pages_in_docs - set(local)
+    assert not missing, f"pages the README's map leaves out: {sorted(missing)}"
