@@ -6,7 +6,9 @@ just before it (invisible on the site) steer the test:
 - ``<!-- not-run: why -->``: the block is not run here, for the reason given;
 - ``<!-- fake: 503 -->``: the fake Intercom answers POST /events with that status while the
   block runs (``Retry-After: 0``, so the retries take no time);
-- ``<!-- setup: ievents ...; ievents ... -->``: commands run before the block, unseen.
+- ``<!-- setup: ievents ...; ievents ... -->``: commands run before the block, unseen;
+- ``<!-- json-of: ievents ... --json -->``: before a ``json`` block, the command whose
+  output it shows; every field shown must be in the real output (values may differ).
 
 A ``console`` block is ``$ command`` lines, each followed by the output it shows (stdout,
 then stderr); an ``sh`` block is commands only, each expected to exit 0 unless it ends with
@@ -29,7 +31,7 @@ REGENERATE_ENV = "IEVENTS_DOCS_REGENERATE"
 # The shell metacharacters that need a real shell (pipes, redirections, variables, ...).
 _SHELL_SYNTAX = re.compile(r"[|&;<>$`(){}*?~]|\bif\b")
 
-_BLOCK = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
+_BLOCK = re.compile(r"^([ \t]*)```(\w*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
 _DIRECTIVE = re.compile(r"<!--\s*([\w-]+):\s*(.*?)\s*-->", re.S)
 
 
@@ -40,9 +42,10 @@ class Block:
     page: Path
     line: int  # of the opening fence, 1-based
     lang: str
-    text: str
-    start: int  # offsets of ``text`` in the page
+    text: str  # without the indentation of the fence (a block in a list item)
+    start: int  # offsets of the block's raw text in the page
     end: int
+    indent: str = ""
     directives: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -61,7 +64,8 @@ def blocks(page: Path, langs: tuple[str, ...] = SHELL_LANGS) -> list[Block]:
     text = page.read_text(encoding="utf-8")
     found = []
     for match in _BLOCK.finditer(text):
-        if match.group(1) not in langs:
+        indent, lang, raw = match.group(1), match.group(2), match.group(3)
+        if lang not in langs:
             continue
         # The comments between the previous non-comment text and this fence.
         before = text[: match.start()].rstrip()
@@ -77,10 +81,11 @@ def blocks(page: Path, langs: tuple[str, ...] = SHELL_LANGS) -> list[Block]:
             Block(
                 page=page,
                 line=text.count("\n", 0, match.start()) + 1,
-                lang=match.group(1),
-                text=match.group(2),
-                start=match.start(2),
-                end=match.end(2),
+                lang=lang,
+                text="".join(line.removeprefix(indent) for line in raw.splitlines(True)),
+                start=match.start(3),
+                end=match.end(3),
+                indent=indent,
                 directives=directives,
             )
         )

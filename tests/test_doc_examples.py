@@ -150,6 +150,33 @@ def forget_script(fake: FakeIntercom) -> None:
         fake._script.clear()
 
 
+def keys_missing(shown: object, real: object, path: str = "") -> list[str]:
+    """The fields a shown JSON example has that the real output lacks (values may differ)."""
+    if isinstance(shown, dict) and isinstance(real, dict):
+        missing = []
+        for key, value in shown.items():
+            if key not in real:
+                missing.append(f"{path}.{key}")
+            else:
+                missing += keys_missing(value, real[key], f"{path}.{key}")
+        return missing
+    if isinstance(shown, list) and isinstance(real, list) and shown and real:
+        return keys_missing(shown[0], real[0], f"{path}[0]")
+    return []
+
+
+def check_json(box: Sandbox, block: Block) -> list[str]:
+    """A ``json`` block shown as a command's output: its fields must all be real."""
+    command = block.directives["json-of"]
+    code, out = box.run(command)
+    if code != expected_exit(command):
+        return [f"{block.where}: `{command}` exited {code}:\n{out}"]
+    shown = json.loads(block.text)
+    real = json.loads(out.splitlines()[0])
+    missing = keys_missing(shown, real)
+    return [f"{block.where}: `{command}` prints no {m}:\n{out}" for m in missing]
+
+
 def run_block(box: Sandbox, block: Block) -> tuple[list[str], str | None]:
     """Run one block; the problems found, and its regenerated text for a console block."""
     problems: list[str] = []
@@ -159,6 +186,8 @@ def run_block(box: Sandbox, block: Block) -> tuple[list[str], str | None]:
     if "fake" in block.directives:
         fake_answers(box.fake, int(block.directives["fake"]))
     try:
+        if block.lang == "json":
+            return check_json(box, block), None
         if block.lang == "console":
             steps = console_steps(block.text)
             assert steps, f"{block.where}: a console block without a '$ ' command"
@@ -186,7 +215,10 @@ def run_block(box: Sandbox, block: Block) -> tuple[list[str], str | None]:
 
 def runnable_pages() -> Iterator[Path]:
     for page in pages():
-        if any("not-run" not in b.directives and b.lang != "crontab" for b in blocks(page)):
+        runs = [b for b in blocks(page, (*SHELL_LANGS, "json")) if "not-run" not in b.directives]
+        if any(
+            b.lang != "crontab" and (b.lang != "json" or "json-of" in b.directives) for b in runs
+        ):
             yield page
 
 
@@ -215,8 +247,10 @@ def test_examples_of_the_page_run_as_written(page: Path, tmp_path: Path) -> None
         box = Sandbox(home, fake)
         problems: list[str] = []
         updates: list[tuple[Block, str]] = []
-        for block in blocks(page):
+        for block in blocks(page, (*SHELL_LANGS, "json")):
             if "not-run" in block.directives or block.lang == "crontab":
+                continue
+            if block.lang == "json" and "json-of" not in block.directives:
                 continue
             found, regenerated = run_block(box, block)
             problems += found
@@ -225,7 +259,11 @@ def test_examples_of_the_page_run_as_written(page: Path, tmp_path: Path) -> None
     if regenerate and updates:
         text = page.read_text(encoding="utf-8")
         for block, regenerated in reversed(updates):
-            text = text[: block.start] + regenerated + text[block.end :]
+            indented = "".join(
+                block.indent + line if line.strip() else line
+                for line in regenerated.splitlines(True)
+            )
+            text = text[: block.start] + indented + text[block.end :]
         page.write_text(text, encoding="utf-8")
         problems = [p for p in problems if " shows:\n" not in p]
     shutil.rmtree(home, ignore_errors=True)
