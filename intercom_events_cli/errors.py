@@ -6,6 +6,7 @@
     ├── UsageError (2)           the command line is wrong (e.g. no contact identity)
     ├── ValidationError (65)     event data refused locally, before anything is sent
     ├── ConfigError (78)         no token, bad region, plain http off loopback, ...
+    │   └── MissingExtra (78)    an extra (postgres, metrics) is not installed
     ├── OutboxError (78)         the outbox file is locked, unreadable or corrupt
     │   └── OutboxUnavailable (75)  its database cannot be reached now
     └── ApiError                 Intercom (or the network) answered with a failure
@@ -91,6 +92,20 @@ class ConfigError(IeventsError):
 
     exit_code = ExitCode.CONFIG
     code = "config_error"
+
+
+class MissingExtra(ConfigError):
+    """An optional dependency is not installed (exit 78): ``extra`` names the extra.
+
+    The command that installs it depends on how ievents was installed
+    (:func:`intercom_events_cli.extras.extra_install_command`); the CLI adds it as the hint.
+    """
+
+    code = "missing_extra"
+
+    def __init__(self, message: str, extra: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.extra = extra
 
 
 class OutboxError(IeventsError):

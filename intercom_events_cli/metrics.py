@@ -22,13 +22,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, IeventsError
+from .errors import ConfigError, IeventsError, MissingExtra
 from .outbox import OutboxSummary, State
 
 if TYPE_CHECKING:
     from .delivery import Delivery
 
-METRICS_EXTRA = "pip install 'intercom-events-cli[metrics]'"
 # Capture to acceptance: from a relay's sub-second to a backlog of hours.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 
@@ -37,8 +36,8 @@ def _prometheus() -> Any:
     try:
         import prometheus_client
     except ImportError:
-        raise ConfigError(
-            f"Prometheus output needs prometheus-client: {METRICS_EXTRA}",
+        raise MissingExtra(
+            "Prometheus output needs prometheus-client (the extra 'metrics')", "metrics"
         ) from None
     return prometheus_client
 

@@ -21,6 +21,7 @@ from .output import Output
 from .render import (
     capture_json,
     describe_failure,
+    error_hint,
     error_json,
     failure_hint,
     outcome_json,
@@ -63,7 +64,7 @@ def queue_after_failure(
             failed["error"] = {**error_json(exc), "delivery_error": outcome.error()}
             ui.json(failed)
         ui.error(describe_failure(outcome) + "; and it could not be queued:")
-        ui.error(exc.message, exc.hint)
+        ui.error(exc.message, error_hint(exc))
         raise typer.Exit(int(exc.exit_code)) from None
     say_captured(ui, result, settings)
     return int(result.exit_code)

@@ -22,7 +22,7 @@ from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import status_text
 from .environment import current
 from .output import Output
-from .render import error_json
+from .render import error_hint, error_json
 
 if TYPE_CHECKING:
     from ..client import AttemptLog
@@ -236,7 +236,7 @@ def reporting(
         if on_error is not None:
             on_error(exc)
         _json_error_once(ui, exc.exit_code, exc.code, exc.message)
-        ui.error(exc.message, exc.hint)
+        ui.error(exc.message, error_hint(exc))
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
         _json_error_once(ui, ExitCode.INTERRUPTED, "interrupted", "interrupted")

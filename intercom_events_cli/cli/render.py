@@ -218,6 +218,19 @@ def error_json(exc: IeventsError) -> dict[str, Any]:
     return {"code": exc.code, "message": exc.message}
 
 
+def error_hint(exc: IeventsError) -> str | None:
+    """The hint shown under an error: for a missing extra, the command that installs it
+    into this ievents, the way it was installed (never a package name no index serves)."""
+    from ..errors import MissingExtra
+
+    if not isinstance(exc, MissingExtra):
+        return exc.hint
+    from ..extras import extra_install_command
+
+    install = f"install it: {extra_install_command(exc.extra)}"
+    return f"{install}; {exc.hint}" if exc.hint else install
+
+
 def stop_cause(reason: StopReason | None) -> str:
     """Why a run left events undelivered, as a batch summary says it."""
     from ..delivery_results import StopReason

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit, urlunsplit
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 SCHEMA_ENV = "IEVENTS_OUTBOX_SCHEMA"
 DEFAULT_PG_SCHEMA = "ievents"
-POSTGRES_EXTRA = "pip install 'intercom-events-cli[postgres]'"
 
 
 class PostgresLocation:

@@ -18,16 +18,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..errors import OutboxError, OutboxUnavailable
+from ..errors import MissingExtra, OutboxError, OutboxUnavailable
 from . import pg_schema
-from .location import POSTGRES_EXTRA, PostgresLocation
+from .location import PostgresLocation
 
 try:
     import psycopg
     from psycopg import errors as pg_errors
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise OutboxError(
-        f"a PostgreSQL outbox needs the psycopg driver: {POSTGRES_EXTRA}",
+    raise MissingExtra(
+        "a PostgreSQL outbox needs the psycopg driver (the extra 'postgres')",
+        "postgres",
         hint="or point --outbox / IEVENTS_OUTBOX at a file",
     ) from exc
 

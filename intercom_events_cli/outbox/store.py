@@ -27,9 +27,6 @@ from .location import (
     valid_schema_name,
 )
 from .location import (
-    POSTGRES_EXTRA as POSTGRES_EXTRA,
-)
-from .location import (
     POSTGRES_SCHEMES as POSTGRES_SCHEMES,
 )
 from .location import (
