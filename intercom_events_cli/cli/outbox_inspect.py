@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..config import outbox_source
 from ..errors import UsageError
 from ..outcome import api_error_text, status_text
 from .common import (
@@ -28,7 +29,7 @@ from .common import (
 from .environment import current
 from .outbox import SQLITE_MAX_INT, outbox_app
 from .output import Output
-from .render import destination_text, relative, row_json, status_json, when
+from .render import destination_text, relative, row_json, schema_text, status_json, when
 
 if TYPE_CHECKING:
     from ..destination import Destination
@@ -112,6 +113,7 @@ def status(
             raise UsageError(f"--format {output_format!r}: choose text, json or prometheus")
         env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
+        source = outbox_source(outbox, env)
         summary = None
         if path.exists():
             with open_outbox(path, env) as store:
@@ -123,7 +125,7 @@ def status(
 
             ui.raw(status_text(summary))
             return
-        print_status(ui, path, summary)
+        print_status(ui, path, summary, source)
 
 
 def short_destination(row: OutboxRow, destinations: Mapping[int, Destination]) -> str:
@@ -135,14 +137,17 @@ def short_destination(row: OutboxRow, destinations: Mapping[int, Destination]) -
     return f"{host} …{destination.token_hint}"
 
 
-def print_status(ui: Output, path: OutboxLocation, summary: OutboxSummary | None) -> None:
-    """``outbox status`` for humans (or ``--json``)."""
-    data = status_json(path, summary)
+def print_status(
+    ui: Output, path: OutboxLocation, summary: OutboxSummary | None, source: str = ""
+) -> None:
+    """``outbox status`` for humans (or ``--json``); ``source`` says why this outbox."""
+    data = status_json(path, summary, source)
     if ui.json_mode:
         ui.json(data)
         return
     if summary is None:
         ui.result(f"outbox        {path} (not created yet: nothing was ever queued)")
+        ui.result(f"chosen by     {source}")
         return
 
     def moment(key: str) -> str:
@@ -167,7 +172,8 @@ def print_status(ui: Output, path: OutboxLocation, summary: OutboxSummary | None
     if summary.last_flush_exit_code is not None:
         flush_line += f", exit {summary.last_flush_exit_code}"
     lines = [
-        f"outbox        {path} (schema {summary.schema_version})",
+        f"outbox        {path} ({schema_text(path, summary.schema_version)})",
+        f"chosen by     {source}",
         f"pending       {pending_line}",
         f"in flight     {data['in_flight']}",
         f"dead          {data['dead']}",

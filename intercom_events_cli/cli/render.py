@@ -404,8 +404,18 @@ def summary_json(report: BatchReport, rejects: str | None, mode: BatchMode) -> d
     }
 
 
-def status_json(path: OutboxLocation, summary: OutboxSummary | None) -> dict[str, Any]:
-    """The ``outbox status --json`` object."""
+def schema_text(path: OutboxLocation, version: int) -> str:
+    """``SQLite, schema version 3``: each backend numbers its own schema's versions."""
+    from pathlib import Path
+
+    backend = "SQLite" if isinstance(path, Path) else "PostgreSQL"
+    return f"{backend}, schema version {version}"
+
+
+def status_json(
+    path: OutboxLocation, summary: OutboxSummary | None, source: str = ""
+) -> dict[str, Any]:
+    """The ``outbox status --json`` object; ``source``: why this outbox (``--outbox``, ...)."""
     from ..outbox import State
 
     now = current().clock()
@@ -419,6 +429,7 @@ def status_json(path: OutboxLocation, summary: OutboxSummary | None) -> dict[str
     last_success = summary.last_success_at if summary else None
     return {
         "path": str(path),
+        "source": source,
         "exists": summary is not None,
         "schema_version": summary.schema_version if summary else None,
         "pending": counts.get(State.PENDING, 0),
