@@ -205,7 +205,7 @@ def batch(
         str,
         typer.Argument(
             metavar="FILE",
-            help="NDJSON or CSV file (optionally .gz), or - for standard input.",
+            help="NDJSON or CSV file (or .gz), - for standard input.",
             show_default=False,
         ),
     ] = "-",
@@ -214,7 +214,7 @@ def batch(
         typer.Option(
             "--format",
             case_sensitive=False,
-            help="ndjson or csv (default: from the extension; standard input: ndjson).",
+            help="ndjson or csv. [default: from the extension]",
             rich_help_panel=INPUT,
             show_default=False,
         ),
@@ -224,8 +224,7 @@ def batch(
         typer.Option(
             "--rejects",
             metavar="PATH",
-            help="Write invalid and permanently rejected records here (NDJSON, with _line "
-            "and _error); without it the first ten problems go to stderr.",
+            help="Write invalid and rejected records here (NDJSON).",
             rich_help_panel=INPUT,
             show_default=False,
         ),
@@ -240,7 +239,7 @@ def batch(
         bool,
         typer.Option(
             "--queue",
-            help="Store in the outbox only; ievents flush delivers later.",
+            help="Store in the outbox only; ievents flush sends them.",
             rich_help_panel=DELIVERY,
         ),
     ] = False,
@@ -248,7 +247,7 @@ def batch(
         bool,
         typer.Option(
             "--resend",
-            help="Send records again even if the outbox says they were delivered.",
+            help="Send again records already delivered.",
             rich_help_panel=DELIVERY,
         ),
     ] = False,
@@ -260,8 +259,7 @@ def batch(
             metavar="N",
             min=1,
             max=256,
-            help="Requests in flight (32 reaches Intercom's 10,000/min over a 50-200 ms "
-            "round trip).",
+            help="Requests in flight, 1-256.",
             rich_help_panel=DELIVERY,
         ),
     ] = 32,
@@ -271,8 +269,8 @@ def batch(
             "--max-rate",
             min=0.001,
             callback=finite,
-            metavar="EVENTS_PER_S",
-            help="Send at most this many events per second (rate-limit pacing applies anyway).",
+            metavar="N",
+            help="At most N events a second (pacing applies anyway).",
             rich_help_panel=DELIVERY,
             show_default=False,
         ),
@@ -284,7 +282,7 @@ def batch(
             metavar="SECONDS",
             min=0.0,
             callback=finite,
-            help="Start no new delivery after this long; the rest stays in the outbox.",
+            help="Start no new delivery after this long.",
             rich_help_panel=DELIVERY,
             show_default=False,
         ),
@@ -305,30 +303,18 @@ def batch(
         typer.Option(
             "--verbose",
             "-v",
-            help="The progress (read, delivered, rate, ETA) as a line every 10 s on stderr "
-            "(for cron logs).",
+            help="Progress as a line every 10 s on stderr.",
             rich_help_panel=OUTPUT,
         ),
     ] = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Send every event of an NDJSON or CSV file or stream, paced, resumable, nothing lost.
+    """Send the events of an NDJSON or CSV file or stdin, paced, resumable.
 
-    Example: ievents batch events.ndjson.gz --rejects rejects.ndjson
-
-    Example: zcat export.csv.gz | ievents batch - --format csv --json
-
-    Valid records are stored in the outbox, then delivered while reading goes on.
-    A record already delivered or pending in the outbox is skipped (--resend: send again),
-    so running the same file twice sends nothing twice (give created_at for that).
-    Pacing follows X-RateLimit-*: few 429s, close to the fastest the limit allows.
-    Failures that outlast the retries stay in the outbox for ievents flush.
-    kill -9 or Ctrl-C: nothing is lost; ievents flush, or the same batch again, goes on.
-
-    Exit codes: 0 all delivered, 65 some records invalid or rejected, 67 some contacts
-    not found, 75 some not delivered yet (in the outbox), 77 token rejected,
-    78 configuration, 130 interrupted; several: the most severe.
+    Examples:
+      ievents batch events.ndjson.gz --rejects rejects.ndjson
+      zcat export.csv.gz | ievents batch - --format csv --json
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
     from ..batch import BatchMode

@@ -134,14 +134,8 @@ def config_command(
 ) -> None:
     """Show every effective setting and where it came from; sends nothing.
 
-    Example: ievents config --profile eu
-
-    Each setting comes from, first to last: a flag, an environment variable, the
-    selected profile of config.toml, the .env file, the default. The token is shown only
-    as its last four characters, with its source. Give the same flags as the command you
-    are checking to see what it would use.
-
-    Exit codes: 0 ok, 78 configuration error (unknown profile or key, unreadable file).
+    Example:
+      ievents config --profile eu
     """
     ui = Output(json_mode=json_output, quiet=quiet, no_color=no_color)
 

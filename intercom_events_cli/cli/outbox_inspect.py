@@ -46,7 +46,7 @@ ReadQuietOpt = Annotated[
     typer.Option(
         "--quiet",
         "-q",
-        help="Print nothing; exit 0 when the outbox can be read, else 78.",
+        help="Print nothing; exit 0 if the outbox can be read.",
         rich_help_panel="Output",
     ),
 ]
@@ -81,30 +81,18 @@ def status(
         typer.Option(
             "--format",
             metavar="text|json|prometheus",
-            help="text, json (as --json) or prometheus (the text exposition format).",
+            help="Output format (json: as --json).",
         ),
     ] = "text",
     quiet: ReadQuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Where the outbox is, what it holds, and when a flush last ran and succeeded.
+    """Where the outbox is and why, what it holds, and the last flush.
 
-    Example (monitoring): ievents outbox status --json | jq .oldest_pending_age_s
-
-    --json fields: path, exists, schema_version, pending, in_flight, dead, delivered,
-    oldest_pending_at, oldest_pending_age_s, next_attempt_at,
-    last_flush_at, last_flush_age_s, last_flush_exit_code,
-    last_success_at, last_success_age_s, pending_by_destination (a list of
-    {destination: {base_url, api_version, token_hint} or null if unbound, events}).
-    Times are UTC (ISO-8601), ages in seconds; null when unknown.
-    Exits 0 unless the outbox cannot be read (78; 75 for a database that is down).
-
-    --format prometheus (for node_exporter's textfile collector):
-    ievents_outbox_events{state=...}, ievents_outbox_oldest_pending_age_seconds,
-    ievents_outbox_last_success_timestamp_seconds (0: never),
-    ievents_outbox_last_flush_timestamp_seconds, ievents_outbox_last_flush_exit_code.
-    Example (cron): ievents outbox status --format prometheus > /var/lib/node_exporter/ievents.prom
+    Examples:
+      ievents outbox status --json | jq .oldest_pending_age_s
+      ievents outbox status --format prometheus > ievents.prom
     """
     fmt = output_format.strip().lower()
     ui = Output(json_mode=json_output or fmt == "json", quiet=quiet, no_color=no_color)
@@ -210,17 +198,10 @@ def list_rows(
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List the events in the outbox with their state and last error, oldest first.
+    """List the events in the outbox with their state and last error.
 
-    Example: ievents outbox list --dead
-
-    Without --pending, --dead or --delivered: everything not delivered.
-    On a terminal: a table. Otherwise one tab-separated line per event:
-    id, state, event, contact, captured, attempts, last error, destination
-    (base URL, API version, last 4 characters of the token; "unbound" for rows of an
-    older outbox, which the first configuration that flushes them delivers).
-    --json: one object per line, the event (API field names), its last error and its
-    destination.
+    Example:
+      ievents outbox list --dead --limit 20
     """
     from ..outbox import State
 
@@ -353,13 +334,10 @@ def export(
     ] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Print the events as NDJSON: one payload per line, API field names, replayable.
+    """Print the events as NDJSON: one API payload per line, replayable.
 
-    Example: ievents outbox export --dead > rejected.ndjson
-
-    Without --pending or --dead: every event not delivered.
-    Each line is the exact body posted, created_at included,
-    so Intercom de-duplicates a replay of an event it already has.
+    Example:
+      ievents outbox export --dead > dead.ndjson
     """
     from ..outbox import State
 

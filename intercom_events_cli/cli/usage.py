@@ -152,8 +152,12 @@ def run(app: typer.Typer, argv: Sequence[str]) -> int:
     try:
         # As typer's app(...) does, without building the click command again each call.
         result = click_command(app)(args=list(argv), prog_name="ievents", standalone_mode=False)
-    except click_exceptions.NoArgsIsHelpError:
-        return int(ExitCode.USAGE)  # the help was already printed
+    except click_exceptions.NoArgsIsHelpError as exc:
+        # A bare group (ievents, ievents outbox): its commands, not the whole help.
+        from .helpformat import short_command_list
+
+        Output().stderr.write(short_command_list(exc.ctx.command, exc.ctx))
+        return int(ExitCode.USAGE)
     except click_exceptions.UsageError as exc:
         return report_usage_error(exc, argv)
     except typer.Abort:
