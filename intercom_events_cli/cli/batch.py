@@ -38,7 +38,15 @@ from .common import (
 from .environment import current
 from .output import Output
 from .progress import progress_reporting
-from .render import plural, setup_cause, stop_cause, summary_json, waiting_elsewhere_text
+from .render import (
+    agree,
+    plural,
+    setup_cause,
+    stop_cause,
+    summary_json,
+    timing,
+    waiting_elsewhere_text,
+)
 
 if TYPE_CHECKING:
     from ..batch import BatchMode, BatchReport
@@ -120,13 +128,12 @@ def print_summary(
     if mode is BatchMode.QUEUE:
         ui.info(
             f"batch --queue: {read}; {stored}; ievents flush delivers them "
-            f"({report.elapsed_s:.1f} s, {report.events_per_s:.0f} records/s)"
+            f"({timing(report.elapsed_s, report.events_per_s, 'records')})"
         )
     else:
         ui.info(
             f"batch: {read}; {stored}; {report.delivered} delivered, {report.dead} rejected, "
-            f"{report.pending} pending in {report.elapsed_s:.1f} s "
-            f"({report.events_per_s:.0f} events/s)",
+            f"{report.pending} pending ({timing(report.elapsed_s, report.events_per_s, 'events')})",
             style="green" if report.exit_code == ExitCode.OK else None,
         )
     if rejects is not None and (report.invalid or report.rejected_lines):
@@ -183,9 +190,9 @@ def print_not_delivered(ui: Output, report: BatchReport) -> None:
                 "or waiting for another workspace"
             )
         ui.error(
-            f"{plural(report.pending, 'event')} not delivered yet ({'; '.join(parts)}); they "
-            "are safe in the outbox",
-            "deliver them later with: ievents flush",
+            f"{plural(report.pending, 'event')} not delivered yet ({'; '.join(parts)}); "
+            f"{agree(report.pending, 'it is', 'they are')} safe in the outbox",
+            f"deliver {agree(report.pending, 'it', 'them')} later with: ievents flush",
         )
     if flush is not None:
         for destination, count in flush.waiting_elsewhere:

@@ -42,6 +42,7 @@ from .common import (
 )
 from .output import Output
 from .render import (
+    agree,
     delivery_counts,
     delivery_line,
     describe_failure,
@@ -128,7 +129,8 @@ def report_dead_letters(ui: Output, report: FlushReport) -> None:
         ui.error(f"{describe_failure(delivery.outcome)} [outbox id {delivery.row.id}]")
     if report.dead:
         ui.error(
-            f"{plural(report.dead, 'event')} rejected by Intercom, kept as dead letters",
+            f"{plural(report.dead, 'event')} rejected by Intercom, kept as "
+            f"{agree(report.dead, 'a dead letter', 'dead letters')}",
             "see them with: ievents outbox list --dead; fix the data and send again, or "
             "try again as they are: ievents outbox retry ID",
         )
@@ -149,8 +151,10 @@ def report_failures(ui: Output, report: FlushReport, settings: Settings, pending
             f" from {when(report.next_attempt_at)}" if report.next_attempt_at is not None else ""
         )
         ui.error(
-            f"{plural(report.deferred, 'event')} not delivered ({detail}); they stay in the outbox",
-            f"Intercom or the network is unavailable; the next flush retries them{next_try} "
+            f"{plural(report.deferred, 'event')} not delivered ({detail}); "
+            f"{agree(report.deferred, 'it stays', 'they stay')} in the outbox",
+            "Intercom or the network is unavailable; the next flush retries "
+            f"{agree(report.deferred, 'it', 'them')}{next_try} "
             "(ievents flush --now: at once)",
         )
     for destination, count in report.waiting_elsewhere:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 CONTACT = "Contact"
 LISTING = "Listing"
+# The --limit default of list and outbox list alike: a screenful; 0 lists everything.
+DEFAULT_LIMIT = 50
 
 
 def open_client(ui: Output, settings: Settings) -> EventsClient:
@@ -303,16 +305,15 @@ def list_command(
         ),
     ] = None,
     limit: Annotated[
-        int | None,
+        int,
         typer.Option(
             "--limit",
             min=0,
             metavar="N",
-            help="Stop after N events (or summaries); 0: all (the default).",
+            help="At most N events (or summaries); 0: all.",
             rich_help_panel=LISTING,
-            show_default=False,
         ),
-    ] = None,
+    ] = DEFAULT_LIMIT,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
     profile: ProfileOpt = None,
@@ -348,8 +349,7 @@ def list_command(
       ievents list --user-id 314159 --limit 20
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
-    if limit == 0:
-        limit = None  # 0 means all, as in outbox list
+    wanted = limit or None  # 0 means all, as in outbox list
     with reporting(ui, debug):
         contact = pick_contact(user_id, email, contact_id)
         settings = load_settings(
@@ -369,9 +369,9 @@ def list_command(
 
                     next(iter(list_events(client, contact, per_page=per_page, limit=1)), None)
                 elif summary:
-                    show_summaries(ui, client, contact, limit)
+                    show_summaries(ui, client, contact, wanted)
                 else:
-                    show_events(ui, client, contact, per_page=per_page, limit=limit)
+                    show_events(ui, client, contact, per_page=per_page, limit=wanted)
         except ApiError as exc:
             exc.hint = exc.hint or lookup_hint(exc, settings, contact)
             raise
@@ -440,7 +440,7 @@ def show_events(
     if count == 0 and listing.foreign_next is None:
         ui.info(f"no events for {contact} in the last 90 days")
     elif listing.more_available:
-        ui.info(f"showing the first {count} events; there are more (raise --limit)")
+        ui.info(f"showing the first {count} events; there are more (--limit 0 lists all)")
 
 
 def _is_terminal(ui: Output) -> bool:

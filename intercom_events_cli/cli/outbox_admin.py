@@ -27,7 +27,7 @@ from .common import (
 from .environment import current
 from .outbox import SQLITE_MAX_INT, outbox_app
 from .output import Output
-from .render import plural
+from .render import agree, plural
 
 if TYPE_CHECKING:
     from ..outbox import State
@@ -70,7 +70,8 @@ def retry(
             ui.json({"ok": not missing, "retried": moved, "not_dead": missing})
         elif moved:
             ui.result(
-                f"{plural(len(moved), 'dead letter')} back to pending; ievents flush sends them"
+                f"{plural(len(moved), 'dead letter')} back to pending; ievents flush sends "
+                f"{agree(len(moved), 'it', 'them')}"
             )
         elif not missing:
             ui.result("no dead letters to retry")

@@ -6,6 +6,7 @@ Nothing here changes the outbox; ``retry`` and ``purge`` are in :mod:`.outbox_ad
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -70,6 +71,14 @@ def chosen_states(
     return default
 
 
+class StatusFormat(str, Enum):
+    """What ``outbox status --format`` prints."""
+
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
 @outbox_app.command()
 def status(
     outbox: OutboxOpt = None,
@@ -77,13 +86,13 @@ def status(
     profile: ProfileOpt = None,
     json_output: JsonOpt = False,
     output_format: Annotated[
-        str,
+        StatusFormat,
         typer.Option(
             "--format",
-            metavar="text|json|prometheus",
+            case_sensitive=False,
             help="Output format (json: as --json).",
         ),
-    ] = "text",
+    ] = StatusFormat.text,
     quiet: ReadQuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
@@ -94,11 +103,10 @@ def status(
       ievents outbox status --json | jq .oldest_pending_age_s
       ievents outbox status --format prometheus > ievents.prom
     """
-    fmt = output_format.strip().lower()
+    # A choice, like batch's --format: a wrong value is the parser's usage error (exit 2).
+    fmt = output_format.value
     ui = Output(json_mode=json_output or fmt == "json", quiet=quiet, no_color=no_color)
     with reporting(ui, debug, on_error=json_error(ui)):
-        if fmt not in ("text", "json", "prometheus"):
-            raise UsageError(f"--format {output_format!r}: choose text, json or prometheus")
         env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
         source = outbox_source(outbox, env)
@@ -117,12 +125,12 @@ def status(
 
 
 def short_destination(row: OutboxRow, destinations: Mapping[int, Destination]) -> str:
-    """``api.eu.intercom.io …f3a2``: host and token ending, for a narrow table cell."""
+    """``api.eu.intercom.io ...f3a2``: host and token ending, for a narrow table cell."""
     destination = destinations.get(row.destination_id) if row.destination_id else None
     if destination is None:
         return "unbound"
     host = destination.base_url.split("://", 1)[-1]
-    return f"{host} …{destination.token_hint}"
+    return f"{host} ...{destination.token_hint}"
 
 
 def print_status(

@@ -58,6 +58,19 @@ def _unquoted_json_metadata(argv: Sequence[str]) -> str | None:
     return None
 
 
+# How alike a mistyped option and a real one must be to be suggested: click's own cutoff
+# (0.6) offers --verbose for --bogus; 0.75 keeps --dry-rn -> --dry-run, --retry -> --retries.
+SUGGEST_CUTOFF = 0.75
+
+
+def close_options(given: str, possibilities: Sequence[str]) -> list[str]:
+    """The options close enough to ``given`` to be what was meant, best first."""
+    import difflib
+
+    scored = [(difflib.SequenceMatcher(None, given, name).ratio(), name) for name in possibilities]
+    return [name for score, name in sorted(scored, reverse=True) if score >= SUGGEST_CUTOFF]
+
+
 def hint_for(exc: Any, argv: Sequence[str]) -> str:
     """The most useful hint for a usage error, given the whole command line."""
     args = _before_separator(argv)
@@ -81,9 +94,9 @@ def hint_for(exc: Any, argv: Sequence[str]) -> str:
         command = next((arg for arg in args if arg in _COMMAND_NAMES), None)
         if is_root and command is not None:
             return f"options go after the command name: ievents {command} {exc.option_name} ..."
-        if exc.possibilities:
-            choices = " or ".join(sorted(exc.possibilities))
-            return f"did you mean {choices}? ({help_hint})"
+        close = close_options(exc.option_name, exc.possibilities or ())
+        if close:
+            return f"did you mean {' or '.join(close)}? ({help_hint})"
     return help_hint
 
 
