@@ -155,3 +155,12 @@ def test_config_says_when_no_profile_is_selected(run_cli: RunCli, tmp_path: Path
     )
     assert "(none)" not in result.stdout
     assert json.loads(run_cli("config", "--json").stdout)["settings"]["profile"]["value"] is None
+
+
+def test_config_says_where_no_token_was_found(run_cli: RunCli, tmp_path: Path) -> None:
+    env = {"INTERCOM_ACCESS_TOKEN": None, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    token = run_cli("config", "--json", env=env).json()["settings"]["token"]
+    assert token == {
+        "value": None,
+        "source": f"no variable, token file or profile sets it; no .env in {tmp_path / 'work'}",
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,15 @@ def test_list_summary_of_an_answer_without_summaries_is_an_error(
     assert result.stdout == ""
     assert "has no event summaries (no name and count), only events" in result.stderr
     assert "without --summary" in result.stderr
+
+
+def test_outbox_status_names_the_backend_beside_its_schema_version(
+    run_cli: RunCli, pg_uri: str, tmp_path: Path
+) -> None:
+    file = tmp_path / "o.sqlite3"
+    assert run_cli("send", "x", "--user-id", "1", "--queue", "--outbox", str(file)).code == 0
+    assert run_cli("send", "x", "--user-id", "1", "--queue", "--outbox", pg_uri).code == 0
+    on_file = run_cli("outbox", "status", "--outbox", str(file)).stdout.splitlines()[0]
+    on_pg = run_cli("outbox", "status", "--outbox", pg_uri).stdout.splitlines()[0]
+    assert re.search(r"\(SQLite, schema version \d+\)$", on_file), on_file
+    assert re.search(r"\(PostgreSQL, schema version \d+\)$", on_pg), on_pg

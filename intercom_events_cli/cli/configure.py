@@ -66,7 +66,10 @@ def effective_settings(
         looked = (
             f"not in {env.env_path}" if env.env_file_used else f"no .env in {env.env_path.parent}"
         )
-        token = {"value": None, "source": looked}
+        token = {
+            "value": None,
+            "source": f"no variable, token file or profile sets it; {looked}",
+        }
     if flags["base_url"]:
         base_source = "--base-url"
     elif flags["region"] and env.get(BASE_URL_ENV):
