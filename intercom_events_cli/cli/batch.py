@@ -239,7 +239,10 @@ def batch(
     dry_run: Annotated[
         bool,
         typer.Option(
-            "--dry-run", "-n", help="Read and validate everything; store and send nothing."
+            "--dry-run",
+            "-n",
+            help="Read and validate everything; store and send nothing.",
+            rich_help_panel=INPUT,
         ),
     ] = False,
     queue: Annotated[

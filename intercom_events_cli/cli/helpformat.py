@@ -106,12 +106,10 @@ def _sections(command: Any, ctx: Any) -> list[tuple[str, list[tuple[str, str]]]]
             help_row = row
             continue
         panels.setdefault(getattr(param, "rich_help_panel", None) or "", []).append(row)
-    # Options of no panel join the first panel: a heading for one option costs two lines.
+    # Options of no panel come first, under "Options".
     loose = panels.pop("", [])
-    if loose:
-        first = next(iter(panels), "Options")
-        panels[first] = loose + panels.get(first, [])
     sections = [("Arguments", arguments)] if arguments else []
+    sections += [("Options", loose)] if loose else []
     sections += [(HEADINGS.get(title, title), rows) for title, rows in panels.items()]
     if help_row is not None:
         if sections and sections[-1][0] != "Arguments":

@@ -91,6 +91,7 @@ def status(
             "--format",
             case_sensitive=False,
             help="Output format (json: as --json).",
+            rich_help_panel="Output",
         ),
     ] = StatusFormat.text,
     quiet: ReadQuietOpt = False,

@@ -170,7 +170,12 @@ def send(
     ] = None,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", "-n", help="Validate and show the request; send nothing."),
+        typer.Option(
+            "--dry-run",
+            "-n",
+            help="Validate and show the request; send nothing.",
+            rich_help_panel=EVENT,
+        ),
     ] = False,
     queue: Annotated[
         bool,
