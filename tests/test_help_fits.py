@@ -104,3 +104,21 @@ def test_a_usage_error_is_one_line_and_a_hint(
     assert len(lines) == 2, result.stderr
     assert lines[0].startswith("ievents: error: ") and needle in lines[0]
     assert lines[1].startswith("  hint: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (("outbox", "purge"), "ievents outbox purge"),
+        (("batch", "--dry-run", "--queue", "f.ndjson"), "ievents batch"),
+        (("send", "x", "--user-id", "1", "--dry-run", "--queue"), "ievents send"),
+    ],
+)
+def test_a_usage_error_found_by_the_command_also_has_a_hint(
+    run_cli: RunCli, args: tuple[str, ...], command: str
+) -> None:
+    result = run_cli(*args)
+    assert result.code == 2, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("ievents: error: "), result.stderr
+    assert lines[1].startswith("  hint: ")

@@ -233,7 +233,12 @@ def reporting(
         if on_error is not None:
             on_error(exc)
         _json_error_once(ui, exc.exit_code, exc.code, exc.message)
-        ui.error(exc.message, exc.hint)
+        hint = exc.hint
+        if hint is None and isinstance(exc, UsageError):
+            from .usage import current_help_hint
+
+            hint = current_help_hint()  # a usage error is always one line plus a hint
+        ui.error(exc.message, hint)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
         _json_error_once(ui, ExitCode.INTERRUPTED, "interrupted", "interrupted")

@@ -107,6 +107,16 @@ def _message(exc: Any) -> str:
     return text[0].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text
 
 
+def current_help_hint() -> str:
+    """``see 'ievents outbox purge --help'`` for the command running now (else ievents)."""
+    try:
+        globals_module = importlib.import_module("typer._click.globals")
+    except ImportError:  # pragma: no cover - older typer
+        globals_module = importlib.import_module("click.globals")
+    ctx = globals_module.get_current_context(silent=True)
+    return f"see '{ctx.command_path if ctx is not None else 'ievents'} --help'"
+
+
 def report_usage_error(exc: Any, argv: Sequence[str], *, stdout: Any = None) -> int:
     """Print a usage error in ievents' style (plus a JSON object with ``--json``); exit code."""
     args = _before_separator(argv)
