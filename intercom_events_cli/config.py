@@ -1,7 +1,10 @@
 """Settings: token, region, base URL, API version; where they come from.
 
-Precedence: command-line flag > environment variable > ``.env`` (in the current
-directory, or ``--env-file``; it never overrides a variable already set) > default.
+Precedence: command-line flag > environment variable > profile > ``.env`` (in the
+current directory, or ``--env-file``; it never overrides a variable already set) > default.
+What the user names is never silently overridden by what was picked for them: an
+``--env-file`` ranks above a profile not chosen by ``--profile``, ``--region`` beats a base
+URL from a variable, profile or file, and a named source that still loses is warned about.
 The token is never taken from a flag's value, and :class:`Settings` never shows it in
 ``repr``. Every token loaded is registered with :func:`register_secret` so that output
 code can redact it from anything it writes.
@@ -93,11 +96,14 @@ def load_environment(
     """Merge the process environment over a profile over a ``.env`` file.
 
     Precedence: the environment > the selected profile (``--profile``, ``IEVENTS_PROFILE``
-    or ``default_profile``) > ``.env`` > defaults. Without ``env_file`` a ``.env`` in the
-    current directory is used when present; an ``env_file`` that does not exist is a
-    configuration error. python-dotenv is imported only when there is a file to read.
-    Empty values count as unset. The token is one setting with two forms (the value, or
-    a file): a layer that gives it in either form hides both forms in the layers below.
+    or ``default_profile``) > ``.env`` > defaults, except that an explicit ``env_file``
+    ranks above a profile not chosen by ``--profile``; a value of an explicit source
+    (``env_file``, ``--profile``) hidden by another source is warned about. Without
+    ``env_file`` a ``.env`` in the current directory is used when present; an
+    ``env_file`` that does not exist is a configuration error. python-dotenv is imported
+    only when there is a file to read. Empty values count as unset. The token is one
+    setting with two forms (the value, or a file): a layer that gives it in either form
+    hides both forms in the layers below.
     """
     base = {key: value for key, value in (os.environ if environ is None else environ).items()}
     path = Path(env_file) if env_file is not None else Path(".env")
@@ -114,12 +120,31 @@ def load_environment(
             raise ConfigError(f"cannot read env file {str(path)!r}: {exc}") from None
         from_file = {key: value for key, value in values.items() if value}
     chosen = load_profile(profile, {**from_file, **base})
-    layers: list[tuple[dict[str, str], dict[str, str]]] = [
-        (from_file, {key: f"{key} in {path.absolute()}" for key in from_file}),
-    ]
+    file_layer = (from_file, {key: f"{key} in {path.absolute()}" for key in from_file})
+    layers: list[tuple[dict[str, str], dict[str, str]]] = [file_layer]
     if chosen is not None:
-        layers.append((chosen.values, chosen.origins))
+        # What the user named beats what was picked for them: an --env-file ranks above
+        # a profile chosen by IEVENTS_PROFILE or default_profile, below one from --profile.
+        profile_layer = (chosen.values, chosen.origins)
+        if env_file is not None and chosen.chosen_by != "--profile":
+            layers.insert(0, profile_layer)
+        else:
+            layers.append(profile_layer)
     layers.append(({key: value for key, value in base.items() if value}, {}))
+    merged = _merge(layers)
+    explicit = [file_layer] if env_file is not None else []
+    if chosen is not None and chosen.chosen_by == "--profile":
+        explicit.append((chosen.values, chosen.origins))
+    for layer, origins in explicit:
+        _warn_hidden(merged, layer, origins)
+    merged.env_path = path.absolute()
+    merged.env_file_used = bool(from_file) or path.is_file()
+    merged.profile = chosen
+    return merged
+
+
+def _merge(layers: list[tuple[dict[str, str], dict[str, str]]]) -> Environment:
+    """The layers, lowest first, merged into one environment that knows each value's origin."""
     merged = Environment()
     for layer, origins in layers:
         if layer.get(TOKEN_ENV) or layer.get(TOKEN_FILE_ENV):
@@ -133,10 +158,25 @@ def load_environment(
         for key in layer:
             merged.origins.pop(key, None)
         merged.origins.update(origins)
-    merged.env_path = path.absolute()
-    merged.env_file_used = bool(from_file) or path.is_file()
-    merged.profile = chosen
     return merged
+
+
+def _warn_hidden(merged: Environment, layer: Mapping[str, str], origins: Mapping[str, str]) -> None:
+    """Warn when a value from a source the user named is hidden by another source.
+
+    The precedence stays (a set variable beats ``--env-file``); it is never silent.
+    """
+    for key, value in layer.items():
+        if key == TOKEN_FILE_ENV and TOKEN_ENV in layer:
+            continue  # one token, said once
+        hidden = origins.get(key, key)
+        if key in (TOKEN_ENV, TOKEN_FILE_ENV):
+            # The token's two forms are one setting: whichever form won hides this one.
+            key = TOKEN_ENV if TOKEN_ENV in merged else TOKEN_FILE_ENV
+            value = layer.get(key, "")
+        if key not in merged or merged.origin(key) == origins.get(key) or merged[key] == value:
+            continue
+        _warn_once(f"{merged.origin(key)} overrides {hidden}")
 
 
 # The longest first line read from a token file (Intercom tokens are about 60 characters).
@@ -190,6 +230,12 @@ def reset_process_state() -> None:
     _warned.clear()
     _pending_warnings.clear()
     _warning_sink.clear()
+
+
+def _warn_once(text: str) -> None:
+    if text not in _warned:
+        _warned.add(text)
+        _warn(text)
 
 
 def _warn(text: str) -> None:
@@ -314,6 +360,11 @@ def _resolve_token(
     return token, token_source
 
 
+def base_url_origin(env: Environment) -> str:
+    """Where ``INTERCOM_BASE_URL`` came from, named as a variable when from the environment."""
+    return env.origins.get(BASE_URL_ENV, f"variable {BASE_URL_ENV}")
+
+
 def _resolve_endpoint(
     env: Environment, region: str | None, base_url: str | None
 ) -> tuple[str, str]:
@@ -327,6 +378,13 @@ def _resolve_endpoint(
 
     if base_url:
         resolved_url = validate_base_url(base_url, "--base-url")
+    elif region and env.get(BASE_URL_ENV):
+        # The flag beats a base URL from a variable, a profile or .env; said, not silent.
+        resolved_url = REGION_BASE_URLS[region_value]
+        _warn_once(
+            f"--region {region_value} overrides {base_url_origin(env)}: requests go to "
+            f"{resolved_url}"
+        )
     elif env.get(BASE_URL_ENV):
         resolved_url = validate_base_url(
             env[BASE_URL_ENV], env.origins.get(BASE_URL_ENV, BASE_URL_ENV)
@@ -433,6 +491,15 @@ def resolve_outbox_path(option: str | None, env: Mapping[str, str]) -> Path:
     if env.get(OUTBOX_ENV):
         return Path(env[OUTBOX_ENV]).expanduser()
     return default_outbox_path(env)
+
+
+def outbox_source(option: str | None, env: Mapping[str, str]) -> str:
+    """Why this outbox: ``--outbox``, where ``IEVENTS_OUTBOX`` came from, or the default."""
+    if option:
+        return "--outbox"
+    if env.get(OUTBOX_ENV):
+        return env.origin(OUTBOX_ENV) if isinstance(env, Environment) else f"variable {OUTBOX_ENV}"
+    return f"default: no --outbox, {OUTBOX_ENV} or profile outbox"
 
 
 def busy_timeout_from_env(env: Mapping[str, str]) -> float:

@@ -4,7 +4,7 @@ A destination is the API base URL (so the region), the Intercom-Version header a
 fingerprint of the token: the first 32 hex digits of HMAC-SHA256(token), keyed with a
 random secret kept in the outbox itself, so that the fingerprint cannot be checked against
 guessed tokens anywhere else. Messages name a destination by its URL and the last four
-characters of the token ("token ending …f3a2"), never by the token.
+characters of the token ("token ending ...f3a2"), never by the token.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class Destination:
         )
 
     def describe(self) -> str:
-        """``https://api.eu.intercom.io, token ending …f3a2`` (no secret)."""
-        return f"{self.base_url}, token ending …{self.token_hint}"
+        """``https://api.eu.intercom.io, token ending ...f3a2`` (no secret)."""
+        return f"{self.base_url}, token ending ...{self.token_hint}"
 
 
 def fingerprint(token: str, key: bytes) -> str:

@@ -367,4 +367,18 @@ def get_summaries(
         raise _unexpected_body(exchange, what)
     events = body.get("events")
     summaries = [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+    if summaries and not any("name" in item and "count" in item for item in summaries):
+        # Events without a name and count are not summaries (an API or proxy that ignored
+        # summary=true): empty rows and exit 0 would pass for an answer.
+        settings = client.settings
+        raise ApiError(
+            f"{what}: the answer ({exchange.status}) has no event summaries (no name and "
+            "count), only events",
+            status=exchange.status,
+            code="no_summaries",
+            request_id=exchange.request_id,
+            exit_code=ExitCode.CONFIG,
+            hint=f"{settings.base_url} (API version {settings.api_version}) did not summarise; "
+            "check --base-url and --api-version, or list the events without --summary",
+        )
     return summaries if limit is None else summaries[:limit]

@@ -133,6 +133,11 @@ def _check_keys(data: dict[str, Any], text: str, path: Path) -> None:
             )
 
 
+def selected_by(chosen_by: str) -> str:
+    """``selected by default_profile`` (the file is named beside it) or ``by IEVENTS_PROFILE``."""
+    return "selected by " + chosen_by.split(" in ", 1)[0]
+
+
 def load_profile(flag: str | None, env: Mapping[str, str]) -> Profile | None:
     """The profile chosen by ``flag``, ``IEVENTS_PROFILE`` or ``default_profile``, if any."""
     path = config_path(env)
@@ -169,6 +174,8 @@ def load_profile(flag: str | None, env: Mapping[str, str]) -> Profile | None:
     for key, value in profiles[chosen].items():
         line = _line_of(text, key, f"profiles.{chosen}")
         origin = f"profile {chosen} ({_where(path, line)})"
+        if chosen_by != "--profile":  # why this profile: it was not asked for by name
+            origin = f"profile {chosen} ({_where(path, line)}; {selected_by(chosen_by)})"
         if key == "token_env":
             token = env.get(value, "").strip()
             if not token:

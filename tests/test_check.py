@@ -92,7 +92,8 @@ def test_region_mismatch_in_json(run_cli: RunCli, fake: FakeIntercom) -> None:
 def test_matching_region_does_not_warn(run_cli: RunCli, fake: FakeIntercom) -> None:
     fake.app_region = "Europe"
 
-    result = run_cli("check", "--region", "eu", "--json")
+    # Both named on the command line: --base-url wins over --region, as documented.
+    result = run_cli("check", "--region", "eu", "--base-url", fake.url, "--json")
 
     assert result.code == 0, result
     assert result.json()["warnings"] == []

@@ -62,8 +62,9 @@ def test_flags_beat_environment() -> None:
     assert settings.region == "au"
     assert settings.base_url == "http://127.0.0.1:9"
     assert settings.api_version == "2.13"
-    assert load(env, region="au").base_url == "https://proxy.example.org", (
-        "a base URL (from anywhere) overrides the region"
+    assert load(env, region="au").base_url == "https://api.au.intercom.io", (
+        "the --region flag beats a base URL from a variable (and says so: "
+        "tests/test_explicit_settings.py)"
     )
 
 

@@ -93,8 +93,8 @@ def test_events_go_only_to_the_workspace_they_were_captured_for(
             {"base_url": eu_fake.url, "api_version": "2.14", "token_hint": "f3a2", "events": 1}
         ]
         text = us("flush")
-        assert f"1 event waits for another workspace ({eu_fake.url}, token ending …f3a2" in (
-            text.stderr.replace("1 event wait ", "1 event waits ")
+        assert f"1 event waits for another workspace ({eu_fake.url}, token ending ...f3a2" in (
+            text.stderr
         ), text
         assert EU_TOKEN not in text.stdout + text.stderr
         batch = us("batch", "-", input=ndjson(2))

@@ -119,7 +119,8 @@ def test_unknown_profile_or_key_is_78_naming_file_and_line(run_cli: RunCli, tmp_
     bad_region = run_cli("config", "--profile", "eu", env=with_token)
     assert bad_region.code == 78
     assert f"'mars' (from profile eu ({path}, line 3))" in bad_region.stderr, bad_region
-    bad_url = run_cli("config", "--profile", "eu", "--region", "eu", env=with_token)
+    # The region from a variable (beating the profile's 'mars'); the base URL from the profile.
+    bad_url = run_cli("config", "--profile", "eu", env={**with_token, "INTERCOM_REGION": "eu"})
     assert bad_url.code == 78 and "plain http" in bad_url.stderr
     assert f"(from profile eu ({path}, line 2))" in bad_url.stderr, bad_url
 

@@ -26,7 +26,7 @@ app = typer.Typer(
     name="ievents",
     help=(
         "Submit Intercom data events from scripts, cron jobs and pipelines.\n\n"
-        "Example: ievents send invited-friend --user-id 314159\n\n"
+        "Example:\n  ievents send invited-friend --user-id 314159\n\n"
         "Exit codes: 0 ok, 1 internal error, 2 usage, 65 invalid event data, 67 contact "
         "not found, 75 temporary failure (try later), 77 token rejected, "
         "78 configuration error, 130 interrupted."
@@ -137,7 +137,8 @@ def reflow_help(text: str) -> str:
             if (
                 lines
                 and not lines[-1].endswith((".", ":"))
-                and not line.startswith(("-", "Example"))
+                and not line.startswith(("-", "Example", " "))
+                and not lines[-1].startswith(" ")
             ):
                 lines[-1] += " " + line
             else:
@@ -195,5 +196,8 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             signal.signal(signal.SIGTERM, _terminate)
         register_commands(args)
         _plain_argument_metavars()
+        from .helpformat import install
+
+        install()
         _reflow_all_help(app)  # microseconds; help also shows without -h (no arguments)
         return run(app, args)

@@ -38,7 +38,15 @@ from .common import (
 from .environment import current
 from .output import Output
 from .progress import progress_reporting
-from .render import plural, setup_cause, stop_cause, summary_json, waiting_elsewhere_text
+from .render import (
+    agree,
+    plural,
+    setup_cause,
+    stop_cause,
+    summary_json,
+    timing,
+    waiting_elsewhere_text,
+)
 
 if TYPE_CHECKING:
     from ..batch import BatchMode, BatchReport
@@ -120,13 +128,12 @@ def print_summary(
     if mode is BatchMode.QUEUE:
         ui.info(
             f"batch --queue: {read}; {stored}; ievents flush delivers them "
-            f"({report.elapsed_s:.1f} s, {report.events_per_s:.0f} records/s)"
+            f"({timing(report.elapsed_s, report.events_per_s, 'records')})"
         )
     else:
         ui.info(
             f"batch: {read}; {stored}; {report.delivered} delivered, {report.dead} rejected, "
-            f"{report.pending} pending in {report.elapsed_s:.1f} s "
-            f"({report.events_per_s:.0f} events/s)",
+            f"{report.pending} pending ({timing(report.elapsed_s, report.events_per_s, 'events')})",
             style="green" if report.exit_code == ExitCode.OK else None,
         )
     if rejects is not None and (report.invalid or report.rejected_lines):
@@ -183,9 +190,9 @@ def print_not_delivered(ui: Output, report: BatchReport) -> None:
                 "or waiting for another workspace"
             )
         ui.error(
-            f"{plural(report.pending, 'event')} not delivered yet ({'; '.join(parts)}); they "
-            "are safe in the outbox",
-            "deliver them later with: ievents flush",
+            f"{plural(report.pending, 'event')} not delivered yet ({'; '.join(parts)}); "
+            f"{agree(report.pending, 'it is', 'they are')} safe in the outbox",
+            f"deliver {agree(report.pending, 'it', 'them')} later with: ievents flush",
         )
     if flush is not None:
         for destination, count in flush.waiting_elsewhere:
@@ -205,7 +212,7 @@ def batch(
         str,
         typer.Argument(
             metavar="FILE",
-            help="NDJSON or CSV file (optionally .gz), or - for standard input.",
+            help="NDJSON or CSV file (or .gz), - for standard input.",
             show_default=False,
         ),
     ] = "-",
@@ -214,7 +221,7 @@ def batch(
         typer.Option(
             "--format",
             case_sensitive=False,
-            help="ndjson or csv (default: from the extension; standard input: ndjson).",
+            help="ndjson or csv. [default: from the extension]",
             rich_help_panel=INPUT,
             show_default=False,
         ),
@@ -224,8 +231,7 @@ def batch(
         typer.Option(
             "--rejects",
             metavar="PATH",
-            help="Write invalid and permanently rejected records here (NDJSON, with _line "
-            "and _error); without it the first ten problems go to stderr.",
+            help="Write invalid and rejected records here (NDJSON).",
             rich_help_panel=INPUT,
             show_default=False,
         ),
@@ -233,14 +239,17 @@ def batch(
     dry_run: Annotated[
         bool,
         typer.Option(
-            "--dry-run", "-n", help="Read and validate everything; store and send nothing."
+            "--dry-run",
+            "-n",
+            help="Read and validate everything; store and send nothing.",
+            rich_help_panel=INPUT,
         ),
     ] = False,
     queue: Annotated[
         bool,
         typer.Option(
             "--queue",
-            help="Store in the outbox only; ievents flush delivers later.",
+            help="Store in the outbox only; ievents flush sends them.",
             rich_help_panel=DELIVERY,
         ),
     ] = False,
@@ -248,7 +257,7 @@ def batch(
         bool,
         typer.Option(
             "--resend",
-            help="Send records again even if the outbox says they were delivered.",
+            help="Send again records already delivered.",
             rich_help_panel=DELIVERY,
         ),
     ] = False,
@@ -260,8 +269,7 @@ def batch(
             metavar="N",
             min=1,
             max=256,
-            help="Requests in flight (32 reaches Intercom's 10,000/min over a 50-200 ms "
-            "round trip).",
+            help="Requests in flight, 1-256.",
             rich_help_panel=DELIVERY,
         ),
     ] = 32,
@@ -271,8 +279,8 @@ def batch(
             "--max-rate",
             min=0.001,
             callback=finite,
-            metavar="EVENTS_PER_S",
-            help="Send at most this many events per second (rate-limit pacing applies anyway).",
+            metavar="N",
+            help="At most N events a second (pacing applies anyway).",
             rich_help_panel=DELIVERY,
             show_default=False,
         ),
@@ -284,7 +292,7 @@ def batch(
             metavar="SECONDS",
             min=0.0,
             callback=finite,
-            help="Start no new delivery after this long; the rest stays in the outbox.",
+            help="Start no new delivery after this long.",
             rich_help_panel=DELIVERY,
             show_default=False,
         ),
@@ -305,30 +313,18 @@ def batch(
         typer.Option(
             "--verbose",
             "-v",
-            help="The progress (read, delivered, rate, ETA) as a line every 10 s on stderr "
-            "(for cron logs).",
+            help="Progress as a line every 10 s on stderr.",
             rich_help_panel=OUTPUT,
         ),
     ] = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Send every event of an NDJSON or CSV file or stream, paced, resumable, nothing lost.
+    """Send the events of an NDJSON or CSV file or stdin, paced, resumable.
 
-    Example: ievents batch events.ndjson.gz --rejects rejects.ndjson
-
-    Example: zcat export.csv.gz | ievents batch - --format csv --json
-
-    Valid records are stored in the outbox, then delivered while reading goes on.
-    A record already delivered or pending in the outbox is skipped (--resend: send again),
-    so running the same file twice sends nothing twice (give created_at for that).
-    Pacing follows X-RateLimit-*: few 429s, close to the fastest the limit allows.
-    Failures that outlast the retries stay in the outbox for ievents flush.
-    kill -9 or Ctrl-C: nothing is lost; ievents flush, or the same batch again, goes on.
-
-    Exit codes: 0 all delivered, 65 some records invalid or rejected, 67 some contacts
-    not found, 75 some not delivered yet (in the outbox), 77 token rejected,
-    78 configuration, 130 interrupted; several: the most severe.
+    Examples:
+      ievents batch events.ndjson.gz --rejects rejects.ndjson
+      zcat export.csv.gz | ievents batch - --format csv --json
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
     from ..batch import BatchMode

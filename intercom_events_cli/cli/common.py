@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..client import AttemptLog
     from ..outbox.store import OutboxLocation, OutboxStore
 
-CONNECTION = "Connection"
+CONNECTION = "Settings"
 OUTPUT = "Output"
 DELIVERY = "Delivery"
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
@@ -39,8 +39,7 @@ TokenFileOpt = Annotated[
     typer.Option(
         "--token-file",
         metavar="PATH",
-        help="Read the access token from the first line of this file "
-        "(else INTERCOM_ACCESS_TOKEN_FILE). The token itself is never a flag.",
+        help="File holding the token (INTERCOM_ACCESS_TOKEN_FILE).",
         rich_help_panel=CONNECTION,
         show_default=False,
     ),
@@ -50,7 +49,7 @@ EnvFileOpt = Annotated[
     typer.Option(
         "--env-file",
         metavar="PATH",
-        help="Load variables from this file instead of ./.env (set variables win).",
+        help="Read this file instead of ./.env.",
         rich_help_panel=CONNECTION,
         show_default=False,
     ),
@@ -60,8 +59,7 @@ ProfileOpt = Annotated[
     typer.Option(
         "--profile",
         metavar="NAME",
-        help="Use this profile of $XDG_CONFIG_HOME/ievents/config.toml "
-        "(else IEVENTS_PROFILE, else its default_profile).",
+        help="Profile in config.toml (IEVENTS_PROFILE).",
         rich_help_panel=CONNECTION,
         show_default=False,
     ),
@@ -81,7 +79,7 @@ RegionOpt = Annotated[
     typer.Option(
         "--region",
         case_sensitive=False,
-        help="Workspace region: us, eu or au (else INTERCOM_REGION, default us).",
+        help="Workspace region (INTERCOM_REGION). [default: us]",
         rich_help_panel=CONNECTION,
         show_default=False,
     ),
@@ -91,8 +89,7 @@ BaseUrlOpt = Annotated[
     typer.Option(
         "--base-url",
         metavar="URL",
-        help="API base URL, overriding --region (else INTERCOM_BASE_URL). "
-        "Plain http only for loopback.",
+        help="API base URL (INTERCOM_BASE_URL).",
         rich_help_panel=CONNECTION,
         show_default=False,
     ),
@@ -102,7 +99,7 @@ ApiVersionOpt = Annotated[
     typer.Option(
         "--api-version",
         metavar="VERSION",
-        help="Intercom-Version header (else INTERCOM_API_VERSION, default 2.14).",
+        help="API version (INTERCOM_API_VERSION). [default: 2.14]",
         rich_help_panel=CONNECTION,
         show_default=False,
     ),
@@ -124,7 +121,7 @@ TimeoutOpt = Annotated[
         min=0.1,
         max=3600.0,
         callback=finite,
-        help="Seconds per attempt.",
+        help="Seconds per attempt, 0.1-3600.",
         rich_help_panel=CONNECTION,
     ),
 ]
@@ -136,12 +133,12 @@ RetriesOpt = Annotated[
         min=0,
         # Backoff is capped at 30 s: 100 retries already spans most of an hour.
         max=100,
-        help="Retries after the first attempt for network errors, timeouts, 408, 429, 5xx.",
+        help="Retries of a failed attempt, 0-100.",
         rich_help_panel=CONNECTION,
     ),
 ]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object on stdout.", rich_help_panel=OUTPUT)
+    bool, typer.Option("--json", help="One JSON object on stdout.", rich_help_panel=OUTPUT)
 ]
 QuietOpt = Annotated[
     bool,
@@ -154,21 +151,21 @@ VerboseOpt = Annotated[
     typer.Option(
         "--verbose",
         "-v",
-        help="One stderr line per HTTP attempt (method, URL, status, ms, rate limit left).",
+        help="One stderr line per HTTP attempt.",
         rich_help_panel=OUTPUT,
     ),
 ]
 NoColorOpt = Annotated[
     bool,
     typer.Option(
-        "--no-color", help="No colour (also: NO_COLOR, or not a terminal).", rich_help_panel=OUTPUT
+        "--no-color", help="No colour (also NO_COLOR, or not a terminal).", rich_help_panel=OUTPUT
     ),
 ]
 DebugOpt = Annotated[
     bool,
     typer.Option(
         "--debug",
-        help="Show tracebacks of internal errors (the token is redacted).",
+        help="Tracebacks of internal errors (token redacted).",
         rich_help_panel=OUTPUT,
     ),
 ]
@@ -178,9 +175,9 @@ OutboxOpt = Annotated[
     typer.Option(
         "--outbox",
         metavar="PATH|URI",
-        help="The outbox file, or a postgresql:// URI (else IEVENTS_OUTBOX, default "
-        "$XDG_STATE_HOME/ievents/outbox.sqlite3).",
-        rich_help_panel=OUTBOX,
+        help="Outbox file or postgresql:// URI (IEVENTS_OUTBOX). "
+        "[default: $XDG_STATE_HOME/ievents/outbox.sqlite3]",
+        rich_help_panel=CONNECTION,
         show_default=False,
     ),
 ]
@@ -236,7 +233,12 @@ def reporting(
         if on_error is not None:
             on_error(exc)
         _json_error_once(ui, exc.exit_code, exc.code, exc.message)
-        ui.error(exc.message, error_hint(exc))
+        hint = error_hint(exc)
+        if hint is None and isinstance(exc, UsageError):
+            from .usage import current_help_hint
+
+            hint = current_help_hint()  # a usage error is always one line plus a hint
+        ui.error(exc.message, hint)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
         _json_error_once(ui, ExitCode.INTERRUPTED, "interrupted", "interrupted")

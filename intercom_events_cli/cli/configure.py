@@ -9,10 +9,11 @@ import typer
 from ..config import (
     API_VERSION_ENV,
     BASE_URL_ENV,
-    OUTBOX_ENV,
     REGION_ENV,
     Environment,
     Settings,
+    base_url_origin,
+    outbox_source,
     token_tail,
 )
 from ..profiles import config_path
@@ -65,9 +66,14 @@ def effective_settings(
         looked = (
             f"not in {env.env_path}" if env.env_file_used else f"no .env in {env.env_path.parent}"
         )
-        token = {"value": None, "source": f"not set ({looked})"}
+        token = {
+            "value": None,
+            "source": f"no variable, token file or profile sets it; {looked}",
+        }
     if flags["base_url"]:
         base_source = "--base-url"
+    elif flags["region"] and env.get(BASE_URL_ENV):
+        base_source = f"--region {settings.region}, overriding {base_url_origin(env)}"
     elif env.get(BASE_URL_ENV):
         base_source = env.origin(BASE_URL_ENV)
     else:
@@ -76,7 +82,9 @@ def effective_settings(
     return {
         "profile": {
             "value": profile.name if profile else None,
-            "source": profile.chosen_by if profile else "none selected",
+            "source": profile.chosen_by
+            if profile
+            else "no --profile, IEVENTS_PROFILE or default_profile",
         },
         "config_file": {
             "value": str(config_path(env)),
@@ -98,7 +106,7 @@ def effective_settings(
         },
         "outbox": {
             "value": str(resolve_outbox_path(flags["outbox"], env)),
-            "source": _source(flags["outbox"], "--outbox", env, OUTBOX_ENV),
+            "source": outbox_source(flags["outbox"], env),
         },
         "timeout": {"value": timeout, "source": "--timeout" if flags["timeout"] else "default"},
         "retries": {"value": retries, "source": "--retries" if flags["retries"] else "default"},
@@ -129,14 +137,8 @@ def config_command(
 ) -> None:
     """Show every effective setting and where it came from; sends nothing.
 
-    Example: ievents config --profile eu
-
-    Each setting comes from, first to last: a flag, an environment variable, the
-    selected profile of config.toml, the .env file, the default. The token is shown only
-    as its last four characters, with its source. Give the same flags as the command you
-    are checking to see what it would use.
-
-    Exit codes: 0 ok, 78 configuration error (unknown profile or key, unreadable file).
+    Example:
+      ievents config --profile eu
     """
     ui = Output(json_mode=json_output, quiet=quiet, no_color=no_color)
 
@@ -166,5 +168,5 @@ def config_command(
             return
         width = max(len(name) for name in table)
         for name, entry in table.items():
-            value = "(none)" if entry["value"] is None else str(entry["value"])
+            value = "none" if entry["value"] is None else str(entry["value"])
             ui.result(f"{name.ljust(width)}  {value}  ({entry['source']})")

@@ -42,6 +42,7 @@ from .common import (
 )
 from .output import Output
 from .render import (
+    agree,
     delivery_counts,
     delivery_line,
     describe_failure,
@@ -128,7 +129,8 @@ def report_dead_letters(ui: Output, report: FlushReport) -> None:
         ui.error(f"{describe_failure(delivery.outcome)} [outbox id {delivery.row.id}]")
     if report.dead:
         ui.error(
-            f"{plural(report.dead, 'event')} rejected by Intercom, kept as dead letters",
+            f"{plural(report.dead, 'event')} rejected by Intercom, kept as "
+            f"{agree(report.dead, 'a dead letter', 'dead letters')}",
             "see them with: ievents outbox list --dead; fix the data and send again, or "
             "try again as they are: ievents outbox retry ID",
         )
@@ -149,8 +151,10 @@ def report_failures(ui: Output, report: FlushReport, settings: Settings, pending
             f" from {when(report.next_attempt_at)}" if report.next_attempt_at is not None else ""
         )
         ui.error(
-            f"{plural(report.deferred, 'event')} not delivered ({detail}); they stay in the outbox",
-            f"Intercom or the network is unavailable; the next flush retries them{next_try} "
+            f"{plural(report.deferred, 'event')} not delivered ({detail}); "
+            f"{agree(report.deferred, 'it stays', 'they stay')} in the outbox",
+            "Intercom or the network is unavailable; the next flush retries "
+            f"{agree(report.deferred, 'it', 'them')}{next_try} "
             "(ievents flush --now: at once)",
         )
     for destination, count in report.waiting_elsewhere:
@@ -169,10 +173,10 @@ def flush(
             metavar="N",
             min=1,
             max=256,
-            help="Events sent at once.",
+            help="Requests in flight, 1-256.",
             rich_help_panel=DELIVERY,
         ),
-    ] = 16,
+    ] = 32,
     max_time: Annotated[
         float | None,
         typer.Option(
@@ -180,8 +184,7 @@ def flush(
             metavar="SECONDS",
             min=0.0,
             callback=finite,
-            help="Start no new delivery after this long (requests on the wire get up to "
-            "--timeout to finish); what is left waits for the next flush.",
+            help="Start no new delivery after this long.",
             rich_help_panel=DELIVERY,
             show_default=False,
         ),
@@ -190,7 +193,7 @@ def flush(
         bool,
         typer.Option(
             "--now",
-            help="Also send events whose next attempt is not due yet (after an outage).",
+            help="Also send events not due yet (after an outage).",
             rich_help_panel=DELIVERY,
         ),
     ] = False,
@@ -198,8 +201,7 @@ def flush(
         bool,
         typer.Option(
             "--watch",
-            help="Keep running: deliver new events as they arrive (a relay), until "
-            "SIGTERM or Ctrl-C (exit 0).",
+            help="Keep running as a relay, until SIGTERM or Ctrl-C.",
             rich_help_panel=DELIVERY,
         ),
     ] = False,
@@ -208,8 +210,7 @@ def flush(
         typer.Option(
             "--metrics-port",
             metavar="[HOST:]PORT",
-            help="With --watch: serve Prometheus metrics on this port (127.0.0.1 unless "
-            "HOST is given).",
+            help="With --watch: Prometheus metrics (HOST: 127.0.0.1).",
             rich_help_panel=DELIVERY,
             show_default=False,
         ),
@@ -229,34 +230,11 @@ def flush(
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Deliver the events waiting in the outbox, oldest first, several at once.
+    """Deliver the events waiting in the outbox, oldest first.
 
-    Example (crontab, every minute; the absolute path of ievents, explicit configuration,
-    a log): * * * * * /opt/ievents/.venv/bin/ievents flush -q --max-time 50 --env-file
-    /etc/ievents/app.env >> /var/log/ievents/cron.log 2>&1
-
-    Example (a relay, as a service): ievents flush --watch --metrics-port 9464
-
-    202: delivered, kept in the ledger.
-    400, 404, 422: dead letter, with the API error (ievents outbox list --dead).
-    401, 403: stop at once; every event stays pending.
-    Network, timeout, 408, 429, 5xx after the retries: another round in this run while
-    Intercom answers other requests; else pending, tried again later (30 s, doubling up
-    to 1 h; --now: at once).
-    Only events captured for this configuration's workspace (and unbound ones) are sent;
-    others are reported. After a temporary failure, the next flush first sends one probe:
-    if Intercom answers, every deferred event is sent at once; if not, it stops (75).
-    Ctrl-C or SIGTERM: what is not answered yet goes back to pending (exit 130).
-    Two flushes at once never send the same event twice.
-    --watch: keep running and deliver new events within a second of capture
-    (woken by PostgreSQL NOTIFY, or by the SQLite file changing); outages and
-    database restarts are waited out; SIGTERM or Ctrl-C stops it (exit 0, a
-    second Ctrl-C: 130).
-    Summary on stdout (none with -q), errors on stderr; --json: one object.
-
-    Exit codes: 0 all delivered (or nothing to do), 65 some rejected as invalid,
-    67 some contacts not found, 75 some failed temporarily, 77 token rejected,
-    78 configuration or unusable outbox, 130 interrupted; several: most severe.
+    Examples:
+      ievents flush -q --max-time 50 --env-file /etc/ievents/app.env
+      ievents flush --watch --metrics-port 9464
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
     with reporting(ui, debug, on_error=json_error(ui)):

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 CONTACT = "Contact"
 LISTING = "Listing"
+# The --limit default of list and outbox list alike: a screenful; 0 lists everything.
+DEFAULT_LIMIT = 50
 
 
 def open_client(ui: Output, settings: Settings) -> EventsClient:
@@ -111,17 +113,10 @@ def check(
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Check the token and region: who the token belongs to, and where ievents sends.
+    """Check the token and region: whose token it is, where ievents sends.
 
-    Example: ievents check
-
-    Asks Intercom (GET /me) for the admin and workspace behind the token and shows them
-    with the API host and version in use; warns when the workspace's region does not
-    match the configured host, and says how to fix it. A pre-flight check for cron jobs
-    and deployments.
-
-    Exit codes: 0 ok (also with a warning), 75 Intercom unreachable after retries,
-    77 token rejected, 78 no token or bad configuration (base URL, API version).
+    Example:
+      ievents check --profile eu
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
     settings: Settings | None = None
@@ -191,7 +186,8 @@ def pick_contact(user_id: str | None, email: str | None, contact_id: str | None)
     if len(given) != 1:
         raise UsageError(
             "give exactly one of --user-id, --email or --id"
-            + (f" (got {len(given)})" if given else "")
+            + (f" (got {len(given)})" if given else ""),
+            hint="e.g. ievents list --user-id 314159; see 'ievents list --help'",
         )
     key, value = given[0]
     flag = "--id" if key == "intercom_user_id" else f"--{key.replace('_', '-')}"
@@ -263,7 +259,7 @@ def print_table(ui: Output, title: str, headers: list[str], rows: Iterable[list[
     ui.rich_console().print(table)
 
 
-@app.command("list", no_args_is_help=True)
+@app.command("list")
 def list_command(
     user_id: Annotated[
         str | None,
@@ -285,7 +281,7 @@ def list_command(
         typer.Option(
             "--id",
             metavar="CONTACT_ID",
-            help="Intercom's contact id (the way to list a lead's events).",
+            help="Intercom's contact id (for a lead).",
             rich_help_panel=CONTACT,
         ),
     ] = None,
@@ -293,7 +289,7 @@ def list_command(
         bool,
         typer.Option(
             "--summary",
-            help="Event summaries instead: name, count, first and last time per event name.",
+            help="Per event name: count, first and last time.",
             rich_help_panel=LISTING,
         ),
     ] = False,
@@ -303,22 +299,21 @@ def list_command(
             "--per-page",
             min=1,
             metavar="N",
-            help="Events per page asked of Intercom (default: Intercom's).",
+            help="Events per page asked of Intercom.",
             rich_help_panel=LISTING,
             show_default=False,
         ),
     ] = None,
     limit: Annotated[
-        int | None,
+        int,
         typer.Option(
             "--limit",
             min=0,
             metavar="N",
-            help="Stop after N events (or summaries); 0: all (the default).",
+            help="At most N events (or summaries); 0: all.",
             rich_help_panel=LISTING,
-            show_default=False,
         ),
-    ] = None,
+    ] = DEFAULT_LIMIT,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
     profile: ProfileOpt = None,
@@ -331,7 +326,7 @@ def list_command(
         bool,
         typer.Option(
             "--json",
-            help="One JSON object per event on stdout (NDJSON); nothing else on stdout.",
+            help="One JSON object per event (NDJSON).",
             rich_help_panel="Output",
         ),
     ] = False,
@@ -340,7 +335,7 @@ def list_command(
         typer.Option(
             "--quiet",
             "-q",
-            help="Print nothing; the exit code says whether the contact's events could be read.",
+            help="Print nothing; the exit code says if it worked.",
             rich_help_panel="Output",
         ),
     ] = False,
@@ -348,23 +343,13 @@ def list_command(
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List a contact's events as Intercom has them, newest first.
+    """List a contact's events (Intercom keeps the last 90 days), newest first.
 
-    Example: ievents list --user-id 314159 --limit 20
-
-    Intercom lists only events from the last 90 days (--summary counts older ones too).
-    On a terminal: a table (event name, created_at in UTC, metadata); in a pipe: one
-    tab-separated line per event (name, created_at, metadata as JSON); with --json: one
-    event object per line. Pages are followed only on the configured API host: the
-    token is never sent anywhere else.
-
-    Exit codes: 0 ok (also when there are no events), 2 usage, 65 refused by Intercom,
-    67 no such contact, 75 temporary failure after retries, 77 token rejected,
-    78 configuration.
+    Example:
+      ievents list --user-id 314159 --limit 20
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
-    if limit == 0:
-        limit = None  # 0 means all, as in outbox list
+    wanted = limit or None  # 0 means all, as in outbox list
     with reporting(ui, debug):
         contact = pick_contact(user_id, email, contact_id)
         settings = load_settings(
@@ -384,9 +369,9 @@ def list_command(
 
                     next(iter(list_events(client, contact, per_page=per_page, limit=1)), None)
                 elif summary:
-                    show_summaries(ui, client, contact, limit)
+                    show_summaries(ui, client, contact, wanted)
                 else:
-                    show_events(ui, client, contact, per_page=per_page, limit=limit)
+                    show_events(ui, client, contact, per_page=per_page, limit=wanted)
         except ApiError as exc:
             exc.hint = exc.hint or lookup_hint(exc, settings, contact)
             raise
@@ -455,7 +440,7 @@ def show_events(
     if count == 0 and listing.foreign_next is None:
         ui.info(f"no events for {contact} in the last 90 days")
     elif listing.more_available:
-        ui.info(f"showing the first {count} events; there are more (raise --limit)")
+        ui.info(f"showing the first {count} events; there are more (--limit 0 lists all)")
 
 
 def _is_terminal(ui: Output) -> bool:

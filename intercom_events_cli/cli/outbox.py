@@ -16,11 +16,8 @@ SQLITE_MAX_INT = 2**63 - 1
 
 outbox_app = typer.Typer(
     name="outbox",
-    help=(
-        "Inspect and manage the outbox: the local file that keeps events until Intercom "
-        "has accepted them.\n\n"
-        "Example: ievents outbox status"
-    ),
+    help="Inspect and manage the outbox, where events wait for Intercom.\n\n"
+    "Example:\n  ievents outbox status",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -27,7 +27,7 @@ from .common import (
 from .environment import current
 from .outbox import SQLITE_MAX_INT, outbox_app
 from .output import Output
-from .render import plural
+from .render import agree, plural
 
 if TYPE_CHECKING:
     from ..outbox import State
@@ -52,12 +52,10 @@ def retry(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Move dead letters back to pending, so that the next flush tries them again.
+    """Move dead letters back to pending, for the next flush to try again.
 
-    Example: ievents outbox retry 12 15 && ievents flush
-
-    Without ids: every dead letter.
-    An id that is not a dead letter is an error (exit 2); the others still move.
+    Example:
+      ievents outbox retry 12 13 && ievents flush
     """
     ui = Output(json_mode=json_output, quiet=quiet)
     with reporting(ui, debug, on_error=json_error(ui)):
@@ -72,7 +70,8 @@ def retry(
             ui.json({"ok": not missing, "retried": moved, "not_dead": missing})
         elif moved:
             ui.result(
-                f"{plural(len(moved), 'dead letter')} back to pending; ievents flush sends them"
+                f"{plural(len(moved), 'dead letter')} back to pending; ievents flush sends "
+                f"{agree(len(moved), 'it', 'them')}"
             )
         elif not missing:
             ui.result("no dead letters to retry")
@@ -100,7 +99,7 @@ def purge(
         typer.Option(
             "--older-than",
             metavar="DURATION",
-            help="Only those last changed longer ago than this: 30d, 12h, 90m, 2w.",
+            help="Only those last changed before this: 30d, 12h, 2w.",
             show_default=False,
         ),
     ] = None,
@@ -114,17 +113,10 @@ def purge(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Delete events from the outbox: one of --pending, --dead or --delivered.
+    """Delete events from the outbox: --pending, --dead or --delivered.
 
-    Example (cron, daily at 03:00): 0 3 * * *
-    /opt/ievents/.venv/bin/ievents outbox purge --delivered --older-than 30d --yes -q --env-file
-    /etc/ievents/app.env >> /var/log/ievents/cron.log 2>&1
-
-    Asks for confirmation on a terminal; without one, needs --yes (else exit 2).
-    "n": not purged, exit 0. Ctrl-C or end of input at the question: not purged, 130.
-    Events in flight are never deleted.
-    A delivered event purged from the ledger is no longer recognised when the
-    same event is captured again.
+    Example:
+      ievents outbox purge --delivered --older-than 30d
     """
     ui = Output(json_mode=json_output, quiet=quiet)
     with reporting(ui, debug, on_error=json_error(ui)):

@@ -6,10 +6,12 @@ Nothing here changes the outbox; ``retry`` and ``purge`` are in :mod:`.outbox_ad
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..config import outbox_source
 from ..errors import UsageError
 from ..outcome import api_error_text, status_text
 from .common import (
@@ -28,7 +30,7 @@ from .common import (
 from .environment import current
 from .outbox import SQLITE_MAX_INT, outbox_app
 from .output import Output
-from .render import destination_text, relative, row_json, status_json, when
+from .render import destination_text, relative, row_json, schema_text, status_json, when
 
 if TYPE_CHECKING:
     from ..destination import Destination
@@ -45,7 +47,7 @@ ReadQuietOpt = Annotated[
     typer.Option(
         "--quiet",
         "-q",
-        help="Print nothing; exit 0 when the outbox can be read, else 78.",
+        help="Print nothing; exit 0 if the outbox can be read.",
         rich_help_panel="Output",
     ),
 ]
@@ -69,6 +71,14 @@ def chosen_states(
     return default
 
 
+class StatusFormat(str, Enum):
+    """What ``outbox status --format`` prints."""
+
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
 @outbox_app.command()
 def status(
     outbox: OutboxOpt = None,
@@ -76,42 +86,31 @@ def status(
     profile: ProfileOpt = None,
     json_output: JsonOpt = False,
     output_format: Annotated[
-        str,
+        StatusFormat,
         typer.Option(
             "--format",
-            metavar="text|json|prometheus",
-            help="text, json (as --json) or prometheus (the text exposition format).",
+            case_sensitive=False,
+            help="Output format (json: as --json).",
+            rich_help_panel="Output",
         ),
-    ] = "text",
+    ] = StatusFormat.text,
     quiet: ReadQuietOpt = False,
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Where the outbox is, what it holds, and when a flush last ran and succeeded.
+    """Where the outbox is and why, what it holds, and the last flush.
 
-    Example (monitoring): ievents outbox status --json | jq .oldest_pending_age_s
-
-    --json fields: path, exists, schema_version, pending, in_flight, dead, delivered,
-    oldest_pending_at, oldest_pending_age_s, next_attempt_at,
-    last_flush_at, last_flush_age_s, last_flush_exit_code,
-    last_success_at, last_success_age_s, pending_by_destination (a list of
-    {destination: {base_url, api_version, token_hint} or null if unbound, events}).
-    Times are UTC (ISO-8601), ages in seconds; null when unknown.
-    Exits 0 unless the outbox cannot be read (78; 75 for a database that is down).
-
-    --format prometheus (for node_exporter's textfile collector):
-    ievents_outbox_events{state=...}, ievents_outbox_oldest_pending_age_seconds,
-    ievents_outbox_last_success_timestamp_seconds (0: never),
-    ievents_outbox_last_flush_timestamp_seconds, ievents_outbox_last_flush_exit_code.
-    Example (cron): ievents outbox status --format prometheus > /var/lib/node_exporter/ievents.prom
+    Examples:
+      ievents outbox status --json | jq .oldest_pending_age_s
+      ievents outbox status --format prometheus > ievents.prom
     """
-    fmt = output_format.strip().lower()
+    # A choice, like batch's --format: a wrong value is the parser's usage error (exit 2).
+    fmt = output_format.value
     ui = Output(json_mode=json_output or fmt == "json", quiet=quiet, no_color=no_color)
     with reporting(ui, debug, on_error=json_error(ui)):
-        if fmt not in ("text", "json", "prometheus"):
-            raise UsageError(f"--format {output_format!r}: choose text, json or prometheus")
         env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
+        source = outbox_source(outbox, env)
         summary = None
         if path.exists():
             with open_outbox(path, env) as store:
@@ -123,26 +122,29 @@ def status(
 
             ui.raw(status_text(summary))
             return
-        print_status(ui, path, summary)
+        print_status(ui, path, summary, source)
 
 
 def short_destination(row: OutboxRow, destinations: Mapping[int, Destination]) -> str:
-    """``api.eu.intercom.io …f3a2``: host and token ending, for a narrow table cell."""
+    """``api.eu.intercom.io ...f3a2``: host and token ending, for a narrow table cell."""
     destination = destinations.get(row.destination_id) if row.destination_id else None
     if destination is None:
         return "unbound"
     host = destination.base_url.split("://", 1)[-1]
-    return f"{host} …{destination.token_hint}"
+    return f"{host} ...{destination.token_hint}"
 
 
-def print_status(ui: Output, path: OutboxLocation, summary: OutboxSummary | None) -> None:
-    """``outbox status`` for humans (or ``--json``)."""
-    data = status_json(path, summary)
+def print_status(
+    ui: Output, path: OutboxLocation, summary: OutboxSummary | None, source: str = ""
+) -> None:
+    """``outbox status`` for humans (or ``--json``); ``source`` says why this outbox."""
+    data = status_json(path, summary, source)
     if ui.json_mode:
         ui.json(data)
         return
     if summary is None:
         ui.result(f"outbox        {path} (not created yet: nothing was ever queued)")
+        ui.result(f"chosen by     {source}")
         return
 
     def moment(key: str) -> str:
@@ -167,7 +169,8 @@ def print_status(ui: Output, path: OutboxLocation, summary: OutboxSummary | None
     if summary.last_flush_exit_code is not None:
         flush_line += f", exit {summary.last_flush_exit_code}"
     lines = [
-        f"outbox        {path} (schema {summary.schema_version})",
+        f"outbox        {path} ({schema_text(path, summary.schema_version)})",
+        f"chosen by     {source}",
         f"pending       {pending_line}",
         f"in flight     {data['in_flight']}",
         f"dead          {data['dead']}",
@@ -204,17 +207,10 @@ def list_rows(
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List the events in the outbox with their state and last error, oldest first.
+    """List the events in the outbox with their state and last error.
 
-    Example: ievents outbox list --dead
-
-    Without --pending, --dead or --delivered: everything not delivered.
-    On a terminal: a table. Otherwise one tab-separated line per event:
-    id, state, event, contact, captured, attempts, last error, destination
-    (base URL, API version, last 4 characters of the token; "unbound" for rows of an
-    older outbox, which the first configuration that flushes them delivers).
-    --json: one object per line, the event (API field names), its last error and its
-    destination.
+    Example:
+      ievents outbox list --dead --limit 20
     """
     from ..outbox import State
 
@@ -347,13 +343,10 @@ def export(
     ] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Print the events as NDJSON: one payload per line, API field names, replayable.
+    """Print the events as NDJSON: one API payload per line, replayable.
 
-    Example: ievents outbox export --dead > rejected.ndjson
-
-    Without --pending or --dead: every event not delivered.
-    Each line is the exact body posted, created_at included,
-    so Intercom de-duplicates a replay of an event it already has.
+    Example:
+      ievents outbox export --dead > dead.ndjson
     """
     from ..outbox import State
 

@@ -49,9 +49,13 @@ def outcome_json(outcome: Outcome, *, queued: bool = False) -> dict[str, Any]:
 
 def token_rejected_hint(settings: Settings, allowed: str) -> str:
     """401/403: the token, its permission (``allowed``), or the workspace's region."""
+    # token_source may end ", overriding <a lower layer's token>": said apart, as a
+    # second suspect, not in the middle of the sentence.
+    source, _, hidden = settings.token_source.partition(", overriding ")
+    also = f" (it overrides the token from {hidden}: is that the one to use?)" if hidden else ""
     return (
-        f"the token was rejected: check the token from {settings.token_source} is current "
-        f"and {allowed}; EU and AU workspaces need --region eu or --region au "
+        f"the token was rejected: check that the token from {source or 'the settings'} is "
+        f"current and {allowed}{also}; EU and AU workspaces need --region eu or --region au "
         f"(this request went to {settings.base_url})"
     )
 
@@ -169,6 +173,18 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def agree(count: int, one: str, many: str) -> str:
+    """The word that agrees with ``count``: ``agree(1, "waits", "wait")`` is ``waits``."""
+    return one if count == 1 else many
+
+
+def timing(elapsed_s: float, count_per_s: float, unit: str) -> str:
+    """``2.5 s, 400 events/s``; under 0.1 s just that: a rate from ~0 s means nothing."""
+    if elapsed_s < 0.05:  # would show as "0.0 s"
+        return "under 0.1 s"
+    return f"{elapsed_s:.1f} s, {count_per_s:.0f} {unit}/s"
+
+
 def destination_json(destination: Destination | None) -> dict[str, str] | None:
     """A destination without any secret: base URL, API version, the token's last 4."""
     if destination is None:
@@ -181,11 +197,11 @@ def destination_json(destination: Destination | None) -> dict[str, str] | None:
 
 
 def destination_text(destination: Destination | None) -> str:
-    """``https://api.intercom.io (2.14, token ending …f3a2)``; ``unbound`` for None."""
+    """``https://api.intercom.io (2.14, token ending ...f3a2)``; ``unbound`` for None."""
     if destination is None:
         return "unbound (any configuration that flushes)"
     version, hint = destination.api_version, destination.token_hint
-    return f"{destination.base_url} ({version}, token ending …{hint})"
+    return f"{destination.base_url} ({version}, token ending ...{hint})"
 
 
 def row_json(
@@ -247,7 +263,8 @@ def stop_cause(reason: StopReason | None) -> str:
 def waiting_elsewhere_text(destination: Destination, count: int) -> str:
     """Events this configuration does not deliver: they were captured for another workspace."""
     return (
-        f"{plural(count, 'event')} wait for another workspace ({destination.describe()} "
+        f"{plural(count, 'event')} {agree(count, 'waits', 'wait')} for another workspace "
+        f"({destination.describe()} "
         "at capture): run flush with that configuration"
     )
 
@@ -417,8 +434,18 @@ def summary_json(report: BatchReport, rejects: str | None, mode: BatchMode) -> d
     }
 
 
-def status_json(path: OutboxLocation, summary: OutboxSummary | None) -> dict[str, Any]:
-    """The ``outbox status --json`` object."""
+def schema_text(path: OutboxLocation, version: int) -> str:
+    """``SQLite, schema version 3``: each backend numbers its own schema's versions."""
+    from pathlib import Path
+
+    backend = "SQLite" if isinstance(path, Path) else "PostgreSQL"
+    return f"{backend}, schema version {version}"
+
+
+def status_json(
+    path: OutboxLocation, summary: OutboxSummary | None, source: str = ""
+) -> dict[str, Any]:
+    """The ``outbox status --json`` object; ``source``: why this outbox (``--outbox``, ...)."""
     from ..outbox import State
 
     now = current().clock()
@@ -432,6 +459,7 @@ def status_json(path: OutboxLocation, summary: OutboxSummary | None) -> dict[str
     last_success = summary.last_success_at if summary else None
     return {
         "path": str(path),
+        "source": source,
         "exists": summary is not None,
         "schema_version": summary.schema_version if summary else None,
         "pending": counts.get(State.PENDING, 0),

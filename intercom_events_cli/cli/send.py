@@ -108,7 +108,7 @@ def print_dry_run(ui: Output, event: Event, settings: Settings) -> None:
         ui.info("note: no access token is configured yet; set INTERCOM_ACCESS_TOKEN to send")
 
 
-@app.command(no_args_is_help=True)
+@app.command()
 def send(
     event_name: Annotated[
         str,
@@ -142,7 +142,7 @@ def send(
         typer.Option(
             "--created-at",
             metavar="WHEN",
-            help="Unix seconds or milliseconds, ISO-8601 (naive = UTC), or 'now' (default).",
+            help="Unix time or ISO-8601 (naive = UTC). [default: now]",
             rich_help_panel=EVENT,
             show_default=False,
         ),
@@ -152,9 +152,8 @@ def send(
         typer.Option(
             "--metadata",
             "-m",
-            metavar="KEY=VALUE|KEY:=JSON",
-            help="Metadata, repeatable: KEY=VALUE sends a string, KEY:=JSON a number or "
-            "object. Keys ending in _date take a time and are sent as Unix seconds.",
+            metavar="KEY=VALUE",
+            help="Repeatable; KEY:=JSON for a number or object.",
             rich_help_panel=EVENT,
             show_default=False,
         ),
@@ -163,22 +162,26 @@ def send(
         str | None,
         typer.Option(
             "--metadata-json",
-            metavar="JSON|@FILE",
-            help="A whole metadata object (merged; -m wins on the same key).",
+            metavar="JSON",
+            help="A metadata object, or @FILE (-m wins on a key).",
             rich_help_panel=EVENT,
             show_default=False,
         ),
     ] = None,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", "-n", help="Validate and show the request; send nothing."),
+        typer.Option(
+            "--dry-run",
+            "-n",
+            help="Validate and show the request; send nothing.",
+            rich_help_panel=EVENT,
+        ),
     ] = False,
     queue: Annotated[
         bool,
         typer.Option(
             "--queue",
-            help="Store the event in the outbox without sending it (no network); "
-            "ievents flush delivers it.",
+            help="Store in the outbox only; ievents flush sends it.",
             rich_help_panel=OUTBOX,
         ),
     ] = False,
@@ -186,8 +189,7 @@ def send(
         bool,
         typer.Option(
             "--queue-on-failure",
-            help="Send now; on a temporary failure (network, timeout, 429, 5xx) keep the "
-            "event in the outbox and exit 0. Rejected events are not queued.",
+            help="On a temporary failure: keep it in the outbox, exit 0.",
             rich_help_panel=OUTBOX,
         ),
     ] = False,
@@ -208,14 +210,9 @@ def send(
 ) -> None:
     """Send one event to Intercom now.
 
-    Example: ievents send invited-friend --user-id 314159 -m plan=pro -m seats:=3
-
-    With --queue the event is only stored in the outbox (ievents flush sends it); the
-    same event already there is not stored twice ("already queued", "already delivered").
-
-    Exit codes: 0 delivered (or queued), 2 usage, 65 invalid data (locally or per the API),
-    67 no such contact, 75 temporary failure after retries, 77 token rejected,
-    78 configuration.
+    Examples:
+      ievents send invited-friend --user-id 314159 -m plan=pro -m seats:=3
+      ievents send order-placed --email ada@example.com --queue-on-failure
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
     built: list[Event] = []  # the event once valid, for the --json object of a failure

@@ -58,6 +58,19 @@ def _unquoted_json_metadata(argv: Sequence[str]) -> str | None:
     return None
 
 
+# How alike a mistyped option and a real one must be to be suggested: click's own cutoff
+# (0.6) offers --verbose for --bogus; 0.75 keeps --dry-rn -> --dry-run, --retry -> --retries.
+SUGGEST_CUTOFF = 0.75
+
+
+def close_options(given: str, possibilities: Sequence[str]) -> list[str]:
+    """The options close enough to ``given`` to be what was meant, best first."""
+    import difflib
+
+    scored = [(difflib.SequenceMatcher(None, given, name).ratio(), name) for name in possibilities]
+    return [name for score, name in sorted(scored, reverse=True) if score >= SUGGEST_CUTOFF]
+
+
 def hint_for(exc: Any, argv: Sequence[str]) -> str:
     """The most useful hint for a usage error, given the whole command line."""
     args = _before_separator(argv)
@@ -81,9 +94,9 @@ def hint_for(exc: Any, argv: Sequence[str]) -> str:
         command = next((arg for arg in args if arg in _COMMAND_NAMES), None)
         if is_root and command is not None:
             return f"options go after the command name: ievents {command} {exc.option_name} ..."
-        if exc.possibilities:
-            choices = " or ".join(sorted(exc.possibilities))
-            return f"did you mean {choices}? ({help_hint})"
+        close = close_options(exc.option_name, exc.possibilities or ())
+        if close:
+            return f"did you mean {' or '.join(close)}? ({help_hint})"
     return help_hint
 
 
@@ -92,6 +105,16 @@ def _message(exc: Any) -> str:
     text = exc.message if isinstance(exc, click_exceptions.NoSuchOption) else exc.format_message()
     text = re.sub(r"\s+", " ", text).strip()
     return text[0].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text
+
+
+def current_help_hint() -> str:
+    """``see 'ievents outbox purge --help'`` for the command running now (else ievents)."""
+    try:
+        globals_module = importlib.import_module("typer._click.globals")
+    except ImportError:  # pragma: no cover - older typer
+        globals_module = importlib.import_module("click.globals")
+    ctx = globals_module.get_current_context(silent=True)
+    return f"see '{ctx.command_path if ctx is not None else 'ievents'} --help'"
 
 
 def report_usage_error(exc: Any, argv: Sequence[str], *, stdout: Any = None) -> int:
@@ -152,8 +175,12 @@ def run(app: typer.Typer, argv: Sequence[str]) -> int:
     try:
         # As typer's app(...) does, without building the click command again each call.
         result = click_command(app)(args=list(argv), prog_name="ievents", standalone_mode=False)
-    except click_exceptions.NoArgsIsHelpError:
-        return int(ExitCode.USAGE)  # the help was already printed
+    except click_exceptions.NoArgsIsHelpError as exc:
+        # A bare group (ievents, ievents outbox): its commands, not the whole help.
+        from .helpformat import short_command_list
+
+        Output().stderr.write(short_command_list(exc.ctx.command, exc.ctx))
+        return int(ExitCode.USAGE)
     except click_exceptions.UsageError as exc:
         return report_usage_error(exc, argv)
     except typer.Abort:

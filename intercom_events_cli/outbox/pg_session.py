@@ -67,6 +67,22 @@ def _reason(exc: BaseException) -> str:
     return first.rstrip(".")
 
 
+def _uri_parts(uri: str) -> dict[str, Any]:
+    """host, port and dbname of a ``postgresql://`` URI by plain URL rules (no password)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return {}
+    return {
+        "host": unquote(parts.hostname or ""),
+        "port": str(port or ""),
+        "dbname": unquote(parts.path.lstrip("/")),
+    }
+
+
 class PgSession:
     """One connection to the outbox's schema (reconnecting), with its claim lock."""
 
@@ -94,7 +110,9 @@ class PgSession:
         try:
             params = conninfo_to_dict(self._location.uri)
         except psycopg.Error:
-            params = {}
+            # A URI libpq refuses (an unknown query parameter): still name the host and
+            # port it gives, never libpq's defaults (localhost:5432) in their place.
+            params = _uri_parts(self._location.uri)
         host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
         port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
         database = params.get("dbname") or os.environ.get("PGDATABASE")
