@@ -181,7 +181,8 @@ class PgSession:
             return OutboxError(
                 f"the PostgreSQL outbox at {where} refused: {reason}",
                 hint=f"ievents needs CREATE on the database (or a schema {self.schema!r} it "
-                "owns); see 'PostgreSQL outbox' in the README",
+                "owns); see Privileges on the PostgreSQL outbox page of the docs "
+                "(docs/operations/postgresql.md)",
             )
         return OutboxError(f"the PostgreSQL outbox at {where} failed: {reason}")
 
