@@ -15,7 +15,8 @@ then stderr); an ``sh`` block is commands only, each expected to exit 0 unless i
 a comment ``# exit N``. ``crontab`` blocks are recipes: ``tests/test_recipes.py`` runs them.
 
 ``IEVENTS_DOCS_REGENERATE=1 pytest tests/test_doc_examples.py`` writes the real output into
-the ``console`` blocks instead of comparing (docs/development/docs.md).
+the ``console`` steps whose masked comparison differs, instead of failing; a page whose
+output did not change is not written (docs/development/docs.md).
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ class Block:
     @property
     def where(self) -> str:
         """``docs/x.md:12``: for messages."""
-        return f"{self.page.relative_to(REPO_ROOT)}:{self.line}"
+        name = (
+            self.page.relative_to(REPO_ROOT) if self.page.is_relative_to(REPO_ROOT) else self.page
+        )
+        return f"{name}:{self.line}"
 
 
 def pages() -> list[Path]:
@@ -164,6 +168,29 @@ def console_steps(text: str) -> list[ConsoleStep]:
 def console_text(steps: list[ConsoleStep]) -> str:
     """A console block's text from its steps (for regeneration)."""
     return "".join(f"$ {step.command}\n{step.shown}" for step in steps)
+
+
+def regenerated_step(step: ConsoleStep, real: str) -> ConsoleStep | None:
+    """The step showing the real output, or None when the shown one still holds.
+
+    Shown and real output that differ only in what :func:`normalise` masks (a time, a
+    duration, a rate) are the same: regenerating leaves such a step as written, so that
+    a run on unchanged output changes no page.
+    """
+    if normalise(real) == normalise(step.shown):
+        return None
+    ending = "" if real.endswith("\n") or not real else "\n"
+    return ConsoleStep(step.command, real + ending)
+
+
+def rewrite_blocks(text: str, updates: list[tuple[Block, str]]) -> str:
+    """The page's text with each block's content replaced, its indentation kept."""
+    for block, content in sorted(updates, key=lambda update: update[0].start, reverse=True):
+        indented = "".join(
+            block.indent + line if line.strip() else line for line in content.splitlines(True)
+        )
+        text = text[: block.start] + indented + text[block.end :]
+    return text
 
 
 _NORMALISE = (
