@@ -83,6 +83,45 @@ def test_unknown_option_suggests_the_close_one(run_cli: RunCli) -> None:
     assert "did you mean --dry-run?" in assert_one_style(result.stderr)[1]
 
 
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (("batch", "--format"), "ievents batch"),
+        (("outbox", "list", "--limit"), "ievents outbox list"),
+        (("send", "x", "--user-id"), "ievents send"),
+    ],
+)
+def test_an_option_without_its_value_points_at_its_commands_help(
+    run_cli: RunCli, args: tuple[str, ...], command: str
+) -> None:
+    result = run_cli(*args)
+    assert result.code == 2
+    message, hint = assert_one_style(result.stderr)
+    assert "requires an argument" in message
+    assert hint == f"  hint: see '{command} --help'"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("send", "x", "--user-id", "1", "--retries", "x"),
+            "'--retries': 'x' is not a whole number",
+        ),
+        (("flush", "-c", "1.5"), "'1.5' is not a whole number"),
+        (("flush", "--max-time", "soon"), "'--max-time': 'soon' is not a number"),
+        (("send", "x", "--user-id", "1", "--timeout", "x"), "'--timeout': 'x' is not a number"),
+    ],
+)
+def test_a_value_that_is_not_a_number_is_said_so(
+    run_cli: RunCli, args: tuple[str, ...], message: str
+) -> None:
+    result = run_cli(*args)
+    assert result.code == 2
+    line = assert_one_style(result.stderr)[0]
+    assert message in line and "range" not in line, line
+
+
 def test_help_keeps_its_rich_layout(run_cli: RunCli) -> None:
     result = run_cli("send", "--help")
     assert result.code == 0 and "Usage: ievents send" in result.stdout

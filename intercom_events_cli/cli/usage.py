@@ -31,6 +31,7 @@ click_exceptions = _click_exceptions()
 
 # Options every command takes; given before the command they get "options go after it".
 _COMMAND_NAMES = ("send", "batch", "flush", "outbox", "check", "list", "config")
+_OUTBOX_COMMANDS = ("status", "list", "export", "retry", "purge")
 
 
 def _before_separator(argv: Sequence[str]) -> list[str]:
@@ -71,11 +72,24 @@ def close_options(given: str, possibilities: Sequence[str]) -> list[str]:
     return [name for score, name in sorted(scored, reverse=True) if score >= SUGGEST_CUTOFF]
 
 
+def _command_path(args: Sequence[str]) -> str:
+    """``ievents outbox list`` for the command a command line names (else ``ievents``)."""
+    path = ["ievents"]
+    command = next((arg for arg in args if arg in _COMMAND_NAMES), None)
+    if command is not None:
+        path.append(command)
+        rest = args[args.index(command) + 1 :]
+        if command == "outbox" and rest and rest[0] in _OUTBOX_COMMANDS:
+            path.append(rest[0])
+    return " ".join(path)
+
+
 def hint_for(exc: Any, argv: Sequence[str]) -> str:
     """The most useful hint for a usage error, given the whole command line."""
     args = _before_separator(argv)
     ctx = exc.ctx
-    command_path = ctx.command_path if ctx is not None else "ievents"
+    # An option missing its value is raised without a context: the command line names it.
+    command_path = ctx.command_path if ctx is not None else _command_path(args)
     help_hint = f"see '{command_path} --help'"
     if any(arg == "--token" or arg.startswith("--token=") for arg in args):
         return (
@@ -100,10 +114,19 @@ def hint_for(exc: Any, argv: Sequence[str]) -> str:
     return help_hint
 
 
+# click's words for a value that is not a number at all ("'x' is not a valid int range").
+_NOT_A_NUMBER = (
+    (re.compile(r"is not a valid int(eger)?( range)?\b"), "is not a whole number"),
+    (re.compile(r"is not a valid float( range)?\b"), "is not a number"),
+)
+
+
 def _message(exc: Any) -> str:
     # NoSuchOption appends "(Possible options: ...)"; that suggestion goes in the hint.
     text = exc.message if isinstance(exc, click_exceptions.NoSuchOption) else exc.format_message()
     text = re.sub(r"\s+", " ", text).strip()
+    for pattern, words in _NOT_A_NUMBER:
+        text = pattern.sub(words, text)
     return text[0].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text
 
 
