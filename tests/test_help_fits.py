@@ -50,6 +50,14 @@ def test_help_fits_80_columns(run_cli: RunCli, path: tuple[str, ...]) -> None:
     assert not set("╭╮╰╯│") & set(result.stdout), "no boxes"
     too_wide = [line for line in lines if len(line) > 80]
     assert too_wide == [], too_wide
+    # A wrapped option text leaves no lone word behind ("exit" / "0."); a default may go
+    # on a line of its own.
+    orphans = [
+        line
+        for line in lines
+        if re.match(r" {20,}\S", line) and len(line.split()) == 1 and "default" not in line
+    ]
+    assert orphans == [], orphans
     assert lines[0].startswith(f"Usage: ievents {' '.join(path)}".rstrip())
     summary = lines[2]
     assert summary and not summary.startswith(" "), "a one-line summary under the usage"

@@ -189,7 +189,7 @@ def send(
         bool,
         typer.Option(
             "--queue-on-failure",
-            help="On a temporary failure: keep it in the outbox, exit 0.",
+            help="Temporary failure: keep it in the outbox (exit 0).",
             rich_help_panel=OUTBOX,
         ),
     ] = False,
