@@ -283,3 +283,51 @@ def test_status_json_names_the_missing_location_in_one_object(run_cli: RunCli, p
     assert result.code == 0, result
     document = json.loads(result.stdout)
     assert document["exists"] is False and document["pending"] == 0
+
+
+@pytest.mark.parametrize("reachable", [True, False], ids=["running", "database down"])
+def test_the_relay_logs_and_metrics_show_the_uri_redacted(
+    secret_uri: str, fake: Any, tmp_path: Path, reachable: bool
+) -> None:
+    """flush --watch: its stderr lines (watching, reconnect notices) and its metrics page."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from conftest import REPO_ROOT, base_env
+
+    uri = secret_uri if reachable else secret_uri.rsplit("@", 1)[0] + "@127.0.0.1:1/db"
+    env = {**base_env(tmp_path, fake.url), "IEVENTS_OUTBOX": uri, "PYTHONPATH": str(REPO_ROOT)}
+    (tmp_path / "work").mkdir(exist_ok=True)
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "intercom_events_cli", "flush", "--watch", "-v"]
+        + ["--metrics-port", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path / "work",
+    )
+    assert relay.stderr is not None
+    seen: list[bytes] = []
+    page = ""
+    wanted = b"watching" if reachable else b"trying again"
+    try:
+        for line in relay.stderr:  # ends when the relay exits: never waits past it
+            seen.append(line)
+            found = re.search(rb"metrics on (http://\S+)", line)
+            if found:
+                with urllib.request.urlopen(found.group(1).decode(), timeout=30) as answer:
+                    page = answer.read().decode()
+            if wanted in line:
+                break
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        out, rest = relay.communicate(timeout=60)
+    text = b"".join(seen).decode() + rest.decode() + out.decode()
+    assert relay.returncode == 0, text
+    assert wanted.decode() in text and "# TYPE" in page, (text, page)
+    assert redacted(uri) in text
+    assert SECRET_MARK not in text + page and quote(PASSWORD, safe="") not in text + page
