@@ -8,7 +8,8 @@
     ├── ConfigError (78)         no token, bad region, plain http off loopback, ...
     │   └── MissingExtra (78)    an extra (postgres, metrics) is not installed
     ├── OutboxError (78)         the outbox file is locked, unreadable or corrupt
-    │   └── OutboxUnavailable (75)  its database cannot be reached now
+    │   ├── OutboxUnavailable (75)  its database cannot be reached now
+    │   └── OutboxMissing (78)   a command that creates nothing found no outbox there
     └── ApiError                 Intercom (or the network) answered with a failure
                                  exit code from the status: 65, 67, 75 or 77
 
@@ -120,6 +121,13 @@ class OutboxUnavailable(OutboxError):
 
     exit_code = ExitCode.TEMPORARY
     code = "outbox_unavailable"
+
+
+class OutboxMissing(OutboxError):
+    """There is no outbox at the location, and the caller asked not to create one (exit 78
+    when nothing handles it: the read-only commands say so and exit 0)."""
+
+    code = "no_outbox"
 
 
 class Interrupted(IeventsError):

@@ -96,7 +96,12 @@ def test_dead_letters_list_export_retry_purge(
     assert json.loads(exported.stdout)["user_id"] == dead[0]["event"]["user_id"]
 
     retried = run_cli("outbox", "retry", str(dead[0]["id"]), "--json", env=env)
-    assert retried.json() == {"ok": True, "retried": [dead[0]["id"]], "not_dead": []}
+    assert retried.json() == {
+        "ok": True,
+        "exit_code": 0,
+        "retried": [dead[0]["id"]],
+        "not_dead": [],
+    }
     missing = run_cli("outbox", "retry", "999999", env=env)
     assert missing.code == 2
     assert run_cli("flush", env=env).code == 0

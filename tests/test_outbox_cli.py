@@ -422,7 +422,7 @@ def test_retry_moves_dead_letters_back(run_cli: RunCli, fake: FakeIntercom, tmp_
     assert [r.state for r in rows(path)] == [State.DEAD, State.PENDING, State.DEAD]
     wrong = run_cli("outbox", "retry", "2", "99", "--json")
     assert wrong.code == 2
-    assert wrong.json() == {"ok": False, "retried": [], "not_dead": [2, 99]}
+    assert wrong.json() == {"ok": False, "exit_code": 2, "retried": [], "not_dead": [2, 99]}
     rest = run_cli("outbox", "retry")
     assert rest.code == 0 and "2 dead letters" in rest.stdout
     assert run_cli("flush").code == 0

@@ -122,7 +122,8 @@ def test_sqlite_path_never_imports_psycopg_or_prometheus(tmp_path: Any, fake: Fa
 
 
 def test_schema_is_created_versioned_and_configurable(run_cli: RunCli, pg_uri: str) -> None:
-    assert run_cli("outbox", "status", env={"IEVENTS_OUTBOX": pg_uri}).code == 0
+    # flush makes the schema (outbox status, which only looks, never does: issue 21).
+    assert run_cli("flush", env={"IEVENTS_OUTBOX": pg_uri}).code == 0
     tables = sql(
         pg_uri,
         "SELECT table_name FROM information_schema.tables "
@@ -151,7 +152,7 @@ def test_a_foreign_schema_or_a_newer_version_is_left_untouched(
     ) == [(1,)]
 
     env = {"IEVENTS_OUTBOX": pg_uri, "IEVENTS_OUTBOX_SCHEMA": "newer"}
-    assert run_cli("outbox", "status", env=env).code == 0
+    assert run_cli("flush", env=env).code == 0
     sql(pg_uri, "UPDATE newer.meta SET value = '99' WHERE key = 'schema_version'")
     newer = run_cli("send", "e", "--user-id", "1", "--queue", env=env)
     assert newer.code == 78 and "newer ievents" in newer.stderr
@@ -177,7 +178,7 @@ def test_enqueue_in_committed_and_rolled_back_transactions(
     run_cli: RunCli, fake: FakeIntercom, pg_uri: str
 ) -> None:
     env = {"IEVENTS_OUTBOX": pg_uri}
-    assert run_cli("outbox", "status", env=env).code == 0  # creates the schema
+    assert run_cli("flush", env=env).code == 0  # creates the schema
     # The application's role needs only EXECUTE on the function (SECURITY DEFINER).
     sql(
         pg_uri,
@@ -224,7 +225,7 @@ def test_invalid_enqueued_row_becomes_a_dead_letter_with_its_reason(
     run_cli: RunCli, fake: FakeIntercom, pg_uri: str
 ) -> None:
     env = {"IEVENTS_OUTBOX": pg_uri}
-    assert run_cli("outbox", "status", env=env).code == 0
+    assert run_cli("flush", env=env).code == 0  # creates the schema
     sql(pg_uri, 'SELECT ievents.enqueue(\'{"event_name": "no-contact", "created_at": 1}\')')
     sql(pg_uri, 'SELECT ievents.enqueue(\'{"event_name": "x", "user_id": "1", "colour": "red"}\')')
     sql(pg_uri, "SELECT ievents.enqueue('{}')")

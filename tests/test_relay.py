@@ -144,7 +144,7 @@ def test_relay_carries_on_through_a_postgresql_restart(
 ) -> None:
     env = {"IEVENTS_OUTBOX": pg_uri}
     fake.latency = 0.02
-    assert run_cli("outbox", "status", env=env).code == 0
+    assert run_cli("flush", env=env).code == 0  # creates the schema
     relay = start_relay(pg_uri, "-c", "4")
     assert run_cli("batch", "-", "--queue", input=ndjson(150), env=env).code == 0
     wait_for(lambda: len(fake.stored_events()) >= 20, what="deliveries to start")

@@ -30,7 +30,17 @@ from intercom_events_cli import __version__
 FAST = ("--retries", "0", "--timeout", "2")
 ONE_RETRY = ("--retries", "1", "--timeout", "2")
 JAN_1_2024 = 1_704_067_200
-JSON_KEYS = {"ok", "delivered", "queued", "status", "attempts", "request_id", "event", "error"}
+JSON_KEYS = {
+    "ok",
+    "exit_code",
+    "delivered",
+    "queued",
+    "status",
+    "attempts",
+    "request_id",
+    "event",
+    "error",
+}
 ANSI = "\x1b["
 
 
@@ -739,6 +749,7 @@ def test_json_on_success(run_cli: RunCli, fake: FakeIntercom) -> None:
     assert len(result.stdout.splitlines()) == 1
     assert result.json() == {
         "ok": True,
+        "exit_code": 0,
         "delivered": True,
         "queued": False,
         "status": 202,
@@ -757,6 +768,7 @@ def test_json_on_api_failure(run_cli: RunCli, fake: FakeIntercom) -> None:
     assert result.code == 65, result
     assert result.json() == {
         "ok": False,
+        "exit_code": 65,
         "delivered": False,
         "queued": False,
         "status": 422,
@@ -800,8 +812,8 @@ def test_json_on_local_failure(
     assert output["delivered"] is False
     assert output["status"] is None
     assert output["attempts"] == 0
-    assert set(output["error"]) == {"code", "message"}
-    assert output["error"]["message"]
+    assert set(output["error"]) == {"code", "message", "hint"}
+    assert output["error"]["message"] and output["exit_code"] == code
 
 
 def test_json_without_identity(run_cli: RunCli) -> None:

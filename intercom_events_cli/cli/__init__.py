@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .. import __version__
+from ..early_signals import HANDLERS
 from .environment import current
 
 if TYPE_CHECKING:
@@ -192,7 +193,12 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
         # Every command handles SIGTERM as SIGINT (flush and batch install their own
         # stop-cleanly handler for both while they run): a message and exit 130, not a
         # silent 143. Only the main thread may install a handler.
-        if threading.current_thread() is threading.main_thread():
+        # Unless the entry point already handles it from the first moment (its handlers
+        # do the same, or ask a relay to stop: see early_signals).
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) not in HANDLERS
+        ):
             signal.signal(signal.SIGTERM, _terminate)
         register_commands(args)
         _plain_argument_metavars()

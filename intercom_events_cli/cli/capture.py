@@ -60,7 +60,7 @@ def queue_after_failure(
     except IeventsError as exc:
         if ui.json_mode:
             # The real attempts and status of the delivery, and why it was not kept.
-            failed = outcome_json(outcome)
+            failed = {**outcome_json(outcome), "exit_code": int(exc.exit_code)}
             failed["error"] = {**error_json(exc), "delivery_error": outcome.error()}
             ui.json(failed)
         ui.error(describe_failure(outcome) + "; and it could not be queued:")

@@ -22,7 +22,7 @@ from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import status_text
 from .environment import current
 from .output import Output
-from .render import error_hint, error_json
+from .render import error_hint, failure_json
 
 if TYPE_CHECKING:
     from ..client import AttemptLog
@@ -232,12 +232,12 @@ def reporting(
     except IeventsError as exc:
         if on_error is not None:
             on_error(exc)
-        _json_error_once(ui, exc.exit_code, exc.code, exc.message)
         hint = error_hint(exc)
         if hint is None and isinstance(exc, UsageError):
             from .usage import current_help_hint
 
             hint = current_help_hint()  # a usage error is always one line plus a hint
+        _json_error_once(ui, exc.exit_code, exc.code, exc.message, hint)
         ui.error(exc.message, hint)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
@@ -258,14 +258,17 @@ def reporting(
         set_warning_sink(None)
 
 
-def _json_error_once(ui: Output, exit_code: ExitCode, code: str, message: str) -> None:
-    """With ``--json``, every exit prints one JSON object: this one, if none was printed."""
+def _json_error_once(
+    ui: Output, exit_code: ExitCode, code: str, message: str, hint: str | None = None
+) -> None:
+    """With ``--json``, every exit prints one JSON object: this one, if none was printed
+    (the shape of :func:`~.render.failure_json`)."""
     if ui.json_mode and not ui.json_written:
         ui.json(
             {
                 "ok": False,
                 "exit_code": int(exit_code),
-                "error": {"code": code, "message": message},
+                "error": {"code": code, "message": message, "hint": hint},
             }
         )
 
@@ -285,6 +288,21 @@ def open_outbox(path: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
     from ..outbox.store import open_store
 
     return open_store(path, env)
+
+
+def open_existing(path: OutboxLocation, env: Mapping[str, str]) -> OutboxStore | None:
+    """Open the outbox for a command that creates nothing; None when there is none there.
+
+    No file, folder, PostgreSQL schema or table is ever created: a mistyped path or
+    ``IEVENTS_OUTBOX_SCHEMA`` is reported as "no outbox at ...", never made.
+    """
+    from ..errors import OutboxMissing
+    from ..outbox.store import open_store
+
+    try:
+        return open_store(path, env, create=False)
+    except OutboxMissing:
+        return None
 
 
 @contextmanager
@@ -310,18 +328,12 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def json_error(
     ui: Output, extra: Mapping[str, Any] | None = None
 ) -> Callable[[IeventsError], None]:
-    """An ``on_error`` for :func:`reporting`: with ``--json``, ``{"ok": false, ...extra,
-    "error": {code, message}}`` (the outbox commands' shape)."""
+    """An ``on_error`` for :func:`reporting`: with ``--json``, ``{"ok": false, "exit_code",
+    ...extra, "error": {code, message, hint}}`` (:func:`~.render.failure_json`)."""
 
     def report(exc: IeventsError) -> None:
         if ui.json_mode:
-            ui.json(
-                {
-                    "ok": False,
-                    **(extra or {}),
-                    "error": error_json(exc),
-                }
-            )
+            ui.json(failure_json(exc, **(extra or {})))
 
     return report
 

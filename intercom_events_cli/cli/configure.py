@@ -55,7 +55,7 @@ def effective_settings(
     retries: int,
 ) -> dict[str, dict[str, Any]]:
     """Each setting as ``{"value", "source"}``; the token only as its last four characters."""
-    from ..outbox import resolve_outbox_path
+    from ..outbox.store import resolve_location
 
     if settings.has_token:
         token: dict[str, Any] = {
@@ -105,7 +105,8 @@ def effective_settings(
             "source": _source(flags["api_version"], "--api-version", env, API_VERSION_ENV),
         },
         "outbox": {
-            "value": str(resolve_outbox_path(flags["outbox"], env)),
+            # str(): a URI without its password (never a Path made of the URI).
+            "value": str(resolve_location(flags["outbox"], env)),
             "source": outbox_source(flags["outbox"], env),
         },
         "timeout": {"value": timeout, "source": "--timeout" if flags["timeout"] else "default"},

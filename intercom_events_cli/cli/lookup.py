@@ -32,7 +32,7 @@ from .common import (
     reporting,
 )
 from .output import Output
-from .render import error_json, lookup_hint
+from .render import failure_json, lookup_hint
 
 if TYPE_CHECKING:
     from ..client import EventsClient
@@ -124,14 +124,13 @@ def check(
     def json_failure(exc: IeventsError) -> None:
         if json_output:
             ui.json(
-                {
-                    "ok": False,
-                    "api_base": settings.base_url if settings else None,
-                    "api_version": settings.api_version if settings else None,
-                    "status": getattr(exc, "status", None),
-                    "token_source": settings.token_source if settings else None,
-                    "error": error_json(exc),
-                }
+                failure_json(
+                    exc,
+                    api_base=settings.base_url if settings else None,
+                    api_version=settings.api_version if settings else None,
+                    status=getattr(exc, "status", None),
+                    token_source=settings.token_source if settings else None,
+                )
             )
 
     with reporting(ui, debug, on_error=json_failure):

@@ -19,7 +19,7 @@ from .common import (
     QuietOpt,
     json_error,
     load_environment,
-    open_outbox,
+    open_existing,
     outbox_path,
     parse_duration,
     reporting,
@@ -63,11 +63,13 @@ def retry(
         path = outbox_path(outbox, env)
         moved: list[int] = []
         missing: list[int] = list(ids or [])
-        if path.exists():
-            with open_outbox(path, env) as store:
+        store = open_existing(path, env)  # no outbox there: nothing to retry, none made
+        if store is not None:
+            with store:
                 moved, missing = store.retry_dead(ids or None)
         if json_output:
-            ui.json({"ok": not missing, "retried": moved, "not_dead": missing})
+            code = int(ExitCode.USAGE) if missing else 0
+            ui.json({"ok": not missing, "exit_code": code, "retried": moved, "not_dead": missing})
         elif moved:
             ui.result(
                 f"{plural(len(moved), 'dead letter')} back to pending; ievents flush sends "
@@ -128,10 +130,11 @@ def purge(
         age_s = parse_duration(older_than) if older_than is not None else None
         env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
-        if not path.exists():
+        store = open_existing(path, env)  # no outbox there: nothing to purge, none made
+        if store is None:
             finish_purge(ui, 0, state)
             return
-        with open_outbox(path, env) as store:
+        with store:
             count, max_id, cutoff = store.purge_plan(state, older_than_s=age_s)
             if count and not yes:
                 confirm_purge(count, state, path, older_than)

@@ -5,9 +5,10 @@ Nothing here changes the outbox; ``retry`` and ``purge`` are in :mod:`.outbox_ad
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from itertools import islice
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,20 +24,31 @@ from .common import (
     ProfileOpt,
     json_error,
     load_environment,
-    open_outbox,
+    open_existing,
     outbox_path,
     reporting,
 )
 from .environment import current
 from .outbox import SQLITE_MAX_INT, outbox_app
 from .output import Output
-from .render import destination_text, relative, row_json, schema_text, status_json, when
+from .render import (
+    destination_text,
+    no_outbox_text,
+    relative,
+    row_json,
+    schema_text,
+    status_json,
+    when,
+)
 
 if TYPE_CHECKING:
     from ..destination import Destination
     from ..outbox import OutboxRow, OutboxSummary, State
     from ..outbox.store import OutboxLocation
 
+
+# Rows read (and held) at a time by list and export.
+PAGE = 500
 
 PendingOpt = Annotated[
     bool, typer.Option("--pending", help="Only events waiting to be delivered (or in flight).")
@@ -112,8 +124,9 @@ def status(
         path = outbox_path(outbox, env)
         source = outbox_source(outbox, env)
         summary = None
-        if path.exists():
-            with open_outbox(path, env) as store:
+        store = open_existing(path, env)  # never creates one: says there is none
+        if store is not None:
+            with store:
                 summary = store.summary()
         if quiet:
             return
@@ -143,7 +156,7 @@ def print_status(
         ui.json(data)
         return
     if summary is None:
-        ui.result(f"outbox        {path} (not created yet: nothing was ever queued)")
+        ui.result(f"outbox        {no_outbox_text(path)}")
         ui.result(f"chosen by     {source}")
         return
 
@@ -224,22 +237,28 @@ def list_rows(
         )
         env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
-        rows: list[OutboxRow] = []
-        destinations: dict[int, Destination] = {}
-        if path.exists():
-            with open_outbox(path, env) as store:
-                rows = store.rows(states, limit=limit or None)
-                destinations = store.destinations()
-        if quiet:
+        store = open_existing(path, env)  # never creates one: says there is none
+        if store is None:
+            ui.info(no_outbox_text(path))
             return
-        if json_output:
+        with store:
+            if quiet:
+                return
+            destinations = store.destinations()
+            # Page by page, as export: --limit 0 on 200,000 rows holds one page at a time.
+            rows: Iterable[OutboxRow] = store.iter_rows(states, page=min(limit or PAGE, PAGE))
+            if limit:
+                rows = islice(rows, limit)
+            if ui.stdout_isatty and not json_output:
+                print_table(ui, rows, path, destinations)
+                return
             for row in rows:
-                ui.json(row_json(row, destinations))
-        elif ui.stdout_isatty:
-            print_table(ui, rows, path, destinations)
-        else:
-            for row in rows:
-                ui.result("\t".join(row_cells(row, destinations)))
+                if json_output:
+                    ui.json(row_json(row, destinations))
+                else:
+                    ui.result("\t".join(row_cells(row, destinations)))
+                if ui.reader_gone:
+                    return
 
 
 def row_cells(row: OutboxRow, destinations: Mapping[int, Destination] | None = None) -> list[str]:
@@ -277,20 +296,26 @@ def _contact(row: OutboxRow) -> str:
 
 def print_table(
     ui: Output,
-    rows: list[OutboxRow],
+    rows: Iterable[OutboxRow],
     path: OutboxLocation,
     destinations: Mapping[int, Destination],
 ) -> None:
-    """A rich table of outbox rows (terminals only)."""
+    """A rich table of outbox rows (terminals only), a table per page of rows read."""
+    console = ui.rich_console()
+    pages = iter(rows)
+    first = True
+    while page := list(islice(pages, PAGE)):
+        console.print(_table(page, destinations, header=first))
+        first = False
+    if first:
+        console.print(f"no such events in {path}")
+
+
+def _table(rows: list[OutboxRow], destinations: Mapping[int, Destination], *, header: bool) -> Any:
+    from rich import box
     from rich.table import Table
 
     from ..outbox import State
-
-    console = ui.rich_console()
-    if not rows:
-        console.print(f"no such events in {path}")
-        return
-    from rich import box
 
     # Fits 80 columns: no vertical rules, the contact under the event name, minutes in the
     # table (the seconds are in --json and the tab-separated output); times and addresses
@@ -302,6 +327,7 @@ def print_table(
         pad_edge=False,
         padding=(0, 1, 0, 0),
         header_style="bold",
+        show_header=header,
     )
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
@@ -322,7 +348,7 @@ def print_table(
             result,
             style=styles.get(row.state),
         )
-    console.print(table)
+    return table
 
 
 @outbox_app.command()
@@ -357,9 +383,11 @@ def export(
         )
         env = load_environment(env_file, profile=profile)
         path = outbox_path(outbox, env)
-        if not path.exists():
+        store = open_existing(path, env)  # never creates one: says there is none
+        if store is None:
+            ui.info(no_outbox_text(path))
             return
-        with open_outbox(path, env) as store:
+        with store:
             for row in store.iter_rows(states):
                 ui.raw(row.payload_text + "\n", flush=False)
                 if ui.reader_gone:

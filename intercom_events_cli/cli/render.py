@@ -37,6 +37,7 @@ def outcome_json(outcome: Outcome, *, queued: bool = False) -> dict[str, Any]:
     """The ``--json`` object for a delivery attempt."""
     return {
         "ok": outcome.delivered or queued,
+        "exit_code": 0 if queued else int(outcome.exit_code),
         "delivered": outcome.delivered,
         "queued": queued,
         "status": outcome.status,
@@ -230,8 +231,22 @@ def row_json(
 
 
 def error_json(exc: IeventsError) -> dict[str, Any]:
-    """``{"code", "message"}`` of an error, as every command's ``--json`` shows it."""
-    return {"code": exc.code, "message": exc.message}
+    """``{"code", "message", "hint"}`` of an error, as every command's ``--json`` shows it."""
+    return {"code": exc.code, "message": exc.message, "hint": exc.hint}
+
+
+def failure_json(exc: IeventsError, **fields: Any) -> dict[str, Any]:
+    """Every command's ``--json`` document for an error: ``{"ok": false, "exit_code",
+    ...fields, "error": {"code", "message", "hint"}}``."""
+    return {"ok": False, "exit_code": int(exc.exit_code), **fields, "error": error_json(exc)}
+
+
+def no_outbox_text(path: OutboxLocation) -> str:
+    """A read-only command found no outbox at ``path``: where, and what creates one."""
+    return (
+        f"no outbox at {path} yet (nothing was ever queued there); send --queue, "
+        "batch --queue or flush --watch creates it"
+    )
 
 
 def error_hint(exc: IeventsError) -> str | None:
@@ -341,6 +356,7 @@ def capture_json(result: CaptureResult) -> dict[str, Any]:
             "event": result.event.payload(),
             "error": None,
         }
+    body["exit_code"] = int(result.exit_code)
     if result.stored:
         body["outbox_id"] = result.outbox_id
         if failure is None:

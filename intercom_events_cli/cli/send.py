@@ -35,7 +35,7 @@ from .common import (
     reporting,
 )
 from .output import Output
-from .render import describe_failure, error_json, failure_hint, outcome_json
+from .render import describe_failure, failure_hint, failure_json, outcome_json
 
 EVENT = "Event"
 # The largest --metadata-json @FILE read (Intercom takes at most 10 metadata keys).
@@ -260,17 +260,16 @@ def json_failure(ui: Output, built: list[Event]) -> Callable[[IeventsError], Non
         if ui.json_mode:
             kept: int | None = getattr(exc, "outbox_id", None)  # interrupted, then queued
             ui.json(
-                {
-                    "ok": False,
-                    "delivered": False,
-                    "queued": kept is not None,
+                failure_json(
+                    exc,
+                    delivered=False,
+                    queued=kept is not None,
                     **({"outbox_id": kept} if kept is not None else {}),
-                    "status": None,
-                    "attempts": 0,
-                    "request_id": None,
-                    "event": built[0].payload() if built else None,
-                    "error": error_json(exc),
-                }
+                    status=None,
+                    attempts=0,
+                    request_id=None,
+                    event=built[0].payload() if built else None,
+                )
             )
 
     return report

@@ -162,6 +162,22 @@ def report_usage_error(exc: Any, argv: Sequence[str], *, stdout: Any = None) -> 
     return int(ExitCode.USAGE)
 
 
+def report_interrupted(argv: Sequence[str]) -> int:
+    """Ctrl-C or SIGTERM outside a command's body: said (and, with ``--json``, the error
+    document every exit prints); exit 130."""
+    ui = Output(json_mode="--json" in _before_separator(argv))
+    if ui.json_mode:
+        ui.json(
+            {
+                "ok": False,
+                "exit_code": int(ExitCode.INTERRUPTED),
+                "error": {"code": "interrupted", "message": "interrupted", "hint": None},
+            }
+        )
+    ui.error("interrupted")
+    return int(ExitCode.INTERRUPTED)
+
+
 def _registered(typer_app: typer.Typer) -> tuple[object, ...]:
     """What typer would build a command from: the registered functions, groups included."""
     return (
@@ -206,13 +222,9 @@ def run(app: typer.Typer, argv: Sequence[str]) -> int:
         return int(ExitCode.USAGE)
     except click_exceptions.UsageError as exc:
         return report_usage_error(exc, argv)
-    except typer.Abort:
-        Output().error("interrupted")
-        return int(ExitCode.INTERRUPTED)
+    except (typer.Abort, KeyboardInterrupt):
+        return report_interrupted(argv)
     except click_exceptions.ClickException as exc:  # a file option that cannot be opened
         Output().error(exc.format_message())
         return int(exc.exit_code)
-    except KeyboardInterrupt:
-        Output().error("interrupted")
-        return int(ExitCode.INTERRUPTED)
     return result if isinstance(result, int) else 0

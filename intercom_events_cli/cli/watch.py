@@ -52,11 +52,13 @@ def run_watch(
     metrics_port: str | None,
 ) -> int:
     """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
+    from ..early_signals import relay_stop
     from ..outbox.store import open_store
     from ..relay import Relay
 
     address = parse_metrics_address(metrics_port) if metrics_port is not None else None
-    stop = threading.Event()
+    # The process's own: a signal since the run began has already asked it to stop.
+    stop = relay_stop() or threading.Event()
     relay: Relay | None = None
 
     def summary() -> OutboxSummary | None:

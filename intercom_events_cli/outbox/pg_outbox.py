@@ -62,14 +62,16 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
     # -- connecting -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, location: PostgresLocation) -> PostgresOutbox:
+    def open(cls, location: PostgresLocation, *, create: bool = True) -> PostgresOutbox:
         """Connect, create or migrate the schema, and take this session's claim lock.
 
         Raises :class:`OutboxUnavailable` (75) when the server cannot be reached now and
         :class:`OutboxError` (78) for anything that needs fixing (credentials, database,
-        privileges, a schema made by a newer ievents or by someone else).
+        privileges, a schema made by a newer ievents or by someone else). With
+        ``create=False`` a missing outbox is not created: :class:`OutboxMissing`.
         """
         store = cls(location)
+        store.create_missing = create
         with store._lock:
             store._connection()
         return store

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MissingExtra, OutboxError, OutboxUnavailable
+from ..errors import MissingExtra, OutboxError, OutboxMissing, OutboxUnavailable
 from . import pg_schema
 from .location import PostgresLocation
 
@@ -95,6 +95,8 @@ class PgSession:
         self._session = _session_key()
         self._temp_ready = False  # this connection's temporary table for COPY exists
         self._last_reclaim = 0.0
+        # False for the commands that only look: a missing schema is said, never made.
+        self.create_missing = True
 
     @property
     def path(self) -> PostgresLocation:
@@ -141,6 +143,9 @@ class PgSession:
         except psycopg.Error as exc:
             self._drop()
             raise self._translate(exc) from None
+        except OutboxError:
+            self._drop()
+            raise
         return db
 
     def _drop(self) -> None:
@@ -210,6 +215,11 @@ class PgSession:
             ).fetchone()
             if current and current[0] and self._stored_version(db) == pg_schema.SCHEMA_VERSION:
                 return
+            if not (current and current[0]) and not self.create_missing:
+                self._refuse_foreign(db)
+                raise OutboxMissing(
+                    f"there is no ievents outbox in the schema {schema!r} at {self._describe()}"
+                )
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ievents:{schema}",))
             # One statement: reading pg_namespace takes in the catalog changes committed
@@ -255,21 +265,25 @@ class PgSession:
         """The schema and its tables, refusing a schema that holds anything else."""
         schema = self.schema
         if has_schema:
-            tables = db.execute(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
-                "ON n.oid = c.relnamespace WHERE n.nspname = %s",
-                (schema,),
-            ).fetchone()
-            if tables and tables[0]:
-                raise OutboxError(
-                    f"the schema {schema!r} at {self._describe()} exists but is not an "
-                    "ievents outbox; it was left untouched",
-                    hint="set IEVENTS_OUTBOX_SCHEMA to another schema name",
-                )
+            self._refuse_foreign(db)
         else:
             db.execute(f"CREATE SCHEMA {schema}")
         for statement in pg_schema.create_statements(schema):
             db.execute(statement)
+
+    def _refuse_foreign(self, db: Connection[Any]) -> None:
+        """Raise for a schema of this name that holds anything (it is not an outbox)."""
+        tables = db.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s",
+            (self.schema,),
+        ).fetchone()
+        if tables and tables[0]:
+            raise OutboxError(
+                f"the schema {self.schema!r} at {self._describe()} exists but is not an "
+                "ievents outbox; it was left untouched",
+                hint="set IEVENTS_OUTBOX_SCHEMA to another schema name",
+            )
 
     def close(self) -> None:
         """Close the connection (which also releases this session's claim lock)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_BUSY_TIMEOUT_S
-from ..errors import OutboxError
+from ..errors import OutboxError, OutboxMissing
 from ..event import Event
 from .owner import owner_is_gone
 from .rows import COLUMNS, AddResult, OutboxRow, State
@@ -62,13 +62,22 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
     # -- opening --------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Outbox:
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        create: bool = True,
+    ) -> Outbox:
         """Open (creating when missing: folder 0700, file 0600) and check the outbox.
 
         Raises :class:`OutboxError` for a locked, unreadable, corrupt or foreign file,
-        which is never modified.
+        which is never modified; with ``create=False``, :class:`OutboxMissing` when there
+        is no file (nothing is created).
         """
         path = Path(path).expanduser()
+        if not create and not path.exists():
+            raise OutboxMissing(f"there is no outbox file {str(path)!r}")
         check_owned_by_us(path)  # before creating anything in a folder someone else controls
         _create_private_file(path)
         check_owned_by_us(path)

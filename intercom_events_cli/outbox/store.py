@@ -24,6 +24,7 @@ from .location import (
     SCHEMA_ENV,
     PostgresLocation,
     is_postgres_uri,
+    refuse_uri_like,
     valid_schema_name,
 )
 from .location import (
@@ -193,11 +194,19 @@ class OutboxStore(Protocol):
 def resolve_location(option: str | None, env: Mapping[str, str]) -> Path | PostgresLocation:
     """``--outbox`` > ``IEVENTS_OUTBOX`` > the XDG default: a file path or a PostgreSQL URI.
 
-    The PostgreSQL schema is ``IEVENTS_OUTBOX_SCHEMA`` (default ``ievents``).
+    Anything else that looks like a URI or a connection string (``jdbc:...``,
+    ``postgresql+psycopg://...``, ``host=... password=...``) raises :class:`OutboxError`
+    (78). The PostgreSQL schema is ``IEVENTS_OUTBOX_SCHEMA`` (default ``ievents``).
     """
     from ..config import OUTBOX_ENV, resolve_outbox_path
 
     text = option or env.get(OUTBOX_ENV) or ""
+    if text and not is_postgres_uri(text):
+        # Anything else that looks like a URI or a connection string is refused: it must
+        # never become a file named after it (which would hold its password).
+        origin_of = getattr(env, "origin", None)
+        origin = "--outbox" if option else origin_of(OUTBOX_ENV) if origin_of else OUTBOX_ENV
+        refuse_uri_like(text, origin)
     if text and is_postgres_uri(text):
         schema = env.get(SCHEMA_ENV, "").strip() or DEFAULT_PG_SCHEMA
         if not valid_schema_name(schema):
@@ -209,14 +218,18 @@ def resolve_location(option: str | None, env: Mapping[str, str]) -> Path | Postg
     return resolve_outbox_path(option, env)
 
 
-def open_store(location: OutboxLocation | str, env: Mapping[str, str] | None = None) -> OutboxStore:
-    """Open (creating when missing) the outbox at ``location``.
+def open_store(
+    location: OutboxLocation | str, env: Mapping[str, str] | None = None, *, create: bool = True
+) -> OutboxStore:
+    """Open (creating when missing, unless ``create`` is false) the outbox at ``location``.
 
     ``location``: a file path or a ``postgresql://`` URI as text (as ``--outbox`` takes
     it), or what :func:`resolve_location` made of one. ``env`` (default: the process
     environment) gives the busy timeout and the PostgreSQL schema. Raises
     :class:`OutboxError` (78), or :class:`~.errors.OutboxUnavailable` (75) for a
-    database that cannot be reached now. Example::
+    database that cannot be reached now. With ``create=False`` nothing is created (no
+    file, folder, schema or table): a location without an outbox raises
+    :class:`~.errors.OutboxMissing`. Example::
 
         with open_store("~/events.sqlite3") as store:
             print(store.summary().counts)
@@ -227,9 +240,9 @@ def open_store(location: OutboxLocation | str, env: Mapping[str, str] | None = N
     if isinstance(location, PostgresLocation):
         from .pg_outbox import PostgresOutbox  # imports psycopg: only for a URI
 
-        return PostgresOutbox.open(location)
+        return PostgresOutbox.open(location, create=create)
     from ..config import busy_timeout_from_env
     from .sqlite import Outbox
 
     path = location if isinstance(location, Path) else Path(str(location))
-    return Outbox.open(path, busy_timeout_s=busy_timeout_from_env(environ))
+    return Outbox.open(path, busy_timeout_s=busy_timeout_from_env(environ), create=create)
