@@ -58,7 +58,8 @@ def test_a_missing_privilege_names_the_docs_page_that_says_what_to_grant(
     psycopg = pytest.importorskip("psycopg")
     # The DBA made the schema (as the superuser) and let the application's role read it,
     # not write to it: storing an event is refused.
-    assert run_cli("outbox", "status", env={"IEVENTS_OUTBOX": pg_uri}).code == 0
+    made = run_cli("send", "e", "--user-id", "0", "--queue", env={"IEVENTS_OUTBOX": pg_uri})
+    assert made.code == 0, made
     with psycopg.connect(pg_uri, autocommit=True) as db:
         db.execute(
             f"GRANT USAGE ON SCHEMA ievents TO {APP_USER}; "
