@@ -199,6 +199,8 @@ _NORMALISE = (
     (re.compile(r"\b\d+(\.\d+)? ?(ms|s|min|h|d)\b"), "<DURATION>"),
     (re.compile(r"\b1\d{9}\b"), "<UNIX>"),
     (re.compile(r"ievents/\d+\.\d+\S*"), "ievents/<VERSION>"),
+    # A fast run says "under 0.1 s" and no rate; a slower one "2.5 s, 400 events/s".
+    (re.compile(r"(under )?<DURATION>(, <RATE>)?"), "<TIMING>"),
 )
 
 

@@ -74,6 +74,14 @@ def test_a_fast_queue_batch_shows_no_made_up_rate(run_cli: RunCli) -> None:
     assert "(0.0 s" not in summary
 
 
+def test_a_fast_dry_run_shows_no_zero_duration(run_cli: RunCli) -> None:
+    result = run_cli("batch", "-", "--dry-run", input='{"event_name": "x", "user_id": "1"}\n')
+    assert result.code == 0, result
+    summary = next(line for line in result.stderr.splitlines() if "batch --dry-run" in line)
+    assert "(0.0 s)" not in summary
+    assert "(under 0.1 s)" in summary or re.search(r"\(\d+\.\d s\)", summary), summary
+
+
 @pytest.mark.parametrize(
     ("args", "choices"),
     [

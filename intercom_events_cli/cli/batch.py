@@ -41,6 +41,7 @@ from .progress import progress_reporting
 from .render import (
     agree,
     plural,
+    seconds,
     setup_cause,
     stop_cause,
     summary_json,
@@ -122,7 +123,7 @@ def print_summary(
     print_problems_left(ui, report, display, rejects)
     read = f"read {plural(report.read, 'record')}: {report.valid} valid, {report.invalid} invalid"
     if mode is BatchMode.DRY_RUN:
-        ui.info(f"batch --dry-run: {read}; nothing stored or sent ({report.elapsed_s:.1f} s)")
+        ui.info(f"batch --dry-run: {read}; nothing stored or sent ({seconds(report.elapsed_s)})")
         return
     stored = f"{report.queued} stored, {report.skipped} already in the outbox (skipped)"
     if mode is BatchMode.QUEUE:

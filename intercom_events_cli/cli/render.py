@@ -179,11 +179,16 @@ def agree(count: int, one: str, many: str) -> str:
     return one if count == 1 else many
 
 
+def seconds(elapsed_s: float) -> str:
+    """``2.5 s``, or ``under 0.1 s`` for what would show as ``0.0 s``."""
+    return "under 0.1 s" if elapsed_s < 0.05 else f"{elapsed_s:.1f} s"
+
+
 def timing(elapsed_s: float, count_per_s: float, unit: str) -> str:
     """``2.5 s, 400 events/s``; under 0.1 s just that: a rate from ~0 s means nothing."""
-    if elapsed_s < 0.05:  # would show as "0.0 s"
-        return "under 0.1 s"
-    return f"{elapsed_s:.1f} s, {count_per_s:.0f} {unit}/s"
+    if elapsed_s < 0.05:
+        return seconds(elapsed_s)
+    return f"{seconds(elapsed_s)}, {count_per_s:.0f} {unit}/s"
 
 
 def destination_json(destination: Destination | None) -> dict[str, str] | None:
