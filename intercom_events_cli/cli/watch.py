@@ -52,6 +52,7 @@ def run_watch(
     metrics_port: str | None,
 ) -> int:
     """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
+    from ..outbox.owner import lease_seconds
     from ..outbox.store import open_store
     from ..relay import Relay
 
@@ -90,6 +91,7 @@ def run_watch(
         on_attempt=attempt_logger(ui),
         on_notice=on_notice,
         concurrency=concurrency,
+        lease_s=lease_seconds(env),
     )
     if metrics is not None and address is not None:
         port = metrics.serve(*address)
