@@ -20,6 +20,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -217,12 +218,26 @@ def test_another_role_holding_the_key_does_not_delay_taking_back_a_dead_relays_r
     )
     app_uri = pg_uri.replace("ievents_test@", f"{APP_USER}:{APP_PASSWORD}@")
     with psycopg.connect(app_uri, autocommit=True) as app:
-        # What any role that can connect could do under schema version 1.
-        app.execute("SELECT pg_advisory_lock(%s)", (session,))
+        # What any role that can connect could do under schema version 1: wait for the
+        # relay's key (held by the relay then), and hold it once the relay is gone.
+        locking = threading.Thread(
+            target=lambda: app.execute("SELECT pg_advisory_lock(%s)", (session,)), daemon=True
+        )
+        locking.start()
+        wait_for(
+            lambda: not locking.is_alive() or waiting_for_a_lock(pg_uri), "the app role's lock"
+        )
         doomed.process.kill()
         doomed.process.wait()
+        locking.join(timeout=60)
+        assert not locking.is_alive(), "the app role never got the key"
         fake.latency = 0.0
         survivor = relays(pg_uri, "survivor")
         # Far sooner than the 120 s lease: the deadline only bounds a failure.
         wait_for(lambda: delivered(pg_uri) == 10, "the rows taken back and delivered", 60)
         assert survivor.stop() == 10
+
+
+def waiting_for_a_lock(pg_uri: str) -> bool:
+    found = sql(pg_uri, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    return bool(found[0][0])
