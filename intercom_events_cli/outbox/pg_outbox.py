@@ -39,6 +39,7 @@ from ..errors import ValidationError
 from ..event import Event, event_from_record
 from .location import PostgresLocation
 from .pg_session import (  # psycopg is imported there, with a clear error when missing
+    ALIVE_CTE,
     BACKEND_ALIVE_SQL,
     PgSession,
     pg_errors,
@@ -337,7 +338,7 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
         """Rows of expired leases, and of claimers whose backend is gone (see pg_session)."""
         cur.execute(
             self._t(
-                f"UPDATE {{s}}.events AS e SET state = 'pending', {self._CLEAR_CLAIM}, "
+                ALIVE_CTE + f"UPDATE {{s}}.events AS e SET state = 'pending', {self._CLEAR_CLAIM}, "
                 "updated = %s WHERE state = 'in_flight' AND (lease_expires_at IS NULL "
                 "OR lease_expires_at <= %s OR owner IS NULL OR (claim_session IS NOT NULL "
                 "AND claim_session <> %s AND NOT "

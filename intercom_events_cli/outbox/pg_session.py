@@ -63,11 +63,13 @@ BACKEND_KEY_SQL = (
     "(({a}.pid::bigint << 32) | "
     "(floor(extract(epoch FROM {a}.backend_start) * 1000)::bigint & 4294967295))"
 )
-# True while the backend whose key is ``{k}`` is alive. Another role's backends show
+# The backends alive now (read once per statement: pg_stat_activity is a function scan).
+ALIVE_CTE = "WITH alive AS MATERIALIZED (SELECT pid, backend_start FROM pg_stat_activity) "
+# True while the backend whose key is ``{k}`` is among them. Another role's backends show
 # their pid but not their start time: a listed pid then counts as alive (at worst its
 # rows wait for their lease).
 BACKEND_ALIVE_SQL = (
-    "EXISTS (SELECT 1 FROM pg_stat_activity AS a WHERE a.pid = ({k} >> 32)::integer "
+    "EXISTS (SELECT 1 FROM alive AS a WHERE a.pid = ({k} >> 32)::integer "
     "AND (a.backend_start IS NULL OR " + BACKEND_KEY_SQL.format(a="a") + " = {k}))"
 )
 
