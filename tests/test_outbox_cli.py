@@ -185,7 +185,7 @@ def test_default_outbox_is_private_under_xdg_state(run_cli: RunCli, tmp_path: Pa
         if side.exists():
             assert stat.S_IMODE(side.stat().st_mode) == 0o600
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
     raw.close()
     home = run_cli(
         "send",
