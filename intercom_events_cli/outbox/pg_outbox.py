@@ -341,7 +341,7 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
                 ALIVE_CTE + f"UPDATE {{s}}.events AS e SET state = 'pending', {self._CLEAR_CLAIM}, "
                 "updated = %s WHERE state = 'in_flight' AND (lease_expires_at IS NULL "
                 "OR lease_expires_at <= %s OR owner IS NULL OR (claim_session IS NOT NULL "
-                "AND claim_session <> %s AND NOT "
+                "AND claim_session IS DISTINCT FROM %s AND NOT "
                 + BACKEND_ALIVE_SQL.format(k="e.claim_session")
                 + "))"
             ),

@@ -94,7 +94,9 @@ class PgSession:
         self.channel = pg_schema.channel(location.schema)
         self._db: Connection[Any] | None = None
         self._lock = threading.RLock()
-        self._session = 0  # this connection's backend key (see BACKEND_KEY_SQL)
+        # This connection's backend key (see BACKEND_KEY_SQL); None: unknown, and the rows
+        # it claims then come back by their lease alone.
+        self._session: int | None = None
         self._temp_ready = False  # this connection's temporary table for COPY exists
         self._last_reclaim = 0.0
         self._offset = 0.0  # the database's clock minus this host's, as last measured
@@ -141,7 +143,7 @@ class PgSession:
                 "SELECT " + BACKEND_KEY_SQL.format(a="a") + " FROM pg_stat_activity AS a "
                 "WHERE a.pid = pg_backend_pid()"
             ).fetchone()
-            self._session = int(found[0]) if found and found[0] is not None else 0
+            self._session = int(found[0]) if found and found[0] is not None else None
         except psycopg.Error as exc:
             error = self._translate(exc)  # while the connection can still say what is missing
             self._drop()
