@@ -12,6 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from conftest import RunCli
 
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import RowResult, State
@@ -135,3 +136,14 @@ def test_a_version_3_file_is_migrated_to_fencing_tokens(tmp_path: Path) -> None:
         assert check.execute("PRAGMA user_version").fetchone()[0] == 4
         columns = [row[1] for row in check.execute("PRAGMA table_info(events)")]
         assert columns[-1] == "claim_token"
+
+
+@pytest.mark.parametrize("watch", [False, True])
+def test_a_lease_that_is_not_a_length_is_a_configuration_error(
+    run_cli: RunCli, watch: bool
+) -> None:
+    assert run_cli("send", "e", "--user-id", "1", "--queue").code == 0
+    result = run_cli("flush", *(["--watch"] if watch else []), env={"IEVENTS_LEASE_S": "0"})
+    assert result.code == 78, result
+    assert "IEVENTS_LEASE_S='0' is not a lease length" in result.stderr
+    assert "between 1 and 86400" in result.stderr
