@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from .outbox.store import OutboxStore
 
 DEFAULT_CONCURRENCY = 16
+# A claim is trusted for this share of its lease after it was made or renewed (by this
+# host's monotonic clock, which runs on while the process is stopped): the rest covers the
+# time from a sender's check to its request on the wire, and clock rate differences.
+LEASE_TRUST = 0.8
 # An event whose retries ran out while Intercom answers other requests goes back into the
 # same run this many times, ROUND_DELAY_S later each time, before it waits for a later run.
 MAX_ROUNDS = 5
@@ -127,8 +131,11 @@ class Deliverer:
             pacer=pacer,
             client=client,
             on_attempt=on_attempt,
+            may_send=self._may_send,
         )
         self._outstanding: dict[int, OutboxRow] = {}
+        # Row id -> time.monotonic() until which its claim is trusted (see LEASE_TRUST).
+        self._held_until: dict[int, float] = {}
         self._temporary_streak = 0
         # Only rows of this destination (and unbound ones) are claimed; None: bound at run().
         self.destination_id = destination_id
@@ -186,6 +193,7 @@ class Deliverer:
                 for row in leftover:
                     self._tell(Delivery(row, State.PENDING, None))
                 self._outstanding.clear()
+                self._held_until.clear()
             self._senders.close(busy=busy)
             self.report.elapsed_s = time.monotonic() - started
         try:
@@ -202,6 +210,7 @@ class Deliverer:
         Accepted (or any answer from Intercom): every deferred event of the destination
         becomes due and the run goes on. A temporary failure: the run stops after it.
         """
+        claimed_at = time.monotonic()
         rows = self.store.claim(
             self.owner,
             1,
@@ -215,6 +224,7 @@ class Deliverer:
         self._probing = True
         self.report.claimed += 1
         self._outstanding[rows[0].id] = rows[0]
+        self._held_until[rows[0].id] = claimed_at + self.lease_s * LEASE_TRUST
         self._senders.send(rows[0])
         last_renewal = time.monotonic()
         try:
@@ -276,6 +286,7 @@ class Deliverer:
 
     def _claim(self, limit: int) -> list[OutboxRow]:
         """Claim up to ``limit`` due rows and hand them to the workers."""
+        claimed_at = time.monotonic()  # before: the database's lease starts later
         rows = self.store.claim(
             self.owner, limit, lease_s=self.lease_s, destination_id=self.destination_id
         )
@@ -284,12 +295,17 @@ class Deliverer:
         self.report.claimed += len(rows)
         for row in rows:
             self._outstanding[row.id] = row
+            self._held_until[row.id] = claimed_at + self.lease_s * LEASE_TRUST
             self._senders.send(row)
         return rows
 
+    def _may_send(self, row: OutboxRow) -> bool:
+        """Whether ``row``'s claim still holds (asked by a sender before each request)."""
+        return time.monotonic() < self._held_until.get(row.id, 0.0)
+
     def _wait_for_round(self) -> None:
         """Events put back for another round: wait until the first is due (then claim)."""
-        now = time.time()
+        now = self.store.now()
         due = min(self._awaiting_round.values())
         if due > now:
             self.stop.wait(min(due - now, self.poll_interval_s))
@@ -302,8 +318,13 @@ class Deliverer:
         """Renew the claims' lease every third of it; returns when it was last renewed."""
         if time.monotonic() - last_renewal < self.lease_s / 3:
             return last_renewal
-        self.store.renew(self.owner, lease_s=self.lease_s)
-        return time.monotonic()
+        renewed_at = time.monotonic()
+        renewed = set(self.store.renew(self.owner, lease_s=self.lease_s))
+        for row_id in self._outstanding:
+            # A row not renewed was taken back while we could not renew: never send it.
+            held = renewed_at + self.lease_s * LEASE_TRUST if row_id in renewed else 0.0
+            self._held_until[row_id] = held
+        return renewed_at
 
     def _wind_down(self) -> None:
         """After a stop: unsent rows come back from the workers; in-flight ones may finish."""
@@ -341,12 +362,18 @@ class Deliverer:
         done = [item for item in done if item.row.id in self._outstanding]
         if not done:
             return
-        now = time.time()
+        now = self.store.now()  # the outbox's clock: backoffs are due times on it
         settled = [self._settle(item, now) for item in done]
-        self.store.record(self.owner, [result for result, _ in settled], now=now)
+        # Each result names its claim: a claim taken back meanwhile makes it stale (ignored).
+        fenced = [
+            dataclasses.replace(result, claim_token=item.row.claim_token)
+            for item, (result, _) in zip(done, settled, strict=True)
+        ]
+        self.store.record(self.owner, fenced, now=now)
         self._note_destination([delivery for _, delivery in settled], now)
         for item in done:
             del self._outstanding[item.row.id]
+            self._held_until.pop(item.row.id, None)
         for _, delivery in settled:
             self._tell(delivery)
 

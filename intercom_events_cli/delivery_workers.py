@@ -4,6 +4,11 @@
 retries) and puts a :class:`Done` on :attr:`SenderPool.results`; only the engine's calling
 thread talks to the outbox. A halt (a stop, a rejected token) or the run's deadline cuts
 retry waits short: the row comes back unsent, with its last attempt if there was one.
+
+Before each request (the first and every retry) a sender asks ``may_send`` whether the
+row's claim still holds: a relay frozen past its lease (SIGSTOP, a long GC, a suspended
+VM) hands its rows back unsent on waking, instead of sending what another relay may
+have delivered meanwhile. Only a request already on the wire can go out twice.
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ class SenderPool:
         pacer: Pacer | None = None,
         client: EventsClient | None = None,
         on_attempt: Callable[[AttemptLog], None] | None = None,
+        may_send: Callable[[OutboxRow], bool] | None = None,
     ) -> None:
         self.settings = settings
+        self.may_send = may_send
         self.concurrency = concurrency
         self.halt = halt
         self.pacer = pacer
@@ -114,6 +121,9 @@ class SenderPool:
             raise Cancelled
         if self.halt.wait(seconds):
             raise Cancelled
+        row = getattr(self._local, "row", None)
+        if row is not None and self.may_send is not None and not self.may_send(row):
+            raise Cancelled  # the claim ran out during the wait: no more tries
 
     def _work_loop(self) -> None:
         while True:
@@ -121,7 +131,8 @@ class SenderPool:
             if row is None:
                 return
             self._local.last_attempt = None
-            if self.halt.is_set():
+            self._local.row = row
+            if self.halt.is_set() or (self.may_send is not None and not self.may_send(row)):
                 self.results.put(Done(row))
                 continue
             try:

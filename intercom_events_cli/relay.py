@@ -253,6 +253,7 @@ class Relay:
                 flush = self._run_engine(self.store)
                 if flush is None:
                     continue
+                self._backoff = 0.5  # the database worked through a run
                 self._add(flush)
                 if self.stop.is_set():
                     break
@@ -274,7 +275,6 @@ class Relay:
         except OutboxUnavailable as exc:
             self._wait_backoff(exc.message)
             return False
-        self._backoff = 0.5
         return True
 
     def _wait_backoff(self, message: str) -> None:
@@ -304,8 +304,10 @@ class Relay:
             # (PostgreSQL) or a lease: the next claim, ours or another relay's,
             # takes them back.
             self.report.reconnects += 1
-            self._notice(f"{exc.message}; reconnecting")
             self._drop_store()
+            # Backing off: a database that accepts connections but not writes (read-only
+            # during a failover) would otherwise be reconnected to in a tight loop.
+            self._wait_backoff(exc.message)
             return None
         except OutboxError as exc:
             if isinstance(self.location, Path) and "locked" in exc.message:

@@ -67,7 +67,7 @@ def test_new_outbox_is_private_and_versioned(store: Outbox, path: Path) -> None:
     assert all(p.exists() for p in side_files)
     assert all(mode(p) == 0o600 for p in side_files)
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     raw.close()
 
@@ -217,7 +217,7 @@ def test_a_version_1_outbox_is_migrated_in_place(tmp_path: Path) -> None:
         added = [r for r in store.rows([State.PENDING]) if r.event_name == "b"]
         assert [(r.source, r.source_line) for r in added] == [("run-1", 7)]
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     check.close()
 
 
@@ -285,7 +285,7 @@ def test_a_version_2_outbox_is_migrated_to_destinations(tmp_path: Path) -> None:
             ("k1", 3, None),
             ("k2", None, None),
         ]
-        assert store.summary().schema_version == 3
+        assert store.summary().schema_version == SCHEMA_VERSION
         assert store.summary().last_flush_at == 5.0
         us_id, eu_id = store.bind(us), store.bind(eu)
         assert us_id != eu_id and store.bind(us) == us_id
@@ -302,7 +302,7 @@ def test_a_version_2_outbox_is_migrated_to_destinations(tmp_path: Path) -> None:
     text = path.read_bytes()
     assert b"tok_us_workspace_1234" not in text and b"tok_eu_workspace_9876" not in text
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     bound = check.execute("SELECT dedup_key, destination_id FROM events ORDER BY id").fetchall()
     assert bound == [
         ("k1", us_id),

@@ -56,6 +56,8 @@ from .render import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..delivery import Delivery, FlushReport
     from ..outbox import OutboxSummary
     from ..outbox.store import OutboxStore
@@ -272,7 +274,7 @@ def flush(
                 ui.result(f"nothing to flush: no outbox at {path} yet")
             return
         with open_outbox(path, env) as store:
-            report = run_flush(ui, store, settings, concurrency, max_time, now)
+            report = run_flush(ui, store, settings, concurrency, max_time, now, env)
             remaining = store.summary()
             due = store.count_due(store.bind(settings))
         if json_output:
@@ -289,9 +291,11 @@ def run_flush(
     concurrency: int,
     max_time: float | None,
     ignore_schedule: bool,
+    env: Mapping[str, str],
 ) -> FlushReport:
     """Run the engine with Ctrl-C handling and ``-v`` lines."""
     from ..delivery import Deliverer
+    from ..outbox.owner import lease_seconds
 
     log_lock = threading.Lock()
 
@@ -310,6 +314,7 @@ def run_flush(
         on_result=log_result if ui.verbose else None,
         on_attempt=attempt_logger(ui),
         stop=stop,
+        lease_s=lease_seconds(env),
     )
     with stop_on_signals(stop):
         return deliverer.run()

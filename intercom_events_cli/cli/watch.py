@@ -53,6 +53,7 @@ def run_watch(
 ) -> int:
     """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
     from ..early_signals import relay_stop
+    from ..outbox.owner import lease_seconds
     from ..outbox.store import open_store
     from ..relay import Relay
 
@@ -92,6 +93,7 @@ def run_watch(
         on_attempt=attempt_logger(ui),
         on_notice=on_notice,
         concurrency=concurrency,
+        lease_s=lease_seconds(env),
     )
     if metrics is not None and address is not None:
         port = metrics.serve(*address)

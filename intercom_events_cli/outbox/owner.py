@@ -7,10 +7,32 @@ A claim whose owner no longer runs on this host is taken back at the next claim,
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+
+from ..errors import ConfigError
 
 OWNER_HOST_ENV = "IEVENTS_OWNER_HOST"
 # How long a claim holds without renewal before another claimer may take it back.
 DEFAULT_LEASE_S = 120.0
+# Overrides it (seconds): shorter, a frozen or cut-off relay's rows come back sooner.
+LEASE_ENV = "IEVENTS_LEASE_S"
+
+
+def lease_seconds(env: Mapping[str, str]) -> float:
+    """The claim lease from ``IEVENTS_LEASE_S`` (default :data:`DEFAULT_LEASE_S`)."""
+    text = env.get(LEASE_ENV, "").strip()
+    if not text:
+        return DEFAULT_LEASE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 1.0 <= value <= 86400.0:
+        raise ConfigError(
+            f"{LEASE_ENV}={text!r} is not a lease length",
+            hint="give seconds between 1 and 86400 (the default is 120)",
+        )
+    return value
 
 
 def _process_start(pid: int) -> str:

@@ -5,12 +5,15 @@ its own (:mod:`.pg_schema`). What differs:
 
 - Claims are ``SELECT ... FOR UPDATE SKIP LOCKED``: any number of flushers on any number
   of hosts take disjoint rows without waiting for each other.
-- A dead claimer is recognised by a **session-level advisory lock**: each connection
-  holds one lock (a random 64-bit key) for as long as it lives, and stamps the rows it
-  claims with that key (``claim_session``). PostgreSQL releases the lock the moment the
-  connection dies (``kill -9``, a lost host, a database restart), so a claimer that can
-  take the lock knows the rows' owner is gone and hands them back. The lease
-  (``lease_expires_at``, renewed by live flushers) stays as a second line.
+- A dead claimer is recognised by its **backend**: the rows a connection claims carry its
+  backend key (pid and start time, ``claim_session``), and a claimer whose backend is no
+  longer in ``pg_stat_activity`` is gone (``kill -9``, a database restart): its rows are
+  handed back at once. No other role can keep a backend listed. The lease
+  (``lease_expires_at``, renewed by live flushers) stays as a second line (a lost host).
+- Every time here is the database's clock (``clock_timestamp()``): hosts whose clocks
+  disagree still agree on whose lease has ended and which row is due.
+- Each claim carries a fencing token (``claim_token``): a result is written only while
+  its row still carries the token of the claim it came from.
 - New rows are announced with ``NOTIFY <schema>_events`` (sent on commit), which wakes
   ``ievents flush --watch``.
 - Rows enqueued from SQL (``<schema>.enqueue(jsonb)``) arrive unvalidated: the claim
@@ -35,7 +38,12 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ValidationError
 from ..event import Event, event_from_record
 from .location import PostgresLocation
-from .pg_session import PgSession, pg_errors  # imported there, with a clear error when missing
+from .pg_session import (  # psycopg is imported there, with a clear error when missing
+    ALIVE_CTE,
+    BACKEND_ALIVE_SQL,
+    PgSession,
+    pg_errors,
+)
 from .rows import COLUMNS, AddResult, OutboxRow, State
 from .sql_destinations import SqlDestinations
 from .sql_store import ClaimRequest
@@ -56,7 +64,7 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
     Settling, inspecting, managing and the destinations are :class:`SqlStore`'s.
     """
 
-    _CLEAR_CLAIM = "owner = NULL, lease_expires_at = NULL, claim_session = NULL"
+    _CLEAR_CLAIM = "owner = NULL, lease_expires_at = NULL, claim_session = NULL, claim_token = NULL"
     _LOCK_ROWS = " FOR UPDATE"
 
     # -- connecting -------------------------------------------------------------------------
@@ -101,10 +109,14 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
 
         ``destination_id`` (from :meth:`bind`) is where it is to be delivered.
         """
-        stamp = time.time() if now is None else now
-        due = stamp if next_attempt_at is None else next_attempt_at
+        local = time.time()
         key = event.dedup_key()
         with self._tx() as cur:
+            stamp = self._clock(cur) if now is None else now
+            due = stamp
+            if next_attempt_at is not None:
+                # Given by this host's clock: the same delay on the database's.
+                due = next_attempt_at if now is not None else stamp + (next_attempt_at - local)
             cur.execute(
                 self._t(
                     "INSERT INTO {s}.events (dedup_key, payload, event_name, state, attempts, "
@@ -161,8 +173,8 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
         """
         if not events:
             return 0, 0
-        stamp = time.time() if now is None else now
         with self._tx() as cur:
+            stamp = self._clock(cur) if now is None else now
             if not self._temp_ready:
                 cur.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS ievents_incoming (ord integer, "
@@ -222,7 +234,6 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
     def _claim(self, want: ClaimRequest) -> list[OutboxRow]:
         """Claim skipping rows other claimers hold; rows enqueued from SQL are validated
         on the way (bound by this claim: said so, as the SQLite store does)."""
-        stamp = want.now
         only = (
             ""
             if want.destination_id is None
@@ -230,6 +241,7 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
         )
         claimed: list[OutboxRow] = []
         with self._tx() as cur:
+            stamp, lease_until, due_until = want.times(self._clock(cur))
             if time.monotonic() - self._last_reclaim >= RECLAIM_EVERY_S:
                 self._reclaim_abandoned(cur, stamp)
                 self._last_reclaim = time.monotonic()
@@ -246,16 +258,17 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
                         + "ORDER BY created, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
                         "UPDATE {s}.events AS e SET state = 'in_flight', owner = %(owner)s, "
                         "lease_expires_at = %(lease)s, updated = %(now)s, "
-                        "claim_session = %(session)s, "
+                        "claim_session = %(session)s, claim_token = %(token)s, "
                         "destination_id = coalesce(e.destination_id, %(dest)s) "
                         "FROM picked WHERE e.id = picked.id "
                         "RETURNING picked.was IS NULL, e.validated, " + _RETURNING
                     ),
                     {
-                        "due": want.due_until,
+                        "due": due_until,
                         "limit": wanted,
                         "owner": want.owner,
-                        "lease": want.lease_until,
+                        "token": want.token,
+                        "lease": lease_until,
                         "now": stamp,
                         "session": self._session,
                         "dest": want.destination_id,
@@ -291,7 +304,8 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
             cur.execute(
                 self._t(
                     "UPDATE {s}.events SET state = 'dead', validated = true, owner = NULL, "
-                    "lease_expires_at = NULL, claim_session = NULL, last_status = NULL, "
+                    "lease_expires_at = NULL, claim_session = NULL, claim_token = NULL, "
+                    "last_status = NULL, "
                     "last_error_code = 'invalid_event', last_error_message = %s, updated = %s "
                     "WHERE id = %s"
                 ),
@@ -323,39 +337,19 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
         )
 
     def _reclaim_abandoned(self, cur: Cursor[Any], now: float) -> int:
-        """Rows of sessions that are gone (their lock is free) or of expired leases."""
+        """Rows of expired leases, and of claimers whose backend is gone (see pg_session)."""
         cur.execute(
             self._t(
-                "UPDATE {s}.events SET state = 'pending', owner = NULL, lease_expires_at = NULL, "
-                "claim_session = NULL, updated = %s WHERE state = 'in_flight' AND "
-                "(lease_expires_at IS NULL OR lease_expires_at <= %s OR owner IS NULL)"
+                ALIVE_CTE + f"UPDATE {{s}}.events AS e SET state = 'pending', {self._CLEAR_CLAIM}, "
+                "updated = %s WHERE state = 'in_flight' AND (lease_expires_at IS NULL "
+                "OR lease_expires_at <= %s OR owner IS NULL OR (claim_session IS NOT NULL "
+                "AND claim_session IS DISTINCT FROM %s AND NOT "
+                + BACKEND_ALIVE_SQL.format(k="e.claim_session")
+                + "))"
             ),
-            (now, now),
+            (now, now, self._session),
         )
-        reclaimed = max(cur.rowcount, 0)
-        cur.execute(
-            self._t(
-                "SELECT DISTINCT claim_session FROM {s}.events WHERE state = 'in_flight' "
-                "AND claim_session IS NOT NULL AND claim_session <> %s"
-            ),
-            (self._session,),
-        )
-        for (session,) in cur.fetchall():
-            cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (session,))
-            taken = cur.fetchone()
-            if taken and taken[0]:
-                # Free: the session that claimed these rows is gone. (The xact lock is
-                # ours until commit, so that session key cannot come back meanwhile.)
-                cur.execute(
-                    self._t(
-                        "UPDATE {s}.events SET state = 'pending', owner = NULL, "
-                        "lease_expires_at = NULL, claim_session = NULL, updated = %s "
-                        "WHERE state = 'in_flight' AND claim_session = %s"
-                    ),
-                    (now, session),
-                )
-                reclaimed += max(cur.rowcount, 0)
-        return reclaimed
+        return max(cur.rowcount, 0)
 
     # -- the hooks of SqlStore ------------------------------------------------------------
 
@@ -376,6 +370,22 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
 
     def _snapshot(self, db: Cursor[Any]) -> None:
         db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+    def _clock(self, db: Cursor[Any]) -> float:
+        # The database's clock, shared by every relay; this host's offset from it is kept
+        # for now(), so that the engine's own times (backoffs) are on the same clock.
+        before = time.time()
+        db.execute("SELECT extract(epoch FROM clock_timestamp())::double precision")
+        found = db.fetchone()
+        after = time.time()
+        assert found is not None
+        stamp = float(found[0])
+        self._offset = stamp - (before + after) / 2
+        return stamp
+
+    def now(self) -> float:
+        """The database's clock, as last measured against this host's (no round trip)."""
+        return time.time() + self._offset
 
     def _claim_marks(self) -> tuple[str, tuple[Any, ...]]:
         # A renewed claim is stamped with this connection's lock, which may be new.

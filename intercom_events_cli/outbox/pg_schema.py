@@ -6,12 +6,22 @@ versions are migrated step by step, in one transaction, under an advisory lock s
 processes starting at once do not race.
 
 Times are Unix seconds (``double precision``), as in the SQLite file, so rows read the
-same from both stores.
+same from both stores. They are the database's clock (``clock_timestamp()``), never a
+host's: relays on hosts whose clocks disagree still agree on leases and due times.
+
+Versions: 1, the first; 2 adds ``claim_token`` (each claim's fencing token), makes
+``claim_session`` the claimer's backend (pid and start, as in ``pg_stat_activity``) rather
+than an advisory-lock key, and an ``enqueue`` that resolves ``created_at: "now"`` and
+refuses events over :data:`MAX_EVENT_BYTES`.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# The largest event ``enqueue`` takes, in bytes of JSON: an Intercom event is a name, a
+# contact and at most a few metadata values; anything this large is a mistake, and rows
+# this size would make every claim and inspection hold them in memory.
+MAX_EVENT_BYTES = 65536
 # The NOTIFY channel is the schema's name plus this: relays LISTEN on it.
 CHANNEL_SUFFIX = "_events"
 
@@ -48,7 +58,8 @@ CREATE TABLE {s}.events (
     source_line bigint,
     claim_session bigint,
     destination_id bigint REFERENCES {s}.destinations (id),
-    validated boolean NOT NULL DEFAULT true
+    validated boolean NOT NULL DEFAULT true,
+    claim_token bigint
 );
 CREATE INDEX events_due ON {s}.events (created, id) WHERE state = 'pending';
 CREATE INDEX events_in_flight ON {s}.events (owner) WHERE state = 'in_flight';
@@ -58,7 +69,9 @@ CREATE INDEX events_by_state ON {s}.events (state, updated);
 # The transactional outbox: an application calls this inside its own transaction.
 # SECURITY DEFINER: the caller needs EXECUTE on it, not rights on the tables. The row is
 # stored as given and validated by ievents before delivery (an invalid one becomes a dead
-# letter with the reason); a missing created_at is the transaction's start, fixed here.
+# letter with the reason). A missing (or null) created_at and "now" are resolved here, to
+# the database's clock at this call, before the de-duplication key is computed: two calls
+# a second apart are two events, whenever they are delivered.
 _ENQUEUE = """
 CREATE OR REPLACE FUNCTION {s}.enqueue(event jsonb) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -66,7 +79,8 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     body jsonb := event;
-    stamp double precision := extract(epoch FROM now());
+    stamp double precision := extract(epoch FROM clock_timestamp());
+    size integer;
     key text;
     new_id bigint;
 BEGIN
@@ -74,7 +88,17 @@ BEGIN
         RAISE EXCEPTION '{s}.enqueue takes a JSON object, got %',
             coalesce(jsonb_typeof(body), 'NULL') USING ERRCODE = '22023';
     END IF;
-    IF NOT body ? 'created_at' OR body -> 'created_at' = 'null'::jsonb THEN
+    size := octet_length(body::text);
+    IF size > {limit} THEN
+        RAISE EXCEPTION '{s}.enqueue: the event is % bytes of JSON, over the limit of {limit} '
+            'bytes (64 KiB)', size
+            USING ERRCODE = '54000',
+            HINT = 'an Intercom event is a name, a contact and a few metadata values: '
+                   'keep large data out of its metadata';
+    END IF;
+    IF NOT body ? 'created_at' OR body -> 'created_at' = 'null'::jsonb
+       OR (jsonb_typeof(body -> 'created_at') = 'string'
+           AND lower(btrim(body ->> 'created_at')) = 'now') THEN
         body := body || jsonb_build_object('created_at', floor(stamp)::bigint);
     END IF;
     key := 'sql:' || md5(body::text);
@@ -95,7 +119,34 @@ REVOKE ALL ON FUNCTION {s}.enqueue(jsonb) FROM PUBLIC;
 """
 
 # Each step takes a schema from the version before it to the next one.
-MIGRATIONS: dict[int, list[str]] = {}
+# ``{s}`` is the schema; ``{enqueue}`` the current enqueue function (one statement block).
+MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        "ALTER TABLE {s}.events ADD COLUMN claim_token bigint",
+        # Claims made under version 1 name an advisory-lock key, which version 2 no longer
+        # reads: they come back when their lease ends, as a claim of a lost host does.
+        "UPDATE {s}.events SET claim_session = NULL WHERE state = 'in_flight'",
+        # Rows enqueued before the cap that exceed it would be refused today: dead letters,
+        # with the reason, before a claim ever loads them.
+        "UPDATE {s}.events SET state = 'dead', validated = true, owner = NULL, "
+        "lease_expires_at = NULL, claim_session = NULL, last_error_code = 'invalid_event', "
+        "last_error_message = 'refused before delivery: larger than "
+        + str(MAX_EVENT_BYTES)
+        + " bytes of JSON', updated = extract(epoch FROM clock_timestamp()) "
+        "WHERE state IN ('pending', 'in_flight') AND NOT validated "
+        "AND octet_length(payload) > " + str(MAX_EVENT_BYTES),
+        "{enqueue}",
+    ],
+}
+
+
+def migration_statements(schema: str, step: int) -> list[str]:
+    """The statements that take a schema from version ``step - 1`` to ``step``."""
+    function = enqueue_function(schema)
+    return [
+        function if statement == "{enqueue}" else statement.replace("{s}", schema)
+        for statement in MIGRATIONS[step]
+    ]
 
 
 def create_statements(schema: str) -> list[str]:
@@ -108,7 +159,7 @@ def create_statements(schema: str) -> list[str]:
 
 def enqueue_function(schema: str) -> str:
     """``CREATE OR REPLACE FUNCTION schema.enqueue(jsonb)`` (one statement block)."""
-    return _ENQUEUE.format(s=schema, channel=CHANNEL_SUFFIX)
+    return _ENQUEUE.format(s=schema, channel=CHANNEL_SUFFIX, limit=MAX_EVENT_BYTES)
 
 
 def channel(schema: str) -> str:

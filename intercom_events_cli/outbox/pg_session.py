@@ -1,13 +1,18 @@
 """A connection to the PostgreSQL outbox: connecting, errors, the schema, transactions.
 
-The base of :class:`~.pg_outbox.PostgresOutbox`. Each connection holds a
-**session-level advisory lock** on a random 64-bit key for as long as it lives, and the
-rows it claims carry that key (``claim_session``): PostgreSQL releases the lock the moment
-the connection dies, which is how other flushers know the claimer is gone.
+The base of :class:`~.pg_outbox.PostgresOutbox`. Each connection is known by its
+**backend key**: its server process id and start time, as ``pg_stat_activity`` shows
+them to every role. The rows it claims carry that key (``claim_session``); a claimer whose
+backend is no longer listed is gone (PostgreSQL ends the backend the moment the client's
+connection closes: ``kill -9``, a database restart). Nothing another role does can keep a
+backend listed, or make a live one vanish, so no role can delay the taking back of a dead
+relay's rows (an advisory lock, the mechanism of schema version 1, any role could hold).
 
-A lost connection raises :class:`~.errors.OutboxUnavailable` (75); the next call
-connects again, with a new key (rows held under the old one are free for anyone to take
-back). Messages name the host, port and database, never the password.
+A lost connection, or a database that is read-only for now (a standby during a
+failover), raises :class:`~.errors.OutboxUnavailable` (75): the next call connects again,
+with a new key. A missing privilege is a configuration error (78) naming the privilege,
+the schema and the statement that grants it. Messages name the host, port and database,
+never the password.
 """
 
 from __future__ import annotations
@@ -52,8 +57,22 @@ _CONFIG_WORDS = (
 )
 
 
-def _session_key() -> int:
-    return int.from_bytes(os.urandom(8), "big", signed=True)
+# A backend's key: its pid in the high 32 bits, the low 32 bits of its start time in
+# milliseconds in the low ones (a reused pid is another backend). ``{a}`` is the
+# pg_stat_activity row.
+BACKEND_KEY_SQL = (
+    "(({a}.pid::bigint << 32) | "
+    "(floor(extract(epoch FROM {a}.backend_start) * 1000)::bigint & 4294967295))"
+)
+# The backends alive now (read once per statement: pg_stat_activity is a function scan).
+ALIVE_CTE = "WITH alive AS MATERIALIZED (SELECT pid, backend_start FROM pg_stat_activity) "
+# True while the backend whose key is ``{k}`` is among them. Another role's backends show
+# their pid but not their start time: a listed pid then counts as alive (at worst its
+# rows wait for their lease).
+BACKEND_ALIVE_SQL = (
+    "EXISTS (SELECT 1 FROM alive AS a WHERE a.pid = ({k} >> 32)::integer "
+    "AND (a.backend_start IS NULL OR " + BACKEND_KEY_SQL.format(a="a") + " = {k}))"
+)
 
 
 def _reason(exc: BaseException) -> str:
@@ -92,11 +111,14 @@ class PgSession:
         self.channel = pg_schema.channel(location.schema)
         self._db: Connection[Any] | None = None
         self._lock = threading.RLock()
-        self._session = _session_key()
+        # This connection's backend key (see BACKEND_KEY_SQL); None: unknown, and the rows
+        # it claims then come back by their lease alone.
+        self._session: int | None = None
         self._temp_ready = False  # this connection's temporary table for COPY exists
         self._last_reclaim = 0.0
         # False for the commands that only look: a missing schema is said, never made.
         self.create_missing = True
+        self._offset = 0.0  # the database's clock minus this host's, as last measured
 
     @property
     def path(self) -> PostgresLocation:
@@ -134,15 +156,19 @@ class PgSession:
         except psycopg.Error as exc:
             raise self._translate_connect(exc) from None
         self._db = db
-        self._session = _session_key()
         self._temp_ready = False
         try:
             self._prepare(db)
-            # Held until the connection ends: how other flushers know we are alive.
-            db.execute("SELECT pg_advisory_lock(%s)", (self._session,))
+            # How other flushers know we are alive: this backend, as long as it is listed.
+            found = db.execute(
+                "SELECT " + BACKEND_KEY_SQL.format(a="a") + " FROM pg_stat_activity AS a "
+                "WHERE a.pid = pg_backend_pid()"
+            ).fetchone()
+            self._session = int(found[0]) if found and found[0] is not None else None
         except psycopg.Error as exc:
+            error = self._translate(exc)  # while the connection can still say what is missing
             self._drop()
-            raise self._translate(exc) from None
+            raise error from None
         except OutboxError:
             self._drop()
             raise
@@ -176,20 +202,47 @@ class PgSession:
     def _translate(self, exc: psycopg.Error) -> OutboxError:
         where = self._describe()
         reason = self._scrub(_reason(exc))
-        if isinstance(exc, psycopg.OperationalError) or self._db is None or self._db.broken:
+        if isinstance(exc, pg_errors.InsufficientPrivilege) and self._usable():
+            return self._privilege_error(reason)
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            # A standby, or default_transaction_read_only during a failover: temporary. A
+            # new connection is needed to see the database writable again.
+            self._drop()
+            return OutboxUnavailable(
+                f"the PostgreSQL outbox at {where} is read-only for now: {reason}",
+                hint="a standby or a failover in progress; try again (a relay waits for it)",
+            )
+        if isinstance(exc, psycopg.OperationalError) or not self._usable():
             self._drop()
             return OutboxUnavailable(
                 f"lost the PostgreSQL outbox at {where}: {reason}",
                 hint="the database went away (restart, network); try again",
             )
-        if isinstance(exc, pg_errors.InsufficientPrivilege):
-            return OutboxError(
-                f"the PostgreSQL outbox at {where} refused: {reason}",
-                hint=f"ievents needs CREATE on the database (or a schema {self.schema!r} it "
-                "owns); see Privileges on the PostgreSQL outbox page of the docs "
-                "(docs/operations/postgresql.md)",
-            )
         return OutboxError(f"the PostgreSQL outbox at {where} failed: {reason}")
+
+    def _usable(self) -> bool:
+        return self._db is not None and not self._db.closed and not self._db.broken
+
+    def _privilege_error(self, reason: str) -> OutboxError:
+        """A refused statement (78): which privilege on what is missing, and the GRANT."""
+        from .pg_privileges import describe_missing
+
+        assert self._db is not None
+        try:
+            message, hint = describe_missing(self._db, self.schema)
+        except psycopg.Error:
+            message, hint = "", ""
+        where = self._describe()
+        hint = (
+            hint
+            or f"grant the role what it needs on schema {self.schema}, or set "
+            "IEVENTS_OUTBOX_SCHEMA to a schema it owns"
+        )
+        return OutboxError(
+            f"the PostgreSQL outbox at {where} refused: {message or reason}",
+            hint=f"{hint}; see Privileges on the PostgreSQL outbox page of the docs "
+            "(docs/operations/postgresql.md)",
+        )
 
     def _scrub(self, text: str) -> str:
         """Never show a password, even if a driver message quoted the URI."""
@@ -246,8 +299,8 @@ class PgSession:
                 self._create(db, has_schema)
                 version = pg_schema.SCHEMA_VERSION
             for step in range(version + 1, pg_schema.SCHEMA_VERSION + 1):
-                for statement in pg_schema.MIGRATIONS[step]:
-                    db.execute(statement.format(s=schema))
+                for statement in pg_schema.migration_statements(schema, step):
+                    db.execute(statement)
             db.execute(
                 f"INSERT INTO {schema}.meta (key, value) VALUES ('schema_version', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -264,6 +317,13 @@ class PgSession:
     def _create(self, db: Connection[Any], has_schema: bool) -> None:
         """The schema and its tables, refusing a schema that holds anything else."""
         schema = self.schema
+        if schema == "public":
+            raise OutboxError(
+                f"ievents will not create its outbox tables in the schema 'public' at "
+                f"{self._describe()}: the outbox needs a schema of its own (IEVENTS_OUTBOX_SCHEMA"
+                "=public)",
+                hint="unset IEVENTS_OUTBOX_SCHEMA (the default is ievents) or name another schema",
+            )
         if has_schema:
             self._refuse_foreign(db)
         else:

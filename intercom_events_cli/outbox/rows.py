@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 COLUMNS = (
     "id, dedup_key, payload, event_name, state, attempts, last_status, last_error_code, "
     "last_error_message, request_id, created, updated, next_attempt_at, owner, lease_expires_at, "
-    "source, source_line, destination_id"
+    "source, source_line, destination_id, claim_token"
 )
 
 
@@ -56,6 +56,10 @@ class OutboxRow:
     source: str | None = None  # e.g. the batch run that captured it
     source_line: int | None = None  # its line in that run's input
     destination_id: int | None = None  # None: unbound (captured by an older ievents)
+    # The fencing token of the claim that handed this row out (None: not claimed). Results
+    # are written only while the row still carries it: a claim taken back and given to
+    # another sender makes the first sender's results stale.
+    claim_token: int | None = None
 
     @classmethod
     def from_db(cls, values: Sequence[Any]) -> OutboxRow:
@@ -79,6 +83,7 @@ class OutboxRow:
             source=values[15],
             source_line=values[16],
             destination_id=values[17],
+            claim_token=values[18] if len(values) > 18 else None,
         )
 
     @property
@@ -125,6 +130,9 @@ class RowResult:
     next_attempt_at: float | None = None
     counts_attempt: bool = True
     unbind: bool = False  # bound by its claim and never answered: unbound again
+    # The claim this result belongs to (OutboxRow.claim_token). Given, the result is
+    # written only while the row still carries it (or, for a delivery, is pending).
+    claim_token: int | None = None
 
 
 @dataclass(frozen=True)

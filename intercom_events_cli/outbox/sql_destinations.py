@@ -9,7 +9,6 @@ attempt failed starts the next run with a probe. The statements are the neutral 
 from __future__ import annotations
 
 import os
-import time
 from typing import TYPE_CHECKING
 
 from ..destination import FINGERPRINT_KEY_BYTES, Destination
@@ -87,14 +86,15 @@ class SqlDestinations(SqlStore[H]):
                 db,
                 "SELECT count(*), coalesce(sum(CASE WHEN next_attempt_at > ? THEN 1 ELSE 0 "
                 f"END), 0) FROM {{s}}.events WHERE source = ? AND {_UNDELIVERED}",
-                (time.time(), source),
+                (self._clock(db), source),
             ).fetchone()
         return int(found[0]), int(found[1])
 
     def count_due(self, destination_id: int | None, *, now: float | None = None) -> int:
         """Pending events due now for this destination (and unbound ones)."""
-        where, args = pending_for(destination_id, "<= ?", time.time() if now is None else now)
         with self._read() as db:
+            stamp = self._clock(db) if now is None else now
+            where, args = pending_for(destination_id, "<= ?", stamp)
             found = self._run(
                 db, f"SELECT count(*) FROM {{s}}.events WHERE {where}", args
             ).fetchone()
@@ -110,8 +110,8 @@ class SqlDestinations(SqlStore[H]):
 
     def note_destination(self, destination_id: int, *, up: bool, now: float | None = None) -> None:
         """Remember whether Intercom answered (``up``) or failed temporarily for it."""
-        stamp = time.time() if now is None else now
         with self._write() as db:
+            stamp = self._clock(db) if now is None else now
             if up:
                 self._run(
                     db,

@@ -12,6 +12,7 @@ destinations are :mod:`.sql_destinations`'.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import AbstractContextManager
@@ -86,23 +87,38 @@ def meta_number(meta: Mapping[str, str], key: str) -> float | None:
         return None
 
 
+def new_claim_token() -> int:
+    """A claim's fencing token: random, 63 bits (one per claim, never reused in practice)."""
+    return int.from_bytes(os.urandom(8), "big") >> 1
+
+
 @dataclass(frozen=True)
 class ClaimRequest:
-    """One claim as :meth:`SqlStore.claim` resolved it, for a store's ``_claim``."""
+    """One claim as :meth:`SqlStore.claim` asked for it, for a store's ``_claim``.
+
+    ``now`` None: the store's clock, read in the claim's transaction (:meth:`SqlStore._clock`).
+    """
 
     owner: str
     limit: int
-    now: float
-    lease_until: float
-    due_until: float  # infinity: due or not (the probe after an outage)
+    now: float | None
+    lease_s: float
+    due_or_not: bool  # due or not (the probe after an outage)
     destination_id: int | None
+    token: int
+
+    def times(self, now: float) -> tuple[float, float, float]:
+        """(now, lease end, due until) for the clock reading ``now`` (unless one was given)."""
+        stamp = now if self.now is None else self.now
+        due_until = float("inf") if self.due_or_not else stamp
+        return stamp, stamp + self.lease_s, due_until
 
 
 class SqlStore(Generic[H]):
     """The statements both stores share; a store supplies the hooks below."""
 
     # The columns that say who holds a row, as cleared when the row is let go.
-    _CLEAR_CLAIM = "owner = NULL, lease_expires_at = NULL"
+    _CLEAR_CLAIM = "owner = NULL, lease_expires_at = NULL, claim_token = NULL"
     # LIMIT's "no limit".
     _NO_LIMIT: int | None = None
     # What a SELECT adds to lock the rows it reads until the end of the transaction.
@@ -144,6 +160,17 @@ class SqlStore(Generic[H]):
         """Columns (and values) a renewed claim sets beside its lease; none by default."""
         return "", ()
 
+    def _clock(self, db: H) -> float:
+        """Now, in Unix seconds, by the clock every claimer of this outbox shares.
+
+        One file on one host: the host's clock. A shared database overrides this with its own.
+        """
+        return time.time()
+
+    def now(self) -> float:
+        """This store's idea of now (the clock of :meth:`_clock`), without a round trip."""
+        return time.time()
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def _run(self, db: H, sql: str, args: Sequence[Any] = ()) -> Rows:
@@ -182,10 +209,8 @@ class SqlStore(Generic[H]):
         again (``RowResult.unbind``). ``due_or_not`` also claims rows whose next attempt is
         later (the probe after an outage).
         """
-        stamp = time.time() if now is None else now
-        due_until = float("inf") if due_or_not else stamp
         return self._claim(
-            ClaimRequest(owner, limit, stamp, stamp + lease_s, due_until, destination_id)
+            ClaimRequest(owner, limit, now, lease_s, due_or_not, destination_id, new_claim_token())
         )
 
     def make_all_due(self, *, now: float | None = None, destination_id: int | None = None) -> int:
@@ -193,9 +218,9 @@ class SqlStore(Generic[H]):
 
         With ``destination_id``: only its rows and unbound ones.
         """
-        stamp = time.time() if now is None else now
-        where, args = pending_for(destination_id, "> ?", stamp)
         with self._write() as db:
+            stamp = self._clock(db) if now is None else now
+            where, args = pending_for(destination_id, "> ?", stamp)
             count = self._changed(
                 db, f"UPDATE {{s}}.events SET next_attempt_at = ? WHERE {where}", (stamp, *args)
             )
@@ -203,25 +228,31 @@ class SqlStore(Generic[H]):
                 self._notify(db)
             return count
 
-    def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> int:
-        """Extend the lease of every row ``owner`` holds; returns how many."""
+    def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> list[int]:
+        """Extend the lease of every row ``owner`` still holds; returns their ids.
+
+        A row missing from the answer was taken back (its lease ran out while the owner
+        was stopped or cut off): the owner must not send it.
+        """
         more, args = self._claim_marks()
         with self._write() as db:
-            return self._changed(
+            stamp = self._clock(db)
+            found = self._run(
                 db,
                 f"UPDATE {{s}}.events SET lease_expires_at = ?{more} "
-                "WHERE state = 'in_flight' AND owner = ?",
-                (time.time() + lease_s, *args, owner),
-            )
+                "WHERE state = 'in_flight' AND owner = ? RETURNING id",
+                (stamp + lease_s, *args, owner),
+            ).fetchall()
+        return [int(row[0]) for row in found]
 
     def release(self, owner: str, ids: Sequence[int] | None = None) -> int:
         """Hand rows claimed by ``owner`` back to pending, unsent (all, or ``ids``)."""
-        stamp = time.time()
         query = (
             f"UPDATE {{s}}.events SET state = 'pending', {self._CLEAR_CLAIM}, updated = ? "
             "WHERE state = 'in_flight' AND owner = ?"
         )
         with self._write() as db:
+            stamp = self._clock(db)
             if ids is None:
                 count = self._changed(db, query, (stamp, owner))
             else:
@@ -236,15 +267,17 @@ class SqlStore(Generic[H]):
     def record(self, owner: str, results: Sequence[RowResult], *, now: float | None = None) -> int:
         """Write the results of delivery attempts in one transaction; returns rows changed.
 
-        A delivery is recorded even if the claim was lost meanwhile (it happened); any
-        other result only while ``owner`` still holds the row.
+        A result that names its claim (``claim_token``) is written only while the row still
+        carries that claim: a stale sender's results are ignored. A delivery is also
+        recorded on a row that is pending again (nobody else holds it, and it happened);
+        any other result only while ``owner`` still holds the row.
         """
         if not results:
             return 0
-        stamp = time.time() if now is None else now
         changed = 0
         delivered = False
         with self._write() as db:
+            stamp = self._clock(db) if now is None else now
             for result in results:
                 count = self._settle(db, owner, result, stamp)
                 changed += count
@@ -256,26 +289,33 @@ class SqlStore(Generic[H]):
     def _settle(self, db: H, owner: str, result: RowResult, stamp: float) -> int:
         """Write one result; returns the rows changed (0 or 1)."""
         clear = self._CLEAR_CLAIM
+        token = result.claim_token
+        fence, fenced = ("", ()) if token is None else (" AND claim_token = ?", (token,))
         if result.state is State.DELIVERED:
+            where = (
+                "(state = 'pending' OR (state = 'in_flight' AND claim_token = ?))"
+                if token is not None
+                else "state IN ('in_flight', 'pending')"
+            )
             return self._changed(
                 db,
                 "UPDATE {s}.events SET state = 'delivered', attempts = attempts + ?, "
                 "last_status = ?, last_error_code = NULL, last_error_message = NULL, "
-                f"request_id = ?, updated = ?, {clear} "
-                "WHERE id = ? AND state IN ('in_flight', 'pending')",
+                f"request_id = ?, updated = ?, {clear} WHERE id = ? AND {where}",
                 (
                     1 if result.counts_attempt else 0,
                     result.status,
                     result.request_id,
                     stamp,
                     result.row_id,
+                    *fenced,
                 ),
             )
-        held = (result.next_attempt_at, result.unbind, result.row_id, owner)
+        held = (result.next_attempt_at, result.unbind, result.row_id, owner, *fenced)
         tail = (
             "next_attempt_at = COALESCE(?, next_attempt_at), "
             "destination_id = CASE WHEN ? THEN NULL ELSE destination_id END "
-            "WHERE id = ? AND state = 'in_flight' AND owner = ?"
+            f"WHERE id = ? AND state = 'in_flight' AND owner = ?{fence}"
         )
         if not result.counts_attempt:
             return self._changed(
@@ -301,8 +341,8 @@ class SqlStore(Generic[H]):
 
     def note_flush(self, exit_code: int, *, now: float | None = None) -> None:
         """Remember when a flush last finished and how (the heartbeat of ``status``)."""
-        stamp = time.time() if now is None else now
         with self._write() as db:
+            stamp = self._clock(db) if now is None else now
             self._set_meta(
                 db, {"last_flush_at": repr(stamp), "last_flush_exit_code": str(exit_code)}
             )
@@ -380,9 +420,9 @@ class SqlStore(Generic[H]):
 
         Returns (ids moved, ids named that are not dead letters).
         """
-        stamp = time.time()
         dead = "SELECT id FROM {s}.events WHERE state = 'dead'"
         with self._write() as db:
+            stamp = self._clock(db)
             if ids is None:
                 found = self._run(db, dead + self._LOCK_ROWS).fetchall()
                 moved = sorted(int(r[0]) for r in found)
@@ -415,9 +455,9 @@ class SqlStore(Generic[H]):
         """(how many rows :meth:`purge` would delete, the id bound, the time cutoff)."""
         if state is State.IN_FLIGHT:
             raise ValueError("in-flight rows are never purged")
-        stamp = time.time() if now is None else now
-        cutoff = stamp - older_than_s if older_than_s is not None else float("inf")
         with self._read() as db:
+            stamp = self._clock(db) if now is None else now
+            cutoff = stamp - older_than_s if older_than_s is not None else float("inf")
             found = self._run(
                 db,
                 "SELECT count(*), coalesce(max(id), 0) FROM {s}.events WHERE state = ? "

@@ -380,9 +380,10 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
     def _claim(self, want: ClaimRequest) -> list[OutboxRow]:
         """Claim atomically (``BEGIN IMMEDIATE``), after taking back abandoned claims."""
         destination_id = want.destination_id
-        where, args = pending_for(destination_id, "<= ?", want.due_until)
         with self._write() as db:
-            self._reclaim_abandoned(db, want.now)
+            stamp, lease_until, due_until = want.times(self._clock(db))
+            where, args = pending_for(destination_id, "<= ?", due_until)
+            self._reclaim_abandoned(db, stamp)
             query = f"SELECT id FROM events WHERE {where} ORDER BY created, id LIMIT ?"
             ids = [row[0] for row in db.execute(query, (*args, want.limit))]
             if not ids:
@@ -404,8 +405,8 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
                 )
             db.execute(
                 f"UPDATE events SET state = 'in_flight', owner = ?, lease_expires_at = ?, "
-                f"updated = ? WHERE id IN ({marks})",
-                (want.owner, want.lease_until, want.now, *ids),
+                f"updated = ?, claim_token = ? WHERE id IN ({marks})",
+                (want.owner, lease_until, stamp, want.token, *ids),
             )
             rows = db.execute(
                 f"SELECT {COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY created, id", ids
@@ -428,14 +429,14 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
         gone = [owner for owner in owners if owner_is_gone(owner)]
         reclaimed = db.execute(
             "UPDATE events SET state = 'pending', owner = NULL, lease_expires_at = NULL, "
-            "updated = ? WHERE state = 'in_flight' AND (lease_expires_at IS NULL OR "
-            "lease_expires_at <= ? OR owner IS NULL)",
+            "claim_token = NULL, updated = ? WHERE state = 'in_flight' AND "
+            "(lease_expires_at IS NULL OR lease_expires_at <= ? OR owner IS NULL)",
             (now, now),
         ).rowcount
         for owner in gone:
             reclaimed += db.execute(
                 "UPDATE events SET state = 'pending', owner = NULL, lease_expires_at = NULL, "
-                "updated = ? WHERE state = 'in_flight' AND owner = ?",
+                "claim_token = NULL, updated = ? WHERE state = 'in_flight' AND owner = ?",
                 (now, owner),
             ).rowcount
         return reclaimed

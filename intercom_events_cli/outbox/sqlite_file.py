@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import BUSY_TIMEOUT_ENV
 from ..errors import OutboxError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Where each event is to be delivered (see destination.py). ``failing_since`` set: the last
@@ -53,7 +53,8 @@ CREATE TABLE events (
     lease_expires_at REAL,
     source TEXT,
     source_line INTEGER,
-    destination_id INTEGER REFERENCES destinations (id)
+    destination_id INTEGER REFERENCES destinations (id),
+    claim_token INTEGER
 );
 CREATE INDEX events_by_state ON events (state, created);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -71,6 +72,9 @@ _MIGRATIONS = {
         *_DESTINATIONS,
         "ALTER TABLE events ADD COLUMN destination_id INTEGER REFERENCES destinations (id)",
     ],
+    # 4: each claim's fencing token: a sender's results count only while its row still
+    # carries the token of its claim. Rows in flight keep none: their lease still holds.
+    4: ["ALTER TABLE events ADD COLUMN claim_token INTEGER"],
 }
 
 

@@ -145,8 +145,12 @@ class OutboxStore(Protocol):
         """Remember whether Intercom answered or failed temporarily for it."""
         ...
 
-    def renew(self, owner: str, *, lease_s: float = ...) -> int:
-        """Extend the leases ``owner`` holds."""
+    def renew(self, owner: str, *, lease_s: float = ...) -> list[int]:
+        """Extend the leases ``owner`` still holds; the ids renewed."""
+        ...
+
+    def now(self) -> float:
+        """Now by the clock the outbox's claims, leases and due times use."""
         ...
 
     def release(self, owner: str, ids: Sequence[int] | None = None) -> int:
