@@ -94,7 +94,8 @@ def status(
     --json fields: path, exists, schema_version, pending, in_flight, dead, delivered,
     oldest_pending_at, oldest_pending_age_s, next_attempt_at,
     last_flush_at, last_flush_age_s, last_flush_exit_code,
-    last_success_at, last_success_age_s, pending_by_destination (a list of
+    last_success_at, last_success_age_s, relay_heartbeat_at, relay_heartbeat_age_s
+    (a running flush --watch beats every 5 s), pending_by_destination (a list of
     {destination: {base_url, api_version, token_hint} or null if unbound, events}).
     Times are UTC (ISO-8601), ages in seconds; null when unknown.
     Exits 0 unless the outbox cannot be read (78; 75 for a database that is down).
@@ -175,6 +176,8 @@ def print_status(ui: Output, path: OutboxLocation, summary: OutboxSummary | None
         f"last flush    {flush_line}",
         f"last success  {moment('last_success_at')}",
     ]
+    if summary.relay_heartbeat_at is not None:
+        lines.append(f"relay alive   {moment('relay_heartbeat_at')}")
     for destination, count in summary.pending_by_destination:
         lines.append(f"  {count} not delivered for {destination_text(destination)}")
     for line in lines:
