@@ -179,10 +179,16 @@ class RelayMetrics:
             self.deliveries.labels("deferred").inc()
 
     def serve(self, host: str, port: int) -> int:
-        """Serve ``/metrics`` on ``host:port`` (a thread); returns the port bound."""
+        """Serve ``/metrics`` on ``host:port`` (a thread); returns the port bound.
+
+        At a bounded cost however often it is scraped (:mod:`.metrics_server`).
+        """
+        from .metrics_server import ThrottledMetrics, serve
+
         client = _prometheus()
+        text = ThrottledMetrics(lambda: bytes(client.generate_latest(self.registry)))
         try:
-            server, _thread = client.start_http_server(port, addr=host, registry=self.registry)
+            server = serve(host, port, text, client.CONTENT_TYPE_LATEST)
         except OSError as exc:
             raise ConfigError(
                 f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}",

@@ -422,3 +422,18 @@ def test_a_running_relay_keeps_a_heartbeat_and_a_clean_stop_is_recorded_as_0(
     assert after["last_flush_exit_code"] == 0
     prometheus = parse(run_cli("outbox", "status", "--format", "prometheus", env=env).stdout)
     assert prometheus[("ievents_outbox_last_flush_exit_code", ())] == 0
+
+
+def test_the_metrics_text_is_rendered_once_for_many_scrapes() -> None:
+    """Unit: a storm of scrapes gets the same rendered bytes, not a render each."""
+    from intercom_events_cli.metrics_server import ThrottledMetrics
+
+    renders: list[int] = []
+
+    def render() -> bytes:
+        renders.append(1)
+        return f"render {len(renders)}\n".encode()
+
+    text = ThrottledMetrics(render, render_every_s=3600, min_interval_s=0)
+    assert {text.body() for _ in range(50)} == {b"render 1\n"}
+    assert len(renders) == 1
