@@ -94,8 +94,7 @@ def status(
     --json fields: path, exists, schema_version, pending, in_flight, dead, delivered,
     oldest_pending_at, oldest_pending_age_s, next_attempt_at,
     last_flush_at, last_flush_age_s, last_flush_exit_code,
-    last_success_at, last_success_age_s, relay_heartbeat_at, relay_heartbeat_age_s
-    (a running flush --watch beats every 5 s), pending_by_destination (a list of
+    last_success_at, last_success_age_s, pending_by_destination (a list of
     {destination: {base_url, api_version, token_hint} or null if unbound, events}).
     Times are UTC (ISO-8601), ages in seconds; null when unknown.
     Exits 0 unless the outbox cannot be read (78; 75 for a database that is down).
