@@ -315,16 +315,8 @@ class Deliverer:
             refused.append(dataclasses.replace(row, state=State.DEAD, last_error_message=reason))
         if results:
             self.store.record(self.owner, results)
-        report = self.report
         for row in refused:
-            report.claimed += 1
-            report.refused += 1
-            report.dead += 1
-            report.note_code(ExitCode.DATA)
-            delivery = Delivery(row, State.DEAD, None)
-            if len(report.dead_letters) < MAX_DEAD_LETTERS_KEPT:
-                report.dead_letters.append(delivery)
-            self._tell(delivery)
+            self._tell(self.report.add_refused(row, keep=MAX_DEAD_LETTERS_KEPT))
         return sendable
 
     def _wait_for_round(self) -> None:

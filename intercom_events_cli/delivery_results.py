@@ -97,6 +97,18 @@ class FlushReport:
         ) = counts
         del self.dead_letters[kept:]
 
+    def add_refused(self, row: OutboxRow, *, keep: int) -> Delivery:
+        """Count a row made a dead letter without a request (claimed, refused, dead, 65);
+        kept among the dead letters while fewer than ``keep`` are."""
+        self.claimed += 1
+        self.refused += 1
+        self.dead += 1
+        self.note_code(ExitCode.DATA)
+        delivery = Delivery(row, State.DEAD, None)
+        if len(self.dead_letters) < keep:
+            self.dead_letters.append(delivery)
+        return delivery
+
     def note_code(self, code: ExitCode) -> None:
         """Count a result's exit code in the run and in the current heartbeat window."""
         self.codes.add(code)

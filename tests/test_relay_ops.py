@@ -370,10 +370,14 @@ def test_relay_totals_span_reconnects(
     env = {"IEVENTS_OUTBOX": pg_uri}
     fake.latency = 0.01
     assert run_cli("flush", env=env).code == 0
-    relay = start_relay(pg_uri, "-c", "4")
+    port = free_port()
+    relay = start_relay(pg_uri, "-c", "4", "--metrics-port", str(port))
     assert run_cli("batch", "-", "--queue", input=ndjson(300), env=env).code == 0
     database = pg_uri.rsplit("/", 1)[1].split("?")[0]
+    beat = None
     for already in (60, 150):
+        if already == 150:
+            beat = wait_for(lambda: status(run_cli, pg_uri)["relay_heartbeat_at"], what="a beat")
         wait_for(lambda n=already: status(run_cli, pg_uri)["delivered"] >= n, what="deliveries")
         with psycopg.connect(pg_uri, autocommit=True) as db:
             cut = db.execute(
@@ -383,6 +387,9 @@ def test_relay_totals_span_reconnects(
             ).fetchone()
         assert cut is not None and cut[0] >= 1
     wait_for(lambda: status(run_cli, pg_uri)["delivered"] == 300, what="every delivery")
+    # Recovered: the heartbeat goes on, and the metrics (their connection was cut too).
+    wait_for(lambda: status(run_cli, pg_uri)["relay_heartbeat_at"] != beat, what="a new beat")
+    wait_for(lambda: events(try_scrape(port), "delivered") == 300, what="300 in the metrics")
     assert relay.stop() == 0, relay.stderr
     assert "reconnecting" in relay.stderr
     # Each is counted once it is recorded; an answer whose commit the cut lost (its
