@@ -156,18 +156,24 @@ def row_result(
 def refusal(row: OutboxRow) -> str | None:
     """Why a claimed row cannot be sent as it is stored (None: it can).
 
-    Rows are validated on capture; one written around ievents (by hand, or by an older
-    version with other rules) is made a dead letter with this reason instead of being sent.
+    Rows are validated on capture (and rows enqueued from SQL by the PostgreSQL claim);
+    one written around ievents that cannot even be read as an event (not JSON, no
+    created_at, no name or contact) is made a dead letter with this reason instead of
+    being sent. Deliberately no more than that: a row ievents stored is never refused.
     """
-    from .errors import ValidationError
-    from .event import event_from_record
+    from .event import Event
 
     try:
-        event_from_record(json.loads(row.payload_text))
-    except ValidationError as exc:
-        return f"refused before delivery: {exc.message}"
+        data = json.loads(row.payload_text)
     except ValueError as exc:
         return f"refused before delivery: the stored event is not JSON ({exc})"
+    try:
+        event = Event.from_payload(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        cause = f"{type(exc).__name__}: {exc}"
+        return f"refused before delivery: the stored event cannot be read ({cause})"
+    if not isinstance(event.event_name, str) or not event.event_name or not event.contact:
+        return "refused before delivery: the stored event has no event_name or no contact"
     return None
 
 
