@@ -44,6 +44,7 @@ from harness import (  # noqa: E402
     run_quick,
 )
 from outbox_bench import scenario_postgres, scenario_relay  # noqa: E402
+from scrape_bench import scenario_scrape, scrape_targets  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 NOT_BUILT = "n/a (not built yet)"
@@ -71,6 +72,8 @@ class Sizes:
     rl_latency: float = 0.05
     ndjson_lines: int = 300_000
     relay_events: int = 200
+    scrape_events: int = 3_000
+    scrape_ledger: int = 250_000
     timeout: float = 300.0
 
 
@@ -89,6 +92,8 @@ SMOKE = Sizes(
     rl_latency=0.005,
     ndjson_lines=200,
     relay_events=5,
+    scrape_events=30,
+    scrape_ledger=1_000,
     timeout=60.0,
 )
 
@@ -655,6 +660,7 @@ SCENARIOS: dict[str, Callable[[Context, list[Row]], None]] = {
     "ndjson": scenario_ndjson,
     "postgres": scenario_postgres,
     "relay": scenario_relay,
+    "scrape": scenario_scrape,
 }
 
 
@@ -790,6 +796,7 @@ def targets_for(rows: list[Row], sizes: Sizes) -> list[Target]:
             )
         )
     out += outbox_targets(rows, sizes)
+    out += scrape_targets(rows)
     return out
 
 
@@ -889,6 +896,8 @@ def results_table(rows: list[Row]) -> str:
         if row.extra.get("p50"):
             worst = max(row.extra.get("max", [0.0]))
             notes.append(f"p50 {fmt_s(row.extra_median('p50'))}, worst {fmt_s(worst)}")
+        if row.extra.get("scrapes_per_s"):
+            notes.append(f"{row.extra_median('scrapes_per_s'):,.0f} scrapes/s answered")
         if row.reference_only and row.notes:
             notes.append(row.notes[0])
         peak = f"{row.peak_mib:.1f}" if row.peak_mib is not None else ""

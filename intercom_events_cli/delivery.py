@@ -36,6 +36,7 @@ from .delivery_results import (
     StopReason,
     deferred_until,
     outcome_from_attempt,
+    refusal,
     row_result,
 )
 from .delivery_workers import Done, SenderPool
@@ -98,6 +99,8 @@ class Deliverer:
         destination_id: int | None = None,
         max_rounds: int = MAX_ROUNDS,
         round_delay_s: float = ROUND_DELAY_S,
+        note_flush: bool = True,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -146,6 +149,10 @@ class Deliverer:
         self._probing = False
         self._answered = False  # Intercom accepted or refused something in this run
         self._destination_up: bool | None = None  # as last written to the outbox
+        # False: the caller keeps the outbox's flush record itself (the relay, whose stop
+        # is not an interrupted flush); on_tick: called on the run's thread between steps.
+        self.note_flush = note_flush
+        self.on_tick = on_tick
 
     # -- the run --------------------------------------------------------------------------
 
@@ -171,7 +178,7 @@ class Deliverer:
             if self._awaiting_round:
                 # The run stopped before their next round: they wait for a later run.
                 self.report.deferred += len(self._awaiting_round)
-                self.report.codes.add(ExitCode.TEMPORARY)
+                self.report.note_code(ExitCode.TEMPORARY)
         except BaseException as exc:
             failed = exc
             raise
@@ -199,7 +206,8 @@ class Deliverer:
         try:
             if self.destination_id is not None:
                 self.report.waiting_elsewhere = self.store.waiting_elsewhere(self.destination_id)
-            self.store.note_flush(int(self.report.exit_code))
+            if self.note_flush:
+                self.store.note_flush(int(self.report.exit_code))
         except OutboxError:
             pass  # the heartbeat is not worth failing a run whose results are saved
         return self.report
@@ -218,6 +226,7 @@ class Deliverer:
             destination_id=self.destination_id,
             due_or_not=True,
         )
+        rows = self._refuse_invalid(rows)
         if not rows:
             return
         self.report.probed = True
@@ -271,6 +280,8 @@ class Deliverer:
                 return
             self._collect(0.0 if rows and room > len(rows) else self.poll_interval_s)
             last_renewal = self._renew(last_renewal)
+            if self.on_tick is not None:
+                self.on_tick()
 
     def _stopping(self) -> bool:
         """True when the loop must end: a stop, a reason already given, or --max-time."""
@@ -290,6 +301,7 @@ class Deliverer:
         rows = self.store.claim(
             self.owner, limit, lease_s=self.lease_s, destination_id=self.destination_id
         )
+        rows = self._refuse_invalid(rows)
         for row in rows:
             self._awaiting_round.pop(row.id, None)
         self.report.claimed += len(rows)
@@ -302,6 +314,32 @@ class Deliverer:
     def _may_send(self, row: OutboxRow) -> bool:
         """Whether ``row``'s claim still holds (asked by a sender before each request)."""
         return time.monotonic() < self._held_until.get(row.id, 0.0)
+
+    def _refuse_invalid(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """Count the rows the claim made dead letters (invalid, enqueued from SQL), make
+        dead letters of claimed rows that cannot be sent as stored; the others go on."""
+        refused = self.store.take_refused()
+        results, sendable = [], []
+        for row in rows:
+            reason = refusal(row)
+            if reason is None:
+                sendable.append(row)
+                continue
+            results.append(
+                RowResult(
+                    row.id,
+                    State.DEAD,
+                    error_code="invalid_event",
+                    error_message=reason,
+                    claim_token=row.claim_token,
+                )
+            )
+            refused.append(dataclasses.replace(row, state=State.DEAD, last_error_message=reason))
+        if results:
+            self.store.record(self.owner, results)
+        for row in refused:
+            self._tell(self.report.add_refused(row, keep=MAX_DEAD_LETTERS_KEPT))
+        return sendable
 
     def _wait_for_round(self) -> None:
         """Events put back for another round: wait until the first is due (then claim)."""
@@ -363,13 +401,20 @@ class Deliverer:
         if not done:
             return
         now = self.store.now()  # the outbox's clock: backoffs are due times on it
+        counted = self.report.counts()
         settled = [self._settle(item, now) for item in done]
         # Each result names its claim: a claim taken back meanwhile makes it stale (ignored).
         fenced = [
             dataclasses.replace(result, claim_token=item.row.claim_token)
             for item, (result, _) in zip(done, settled, strict=True)
         ]
-        self.store.record(self.owner, fenced, now=now)
+        try:
+            self.store.record(self.owner, fenced, now=now)
+        except OutboxError:
+            # Not saved: these rows are taken back and answered again later, and counted
+            # then (a relay's totals must match what the outbox holds).
+            self.report.restore(counted)
+            raise
         self._note_destination([delivery for _, delivery in settled], now)
         for item in done:
             del self._outstanding[item.row.id]
@@ -412,12 +457,12 @@ class Deliverer:
             report.delivered += 1
             self._answered = True
             self._temporary_streak = 0
-            report.codes.add(ExitCode.OK)
+            report.note_code(ExitCode.OK)
             result = row_result(row, State.DELIVERED, outcome)
             return result, Delivery(row, State.DELIVERED, outcome)
         report.last_failure = outcome
         if kind is not OutcomeKind.TEMPORARY:
-            report.codes.add(outcome.exit_code)
+            report.note_code(outcome.exit_code)
             self._answered = True
         if kind in (OutcomeKind.AUTH, OutcomeKind.CONFIG):
             # The token (or base URL) can be fixed: the row stays due, nothing held against it.
@@ -440,6 +485,7 @@ class Deliverer:
         """A bug, most likely hitting every row alike: keep the row, stop the run."""
         report = self.report
         report.internal_errors.append(error)
+        report.recent_codes.add(ExitCode.INTERNAL)
         report.released += 1
         if report.stopped is None:
             report.stopped = StopReason.INTERNAL
@@ -478,7 +524,7 @@ class Deliverer:
             self._awaiting_round[row.id] = next_at
         else:
             report.deferred += 1
-            report.codes.add(outcome.exit_code)
+            report.note_code(outcome.exit_code)
             next_at = deferred_until(row.attempts + 1, now, outcome.retry_after_s)
             if report.next_attempt_at is None or next_at < report.next_attempt_at:
                 report.next_attempt_at = next_at

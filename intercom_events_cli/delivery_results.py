@@ -8,6 +8,7 @@ The engine (:mod:`.delivery`) applies these rules; ``send --queue-on-failure``
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -62,8 +63,62 @@ class FlushReport:
     # The first MAX_DEAD_LETTERS_KEPT of them (``dead`` counts all): a run that rejects
     # millions must not hold them all in memory; the outbox keeps every one.
     dead_letters: list[Delivery] = field(default_factory=list)
+    # Rows refused before delivery (invalid: enqueued from SQL, or unreadable as stored),
+    # made dead letters by this run without a request; counted in ``dead`` as well. Their
+    # Delivery has no outcome: the reason is the row's ``last_error_message``.
+    refused: int = 0
     next_attempt_at: float | None = None
     elapsed_s: float = 0.0
+    # Codes noted since a relay last took them (its heartbeat's window), see note_code.
+    recent_codes: set[ExitCode] = field(default_factory=set)
+
+    def counts(self) -> tuple[int, ...]:
+        """The counters, to :meth:`restore` when results could not be saved."""
+        return (
+            self.delivered,
+            self.dead,
+            self.deferred,
+            self.released,
+            self.retried_in_run,
+            self.setup_failures,
+            len(self.dead_letters),
+        )
+
+    def restore(self, counts: tuple[int, ...]) -> None:
+        """Counters back to what :meth:`counts` returned."""
+        (
+            self.delivered,
+            self.dead,
+            self.deferred,
+            self.released,
+            self.retried_in_run,
+            self.setup_failures,
+            kept,
+        ) = counts
+        del self.dead_letters[kept:]
+
+    def add_refused(self, row: OutboxRow, *, keep: int) -> Delivery:
+        """Count a row made a dead letter without a request (claimed, refused, dead, 65);
+        kept among the dead letters while fewer than ``keep`` are."""
+        self.claimed += 1
+        self.refused += 1
+        self.dead += 1
+        self.note_code(ExitCode.DATA)
+        delivery = Delivery(row, State.DEAD, None)
+        if len(self.dead_letters) < keep:
+            self.dead_letters.append(delivery)
+        return delivery
+
+    def note_code(self, code: ExitCode) -> None:
+        """Count a result's exit code in the run and in the current heartbeat window."""
+        self.codes.add(code)
+        self.recent_codes.add(code)
+
+    def take_recent_code(self) -> ExitCode:
+        """The most severe code noted since the last call (0: none), for a relay's heartbeat."""
+        codes, self.recent_codes = self.recent_codes, set()
+        # A bug (1) is outside the severity table: it is told apart, as exit_code does.
+        return ExitCode.INTERNAL if ExitCode.INTERNAL in codes else most_severe(codes)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -96,6 +151,30 @@ def row_result(
         request_id=outcome.request_id,
         next_attempt_at=next_attempt_at,
     )
+
+
+def refusal(row: OutboxRow) -> str | None:
+    """Why a claimed row cannot be sent as it is stored (None: it can).
+
+    Rows are validated on capture (and rows enqueued from SQL by the PostgreSQL claim);
+    one written around ievents that cannot even be read as an event (not JSON, no
+    created_at, no name or contact) is made a dead letter with this reason instead of
+    being sent. Deliberately no more than that: a row ievents stored is never refused.
+    """
+    from .event import Event
+
+    try:
+        data = json.loads(row.payload_text)
+    except ValueError as exc:
+        return f"refused before delivery: the stored event is not JSON ({exc})"
+    try:
+        event = Event.from_payload(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        cause = f"{type(exc).__name__}: {exc}"
+        return f"refused before delivery: the stored event cannot be read ({cause})"
+    if not isinstance(event.event_name, str) or not event.event_name or not event.contact:
+        return "refused before delivery: the stored event has no event_name or no contact"
+    return None
 
 
 def outcome_from_attempt(row: OutboxRow, entry: AttemptLog) -> Outcome:

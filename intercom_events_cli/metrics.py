@@ -12,6 +12,8 @@ Metrics (gauges unless said)::
     ievents_outbox_last_success_timestamp_seconds    0 when nothing was ever delivered
     ievents_outbox_last_flush_timestamp_seconds      absent until a flush has run
     ievents_outbox_last_flush_exit_code              absent until a flush has run
+    ievents_outbox_relay_heartbeat_timestamp_seconds absent until a relay has run
+    ievents_relay_outbox_summary_age_seconds         age of the counts above (relay only)
     ievents_relay_deliveries_total{result=...}       counter (relay only)
     ievents_relay_delivery_latency_seconds           histogram, capture to 202 (relay only)
 """
@@ -76,20 +78,44 @@ def _families(summary: OutboxSummary | None, now: float) -> Iterator[Any]:
             "The exit code of the last flush.",
             value=summary.last_flush_exit_code,
         )
+    if summary is not None and summary.relay_heartbeat_at is not None:
+        yield GaugeMetricFamily(
+            "ievents_outbox_relay_heartbeat_timestamp_seconds",
+            "When a relay (flush --watch) last said it was alive (Unix time).",
+            value=summary.relay_heartbeat_at,
+        )
 
 
 class _OutboxCollector:
-    """Reads the outbox at each scrape (``summary`` may raise: then no outbox metrics)."""
+    """The outbox at each scrape, from ``summary`` (a relay's: a cached snapshot, never a
+    query; ``summary`` may raise: then no outbox metrics). ``age`` says how old it is."""
 
-    def __init__(self, summary: Callable[[], OutboxSummary | None]) -> None:
+    def __init__(
+        self,
+        summary: Callable[[], OutboxSummary | None],
+        age: Callable[[], float | None] | None = None,
+    ) -> None:
         self.summary = summary
+        self.age = age
 
     def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
         try:
             summary = self.summary()
         except IeventsError:
             return  # the outbox is unavailable right now: the scrape says nothing of it
+        if summary is None:
+            return  # not read yet
         yield from _families(summary, time.time())
+        age = self.age() if self.age is not None else None
+        if age is not None:
+            yield GaugeMetricFamily(
+                "ievents_relay_outbox_summary_age_seconds",
+                "Seconds since the outbox counts were read in full (settled rows are "
+                "counted in between).",
+                value=age,
+            )
 
     def describe(self) -> list[Any]:
         return []
@@ -113,10 +139,14 @@ def status_text(summary: OutboxSummary | None, *, now: float | None = None) -> s
 class RelayMetrics:
     """What ``flush --watch --metrics-port`` serves: the outbox plus deliveries."""
 
-    def __init__(self, summary: Callable[[], OutboxSummary | None]) -> None:
+    def __init__(
+        self,
+        summary: Callable[[], OutboxSummary | None],
+        age: Callable[[], float | None] | None = None,
+    ) -> None:
         client = _prometheus()
         self.registry = client.CollectorRegistry(auto_describe=False)
-        self.registry.register(_OutboxCollector(summary))
+        self.registry.register(_OutboxCollector(summary, age))
         self.deliveries = client.Counter(
             "ievents_relay_deliveries",
             "Delivery results of this relay: delivered, dead (rejected), deferred "
@@ -148,10 +178,16 @@ class RelayMetrics:
             self.deliveries.labels("deferred").inc()
 
     def serve(self, host: str, port: int) -> int:
-        """Serve ``/metrics`` on ``host:port`` (a thread); returns the port bound."""
+        """Serve ``/metrics`` on ``host:port`` (a thread); returns the port bound.
+
+        At a bounded cost however often it is scraped (:mod:`.metrics_server`).
+        """
+        from .metrics_server import ThrottledMetrics, serve
+
         client = _prometheus()
+        text = ThrottledMetrics(lambda: bytes(client.generate_latest(self.registry)))
         try:
-            server, _thread = client.start_http_server(port, addr=host, registry=self.registry)
+            server = serve(host, port, text, client.CONTENT_TYPE_LATEST)
         except OSError as exc:
             raise ConfigError(
                 f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}",

@@ -38,7 +38,7 @@ from .outbox.store import OutboxLocation
 if TYPE_CHECKING:
     from .client import AttemptLog
     from .config import Settings
-    from .delivery import Delivery, FlushReport
+    from .delivery import Deliverer, Delivery, FlushReport
     from .outbox.store import OutboxStore
 
 SQLITE_POLL_S = 0.1
@@ -50,6 +50,9 @@ PAUSE_AUTH_S = 60.0
 # Waiting for the database to come back: 0.5 s, doubling, at most this.
 RECONNECT_MAX_S = 10.0
 ENGINE_POLL_S = 0.02
+# A running relay writes its heartbeat (the outbox's last flush, with the exit code of
+# what it did since the last beat, and relay_heartbeat_at) this often.
+HEARTBEAT_S = 5.0
 
 
 class Waker(Protocol):
@@ -174,6 +177,7 @@ class RelayReport:
     runs: int = 0
     delivered: int = 0
     dead: int = 0
+    refused: int = 0  # of the dead: invalid as stored, never sent
     deferred: int = 0
     released: int = 0
     reconnects: int = 0
@@ -218,6 +222,12 @@ class Relay:
         self.store: OutboxStore | None = None
         self._backoff = 0.5  # the next wait for the database (doubling to RECONNECT_MAX_S)
         self._waker = make_waker(location, self.stop)
+        self.heartbeat_s = HEARTBEAT_S
+        self._engine: Deliverer | None = None  # the engine running now
+        self._last_beat = -float("inf")
+        # A run the engine ended (token rejected, Intercom unavailable): its code, which
+        # the heartbeats during the pause after it keep saying.
+        self._paused_code: ExitCode | None = None
 
     def _notice(self, text: str) -> None:
         self.report.notices.append(text)
@@ -229,8 +239,29 @@ class Relay:
         # Called by the engine when it has nothing in hand: wait for a sign, then look.
         if self.stop.is_set():
             return False
+        self._beat()
         self._waker.wait(self.idle_look_s)
         return not self.stop.is_set()
+
+    def _beat(self, *, final: ExitCode | None = None) -> None:
+        """Every :attr:`heartbeat_s` (and at the end, with ``final``): record in the outbox
+        that this relay is alive, as a flush with the code of what it did since the last
+        beat. Runs on the engine's thread, the only one using the store."""
+        now = time.monotonic()
+        store = self.store
+        if store is None or (final is None and now - self._last_beat < self.heartbeat_s):
+            return
+        engine = self._engine
+        code = engine.report.take_recent_code() if engine is not None else ExitCode.OK
+        if self._paused_code is not None:
+            code = self._paused_code
+        if final is not None:
+            code = final
+        try:
+            store.note_flush(int(code), relay=final is None)
+        except OutboxError:
+            return  # the database is away: the engine meets it and the relay reconnects
+        self._last_beat = now
 
     def _set_store(self, store: OutboxStore | None) -> None:
         self.store = store
@@ -254,7 +285,6 @@ class Relay:
                 if flush is None:
                     continue
                 self._backoff = 0.5  # the database worked through a run
-                self._add(flush)
                 if self.stop.is_set():
                     break
                 self._pause_after(flush)
@@ -263,10 +293,24 @@ class Relay:
                 raise
             self.report.exit_code = exc.exit_code
             raise
+        except KeyboardInterrupt:
+            self.report.exit_code = ExitCode.INTERRUPTED  # a second Ctrl-C: forced
+            raise
         finally:
             self._waker.close()
+            self._last_note()
             self._drop_store()
         return self.report
+
+    def _last_note(self) -> None:
+        """The outbox's flush record at the end: the relay's own exit code (0 for a clean
+        stop), or what its last moments went through (a rejected token, 65, ...)."""
+        code = self.report.exit_code
+        if code == ExitCode.OK:
+            engine = self._engine
+            recent = engine.report.take_recent_code() if engine is not None else ExitCode.OK
+            code = self._paused_code or recent
+        self._beat(final=code)
 
     def _connect(self) -> bool:
         """Open the outbox; a database that is down: say so, wait (backing off), False."""
@@ -295,10 +339,15 @@ class Relay:
             stop=self.stop,
             keep_going=self._keep_going,
             poll_interval_s=ENGINE_POLL_S,
+            # The relay keeps the flush record (_beat): a stop is no interrupted flush.
+            note_flush=False,
+            on_tick=self._beat,
             **self.engine_options,
         )
+        self._engine = engine
+        self._paused_code = None
         try:
-            return engine.run()
+            flush = engine.run()
         except OutboxUnavailable as exc:
             # Rows this engine held stay in flight under a session that is gone
             # (PostgreSQL) or a lease: the next claim, ours or another relay's,
@@ -315,6 +364,13 @@ class Relay:
                 self._wait_backoff(exc.message)
                 return None
             raise
+        finally:
+            # Every run counts, the ones the database cut short too: the totals are the
+            # relay's whole life (what each run saved to the outbox).
+            self._add(engine.report)
+        if flush.stopped is not None and not self.stop.is_set():
+            self._paused_code = flush.exit_code
+        return flush
 
     def _pause_after(self, flush: FlushReport) -> None:
         """The engine stopped early (token rejected, Intercom unavailable): wait a while."""
@@ -325,13 +381,23 @@ class Relay:
                 f"the token was rejected; every event stays pending; trying again in "
                 f"{PAUSE_AUTH_S:g} s"
             )
-            self.stop.wait(PAUSE_AUTH_S)
+            self._pause(PAUSE_AUTH_S)
         elif flush.stopped is not None:
             self._notice(
                 f"delivery paused ({flush.stopped.value}); trying again in "
                 f"{PAUSE_UNAVAILABLE_S:g} s"
             )
-            self.stop.wait(PAUSE_UNAVAILABLE_S)
+            self._pause(PAUSE_UNAVAILABLE_S)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (or a stop), beating meanwhile: a paused relay is alive."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._beat()
+            self.stop.wait(min(left, self.heartbeat_s))
 
     def _tell_elsewhere(self, store: OutboxStore) -> None:
         """Once, at the start: events this relay will not deliver (another workspace)."""
@@ -360,6 +426,7 @@ class Relay:
         report.runs += 1
         report.delivered += flush.delivered
         report.dead += flush.dead
+        report.refused += flush.refused
         report.deferred += flush.deferred
         report.released += flush.released
         report.last_run = flush

@@ -113,7 +113,9 @@ def summary_line(
         )
         return f"nothing to flush: {plural(pending, 'event')} pending{upcoming}", None
     released = f"{report.released} not sent" if report.released else None
-    counts = delivery_counts(report.delivered, report.dead, report.deferred, released)
+    counts = delivery_counts(
+        report.delivered, report.dead, report.deferred, released, report.refused
+    )
     return (
         f"flush: {counts} in {report.elapsed_s:.1f} s; the outbox holds "
         f"{pending} pending, {remaining.counts[State.DEAD]} dead",
@@ -125,16 +127,27 @@ def report_dead_letters(ui: Output, report: FlushReport) -> None:
     """The first dead letters of the run, one line each, and what to do about them."""
     for shown, delivery in enumerate(report.dead_letters):
         if shown == MAX_ERROR_LINES:
-            ui.error(f"... and {report.dead - MAX_ERROR_LINES} more rejected")
+            ui.error(f"... and {report.dead - MAX_ERROR_LINES} more dead letters")
             break
-        assert delivery.outcome is not None
-        ui.error(f"{describe_failure(delivery.outcome)} [outbox id {delivery.row.id}]")
-    if report.dead:
+        if delivery.outcome is None:  # refused before delivery: the reason is stored
+            row = delivery.row
+            ui.error(f"{row.event_name}: {row.last_error_message} [outbox id {row.id}]")
+        else:
+            ui.error(f"{describe_failure(delivery.outcome)} [outbox id {delivery.row.id}]")
+    rejected = report.dead - report.refused
+    if rejected:
         ui.error(
-            f"{plural(report.dead, 'event')} rejected by Intercom, kept as "
-            f"{agree(report.dead, 'a dead letter', 'dead letters')}",
+            f"{plural(rejected, 'event')} rejected by Intercom, kept as "
+            f"{agree(rejected, 'a dead letter', 'dead letters')}",
             "see them with: ievents outbox list --dead; fix the data and send again, or "
             "try again as they are: ievents outbox retry ID",
+        )
+    if report.refused:
+        ui.error(
+            f"{plural(report.refused, 'event')} refused as invalid before delivery (never "
+            "sent), kept as dead letters",
+            "see why with: ievents outbox list --dead; fix the data where it was enqueued "
+            "and enqueue it again",
         )
 
 

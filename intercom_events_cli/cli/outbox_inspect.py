@@ -191,6 +191,8 @@ def print_status(
         f"last flush    {flush_line}",
         f"last success  {moment('last_success_at')}",
     ]
+    if summary.relay_heartbeat_at is not None:
+        lines.append(f"relay alive   {moment('relay_heartbeat_at')}")
     for destination, count in summary.pending_by_destination:
         lines.append(f"  {count} not delivered for {destination_text(destination)}")
     for line in lines:

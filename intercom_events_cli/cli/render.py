@@ -5,6 +5,7 @@ Shared by every command (``send``, ``flush``, ``batch``, ``outbox``); it writes 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -299,11 +300,18 @@ def setup_cause(outcome: Outcome) -> str:
     return "the base URL redirects"
 
 
-def delivery_counts(delivered: int, dead: int, deferred: int, released: str | None) -> str:
-    """``3 delivered, 1 rejected, 2 to retry later`` (and what was handed back unsent)."""
+def delivery_counts(
+    delivered: int, dead: int, deferred: int, released: str | None, refused: int = 0
+) -> str:
+    """``3 delivered, 1 rejected, 2 to retry later`` (and what was handed back unsent).
+
+    ``refused`` of the ``dead`` were never sent: invalid as stored.
+    """
     parts = [f"{delivered} delivered"]
-    if dead:
-        parts.append(f"{dead} rejected")
+    if dead - refused:
+        parts.append(f"{dead - refused} rejected")
+    if refused:
+        parts.append(f"{refused} refused as invalid")
     if deferred:
         parts.append(f"{deferred} to retry later")
     if released:
@@ -316,6 +324,8 @@ def delivery_line(delivery: Delivery) -> str:
     from ..outbox import State
 
     row, outcome = delivery.row, delivery.outcome
+    if outcome is None and delivery.state is State.DEAD:
+        return f"#{row.id} {row.event_name}: dead letter ({row.last_error_message})"
     what = f"#{row.id} {row.event_name} for {row.event().contact}"
     if outcome is None:
         return f"{what}: not sent, pending again"
@@ -331,13 +341,24 @@ def relay_line(delivery: Delivery) -> str:
     from ..outbox import State
 
     row = delivery.row
-    if delivery.outcome is None:
+    if delivery.outcome is None and delivery.state is State.DEAD:
+        state = "dead (refused as invalid, never sent)"
+    elif delivery.outcome is None:
         state = "not sent, pending again"
     elif delivery.state is State.PENDING:
         state = "pending again"
     else:
         state = delivery.state.value
     return f"#{row.id} {row.event_name}: {state}"
+
+
+def refused_line(delivery: Delivery) -> str:
+    """A relay's line for a row refused as invalid before delivery (a dead letter)."""
+    row = delivery.row
+    return (
+        f"#{row.id} {row.event_name or '(no name)'} refused as invalid, kept as a dead letter "
+        f"(ievents outbox list --dead): {row.last_error_message}"
+    )
 
 
 # -- the --json objects of the commands ------------------------------------------------------
@@ -380,6 +401,14 @@ def capture_json(result: CaptureResult) -> dict[str, Any]:
     return body
 
 
+def stored_event(text: str) -> Any:
+    """A stored event's JSON, or its text as stored when that is not JSON (refused)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def flush_json(
     report: FlushReport,
     path: OutboxLocation,
@@ -397,6 +426,7 @@ def flush_json(
         "claimed": report.claimed,
         "delivered": report.delivered,
         "dead": report.dead,
+        "refused": report.refused,
         "deferred": report.deferred,
         "released": report.released,
         "stopped": report.stopped,
@@ -419,9 +449,10 @@ def flush_json(
         "dead_letters": [
             {
                 "id": d.row.id,
-                "event": d.row.payload,
+                "event": stored_event(d.row.payload_text),
                 "status": d.outcome.status if d.outcome else None,
-                "error": d.outcome.error() if d.outcome else None,
+                # Refused before delivery: the reason the outbox keeps.
+                "error": d.outcome.error() if d.outcome else d.row.error(),
             }
             for d in report.dead_letters
         ],
@@ -478,6 +509,7 @@ def status_json(
     oldest = summary.oldest_pending_created if summary else None
     last_flush = summary.last_flush_at if summary else None
     last_success = summary.last_success_at if summary else None
+    heartbeat = summary.relay_heartbeat_at if summary else None
     return {
         "path": str(path),
         "source": source,
@@ -495,6 +527,9 @@ def status_json(
         "last_flush_exit_code": summary.last_flush_exit_code if summary else None,
         "last_success_at": when(last_success),
         "last_success_age_s": age(last_success),
+        # A running relay (flush --watch) beats every few seconds; null: none ever ran.
+        "relay_heartbeat_at": when(heartbeat),
+        "relay_heartbeat_age_s": age(heartbeat),
         # Pending and in-flight events per destination; unbound (an older outbox): null.
         "pending_by_destination": [
             {"destination": destination_json(destination), "events": count}

@@ -15,15 +15,17 @@ from typing import TYPE_CHECKING
 from ..errors import ExitCode, UsageError
 from .common import attempt_logger, stop_on_signals
 from .output import Output
-from .render import delivery_counts, plural, relay_line
+from .render import delivery_counts, plural, refused_line, relay_line
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..delivery import Delivery
-    from ..outbox import OutboxSummary
-    from ..outbox.store import OutboxLocation
+    from ..outbox.store import OutboxLocation, OutboxStore
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
+# Rows refused as invalid are told one line each up to this many (the final line and the
+# metrics count them all).
+MAX_REFUSED_LINES = 10
 
 
 def parse_metrics_address(text: str) -> tuple[str, int]:
@@ -54,28 +56,35 @@ def run_watch(
     """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
     from ..early_signals import relay_stop
     from ..outbox.owner import lease_seconds
-    from ..outbox.store import open_store
+    from ..outbox.store import open_reader, open_store
     from ..relay import Relay
 
     address = parse_metrics_address(metrics_port) if metrics_port is not None else None
     # The process's own: a signal since the run began has already asked it to stop.
     stop = relay_stop() or threading.Event()
-    relay: Relay | None = None
-
-    def summary() -> OutboxSummary | None:
-        store = relay.store if relay is not None else None
-        return store.summary() if store is not None else None
-
     metrics = None
+    cache = None
     if address is not None:
         from ..metrics import RelayMetrics
+        from ..summary_cache import SummaryCache
 
-        metrics = RelayMetrics(summary)
+        # Scrapes read a snapshot kept on a connection of its own: never the relay's.
+        cache = SummaryCache(lambda: open_reader(location, env))
+        metrics = RelayMetrics(cache.get, cache.age_s)
     log_lock = threading.Lock()
+    told_refused = [0]
 
     def on_result(delivery: Delivery) -> None:
-        if metrics is not None:
+        if metrics is not None and cache is not None:
             metrics.observe(delivery)
+            cache.observe(delivery)
+        if delivery.outcome is None and delivery.state.value == "dead":
+            # Refused as invalid (never sent): said even without -v, the first ones.
+            told_refused[0] += 1
+            if told_refused[0] <= MAX_REFUSED_LINES:
+                with log_lock:
+                    ui.warn(refused_line(delivery))
+            return
         if ui.verbose:
             with log_lock:
                 ui.log(relay_line(delivery))
@@ -84,18 +93,25 @@ def run_watch(
         with log_lock:
             ui.warn(text)
 
+    def on_store(store: OutboxStore | None) -> None:
+        if store is not None and cache is not None:
+            # Only once the relay has opened the outbox: opening a SQLite file checks
+            # it outside SQLite, which would drop the locks of a connection open already.
+            cache.start()
+
     relay = Relay(
         location,
         settings,
         lambda: open_store(location, env),
         stop=stop,
         on_result=on_result,
+        on_store=on_store,
         on_attempt=attempt_logger(ui),
         on_notice=on_notice,
         concurrency=concurrency,
         lease_s=lease_seconds(env),
     )
-    if metrics is not None and address is not None:
+    if metrics is not None and cache is not None and address is not None:
         port = metrics.serve(*address)
         ui.info(f"metrics on http://{address[0]}:{port}/metrics")
     ui.info(f"watching {location} for new events; SIGTERM or Ctrl-C stops")
@@ -105,9 +121,15 @@ def run_watch(
     finally:
         if metrics is not None:
             metrics.close()
+        if cache is not None:
+            cache.close()
     released = plural(report.released, "event") + " handed back unsent"
     counts = delivery_counts(
-        report.delivered, report.dead, report.deferred, released if report.released else None
+        report.delivered,
+        report.dead,
+        report.deferred,
+        released if report.released else None,
+        report.refused,
     )
     ui.result(f"watch stopped: {counts}")
     return int(ExitCode.OK)

@@ -240,6 +240,7 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
             else ("AND (destination_id = %(dest)s OR destination_id IS NULL) ")
         )
         claimed: list[OutboxRow] = []
+        refused: list[OutboxRow] = []
         with self._tx() as cur:
             stamp, lease_until, due_until = want.times(self._clock(cur))
             if time.monotonic() - self._last_reclaim >= RECLAIM_EVERY_S:
@@ -283,7 +284,7 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
                     if values[0]:
                         row = dataclasses.replace(row, destination_id=None)
                     if not values[1]:
-                        checked = self._validate(cur, row, stamp)
+                        checked = self._validate(cur, row, stamp, refused)
                         if checked is None:
                             dropped = True
                             continue
@@ -291,16 +292,34 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
                     claimed.append(row)
                 if not dropped:
                     break
+        # Committed: the engine reports them (a run that makes dead letters says so).
+        self._note_refused(refused)
         claimed.sort(key=lambda r: (r.created, r.id))
         return claimed
 
-    def _validate(self, cur: Cursor[Any], row: OutboxRow, now: float) -> OutboxRow | None:
-        """A row enqueued from SQL: the canonical event, or None (dead letter / duplicate)."""
+    def _validate(
+        self, cur: Cursor[Any], row: OutboxRow, now: float, refused: list[OutboxRow]
+    ) -> OutboxRow | None:
+        """A row enqueued from SQL: the canonical event, or None (dead letter / duplicate);
+        a dead letter is added to ``refused``."""
         try:
             data = json.loads(row.payload_text)
             event = event_from_record(data)
         except (ValueError, ValidationError) as exc:
             message = exc.message if isinstance(exc, ValidationError) else f"not JSON: {exc}"
+            reason = f"refused before delivery: {message}"
+            refused.append(
+                dataclasses.replace(
+                    row,
+                    state=State.DEAD,
+                    owner=None,
+                    lease_expires_at=None,
+                    last_status=None,
+                    last_error_code="invalid_event",
+                    last_error_message=reason,
+                    updated=now,
+                )
+            )
             cur.execute(
                 self._t(
                     "UPDATE {s}.events SET state = 'dead', validated = true, owner = NULL, "
@@ -309,7 +328,7 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
                     "last_error_code = 'invalid_event', last_error_message = %s, updated = %s "
                     "WHERE id = %s"
                 ),
-                (f"refused before delivery: {message}", now, row.id),
+                (reason, now, row.id),
             )
             return None
         key = event.dedup_key()

@@ -149,6 +149,8 @@ class OutboxSummary:
     last_success_at: float | None
     # Pending and in-flight events per destination (None: unbound), most first.
     pending_by_destination: tuple[tuple[Destination | None, int], ...] = ()
+    # When a relay (flush --watch) last said it was alive; None: no relay ever ran.
+    relay_heartbeat_at: float | None = None
 
 
 # -- the outbox ------------------------------------------------------------------------------

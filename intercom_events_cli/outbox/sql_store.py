@@ -339,13 +339,28 @@ class SqlStore(Generic[H]):
             ),
         )
 
-    def note_flush(self, exit_code: int, *, now: float | None = None) -> None:
-        """Remember when a flush last finished and how (the heartbeat of ``status``)."""
+    def note_flush(self, exit_code: int, *, now: float | None = None, relay: bool = False) -> None:
+        """Remember when a flush last finished and how (the heartbeat of ``status``).
+
+        ``relay``: a running relay's heartbeat (``flush --watch``), also kept on its own.
+        """
         with self._write() as db:
             stamp = self._clock(db) if now is None else now
-            self._set_meta(
-                db, {"last_flush_at": repr(stamp), "last_flush_exit_code": str(exit_code)}
-            )
+            values = {"last_flush_at": repr(stamp), "last_flush_exit_code": str(exit_code)}
+            if relay:
+                values["relay_heartbeat_at"] = repr(stamp)
+            self._set_meta(db, values)
+
+    def take_refused(self) -> list[OutboxRow]:
+        """The rows claims made dead letters since the last call, without sending them
+        (rows enqueued from SQL that failed validation), as they now are."""
+        refused: list[OutboxRow] = self.__dict__.pop("_refused_rows", [])
+        return refused
+
+    def _note_refused(self, rows: Sequence[OutboxRow]) -> None:
+        """Keep rows a committed claim refused, for :meth:`take_refused`."""
+        if rows:
+            self.__dict__.setdefault("_refused_rows", []).extend(rows)
 
     # -- inspecting -------------------------------------------------------------------------
 
@@ -387,6 +402,7 @@ class SqlStore(Generic[H]):
             last_flush_exit_code=None if exit_code is None else int(exit_code),
             last_success_at=meta_number(meta, "last_success_at"),
             pending_by_destination=per_destination,
+            relay_heartbeat_at=meta_number(meta, "relay_heartbeat_at"),
         )
 
     def rows(

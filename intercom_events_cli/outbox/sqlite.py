@@ -99,6 +99,31 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
             raise
         return outbox
 
+    @classmethod
+    def open_reader(
+        cls, path: str | Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+    ) -> Outbox:
+        """A second connection, to read, to an outbox this process has open already.
+
+        No checks of the file: reading it outside SQLite (its header) and closing it
+        would drop every SQLite lock this process holds on it (POSIX locks belong to the
+        process), and another connection could then delete the WAL under the first one.
+        Not ``mode=ro`` either, which behaved as badly with a WAL file: ``rw``, which
+        never creates the file.
+        """
+        path = Path(path).expanduser()
+        try:
+            connection = sqlite3.connect(
+                f"{path.as_uri()}?mode=rw",
+                uri=True,
+                timeout=busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,  # guarded by Outbox._lock
+            )
+        except sqlite3.Error as exc:
+            raise translate_error(exc, path, busy_timeout_s) from None
+        return cls(path, connection, busy_timeout_s)
+
     def _prepare(self) -> None:
         with self._guard():
             # One statement, so one snapshot: read apart, another process creating this

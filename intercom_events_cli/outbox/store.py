@@ -161,8 +161,12 @@ class OutboxStore(Protocol):
         """Write delivery results back."""
         ...
 
-    def note_flush(self, exit_code: int, *, now: float | None = None) -> None:
-        """Remember when a flush finished and how."""
+    def note_flush(self, exit_code: int, *, now: float | None = None, relay: bool = False) -> None:
+        """Remember when a flush finished and how (``relay``: a relay's heartbeat)."""
+        ...
+
+    def take_refused(self) -> list[OutboxRow]:
+        """Rows claims made dead letters without sending them, since the last call."""
         ...
 
     # inspection and management
@@ -250,3 +254,15 @@ def open_store(
 
     path = location if isinstance(location, Path) else Path(str(location))
     return Outbox.open(path, busy_timeout_s=busy_timeout_from_env(environ), create=create)
+
+
+def open_reader(location: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
+    """Another connection, to read (``summary``), to an outbox this process has opened
+    with :func:`open_store` (a relay's metrics: never the relay's own connection)."""
+    if isinstance(location, PostgresLocation):
+        return open_store(location, env)
+    from ..config import busy_timeout_from_env
+    from .sqlite import Outbox
+
+    path = location if isinstance(location, Path) else Path(str(location))
+    return Outbox.open_reader(path, busy_timeout_s=busy_timeout_from_env(env))
