@@ -429,3 +429,67 @@ def pytest_configure(config: pytest.Config) -> None:
     written = bytecode.warm(config)
     if sys.dont_write_bytecode:
         config.add_cleanup(lambda: bytecode.remove(written))
+
+
+# == Test helpers and timing (issue 20, part 1 and 5) ========================================
+# Kept apart from the scheduling hooks above. The helpers themselves are in helpers.py.
+
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+# One profile for every run: no per-example deadline (a loaded machine is slow, not wrong;
+# no test asserts speed). Example counts stay each test's own.
+_hypothesis_settings.register_profile("ievents", deadline=None)
+_hypothesis_settings.load_profile("ievents")
+
+_FAKE_URL = object()  # start_cli's default base URL: the fake's
+
+
+@pytest.fixture
+def start_cli(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[..., Any]]:
+    """Start ``python -m intercom_events_cli ARGS`` as a process (``subprocess.Popen``), in
+    the clean environment of ``run_cli_process`` (:func:`base_env`), in ``tmp_path/work``.
+
+    ``env`` adds variables (None removes one); ``base_url`` replaces the fake's (None: no
+    INTERCOM_BASE_URL); ``python_flags`` go before ``-m``; the rest goes to Popen. Read a
+    process started with pipes through ``helpers.finish`` (the token check). Whatever
+    still runs when the test ends is killed.
+    """
+    import helpers
+
+    started: list[subprocess.Popen[Any]] = []
+    workdir = tmp_path / "work"
+
+    def start(
+        *args: str,
+        env: dict[str, str | None] | None = None,
+        base_url: Any = _FAKE_URL,
+        cwd: Path | None = None,
+        python_flags: tuple[str, ...] = (),
+        **popen: Any,
+    ) -> subprocess.Popen[Any]:
+        workdir.mkdir(exist_ok=True)
+        full_env = cli_env(tmp_path, fake.url if base_url is _FAKE_URL else base_url, env)
+        process = helpers.launch(
+            args, env=full_env, cwd=cwd or workdir, python_flags=python_flags, **popen
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def cli_env(
+    tmp_path: Path, base_url: str | None, changes: dict[str, str | None] | None = None
+) -> dict[str, str]:
+    """:func:`base_env` with ``changes`` (a None value removes the variable)."""
+    env = base_env(tmp_path, base_url)
+    for key, value in (changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
