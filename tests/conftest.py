@@ -442,10 +442,11 @@ _hypothesis_settings.register_profile("ievents", deadline=None)
 _hypothesis_settings.load_profile("ievents")
 
 _FAKE_URL = object()  # start_cli's default base URL: the fake's
+StartCli = Callable[..., "subprocess.Popen[Any]"]
 
 
 @pytest.fixture
-def start_cli(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[..., Any]]:
+def start_cli(tmp_path: Path, fake: FakeIntercom) -> Iterator[StartCli]:
     """Start ``python -m intercom_events_cli ARGS`` as a process (``subprocess.Popen``), in
     the clean environment of ``run_cli_process`` (:func:`base_env`), in ``tmp_path/work``.
 

@@ -317,3 +317,78 @@ class Relay:
             self.process.wait()
         for reader in self._readers:
             reader.join(5)
+
+
+# -- a run measured: wall time and peak memory (the hostile-server and -input tests) ---------
+
+# Peak RSS bound for one CLI process: Python, httpx and rich take ~60 MB; a read of a
+# hostile body would take hundreds of MB or more.
+RSS_BOUND_KB = 200 * 1024
+
+# Runs the CLI as its only child and writes that child's peak RSS (KB) to argv[1]: the
+# RUSAGE_CHILDREN of pytest itself would mix in every earlier test's processes.
+_MEASURE = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
+@dataclass
+class MeasuredRun:
+    """One run of the CLI: exit code, output, wall time and the process's peak RSS."""
+
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_rss_kb: int
+
+
+def measured_run(
+    tmp_path: Path,
+    url: str | None,
+    *args: str,
+    stdin: bytes | None = None,
+    stdin_file: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> MeasuredRun:
+    """Run ``ievents ARGS`` against ``url`` in the clean test environment (``base_env``);
+    measure its wall time and peak RSS."""
+    from conftest import base_env
+
+    full_env = base_env(tmp_path, url) | (env or {})
+    (tmp_path / "work").mkdir(exist_ok=True)
+    rss_file = tmp_path / "peak_rss_kb"
+    started = time.monotonic()
+    with open(stdin_file or os.devnull, "rb") as source:
+        completed = subprocess.run(
+            [sys.executable, "-c", _MEASURE, str(rss_file), *cli_argv(args)],
+            input=stdin,
+            stdin=None if stdin is not None else source,
+            capture_output=True,
+            env=full_env,
+            cwd=tmp_path / "work",
+            timeout=180,
+        )
+    result = MeasuredRun(
+        completed.returncode,
+        completed.stdout.decode("utf-8", "replace"),
+        completed.stderr.decode("utf-8", "replace"),
+        time.monotonic() - started,
+        int(rss_file.read_text()),
+    )
+    check_no_token(result.stdout, result.stderr)
+    return result
+
+
+def pending_count(tmp_path: Path) -> int:
+    """Rows of the test's SQLite outbox (``tmp_path/outbox.sqlite3``) still to deliver."""
+    import sqlite3
+
+    path = tmp_path / "outbox.sqlite3"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0])
