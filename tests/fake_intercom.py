@@ -33,7 +33,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -266,6 +266,8 @@ class FakeIntercom(ThreadingHTTPServer):
         self.count_429 = 0
         self.rate_limit: int | None = None
         self.rate_window: float = 10.0
+        # The clock of the rate-limit windows: a test may set its own (no waiting for one).
+        self.clock: Callable[[], float] = time.time
         self._lock = threading.Lock()
         self._script: list[Reply] = []
         self._events: list[dict[str, Any]] = []
@@ -495,7 +497,7 @@ class FakeIntercom(ThreadingHTTPServer):
 
     def _rate_check(self) -> tuple[bool, dict[str, str]]:
         """Count one POST /events; return (allowed, rate-limit headers)."""
-        now = time.time()
+        now = self.clock()
         with self._lock:
             limit, window = self.rate_limit, self.rate_window
             if limit is None:
