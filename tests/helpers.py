@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,32 @@ def record(n: int, name: str = "event", **fields: Any) -> dict[str, Any]:
     return {"event_name": name, "user_id": f"u{n}", "created_at": CREATED + n, **fields}
 
 
+def order_record(n: int, name: str = "order-placed", **fields: Any) -> dict[str, Any]:
+    """A record with metadata that is also, exactly, the body Intercom should receive."""
+    made: dict[str, Any] = {
+        "event_name": name,
+        "created_at": CREATED + n,
+        "user_id": f"u{n}",
+        "metadata": {"n": n, "plan": "pro"},
+    }
+    made.update(fields)
+    return made
+
+
+def key(body: Any) -> str:
+    """A JSON body as a comparable key (its keys sorted)."""
+    return json.dumps(body, sort_keys=True)
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    """Write ``text`` (UTF-8) or bytes to ``path``; returns the path."""
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8")
+    else:
+        path.write_bytes(text)
+    return path
+
+
 def numbered_ndjson(count: int, *, start: int = 0, name: str = "event") -> str:
     """NDJSON of records ``start`` .. ``start + count - 1`` (see :func:`record`)."""
     return ndjson(record(n, name) for n in range(start, start + count))
@@ -94,6 +121,14 @@ def seed_outbox(
     with (opener or Outbox).open(path) as store:
         store.add_many(events)
     return events
+
+
+def outbox_states(tmp_path: Path) -> Counter[str]:
+    """The rows of the test's SQLite outbox (``tmp_path/outbox.sqlite3``) by state."""
+    from intercom_events_cli.outbox import Outbox, State
+
+    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+        return Counter(row.state.value for row in store.rows(list(State)))
 
 
 # -- the CLI as a process --------------------------------------------------------------------
