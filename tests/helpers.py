@@ -131,6 +131,19 @@ def outbox_states(tmp_path: Path) -> Counter[str]:
         return Counter(row.state.value for row in store.rows(list(State)))
 
 
+def seed_fake(fake: Any, count: int, user_id: str = "u-1", name: str = "seeded") -> None:
+    """Store ``count`` events straight in the fake Intercom (faster than one CLI run
+    each): ``{name}-{i}`` created at ``CREATED + i``; the requests are then forgotten."""
+    import httpx
+    from conftest import TOKEN
+
+    with httpx.Client(base_url=fake.url, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        for i in range(count):
+            body = {"event_name": f"{name}-{i}", "created_at": CREATED + i, "user_id": user_id}
+            assert c.post("/events", json=body).status_code == 202
+    fake.requests.clear()
+
+
 # -- the CLI as a process --------------------------------------------------------------------
 
 

@@ -7,15 +7,15 @@ import os
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import TOKEN, CliResult, RunCli, base_env
 from fake_intercom import FakeIntercom, Reply, api_error
+from helpers import finish, launch, run_on_terminal, run_process, seed_outbox
 
-from intercom_events_cli.event import Event, event_from_record
+from intercom_events_cli.event import event_from_record
 from intercom_events_cli.outbox import Outbox, OutboxRow, RowResult, State
 
 CREATED = "1700000000"
@@ -29,15 +29,6 @@ def outbox_file(tmp_path: Path) -> Path:
 def rows(path: Path) -> list[OutboxRow]:
     with Outbox.open(path) as store:
         return store.rows(list(State))
-
-
-def seed(path: Path, count: int, *, name: str = "signed-up") -> list[Event]:
-    events = [
-        Event.create(name, user_id=f"u{n}", created_at=1_700_000_000 + n) for n in range(count)
-    ]
-    with Outbox.open(path) as store:
-        store.add_many(events)
-    return events
 
 
 def make_dead(path: Path, status: int = 422) -> None:
@@ -106,13 +97,7 @@ def test_queue_path_does_not_import_httpx(fake: FakeIntercom, tmp_path: Path) ->
     env = base_env(tmp_path, fake.url)
 
     def imported(*args: str) -> str:
-        completed = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "intercom_events_cli", *args],
-            capture_output=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        completed = run_process(args, env=env, cwd=tmp_path, python_flags=("-X", "importtime"))
         assert completed.returncode == 0, completed
         return completed.stderr.decode()
 
@@ -289,7 +274,7 @@ def test_corrupt_outbox_is_a_clear_error_and_left_alone(run_cli: RunCli, tmp_pat
 
 def test_locked_outbox_is_a_clear_error_and_left_intact(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 2)
+    seed_outbox(path, 2)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
@@ -321,7 +306,7 @@ def test_status_of_a_missing_outbox_creates_nothing(run_cli: RunCli, tmp_path: P
 
 def test_status_counts_and_heartbeat(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 3)
+    seed_outbox(path, 3)
     before = run_cli("outbox", "status", "--json").json()
     assert before["pending"] == 3 and before["last_flush_at"] is None
     assert before["oldest_pending_age_s"] >= 0 and before["schema_version"] == 3
@@ -342,9 +327,9 @@ def test_status_counts_and_heartbeat(run_cli: RunCli, fake: FakeIntercom, tmp_pa
 
 def test_list_pending_and_dead(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 2, name="old")
+    seed_outbox(path, 2, name="old")
     make_dead(path)
-    seed(path, 3, name="new")
+    seed_outbox(path, 3, name="new")
     everything = run_cli("outbox", "list", "--json").json_lines()
     assert [line["state"] for line in everything] == ["dead"] * 2 + ["pending"] * 3
     dead = run_cli("outbox", "list", "--dead", "--json").json_lines()
@@ -363,33 +348,13 @@ def test_list_pending_and_dead(run_cli: RunCli, tmp_path: Path) -> None:
 
 
 def test_list_draws_a_table_on_a_terminal(tmp_path: Path, fake: FakeIntercom) -> None:
-    pty = pytest.importorskip("pty")
-    seed(outbox_file(tmp_path), 2)
+    pytest.importorskip("pty")
+    seed_outbox(outbox_file(tmp_path), 2)
     env = base_env(tmp_path, fake.url)
     env.update({"COLUMNS": "160", "TERM": "xterm"})
-    leader, follower = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "intercom_events_cli", "outbox", "list"],
-            stdout=follower,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=tmp_path,
-        )
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        assert process.wait(timeout=60) == 0
-    finally:
-        os.close(leader)
-    screen = b"".join(chunks).decode("utf-8", "replace")
+    ran = run_on_terminal(["outbox", "list"], env=env, cwd=tmp_path, stderr_on_terminal=False)
+    assert ran.code == 0
+    screen = ran.screen
     assert "captured" in screen and "signed-up" in screen
     assert "\t" not in screen  # a table, not the tab-separated form
     assert TOKEN not in screen
@@ -397,9 +362,9 @@ def test_list_draws_a_table_on_a_terminal(tmp_path: Path, fake: FakeIntercom) ->
 
 def test_export_is_replayable_ndjson(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    events = seed(path, 2)
+    events = seed_outbox(path, 2)
     make_dead(path)
-    pending = seed(path, 1, name="later")
+    pending = seed_outbox(path, 1, name="later")
     dead_export = run_cli("outbox", "export", "--dead")
     assert dead_export.code == 0, dead_export
     lines = dead_export.stdout.splitlines()
@@ -414,7 +379,7 @@ def test_export_is_replayable_ndjson(run_cli: RunCli, tmp_path: Path) -> None:
 
 def test_retry_moves_dead_letters_back(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 3)
+    seed_outbox(path, 3)
     make_dead(path)
     one = run_cli("outbox", "retry", "2")
     assert one.code == 0, one
@@ -434,7 +399,7 @@ def test_retry_moves_dead_letters_back(run_cli: RunCli, fake: FakeIntercom, tmp_
 
 def test_purge_needs_yes_without_a_terminal(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 2)
+    seed_outbox(path, 2)
     make_dead(path)
     refused = run_cli("outbox", "purge", "--dead", input="")
     assert refused.code == 2, refused
@@ -447,7 +412,7 @@ def test_purge_needs_yes_without_a_terminal(run_cli: RunCli, tmp_path: Path) -> 
 
 def test_purge_delivered_older_than(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 3)
+    seed_outbox(path, 3)
     now = time.time()
     with Outbox.open(path) as store:
         claimed = store.claim("t", 10)
@@ -467,13 +432,13 @@ def test_purge_delivered_older_than(run_cli: RunCli, tmp_path: Path) -> None:
 def test_purge_asks_on_a_terminal(tmp_path: Path, fake: FakeIntercom) -> None:
     pty = pytest.importorskip("pty")
     path = outbox_file(tmp_path)
-    seed(path, 2)
+    seed_outbox(path, 2)
     env = base_env(tmp_path, fake.url)
 
     def purge_answering(answer: bytes) -> tuple[int, str]:
         leader, follower = pty.openpty()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "intercom_events_cli", "outbox", "purge", "--pending"],
+        process = launch(
+            ["outbox", "purge", "--pending"],
             stdin=follower,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -482,9 +447,9 @@ def test_purge_asks_on_a_terminal(tmp_path: Path, fake: FakeIntercom) -> None:
         )
         os.close(follower)
         os.write(leader, answer)
-        out, err = process.communicate(timeout=60)
+        code, _, err = finish(process)
         os.close(leader)
-        return process.returncode, err.decode()
+        return code, err
 
     code, question = purge_answering(b"n\n")
     assert code == 0 and "never delivered" in question
