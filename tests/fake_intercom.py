@@ -60,6 +60,8 @@ class Reply:
     drop: bool = False
     path: str | None = None
     method: str | None = None
+    # An answer held until the test sets this event (or the fake stops), after ``delay``.
+    hold: threading.Event | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.path is not None and self.path != path:
@@ -185,6 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = fake._fault()
         if reply is not None:
             fake._sleep(fake.latency + reply.delay)
+            if reply.hold is not None:
+                fake._hold(reply.hold)
             if reply.drop:
                 self._drop()
                 return
@@ -426,6 +430,10 @@ class FakeIntercom(ThreadingHTTPServer):
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopped.wait(seconds)
+
+    def _hold(self, gate: threading.Event) -> None:
+        while not gate.wait(0.05) and not self._stopped.is_set():
+            pass
 
     def set_faults(self, error_rate: float, drop_rate: float, seed: int = 0) -> None:
         """Answer this share of POST /events with a random 5xx, and drop that share
