@@ -7,12 +7,12 @@ PostgreSQL server (``pg_uri``).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom, Reply, api_error
+from helpers import numbered_ndjson, wait_for
 
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import State
@@ -31,13 +31,6 @@ def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def open_outbox(outbox: str) -> OutboxStore:
     return open_store(resolve_location(outbox, {}), {})
-
-
-def ndjson(count: int, *, start: int = 0, name: str = "bulk") -> str:
-    return "".join(
-        json.dumps({"event_name": name, "user_id": f"u{n}", "created_at": CREATED + n}) + "\n"
-        for n in range(start, start + count)
-    )
 
 
 def test_queue_flush_and_status_on_both_backends(
@@ -69,7 +62,7 @@ def test_queue_flush_and_status_on_both_backends(
     )
     assert again.code == 0 and again.json()["duplicate"] is True
     assert again.json()["outbox_id"] == first.json()["outbox_id"]
-    bulk = run_cli("batch", "-", "--queue", input=ndjson(50), env=env)
+    bulk = run_cli("batch", "-", "--queue", input=numbered_ndjson(50, name="bulk"), env=env)
     assert bulk.code == 0, bulk
     assert fake.posts() == []  # capture never touches the network
 
@@ -85,7 +78,7 @@ def test_queue_flush_and_status_on_both_backends(
     assert {e["user_id"] for e in posted} == {"7"} | {f"u{n}" for n in range(50)}
 
     # The same batch again: everything is already delivered, nothing is sent.
-    rerun = run_cli("batch", "-", "--queue", input=ndjson(50), env=env)
+    rerun = run_cli("batch", "-", "--queue", input=numbered_ndjson(50, name="bulk"), env=env)
     assert rerun.code == 0 and "50 already in the outbox" in rerun.stderr
     status = run_cli("outbox", "status", "--json", env=env).json()
     assert (status["pending"], status["delivered"]) == (0, 51)
@@ -96,7 +89,9 @@ def test_dead_letters_list_export_retry_purge(
     run_cli: RunCli, fake: FakeIntercom, outbox: str
 ) -> None:
     env = {"IEVENTS_OUTBOX": outbox}
-    assert run_cli("batch", "-", "--queue", input=ndjson(3), env=env).code == 0
+    assert (
+        run_cli("batch", "-", "--queue", input=numbered_ndjson(3, name="bulk"), env=env).code == 0
+    )
     fake.script(api_error(422, "parameter_invalid", "bad metadata"))
     fake.script_repeat(Reply(status=202), 2)
     flushed = run_cli("flush", "-c", "1", env=env)
@@ -152,17 +147,17 @@ def test_expired_lease_is_taken_back(outbox: str) -> None:
     event = Event.create("e", user_id="1", created_at=CREATED)
     with open_outbox(outbox) as store:
         store.add(event)
-        assert len(store.claim("other-host:1:-:x", 5, lease_s=0.2)) == 1
+        # A lease long enough that the next line surely runs inside it, even under load.
+        assert len(store.claim("other-host:1:-:x", 5, lease_s=2.0)) == 1
         assert store.claim("me", 5) == []
-        time.sleep(1.3)
-        again = store.claim("me", 5)
+        again = wait_for(lambda: store.claim("me", 5), what="the expired lease taken back")
         assert [r.dedup_key for r in again] == [event.dedup_key()]
 
 
 def test_batch_delivers_while_it_stores(run_cli: RunCli, fake: FakeIntercom, outbox: str) -> None:
     env = {"IEVENTS_OUTBOX": outbox}
     fake.script(Reply(status=503), api_error(422, "parameter_invalid", "no such thing"))
-    done = run_cli("batch", "-", "--json", input=ndjson(300, name="piped"), env=env)
+    done = run_cli("batch", "-", "--json", input=numbered_ndjson(300, name="piped"), env=env)
     assert done.code == 65, done
     summary = done.json()
     assert summary["delivered"] == 299 and summary["dead"] == 1
