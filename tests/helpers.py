@@ -84,6 +84,16 @@ def order_record(n: int, name: str = "order-placed", **fields: Any) -> dict[str,
     return made
 
 
+def event_body(name: str = "ordered", created_at: int = CREATED, **extra: Any) -> dict[str, Any]:
+    """A POST /events body as a client sends it; user ``u1`` unless ``extra`` names
+    someone (user_id, email or id)."""
+    body: dict[str, Any] = {"event_name": name, "created_at": created_at}
+    if not {"user_id", "email", "id"} & extra.keys():
+        body["user_id"] = "u1"
+    body.update(extra)
+    return body
+
+
 def key(body: Any) -> str:
     """A JSON body as a comparable key (its keys sorted)."""
     return json.dumps(body, sort_keys=True)
