@@ -42,10 +42,6 @@ def start_relay(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[..., Re
         relay.kill()
 
 
-def ndjson(count: int, start: int = 0) -> str:
-    return numbered_ndjson(count, start=start, name="relay")
-
-
 def test_watch_delivers_new_events_and_sigterm_exits_0(
     run_cli: RunCli, fake: FakeIntercom, outbox: str, start_relay: Callable[..., Relay]
 ) -> None:
@@ -54,7 +50,9 @@ def test_watch_delivers_new_events_and_sigterm_exits_0(
     relay.wait_until_idle()  # new rows come while it waits for a sign of them
     for n in range(3):
         assert run_cli("send", "e", "--user-id", str(n), "--queue", env=env).code == 0
-    assert run_cli("batch", "-", "--queue", input=ndjson(20), env=env).code == 0
+    assert (
+        run_cli("batch", "-", "--queue", input=numbered_ndjson(20, name="relay"), env=env).code == 0
+    )
     wait_for(lambda: len(fake.events_posted()) == 23, what="23 deliveries")
 
     def recorded() -> bool:
@@ -108,10 +106,18 @@ def test_relay_carries_on_through_a_postgresql_restart(
     fake.latency = 0.02
     assert run_cli("outbox", "status", env=env).code == 0
     relay = start_relay(pg_uri, "-c", "4")
-    assert run_cli("batch", "-", "--queue", input=ndjson(150), env=env).code == 0
+    assert (
+        run_cli("batch", "-", "--queue", input=numbered_ndjson(150, name="relay"), env=env).code
+        == 0
+    )
     wait_for(lambda: len(fake.stored_events()) >= 20, what="deliveries to start")
     pg_server.restart()  # cuts every connection, the relay's included
-    assert run_cli("batch", "-", "--queue", input=ndjson(50, start=150), env=env).code == 0
+    assert (
+        run_cli(
+            "batch", "-", "--queue", input=numbered_ndjson(50, start=150, name="relay"), env=env
+        ).code
+        == 0
+    )
     wait_for(
         lambda: {e["user_id"] for e in fake.stored_events()} == {f"u{n}" for n in range(200)},
         timeout=60,
@@ -149,7 +155,9 @@ def test_status_prometheus_matches_status_json(
     empty = parse(run_cli("outbox", "status", "--format", "prometheus", env=env).stdout)
     assert empty[("ievents_outbox_events", (("state", "pending"),))] == 0
     assert empty[("ievents_outbox_last_success_timestamp_seconds", ())] == 0
-    assert run_cli("batch", "-", "--queue", input=ndjson(6), env=env).code == 0
+    assert (
+        run_cli("batch", "-", "--queue", input=numbered_ndjson(6, name="relay"), env=env).code == 0
+    )
     fake.script(Reply(status=422, body={"type": "error.list", "errors": [{"code": "bad"}]}))
     fake.script_repeat(Reply(status=202), 2)
     fake.script_repeat(Reply(status=503), 3)
@@ -176,7 +184,9 @@ def test_relay_serves_metrics_with_delivery_counters(
     env = {"IEVENTS_OUTBOX": outbox}
     port = free_port()
     relay = start_relay(outbox, "--metrics-port", str(port))
-    assert run_cli("batch", "-", "--queue", input=ndjson(5), env=env).code == 0
+    assert (
+        run_cli("batch", "-", "--queue", input=numbered_ndjson(5, name="relay"), env=env).code == 0
+    )
     wait_for(lambda: len(fake.events_posted()) == 5, what="5 deliveries")
 
     def scrape() -> dict[Any, float]:
