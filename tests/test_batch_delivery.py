@@ -261,7 +261,7 @@ def test_sigkill_mid_batch_loses_nothing_and_flush_then_a_rerun_finish_it(
     try:
         wait_for(lambda: len(fake.events_posted()) >= 100, what="a hundred deliveries")
         process.kill()
-        process.wait(timeout=10)
+        process.wait(timeout=60)
     finally:
         process.kill()
     assert process.returncode == -signal.SIGKILL

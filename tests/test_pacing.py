@@ -287,7 +287,7 @@ def test_close_wakes_waiting_threads_and_refuses_more() -> None:
     wait_for(lambda: pacer._waiting == 4, what="four threads waiting in acquire()")
     pacer.close()
     for thread in threads:
-        thread.join(timeout=5)
+        thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
     assert len(failures) == 4
     with pytest.raises(PacerClosed):
@@ -313,7 +313,7 @@ def test_an_answer_wakes_threads_waiting_for_budget() -> None:
     assert not woke.is_set()
     # Answered, and it turns out the window has room left after all.
     pacer.observe(202, limits(3, reset))
-    assert woke.wait(5)
+    assert woke.wait(60)
     thread.join()
 
 

@@ -191,7 +191,7 @@ def test_relay_serves_metrics_with_delivery_counters(
 
     def scrape() -> dict[Any, float]:
         url = f"http://127.0.0.1:{port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as answer:
+        with urllib.request.urlopen(url, timeout=30) as answer:
             return parse(answer.read().decode())
 
     wait_for(
@@ -288,7 +288,7 @@ def test_relay_pauses_after_a_rejected_token_and_says_so(
         on_notice=on_notice,
         idle_look_s=0.05,
     )
-    guard = threading.Timer(10, stop.set)  # no notice would mean a 60 s pause, looping
+    guard = threading.Timer(30, stop.set)  # no notice would mean a 60 s pause, looping
     guard.start()
     try:
         report = relay.run()
