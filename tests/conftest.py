@@ -441,6 +441,16 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 _hypothesis_settings.register_profile("ievents", deadline=None)
 _hypothesis_settings.load_profile("ievents")
 
+# A run started in the background by a script (``pytest ... &``) ignores SIGINT, and so
+# would every CLI process a test starts (an ignored signal stays ignored across exec): the
+# Ctrl-C tests would wait for nothing. With Python's handler here the children start with
+# the default disposition, and Python's own KeyboardInterrupt.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: leave it
+        pass
+
 _FAKE_URL = object()  # start_cli's default base URL: the fake's
 StartCli = Callable[..., "subprocess.Popen[Any]"]
 
