@@ -228,21 +228,13 @@ def make_runner(tmp_path: Path, base_url: str | None, *, process: bool = False) 
         cwd: Path | None = None,
         timeout: float = 120,
     ) -> CliResult:
-        full_env = base_env(tmp_path, base_url)
-        for key, value in (env or {}).items():
-            if value is None:
-                full_env.pop(key, None)
-            else:
-                full_env[key] = value
+        full_env = cli_env(tmp_path, base_url, env)
         stdin = input.encode() if isinstance(input, str) else input
         if process:
-            completed = subprocess.run(
-                [sys.executable, "-m", "intercom_events_cli", *args],
-                input=stdin,
-                capture_output=True,
-                env=full_env,
-                cwd=cwd or workdir,
-                timeout=timeout,
+            from helpers import run_process
+
+            completed = run_process(
+                args, env=full_env, cwd=cwd or workdir, input=stdin, timeout=timeout
             )
             code = completed.returncode
             stdout = completed.stdout.decode("utf-8", "replace")
@@ -491,6 +483,15 @@ def start_cli(tmp_path: Path, fake: FakeIntercom) -> Iterator[StartCli]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The IEVENTS_OUTBOX value of the backend under test: a SQLite file, or a fresh
+    PostgreSQL database."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_uri"))
+    return str(tmp_path / "outbox.sqlite3")
 
 
 def cli_env(

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from intercom_events_cli.event import Event
+    from intercom_events_cli.outbox import OutboxRow
 
 CREATED = 1_700_000_000
 T = TypeVar("T")
@@ -131,6 +132,19 @@ def seed_outbox(
     with (opener or Outbox).open(path) as store:
         store.add_many(events)
     return events
+
+
+def outbox_file(tmp_path: Path) -> Path:
+    """The SQLite outbox the test environment points at (``IEVENTS_OUTBOX`` of base_env)."""
+    return tmp_path / "outbox.sqlite3"
+
+
+def outbox_rows(path: Path) -> list[OutboxRow]:
+    """Every row of the SQLite outbox at ``path``, in every state."""
+    from intercom_events_cli.outbox import Outbox, State
+
+    with Outbox.open(path) as store:
+        return store.rows(list(State))
 
 
 def outbox_states(tmp_path: Path) -> Counter[str]:

@@ -11,24 +11,14 @@ from pathlib import Path
 
 from conftest import TOKEN, RunCli, assert_no_token, base_env
 from fake_intercom import FakeIntercom, Reply, api_error
-from helpers import launch, run_process, seed_outbox, wait_for
+from helpers import launch, outbox_file, outbox_rows, run_process, seed_outbox, wait_for
 
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox, OutboxRow, State
-
-
-def outbox_file(tmp_path: Path) -> Path:
-    """The outbox the test environment points at (IEVENTS_OUTBOX)."""
-    return tmp_path / "outbox.sqlite3"
-
-
-def rows(path: Path) -> list[OutboxRow]:
-    with Outbox.open(path) as store:
-        return store.rows(list(State))
+from intercom_events_cli.outbox import Outbox, State
 
 
 def states(path: Path) -> Counter[str]:
-    return Counter(row.state.value for row in rows(path))
+    return Counter(row.state.value for row in outbox_rows(path))
 
 
 def posted_bodies(fake: FakeIntercom) -> Counter[bytes]:
@@ -127,7 +117,7 @@ def test_outage_then_recovery_delivers_everything_exactly_once(
     assert down.code == 75, down
     assert "3 events not delivered" in down.stderr and "stay in the outbox" in down.stderr
     assert fake.events_posted() == []
-    after_outage = rows(path)
+    after_outage = outbox_rows(path)
     assert [r.state for r in after_outage] == [State.PENDING] * 3
     assert all(r.attempts == 1 and r.next_attempt_at > time.time() for r in after_outage)
     assert all(r.last_status in (503, None) and r.error() is not None for r in after_outage)
@@ -266,7 +256,7 @@ def test_flush_killed_mid_run_loses_nothing(fake: FakeIntercom, tmp_path: Path) 
     wait_for_posts(fake, 4)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
-    claimed_by_the_dead = sum(1 for r in rows(path) if r.state is State.IN_FLIGHT)
+    claimed_by_the_dead = sum(1 for r in outbox_rows(path) if r.state is State.IN_FLIGHT)
     assert claimed_by_the_dead > 0  # the kill did leave claims behind
     fake.latency = 0.0
 
@@ -294,7 +284,7 @@ def test_ctrl_c_puts_in_flight_events_back_and_exits_130(
     assert process.returncode == 130, (out, err)
     assert b"interrupted" in err and b"Traceback" not in err
     assert states(path) == Counter(pending=6)
-    assert all(r.owner is None for r in rows(path))
+    assert all(r.owner is None for r in outbox_rows(path))
     fake.latency = 0.0
     assert run_cli("flush").code == 0
     assert set(posted_bodies(fake)) == {e.body() for e in events}

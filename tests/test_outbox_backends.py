@@ -7,9 +7,7 @@ PostgreSQL server (``pg_uri``).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom, Reply, api_error
 from helpers import numbered_ndjson, wait_for
@@ -19,14 +17,6 @@ from intercom_events_cli.outbox import State
 from intercom_events_cli.outbox.store import OutboxStore, open_store, resolve_location
 
 CREATED = 1_700_000_000
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The IEVENTS_OUTBOX value of the backend under test."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_uri"))
-    return str(tmp_path / "outbox.sqlite3")
 
 
 def open_outbox(outbox: str) -> OutboxStore:

@@ -20,14 +20,6 @@ from helpers import Relay, numbered_ndjson, wait_for
 CREATED = 1_700_000_000
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The IEVENTS_OUTBOX value of the backend under test."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_uri"))
-    return str(tmp_path / "outbox.sqlite3")
-
-
 @pytest.fixture
 def start_relay(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[..., Relay]]:
     relays: list[Relay] = []
