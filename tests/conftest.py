@@ -228,21 +228,13 @@ def make_runner(tmp_path: Path, base_url: str | None, *, process: bool = False) 
         cwd: Path | None = None,
         timeout: float = 120,
     ) -> CliResult:
-        full_env = base_env(tmp_path, base_url)
-        for key, value in (env or {}).items():
-            if value is None:
-                full_env.pop(key, None)
-            else:
-                full_env[key] = value
+        full_env = cli_env(tmp_path, base_url, env)
         stdin = input.encode() if isinstance(input, str) else input
         if process:
-            completed = subprocess.run(
-                [sys.executable, "-m", "intercom_events_cli", *args],
-                input=stdin,
-                capture_output=True,
-                env=full_env,
-                cwd=cwd or workdir,
-                timeout=timeout,
+            from helpers import run_process
+
+            completed = run_process(
+                args, env=full_env, cwd=cwd or workdir, input=stdin, timeout=timeout
             )
             code = completed.returncode
             stdout = completed.stdout.decode("utf-8", "replace")
@@ -446,3 +438,85 @@ def pytest_configure(config: pytest.Config) -> None:
     written = bytecode.warm(config)
     if sys.dont_write_bytecode:
         config.add_cleanup(lambda: bytecode.remove(written))
+
+
+# == Test helpers and timing (issue 20, part 1 and 5) ========================================
+# Kept apart from the scheduling hooks above. The helpers themselves are in helpers.py.
+
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+# One profile for every run: no per-example deadline (a loaded machine is slow, not wrong;
+# no test asserts speed). Example counts stay each test's own.
+_hypothesis_settings.register_profile("ievents", deadline=None)
+_hypothesis_settings.load_profile("ievents")
+
+# A run started in the background by a script (``pytest ... &``) ignores SIGINT, and so
+# would every CLI process a test starts (an ignored signal stays ignored across exec): the
+# Ctrl-C tests would wait for nothing. With Python's handler here the children start with
+# the default disposition, and Python's own KeyboardInterrupt.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: leave it
+        pass
+
+_FAKE_URL = object()  # start_cli's default base URL: the fake's
+StartCli = Callable[..., "subprocess.Popen[Any]"]
+
+
+@pytest.fixture
+def start_cli(tmp_path: Path, fake: FakeIntercom) -> Iterator[StartCli]:
+    """Start ``python -m intercom_events_cli ARGS`` as a process (``subprocess.Popen``), in
+    the clean environment of ``run_cli_process`` (:func:`base_env`), in ``tmp_path/work``.
+
+    ``env`` adds variables (None removes one); ``base_url`` replaces the fake's (None: no
+    INTERCOM_BASE_URL); ``python_flags`` go before ``-m``; the rest goes to Popen. Read a
+    process started with pipes through ``helpers.finish`` (the token check). Whatever
+    still runs when the test ends is killed.
+    """
+    import helpers
+
+    started: list[subprocess.Popen[Any]] = []
+    workdir = tmp_path / "work"
+
+    def start(
+        *args: str,
+        env: dict[str, str | None] | None = None,
+        base_url: Any = _FAKE_URL,
+        cwd: Path | None = None,
+        python_flags: tuple[str, ...] = (),
+        **popen: Any,
+    ) -> subprocess.Popen[Any]:
+        workdir.mkdir(exist_ok=True)
+        full_env = cli_env(tmp_path, fake.url if base_url is _FAKE_URL else base_url, env)
+        process = helpers.launch(
+            args, env=full_env, cwd=cwd or workdir, python_flags=python_flags, **popen
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def outbox(store_location: str) -> str:
+    """The IEVENTS_OUTBOX value of the backend under test (each of ``OUTBOX_BACKENDS`` in
+    turn): a SQLite file, or a fresh PostgreSQL database."""
+    return store_location
+
+
+def cli_env(
+    tmp_path: Path, base_url: str | None, changes: dict[str, str | None] | None = None
+) -> dict[str, str]:
+    """:func:`base_env` with ``changes`` (a None value removes the variable)."""
+    env = base_env(tmp_path, base_url)
+    for key, value in (changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env

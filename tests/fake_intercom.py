@@ -33,7 +33,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,6 +60,8 @@ class Reply:
     drop: bool = False
     path: str | None = None
     method: str | None = None
+    # An answer held until the test sets this event (or the fake stops), after ``delay``.
+    hold: threading.Event | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.path is not None and self.path != path:
@@ -185,6 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = fake._fault()
         if reply is not None:
             fake._sleep(fake.latency + reply.delay)
+            if reply.hold is not None:
+                fake._hold(reply.hold)
             if reply.drop:
                 self._drop()
                 return
@@ -266,6 +270,8 @@ class FakeIntercom(ThreadingHTTPServer):
         self.count_429 = 0
         self.rate_limit: int | None = None
         self.rate_window: float = 10.0
+        # The clock of the rate-limit windows: a test may set its own (no waiting for one).
+        self.clock: Callable[[], float] = time.time
         self._lock = threading.Lock()
         self._script: list[Reply] = []
         self._events: list[dict[str, Any]] = []
@@ -425,6 +431,10 @@ class FakeIntercom(ThreadingHTTPServer):
         if seconds > 0:
             self._stopped.wait(seconds)
 
+    def _hold(self, gate: threading.Event) -> None:
+        while not gate.wait(0.05) and not self._stopped.is_set():
+            pass
+
     def set_faults(self, error_rate: float, drop_rate: float, seed: int = 0) -> None:
         """Answer this share of POST /events with a random 5xx, and drop that share
         (before anything is stored); a fixed seed gives the same sequence of draws."""
@@ -495,7 +505,7 @@ class FakeIntercom(ThreadingHTTPServer):
 
     def _rate_check(self) -> tuple[bool, dict[str, str]]:
         """Count one POST /events; return (allowed, rate-limit headers)."""
-        now = time.time()
+        now = self.clock()
         with self._lock:
             limit, window = self.rate_limit, self.rate_window
             if limit is None:

@@ -120,14 +120,16 @@ class HostileServer:
                 if self._stopping.is_set():
                     return False
                 conn.sendall(b" ")
-                time.sleep(0.5)
+                # A byte every 3 s: 300 s for the body. Stopping the server ends it.
+                self._stopping.wait(3)
             return True
         if mode == "trickle_headers":
             for byte in _head(503, {"X-Padding": "p" * 200, "Content-Length": "0"}):
                 if self._stopping.is_set():
                     return False
                 conn.sendall(bytes([byte]))
-                time.sleep(0.2)
+                # A byte a second: minutes for the head. Stopping the server ends it.
+                self._stopping.wait(1)
             return True
         if mode == "retry_after_long":
             conn.sendall(_head(429, {"Retry-After": "3600", "Content-Length": "0"}))

@@ -14,8 +14,7 @@ from typing import Any
 
 from conftest import RunCli
 from fake_intercom import FakeIntercom, api_error
-
-from intercom_events_cli.outbox import Outbox, State
+from helpers import key, ndjson, order_record, outbox_states, write
 
 BASE_TIME = 1_700_000_000
 SUMMARY_KEYS = {
@@ -36,43 +35,10 @@ SUMMARY_KEYS = {
 # -- helpers --------------------------------------------------------------------------------
 
 
-def event(n: int, name: str = "order-placed", **fields: Any) -> dict[str, Any]:
-    """A record that is also, exactly, the body Intercom should receive for it."""
-    record: dict[str, Any] = {
-        "event_name": name,
-        "created_at": BASE_TIME + n,
-        "user_id": f"u{n}",
-        "metadata": {"n": n, "plan": "pro"},
-    }
-    record.update(fields)
-    return record
-
-
-def ndjson(records: list[Any]) -> str:
-    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    if isinstance(text, str):
-        path.write_text(text, encoding="utf-8")
-    else:
-        path.write_bytes(text)
-    return path
-
-
-def key(body: Any) -> str:
-    return json.dumps(body, sort_keys=True)
-
-
 def assert_delivered_exactly(fake: FakeIntercom, expected: list[dict[str, Any]]) -> None:
     """Every expected body was accepted exactly once, and nothing else was."""
     accepted = Counter(key(body) for body in fake.events_posted())
     assert accepted == Counter(key(body) for body in expected)
-
-
-def outbox_states(tmp_path: Path) -> Counter[str]:
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
-        return Counter(row.state.value for row in store.rows(list(State)))
 
 
 def read_rejects(path: Path) -> list[dict[str, Any]]:
@@ -91,7 +57,7 @@ def by_line(rejects: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 def test_ndjson_file_delivers_every_event_once_with_its_exact_payload(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    plain = [event(n) for n in range(60)]
+    plain = [order_record(n) for n in range(60)]
     converted = [
         # Input forms that are converted: ISO and millisecond times, _date keys, money, links.
         {
@@ -145,11 +111,11 @@ def test_ndjson_file_delivers_every_event_once_with_its_exact_payload(
 def test_jsonl_and_json_extensions_are_ndjson(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    first = write(tmp_path / "a.jsonl", ndjson([event(1)]))
-    second = write(tmp_path / "b.json", ndjson([event(2)]))
+    first = write(tmp_path / "a.jsonl", ndjson([order_record(1)]))
+    second = write(tmp_path / "b.json", ndjson([order_record(2)]))
     assert run_cli("batch", str(first)).code == 0
     assert run_cli("batch", str(second)).code == 0
-    assert_delivered_exactly(fake, [event(1), event(2)])
+    assert_delivered_exactly(fake, [order_record(1), order_record(2)])
 
 
 CSV_TEXT = (
@@ -205,7 +171,7 @@ def test_csv_file_with_both_metadata_column_styles(
 def test_gzip_files_and_gzip_on_standard_input(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(20)]
+    records = [order_record(n) for n in range(20)]
     packed = write(tmp_path / "events.ndjson.gz", gzip.compress(ndjson(records[:10]).encode()))
     csv_packed = write(tmp_path / "events.csv.gz", gzip.compress(CSV_TEXT.encode()))
 
@@ -220,7 +186,7 @@ def test_gzip_files_and_gzip_on_standard_input(
 def test_standard_input_and_format_override(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(5)]
+    records = [order_record(n) for n in range(5)]
     # Standard input is NDJSON unless told otherwise; no argument means standard input.
     assert run_cli("batch", input=ndjson(records[:2])).code == 0
     assert run_cli("batch", "-", input=ndjson(records[2:])).code == 0
@@ -304,7 +270,7 @@ BAD_NDJSON: list[tuple[int, Any, str]] = [
 
 def bad_ndjson_file(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
     """Line 1 and every line from 27 on are good; 2-26 are bad; one blank and one bad UTF-8."""
-    good = [event(n) for n in range(1, 6)]
+    good = [order_record(n) for n in range(1, 6)]
     lines: list[bytes] = [json.dumps(good[0]).encode()]
     for _, record, _ in BAD_NDJSON:
         text = record if isinstance(record, str) else json.dumps(record)
@@ -404,7 +370,7 @@ def test_csv_bad_rows_count_the_header_as_line_one(
 
 
 def test_a_fixed_rejects_file_replays(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
-    good = [event(n) for n in range(3)]
+    good = [order_record(n) for n in range(3)]
     typo = {"event_name": "x", "usr_id": "u9", "created_at": BASE_TIME + 9}
     bad_meta = {"event_name": "y", "user_id": "u8", "created_at": BASE_TIME + 8,
                 "metadata": {"tags": ["a", "b"]}}  # fmt: skip
@@ -438,10 +404,10 @@ def test_a_fixed_rejects_file_replays(run_cli: RunCli, fake: FakeIntercom, tmp_p
 
 
 def test_the_rejects_file_may_not_be_the_input(run_cli: RunCli, tmp_path: Path) -> None:
-    source = write(tmp_path / "in.ndjson", ndjson([event(1)]))
+    source = write(tmp_path / "in.ndjson", ndjson([order_record(1)]))
     result = run_cli("batch", str(source), "--rejects", str(source))
     assert result.code == 2, result
-    assert json.loads(source.read_text()) == event(1)  # untouched
+    assert json.loads(source.read_text()) == order_record(1)  # untouched
 
 
 # -- rejected by Intercom -------------------------------------------------------------------
@@ -450,7 +416,7 @@ def test_the_rejects_file_may_not_be_the_input(run_cli: RunCli, tmp_path: Path) 
 def test_records_intercom_refuses_are_dead_and_written_with_line_and_reason(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(1, 11)]
+    records = [order_record(n) for n in range(1, 11)]
     records[3]["user_id"] = "ghost"  # line 4: unknown contact → 404
     fake.unknown_contacts.add("ghost")
     fake.script(api_error(422, "parameter_invalid", "metadata is odd"))  # line 1 → 422
@@ -482,7 +448,7 @@ def test_records_intercom_refuses_are_dead_and_written_with_line_and_reason(
 def test_an_unknown_contact_alone_exits_67_and_shows_on_stderr(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(1), event(2, user_id="ghost"), event(3)]
+    records = [order_record(1), order_record(2, user_id="ghost"), order_record(3)]
     fake.unknown_contacts.add("ghost")
     source = write(tmp_path / "in.ndjson", ndjson(records))
     result = run_cli("batch", str(source))
@@ -493,7 +459,7 @@ def test_an_unknown_contact_alone_exits_67_and_shows_on_stderr(
 def test_replaying_after_the_contact_exists_delivers_a_dead_letter(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(1), event(2, user_id="ghost")]
+    records = [order_record(1), order_record(2, user_id="ghost")]
     fake.unknown_contacts.add("ghost")
     source = write(tmp_path / "in.ndjson", ndjson(records))
     rejects_path = tmp_path / "rejects.ndjson"
@@ -515,7 +481,7 @@ def test_replaying_after_the_contact_exists_delivers_a_dead_letter(
 def test_running_a_delivered_file_again_sends_nothing_and_resend_sends_again(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(25)]
+    records = [order_record(n) for n in range(25)]
     source = write(tmp_path / "in.ndjson", ndjson(records))
     assert run_cli("batch", str(source)).code == 0
     posts = len(fake.posts())
@@ -527,7 +493,7 @@ def test_running_a_delivered_file_again_sends_nothing_and_resend_sends_again(
     assert len(fake.posts()) == posts
 
     # A file that grew: only the new records go.
-    more = [event(n) for n in range(25, 30)]
+    more = [order_record(n) for n in range(25, 30)]
     write(source, ndjson(records + more))
     grown = run_cli("batch", str(source), "--json").json()
     assert (grown["skipped"], grown["delivered"]) == (25, 5)
@@ -545,7 +511,7 @@ def test_records_without_created_at_are_stamped_and_the_summary_says_so(
     records = [
         {"event_name": "x", "user_id": "u1"},
         {"event_name": "x", "user_id": "u2", "created_at": "now"},
-        event(3),
+        order_record(3),
     ]
     source = write(tmp_path / "in.ndjson", ndjson(records))
     result = run_cli("batch", str(source))
@@ -572,7 +538,7 @@ def test_one_record_without_created_at_is_named_in_the_singular(
 def test_queue_stores_only_and_flush_delivers(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(40)]
+    records = [order_record(n) for n in range(40)]
     source = write(tmp_path / "in.ndjson", ndjson(records))
 
     queued = run_cli("batch", str(source), "--queue", "--json")
@@ -592,7 +558,7 @@ def test_queue_stores_only_and_flush_delivers(
 def test_queue_needs_a_token_but_sends_nothing(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    source = write(tmp_path / "in.ndjson", ndjson([event(1)]))
+    source = write(tmp_path / "in.ndjson", ndjson([order_record(1)]))
     result = run_cli("batch", str(source), "--queue", env={"INTERCOM_ACCESS_TOKEN": None})
     assert result.code == 78, result
     assert "no access token" in result.stderr
@@ -605,7 +571,7 @@ def test_queue_needs_a_token_but_sends_nothing(
 def test_dry_run_validates_and_stores_and_sends_nothing(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    good = write(tmp_path / "good.ndjson", ndjson([event(n) for n in range(5)]))
+    good = write(tmp_path / "good.ndjson", ndjson([order_record(n) for n in range(5)]))
     clean = run_cli("batch", str(good), "--dry-run", "--json")
     assert clean.code == 0, clean
     summary = clean.json()
@@ -628,11 +594,11 @@ def test_dry_run_validates_and_stores_and_sends_nothing(
 def test_quiet_prints_nothing_on_success_but_still_shows_problems(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    source = write(tmp_path / "in.ndjson", ndjson([event(1), event(2)]))
+    source = write(tmp_path / "in.ndjson", ndjson([order_record(1), order_record(2)]))
     quiet = run_cli("batch", str(source), "-q")
     assert (quiet.code, quiet.stdout, quiet.stderr) == (0, "", "")
 
-    bad = write(tmp_path / "bad.ndjson", ndjson([event(3), {"event_name": "x"}]))
+    bad = write(tmp_path / "bad.ndjson", ndjson([order_record(3), {"event_name": "x"}]))
     noisy = run_cli("batch", str(bad), "-q")
     assert noisy.code == 65
     assert "line 2: no contact" in noisy.stderr
@@ -642,7 +608,7 @@ def test_quiet_prints_nothing_on_success_but_still_shows_problems(
 def test_output_without_a_terminal_has_no_escape_codes(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    source = write(tmp_path / "in.ndjson", ndjson([event(1), {"event_name": "x"}]))
+    source = write(tmp_path / "in.ndjson", ndjson([order_record(1), {"event_name": "x"}]))
     result = run_cli("batch", str(source), "-v", env={"TERM": "xterm-256color"})
     assert result.code == 65
     assert "\x1b" not in result.stderr and "\x1b" not in result.stdout
@@ -662,7 +628,7 @@ def test_no_token_is_a_configuration_error_before_anything_is_read(
         "--rejects",
         str(rejects_path),
         "--json",
-        input=ndjson([event(1), "not json"]),
+        input=ndjson([order_record(1), "not json"]),
         env={"INTERCOM_ACCESS_TOKEN": None},
     )
     assert result.code == 78, result
@@ -680,7 +646,7 @@ def test_a_rejected_token_exits_77_and_keeps_every_row_pending(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
     fake.expected_token = "a-different-token-entirely"
-    records = [event(n) for n in range(50)]
+    records = [order_record(n) for n in range(50)]
     source = write(tmp_path / "in.ndjson", ndjson(records))
 
     result = run_cli("batch", str(source), "--json")
@@ -701,7 +667,7 @@ def test_a_rejected_token_exits_77_and_keeps_every_row_pending(
 def test_the_summary_json_is_one_object_even_with_problems(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    source = write(tmp_path / "in.ndjson", ndjson([event(1), "oops"]))
+    source = write(tmp_path / "in.ndjson", ndjson([order_record(1), "oops"]))
     result = run_cli("batch", str(source), "--json")
     assert result.code == 65
     [summary] = result.json_lines()

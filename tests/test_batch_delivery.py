@@ -13,27 +13,31 @@ import re
 import signal
 import struct
 import subprocess
-import sys
 import termios
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from conftest import TOKEN, RunCli, assert_no_token, base_env
+from conftest import TOKEN, RunCli, base_env
 from fake_intercom import FakeIntercom, Reply
-from test_batch import event, key, ndjson, outbox_states, write
+from helpers import (
+    finish,
+    key,
+    launch,
+    ndjson,
+    order_record,
+    outbox_states,
+    run_process,
+    wait_for,
+    write,
+)
 
 from intercom_events_cli.config import Settings
 from intercom_events_cli.delivery import Deliverer
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import Outbox, State
-
-
-def ievents(*args: str) -> list[str]:
-    return [sys.executable, "-m", "intercom_events_cli", *args]
 
 
 def start_batch(
@@ -46,8 +50,8 @@ def start_batch(
 ) -> subprocess.Popen[bytes]:
     env = base_env(tmp_path, fake.url)
     env.update(extra_env or {})
-    return subprocess.Popen(
-        ievents("batch", *args),
+    return launch(
+        ["batch", *args],
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=stderr,
@@ -56,22 +60,8 @@ def start_batch(
     )
 
 
-def wait_until(condition: Any, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting: {what}"
-        time.sleep(0.02)
-
-
 def accepted(fake: FakeIntercom) -> Counter[str]:
     return Counter(key(body) for body in fake.events_posted())
-
-
-def finish(process: subprocess.Popen[bytes], timeout: float = 30) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=timeout)
-    stdout, stderr = out.decode(), (err or b"").decode()
-    assert_no_token(stdout, stderr)
-    return process.returncode, stdout, stderr
 
 
 # -- faults and rate limits -----------------------------------------------------------------
@@ -80,7 +70,7 @@ def finish(process: subprocess.Popen[bytes], timeout: float = 30) -> tuple[int, 
 def test_5xx_and_dropped_connections_still_deliver_every_event_exactly_once(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(200)]
+    records = [order_record(n) for n in range(200)]
     source = write(tmp_path / "in.ndjson", ndjson(records))
     # A share of faults among the first answers: every third of 90 answers fails.
     script: list[Reply] = []
@@ -103,7 +93,7 @@ def test_5xx_and_dropped_connections_still_deliver_every_event_exactly_once(
 def test_failures_that_outlast_the_retries_stay_pending_for_flush(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(6)]
+    records = [order_record(n) for n in range(6)]
     source = write(tmp_path / "in.ndjson", ndjson(records))
     fake.script(*[Reply(status=503) for _ in range(4)])
 
@@ -123,7 +113,7 @@ def test_failures_that_outlast_the_retries_stay_pending_for_flush(
 def test_a_rate_limit_is_paced_with_few_429s(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(120)]
+    records = [order_record(n) for n in range(120)]
     source = write(tmp_path / "in.ndjson", ndjson(records))
     fake.set_rate_limit(40, 1.0)
 
@@ -136,7 +126,7 @@ def test_a_rate_limit_is_paced_with_few_429s(
 
 
 def test_max_rate_caps_the_pace(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
-    records = [event(n) for n in range(12)]
+    records = [order_record(n) for n in range(12)]
     source = write(tmp_path / "in.ndjson", ndjson(records))
     result = run_cli("batch", str(source), "--max-rate", "20", "--json")
     assert result.code == 0, result
@@ -148,7 +138,7 @@ def test_max_rate_caps_the_pace(run_cli: RunCli, fake: FakeIntercom, tmp_path: P
 def test_max_time_stores_everything_and_leaves_the_rest_for_flush(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(100)]
+    records = [order_record(n) for n in range(100)]
     source = write(tmp_path / "in.ndjson", ndjson(records))
     fake.latency = 0.05
 
@@ -173,9 +163,9 @@ def test_a_slow_stream_is_delivered_as_it_arrives(fake: FakeIntercom, tmp_path: 
     process = start_batch(tmp_path, fake, "-", stdin=read_end)
     os.close(read_end)
     try:
-        os.write(write_end, ndjson([event(1)]).encode())
-        wait_until(lambda: len(fake.events_posted()) == 1, "the first record", timeout=15)
-        os.write(write_end, ndjson([event(2)]).encode())
+        os.write(write_end, ndjson([order_record(1)]).encode())
+        wait_for(lambda: len(fake.events_posted()) == 1, what="the first record")
+        os.write(write_end, ndjson([order_record(2)]).encode())
         os.close(write_end)
         write_end = -1
         code, _, stderr = finish(process)
@@ -184,23 +174,23 @@ def test_a_slow_stream_is_delivered_as_it_arrives(fake: FakeIntercom, tmp_path: 
         if write_end >= 0:
             os.close(write_end)
     assert code == 0, stderr
-    assert accepted(fake) == Counter(key(r) for r in [event(1), event(2)])
+    assert accepted(fake) == Counter(key(r) for r in [order_record(1), order_record(2)])
 
 
 def test_ctrl_c_on_an_idle_stream_exits_and_keeps_what_was_read(
     fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    fake.latency = 0.3
+    fake.latency = 3.0  # far longer than the signal takes to arrive, even under load
     read_end, write_end = os.pipe()
     # With a slow answer, the records read are stored but not all delivered at the stop.
     process = start_batch(tmp_path, fake, "-", "--concurrency", "1", stdin=read_end)
     os.close(read_end)
     try:
-        os.write(write_end, ndjson([event(1), event(2), event(3)]).encode())
+        os.write(write_end, ndjson([order_record(1), order_record(2), order_record(3)]).encode())
         # The writer keeps the pipe open and idle (as `tail -f | ievents batch -` would).
-        wait_until(lambda: len(fake.posts()) >= 1, "the first request", timeout=15)
+        wait_for(lambda: len(fake.posts()) >= 1, what="the first request")
         process.send_signal(signal.SIGINT)
-        code, _, stderr = finish(process, timeout=15)
+        code, _, stderr = finish(process)
     finally:
         process.kill()
         os.close(write_end)
@@ -211,8 +201,9 @@ def test_ctrl_c_on_an_idle_stream_exits_and_keeps_what_was_read(
     assert states["pending"] >= 1 and states["pending"] + states.get("delivered", 0) == 3
 
     fake.latency = 0.0
-    assert subprocess.run(ievents("flush"), env=base_env(tmp_path, fake.url)).returncode == 0
-    assert set(accepted(fake)) == {key(event(n)) for n in (1, 2, 3)}
+    flushed = run_process(["flush"], env=base_env(tmp_path, fake.url), cwd=tmp_path)
+    assert flushed.returncode == 0, flushed
+    assert set(accepted(fake)) == {key(order_record(n)) for n in (1, 2, 3)}
 
 
 def test_ctrl_c_while_queueing_an_idle_stream(fake: FakeIntercom, tmp_path: Path) -> None:
@@ -220,17 +211,16 @@ def test_ctrl_c_while_queueing_an_idle_stream(fake: FakeIntercom, tmp_path: Path
     process = start_batch(tmp_path, fake, "-", "--queue", stdin=read_end)
     os.close(read_end)
     try:
-        os.write(write_end, ndjson([event(1), event(2)]).encode())
-        wait_until(
+        os.write(write_end, ndjson([order_record(1), order_record(2)]).encode())
+        wait_for(
             lambda: (
                 (tmp_path / "outbox.sqlite3").exists()
                 and outbox_states(tmp_path).get("pending") == 2
             ),
-            "the records read to be stored",
-            timeout=15,
+            what="the records read to be stored",
         )
         process.send_signal(signal.SIGINT)
-        code, _, stderr = finish(process, timeout=15)
+        code, _, stderr = finish(process)
     finally:
         process.kill()
         os.close(write_end)
@@ -262,16 +252,16 @@ def test_a_large_piped_input_is_streamed_into_the_outbox(
 def test_sigkill_mid_batch_loses_nothing_and_flush_then_a_rerun_finish_it(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(400)]
+    records = [order_record(n) for n in range(400)]
     source = write(tmp_path / "in.ndjson", ndjson(records))
     fake.latency = 0.05
     concurrency = 8
 
     process = start_batch(tmp_path, fake, str(source), "--concurrency", str(concurrency))
     try:
-        wait_until(lambda: len(fake.events_posted()) >= 100, "a hundred deliveries")
+        wait_for(lambda: len(fake.events_posted()) >= 100, what="a hundred deliveries")
         process.kill()
-        process.wait(timeout=10)
+        process.wait(timeout=60)
     finally:
         process.kill()
     assert process.returncode == -signal.SIGKILL
@@ -297,16 +287,16 @@ def test_sigkill_mid_batch_loses_nothing_and_flush_then_a_rerun_finish_it(
 def test_ctrl_c_mid_batch_exits_130_and_leaves_the_rest_pending(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    records = [event(n) for n in range(300)]
+    records = [order_record(n) for n in range(300)]
     source = write(tmp_path / "in.ndjson", ndjson(records))
     fake.latency = 0.05
     concurrency = 8
 
     process = start_batch(tmp_path, fake, str(source), "--concurrency", str(concurrency), "--json")
     try:
-        wait_until(lambda: len(fake.events_posted()) >= 40, "some deliveries")
+        wait_for(lambda: len(fake.events_posted()) >= 40, what="some deliveries")
         process.send_signal(signal.SIGINT)
-        code, stdout, stderr = finish(process, timeout=20)
+        code, stdout, stderr = finish(process)
     finally:
         process.kill()
 
@@ -427,9 +417,11 @@ def run_on_a_terminal(
             for number, line in enumerate(lines, start=1):
                 os.write(write_end, (line + "\n").encode())
                 if number == 1:
-                    wait_until(lambda: screen_shows(r" 1 records"), "the progress bar")
+                    wait_for(lambda: screen_shows(r" 1 records"), what="the progress bar")
                 else:
-                    wait_until(lambda n=number: screen_shows(rf" {n} records"), f"record {number}")
+                    wait_for(
+                        lambda n=number: screen_shows(rf" {n} records"), what=f"record {number}"
+                    )
             os.close(write_end)
         process.wait(timeout=60)
     finally:
@@ -446,8 +438,12 @@ def run_on_a_terminal(
 def test_progress_bar_on_a_terminal_and_problems_stay_on_screen(
     fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    lines = [json.dumps(event(1)), '{"event_name": "x", "usr_id": "typo"}', json.dumps(event(3))]
-    lines += ["not json", json.dumps(event(5))]
+    lines = [
+        json.dumps(order_record(1)),
+        '{"event_name": "x", "usr_id": "typo"}',
+        json.dumps(order_record(3)),
+    ]
+    lines += ["not json", json.dumps(order_record(5))]
 
     code, raw = run_on_a_terminal(tmp_path, fake, "-", lines=lines)
 
@@ -464,7 +460,7 @@ def test_progress_bar_on_a_terminal_and_problems_stay_on_screen(
 
 
 def test_quiet_on_a_terminal_draws_nothing(fake: FakeIntercom, tmp_path: Path) -> None:
-    source = write(tmp_path / "in.ndjson", ndjson([event(n) for n in range(30)]))
+    source = write(tmp_path / "in.ndjson", ndjson([order_record(n) for n in range(30)]))
     fake.latency = 0.05
     code, raw = run_on_a_terminal(tmp_path, fake, str(source), "-q", "--concurrency", "2")
     assert (code, raw) == (0, "")
@@ -476,7 +472,7 @@ def test_verbose_reports_progress_lines_without_a_terminal(
     """-v: one line every 10 s for cron logs (the interval is shortened for the test)."""
     import intercom_events_cli.cli.progress as progress
 
-    source = write(tmp_path / "in.ndjson", ndjson([event(n) for n in range(20)]))
+    source = write(tmp_path / "in.ndjson", ndjson([order_record(n) for n in range(20)]))
     fake.latency = 0.05
     monkeypatch.setattr(progress, "VERBOSE_PROGRESS_EVERY_S", 0.2)
     result = run_cli("batch", str(source), "-v", "--concurrency", "1")
@@ -496,7 +492,7 @@ def test_verbose_reports_progress_lines_without_a_terminal(
 def test_outbox_rows_remember_their_batch_line(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    source = write(tmp_path / "in.ndjson", "\n" + ndjson([event(1), event(2)]))
+    source = write(tmp_path / "in.ndjson", "\n" + ndjson([order_record(1), order_record(2)]))
     assert run_cli("batch", str(source), "--queue").code == 0
     with Outbox.open(tmp_path / "outbox.sqlite3") as store:
         rows = store.rows([State.PENDING])

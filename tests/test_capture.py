@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import event
 
 from intercom_events_cli.capture import CaptureState, capture
 from intercom_events_cli.config import Settings
@@ -24,10 +25,6 @@ def store(tmp_path: Path) -> Outbox:
 @pytest.fixture
 def settings() -> Settings:
     return Settings(token="tok_capture_1234", base_url="http://127.0.0.1:9")
-
-
-def event(n: int = 1) -> Event:
-    return Event.create("signed-up", user_id=f"u{n}", created_at=str(1_700_000_000 + n))
 
 
 def failure(e: Event, kind: OutcomeKind, status: int | None, retry_after: float | None = None):

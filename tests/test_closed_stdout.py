@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from conftest import RunCli, assert_no_token, base_env
 from fake_intercom import FakeIntercom
+from helpers import launch
 
 
 def run_with_reader(
@@ -22,8 +22,8 @@ def run_with_reader(
     """Run ``ievents ARGS``; read ``lines_read`` lines of stdout, then close it (like head)."""
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "intercom_events_cli", *args],
+    proc = launch(
+        args,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=base_env(tmp_path, fake.url),

@@ -5,13 +5,10 @@ outbox backend: the tests that use the outbox run once per backend of ``store_lo
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import TOKEN, CliResult, RunCli, base_env, make_runner
 from fake_intercom import FakeIntercom, Reply
+from helpers import launch, numbered_ndjson, wait_for
 
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import State
@@ -63,14 +61,6 @@ def accepted(fake: FakeIntercom) -> Counter[bytes]:
     return Counter(r.body for r in fake.posts() if r.status == 202)
 
 
-def ndjson(count: int, first: int = 0) -> str:
-    return "".join(
-        json.dumps({"event_name": "paid", "user_id": f"u{n}", "created_at": 1_700_000_000 + n})
-        + "\n"
-        for n in range(first, first + count)
-    )
-
-
 # -- two workspaces, one outbox ------------------------------------------------------------
 
 
@@ -97,7 +87,7 @@ def test_events_go_only_to_the_workspace_they_were_captured_for(
             text.stderr
         ), text
         assert EU_TOKEN not in text.stdout + text.stderr
-        batch = us("batch", "-", input=ndjson(2))
+        batch = us("batch", "-", input=numbered_ndjson(2, name="paid"))
         assert batch.code == 0, batch
         assert [e["event_name"] for e in fake.events_posted()] == ["us-event", "paid", "paid"]
         assert eu_fake.posts() == []
@@ -171,7 +161,7 @@ def test_rerunning_a_batch_whose_events_are_still_pending_is_not_ok(
     tmp_path: Path, fake: FakeIntercom, cli: RunCli
 ) -> None:
     source = tmp_path / "in.ndjson"
-    source.write_text(ndjson(2))
+    source.write_text(numbered_ndjson(2, name="paid"))
     fake.script_repeat(Reply(status=503), 100)
     first = cli("batch", str(source), "--retries", "0", "--json")
     assert first.code == 75 and first.json()["ok"] is False, first
@@ -193,7 +183,7 @@ def test_3000_events_through_5xx_and_dropped_connections_are_all_delivered_once(
 ) -> None:
     fake.set_faults(error_rate=0.15, drop_rate=0.05, seed=9)
     source = tmp_path / "in.ndjson"
-    source.write_text(ndjson(3000))
+    source.write_text(numbered_ndjson(3000, name="paid"))
     result = cli("batch", str(source), "--json", timeout=600)
     assert result.code == 0, result
     body = result.json()
@@ -208,7 +198,7 @@ def test_retry_rounds_bring_an_event_back_within_the_same_run(
     tmp_path: Path, fake: FakeIntercom, cli: RunCli
 ) -> None:
     source = tmp_path / "in.ndjson"
-    source.write_text(ndjson(1) + ndjson(5, first=1))
+    source.write_text(numbered_ndjson(1, name="paid") + numbered_ndjson(5, start=1, name="paid"))
     # Intercom answers the first event; the next two fail all their attempts (retries 0)
     # while the others succeed: they come back in the same run, not in the next flush.
     fake.script(Reply(status=202), Reply(status=503), Reply(status=500))
@@ -231,14 +221,19 @@ def test_chaos_flush_killed_with_sigkill_then_one_flush_delivers_everything(
     fake.latency = 0.05
     concurrency, kills = 8, 0
     for _ in range(5):
-        flush = subprocess.Popen(
-            [sys.executable, "-m", "intercom_events_cli", "flush", "-c", str(concurrency)],
+        flush = launch(
+            ["flush", "-c", str(concurrency)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**base_env(tmp_path, fake.url), "IEVENTS_OUTBOX": outbox},
             cwd=tmp_path,
         )
-        time.sleep(draw.uniform(0.4, 1.2))
+        # Killed mid-run, after a random share of the work: 5 to 40 more requests.
+        target = len(fake.posts()) + draw.randint(5, 40)
+        wait_for(
+            lambda: len(fake.posts()) >= target or flush.poll() is not None,  # noqa: B023
+            what=f"{target} requests",
+        )
         if flush.poll() is None:
             os.kill(flush.pid, signal.SIGKILL)
             kills += 1

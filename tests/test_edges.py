@@ -11,9 +11,7 @@ import select
 import shutil
 import ssl
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import RunCli, base_env
+from helpers import launch, wait_for
 
 from intercom_events_cli.config import Settings
 from intercom_events_cli.errors import ExitCode
@@ -213,8 +212,8 @@ def _purge_on_a_terminal(tmp_path: Path, answer: bytes | None) -> tuple[int, str
         store.retry_dead()  # nothing dead yet: make one dead by hand
         store._db.execute("UPDATE events SET state = 'dead'")  # noqa: SLF001 - test setup
     leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "intercom_events_cli", "outbox", "purge", "--dead"],
+    process = launch(
+        ["outbox", "purge", "--dead"],
         stdin=follower,
         stdout=follower,
         stderr=follower,
@@ -223,13 +222,16 @@ def _purge_on_a_terminal(tmp_path: Path, answer: bytes | None) -> tuple[int, str
         start_new_session=True,
     )
     os.close(follower)
-    seen = b""
-    deadline = time.monotonic() + 30
-    while b"[y/N]" not in seen and time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.5)
+    read: list[bytes] = []
+
+    def asked() -> bool:
+        ready, _, _ = select.select([leader], [], [], 0.1)
         if ready:
-            seen += os.read(leader, 4096)
-    assert b"[y/N]" in seen, seen
+            read.append(os.read(leader, 4096))
+        return b"[y/N]" in b"".join(read)
+
+    wait_for(asked, what="the question [y/N]")
+    seen = b"".join(read)
     if answer is None:
         # SIGINT, as Ctrl-C on the terminal sends. A signal that lands after the prompt is
         # written but before input() blocks in read() is only seen at the next one (a race

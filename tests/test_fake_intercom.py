@@ -11,7 +11,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_intercom import FakeIntercom, Reply, api_error  # noqa: E402
+from helpers import event_body
 
 AUTH = {"Authorization": "Bearer tok-123", "Accept": "application/json"}
 
@@ -35,14 +35,6 @@ def client(fake: FakeIntercom) -> Iterator[httpx.Client]:
         yield c
 
 
-def event(name: str = "ordered", created_at: int = 1_700_000_000, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"event_name": name, "created_at": created_at}
-    if not {"user_id", "email", "id"} & extra.keys():
-        body["user_id"] = "u1"
-    body.update(extra)
-    return body
-
-
 def test_url_and_port(fake: FakeIntercom) -> None:
     assert fake.url == f"http://127.0.0.1:{fake.port}"
     assert fake.port > 0
@@ -50,7 +42,7 @@ def test_url_and_port(fake: FakeIntercom) -> None:
 
 
 def test_default_post_is_accepted_and_recorded(fake: FakeIntercom, client: httpx.Client) -> None:
-    body = event(metadata={"order_id": 7})
+    body = event_body(metadata={"order_id": 7})
     r = client.post("/events?x=1", json=body)
     assert r.status_code == 202
     assert r.content == b""
@@ -77,14 +69,14 @@ def test_default_post_is_accepted_and_recorded(fake: FakeIntercom, client: httpx
 
 def test_missing_or_wrong_auth_is_401(fake: FakeIntercom) -> None:
     with httpx.Client(base_url=fake.url) as c:
-        r = c.post("/events", json=event())
+        r = c.post("/events", json=event_body())
         assert r.status_code == 401
         assert r.json()["type"] == "error.list"
         assert r.json()["errors"][0]["code"] == "unauthorized"
         fake.expected_token = "right"
-        r = c.post("/events", json=event(), headers={"Authorization": "Bearer wrong"})
+        r = c.post("/events", json=event_body(), headers={"Authorization": "Bearer wrong"})
         assert r.status_code == 401
-        r = c.post("/events", json=event(), headers={"Authorization": "Bearer right"})
+        r = c.post("/events", json=event_body(), headers={"Authorization": "Bearer right"})
         assert r.status_code == 202
     assert len(fake.posts()) == 3
     assert len(fake.events_posted()) == 1
@@ -116,15 +108,15 @@ def test_script_fifo_with_path_filter(fake: FakeIntercom, client: httpx.Client) 
     r = client.get("/me")  # head of the queue matches any path
     assert (r.status_code, r.text) == (500, "boom")
     assert r.headers["content-type"].startswith("text/plain")
-    r = client.post("/events", json=event())  # skips the /me reply
+    r = client.post("/events", json=event_body())  # skips the /me reply
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
-    r = client.post("/events", json=event())
+    r = client.post("/events", json=event_body())
     assert r.status_code == 502 and r.content == b"<html>bad gateway</html>"
     r = client.get("/me")
     assert r.status_code == 200 and r.json() == {"only": "me"}
-    r = client.post("/events", json=event())
+    r = client.post("/events", json=event_body())
     assert r.status_code == 502
-    r = client.post("/events", json=event())  # queue empty: default behaviour
+    r = client.post("/events", json=event_body())  # queue empty: default behaviour
     assert r.status_code == 202
     assert fake.pending_script() == []
     assert [p.status for p in fake.posts()] == [503, 502, 502, 202]
@@ -142,7 +134,7 @@ def test_api_error_body_shape(fake: FakeIntercom, client: httpx.Client) -> None:
         ],
     }
     fake.script(api_error(401, "unauthorized", "Access Token Invalid", request_id="r-9"))
-    r = client.post("/events", json=event())
+    r = client.post("/events", json=event_body())
     assert r.status_code == 401
     assert r.headers["content-type"].startswith("application/json")
     assert r.json() == {
@@ -156,44 +148,43 @@ def test_drop_closes_connection_without_answer(fake: FakeIntercom) -> None:
     fake.script(Reply(drop=True))
     with httpx.Client(base_url=fake.url, headers=AUTH, timeout=5) as c:
         with pytest.raises(httpx.TransportError) as info:
-            c.post("/events", json=event())
+            c.post("/events", json=event_body())
         assert isinstance(info.value, (httpx.RemoteProtocolError, httpx.ReadError))
-        assert c.post("/events", json=event()).status_code == 202  # server still fine
+        assert c.post("/events", json=event_body()).status_code == 202  # server still fine
     assert [p.status for p in fake.posts()] == [None, 202]
 
 
 def test_delay_causes_read_timeout(fake: FakeIntercom) -> None:
-    fake.script(Reply(delay=1.0))
+    fake.script(Reply(delay=60))  # the fake's stop ends the wait
     t0 = time.monotonic()
     with httpx.Client(base_url=fake.url, headers=AUTH, timeout=0.2) as c:
         with pytest.raises(httpx.ReadTimeout):
-            c.post("/events", json=event())
-    assert time.monotonic() - t0 < 0.9
+            c.post("/events", json=event_body())
+    assert time.monotonic() - t0 < 60 / 2  # the client's timeout, not the delay
 
 
 def test_latency_is_not_serialised(fake: FakeIntercom) -> None:
     import concurrent.futures
 
-    fake.latency = 0.2
+    fake.latency = 1.0
     t0 = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
         codes = list(
-            pool.map(lambda _: httpx.get(f"{fake.url}/me", headers=AUTH).status_code, range(8))
+            pool.map(lambda _: httpx.get(f"{fake.url}/me", headers=AUTH).status_code, range(16))
         )
-    assert codes == [200] * 8
-    assert time.monotonic() - t0 < 1.0
+    assert codes == [200] * 16
+    # Side by side: half of the 16 s one after the other would take (idle: 1.1 s).
+    assert time.monotonic() - t0 < 16 * 1.0 / 2
 
 
 def test_rate_limit_fixed_window(fake: FakeIntercom, client: httpx.Client) -> None:
     window = 2.0
     fake.set_rate_limit(3, window)
-    left = window - (time.time() % window)
-    if left < 0.8:  # don't straddle a window boundary
-        time.sleep(left + 0.02)
-    now = time.time()
+    now = 1_700_000_000.5  # the fake's clock, set: half a second into a window
+    fake.clock = lambda: now
     expected_reset = math.ceil(math.floor(now / window) * window + window)
 
-    answers = [client.post("/events", json=event()) for _ in range(4)]
+    answers = [client.post("/events", json=event_body()) for _ in range(4)]
     assert [r.status_code for r in answers] == [202, 202, 202, 429]
     assert [r.headers["x-ratelimit-remaining"] for r in answers] == ["2", "1", "0", "0"]
     for r in answers:
@@ -208,20 +199,20 @@ def test_rate_limit_fixed_window(fake: FakeIntercom, client: httpx.Client) -> No
     assert fake.count_429 == 1
     assert fake.stats() == {"posts": 4, "accepted": 3, "count_429": 1}
 
-    time.sleep(max(0.0, expected_reset - time.time()) + 0.02)  # next window
-    r = client.post("/events", json=event())
+    now = expected_reset + 0.02  # the next window
+    r = client.post("/events", json=event_body())
     assert r.status_code == 202 and r.headers["x-ratelimit-remaining"] == "2"
 
 
 def test_unknown_contact_is_404(fake: FakeIntercom, client: httpx.Client) -> None:
     fake.unknown_contacts = {"ghost", "ghost@example.org"}
-    r = client.post("/events", json=event(user_id="ghost"))
+    r = client.post("/events", json=event_body(user_id="ghost"))
     assert r.status_code == 404
     assert r.json()["errors"] == [{"code": "not_found", "message": "User Not Found"}]
-    r = client.post("/events", json=event(email="ghost@example.org"))
+    r = client.post("/events", json=event_body(email="ghost@example.org"))
     assert r.status_code == 404
-    assert client.post("/events", json=event(user_id="alive")).status_code == 202
-    assert fake.events_posted() == [event(user_id="alive")]
+    assert client.post("/events", json=event_body(user_id="alive")).status_code == 202
+    assert fake.events_posted() == [event_body(user_id="alive")]
 
 
 def test_me_shape_and_region(fake: FakeIntercom, client: httpx.Client) -> None:
@@ -244,8 +235,8 @@ def test_unknown_path_is_404(client: httpx.Client) -> None:
 
 def test_list_events_pagination(fake: FakeIntercom, client: httpx.Client) -> None:
     for i in range(5):
-        client.post("/events", json=event(f"e{i}", 1_700_000_000 + i, user_id="u1", id="ic1"))
-    client.post("/events", json=event("other", 1_800_000_000, user_id="u2"))
+        client.post("/events", json=event_body(f"e{i}", 1_700_000_000 + i, user_id="u1", id="ic1"))
+    client.post("/events", json=event_body("other", 1_800_000_000, user_id="u2"))
 
     params = {"type": "user", "user_id": "u1", "per_page": "2"}
     r = client.get("/events", params=params)
@@ -276,8 +267,8 @@ def test_list_events_pagination(fake: FakeIntercom, client: httpx.Client) -> Non
 
 def test_list_events_by_email_and_summary(client: httpx.Client) -> None:
     for ts in (1_700_000_000, 1_700_000_100, 1_700_000_050):
-        client.post("/events", json=event("login", ts, email="a@example.org"))
-    client.post("/events", json=event("logout", 1_700_000_200, email="a@example.org"))
+        client.post("/events", json=event_body("login", ts, email="a@example.org"))
+    client.post("/events", json=event_body("logout", 1_700_000_200, email="a@example.org"))
 
     listed = client.get("/events", params={"type": "user", "email": "a@example.org"}).json()
     assert [e["created_at"] for e in listed["events"]] == [
@@ -300,7 +291,7 @@ def test_list_events_by_email_and_summary(client: httpx.Client) -> None:
 
 
 def test_next_page_override(fake: FakeIntercom, client: httpx.Client) -> None:
-    client.post("/events", json=event())
+    client.post("/events", json=event_body())
     fake.next_page_override = "https://evil.example.com/events?page=2"
     page = client.get("/events", params={"type": "user", "user_id": "u1"}).json()
     assert page["pages"]["next"] == "https://evil.example.com/events?page=2"
@@ -308,7 +299,7 @@ def test_next_page_override(fake: FakeIntercom, client: httpx.Client) -> None:
 
 def test_keep_alive_reuses_connection(fake: FakeIntercom, client: httpx.Client) -> None:
     assert client.get("/me").status_code == 200
-    assert client.post("/events", json=event()).status_code == 202
+    assert client.post("/events", json=event_body()).status_code == 202
     ports = {r.client_port for r in fake.requests}
     assert len(fake.requests) == 2 and len(ports) == 1
 
@@ -327,16 +318,16 @@ def test_standalone_mode(tmp_path: Path) -> None:
         assert proc.stdout is not None
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ)
-            assert sel.select(timeout=5), "no READY line within 5 s"
+            assert sel.select(timeout=60), "no READY line within 60 s"
         line = proc.stdout.readline()
         assert line.startswith("READY http://127.0.0.1:")
         url = line.split()[1]
-        r = httpx.post(f"{url}/events", json=event(), headers=AUTH)
+        r = httpx.post(f"{url}/events", json=event_body(), headers=AUTH)
         assert r.status_code == 202
         assert r.headers["x-ratelimit-limit"] == "100"
 
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=5)
+        out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert out == ""
         assert json.loads(stats.read_text()) == {"posts": 1, "accepted": 1, "count_429": 0}

@@ -5,40 +5,20 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 from conftest import TOKEN, RunCli, assert_no_token, base_env
 from fake_intercom import FakeIntercom, Reply, api_error
+from helpers import launch, outbox_file, outbox_rows, run_process, seed_outbox, wait_for
 
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox, OutboxRow, State
-
-
-def outbox_file(tmp_path: Path) -> Path:
-    """The outbox the test environment points at (IEVENTS_OUTBOX)."""
-    return tmp_path / "outbox.sqlite3"
-
-
-def seed(path: Path, count: int, *, name: str = "signed-up", first: int = 0) -> list[Event]:
-    events = [
-        Event.create(name, user_id=f"u{n}", created_at=1_700_000_000 + n)
-        for n in range(first, first + count)
-    ]
-    with Outbox.open(path) as store:
-        store.add_many(events)
-    return events
-
-
-def rows(path: Path) -> list[OutboxRow]:
-    with Outbox.open(path) as store:
-        return store.rows(list(State))
+from intercom_events_cli.outbox import Outbox, State
 
 
 def states(path: Path) -> Counter[str]:
-    return Counter(row.state.value for row in rows(path))
+    return Counter(row.state.value for row in outbox_rows(path))
 
 
 def posted_bodies(fake: FakeIntercom) -> Counter[bytes]:
@@ -47,8 +27,8 @@ def posted_bodies(fake: FakeIntercom) -> Counter[bytes]:
 
 
 def start_flush(tmp_path: Path, fake: FakeIntercom, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "intercom_events_cli", "flush", *args],
+    return launch(
+        ["flush", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=base_env(tmp_path, fake.url),
@@ -56,11 +36,8 @@ def start_flush(tmp_path: Path, fake: FakeIntercom, *args: str) -> subprocess.Po
     )
 
 
-def wait_for_posts(fake: FakeIntercom, count: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while len(fake.posts()) < count:
-        assert time.monotonic() < deadline, "the flush never sent anything"
-        time.sleep(0.02)
+def wait_for_posts(fake: FakeIntercom, count: int) -> None:
+    wait_for(lambda: len(fake.posts()) >= count, what=f"{count} requests from the flush")
 
 
 # -- the simple cases ---------------------------------------------------------------------------
@@ -71,7 +48,7 @@ def test_nothing_to_flush(run_cli: RunCli, tmp_path: Path) -> None:
     assert missing.code == 0, missing
     assert missing.json()["claimed"] == 0 and missing.json()["ok"] is True
     assert not outbox_file(tmp_path).exists()  # not created just to be found empty
-    seed(outbox_file(tmp_path), 0)
+    seed_outbox(outbox_file(tmp_path), 0)
     empty = run_cli("flush")
     assert empty.code == 0 and "nothing to flush" in empty.stdout
     assert run_cli("flush", "-q").stdout == ""
@@ -81,7 +58,7 @@ def test_flush_delivers_the_exact_stored_bodies_oldest_first(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
     path = outbox_file(tmp_path)
-    events = seed(path, 5)
+    events = seed_outbox(path, 5)
     with Outbox.open(path) as store:
         store.add(Event.create("früh", email="é@example.org", created_at=5), now=0.0)
     result = run_cli("flush", "-c", "1", "--json")
@@ -97,14 +74,14 @@ def test_flush_delivers_the_exact_stored_bodies_oldest_first(
 
 
 def test_flush_output_verbose_and_quiet(run_cli: RunCli, tmp_path: Path) -> None:
-    seed(outbox_file(tmp_path), 2)
+    seed_outbox(outbox_file(tmp_path), 2)
     verbose = run_cli("flush", "-v")
     assert verbose.code == 0, verbose
     assert "flush: 2 delivered" in verbose.stdout
     assert verbose.stderr.count("POST http://127.0.0.1") == 2
     assert "-> 202 Accepted" in verbose.stderr and "delivered (202 Accepted)" in verbose.stderr
     assert "Bearer" not in verbose.stderr
-    seed(outbox_file(tmp_path), 2, first=10)
+    seed_outbox(outbox_file(tmp_path), 2, start=10)
     quiet = run_cli("flush", "-q")
     assert quiet.code == 0 and quiet.stdout == "" and quiet.stderr == ""
 
@@ -112,7 +89,7 @@ def test_flush_output_verbose_and_quiet(run_cli: RunCli, tmp_path: Path) -> None
 def test_flush_verbose_names_what_became_of_each_event(
     run_cli: RunCli, tmp_path: Path, fake: FakeIntercom
 ) -> None:
-    seed(outbox_file(tmp_path), 2)
+    seed_outbox(outbox_file(tmp_path), 2)
     fake.script(
         api_error(404, "not_found", "User Not Found"),
         Reply(status=503),
@@ -133,14 +110,14 @@ def test_outage_then_recovery_delivers_everything_exactly_once(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
     path = outbox_file(tmp_path)
-    events = seed(path, 3)
+    events = seed_outbox(path, 3)
     # Each event gets 2 attempts (--retries 1): 503s and dropped connections only.
     fake.script(*[Reply(status=503), Reply(drop=True)] * 3)
     down = run_cli("flush", "--retries", "1", "--timeout", "2")
     assert down.code == 75, down
     assert "3 events not delivered" in down.stderr and "stay in the outbox" in down.stderr
     assert fake.events_posted() == []
-    after_outage = rows(path)
+    after_outage = outbox_rows(path)
     assert [r.state for r in after_outage] == [State.PENDING] * 3
     assert all(r.attempts == 1 and r.next_attempt_at > time.time() for r in after_outage)
     assert all(r.last_status in (503, None) and r.error() is not None for r in after_outage)
@@ -166,7 +143,7 @@ def test_a_long_outage_stops_the_run_early(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 40)
+    seed_outbox(path, 40)
     fake.script_repeat(Reply(status=503), 40)
     result = run_cli("flush", "-c", "2", "--retries", "0", "--json")
     assert result.code == 75, result
@@ -183,7 +160,7 @@ def test_dead_letters_are_kept_listed_exported_and_retried(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
     path = outbox_file(tmp_path)
-    events = seed(path, 4)
+    events = seed_outbox(path, 4)
     # -c 1: events go out oldest first, so each scripted reply meets a known event.
     fake.script(
         Reply(status=202),
@@ -219,7 +196,7 @@ def test_rejected_token_stops_at_once_and_keeps_everything_pending(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 20)
+    seed_outbox(path, 20)
     wrong = run_cli("flush", "-c", "1", env={"INTERCOM_ACCESS_TOKEN": "tok_wrong_123"})
     assert wrong.code == 77, wrong
     assert "token was rejected" in wrong.stderr and "every event stays pending" in wrong.stderr
@@ -234,7 +211,7 @@ def test_rejected_token_stops_at_once_and_keeps_everything_pending(
 
 def test_403_is_treated_like_401(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 3)
+    seed_outbox(path, 3)
     fake.script(api_error(403, "forbidden", "missing scope"))
     result = run_cli("flush", "-c", "1", "--json")
     assert result.code == 77, result
@@ -243,7 +220,7 @@ def test_403_is_treated_like_401(run_cli: RunCli, fake: FakeIntercom, tmp_path: 
 
 
 def test_flush_without_token_is_a_configuration_error(run_cli: RunCli, tmp_path: Path) -> None:
-    seed(outbox_file(tmp_path), 1)
+    seed_outbox(outbox_file(tmp_path), 1)
     result = run_cli("flush", env={"INTERCOM_ACCESS_TOKEN": None})
     assert result.code == 78, result
     assert states(outbox_file(tmp_path)) == Counter(pending=1)
@@ -254,7 +231,7 @@ def test_flush_without_token_is_a_configuration_error(run_cli: RunCli, tmp_path:
 
 def test_two_flushes_at_once_never_send_an_event_twice(fake: FakeIntercom, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    events = seed(path, 200)
+    events = seed_outbox(path, 200)
     fake.latency = 0.01
     first = start_flush(tmp_path, fake, "-c", "8", "--json")
     second = start_flush(tmp_path, fake, "-c", "8", "--json")
@@ -273,24 +250,18 @@ def test_two_flushes_at_once_never_send_an_event_twice(fake: FakeIntercom, tmp_p
 
 def test_flush_killed_mid_run_loses_nothing(fake: FakeIntercom, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    events = seed(path, 30)
+    events = seed_outbox(path, 30)
     fake.latency = 1.0
     victim = start_flush(tmp_path, fake, "-c", "4")
     wait_for_posts(fake, 4)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
-    claimed_by_the_dead = sum(1 for r in rows(path) if r.state is State.IN_FLIGHT)
+    claimed_by_the_dead = sum(1 for r in outbox_rows(path) if r.state is State.IN_FLIGHT)
     assert claimed_by_the_dead > 0  # the kill did leave claims behind
     fake.latency = 0.0
 
     env = base_env(tmp_path, fake.url)
-    survivor = subprocess.run(
-        [sys.executable, "-m", "intercom_events_cli", "flush", "--json"],
-        capture_output=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    survivor = run_process(["flush", "--json"], env=env, cwd=tmp_path)
     assert survivor.returncode == 0, survivor
     # Nothing was left for a lease to expire: all 30 delivered by this one run.
     assert states(path) == Counter(delivered=30)
@@ -304,8 +275,8 @@ def test_ctrl_c_puts_in_flight_events_back_and_exits_130(
     fake: FakeIntercom, tmp_path: Path, run_cli: RunCli
 ) -> None:
     path = outbox_file(tmp_path)
-    events = seed(path, 6)
-    fake.latency = 5.0
+    events = seed_outbox(path, 6)
+    fake.latency = 60.0  # no answer before the signal (the fake's stop ends the wait)
     process = start_flush(tmp_path, fake, "-c", "2")
     wait_for_posts(fake, 1)
     process.send_signal(signal.SIGINT)
@@ -313,7 +284,7 @@ def test_ctrl_c_puts_in_flight_events_back_and_exits_130(
     assert process.returncode == 130, (out, err)
     assert b"interrupted" in err and b"Traceback" not in err
     assert states(path) == Counter(pending=6)
-    assert all(r.owner is None for r in rows(path))
+    assert all(r.owner is None for r in outbox_rows(path))
     fake.latency = 0.0
     assert run_cli("flush").code == 0
     assert set(posted_bodies(fake)) == {e.body() for e in events}
@@ -321,9 +292,10 @@ def test_ctrl_c_puts_in_flight_events_back_and_exits_130(
 
 def test_max_time_bounds_a_run(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 20)
-    fake.latency = 0.2
-    result = run_cli("flush", "-c", "1", "--max-time", "0.5", "--json")
+    seed_outbox(path, 20)
+    # 10 s of work, stopped at 3 s: the first answer comes after 0.5 s, even under load.
+    fake.latency = 0.5
+    result = run_cli("flush", "-c", "1", "--max-time", "3", "--json")
     assert result.code == 0, result
     body = result.json()
     assert body["stopped"] == "max_time"
@@ -336,8 +308,8 @@ def test_max_time_bounds_a_run(run_cli: RunCli, fake: FakeIntercom, tmp_path: Pa
 
 def test_sigterm_stops_like_ctrl_c(fake: FakeIntercom, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 4)
-    fake.latency = 5.0
+    seed_outbox(path, 4)
+    fake.latency = 60.0  # no answer before the signal (the fake's stop ends the wait)
     process = start_flush(tmp_path, fake, "-c", "2")
     wait_for_posts(fake, 1)
     process.send_signal(signal.SIGTERM)

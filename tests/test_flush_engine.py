@@ -14,16 +14,12 @@ from typing import Any
 import pytest
 from conftest import TOKEN
 from fake_intercom import FakeIntercom, Reply
+from helpers import event, wait_for
 
 from intercom_events_cli.config import Settings
 from intercom_events_cli.delivery import Deliverer, Delivery, StopReason, deliver_pending
 from intercom_events_cli.errors import ExitCode
-from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import Outbox, State
-
-
-def event(number: int) -> Event:
-    return Event.create("imported", user_id=f"u{number}", created_at=1_700_000_000 + number)
 
 
 @pytest.fixture
@@ -43,9 +39,11 @@ def test_engine_keeps_going_while_a_producer_adds_rows(
     fake.latency = 0.005
 
     def produce() -> None:
+        # Ten rows at a time, each ten once the engine has sent the ones before: rows
+        # that arrive while it runs, whatever the machine's speed.
         for start in range(0, 60, 10):
-            store.add_many([event(n) for n in range(start, start + 10)])
-            time.sleep(0.05)
+            store.add_many([event(n, "imported") for n in range(start, start + 10)])
+            wait_for(lambda s=start: len(fake.posts()) >= s + 10, what=f"row {start + 10} sent")
 
     producer = threading.Thread(target=produce)
     seen: list[Delivery] = []
@@ -62,18 +60,19 @@ def test_engine_keeps_going_while_a_producer_adds_rows(
     assert report.exit_code == ExitCode.OK
     assert report.delivered == 60 == len(seen)
     assert all(d.state is State.DELIVERED for d in seen)
-    assert Counter(r.body for r in fake.posts()) == Counter(event(n).body() for n in range(60))
+    assert Counter(r.body for r in fake.posts()) == Counter(
+        event(n, "imported").body() for n in range(60)
+    )
     assert store.summary().counts[State.DELIVERED] == 60
 
 
 def test_stop_event_hands_rows_back(store: Outbox, settings: Settings, fake: FakeIntercom) -> None:
-    store.add_many([event(n) for n in range(5)])
-    fake.latency = 3.0
+    store.add_many([event(n, "imported") for n in range(5)])
+    fake.latency = 60.0  # no answer before the stop (the fake's stop ends the wait)
     stop = threading.Event()
 
     def stop_after_first_request() -> None:
-        while not fake.posts():
-            time.sleep(0.01)
+        wait_for(fake.posts, what="the first request")
         stop.set()
 
     threading.Thread(target=stop_after_first_request, daemon=True).start()
@@ -87,7 +86,7 @@ def test_stop_event_hands_rows_back(store: Outbox, settings: Settings, fake: Fak
 def test_retries_and_timeout_override_the_settings(
     store: Outbox, settings: Settings, fake: FakeIntercom
 ) -> None:
-    store.add(event(1))
+    store.add(event(1, "imported"))
     fake.script(Reply(status=502))
     report = deliver_pending(store, settings, retries=1, concurrency=1)
     assert report.delivered == 1
@@ -97,7 +96,7 @@ def test_retries_and_timeout_override_the_settings(
 def test_pacer_is_asked_before_every_request(
     store: Outbox, settings: Settings, fake: FakeIntercom
 ) -> None:
-    store.add_many([event(n) for n in range(7)])
+    store.add_many([event(n, "imported") for n in range(7)])
 
     class CountingPacer:
         def __init__(self) -> None:
@@ -127,7 +126,7 @@ def test_pacer_is_asked_before_every_request(
 
 
 def test_a_bug_in_a_worker_loses_no_row(store: Outbox, settings: Settings) -> None:
-    store.add_many([event(n) for n in range(3)])
+    store.add_many([event(n, "imported") for n in range(3)])
 
     class BrokenClient:
         def request(self, *args: Any, **kwargs: Any) -> Any:
@@ -170,7 +169,7 @@ def test_dead_letters_kept_in_the_report_are_capped_but_all_are_counted(
 
     monkeypatch.setattr(delivery, "MAX_DEAD_LETTERS_KEPT", 3)
     fake.unknown_contacts = {f"u{n}" for n in range(8)}
-    store.add_many([event(n) for n in range(8)])
+    store.add_many([event(n, "imported") for n in range(8)])
 
     report = deliver_pending(store, settings, concurrency=2)
 
@@ -182,21 +181,34 @@ def test_dead_letters_kept_in_the_report_are_capped_but_all_are_counted(
 def test_a_lease_is_renewed_while_a_request_is_still_on_the_wire_after_a_stop(
     store: Outbox, settings: Settings, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    """--max-time stops the run; the answer still on its way outlives the lease (0.6 s)."""
-    store.add(event(1))
-    fake.script(Reply(status=202, delay=2.0))
+    """--max-time stops the run; the answer still on its way outlives the lease (1.5 s)."""
+    store.add(event(1, "imported"))
+    answer = threading.Event()
+    fake.script(Reply(status=202, hold=answer))
+    path = tmp_path / "outbox.sqlite3"
     taken: list[int] = []
+    checked: list[bool] = []
 
     def another_flush() -> None:
-        # Another process would take the row back if the lease had run out.
-        time.sleep(1.5)
-        with Outbox.open(tmp_path / "outbox.sqlite3") as other:
-            taken.extend(row.id for row in other.claim("someone-else:1:-:x", 10))
+        # Another process would take the row back if the lease had run out: it tries once
+        # the first lease is over, with the request still unanswered.
+        try:
+            wait_for(fake.posts, what="the request on the wire")
+            with Outbox.open(path) as other:
+                [row] = other.rows([State.IN_FLIGHT])
+                first_expiry = row.lease_expires_at
+                assert first_expiry is not None
+                wait_for(lambda: time.time() > first_expiry + 0.3, what="the first lease over")
+                taken.extend(row.id for row in other.claim("someone-else:1:-:x", 10))
+                checked.append(True)
+        finally:
+            answer.set()
 
     rival = threading.Thread(target=another_flush)
     rival.start()
-    report = deliver_pending(store, settings, max_time=0.2, lease_s=0.6, poll_interval_s=0.05)
+    report = deliver_pending(store, settings, max_time=0.2, lease_s=1.5, poll_interval_s=0.05)
     rival.join()
+    assert checked == [True]
     assert taken == []
     assert report.delivered == 1
     assert [r.state for r in store.rows(list(State))] == [State.DELIVERED]
@@ -216,7 +228,7 @@ def test_a_failing_release_never_hides_the_error_that_ended_the_run(
     Outbox.open(path).close()
     locked = Locked.open(path)
     try:
-        locked.add_many([event(n) for n in range(4)])
+        locked.add_many([event(n, "imported") for n in range(4)])
         fake.latency = 0.3
 
         def explode(delivery: Delivery) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom
-from test_hostile_server import RSS_BOUND_KB, pending_count, run
+from helpers import RSS_BOUND_KB, pending_count
+from helpers import measured_run as run
 
 
 def stored_count(tmp_path: Path) -> int:

@@ -8,88 +8,19 @@ be delivered is still in the outbox.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN, RunCli, assert_no_token, base_env
+from conftest import TOKEN, RunCli, StartCli, base_env
 from fake_intercom import FakeIntercom
+from helpers import RSS_BOUND_KB, MeasuredRun, finish, pending_count, run_process, wait_for
+from helpers import measured_run as run
 from hostile_server import NASTY, HostileServer
 
-# Peak RSS bound for one CLI process: Python, httpx and rich take ~60 MB; a read of a
-# hostile body would take hundreds of MB or more.
-RSS_BOUND_KB = 200 * 1024
 
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float
-    peak_rss_kb: int
-
-
-# Runs the CLI as its only child and writes that child's peak RSS (KB) to argv[1]: the
-# RUSAGE_CHILDREN of pytest itself would mix in every earlier test's processes.
-_MEASURE = (
-    "import resource, subprocess, sys\n"
-    "code = subprocess.call(sys.argv[2:])\n"
-    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
-    "sys.exit(code)\n"
-)
-
-
-def run(
-    tmp_path: Path,
-    url: str | None,
-    *args: str,
-    stdin: bytes | None = None,
-    stdin_file: Path | None = None,
-    env: dict[str, str] | None = None,
-) -> Run:
-    """Run ``ievents ARGS`` against ``url``; measure its wall time and peak RSS."""
-    full_env = base_env(tmp_path, url) | (env or {})
-    (tmp_path / "work").mkdir(exist_ok=True)
-    rss_file = tmp_path / "peak_rss_kb"
-    started = time.monotonic()
-    with open(stdin_file or os.devnull, "rb") as source:
-        completed = subprocess.run(
-            [sys.executable, "-c", _MEASURE, str(rss_file), sys.executable, "-m"]
-            + ["intercom_events_cli", *args],
-            input=stdin,
-            stdin=None if stdin is not None else source,
-            capture_output=True,
-            env=full_env,
-            cwd=tmp_path / "work",
-            timeout=180,
-        )
-    result = Run(
-        completed.returncode,
-        completed.stdout.decode("utf-8", "replace"),
-        completed.stderr.decode("utf-8", "replace"),
-        time.monotonic() - started,
-        int(rss_file.read_text()),
-    )
-    assert_no_token(result.stdout, result.stderr)
-    return result
-
-
-def pending_count(tmp_path: Path) -> int:
-    """Rows of the outbox still to deliver."""
-    path = tmp_path / "outbox.sqlite3"
-    if not path.exists():
-        return 0
-    with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT count(*) FROM events WHERE state = 'pending'").fetchone()[0])
-
-
-def send(tmp_path: Path, url: str, *extra: str) -> Run:
+def send(tmp_path: Path, url: str, *extra: str) -> MeasuredRun:
     return run(
         tmp_path, url, "send", "signed-up", "--user-id", "u1", "--json", "--timeout", "2", *extra
     )
@@ -99,7 +30,8 @@ def test_a_trickled_body_does_not_outlast_the_timeout(tmp_path: Path) -> None:
     with HostileServer("trickle") as server:
         result = send(tmp_path, server.url, "--retries", "0", "--queue-on-failure")
     # The 202 came, the body did not: the status is what counts (the event arrived).
-    assert result.seconds < 2 + 8, result
+    # Not the 300 s the body would take (idle: 2.6 s).
+    assert result.seconds < 30, result
     assert len(server.event_posts) == 1
     assert result.code == 0, result
 
@@ -110,10 +42,11 @@ def test_a_long_retry_after_gives_up_at_once_and_keeps_the_event(tmp_path: Path)
         bare = send(tmp_path, server.url)
     assert result.code == 0, result  # queued: kept for flush, as --queue-on-failure asks
     assert json.loads(result.stdout)["queued"] is True
-    assert result.seconds < 15, result
+    # Not the hour asked for (idle: 1-4 s).
+    assert result.seconds < 60, result
     assert pending_count(tmp_path) == 1
     assert bare.code == 75, bare
-    assert bare.seconds < 15, bare
+    assert bare.seconds < 60, bare
 
 
 def write_events(path: Path, count: int) -> Path:
@@ -150,7 +83,7 @@ def test_batch_reads_a_reset_in_milliseconds(tmp_path: Path) -> None:
     with HostileServer("reset_ms") as server:
         result = run(tmp_path, server.url, "batch", str(source), "--json", "-c", "1")
     assert result.code == 0, result
-    assert result.seconds < 30, result
+    assert result.seconds < 60, result  # idle: 6 s; a reset misread as seconds: years
     assert "Traceback" not in result.stderr
     assert pending_count(tmp_path) == 0
 
@@ -204,10 +137,8 @@ def test_a_token_echoed_in_a_next_link_is_redacted_in_every_encoding(tmp_path: P
         )
         env = base_env(tmp_path, fake.url) | {"INTERCOM_ACCESS_TOKEN": ODD_TOKEN}
         (tmp_path / "work").mkdir(exist_ok=True)
-        completed = subprocess.run(
-            [sys.executable, "-m", "intercom_events_cli", "list", "--user-id", "u-1"]
-            + ["--per-page", "1", "-v"],
-            capture_output=True,
+        completed = run_process(
+            ["list", "--user-id", "u-1", "--per-page", "1", "-v"],
             env=env,
             cwd=tmp_path / "work",
             timeout=60,
@@ -220,31 +151,28 @@ def test_a_token_echoed_in_a_next_link_is_redacted_in_every_encoding(tmp_path: P
 
 
 @pytest.mark.parametrize("command", ["send", "check"])
-def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, command: str) -> None:
+def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, command: str, start_cli: StartCli) -> None:
     import signal
 
     args = ["send", "e", "--user-id", "u1", "--queue-on-failure"] if command == "send" else []
     args = args or ["check"]
     with HostileServer("hang") as server:
-        env = base_env(tmp_path, server.url)
-        (tmp_path / "work").mkdir(exist_ok=True)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "intercom_events_cli", *args, "--timeout", "60"],
+        process = start_cli(
+            *args,
+            "--timeout",
+            "60",
+            base_url=server.url,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=env,
-            cwd=tmp_path / "work",
         )
-        deadline = time.monotonic() + 30
-        while server.requests == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: server.requests, what="the request at the server")
         assert server.requests == 1
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
-    stderr = err.decode()
-    assert process.returncode == 130, (out, stderr)
-    assert time.monotonic() - started < 10
+        code, out, stderr = finish(process, timeout=60)
+    assert code == 130, (out, stderr)
+    # Promptly: well before the 60 s timeout (idle: well under a second).
+    assert time.monotonic() - started < 30
     assert "interrupted" in stderr
     assert "Traceback" not in stderr
     if command == "send":
@@ -256,8 +184,9 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, command: str) -> None:
 def test_trickled_headers_do_not_outlast_the_timeout(tmp_path: Path) -> None:
     with HostileServer("trickle_headers") as server:
         result = send(tmp_path, server.url, "--retries", "1", "--queue-on-failure")
-    # Two attempts of at most 2 s each (plus the backoff), not 2 x 50 s of header bytes.
-    assert result.seconds < 2 * 2 + 8, result
+    # Two attempts of at most 2 s each (plus the backoff; idle: 5.4 s), not 2 x 230 s of
+    # header bytes.
+    assert result.seconds < 60, result
     assert result.code == 0, result
     body = json.loads(result.stdout)
     assert body["queued"] is True and body["error"]["code"] == "timeout", body

@@ -253,7 +253,7 @@ def test_a_run_past_its_timeout_raises_as_the_process_runner_does(
 
     from fake_intercom import Reply
 
-    fake.script(Reply(delay=5))
+    fake.script(Reply(delay=60))  # the fake's stop ends it
     with pytest.raises(subprocess.TimeoutExpired):
         run_cli("send", "e", "--user-id", "1", "--retries", "0", timeout=0.5)
     assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +10,11 @@ import httpx
 import pytest
 from conftest import TOKEN, RunCli, base_env, make_runner
 from fake_intercom import FakeIntercom, Reply, api_error
+from helpers import run_on_terminal, seed_fake
 
 from intercom_events_cli.lookup import origin_text, same_origin
 
 T0 = 1_700_000_000
-
-
-def seed(fake: FakeIntercom, count: int, user_id: str = "u-1", name: str = "seeded") -> None:
-    """Store ``count`` events straight in the fake (faster than one CLI run each)."""
-    with httpx.Client(base_url=fake.url, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
-        for i in range(count):
-            body = {"event_name": f"{name}-{i}", "created_at": T0 + i, "user_id": user_id}
-            assert c.post("/events", json=body).status_code == 202
-    fake.requests.clear()
 
 
 def event_gets(fake: FakeIntercom) -> list[dict[str, str]]:
@@ -58,7 +46,7 @@ def test_round_trip_send_three_then_list(run_cli: RunCli, fake: FakeIntercom) ->
 
 
 def test_json_is_one_event_object_per_line(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 3)
+    seed_fake(fake, 3)
 
     result = run_cli("list", "--user-id", "u-1", "--json")
 
@@ -102,7 +90,7 @@ def test_list_by_intercom_user_id(run_cli: RunCli, fake: FakeIntercom) -> None:
 
 
 def test_pages_are_followed_on_the_same_host(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 5)
+    seed_fake(fake, 5)
 
     result = run_cli("list", "--user-id", "u-1", "--per-page", "2", "--json")
 
@@ -115,7 +103,7 @@ def test_pages_are_followed_on_the_same_host(run_cli: RunCli, fake: FakeIntercom
 
 
 def test_limit_stops_early(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 5)
+    seed_fake(fake, 5)
 
     result = run_cli("list", "--user-id", "u-1", "--per-page", "2", "--limit", "3", "--json")
 
@@ -126,7 +114,7 @@ def test_limit_stops_early(run_cli: RunCli, fake: FakeIntercom) -> None:
 
 
 def test_limit_within_one_page(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 3)
+    seed_fake(fake, 3)
 
     result = run_cli("list", "--user-id", "u-1", "--limit", "1")
 
@@ -136,7 +124,7 @@ def test_limit_within_one_page(run_cli: RunCli, fake: FakeIntercom) -> None:
 
 
 def test_foreign_next_page_is_not_followed(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 3)
+    seed_fake(fake, 3)
     fake.next_page_override = "http://evil.example/events?type=user&user_id=u-1&page=2"
 
     result = run_cli("list", "--user-id", "u-1", "--per-page", "1", "--json")
@@ -152,7 +140,7 @@ def test_foreign_next_page_is_not_followed(run_cli: RunCli, fake: FakeIntercom) 
 def test_next_page_on_another_loopback_port_gets_no_request(
     run_cli: RunCli, fake: FakeIntercom
 ) -> None:
-    seed(fake, 3)
+    seed_fake(fake, 3)
     with FakeIntercom() as other:
         fake.next_page_override = f"{other.url}/events?type=user&user_id=u-1&per_page=1&page=2"
 
@@ -165,7 +153,7 @@ def test_next_page_on_another_loopback_port_gets_no_request(
 
 
 def test_next_page_with_another_scheme_is_not_followed(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 2)
+    seed_fake(fake, 2)
     fake.next_page_override = f"https://127.0.0.1:{fake.port}/events?page=2"
 
     result = run_cli("list", "--user-id", "u-1", "--per-page", "1")
@@ -176,7 +164,7 @@ def test_next_page_with_another_scheme_is_not_followed(run_cli: RunCli, fake: Fa
 
 
 def test_relative_next_page_is_followed(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 3)
+    seed_fake(fake, 3)
     fake.next_page_override = "/events?type=user&user_id=u-1&per_page=2&page=2"
 
     result = run_cli("list", "--user-id", "u-1", "--per-page", "2", "--json")
@@ -187,7 +175,7 @@ def test_relative_next_page_is_followed(run_cli: RunCli, fake: FakeIntercom) -> 
 
 
 def test_next_page_pointing_back_stops(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 3)
+    seed_fake(fake, 3)
     fake.next_page_override = f"{fake.url}/events?type=user&user_id=u-1&per_page=1"
 
     result = run_cli("list", "--user-id", "u-1", "--per-page", "1")
@@ -199,8 +187,8 @@ def test_next_page_pointing_back_stops(run_cli: RunCli, fake: FakeIntercom) -> N
 
 
 def test_summary(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 2, name="ordered")
-    seed(fake, 1, name="ordered")  # ordered-0 twice now
+    seed_fake(fake, 2, name="ordered")
+    seed_fake(fake, 1, name="ordered")  # ordered-0 twice now
 
     result = run_cli("list", "--user-id", "u-1", "--summary")
 
@@ -214,7 +202,7 @@ def test_summary(run_cli: RunCli, fake: FakeIntercom) -> None:
 
 
 def test_summary_json(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 3)
+    seed_fake(fake, 3)
 
     result = run_cli("list", "--user-id", "u-1", "--summary", "--json", "--limit", "2")
 
@@ -324,32 +312,13 @@ def test_table_on_a_terminal(tmp_path: Path, fake: FakeIntercom) -> None:
     env = base_env(tmp_path, fake.url)
     env.update({"COLUMNS": "120", "NO_COLOR": "1", "TERM": "xterm"})
     (tmp_path / "work").mkdir()
-    primary, secondary = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "intercom_events_cli", "list", "--user-id", "u-1"],
-            stdout=secondary,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=tmp_path / "work",
-        )
-        os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(primary, 4096)
-            except OSError:  # EIO: the other side closed
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        os.close(primary)
-    screen = b"".join(chunks).decode("utf-8", "replace")
+    ran = run_on_terminal(
+        ["list", "--user-id", "u-1"], env=env, cwd=tmp_path / "work", stderr_on_terminal=False
+    )
+    screen, stderr = ran.screen, ran.stderr
 
-    assert process.returncode == 0, (screen, stderr)
-    assert TOKEN not in screen and TOKEN.encode() not in stderr
+    assert ran.code == 0, (screen, stderr)
+    assert TOKEN not in screen and TOKEN not in stderr
     assert "1 event for user_id u-1, newest first" in screen
     assert "created_at (UTC)" in screen and "metadata" in screen
     assert "[bold]ordered[/bold]" in screen  # data is shown as is, never read as markup

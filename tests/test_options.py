@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom
-from test_list import seed
+from helpers import seed_fake
 
 
 def test_list_takes_id_and_limit_zero_means_all(run_cli: RunCli, fake: FakeIntercom) -> None:
-    seed(fake, 3)
+    seed_fake(fake, 3)
     every = run_cli("list", "--user-id", "u-1", "--limit", "0", "--json")
     assert every.code == 0, every
     assert len(every.json_lines()) == 3
@@ -22,7 +22,7 @@ def test_list_takes_id_and_limit_zero_means_all(run_cli: RunCli, fake: FakeInter
 def test_list_quiet_prints_nothing_and_the_exit_code_tells(
     run_cli: RunCli, fake: FakeIntercom
 ) -> None:
-    seed(fake, 2)
+    seed_fake(fake, 2)
     found = run_cli("list", "--user-id", "u-1", "-q")
     assert (found.code, found.stdout, found.stderr) == (0, "", "")
     fake.script()  # nothing scripted: the fake answers normally

@@ -9,24 +9,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom, Reply, api_error
+from helpers import numbered_ndjson
 
 CREATED = 1_700_000_000
-
-
-@pytest.fixture
-def outbox(store_location: str) -> str:
-    """The IEVENTS_OUTBOX value of the backend under test (each in turn: conftest)."""
-    return store_location
-
-
-def ndjson(count: int, *, start: int = 0, name: str = "bulk") -> str:
-    return "".join(
-        json.dumps({"event_name": name, "user_id": f"u{n}", "created_at": CREATED + n}) + "\n"
-        for n in range(start, start + count)
-    )
 
 
 def test_queue_flush_and_status_on_both_backends(
@@ -58,7 +45,7 @@ def test_queue_flush_and_status_on_both_backends(
     )
     assert again.code == 0 and again.json()["duplicate"] is True
     assert again.json()["outbox_id"] == first.json()["outbox_id"]
-    bulk = run_cli("batch", "-", "--queue", input=ndjson(50), env=env)
+    bulk = run_cli("batch", "-", "--queue", input=numbered_ndjson(50, name="bulk"), env=env)
     assert bulk.code == 0, bulk
     assert fake.posts() == []  # capture never touches the network
 
@@ -74,7 +61,7 @@ def test_queue_flush_and_status_on_both_backends(
     assert {e["user_id"] for e in posted} == {"7"} | {f"u{n}" for n in range(50)}
 
     # The same batch again: everything is already delivered, nothing is sent.
-    rerun = run_cli("batch", "-", "--queue", input=ndjson(50), env=env)
+    rerun = run_cli("batch", "-", "--queue", input=numbered_ndjson(50, name="bulk"), env=env)
     assert rerun.code == 0 and "50 already in the outbox" in rerun.stderr
     status = run_cli("outbox", "status", "--json", env=env).json()
     assert (status["pending"], status["delivered"]) == (0, 51)
@@ -85,7 +72,9 @@ def test_dead_letters_list_export_retry_purge(
     run_cli: RunCli, fake: FakeIntercom, outbox: str
 ) -> None:
     env = {"IEVENTS_OUTBOX": outbox}
-    assert run_cli("batch", "-", "--queue", input=ndjson(3), env=env).code == 0
+    assert (
+        run_cli("batch", "-", "--queue", input=numbered_ndjson(3, name="bulk"), env=env).code == 0
+    )
     fake.script(api_error(422, "parameter_invalid", "bad metadata"))
     fake.script_repeat(Reply(status=202), 2)
     flushed = run_cli("flush", "-c", "1", env=env)
@@ -130,7 +119,7 @@ def test_temporary_failure_is_kept_and_the_next_flush_probes(
 def test_batch_delivers_while_it_stores(run_cli: RunCli, fake: FakeIntercom, outbox: str) -> None:
     env = {"IEVENTS_OUTBOX": outbox}
     fake.script(Reply(status=503), api_error(422, "parameter_invalid", "no such thing"))
-    done = run_cli("batch", "-", "--json", input=ndjson(300, name="piped"), env=env)
+    done = run_cli("batch", "-", "--json", input=numbered_ndjson(300, name="piped"), env=env)
     assert done.code == 65, done
     summary = done.json()
     assert summary["delivered"] == 299 and summary["dead"] == 1

@@ -7,37 +7,26 @@ import os
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import TOKEN, CliResult, RunCli, base_env
 from fake_intercom import FakeIntercom, Reply, api_error
+from helpers import (
+    finish,
+    launch,
+    outbox_file,
+    outbox_rows,
+    run_on_terminal,
+    run_process,
+    seed_outbox,
+)
 
-from intercom_events_cli.event import Event, event_from_record
-from intercom_events_cli.outbox import Outbox, OutboxRow, RowResult, State
+from intercom_events_cli.event import event_from_record
+from intercom_events_cli.outbox import Outbox, RowResult, State
 
 CREATED = "1700000000"
-
-
-def outbox_file(tmp_path: Path) -> Path:
-    """The outbox the test environment points at (IEVENTS_OUTBOX)."""
-    return tmp_path / "outbox.sqlite3"
-
-
-def rows(path: Path) -> list[OutboxRow]:
-    with Outbox.open(path) as store:
-        return store.rows(list(State))
-
-
-def seed(path: Path, count: int, *, name: str = "signed-up") -> list[Event]:
-    events = [
-        Event.create(name, user_id=f"u{n}", created_at=1_700_000_000 + n) for n in range(count)
-    ]
-    with Outbox.open(path) as store:
-        store.add_many(events)
-    return events
 
 
 def make_dead(path: Path, status: int = 422) -> None:
@@ -73,7 +62,7 @@ def test_queue_stores_the_event_without_sending(
     assert body["ok"] is True and body["queued"] is True and body["delivered"] is False
     assert body["duplicate"] is False and body["error"] is None
     assert fake.requests == []
-    (row,) = rows(outbox_file(tmp_path))
+    (row,) = outbox_rows(outbox_file(tmp_path))
     assert row.state is State.PENDING and row.id == body["outbox_id"]
     assert row.payload == body["event"]
     assert row.payload["metadata"] == {"plan": "pro"}
@@ -93,26 +82,20 @@ def test_queue_needs_a_token_but_no_network(run_cli: RunCli, tmp_path: Path) -> 
     result = run_cli("send", "x", "--user-id", "1", "--queue", env={"INTERCOM_ACCESS_TOKEN": None})
     assert result.code == 78, result
     assert "no access token" in result.stderr
-    assert not outbox_file(tmp_path).exists() or rows(outbox_file(tmp_path)) == []
+    assert not outbox_file(tmp_path).exists() or outbox_rows(outbox_file(tmp_path)) == []
     # With a token and an unreachable base URL: queued, nothing sent.
     kept = run_cli(
         "send", "x", "--user-id", "1", "--queue", env={"INTERCOM_BASE_URL": "http://127.0.0.1:9"}
     )
     assert kept.code == 0, kept
-    assert len(rows(outbox_file(tmp_path))) == 1
+    assert len(outbox_rows(outbox_file(tmp_path))) == 1
 
 
 def test_queue_path_does_not_import_httpx(fake: FakeIntercom, tmp_path: Path) -> None:
     env = base_env(tmp_path, fake.url)
 
     def imported(*args: str) -> str:
-        completed = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "intercom_events_cli", *args],
-            capture_output=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        completed = run_process(args, env=env, cwd=tmp_path, python_flags=("-X", "importtime"))
         assert completed.returncode == 0, completed
         return completed.stderr.decode()
 
@@ -135,7 +118,7 @@ def test_same_event_queued_twice_is_stored_once(run_cli: RunCli, tmp_path: Path)
     body = again.json()
     assert body["duplicate"] is True and body["queued"] is True and body["outbox_id"] == 1
     assert "already queued" in queue(run_cli).stdout
-    assert len(rows(outbox_file(tmp_path))) == 1
+    assert len(outbox_rows(outbox_file(tmp_path))) == 1
 
 
 def test_event_already_delivered_is_recognised(
@@ -159,20 +142,20 @@ def test_event_that_is_a_dead_letter_is_not_queued_again(run_cli: RunCli, tmp_pa
     again = queue(run_cli)
     assert again.code == 67, again
     assert "dead letter" in again.stderr and "ievents outbox retry 1" in again.stderr
-    assert [r.state for r in rows(outbox_file(tmp_path))] == [State.DEAD]
+    assert [r.state for r in outbox_rows(outbox_file(tmp_path))] == [State.DEAD]
 
 
 def test_outbox_option_wins_and_dotenv_is_read(run_cli: RunCli, tmp_path: Path) -> None:
     chosen = tmp_path / "chosen" / "o.sqlite3"
     assert queue(run_cli, "--outbox", str(chosen)).code == 0
-    assert len(rows(chosen)) == 1
+    assert len(outbox_rows(chosen)) == 1
     assert not outbox_file(tmp_path).exists()
     workdir = tmp_path / "work"
     from_dotenv = tmp_path / "dotenv.sqlite3"
     (workdir / ".env").write_text(f"IEVENTS_OUTBOX={from_dotenv}\n")
     result = run_cli("send", "x", "--user-id", "2", "--queue", env={"IEVENTS_OUTBOX": None})
     assert result.code == 0, result
-    assert len(rows(from_dotenv)) == 1
+    assert len(outbox_rows(from_dotenv)) == 1
 
 
 def test_default_outbox_is_private_under_xdg_state(run_cli: RunCli, tmp_path: Path) -> None:
@@ -224,7 +207,7 @@ def test_queue_on_failure_keeps_a_temporary_failure(
     assert body["ok"] is True and body["delivered"] is False and body["queued"] is True
     assert body["status"] == 503 and body["attempts"] == 2
     assert body["error"]["code"] == "http_503"
-    (row,) = rows(outbox_file(tmp_path))
+    (row,) = outbox_rows(outbox_file(tmp_path))
     assert row.id == body["outbox_id"] and row.payload == body["event"]
     assert row.state is State.PENDING and row.attempts == 1 and row.last_status == 503
     assert row.next_attempt_at > time.time()  # not hammered again at once
@@ -242,7 +225,7 @@ def test_queue_on_failure_says_queued_not_delivered(
     result = run_cli("send", "x", "--user-id", "1", "--queue-on-failure", "--retries", "0")
     assert result.code == 0, result
     assert "queued, NOT delivered" in result.stdout
-    assert len(rows(outbox_file(tmp_path))) == 1
+    assert len(outbox_rows(outbox_file(tmp_path))) == 1
 
 
 def test_queue_on_failure_does_not_queue_permanent_failures(
@@ -289,7 +272,7 @@ def test_corrupt_outbox_is_a_clear_error_and_left_alone(run_cli: RunCli, tmp_pat
 
 def test_locked_outbox_is_a_clear_error_and_left_intact(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 2)
+    seed_outbox(path, 2)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
@@ -304,7 +287,7 @@ def test_locked_outbox_is_a_clear_error_and_left_intact(run_cli: RunCli, tmp_pat
         assert outcome.code == 78, outcome
         assert "locked" in outcome.stderr and str(path) in outcome.stderr
         assert "Traceback" not in outcome.stderr
-    assert [r.state for r in rows(path)] == [State.PENDING, State.PENDING]
+    assert [r.state for r in outbox_rows(path)] == [State.PENDING, State.PENDING]
 
 
 # -- outbox status ------------------------------------------------------------------------------
@@ -321,7 +304,7 @@ def test_status_of_a_missing_outbox_creates_nothing(run_cli: RunCli, tmp_path: P
 
 def test_status_counts_and_heartbeat(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 3)
+    seed_outbox(path, 3)
     before = run_cli("outbox", "status", "--json").json()
     assert before["pending"] == 3 and before["last_flush_at"] is None
     assert before["oldest_pending_age_s"] >= 0 and before["schema_version"] == 4
@@ -342,9 +325,9 @@ def test_status_counts_and_heartbeat(run_cli: RunCli, fake: FakeIntercom, tmp_pa
 
 def test_list_pending_and_dead(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 2, name="old")
+    seed_outbox(path, 2, name="old")
     make_dead(path)
-    seed(path, 3, name="new")
+    seed_outbox(path, 3, name="new")
     everything = run_cli("outbox", "list", "--json").json_lines()
     assert [line["state"] for line in everything] == ["dead"] * 2 + ["pending"] * 3
     dead = run_cli("outbox", "list", "--dead", "--json").json_lines()
@@ -363,33 +346,13 @@ def test_list_pending_and_dead(run_cli: RunCli, tmp_path: Path) -> None:
 
 
 def test_list_draws_a_table_on_a_terminal(tmp_path: Path, fake: FakeIntercom) -> None:
-    pty = pytest.importorskip("pty")
-    seed(outbox_file(tmp_path), 2)
+    pytest.importorskip("pty")
+    seed_outbox(outbox_file(tmp_path), 2)
     env = base_env(tmp_path, fake.url)
     env.update({"COLUMNS": "160", "TERM": "xterm"})
-    leader, follower = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "intercom_events_cli", "outbox", "list"],
-            stdout=follower,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=tmp_path,
-        )
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        assert process.wait(timeout=60) == 0
-    finally:
-        os.close(leader)
-    screen = b"".join(chunks).decode("utf-8", "replace")
+    ran = run_on_terminal(["outbox", "list"], env=env, cwd=tmp_path, stderr_on_terminal=False)
+    assert ran.code == 0
+    screen = ran.screen
     assert "captured" in screen and "signed-up" in screen
     assert "\t" not in screen  # a table, not the tab-separated form
     assert TOKEN not in screen
@@ -397,9 +360,9 @@ def test_list_draws_a_table_on_a_terminal(tmp_path: Path, fake: FakeIntercom) ->
 
 def test_export_is_replayable_ndjson(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    events = seed(path, 2)
+    events = seed_outbox(path, 2)
     make_dead(path)
-    pending = seed(path, 1, name="later")
+    pending = seed_outbox(path, 1, name="later")
     dead_export = run_cli("outbox", "export", "--dead")
     assert dead_export.code == 0, dead_export
     lines = dead_export.stdout.splitlines()
@@ -414,12 +377,12 @@ def test_export_is_replayable_ndjson(run_cli: RunCli, tmp_path: Path) -> None:
 
 def test_retry_moves_dead_letters_back(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 3)
+    seed_outbox(path, 3)
     make_dead(path)
     one = run_cli("outbox", "retry", "2")
     assert one.code == 0, one
     assert "1 dead letter back to pending" in one.stdout
-    assert [r.state for r in rows(path)] == [State.DEAD, State.PENDING, State.DEAD]
+    assert [r.state for r in outbox_rows(path)] == [State.DEAD, State.PENDING, State.DEAD]
     wrong = run_cli("outbox", "retry", "2", "99", "--json")
     assert wrong.code == 2
     assert wrong.json() == {"ok": False, "exit_code": 2, "retried": [], "not_dead": [2, 99]}
@@ -434,20 +397,20 @@ def test_retry_moves_dead_letters_back(run_cli: RunCli, fake: FakeIntercom, tmp_
 
 def test_purge_needs_yes_without_a_terminal(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 2)
+    seed_outbox(path, 2)
     make_dead(path)
     refused = run_cli("outbox", "purge", "--dead", input="")
     assert refused.code == 2, refused
     assert "--yes" in refused.stderr
-    assert len(rows(path)) == 2
+    assert len(outbox_rows(path)) == 2
     done = run_cli("outbox", "purge", "--dead", "--yes", "--json", input="")
     assert done.code == 0 and done.json()["purged"] == 2
-    assert rows(path) == []
+    assert outbox_rows(path) == []
 
 
 def test_purge_delivered_older_than(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
-    seed(path, 3)
+    seed_outbox(path, 3)
     now = time.time()
     with Outbox.open(path) as store:
         claimed = store.claim("t", 10)
@@ -458,7 +421,7 @@ def test_purge_delivered_older_than(run_cli: RunCli, tmp_path: Path) -> None:
     result = run_cli("outbox", "purge", "--delivered", "--older-than", "30d", "--yes")
     assert result.code == 0, result
     assert "purged 1 delivered event" in result.stdout
-    assert len(rows(path)) == 2
+    assert len(outbox_rows(path)) == 2
     assert run_cli("outbox", "purge", "--delivered", "--older-than", "soon", "--yes").code == 2
     assert run_cli("outbox", "purge", "--yes").code == 2
     assert run_cli("outbox", "purge", "--dead", "--pending", "--yes").code == 2
@@ -467,13 +430,13 @@ def test_purge_delivered_older_than(run_cli: RunCli, tmp_path: Path) -> None:
 def test_purge_asks_on_a_terminal(tmp_path: Path, fake: FakeIntercom) -> None:
     pty = pytest.importorskip("pty")
     path = outbox_file(tmp_path)
-    seed(path, 2)
+    seed_outbox(path, 2)
     env = base_env(tmp_path, fake.url)
 
     def purge_answering(answer: bytes) -> tuple[int, str]:
         leader, follower = pty.openpty()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "intercom_events_cli", "outbox", "purge", "--pending"],
+        process = launch(
+            ["outbox", "purge", "--pending"],
             stdin=follower,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -482,16 +445,16 @@ def test_purge_asks_on_a_terminal(tmp_path: Path, fake: FakeIntercom) -> None:
         )
         os.close(follower)
         os.write(leader, answer)
-        out, err = process.communicate(timeout=60)
+        code, _, err = finish(process)
         os.close(leader)
-        return process.returncode, err.decode()
+        return code, err
 
     code, question = purge_answering(b"n\n")
     assert code == 0 and "never delivered" in question
-    assert len(rows(path)) == 2
+    assert len(outbox_rows(path)) == 2
     code, _ = purge_answering(b"y\n")
     assert code == 0
-    assert rows(path) == []
+    assert outbox_rows(path) == []
 
 
 def test_queue_on_failure_with_an_unusable_outbox_says_the_event_is_lost(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from conftest import TOKEN
 from fake_intercom import FakeIntercom
+from helpers import wait_for
 
 from intercom_events_cli.client import EventsClient
 from intercom_events_cli.config import Settings
@@ -282,10 +283,11 @@ def test_close_wakes_waiting_threads_and_refuses_more() -> None:
     threads = [threading.Thread(target=wait) for _ in range(4)]
     for thread in threads:
         thread.start()
-    time.sleep(0.1)
+    # All four inside acquire(): close() must wake them, not merely refuse newcomers.
+    wait_for(lambda: pacer._waiting == 4, what="four threads waiting in acquire()")
     pacer.close()
     for thread in threads:
-        thread.join(timeout=5)
+        thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
     assert len(failures) == 4
     with pytest.raises(PacerClosed):
@@ -306,10 +308,12 @@ def test_an_answer_wakes_threads_waiting_for_budget() -> None:
 
     thread = threading.Thread(target=second)
     thread.start()
-    assert not woke.wait(0.2)  # blocked: the request in flight may use the last one
+    # Blocked, waiting for an answer: the request in flight may use the last one.
+    wait_for(lambda: pacer._answer_waiters == 1, what="the thread waiting for an answer")
+    assert not woke.is_set()
     # Answered, and it turns out the window has room left after all.
     pacer.observe(202, limits(3, reset))
-    assert woke.wait(5)
+    assert woke.wait(60)
     thread.join()
 
 

@@ -9,19 +9,22 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from conftest import base_env
 from fake_intercom import FakeIntercom, Reply
+from helpers import launch, numbered_ndjson, run_process, wait_for
 
 EVENTS = 5000
 CAPTURERS = 5
 FLUSH_CONCURRENCY = 8
 CREATED = 1_700_000_000
+
+
+def load(start: int, count: int) -> bytes:
+    return numbered_ndjson(count, start=start, name="load").encode()
 
 
 class FaultyIntercom(FakeIntercom):
@@ -42,17 +45,6 @@ class FaultyIntercom(FakeIntercom):
         return super()._take_reply(method, path)
 
 
-def ndjson(start: int, count: int) -> bytes:
-    return "".join(
-        json.dumps({"event_name": "load", "user_id": f"u{n}", "created_at": CREATED + n}) + "\n"
-        for n in range(start, start + count)
-    ).encode()
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "intercom_events_cli", *args]
-
-
 @pytest.mark.long(seconds=16)
 def test_four_flushers_share_the_work_and_survive_a_kill_9(pg_uri: str, tmp_path: Path) -> None:
     from conftest import TOKEN
@@ -63,15 +55,16 @@ def test_four_flushers_share_the_work_and_survive_a_kill_9(pg_uri: str, tmp_path
         # Capture from several processes at once; the last one repeats the first's lines.
         size = EVENTS // CAPTURERS
         capturers = [
-            subprocess.Popen(
-                cli("batch", "-", "--queue", "-q"),
+            launch(
+                ["batch", "-", "--queue", "-q"],
                 stdin=subprocess.PIPE,
                 env=env,
+                cwd=tmp_path,
                 stderr=subprocess.PIPE,
             )
             for _ in range(CAPTURERS + 1)
         ]
-        feeds = [ndjson(i * size, size) for i in range(CAPTURERS)] + [ndjson(0, size)]
+        feeds = [load(i * size, size) for i in range(CAPTURERS)] + [load(0, size)]
         for process, feed in zip(capturers, feeds, strict=True):
             assert process.stdin is not None
             process.stdin.write(feed)
@@ -85,40 +78,27 @@ def test_four_flushers_share_the_work_and_survive_a_kill_9(pg_uri: str, tmp_path
             if number >= 2:
                 flush_env["IEVENTS_OWNER_HOST"] = "another-host"
             flushers.append(
-                subprocess.Popen(
-                    cli("flush", "-q", "-c", str(FLUSH_CONCURRENCY), "--retries", "6"),
+                launch(
+                    ["flush", "-q", "-c", str(FLUSH_CONCURRENCY), "--retries", "6"],
                     env=flush_env,
+                    cwd=tmp_path,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                 )
             )
-        deadline = time.monotonic() + 60
-        while len(fake.stored_events()) < 1000 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: len(fake.stored_events()) >= 1000, timeout=120, what="1000 deliveries")
         victim = flushers[0]
         os.kill(victim.pid, signal.SIGKILL)
-        assert victim.wait(timeout=10) == -signal.SIGKILL
+        assert victim.wait(timeout=60) == -signal.SIGKILL
         for process in flushers[1:]:
             process.wait(timeout=180)
         # Rows that failed past the retries wait for their next attempt: flush them now.
         for _ in range(5):
-            done = subprocess.run(
-                cli("flush", "--now", "--json"),
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=180,
-            )
+            done = run_process(["flush", "--now", "--json"], env=env, cwd=tmp_path, timeout=180)
             if json.loads(done.stdout)["remaining"]["pending"] == 0:
                 break
         status = json.loads(
-            subprocess.run(
-                cli("outbox", "status", "--json"),
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            ).stdout
+            run_process(["outbox", "status", "--json"], env=env, cwd=tmp_path, timeout=60).stdout
         )
         accepted = fake.stored_events()
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import REPO_ROOT, RunCli, base_env
 from fake_intercom import FakeIntercom, Reply
+from helpers import run_process
 from pg_server import APP_PASSWORD, APP_USER, free_port
 
 psycopg = pytest.importorskip("psycopg")
@@ -104,16 +105,10 @@ def test_without_psycopg_a_uri_is_one_line_naming_the_extra(tmp_path: Any) -> No
 def test_sqlite_path_never_imports_psycopg_or_prometheus(tmp_path: Any, fake: FakeIntercom) -> None:
     env = base_env(tmp_path, fake.url)
     for args in (["send", "e", "--user-id", "1", "--queue"], ["flush"], ["outbox", "status"]):
-        done = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "intercom_events_cli", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            cwd=REPO_ROOT,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+        done = run_process(args, env=env, cwd=REPO_ROOT, python_flags=("-X", "importtime"))
+        stderr = done.stderr.decode()
+        assert done.returncode == 0, stderr[-2000:]
+        imported = {line.split("|")[-1].strip() for line in stderr.splitlines()}
         assert "psycopg" not in imported and "prometheus_client" not in imported
         assert "intercom_events_cli.outbox.pg_outbox" not in imported
 

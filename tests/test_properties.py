@@ -28,7 +28,7 @@ from intercom_events_cli.event import (
 )
 
 NOW = 1_700_000_000.5
-# Every test sets deadline=None: no test asserts on speed, and CI machines vary.
+# No per-example deadline: the "ievents" profile (conftest.py) drops it for every test.
 
 
 def clock() -> float:
@@ -107,7 +107,7 @@ def assert_sendable(event: Event) -> None:
     assert len(event.dedup_key()) == 64
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(time_values)
 @example(10**400)
 @example("9" * 400)
@@ -124,7 +124,6 @@ def test_parse_timestamp_returns_seconds_or_raises_validation_error(value: Any) 
     assert 0 <= seconds <= MAX_TIMESTAMP
 
 
-@settings(deadline=None)
 @given(
     st.datetimes(
         min_value=datetime(1971, 1, 1),
@@ -144,7 +143,6 @@ def test_iso8601_with_an_offset_means_that_instant(moment: datetime) -> None:
     assert parse_timestamp(compact, field_name="t", clock=clock) == int(moment.timestamp())
 
 
-@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=MAX_TIMESTAMP))
 def test_unix_seconds_and_milliseconds_agree(seconds: int) -> None:
     parsed = parse_timestamp(str(seconds), field_name="t", clock=clock)
@@ -156,7 +154,7 @@ def test_unix_seconds_and_milliseconds_agree(seconds: int) -> None:
         assert parse_timestamp(seconds * 1000 + 999, field_name="t", clock=clock) == seconds
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(
     any_text
     | st.builds(lambda k, v: f"{k}={v}", any_text, any_text)
@@ -174,7 +172,6 @@ def test_parse_metadata_option_returns_a_pair_or_raises_validation_error(option:
     assert "=" in option
 
 
-@settings(deadline=None)
 @given(any_text | json_values.map(json.dumps))
 def test_parse_metadata_json_returns_an_object_or_raises_validation_error(text: str) -> None:
     try:
@@ -184,7 +181,7 @@ def test_parse_metadata_json_returns_an_object_or_raises_validation_error(text: 
     assert isinstance(value, dict)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(metadata_objects | json_values)
 def test_validate_metadata_returns_intercom_types_or_raises_validation_error(
     metadata: Any,
@@ -224,7 +221,7 @@ records = plausible_records | st.dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(records | json_values)
 def test_event_from_record_returns_an_event_or_raises_validation_error(record: Any) -> None:
     try:

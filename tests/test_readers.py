@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ndjson_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,13 +36,6 @@ NOW = 1_700_000_000.0
 
 def clock() -> float:
     return NOW
-
-
-def ndjson(*lines: Any) -> bytes:
-    """NDJSON bytes: dicts are dumped, strings are taken as they are."""
-    return "".join(
-        (json.dumps(line) if not isinstance(line, str) else line) + "\n" for line in lines
-    ).encode()
 
 
 def read(data: bytes, format: str = "ndjson") -> list[Record]:
@@ -100,7 +94,7 @@ def test_an_unknown_format_is_a_usage_error() -> None:
 
 
 def test_ndjson_records_become_events_with_physical_line_numbers() -> None:
-    data = ndjson(SIGNUP, "", "   ", {**SIGNUP, "user_id": "43"})
+    data = ndjson_bytes(SIGNUP, "", "   ", {**SIGNUP, "user_id": "43"})
     records = read(data)
     assert [r.line for r in records] == [1, 4]
     assert all(r.ok and r.error is None for r in records)
@@ -117,14 +111,14 @@ def test_ndjson_last_line_without_newline_and_crlf_endings_are_read() -> None:
 
 
 def test_a_missing_created_at_is_stamped_once_from_the_clock() -> None:
-    records = read(ndjson({"event_name": "x", "email": "a@example.org"}))
+    records = read(ndjson_bytes({"event_name": "x", "email": "a@example.org"}))
     assert records[0].event is not None
     assert records[0].event.created_at == int(NOW)
     assert "created_at" not in records[0].original
 
 
 def test_invalid_json_is_reported_with_its_line_and_the_others_still_read() -> None:
-    data = ndjson(SIGNUP, '{"event_name": "x", "user_id": 1', SIGNUP)
+    data = ndjson_bytes(SIGNUP, '{"event_name": "x", "user_id": 1', SIGNUP)
     records = read(data)
     assert [r.ok for r in records] == [True, False, True]
     bad = records[1]
@@ -139,7 +133,7 @@ def test_invalid_json_is_reported_with_its_line_and_the_others_still_read() -> N
 
 @pytest.mark.parametrize("line", ["[1, 2]", "42", '"text"', "null", "true"])
 def test_a_json_value_that_is_not_an_object_is_invalid_and_kept_as_text(line: str) -> None:
-    records = read(ndjson(line))
+    records = read(ndjson_bytes(line))
     assert records[0].original == line
     assert records[0].error is not None
     assert "must be a JSON object" in records[0].error.message
@@ -148,13 +142,13 @@ def test_a_json_value_that_is_not_an_object_is_invalid_and_kept_as_text(line: st
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_not_json(constant: str) -> None:
     line = '{"event_name": "x", "user_id": "1", "metadata": {"v": CONSTANT}}'
-    records = read(ndjson(line.replace("CONSTANT", constant)))
+    records = read(ndjson_bytes(line.replace("CONSTANT", constant)))
     assert records[0].error is not None
     assert records[0].error.message == f"not valid JSON: {constant} is not allowed"
 
 
 def test_unknown_keys_are_refused_naming_the_key_and_underscore_keys_ignored() -> None:
-    data = ndjson(
+    data = ndjson_bytes(
         {"event_name": "x", "usr_id": "42", "email": "a@example.org"},
         {**SIGNUP, "_line": 9, "_error": "old", "_note": {"any": "thing"}},
     )
@@ -166,7 +160,7 @@ def test_unknown_keys_are_refused_naming_the_key_and_underscore_keys_ignored() -
 
 
 def test_metadata_dates_are_converted_and_rules_applied() -> None:
-    data = ndjson(
+    data = ndjson_bytes(
         {**SIGNUP, "metadata": {"trial_end_date": "2024-01-31T00:00:00Z", "seats": 3}},
         {**SIGNUP, "metadata": {"tags": ["a", "b"]}},
         {**SIGNUP, "metadata": {f"k{i}": i for i in range(11)}},
@@ -188,12 +182,14 @@ def test_metadata_dates_are_converted_and_rules_applied() -> None:
 
 
 def test_a_utf8_bom_is_skipped() -> None:
-    records = read(b"\xef\xbb\xbf" + ndjson(SIGNUP))
+    records = read(b"\xef\xbb\xbf" + ndjson_bytes(SIGNUP))
     assert records[0].ok
 
 
 def test_invalid_utf8_is_a_record_error_naming_the_byte() -> None:
-    data = ndjson(SIGNUP) + b'{"event_name": "caf\xe9", "user_id": "1"}\n' + ndjson(SIGNUP)
+    data = (
+        ndjson_bytes(SIGNUP) + b'{"event_name": "caf\xe9", "user_id": "1"}\n' + ndjson_bytes(SIGNUP)
+    )
     records = read(data)
     assert [r.ok for r in records] == [True, False, True]
     assert records[1].error is not None
@@ -203,7 +199,7 @@ def test_invalid_utf8_is_a_record_error_naming_the_byte() -> None:
 
 
 def test_json_escapes_for_lone_surrogates_are_refused() -> None:
-    records = read(ndjson('{"event_name": "x\\ud800", "user_id": "1"}'))
+    records = read(ndjson_bytes('{"event_name": "x\\ud800", "user_id": "1"}'))
     assert records[0].error is not None
     assert "not valid UTF-8" in records[0].error.message
 
@@ -213,7 +209,7 @@ def test_an_overlong_line_is_invalid_and_skipped_without_losing_the_next(
 ) -> None:
     monkeypatch.setattr(input_records, "MAX_LINE_BYTES", 100)
     long_line = json.dumps({**SIGNUP, "metadata": {"text": "x" * 500}})
-    records = read(ndjson(SIGNUP, long_line, SIGNUP))
+    records = read(ndjson_bytes(SIGNUP, long_line, SIGNUP))
     assert [r.line for r in records] == [1, 2, 3]
     assert [r.ok for r in records] == [True, False, True]
     assert records[1].error is not None
@@ -223,7 +219,7 @@ def test_an_overlong_line_is_invalid_and_skipped_without_losing_the_next(
 
 
 def test_deeply_nested_json_is_a_record_error() -> None:
-    records = read(ndjson("[" * 100_000 + "]" * 100_000))
+    records = read(ndjson_bytes("[" * 100_000 + "]" * 100_000))
     assert records[0].error is not None
     assert records[0].error.message.startswith("not valid JSON")
 
@@ -232,14 +228,14 @@ def test_deeply_nested_json_is_a_record_error() -> None:
 
 
 def test_gzip_is_decompressed_from_a_stream_by_its_magic_bytes() -> None:
-    records = read(gzip.compress(ndjson(SIGNUP, {**SIGNUP, "user_id": "2"})))
+    records = read(gzip.compress(ndjson_bytes(SIGNUP, {**SIGNUP, "user_id": "2"})))
     assert [(r.line, r.ok) for r in records] == [(1, True), (2, True)]
 
 
 def test_gzip_files_are_read_by_name_and_when_misnamed(tmp_path: Path) -> None:
     for name in ("events.ndjson.gz", "events.ndjson"):
         path = tmp_path / name
-        path.write_bytes(gzip.compress(ndjson(SIGNUP, "oops")))
+        path.write_bytes(gzip.compress(ndjson_bytes(SIGNUP, "oops")))
         with open_input(str(path)) as source:
             assert [r.ok for r in source.records(clock=clock)] == [True, False]
 
@@ -253,7 +249,7 @@ def test_a_gz_name_on_plain_data_is_read_as_it_is(tmp_path: Path) -> None:
 
 
 def test_truncated_gzip_raises_input_error_after_the_good_records() -> None:
-    data = gzip.compress(ndjson(*([SIGNUP] * 2000)))
+    data = gzip.compress(ndjson_bytes(*([SIGNUP] * 2000)))
     records = read_records(io.BytesIO(data[: len(data) // 2]), "ndjson", clock=clock)
     good = 0
     with pytest.raises(InputError) as caught:
@@ -459,7 +455,7 @@ def test_csv_gzip_file(tmp_path: Path) -> None:
 
 def test_open_input_reports_size_and_position(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    data = ndjson(*([SIGNUP] * 100))
+    data = ndjson_bytes(*([SIGNUP] * 100))
     path.write_bytes(data)
     with open_input(str(path)) as source:
         assert source.size == len(data)
@@ -479,7 +475,7 @@ def test_open_input_refuses_a_missing_file_or_a_directory(tmp_path: Path) -> Non
 def test_standard_input_defaults_to_ndjson_and_may_be_gzip(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stdin = io.TextIOWrapper(io.BytesIO(gzip.compress(ndjson(SIGNUP))))
+    stdin = io.TextIOWrapper(io.BytesIO(gzip.compress(ndjson_bytes(SIGNUP))))
     monkeypatch.setattr(sys, "stdin", stdin)
     source = open_input("-")
     assert (source.name, source.format, source.size) == ("<stdin>", "ndjson", None)
@@ -506,7 +502,7 @@ def test_standard_input_through_a_real_pipe() -> None:
 class EndlessNdjson(io.RawIOBase):
     """An endless stream of valid records that counts the bytes handed out."""
 
-    line = ndjson(SIGNUP)
+    line = ndjson_bytes(SIGNUP)
 
     def __init__(self) -> None:
         self.handed_out = 0
@@ -673,7 +669,7 @@ def test_rejects_file_is_private_and_holds_the_record_its_line_and_the_error(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "rejects.ndjson"
-    data = ndjson(SIGNUP, {"event_name": "x", "usr_id": "1"}, "{not json", "[1]")
+    data = ndjson_bytes(SIGNUP, {"event_name": "x", "usr_id": "1"}, "{not json", "[1]")
     with RejectsWriter(path) as rejects:
         for record in read(data):
             if not record.ok:
@@ -766,7 +762,7 @@ def test_rejects_from_many_threads_stay_whole_lines(tmp_path: Path) -> None:
 
 
 def test_a_fixed_ndjson_rejects_file_replays(tmp_path: Path) -> None:
-    source = ndjson(
+    source = ndjson_bytes(
         SIGNUP,
         {"event_name": "x", "usr_id": "1"},
         {"event_name": "y", "user_id": "2", "metadata": {"tags": ["a"]}},
@@ -815,6 +811,6 @@ def test_csv_rejects_are_ndjson_and_replay_once_fixed(tmp_path: Path) -> None:
         "_error": entry["_error"],
     }
     entry["created_at"] = "2024-01-31T00:00:00Z"
-    records = read(ndjson(entry))
+    records = read(ndjson_bytes(entry))
     assert records[0].event is not None
     assert (records[0].event.event_name, records[0].event.created_at) == ("y", 1706659200)

@@ -6,7 +6,7 @@ import math
 from email.utils import formatdate
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from intercom_events_cli.outcome import is_retryable
@@ -248,7 +248,6 @@ header_values = st.text(max_size=40) | st.sampled_from(
 )
 
 
-@settings(deadline=None)
 @given(
     attempt=st.integers(min_value=1, max_value=100_000),
     max_retries=st.integers(min_value=0, max_value=100_000),

@@ -7,12 +7,8 @@ rules, hints, configuration sources, and the token never reaching any output (th
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -21,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TOKEN, CliResult, RunCli, assert_no_token, base_env
+from conftest import TOKEN, CliResult, RunCli, StartCli, assert_no_token, base_env
 from fake_intercom import FakeIntercom, Reply, api_error
+from helpers import run_on_terminal, wait_for
 
 from intercom_events_cli import __version__
 
@@ -573,22 +570,22 @@ def test_plain_http_on_loopback_is_allowed(run_cli: RunCli, fake: FakeIntercom) 
 
 
 @pytest.mark.parametrize("extra", [(), ("--queue-on-failure", "--json")])
-def test_ctrl_c_exits_130(tmp_path: Path, fake: FakeIntercom, extra: tuple[str, ...]) -> None:
-    fake.script(Reply(delay=10))
-    (tmp_path / "work").mkdir(exist_ok=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "intercom_events_cli", "send", "e", "--user-id", "1"]
-        + ["--created-at", "1700000000", *extra],
+def test_ctrl_c_exits_130(fake: FakeIntercom, start_cli: StartCli, extra: tuple[str, ...]) -> None:
+    fake.script(Reply(delay=120))  # no answer before the signal; the fake's stop ends it
+    process = start_cli(
+        "send",
+        "e",
+        "--user-id",
+        "1",
+        "--created-at",
+        "1700000000",
+        *extra,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=base_env(tmp_path, fake.url),
-        cwd=tmp_path / "work",
     )
-    deadline = time.monotonic() + 20
-    while not fake.posts() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(fake.posts, what="the request at the server")
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=20)
+    stdout, stderr = process.communicate(timeout=60)
 
     assert process.returncode == 130, stderr
     assert b"interrupted before Intercom answered" in stderr
@@ -949,38 +946,8 @@ def run_in_terminal(
     """Run the CLI with stdout and stderr on a pseudo-terminal; return (code, output)."""
     (tmp_path / "work").mkdir(exist_ok=True)
     full_env = {**base_env(tmp_path, fake.url), "TERM": "xterm-256color", **(env or {})}
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "intercom_events_cli", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=terminal,
-        stderr=terminal,
-        env=full_env,
-        cwd=tmp_path / "work",
-    )
-    os.close(terminal)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([controller], [], [], 0.5)
-        if not ready:
-            if process.poll() is not None:
-                break
-            continue
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError as exc:  # EIO: the terminal closed with the process
-            if exc.errno != errno.EIO:
-                raise
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(controller)
-    code = process.wait(timeout=30)
-    output = b"".join(chunks).decode("utf-8", "replace")
-    assert_no_token(output)
-    return code, output
+    ran = run_on_terminal(args, env=full_env, cwd=tmp_path / "work")
+    return ran.code, ran.screen
 
 
 def test_colour_on_a_terminal(tmp_path: Path, fake: FakeIntercom) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import RunCli, base_env
 from fake_intercom import FakeIntercom, Reply
-from test_batch_progress import run_on_a_terminal
+from helpers import run_on_terminal
 
 EMAIL = "ada.lovelace@example.org"
 
@@ -22,7 +22,8 @@ def test_outbox_table_at_80_columns(run_cli: RunCli, fake: FakeIntercom, tmp_pat
 
     env = {**base_env(tmp_path, fake.url), "TERM": "xterm", "COLUMNS": "80"}
     for which in ("--delivered", "--pending"):
-        code, screen = run_on_a_terminal(["outbox", "list", which], env, tmp_path / "work")
+        ran = run_on_terminal(["outbox", "list", which], env=env, cwd=tmp_path / "work")
+        code, screen = ran.code, ran.screen
         assert code == 0, screen
         lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line) for line in screen.splitlines()]
         assert all(len(line) <= 80 for line in lines), "\n".join(lines)
