@@ -68,7 +68,10 @@ def test_a_missing_privilege_names_the_docs_page_that_says_what_to_grant(
     uri = pg_uri.replace("ievents_test@", f"{APP_USER}:{APP_PASSWORD}@")
     result = run_cli("send", "e", "--user-id", "1", "--queue", env={"IEVENTS_OUTBOX": uri})
     assert result.code == 78, result
-    assert "permission denied" in result.stderr
+    # It names what is missing and the statement that grants it (since outbox-pg), not
+    # only "permission denied".
+    assert f"the role {APP_USER} lacks INSERT" in result.stderr, result.stderr
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE" in result.stderr, result.stderr
     assert "README" not in result.stderr
     assert "docs/operations/postgresql.md" in result.stderr
     assert "Privileges" in result.stderr

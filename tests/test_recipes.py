@@ -257,7 +257,7 @@ def test_kubernetes_manifests_match_the_schema() -> None:
     )
     yaml = pytest.importorskip("yaml")
     manifests = [doc for block in texts(KUBERNETES, "yaml") for doc in yaml.safe_load_all(block)]
-    assert {m["kind"] for m in manifests} == {"Deployment", "CronJob"}
+    assert {m["kind"] for m in manifests} == {"Deployment", "CronJob", "NetworkPolicy"}
     for manifest in manifests:
         validate.validate(manifest, validate.latest_version(), strict=True)
 
