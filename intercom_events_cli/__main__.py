@@ -59,9 +59,27 @@ def run() -> None:
             early_signals.settle()
     except KeyboardInterrupt:
         code = _interrupted(argv)
+    except Exception as exc:
+        if not _from_interrupt(exc):
+            raise
+        code = _interrupted(argv)
     if code == INTERRUPTED:
         _exit_interrupted()
     sys.exit(code)
+
+
+def _from_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` wraps a KeyboardInterrupt: Python 3.11 turns one raised while a
+    class is made (a dataclass field's ``__set_name__``, as a module is imported) into
+    ``RuntimeError("Error calling __set_name__ ...")``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _exit_interrupted() -> None:

@@ -169,3 +169,31 @@ def test_every_moment_answers_a_signal_the_same_way(
         check_outcome(args, code, stdout, stderr)
         outcomes.append(code)
     assert set(outcomes) <= {0, 130}
+
+
+def test_an_interrupt_wrapped_by_class_creation_is_an_interrupt(child_env: dict[str, str]) -> None:
+    """Before: a signal landing in a dataclass field's ``__set_name__`` while a command's
+    module was imported became ``RuntimeError`` on Python 3.11 and printed a traceback
+    (seen by the test above, now and then). Made certain here: the import raises it."""
+    script = (
+        "import sys\n"
+        "import intercom_events_cli.cli as cli\n"
+        "from intercom_events_cli import __main__ as entry\n"
+        "def main(argv):\n"
+        "    try:\n"
+        "        raise KeyboardInterrupt\n"
+        "    except KeyboardInterrupt as exc:\n"
+        "        raise RuntimeError(\"Error calling __set_name__ on 'Field'\") from exc\n"
+        "cli.main = main\n"
+        "sys.argv = ['ievents', *sys.argv[1:]]\n"
+        "entry.run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *SEND],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    check_outcome(SEND, done.returncode, done.stdout, done.stderr)
+    assert (done.returncode, done.stderr) == (130, "ievents: error: interrupted\n")

@@ -65,7 +65,7 @@ def test_now_and_a_missing_created_at_are_resolved_at_each_enqueue(
 ) -> None:
     """Before version 2, "now" was stored as is and every call made the same row."""
     env = {"IEVENTS_OUTBOX": pg_uri}
-    assert run_cli("outbox", "status", env=env).code == 0
+    assert run_cli("flush", env=env).code == 0  # the schema, made by its owner
     grant_enqueue(pg_uri)
     now_event = {"event_name": "ping", "user_id": "7", "created_at": "now"}
     ids: dict[int, int] = {}  # created_at as stored -> the id enqueue returned
@@ -93,7 +93,7 @@ def test_now_and_a_missing_created_at_are_resolved_at_each_enqueue(
 def test_enqueue_refuses_an_event_over_64_kib_naming_the_limit(
     run_cli: RunCli, pg_uri: str
 ) -> None:
-    assert run_cli("outbox", "status", env={"IEVENTS_OUTBOX": pg_uri}).code == 0
+    assert run_cli("flush", env={"IEVENTS_OUTBOX": pg_uri}).code == 0  # the schema, by its owner
     grant_enqueue(pg_uri)
     small = {"event_name": "e", "user_id": "1", "metadata": {"note": "x" * 1000}}
     huge = {"event_name": "e", "user_id": "1", "metadata": {"note": "x" * MAX_EVENT_BYTES}}

@@ -257,3 +257,25 @@ def test_enqueued_duplicate_of_a_captured_event_is_sent_once(
     assert len(fake.events_posted()) == 1
     status = run_cli("outbox", "status", "--json", env=env).json()
     assert (status["delivered"], status["pending"], status["dead"]) == (1, 0, 0)
+
+
+def test_now_is_the_database_clock_from_the_start_on_a_host_whose_clock_is_off(
+    pg_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a store just opened answered now() by this host's clock (300 s off here)
+    until its first write measured the database's."""
+    import time
+    import types
+
+    from intercom_events_cli.outbox import pg_outbox
+    from intercom_events_cli.outbox.store import open_store
+
+    ahead = types.SimpleNamespace(time=lambda: time.time() + 300, monotonic=time.monotonic)
+    monkeypatch.setattr(pg_outbox, "time", ahead)  # this host's clock, as the store sees it
+    started = time.monotonic()
+    with open_store(pg_uri, {}) as store:
+        reading = store.now()
+        [(database_now,)] = sql(pg_uri, "SELECT extract(epoch FROM clock_timestamp())::float8")
+    # The error of a clock measured over a round trip is bounded by the calls' duration.
+    slack = time.monotonic() - started
+    assert abs(database_now - reading) <= slack, (database_now, reading)

@@ -66,7 +66,8 @@ def relay(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[[str], subpro
 
 
 def schema_made_by_the_owner(run_cli: RunCli, pg_uri: str) -> None:
-    assert run_cli("outbox", "status", env={"IEVENTS_OUTBOX": pg_uri}).code == 0
+    # A command that writes: a read-only one (outbox status) creates no outbox.
+    assert run_cli("flush", env={"IEVENTS_OUTBOX": pg_uri}).code == 0
 
 
 # -- privileges (finding 5) -------------------------------------------------------------------
@@ -124,7 +125,10 @@ def test_a_role_that_cannot_create_the_schema_is_told_which_grant(
 ) -> None:
     database = pg_uri.rsplit("/", 1)[1]
     sql(pg_uri, f"REVOKE CREATE ON DATABASE {database} FROM {APP_USER}")
-    result = run_cli("outbox", "status", env={"IEVENTS_OUTBOX": app_uri(pg_uri)})
+    # A command that writes (outbox status creates nothing, so it needs no grant).
+    result = run_cli(
+        "send", "e", "--user-id", "1", "--queue", env={"IEVENTS_OUTBOX": app_uri(pg_uri)}
+    )
     assert result.code == 78, result
     assert f"lacks CREATE on the database {database}" in result.stderr
     assert f"GRANT CREATE ON DATABASE {database} TO {APP_USER}" in result.stderr

@@ -119,7 +119,7 @@ def test_the_payload_is_stored_exactly_by_add_and_by_bulk_capture(store: OutboxS
 
 def test_add_keeps_what_a_failed_send_learned(store: OutboxStore) -> None:
     """``send --queue-on-failure``: the attempts made, the last answer, when to try again."""
-    later = time.time() + 3600
+    later = store.now() + 3600  # times given to a store are on its clock
     dest = store.bind(US)
     added = store.add(
         event(),
@@ -268,12 +268,12 @@ def test_rows_not_due_wait_unless_probed_or_made_due(store: OutboxStore) -> None
 
 
 def test_a_live_claim_holds_until_its_lease_ends(store: OutboxStore, store_location: str) -> None:
-    store.add(event())
+    added = store.add(event())
     alive = new_owner()  # this very process, another engine
     assert len(store.claim(alive, 10, lease_s=3600)) == 1
     with reopen(store_location) as other:
         assert other.claim(FOREIGN, 10) == []
-        assert store.renew(alive, lease_s=0) == 1  # the lease ends now
+        assert store.renew(alive, lease_s=0) == [added.id]  # the lease ends now
         taken = eventually(lambda: other.claim(FOREIGN, 10), "the ended lease taken back")
     assert [r.dedup_key for r in taken] == [event().dedup_key()]
 
@@ -283,13 +283,45 @@ def test_renew_extends_the_leases_of_their_owner_only(
 ) -> None:
     store.queue_many([event(1), event(2), event(3)])
     owner = new_owner()
-    assert len(store.claim(owner, 2, lease_s=0)) == 2  # ended at once, not taken yet
-    assert store.renew("someone-else", lease_s=3600) == 0
-    assert store.renew(owner, lease_s=3600) == 2
+    held = store.claim(owner, 2, lease_s=0)  # ended at once, not taken yet
+    assert len(held) == 2
+    assert store.renew("someone-else", lease_s=3600) == []
+    assert sorted(store.renew(owner, lease_s=3600)) == sorted(r.id for r in held)
     with reopen(store_location) as other:
         assert [r.payload["user_id"] for r in other.claim(FOREIGN, 10)] == ["u3"]
     store.release(owner)
-    assert store.renew(owner) == 0  # nothing held any more
+    assert store.renew(owner) == []  # nothing held any more
+
+
+def test_now_is_the_clock_of_the_stores_own_timestamps_and_never_goes_back(
+    store: OutboxStore, store_location: str
+) -> None:
+    """``now()``: the clock claims, leases and due times use (PostgreSQL: the database's,
+    SQLite: this host's), so that the engine's own times (backoffs) agree with the rows'."""
+    started = time.monotonic()
+    readings = [store.now()]
+    added = store.add(event(1))  # stamped by the store itself
+    readings.append(store.now())
+    (claimed,) = store.claim(new_owner(), 1, lease_s=600)
+    readings.append(store.now())
+    with reopen(store_location) as other:
+        elsewhere = other.now()  # another connection, the same clock
+    readings.append(store.now())
+    # How far a reading may be from a stamp: the time these calls took, which bounds the
+    # error of a clock measured over a round trip (no fixed tolerance).
+    slack = time.monotonic() - started
+    assert readings == sorted(readings)  # monotone
+    assert readings[2] - slack <= elsewhere <= readings[3] + slack
+    (row,) = store.rows([State.IN_FLIGHT])
+    assert row.id == added.id == claimed.id
+    assert readings[0] - slack <= row.created <= readings[1] + slack
+    assert row.lease_expires_at is not None
+    assert readings[1] + 600 - slack <= row.lease_expires_at <= readings[2] + 600 + slack
+    # A row due a second ago by now() is due; one due in an hour is not.
+    dest = store.bind(US)
+    store.add(event(2), next_attempt_at=store.now() - 1, destination_id=dest)
+    store.add(event(3), next_attempt_at=store.now() + 3600, destination_id=dest)
+    assert [r.payload["user_id"] for r in store.claim("a", 10, destination_id=dest)] == ["u2"]
 
 
 def test_a_claim_whose_lease_ran_out_is_taken_back(store: OutboxStore) -> None:

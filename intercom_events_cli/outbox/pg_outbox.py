@@ -82,6 +82,8 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
         store.create_missing = create
         with store._lock:
             store._connection()
+        with store._read() as cur:
+            store._clock(cur)  # now() is the database's clock from the start
         return store
 
     def __enter__(self) -> PostgresOutbox:
@@ -109,14 +111,11 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
 
         ``destination_id`` (from :meth:`bind`) is where it is to be delivered.
         """
-        local = time.time()
         key = event.dedup_key()
         with self._tx() as cur:
             stamp = self._clock(cur) if now is None else now
-            due = stamp
-            if next_attempt_at is not None:
-                # Given by this host's clock: the same delay on the database's.
-                due = next_attempt_at if now is not None else stamp + (next_attempt_at - local)
+            # Given on this store's clock (now()), as record() takes it: stored as is.
+            due = stamp if next_attempt_at is None else next_attempt_at
             cur.execute(
                 self._t(
                     "INSERT INTO {s}.events (dedup_key, payload, event_name, state, attempts, "
@@ -403,8 +402,14 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
         return stamp
 
     def now(self) -> float:
-        """The database's clock, as last measured against this host's (no round trip)."""
-        return time.time() + self._offset
+        """The database's clock, as last measured against this host's (no round trip).
+
+        Never earlier than a reading it gave before: each measure of the offset is off by
+        up to half a round trip, which must not move the engine's clock backwards.
+        """
+        reading = max(time.time() + self._offset, self._last_now)
+        self._last_now = reading
+        return reading
 
     def _claim_marks(self) -> tuple[str, tuple[Any, ...]]:
         # A renewed claim is stamped with this connection's lock, which may be new.

@@ -119,6 +119,7 @@ class PgSession:
         # False for the commands that only look: a missing schema is said, never made.
         self.create_missing = True
         self._offset = 0.0  # the database's clock minus this host's, as last measured
+        self._last_now = 0.0  # now()'s latest reading: it never goes back
 
     @property
     def path(self) -> PostgresLocation:
@@ -239,7 +240,9 @@ class PgSession:
             "IEVENTS_OUTBOX_SCHEMA to a schema it owns"
         )
         return OutboxError(
-            f"the PostgreSQL outbox at {where} refused: {message or reason}",
+            # PostgreSQL's own words first (what a search finds), then what is missing.
+            f"the PostgreSQL outbox at {where} refused: "
+            + (f"permission denied: {message}" if message else reason),
             hint=f"{hint}; see Privileges on the PostgreSQL outbox page of the docs "
             "(docs/operations/postgresql.md)",
         )
@@ -269,6 +272,8 @@ class PgSession:
             if current and current[0] and self._stored_version(db) == pg_schema.SCHEMA_VERSION:
                 return
             if not (current and current[0]) and not self.create_missing:
+                # Not "no outbox there yet": a command that writes would refuse it too.
+                self._refuse_public()
                 self._refuse_foreign(db)
                 raise OutboxMissing(
                     f"there is no ievents outbox in the schema {schema!r} at {self._describe()}"
@@ -317,19 +322,23 @@ class PgSession:
     def _create(self, db: Connection[Any], has_schema: bool) -> None:
         """The schema and its tables, refusing a schema that holds anything else."""
         schema = self.schema
-        if schema == "public":
-            raise OutboxError(
-                f"ievents will not create its outbox tables in the schema 'public' at "
-                f"{self._describe()}: the outbox needs a schema of its own (IEVENTS_OUTBOX_SCHEMA"
-                "=public)",
-                hint="unset IEVENTS_OUTBOX_SCHEMA (the default is ievents) or name another schema",
-            )
+        self._refuse_public()
         if has_schema:
             self._refuse_foreign(db)
         else:
             db.execute(f"CREATE SCHEMA {schema}")
         for statement in pg_schema.create_statements(schema):
             db.execute(statement)
+
+    def _refuse_public(self) -> None:
+        """Raise for the schema 'public' (78): the outbox needs a schema of its own."""
+        if self.schema == "public":
+            raise OutboxError(
+                f"ievents will not create its outbox tables in the schema 'public' at "
+                f"{self._describe()}: the outbox needs a schema of its own (IEVENTS_OUTBOX_SCHEMA"
+                "=public)",
+                hint="unset IEVENTS_OUTBOX_SCHEMA (the default is ievents) or name another schema",
+            )
 
     def _refuse_foreign(self, db: Connection[Any]) -> None:
         """Raise for a schema of this name that holds anything (it is not an outbox)."""
