@@ -444,3 +444,23 @@ def test_the_metrics_text_is_rendered_once_for_many_scrapes() -> None:
     text = ThrottledMetrics(render, render_every_s=3600, min_interval_s=0)
     assert {text.body() for _ in range(50)} == {b"render 1\n"}
     assert len(renders) == 1
+
+
+def test_one_row_refused_as_invalid_reads_in_the_singular(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    outbox = str(tmp_path / "outbox.sqlite3")
+    env = {"IEVENTS_OUTBOX": outbox}
+    assert run_cli("send", "fine", "--user-id", "1", "--queue", env=env).code == 0
+    with sqlite3.connect(outbox) as db:  # written around ievents
+        db.execute(
+            "INSERT INTO events (dedup_key, payload, event_name, state, attempts, created, "
+            "updated, next_attempt_at) VALUES ('k1', 'not json', 'x', 'pending', 0, 1, 1, 1)"
+        )
+    db.close()
+    result = run_cli("flush", env=env)
+    assert result.code == 65, result.stderr
+    assert (
+        "1 event refused as invalid before delivery (never sent), kept as a dead letter"
+        in result.stderr
+    )

@@ -145,7 +145,7 @@ def report_dead_letters(ui: Output, report: FlushReport) -> None:
     if report.refused:
         ui.error(
             f"{plural(report.refused, 'event')} refused as invalid before delivery (never "
-            "sent), kept as dead letters",
+            f"sent), kept as {agree(report.refused, 'a dead letter', 'dead letters')}",
             "see why with: ievents outbox list --dead; fix the data where it was enqueued "
             "and enqueue it again",
         )
