@@ -330,95 +330,10 @@ def store_location(request: pytest.FixtureRequest) -> str:
     return OUTBOX_BACKENDS[request.param](request)
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: three workers a core (``--maxprocesses`` caps it).
-
-    Most tests spend their time waiting on sockets, backoff sleeps and child processes,
-    not on the CPU: on 2 cores, 6 workers ran the suite in 71 s, 4 in 76 s, 2 in 145 s.
-    """
-    return 3 * (os.cpu_count() or 1)
-
-
-def spread(*lists: tuple[list[pytest.Item], float]) -> list[pytest.Item]:
-    """Merge ``(tests, span)`` lists: each list's tests in their order, spread evenly over
-    the first ``span`` (a fraction) of the result."""
-    keyed = [
-        ((number + 0.5) / len(tests) * span, order, item)
-        for order, (tests, span) in enumerate(lists)
-        for number, item in enumerate(tests)
-    ]
-    return [item for _, _, item in sorted(keyed, key=lambda entry: entry[:2])]
-
-
-CONTRACT_TESTS = "tests/contract/"
-
-
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup`` with the contract tests as one group, so one worker runs them
-    all (one Prism a run).
-
-    xdist 3.8 names a test's ``xdist_group`` in its node id, which pytest 9.2 no longer
-    lets it change (pytest-xdist issue 1386): every test became a group of its own. This
-    scheduler groups the contract tests by their folder instead. It overrides a private
-    method; should that change, the contract tests are spread again, which costs a Prism
-    start a worker and nothing else.
-    """
-    if config.getvalue("dist") != "loadgroup":
-        return None
-    from xdist.scheduler import LoadGroupScheduling
-
-    class ContractGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
-        def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith(CONTRACT_TESTS):
-                return "prism"
-            return str(super()._split_scope(nodeid))
-
-    return ContractGroupScheduling(config, log)
-
-
-@pytest.hookimpl(trylast=True)  # after -m, -k and --deselect have taken tests out
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """An order in which no test keeps the run waiting, nor the CPU idle.
-
-    ``--dist loadgroup`` hands out the tests in this order: one to each worker, then at
-    once a second one (a worker needs its next test before it runs one), then another
-    each time a worker has two or fewer left.
-
-    - The longest tests (marked ``long(seconds=N)``) start first, one a worker, so that
-      none starts last. Their workers' second tests are short ones: a second test waits
-      until the first is done.
-    - One more worker starts with the contract tests (one group, one Prism: see
-      :func:`pytest_xdist_make_scheduler`).
-    - Then the other tests, each module's spread over the rest of the run, and the other
-      long ones over its first half. Most tests that wait (on timeouts, backoff, servers,
-      processes) sit in a few modules: run together, they would leave the CPU idle; spread
-      out, they run beside the busy ones.
-    """
-
-    def seconds(item: pytest.Item) -> float:
-        marker = item.get_closest_marker("long")
-        return float(marker.kwargs.get("seconds", 5)) if marker else 0.0
-
-    grouped = [item for item in items if item.nodeid.startswith(CONTRACT_TESTS)]
-    rest = [item for item in items if not item.nodeid.startswith(CONTRACT_TESTS)]
-    long_tests = sorted((item for item in rest if seconds(item)), key=seconds, reverse=True)
-    modules: dict[str, list[pytest.Item]] = {}
-    for item in rest:
-        if not seconds(item):
-            modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
-    short_tests = spread(*((tests, 1.0) for tests in modules.values()))
-    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
-    firsts = long_tests[: workers - 1]
-    seconds_in_line = short_tests[: len(firsts)]
-    later = spread((long_tests[len(firsts) :], 0.5), (short_tests[len(seconds_in_line) :], 1.0))
-    items[:] = [*firsts, *grouped, *seconds_in_line, *later]
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """Before the workers start: temporary files in memory where there is room
-    (scratch.py); write the bytecode each worker would write (bytecode.py), and make the
-    folder they share for the run (the PostgreSQL cluster template), removed when the run
-    ends."""
+    (``tests/scratch.py``), and the folder the workers share for the run (the PostgreSQL
+    cluster template, ``tests/pg_server.py``), removed when the run ends."""
     if hasattr(config, "workerinput"):
         return  # a worker: it inherited all of this from the controller
     import scratch
@@ -429,15 +344,11 @@ def pytest_configure(config: pytest.Config) -> None:
     import shutil
     import tempfile
 
-    import bytecode
     from pg_server import SHARED_DIR_VARIABLE
 
     shared = tempfile.mkdtemp(prefix="ievents-tests-")
     os.environ[SHARED_DIR_VARIABLE] = shared  # the workers inherit it when they start
     config.add_cleanup(lambda: shutil.rmtree(shared, ignore_errors=True))
-    written = bytecode.warm(config)
-    if sys.dont_write_bytecode:
-        config.add_cleanup(lambda: bytecode.remove(written))
 
 
 # == Test helpers and timing (issue 20, part 1 and 5) ========================================

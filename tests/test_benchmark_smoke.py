@@ -9,12 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.long(seconds=12)
 def test_benchmark_smoke_run_prints_results_and_targets(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     done = subprocess.run(

@@ -131,7 +131,6 @@ def test_rows_of_an_older_outbox_go_to_the_first_configuration_that_flushes(
 # -- outage, then recovery -----------------------------------------------------------------
 
 
-@pytest.mark.long(seconds=4)
 def test_after_an_outage_the_first_flush_delivers_everything_and_during_it_one_probe(
     tmp_path: Path, fake: FakeIntercom, cli: RunCli, outbox: str
 ) -> None:
@@ -177,7 +176,6 @@ def test_rerunning_a_batch_whose_events_are_still_pending_is_not_ok(
 # -- faults while Intercom is up -----------------------------------------------------------
 
 
-@pytest.mark.long(seconds=25)
 def test_3000_events_through_5xx_and_dropped_connections_are_all_delivered_once(
     tmp_path: Path, fake: FakeIntercom, cli: RunCli, outbox: str
 ) -> None:
@@ -208,7 +206,6 @@ def test_retry_rounds_bring_an_event_back_within_the_same_run(
     assert len(accepted(fake)) == 6 and len(fake.posts()) == 8
 
 
-@pytest.mark.long(seconds=5)
 def test_chaos_flush_killed_with_sigkill_then_one_flush_delivers_everything(
     tmp_path: Path, fake: FakeIntercom, cli: RunCli, outbox: str
 ) -> None:
@@ -253,7 +250,6 @@ def test_chaos_flush_killed_with_sigkill_then_one_flush_delivers_everything(
 # -- one classification --------------------------------------------------------------------
 
 
-@pytest.mark.long(seconds=4)
 def test_every_5xx_is_retried(run_cli: RunCli, fake: FakeIntercom) -> None:
     fake.script(Reply(status=501), Reply(status=505), Reply(status=507))
     result = run_cli("send", "x", "--user-id", "1", "--retries", "3", "--json")

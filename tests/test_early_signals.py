@@ -151,7 +151,6 @@ def test_json_hears_of_an_early_interrupt(child_env: dict[str, str], tmp_path: P
 DELAYS = tuple(i * 0.016 for i in range(16))
 
 
-@pytest.mark.long(seconds=20)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("args", [SEND, WATCH], ids=["send", "watch"])
 def test_every_moment_answers_a_signal_the_same_way(

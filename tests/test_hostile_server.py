@@ -77,7 +77,6 @@ def test_batch_ignores_a_rate_limit_reset_a_day_ahead(tmp_path: Path) -> None:
     assert pending_count(tmp_path) == 0
 
 
-@pytest.mark.long(seconds=5)
 def test_batch_reads_a_reset_in_milliseconds(tmp_path: Path) -> None:
     source = write_events(tmp_path / "in.ndjson", 5)
     with HostileServer("reset_ms") as server:
@@ -180,7 +179,6 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, command: str, start_cli:
         assert pending_count(tmp_path) == 1  # nothing lost
 
 
-@pytest.mark.long(seconds=5)
 def test_trickled_headers_do_not_outlast_the_timeout(tmp_path: Path) -> None:
     with HostileServer("trickle_headers") as server:
         result = send(tmp_path, server.url, "--retries", "1", "--queue-on-failure")

@@ -118,7 +118,6 @@ def pipx() -> list[str] | None:
     reason="installs from the package index (~10 s of CPU): .ci/run runs it as its own step",
 )
 @pytest.mark.skipif(pipx() is None, reason="pipx is not installed (.ci/run installs it)")
-@pytest.mark.long(seconds=30)
 def test_pipx_install_and_inject_an_extra_as_the_docs_say(tmp_path: Path) -> None:
     command = pipx()
     assert command is not None

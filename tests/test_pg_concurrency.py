@@ -12,7 +12,6 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pytest
 from conftest import base_env
 from fake_intercom import FakeIntercom, Reply
 from helpers import launch, numbered_ndjson, run_process, wait_for
@@ -45,7 +44,6 @@ class FaultyIntercom(FakeIntercom):
         return super()._take_reply(method, path)
 
 
-@pytest.mark.long(seconds=16)
 def test_four_flushers_share_the_work_and_survive_a_kill_9(pg_uri: str, tmp_path: Path) -> None:
     from conftest import TOKEN
 

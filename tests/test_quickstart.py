@@ -73,7 +73,6 @@ def test_quick_start_has_two_commands_through_scripts_dev() -> None:
     shutil.which("git") is None or not (REPO_ROOT / ".git").exists(),
     reason="needs a git checkout to list the files of a fresh clone",
 )
-@pytest.mark.long(seconds=17)
 def test_quick_start_works_on_a_pep668_python_and_in_an_active_venv(tmp_path: Path) -> None:
     dry_run, tests = quick_start_commands()
     # The test command runs one small test file in one process, not the whole suite again.

@@ -4,7 +4,9 @@ Needs Node.js and Prism 5 in ``.cache/prism`` (``npm install --prefix .cache/pri
 @stoplight/prism-cli@5``); the description itself travels with the code, beside this file
 (``intercom-events.openapi.yaml``; ``README.md`` here gives its source and licence).
 Where Node.js or Prism is missing the contract tests skip, saying what they need; with
-``CI=true`` they fail instead, because CI must run them.
+``CI=true`` they fail instead, because CI must run them. ``pytest`` leaves this folder out
+(``--ignore`` in pyproject.toml); ``pytest -n0 tests/contract`` runs it, in one process:
+one Prism, one log (under ``-n`` each worker would start a Prism of its own).
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prism]:
         pytest.fail(f"Prism did not start; its log ({log_path}):\n{server.tail()}")
     try:
         yield server
-        # After the worker's last contract test, wherever the scheduler put the tests.
+        # After the session's last contract test (one a worker, should they run under -n).
         problems = server.unchecked_problems()
     finally:
         _stop(server.process)

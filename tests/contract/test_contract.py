@@ -15,9 +15,6 @@ from conftest import TOKEN, RunCli
 
 from .conftest import Prism, violations
 
-# One worker runs them all (--dist loadgroup): one Prism to start, one log to check.
-pytestmark = pytest.mark.xdist_group("prism")
-
 RETRIES = ("--retries", "0", "--timeout", "15")
 
 
