@@ -230,6 +230,18 @@ def test_claims_are_disjoint_and_oldest_capture_first(
     assert store.summary().counts[State.IN_FLIGHT] == 11
 
 
+def test_claims_of_valid_events_refuse_nothing(store: OutboxStore) -> None:
+    """``take_refused`` names only rows a claim turned into dead letters unsent (a row
+    enqueued around ievents that is not an event: ``test_relay_ops.py``); events stored
+    through the protocol are all valid, so none is refused and every one is claimed."""
+    assert store.queue_many([event(n) for n in range(5)]) == (5, 0)
+    assert store.take_refused() == []
+    claimed = store.claim("a", 10)
+    assert len(claimed) == 5
+    assert store.take_refused() == []
+    assert store.summary().counts[State.DEAD] == 0
+
+
 def test_release_hands_back_all_or_the_named_rows_of_their_owner_only(store: OutboxStore) -> None:
     assert store.queue_many([event(n) for n in range(10)]) == (10, 0)
     first = store.claim("owner-a", 4)
