@@ -38,6 +38,7 @@ class RunResult:
     stdout: str
     stderr: str
     timed_out: bool = False
+    cpu_s: float = 0.0  # the child's own user + system time
     server_stats: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -116,6 +117,7 @@ def run_measured(
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
             timed_out=timed_out.is_set(),
+            cpu_s=usage.ru_utime + usage.ru_stime,
         )
 
 
