@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import FakeServer, RunResult, run_measured
+from harness import FakeServer, PeakWatcher, RunResult, run_measured
 from outbox_bench import NO_PG, fresh_database, postgres
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ def run_watch(
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=cwd
         )
+        peak = PeakWatcher(proc.pid)
         deadline = start + timeout
         seconds = timeout
         timed_out = True
@@ -90,7 +91,7 @@ def run_watch(
             argv=argv,
             seconds=seconds,
             exit_code=0 if proc.returncode in (0, -signal.SIGTERM) else proc.returncode,
-            peak_rss_mib=usage.ru_maxrss / 1024,
+            peak_rss_mib=peak.stop(usage.ru_maxrss),
             stdout="",
             stderr=err.read().decode("utf-8", "replace"),
             timed_out=timed_out,
