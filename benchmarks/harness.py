@@ -1,8 +1,8 @@
 """Plumbing for the benchmark: timed child processes and the fake Intercom server.
 
-Every measured command runs as its own child process, reaped with ``os.wait4`` so that its
-peak memory (``ru_maxrss``) is its own and not the maximum over every child so far, which
-is what ``resource.getrusage(RUSAGE_CHILDREN)`` would give.
+Every measured command runs as its own child process, reaped with ``os.wait4`` (its own
+CPU time). Its peak memory is the ``VmHWM`` of its own image, read from /proc while it runs
+(:class:`PeakWatcher`): ``ru_maxrss`` would include the benchmark's own size.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class RunResult:
     stdout: str
     stderr: str
     timed_out: bool = False
+    cpu_s: float = 0.0  # the child's own user + system time
     server_stats: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -64,6 +65,40 @@ class RunResult:
                 if isinstance(value, dict):
                     return value
         return None
+
+
+class PeakWatcher:
+    """A child's own peak RSS, from ``VmHWM`` in ``/proc/PID/status``, read every 20 ms.
+
+    ``ru_maxrss`` from ``wait4`` is not the child's own on Linux: exec keeps the high-water
+    mark of the image it replaced, which (fork or vfork) is the parent's. A benchmark parent
+    that imported psycopg made every child look at least as big as itself. The mark read
+    here belongs to the new image; only growth in the child's last 20 ms can be missed.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self._path = Path(f"/proc/{pid}/status")
+        self.peak_kib = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            try:
+                for line in self._path.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+                        break
+            except (OSError, ValueError, IndexError):
+                pass
+            self._done.wait(0.02)
+
+    def stop(self, fallback_kib: int) -> float:
+        """The peak in MiB (``fallback_kib`` where /proc told nothing)."""
+        self._done.set()
+        self._thread.join()
+        return (self.peak_kib or fallback_kib) / 1024
 
 
 def run_measured(
@@ -99,6 +134,7 @@ def run_measured(
 
         timer = threading.Timer(timeout, kill)
         timer.start()
+        peak = PeakWatcher(proc.pid)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
@@ -112,10 +148,11 @@ def run_measured(
             argv=list(argv),
             seconds=seconds,
             exit_code=proc.returncode,
-            peak_rss_mib=usage.ru_maxrss / 1024,  # KiB on Linux
+            peak_rss_mib=peak.stop(usage.ru_maxrss),  # KiB on Linux
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
             timed_out=timed_out.is_set(),
+            cpu_s=usage.ru_utime + usage.ru_stime,
         )
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from flush_bench import flush_targets, scenario_flush, scenario_window  # noqa: E402
 from harness import (  # noqa: E402
     BENCH_TOKEN,
     FakeServer,
@@ -74,6 +75,10 @@ class Sizes:
     relay_events: int = 200
     scrape_events: int = 3_000
     scrape_ledger: int = 250_000
+    flush_events: tuple[int, ...] = (3_000, 6_000)  # two sizes: flat memory
+    window_events: int = 1_000
+    window_limit: int = 400
+    window_s: float = 10.0
     timeout: float = 300.0
 
 
@@ -94,6 +99,10 @@ SMOKE = Sizes(
     relay_events=5,
     scrape_events=30,
     scrape_ledger=1_000,
+    flush_events=(20,),
+    window_events=4,
+    window_limit=2,
+    window_s=1.0,
     timeout=60.0,
 )
 
@@ -661,6 +670,8 @@ SCENARIOS: dict[str, Callable[[Context, list[Row]], None]] = {
     "postgres": scenario_postgres,
     "relay": scenario_relay,
     "scrape": scenario_scrape,
+    "flush": scenario_flush,
+    "window": scenario_window,
 }
 
 
@@ -797,6 +808,7 @@ def targets_for(rows: list[Row], sizes: Sizes) -> list[Target]:
         )
     out += outbox_targets(rows, sizes)
     out += scrape_targets(rows)
+    out += flush_targets(rows)
     return out
 
 
@@ -896,6 +908,8 @@ def results_table(rows: list[Row]) -> str:
         if row.extra.get("p50"):
             worst = max(row.extra.get("max", [0.0]))
             notes.append(f"p50 {fmt_s(row.extra_median('p50'))}, worst {fmt_s(worst)}")
+        if row.extra.get("cpu_ms_per_event"):
+            notes.append(f"CPU {row.extra_median('cpu_ms_per_event'):.2f} ms/event")
         if row.extra.get("scrapes_per_s"):
             notes.append(f"{row.extra_median('scrapes_per_s'):,.0f} scrapes/s answered")
         if row.reference_only and row.notes:

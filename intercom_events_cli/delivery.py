@@ -117,6 +117,13 @@ class Deliverer:
         self.on_attempt = on_attempt
         self.stop = stop or threading.Event()
         self.keep_going = keep_going
+        if pacer is None and client is None:
+            from .pacing import RateLimitPacer
+
+            # Without one, every sender ran until a 429 at the end of each rate-limit
+            # window (32 in flight: about 30 answered 429 a window); the pacer keeps the
+            # senders within the X-RateLimit-Remaining the answers give.
+            pacer = RateLimitPacer()
         self.pacer = pacer
         self.lease_s = lease_s
         self.poll_interval_s = poll_interval_s

@@ -23,7 +23,15 @@ def test_benchmark_smoke_run_prints_results_and_targets(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "| scenario" in done.stdout and "| target (issue 6, 11)" in done.stdout
-    for scenario in ("1. one event", "2. send --queue", "3. ", "4. rate limit", "5. "):
+    for scenario in (
+        "1. one event",
+        "2. send --queue",
+        "3. ",
+        "4. rate limit",
+        "5. ",
+        "9. ",
+        "10. ",
+    ):
         assert f"| {scenario}" in done.stdout, f"no row for scenario {scenario!r}"
     assert "| ievents send " in done.stdout
     assert results.stat().st_size > 0
