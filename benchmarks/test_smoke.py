@@ -1,6 +1,9 @@
 """The benchmark harness keeps working: its smoke run exits 0 and prints its tables.
 
-Nothing here looks at a timing; speed is the benchmark's business, not the tests'.
+Nothing here looks at a timing; speed is the benchmark's business, not the tests'. It is
+the harness's test, not the product's: ``pytest`` (testpaths: tests/) leaves it out, and
+``.ci/run`` runs it as a step of its own (``python -m pytest -q -n0 benchmarks``), as it
+takes half a minute of one core that the suite's workers would otherwise share.
 """
 
 from __future__ import annotations
