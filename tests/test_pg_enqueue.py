@@ -128,8 +128,8 @@ def test_a_version_1_schema_is_migrated_in_place(
     sql(pg_uri, "SELECT ievents.enqueue(%s::jsonb)", (big,))  # version 1 took it
     status = run_cli("outbox", "status", "--json", env={"IEVENTS_OUTBOX": pg_uri})
     assert status.code == 0, status
-    assert status.json()["schema_version"] == SCHEMA_VERSION == 2
-    assert sql(pg_uri, "SELECT value FROM ievents.meta WHERE key = 'schema_version'") == [("2",)]
+    assert status.json()["schema_version"] == SCHEMA_VERSION == 3
+    assert sql(pg_uri, "SELECT value FROM ievents.meta WHERE key = 'schema_version'") == [("3",)]
     rows = {
         name: (state, session, message)
         for name, state, session, message in sql(

@@ -130,7 +130,7 @@ def test_schema_is_created_versioned_and_configurable(run_cli: RunCli, pg_uri: s
         "WHERE table_schema = 'ievents' ORDER BY 1",
     )
     assert [t[0] for t in tables] == ["destinations", "events", "meta"]
-    assert sql(pg_uri, "SELECT value FROM ievents.meta WHERE key = 'schema_version'") == [("2",)]
+    assert sql(pg_uri, "SELECT value FROM ievents.meta WHERE key = 'schema_version'") == [("3",)]
 
     env = {"IEVENTS_OUTBOX": pg_uri, "IEVENTS_OUTBOX_SCHEMA": "relay_two"}
     queued = run_cli("send", "e", "--user-id", "1", "--queue", env=env)

@@ -287,6 +287,10 @@ def flush(
                 ui.result(f"nothing to flush: no outbox at {path} yet")
             return
         with open_outbox(path, env) as store:
+            from ..workspaces import learn_workspace
+
+            # Once per new token: its workspace, so it delivers what its others captured.
+            learn_workspace(store, settings, attempt_logger(ui))
             report = run_flush(ui, store, settings, concurrency, max_time, now, env)
             remaining = store.summary()
             due = store.count_due(store.bind(settings))

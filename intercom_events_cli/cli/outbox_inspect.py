@@ -139,12 +139,11 @@ def status(
 
 
 def short_destination(row: OutboxRow, destinations: Mapping[int, Destination]) -> str:
-    """``api.eu.intercom.io ...f3a2``: host and token ending, for a narrow table cell."""
+    """``abc123xy (Europe)``: workspace and region, for a narrow table cell."""
     destination = destinations.get(row.destination_id) if row.destination_id else None
     if destination is None:
         return "unbound"
-    host = destination.base_url.split("://", 1)[-1]
-    return f"{host} ...{destination.token_hint}"
+    return f"{destination.workspace_id or '?'} ({destination.region})"
 
 
 def print_status(

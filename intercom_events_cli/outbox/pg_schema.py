@@ -12,12 +12,14 @@ host's: relays on hosts whose clocks disagree still agree on leases and due time
 Versions: 1, the first; 2 adds ``claim_token`` (each claim's fencing token), makes
 ``claim_session`` the claimer's backend (pid and start, as in ``pg_stat_activity``) rather
 than an advisory-lock key, and an ``enqueue`` that resolves ``created_at: "now"`` and
-refuses events over :data:`MAX_EVENT_BYTES`.
+refuses events over :data:`MAX_EVENT_BYTES`; 3 adds ``destinations.workspace_id``: a
+token's workspace, learned with GET /me, so that every token of a workspace delivers its
+events (rows keep their binding; learning a token's workspace moves them to it).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # The largest event ``enqueue`` takes, in bytes of JSON: an Intercom event is a name, a
 # contact and at most a few metadata values; anything this large is a mistake, and rows
 # this size would make every claim and inspection hold them in memory.
@@ -36,6 +38,7 @@ CREATE TABLE {s}.destinations (
     failing_since double precision,
     last_failure_at double precision,
     last_success_at double precision,
+    workspace_id text,
     UNIQUE (base_url, api_version, token_fingerprint)
 );
 CREATE TABLE {s}.events (
@@ -137,6 +140,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "AND octet_length(payload) > " + str(MAX_EVENT_BYTES),
         "{enqueue}",
     ],
+    # 3: the workspace of each token, NULL until a flush, relay or check with that token
+    # learns it; rows stay bound to their token's row until then (and are named so).
+    3: ["ALTER TABLE {s}.destinations ADD COLUMN workspace_id text"],
 }
 
 

@@ -26,45 +26,95 @@ class SqlDestinations(SqlStore[H]):
     def bind(self, settings: Settings) -> int:
         """The id of the destination ``settings`` deliver to (stored when new).
 
-        The outbox's fingerprint key is made on first use (32 random bytes in ``meta``);
-        two processes binding at once agree on one key and one row.
+        Once the token's workspace is known (:meth:`learn`), that is the workspace's
+        destination, shared by every token of it; before, the token's own row. The
+        outbox's fingerprint key is made on first use (32 random bytes in ``meta``); two
+        processes binding at once agree on one key and one row.
         """
         with self._write() as db:
+            token_id, workspace = self._token_row(db, settings)
+            if workspace is None:
+                return token_id
+            return self._workspace_row(db, token_id, workspace)
+
+    def token_workspace(self, settings: Settings) -> str | None:
+        """The workspace id learned for the token of ``settings``, or None (not yet)."""
+        with self._write() as db:
+            return self._token_row(db, settings)[1]
+
+    def learn(self, settings: Settings, workspace_id: str) -> int:
+        """Remember that the token of ``settings`` belongs to ``workspace_id`` (from GET
+        /me); returns the workspace's destination id.
+
+        Every event bound to another token of the same workspace (same API host) is
+        bound to the workspace's destination: a rotated token delivers what the old one
+        captured, with no command.
+        """
+        with self._write() as db:
+            token_id, _ = self._token_row(db, settings)
             self._run(
                 db,
-                "INSERT INTO {s}.meta (key, value) VALUES ('fingerprint_key', ?) "
-                "ON CONFLICT (key) DO NOTHING",
-                (os.urandom(FINGERPRINT_KEY_BYTES).hex(),),
+                "UPDATE {s}.destinations SET workspace_id = ? WHERE id = ?",
+                (workspace_id, token_id),
             )
-            key = self._run(
-                db, "SELECT value FROM {s}.meta WHERE key = 'fingerprint_key'"
-            ).fetchone()
-            target = Destination.of(settings, bytes.fromhex(key[0]))
-            identity = (target.base_url, target.api_version, target.token_fingerprint)
-            self._run(
+            target = self._workspace_row(db, token_id, workspace_id)
+            moved = self._changed(
                 db,
-                "INSERT INTO {s}.destinations (base_url, api_version, token_fingerprint, "
-                "token_hint) VALUES (?, ?, ?, ?) ON CONFLICT (base_url, api_version, "
-                "token_fingerprint) DO NOTHING",
-                (*identity, target.token_hint),
+                "UPDATE {s}.events SET destination_id = ? WHERE destination_id IN "
+                "(SELECT d.id FROM {s}.destinations d, {s}.destinations w WHERE w.id = ? "
+                "AND d.base_url = w.base_url AND d.workspace_id = w.workspace_id "
+                "AND d.id <> ?)",
+                (target, target, target),
             )
-            row = self._run(
-                db,
-                "SELECT id FROM {s}.destinations WHERE base_url = ? AND api_version = ? "
-                "AND token_fingerprint = ?",
-                identity,
-            ).fetchone()
-        return int(row[0])
+            if moved:
+                self._notify(db)
+        return target
+
+    def _token_row(self, db: H, settings: Settings) -> tuple[int, str | None]:
+        """(id, workspace id or None) of the token's destination row, made when new."""
+        self._run(
+            db,
+            "INSERT INTO {s}.meta (key, value) VALUES ('fingerprint_key', ?) "
+            "ON CONFLICT (key) DO NOTHING",
+            (os.urandom(FINGERPRINT_KEY_BYTES).hex(),),
+        )
+        key = self._run(db, "SELECT value FROM {s}.meta WHERE key = 'fingerprint_key'").fetchone()
+        target = Destination.of(settings, bytes.fromhex(key[0]))
+        identity = (target.base_url, target.api_version, target.token_fingerprint)
+        self._run(
+            db,
+            "INSERT INTO {s}.destinations (base_url, api_version, token_fingerprint, "
+            "token_hint) VALUES (?, ?, ?, ?) ON CONFLICT (base_url, api_version, "
+            "token_fingerprint) DO NOTHING",
+            (*identity, target.token_hint),
+        )
+        row = self._run(
+            db,
+            "SELECT id, workspace_id FROM {s}.destinations WHERE base_url = ? "
+            "AND api_version = ? AND token_fingerprint = ?",
+            identity,
+        ).fetchone()
+        return int(row[0]), row[1]
+
+    def _workspace_row(self, db: H, token_id: int, workspace_id: str) -> int:
+        """The workspace's destination: its first token row on the same API host."""
+        row = self._run(
+            db,
+            "SELECT min(d.id) FROM {s}.destinations d, {s}.destinations t WHERE t.id = ? "
+            "AND d.base_url = t.base_url AND d.workspace_id = ?",
+            (token_id, workspace_id),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else token_id
 
     def destinations(self) -> dict[int, Destination]:
         """Every known destination by id."""
         with self._read() as db:
             found = self._run(
                 db,
-                "SELECT id, base_url, api_version, token_fingerprint, token_hint "
+                "SELECT id, base_url, api_version, token_fingerprint, token_hint, workspace_id "
                 "FROM {s}.destinations",
             ).fetchall()
-        return {int(r[0]): Destination(r[1], r[2], r[3], r[4]) for r in found}
+        return {int(r[0]): Destination(*r[1:6]) for r in found}
 
     def waiting_elsewhere(self, destination_id: int) -> list[tuple[Destination, int]]:
         """Events not delivered that are bound to other destinations, with their counts."""
@@ -72,12 +122,12 @@ class SqlDestinations(SqlStore[H]):
             found = self._run(
                 db,
                 "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, "
-                "count(*) FROM {s}.events e JOIN {s}.destinations d "
+                "d.workspace_id, count(*) FROM {s}.events e JOIN {s}.destinations d "
                 f"ON d.id = e.destination_id WHERE e.{_UNDELIVERED} "
                 "AND e.destination_id <> ? GROUP BY d.id ORDER BY count(*) DESC, d.id",
                 (destination_id,),
             ).fetchall()
-        return [(Destination(*r[:4]), int(r[4])) for r in found]
+        return [(Destination(*r[:5]), int(r[5])) for r in found]
 
     def count_undelivered(self, source: str) -> tuple[int, int]:
         """(pending or in flight, of which due later) among the rows of ``source``."""

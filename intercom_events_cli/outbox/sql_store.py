@@ -382,11 +382,11 @@ class SqlStore(Generic[H]):
             meta = dict(self._run(db, "SELECT key, value FROM {s}.meta").fetchall())
             version = self._schema_version(db, meta)
             per_destination = tuple(
-                (Destination(*row[:4]) if row[0] is not None else None, int(row[4]))
+                (Destination(*row[:5]) if row[0] is not None else None, int(row[5]))
                 for row in self._run(
                     db,
                     "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, "
-                    "count(*) FROM {s}.events e LEFT JOIN {s}.destinations d "
+                    "d.workspace_id, count(*) FROM {s}.events e LEFT JOIN {s}.destinations d "
                     "ON d.id = e.destination_id WHERE e.state IN ('pending', 'in_flight') "
                     "GROUP BY e.destination_id, d.id ORDER BY count(*) DESC, e.destination_id",
                 ).fetchall()

@@ -118,7 +118,17 @@ class OutboxStore(Protocol):
 
     # destinations (see DESTINATION.md and destination.py)
     def bind(self, settings: Settings) -> int:
-        """The id of the destination ``settings`` deliver to (stored when new)."""
+        """The id of the destination ``settings`` deliver to (stored when new): the
+        token's workspace once learned, else the token's own."""
+        ...
+
+    def token_workspace(self, settings: Settings) -> str | None:
+        """The workspace id learned for the token of ``settings``, or None (not yet)."""
+        ...
+
+    def learn(self, settings: Settings, workspace_id: str) -> int:
+        """Bind the token of ``settings`` (and every event of its workspace) to
+        ``workspace_id``; returns the workspace's destination id."""
         ...
 
     def destinations(self) -> dict[int, Destination]:
