@@ -24,9 +24,11 @@ def learn_workspace(
     store: OutboxStore,
     settings: Settings,
     on_attempt: Callable[[AttemptLog], None] | None = None,
+    name: str | None = None,
 ) -> str | None:
     """The workspace id of the token of ``settings``: remembered, or asked with one GET
-    /me and remembered. None when there is no token or Intercom did not say (a revoked
+    /me and remembered (``name``: the profile it was chosen by, which SQL ``enqueue`` may
+    name). None when there is no token or Intercom did not say (a revoked
     token, an outage): the delivery that follows meets the same failure and reports it,
     and the next run asks again.
     """
@@ -34,6 +36,8 @@ def learn_workspace(
         return None
     known = store.token_workspace(settings)
     if known:
+        if name:
+            store.learn(settings, known, name)  # the profile's name, for SQL enqueue
         return known
     from .client import EventsClient
     from .lookup import get_me
@@ -47,5 +51,5 @@ def learn_workspace(
         return None
     if not owner.app_id_code:
         return None
-    store.learn(settings, owner.app_id_code)
+    store.learn(settings, owner.app_id_code, name)
     return owner.app_id_code

@@ -135,7 +135,7 @@ def test_a_version_3_file_is_migrated_to_fencing_tokens(tmp_path: Path) -> None:
     with closing(sqlite3.connect(path)) as check:
         assert check.execute("PRAGMA user_version").fetchone()[0] == 5
         columns = [row[1] for row in check.execute("PRAGMA table_info(events)")]
-        assert columns[-1] == "claim_token"
+        assert "claim_token" in columns
 
 
 @pytest.mark.parametrize("watch", [False, True])

@@ -148,6 +148,11 @@ def test_a_version_1_schema_is_migrated_in_place(
         )
     [(payload,)] = sql(pg_uri, "SELECT payload FROM ievents.events WHERE event_name = 'new'")
     assert isinstance(json.loads(payload)["created_at"], int)
-    flushed = run_cli("flush", "--json", env={"IEVENTS_OUTBOX": pg_uri})
+    # Rows enqueued before version 3 name no workspace: they wait for the default.
+    env = {"IEVENTS_OUTBOX": pg_uri}
+    waiting = run_cli("flush", "--json", env=env)
+    assert waiting.json()["waiting_for_workspace"] == [{"workspace": None, "events": 2}]
+    assert run_cli("outbox", "default-workspace", "abc123xy", env=env).code == 0
+    flushed = run_cli("flush", "--json", env=env)
     assert flushed.code == 0 and flushed.json()["delivered"] == 2, flushed
     assert sorted(e["event_name"] for e in fake.events_posted()) == ["new", "old"]

@@ -425,6 +425,19 @@ def test_learning_a_tokens_workspace_binds_every_token_of_it_to_one_destination(
     assert store.waiting_elsewhere(old_id) == [(known[eu_id], 1)]
 
 
+def test_the_default_workspace_is_kept_and_legacy_unbound_rows_wait_for_no_one(
+    store: OutboxStore, store_location: str
+) -> None:
+    assert store.default_workspace() is None
+    store.add(event(1))  # unbound, as captured by an older ievents: anyone's
+    assert store.waiting_for_workspace() == []
+    assert store.set_default_workspace("ws_us") == 0  # no SQL-enqueued row waited
+    with reopen(store_location) as other:
+        assert other.default_workspace() == "ws_us"
+    us_id = store.learn(US, "ws_us", name="us")
+    assert [r.destination_id for r in store.claim("me", 10, destination_id=us_id)] == [None]
+
+
 def test_a_claim_for_a_destination_takes_its_rows_and_unbound_ones_and_binds_those(
     store: OutboxStore,
 ) -> None:

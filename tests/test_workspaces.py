@@ -138,10 +138,15 @@ def downgrade(location: str) -> None:
         import psycopg
 
         with psycopg.connect(location, autocommit=True) as db:
+            db.execute("DROP FUNCTION ievents.enqueue(jsonb, text) CASCADE")
+            db.execute("DROP TABLE ievents.workspace_names")
+            db.execute("ALTER TABLE ievents.events DROP COLUMN workspace")
             db.execute("ALTER TABLE ievents.destinations DROP COLUMN workspace_id")
             db.execute("UPDATE ievents.meta SET value = '2' WHERE key = 'schema_version'")
         return
     with closing(sqlite3.connect(location)) as raw:
+        raw.execute("DROP TABLE workspace_names")
+        raw.execute("ALTER TABLE events DROP COLUMN workspace")
         raw.execute("ALTER TABLE destinations DROP COLUMN workspace_id")
         raw.execute("PRAGMA user_version = 4")
         raw.commit()

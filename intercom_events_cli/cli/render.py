@@ -290,6 +290,25 @@ def waiting_elsewhere_text(destination: Destination, count: int) -> str:
     )
 
 
+def waiting_for_workspace_text(workspace: str | None, count: int) -> str:
+    """SQL-enqueued events no token can take yet: their workspace unseen, or none named."""
+    if workspace is None:
+        return (
+            f"{plural(count, 'event')} enqueued from SQL {agree(count, 'names', 'name')} no "
+            "workspace and the outbox has no default: set one with ievents outbox "
+            "default-workspace --profile NAME"
+        )
+    return (
+        f"{plural(count, 'event')} {agree(count, 'waits', 'wait')} for workspace "
+        f"{workspace}: no flush or check has used a token of it yet"
+    )
+
+
+def waiting_for_workspace_json(waiting: list[tuple[str | None, int]]) -> list[dict[str, Any]]:
+    """``[{"workspace": "abc123xy" or null, "events": 3}]``."""
+    return [{"workspace": workspace, "events": count} for workspace, count in waiting]
+
+
 def setup_cause(outcome: Outcome) -> str:
     """Why delivery stopped at once, in a few words: the token rejected, a redirect, or
     what else makes the configuration unusable (an untrusted certificate, a bad URL)."""

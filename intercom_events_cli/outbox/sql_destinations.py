@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..destination import FINGERPRINT_KEY_BYTES, Destination
-from .sql_store import H, SqlStore, pending_for
+from .sql_store import ANYONES, H, SqlStore, pending_for
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -42,7 +42,7 @@ class SqlDestinations(SqlStore[H]):
         with self._write() as db:
             return self._token_row(db, settings)[1]
 
-    def learn(self, settings: Settings, workspace_id: str) -> int:
+    def learn(self, settings: Settings, workspace_id: str, name: str | None = None) -> int:
         """Remember that the token of ``settings`` belongs to ``workspace_id`` (from GET
         /me); returns the workspace's destination id.
 
@@ -58,6 +58,20 @@ class SqlDestinations(SqlStore[H]):
                 (workspace_id, token_id),
             )
             target = self._workspace_row(db, token_id, workspace_id)
+            if name:
+                self._run(
+                    db,
+                    "INSERT INTO {s}.workspace_names (name, workspace_id) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET workspace_id = excluded.workspace_id",
+                    (name, workspace_id),
+                )
+            # Rows enqueued from SQL for this workspace (by id or by this name) waited.
+            self._changed(
+                db,
+                "UPDATE {s}.events SET destination_id = ?, workspace = ? WHERE "
+                "destination_id IS NULL AND (workspace = ? OR workspace = ?)",
+                (target, workspace_id, workspace_id, name or workspace_id),
+            )
             moved = self._changed(
                 db,
                 "UPDATE {s}.events SET destination_id = ? WHERE destination_id IN "
@@ -69,6 +83,49 @@ class SqlDestinations(SqlStore[H]):
             if moved:
                 self._notify(db)
         return target
+
+    def set_default_workspace(self, workspace_id: str) -> int:
+        """Make ``workspace_id`` the schema's default: SQL-enqueued rows that name no
+        workspace go there (those waiting too); returns how many waiting rows it took."""
+        with self._write() as db:
+            self._run(
+                db,
+                "INSERT INTO {s}.meta (key, value) VALUES ('default_workspace', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (workspace_id,),
+            )
+            target = self._run(
+                db, "SELECT min(id) FROM {s}.destinations WHERE workspace_id = ?", (workspace_id,)
+            ).fetchone()[0]
+            taken = self._changed(
+                db,
+                "UPDATE {s}.events SET workspace = ?, destination_id = ? WHERE "
+                "destination_id IS NULL AND workspace IS NULL AND source = 'sql'",
+                (workspace_id, target),
+            )
+            if taken:
+                self._notify(db)
+        return taken
+
+    def default_workspace(self) -> str | None:
+        """The schema's default workspace for SQL-enqueued rows, or None."""
+        with self._read() as db:
+            row = self._run(
+                db, "SELECT value FROM {s}.meta WHERE key = 'default_workspace'"
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def waiting_for_workspace(self) -> list[tuple[str | None, int]]:
+        """Undelivered rows no token can take yet: by the workspace they name (None: none
+        named and no default set), with their counts."""
+        with self._read() as db:
+            found = self._run(
+                db,
+                "SELECT workspace, count(*) FROM {s}.events WHERE destination_id IS NULL "
+                f"AND {_UNDELIVERED} AND NOT {ANYONES} GROUP BY workspace "
+                "ORDER BY count(*) DESC, workspace",
+            ).fetchall()
+        return [(r[0], int(r[1])) for r in found]
 
     def _token_row(self, db: H, settings: Settings) -> tuple[int, str | None]:
         """(id, workspace id or None) of the token's destination row, made when new."""

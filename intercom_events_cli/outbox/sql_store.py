@@ -69,6 +69,12 @@ def marks(values: Sized) -> str:
     return ", ".join("?" * len(values))
 
 
+# Unbound rows any destination may deliver (and bind): captured by an older ievents. A
+# row enqueued from SQL without a workspace waits for the schema's default instead, and
+# one naming a workspace waits for a token of it: never whichever relay claims first.
+ANYONES = "(destination_id IS NULL AND workspace IS NULL AND coalesce(source, '') <> 'sql')"
+
+
 def pending_for(destination_id: int | None, due: str, stamp: float) -> tuple[str, tuple[Any, ...]]:
     """The condition (and its arguments) for pending rows whose next attempt is ``due``
     (``<= ?`` or ``> ?``) against ``stamp``, bound to ``destination_id`` or unbound (any
@@ -76,7 +82,7 @@ def pending_for(destination_id: int | None, due: str, stamp: float) -> tuple[str
     where = f"state = 'pending' AND next_attempt_at {due}"
     if destination_id is None:
         return where, (stamp,)
-    return f"{where} AND (destination_id = ? OR destination_id IS NULL)", (stamp, destination_id)
+    return f"{where} AND (destination_id = ? OR {ANYONES})", (stamp, destination_id)
 
 
 def meta_number(meta: Mapping[str, str], key: str) -> float | None:

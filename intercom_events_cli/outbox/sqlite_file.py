@@ -34,7 +34,11 @@ _DESTINATIONS = [
 )""",
 ]
 # 5: the workspace each token belongs to, learned with GET /me (NULL until then).
-_WORKSPACE = "ALTER TABLE destinations ADD COLUMN workspace_id TEXT"
+_WORKSPACE = [
+    "ALTER TABLE destinations ADD COLUMN workspace_id TEXT",
+    "ALTER TABLE events ADD COLUMN workspace TEXT",
+    "CREATE TABLE workspace_names (name TEXT PRIMARY KEY, workspace_id TEXT NOT NULL)",
+]
 _SCHEMA = """
 CREATE TABLE events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,7 +64,7 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_state ON events (state, created);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-""" + "".join(f"{statement};" for statement in [*_DESTINATIONS, _WORKSPACE])
+""" + "".join(f"{statement};" for statement in [*_DESTINATIONS, *_WORKSPACE])
 # Each step takes a file from the version before it to the next one.
 _MIGRATIONS = {
     # 2: where a row came from (a batch run and its input line), for its rejects file.
@@ -79,7 +83,7 @@ _MIGRATIONS = {
     4: ["ALTER TABLE events ADD COLUMN claim_token INTEGER"],
     # 5: a token's workspace, learned by the first flush, relay or check that uses it;
     # rows bound to a token whose workspace is never learned stay bound to it (named).
-    5: [_WORKSPACE],
+    5: _WORKSPACE,
 }
 
 

@@ -126,9 +126,21 @@ class OutboxStore(Protocol):
         """The workspace id learned for the token of ``settings``, or None (not yet)."""
         ...
 
-    def learn(self, settings: Settings, workspace_id: str) -> int:
+    def learn(self, settings: Settings, workspace_id: str, name: str | None = None) -> int:
         """Bind the token of ``settings`` (and every event of its workspace) to
-        ``workspace_id``; returns the workspace's destination id."""
+        ``workspace_id``, known also as ``name`` (a profile); returns the destination id."""
+        ...
+
+    def set_default_workspace(self, workspace_id: str) -> int:
+        """Where SQL-enqueued rows naming no workspace go; returns the waiting rows taken."""
+        ...
+
+    def default_workspace(self) -> str | None:
+        """The default workspace of SQL-enqueued rows, or None."""
+        ...
+
+    def waiting_for_workspace(self) -> list[tuple[str | None, int]]:
+        """Undelivered rows no token can take yet, by the workspace they name."""
         ...
 
     def destinations(self) -> dict[int, Destination]:
