@@ -425,6 +425,17 @@ def test_learning_a_tokens_workspace_binds_every_token_of_it_to_one_destination(
     assert store.waiting_elsewhere(old_id) == [(known[eu_id], 1)]
 
 
+def test_move_binds_rows_of_one_state_to_another_destination(store: OutboxStore) -> None:
+    us_id, eu_id = store.bind(US), store.bind(EU)
+    store.queue_many([event(1), event(2)], destination_id=eu_id)
+    assert store.move([eu_id], us_id, State.PENDING, dry_run=True) == 2
+    assert store.waiting_elsewhere(us_id) != []  # a dry run changes nothing
+    assert store.move([eu_id], us_id, State.DEAD) == 0
+    assert store.move([eu_id, us_id], us_id, State.PENDING) == 2
+    assert store.waiting_elsewhere(us_id) == []
+    assert len(store.claim("me", 10, destination_id=us_id)) == 2
+
+
 def test_the_default_workspace_is_kept_and_legacy_unbound_rows_wait_for_no_one(
     store: OutboxStore, store_location: str
 ) -> None:

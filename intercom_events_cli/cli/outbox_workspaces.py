@@ -1,4 +1,5 @@
-"""``ievents outbox default-workspace``: where SQL-enqueued rows that name no workspace go.
+"""``ievents outbox default-workspace`` (where SQL-enqueued rows that name no workspace
+go) and ``ievents outbox move`` (rows of another workspace to the one in use).
 
 A row enqueued with ``ievents.enqueue(event)`` (no workspace) is delivered only to the
 schema's default workspace, never by whichever relay claims it first; without a default
@@ -23,6 +24,7 @@ from .common import (
     attempt_logger,
     json_error,
     load_environment,
+    open_existing,
     open_outbox,
     outbox_path,
     reporting,
@@ -91,3 +93,92 @@ def default_workspace(
                 f"default workspace: {workspace}; {plural(taken, 'waiting event')} "
                 f"{agree(taken, 'goes', 'go')} there"
             )
+
+
+@outbox_app.command()
+def move(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            metavar="WORKSPACE",
+            help="A workspace id ('unknown': tokens not yet checked).",
+            show_default=False,
+        ),
+    ],
+    dead: Annotated[
+        bool, typer.Option("--dead", help="Move dead letters instead of pending events.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say how many would move; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (scripts).")] = False,
+    outbox: OutboxOpt = None,
+    env_file: EnvFileOpt = None,
+    profile: ProfileOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Move another workspace's events to the one in use.
+
+    For a migrated workspace, or test data that should go to production. Asks first
+    on a terminal; elsewhere it needs --yes.
+
+    Example:
+      ievents outbox move --from ws_test --profile prod --dry-run
+    """
+    ui = Output(json_mode=json_output, quiet=quiet)
+    with reporting(ui, debug, on_error=json_error(ui)):
+        import sys
+
+        from ..config import Settings
+        from ..outbox import State
+        from ..workspaces import learn_workspace
+
+        if not (dry_run or yes or sys.stdin.isatty()):
+            raise UsageError("outbox move changes where events go: add --yes (or --dry-run)")
+        env = load_environment(env_file, profile=profile)
+        settings = Settings.load(env=env)
+        store = open_existing(outbox_path(outbox, env), env)
+        if store is None:
+            raise UsageError("there is no outbox here: nothing to move")
+        state = State.DEAD if dead else State.PENDING
+        with store:
+            learn_workspace(store, settings, attempt_logger(ui), profile)
+            target = store.bind(settings)
+            known = store.destinations()
+            if source == "unknown":
+                from_ids = [i for i, d in known.items() if d.workspace_id is None]
+            elif source.isdigit():  # a destination's number, as the database shows it
+                from_ids = [int(source)] if int(source) in known else []
+            else:
+                from_ids = [i for i, d in known.items() if d.workspace_id == source]
+            from_ids = [i for i in from_ids if i != target]
+            if not from_ids:
+                raise UsageError(
+                    f"no other destination is {source!r}: give a workspace id that "
+                    "ievents outbox status names, or 'unknown'"
+                )
+            where = known[from_ids[0]].describe()
+            here = known[target].describe() if target in known else "the workspace in use"
+            what = "dead letter" if dead else "pending event"
+            count = store.move(from_ids, target, state, dry_run=True)
+            if dry_run or count == 0:
+                report_move(ui, count, what, where, here, moved=False)
+                return
+            if not yes and not typer.confirm(
+                f"move {plural(count, what)} from {where} to {here}?", err=True
+            ):
+                raise UsageError("nothing moved (answered no)")
+            moved = store.move(from_ids, target, state)
+        report_move(ui, moved, what, where, here, moved=True)
+
+
+def report_move(ui: Output, count: int, what: str, where: str, here: str, *, moved: bool) -> None:
+    """One line (or ``--json``) for ``outbox move``."""
+    if ui.json_mode:
+        ui.json({"ok": True, "moved" if moved else "would_move": count, "from": where, "to": here})
+        return
+    verb = "moved" if moved else "would move"
+    ui.result(f"{verb} {plural(count, what)} from {where} to {here}")

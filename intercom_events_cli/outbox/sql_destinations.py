@@ -9,9 +9,11 @@ attempt failed starts the next run with a probe. The statements are the neutral 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..destination import FINGERPRINT_KEY_BYTES, Destination
+from .rows import State
 from .sql_store import ANYONES, H, SqlStore, pending_for
 
 if TYPE_CHECKING:
@@ -106,6 +108,31 @@ class SqlDestinations(SqlStore[H]):
             if taken:
                 self._notify(db)
         return taken
+
+    def move(
+        self, from_ids: Sequence[int], to_id: int, state: State, *, dry_run: bool = False
+    ) -> int:
+        """Bind the rows in ``state`` of the destinations ``from_ids`` to ``to_id``
+        (``dry_run``: only count them); returns how many."""
+        ids = [i for i in from_ids if i != to_id]
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        where = f"destination_id IN ({marks}) AND state = ?"
+        with self._write() as db:
+            if dry_run:
+                found = self._run(
+                    db, f"SELECT count(*) FROM {{s}}.events WHERE {where}", (*ids, state.value)
+                ).fetchone()
+                return int(found[0])
+            moved = self._changed(
+                db,
+                f"UPDATE {{s}}.events SET destination_id = ? WHERE {where}",
+                (to_id, *ids, state.value),
+            )
+            if moved:
+                self._notify(db)
+        return moved
 
     def default_workspace(self) -> str | None:
         """The schema's default workspace for SQL-enqueued rows, or None."""

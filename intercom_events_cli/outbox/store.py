@@ -139,6 +139,12 @@ class OutboxStore(Protocol):
         """The default workspace of SQL-enqueued rows, or None."""
         ...
 
+    def move(
+        self, from_ids: Sequence[int], to_id: int, state: State, *, dry_run: bool = False
+    ) -> int:
+        """Bind the rows in ``state`` of destinations ``from_ids`` to ``to_id``; a count."""
+        ...
+
     def waiting_for_workspace(self) -> list[tuple[str | None, int]]:
         """Undelivered rows no token can take yet, by the workspace they name."""
         ...
