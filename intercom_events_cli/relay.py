@@ -417,6 +417,7 @@ class Relay:
         try:
             self._learn(store)
             waiting = store.waiting_elsewhere(store.bind(self.settings))
+            unbound = store.waiting_for_workspace()
         except OutboxError:
             return  # the engine meets the same error and says so
         for destination, count in waiting:
@@ -424,6 +425,14 @@ class Relay:
                 f"{count} {'event waits' if count == 1 else 'events wait'} for "
                 f"{destination.describe()}: run a flush with a token of that workspace, or "
                 "ievents outbox move"
+            )
+        for workspace, count in unbound:
+            wait = "event waits" if count == 1 else "events wait"
+            self._notice(
+                f"{count} {wait} for workspace {workspace}: no token of it used yet"
+                if workspace
+                else f"{count} {wait} enqueued from SQL with no workspace and no default: "
+                "ievents outbox default-workspace"
             )
 
     def _drop_store(self) -> None:
