@@ -228,6 +228,7 @@ class Relay:
         # A run the engine ended (token rejected, Intercom unavailable): its code, which
         # the heartbeats during the pause after it keep saying.
         self._paused_code: ExitCode | None = None
+        self._workspace_known = False  # the token's workspace is in the outbox
 
     def _notice(self, text: str) -> None:
         self.report.notices.append(text)
@@ -347,6 +348,7 @@ class Relay:
         self._engine = engine
         self._paused_code = None
         try:
+            self._learn(store)
             flush = engine.run()
         except OutboxUnavailable as exc:
             # Rows this engine held stay in flight under a session that is gone
@@ -399,18 +401,38 @@ class Relay:
             self._beat()
             self.stop.wait(min(left, self.heartbeat_s))
 
+    def _learn(self, store: OutboxStore) -> None:
+        """Once per new token: its workspace (GET /me), so that it delivers the rows every
+        token of the workspace captured; asked again on the next run until Intercom says."""
+        if not self._workspace_known:
+            from .workspaces import learn_workspace
+
+            known = learn_workspace(store, self.settings, self.on_attempt)
+            self._workspace_known = known is not None
+
     def _tell_elsewhere(self, store: OutboxStore) -> None:
         """Once, at the start: events this relay will not deliver (another workspace)."""
         if not self.settings.token:
             return
         try:
+            self._learn(store)
             waiting = store.waiting_elsewhere(store.bind(self.settings))
+            unbound = store.waiting_for_workspace()
         except OutboxError:
             return  # the engine meets the same error and says so
         for destination, count in waiting:
             self._notice(
-                f"{count} {'event waits' if count == 1 else 'events wait'} for another workspace "
-                f"({destination.describe()} at capture): run a flush with that configuration"
+                f"{count} {'event waits' if count == 1 else 'events wait'} for "
+                f"{destination.describe()}: run a flush with a token of that workspace, or "
+                "ievents outbox move"
+            )
+        for workspace, count in unbound:
+            wait = "event waits" if count == 1 else "events wait"
+            self._notice(
+                f"{count} {wait} for workspace {workspace}: no token of it used yet"
+                if workspace
+                else f"{count} {wait} enqueued from SQL with no workspace and no default: "
+                "ievents outbox default-workspace"
             )
 
     def _drop_store(self) -> None:

@@ -51,7 +51,12 @@ _CONTACT_KEYS = ("user_id", "email", "id")
 
 @dataclass
 class Reply:
-    """A scripted answer.  ``path``/``method`` (if set) restrict which requests consume it."""
+    """A scripted answer.  ``path``/``method`` (if set) restrict which requests consume it.
+
+    A reply without a path never answers ``GET /me``: flush and the relay ask it once per
+    new token (to learn its workspace) before any event, and a script of event answers
+    must not be spent on that. A reply for ``GET /me`` says ``path="/me"``.
+    """
 
     status: int = 202
     body: JSONBody = None
@@ -64,6 +69,8 @@ class Reply:
     hold: threading.Event | None = None
 
     def matches(self, method: str, path: str) -> bool:
+        if self.path is None and path.rstrip("/") == "/me":
+            return False
         if self.path is not None and self.path != path:
             return False
         return self.method is None or self.method.upper() == method.upper()
@@ -243,7 +250,10 @@ class FakeIntercom(ThreadingHTTPServer):
     Configuration attributes (change any time): ``expected_token`` (None: any bearer token
     accepted), ``unknown_contacts`` (user_id/email/id values answered 404), ``latency``
     (seconds added before every answer), ``app_region`` (GET /me), ``next_page_override``
-    (replaces ``pages.next`` of the first GET /events page).
+    (replaces ``pages.next`` of the first GET /events page), ``workspaces`` (token ->
+    workspace id: when not empty only these tokens are accepted, and GET /me answers each
+    one's ``app.id_code``; two tokens of one workspace model a rotation), ``revoked``
+    (tokens answered 401 even when listed in ``workspaces``).
     """
 
     daemon_threads = True
@@ -265,6 +275,8 @@ class FakeIntercom(ThreadingHTTPServer):
         self.latency = latency
         self.unknown_contacts: set[str] = set()
         self.app_region = "US"
+        self.workspaces: dict[str, str] = {}
+        self.revoked: set[str] = set()
         self.next_page_override: str | None = None
         self.requests: list[RecordedRequest] = []
         self.count_429 = 0
@@ -383,6 +395,15 @@ class FakeIntercom(ThreadingHTTPServer):
                     out.append(parsed)
         return out
 
+    def events_for(self, workspace_id: str) -> list[Any]:
+        """Bodies answered 202 to a token of ``workspace_id`` (see ``workspaces``)."""
+        out = []
+        for rec in self.posts():
+            token = rec.headers.get("authorization", "").partition(" ")[2].strip()
+            if rec.status == 202 and self.workspaces.get(token) == workspace_id:
+                out.append(rec.json())
+        return out
+
     def stored_events(self) -> list[dict[str, Any]]:
         """Events accepted by the default POST /events handler (oldest first)."""
         with self._lock:
@@ -470,6 +491,8 @@ class FakeIntercom(ThreadingHTTPServer):
             return 401, _error_body("unauthorized", "Access Token Required"), {}
         if self.expected_token is not None and token != self.expected_token:
             return 401, _error_body("unauthorized", "Access Token Invalid"), {}
+        if token in self.revoked or (self.workspaces and token not in self.workspaces):
+            return 401, _error_body("unauthorized", "Access Token Invalid"), {}
 
         route = (rec.method, rec.path.rstrip("/") or "/")
         if route == ("POST", "/events"):
@@ -480,10 +503,10 @@ class FakeIntercom(ThreadingHTTPServer):
             status, body = self._list_events(rec.query, raw_query)
             return status, body, {}
         if route == ("GET", "/me"):
-            return 200, self._me(), {}
+            return 200, self._me(self.workspaces.get(token, "abc123xy")), {}
         return 404, _error_body("not_found", "Resource Not Found"), {}
 
-    def _me(self) -> dict[str, Any]:
+    def _me(self, workspace_id: str) -> dict[str, Any]:
         return {
             "type": "admin",
             "id": "991267464",
@@ -492,7 +515,7 @@ class FakeIntercom(ThreadingHTTPServer):
             "email_verified": True,
             "app": {
                 "type": "app",
-                "id_code": "abc123xy",
+                "id_code": workspace_id,
                 "name": "Example App",
                 "region": self.app_region,
                 "timezone": "Europe/London",

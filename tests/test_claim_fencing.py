@@ -122,7 +122,7 @@ def test_a_version_3_file_is_migrated_to_fencing_tokens(tmp_path: Path) -> None:
             """
         )
     with open_store(str(path), {}) as store:
-        assert store.summary().schema_version == SCHEMA_VERSION == 4
+        assert store.summary().schema_version == SCHEMA_VERSION == 5
         rows = {row.dedup_key: row for row in store.rows(list(State))}
         assert rows["k1"].state is State.PENDING and rows["k1"].claim_token is None
         # A claim made before the migration holds until its lease ends, token or not.
@@ -133,9 +133,9 @@ def test_a_version_3_file_is_migrated_to_fencing_tokens(tmp_path: Path) -> None:
         result = RowResult(taken.id, State.DELIVERED, status=202, claim_token=taken.claim_token)
         assert store.record("me", [result]) == 1
     with closing(sqlite3.connect(path)) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 5
         columns = [row[1] for row in check.execute("PRAGMA table_info(events)")]
-        assert columns[-1] == "claim_token"
+        assert "claim_token" in columns
 
 
 @pytest.mark.parametrize("watch", [False, True])

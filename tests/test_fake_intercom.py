@@ -105,21 +105,26 @@ def test_script_fifo_with_path_filter(fake: FakeIntercom, client: httpx.Client) 
     )
     fake.script_repeat(Reply(status=502, body=b"<html>bad gateway</html>"), 2)
 
-    r = client.get("/me")  # head of the queue matches any path
+    r = client.get("/events", params={"user_id": "1"})  # head of the queue: any path...
     assert (r.status_code, r.text) == (500, "boom")
     assert r.headers["content-type"].startswith("text/plain")
     r = client.post("/events", json=event_body())  # skips the /me reply
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     r = client.post("/events", json=event_body())
     assert r.status_code == 502 and r.content == b"<html>bad gateway</html>"
-    r = client.get("/me")
+    fake.script(Reply(status=500, body="not for /me"))
+    r = client.get("/me")  # ...but GET /me: only a reply that names it
     assert r.status_code == 200 and r.json() == {"only": "me"}
+    r = client.get("/me")
+    assert r.status_code == 200 and r.json()["app"]["id_code"] == "abc123xy"
     r = client.post("/events", json=event_body())
     assert r.status_code == 502
+    r = client.post("/events", json=event_body())
+    assert r.status_code == 500
     r = client.post("/events", json=event_body())  # queue empty: default behaviour
     assert r.status_code == 202
     assert fake.pending_script() == []
-    assert [p.status for p in fake.posts()] == [503, 502, 502, 202]
+    assert [p.status for p in fake.posts()] == [503, 502, 502, 500, 202]
     assert len(fake.events_posted()) == 1
 
 

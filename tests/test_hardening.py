@@ -64,7 +64,9 @@ def test_a_token_with_quotes_and_backslashes_is_redacted_in_json_and_tables(
     forms = (token, json.dumps(token)[1:-1], repr(token)[1:-1])
     env = {"INTERCOM_ACCESS_TOKEN": token}
     fake.script(
-        Reply(status=200, body={"type": "admin", "name": token, "app": {"name": token}}),
+        Reply(
+            status=200, body={"type": "admin", "name": token, "app": {"name": token}}, path="/me"
+        ),
         echoing_error(422, token),
         Reply(
             status=200,

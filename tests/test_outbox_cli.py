@@ -168,7 +168,7 @@ def test_default_outbox_is_private_under_xdg_state(run_cli: RunCli, tmp_path: Pa
         if side.exists():
             assert stat.S_IMODE(side.stat().st_mode) == 0o600
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
     raw.close()
     home = run_cli(
         "send",
@@ -307,7 +307,7 @@ def test_status_counts_and_heartbeat(run_cli: RunCli, fake: FakeIntercom, tmp_pa
     seed_outbox(path, 3)
     before = run_cli("outbox", "status", "--json").json()
     assert before["pending"] == 3 and before["last_flush_at"] is None
-    assert before["oldest_pending_age_s"] >= 0 and before["schema_version"] == 4
+    assert before["oldest_pending_age_s"] >= 0 and before["schema_version"] == 5
     fake.unknown_contacts.add("u2")
     assert run_cli("flush").code == 67
     after = run_cli("outbox", "status", "--json").json()

@@ -128,8 +128,8 @@ def test_a_version_1_schema_is_migrated_in_place(
     sql(pg_uri, "SELECT ievents.enqueue(%s::jsonb)", (big,))  # version 1 took it
     status = run_cli("outbox", "status", "--json", env={"IEVENTS_OUTBOX": pg_uri})
     assert status.code == 0, status
-    assert status.json()["schema_version"] == SCHEMA_VERSION == 2
-    assert sql(pg_uri, "SELECT value FROM ievents.meta WHERE key = 'schema_version'") == [("2",)]
+    assert status.json()["schema_version"] == SCHEMA_VERSION == 3
+    assert sql(pg_uri, "SELECT value FROM ievents.meta WHERE key = 'schema_version'") == [("3",)]
     rows = {
         name: (state, session, message)
         for name, state, session, message in sql(
@@ -148,6 +148,11 @@ def test_a_version_1_schema_is_migrated_in_place(
         )
     [(payload,)] = sql(pg_uri, "SELECT payload FROM ievents.events WHERE event_name = 'new'")
     assert isinstance(json.loads(payload)["created_at"], int)
-    flushed = run_cli("flush", "--json", env={"IEVENTS_OUTBOX": pg_uri})
+    # Rows enqueued before version 3 name no workspace: they wait for the default.
+    env = {"IEVENTS_OUTBOX": pg_uri}
+    waiting = run_cli("flush", "--json", env=env)
+    assert waiting.json()["waiting_for_workspace"] == [{"workspace": None, "events": 2}]
+    assert run_cli("outbox", "default-workspace", "abc123xy", env=env).code == 0
+    flushed = run_cli("flush", "--json", env=env)
     assert flushed.code == 0 and flushed.json()["delivered"] == 2, flushed
     assert sorted(e["event_name"] for e in fake.events_posted()) == ["new", "old"]

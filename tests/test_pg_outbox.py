@@ -124,8 +124,8 @@ def test_schema_is_created_versioned_and_configurable(run_cli: RunCli, pg_uri: s
         "SELECT table_name FROM information_schema.tables "
         "WHERE table_schema = 'ievents' ORDER BY 1",
     )
-    assert [t[0] for t in tables] == ["destinations", "events", "meta"]
-    assert sql(pg_uri, "SELECT value FROM ievents.meta WHERE key = 'schema_version'") == [("2",)]
+    assert [t[0] for t in tables] == ["destinations", "events", "meta", "workspace_names"]
+    assert sql(pg_uri, "SELECT value FROM ievents.meta WHERE key = 'schema_version'") == [("3",)]
 
     env = {"IEVENTS_OUTBOX": pg_uri, "IEVENTS_OUTBOX_SCHEMA": "relay_two"}
     queued = run_cli("send", "e", "--user-id", "1", "--queue", env=env)
@@ -206,6 +206,8 @@ def test_enqueue_in_committed_and_rolled_back_transactions(
             )
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             app.execute("SELECT ievents.enqueue('[1, 2]'::jsonb)")
+    # Rows that name no workspace go to the schema's default only (issue 22).
+    assert run_cli("outbox", "default-workspace", "abc123xy", env=env).code == 0
     flushed = run_cli("flush", "--json", env=env)
     assert flushed.code == 0, flushed
     posted = fake.events_posted()
@@ -221,6 +223,7 @@ def test_invalid_enqueued_row_becomes_a_dead_letter_with_its_reason(
 ) -> None:
     env = {"IEVENTS_OUTBOX": pg_uri}
     assert run_cli("flush", env=env).code == 0  # creates the schema
+    assert run_cli("outbox", "default-workspace", "abc123xy", env=env).code == 0
     sql(pg_uri, 'SELECT ievents.enqueue(\'{"event_name": "no-contact", "created_at": 1}\')')
     sql(pg_uri, 'SELECT ievents.enqueue(\'{"event_name": "x", "user_id": "1", "colour": "red"}\')')
     sql(pg_uri, "SELECT ievents.enqueue('{}')")
@@ -247,6 +250,7 @@ def test_enqueued_duplicate_of_a_captured_event_is_sent_once(
         "send", "e", "--user-id", "9", "--created-at", str(CREATED), "--queue", env=env
     )
     assert queued.code == 0
+    assert run_cli("outbox", "default-workspace", "abc123xy", env=env).code == 0
     for _ in range(2):
         sql(
             pg_uri,

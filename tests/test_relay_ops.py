@@ -270,7 +270,7 @@ def enqueue(uri: str, *bodies: object) -> None:
 
     with psycopg.connect(uri, autocommit=True) as db:
         for body in bodies:
-            db.execute("SELECT ievents.enqueue(%s::jsonb)", (json.dumps(body),))
+            db.execute("SELECT ievents.enqueue(%s::jsonb, 'abc123xy')", (json.dumps(body),))
 
 
 INVALID = [

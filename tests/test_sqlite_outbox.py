@@ -67,7 +67,7 @@ def test_new_outbox_is_private_and_versioned(store: Outbox, path: Path) -> None:
     assert all(p.exists() for p in side_files)
     assert all(mode(p) == 0o600 for p in side_files)
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     raw.close()
 
@@ -217,7 +217,7 @@ def test_a_version_1_outbox_is_migrated_in_place(tmp_path: Path) -> None:
         added = [r for r in store.rows([State.PENDING]) if r.event_name == "b"]
         assert [(r.source, r.source_line) for r in added] == [("run-1", 7)]
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     check.close()
 
 

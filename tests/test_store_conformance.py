@@ -435,7 +435,62 @@ def test_bind_gives_one_id_per_destination_and_keeps_no_token(
     assert (eu.base_url, eu.token_hint) == ("http://127.0.0.1:2", "9876")
     assert us.token_fingerprint != eu.token_fingerprint
     for field in (*us.__dict__.values(), *eu.__dict__.values()):
-        assert US.token not in field and EU.token not in field
+        assert field is None or (US.token not in field and EU.token not in field)
+
+
+US_ROTATED = Settings(token="tok_us_workspace_rotated_4321", base_url="http://127.0.0.1:1")
+EU_SAME_ID = Settings(token="tok_eu_same_id_other_host_8888", base_url="http://127.0.0.1:2")
+
+
+def test_learning_a_tokens_workspace_binds_every_token_of_it_to_one_destination(
+    store: OutboxStore, store_location: str
+) -> None:
+    old_id = store.bind(US)
+    assert store.token_workspace(US) is None  # capture never asks Intercom
+    store.queue_many([event(1), event(2)], destination_id=old_id)
+    assert store.learn(US, "ws_us") == old_id
+    new_id = store.bind(US_ROTATED)  # a new token, not yet learned: its own row
+    assert new_id != old_id
+    store.queue_many([event(3)], destination_id=new_id)
+    eu_id = store.bind(EU_SAME_ID)
+    store.queue_many([event(4)], destination_id=eu_id)
+    # The rotated token learns its workspace: every row of the workspace is one destination.
+    assert store.learn(US_ROTATED, "ws_us") == old_id
+    assert store.bind(US_ROTATED) == old_id and store.token_workspace(US_ROTATED) == "ws_us"
+    with reopen(store_location) as other:
+        assert other.bind(US_ROTATED) == old_id  # remembered in the outbox
+    # Same workspace id on another API host: another workspace, left alone.
+    assert store.learn(EU_SAME_ID, "ws_us") == eu_id
+    bound = {r.id: r.destination_id for r in store.rows([State.PENDING])}
+    assert sorted(bound.values()) == [old_id, old_id, old_id, eu_id]
+    assert [r.event_name for r in store.claim("me", 10, destination_id=old_id)] == ["signed-up"] * 3
+    known = store.destinations()
+    assert known[old_id].workspace_id == known[new_id].workspace_id == "ws_us"
+    assert store.waiting_elsewhere(old_id) == [(known[eu_id], 1)]
+
+
+def test_move_binds_rows_of_one_state_to_another_destination(store: OutboxStore) -> None:
+    us_id, eu_id = store.bind(US), store.bind(EU)
+    store.queue_many([event(1), event(2)], destination_id=eu_id)
+    assert store.move([eu_id], us_id, State.PENDING, dry_run=True) == 2
+    assert store.waiting_elsewhere(us_id) != []  # a dry run changes nothing
+    assert store.move([eu_id], us_id, State.DEAD) == 0
+    assert store.move([eu_id, us_id], us_id, State.PENDING) == 2
+    assert store.waiting_elsewhere(us_id) == []
+    assert len(store.claim("me", 10, destination_id=us_id)) == 2
+
+
+def test_the_default_workspace_is_kept_and_legacy_unbound_rows_wait_for_no_one(
+    store: OutboxStore, store_location: str
+) -> None:
+    assert store.default_workspace() is None
+    store.add(event(1))  # unbound, as captured by an older ievents: anyone's
+    assert store.waiting_for_workspace() == []
+    assert store.set_default_workspace("ws_us") == 0  # no SQL-enqueued row waited
+    with reopen(store_location) as other:
+        assert other.default_workspace() == "ws_us"
+    us_id = store.learn(US, "ws_us", name="us")
+    assert [r.destination_id for r in store.claim("me", 10, destination_id=us_id)] == [None]
 
 
 def test_a_claim_for_a_destination_takes_its_rows_and_unbound_ones_and_binds_those(

@@ -52,6 +52,8 @@ from .render import (
     relative,
     setup_cause,
     waiting_elsewhere_text,
+    waiting_for_workspace_json,
+    waiting_for_workspace_text,
     when,
 )
 
@@ -287,12 +289,22 @@ def flush(
                 ui.result(f"nothing to flush: no outbox at {path} yet")
             return
         with open_outbox(path, env) as store:
+            from ..workspaces import learn_workspace
+
+            # Once per new token: its workspace, so it delivers what its others captured.
+            named = env.profile.name if env.profile else None
+            learn_workspace(store, settings, attempt_logger(ui), named)
             report = run_flush(ui, store, settings, concurrency, max_time, now, env)
             remaining = store.summary()
             due = store.count_due(store.bind(settings))
+            waiting = store.waiting_for_workspace()
         if json_output:
-            ui.json(flush_json(report, path, remaining, due))
+            body = flush_json(report, path, remaining, due)
+            body["waiting_for_workspace"] = waiting_for_workspace_json(waiting)
+            ui.json(body)
         report_flush(ui, report, settings, remaining, max_time)
+        for workspace, count in waiting:
+            ui.info(waiting_for_workspace_text(workspace, count))
         if report.exit_code != ExitCode.OK:
             raise typer.Exit(int(report.exit_code))
 

@@ -29,6 +29,8 @@ from .common import (
     VerboseOpt,
     attempt_logger,
     load_environment,
+    open_existing,
+    outbox_path,
     reporting,
 )
 from .output import Output
@@ -152,6 +154,7 @@ def check(
         except ApiError as exc:
             exc.hint = exc.hint or lookup_hint(exc, settings)
             raise
+        remember_workspace(env_file, profile, settings, owner.app_id_code)
         if json_output:
             ui.json(
                 {
@@ -167,6 +170,25 @@ def check(
             print_owner(ui, owner, settings)
         for warning in owner.warnings():
             ui.warn(warning)
+
+
+def remember_workspace(
+    env_file: str | None, profile: str | None, settings: Settings, workspace_id: str | None
+) -> None:
+    """Tell an existing outbox which workspace the token belongs to (never creates one):
+    events captured under an older token of the workspace then go with this one."""
+    if not workspace_id:
+        return
+    from ..errors import OutboxError
+
+    try:
+        env = load_environment(env_file, profile=profile)
+        store = open_existing(outbox_path(None, env), env)
+        if store is not None:
+            with store:
+                store.learn(settings, workspace_id)
+    except OutboxError:
+        pass  # check is about the token; the outbox reports its own trouble when used
 
 
 def pick_contact(user_id: str | None, email: str | None, contact_id: str | None) -> Contact:

@@ -52,7 +52,7 @@ def retry(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Move dead letters back to pending, for the next flush to try again.
+    """Move dead letters back to pending, for the next flush.
 
     Example:
       ievents outbox retry 12 13 && ievents flush
@@ -115,7 +115,7 @@ def purge(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Delete events from the outbox: --pending, --dead or --delivered.
+    """Delete events: --pending, --dead or --delivered.
 
     Example:
       ievents outbox purge --delivered --older-than 30d

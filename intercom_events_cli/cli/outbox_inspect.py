@@ -38,6 +38,8 @@ from .render import (
     row_json,
     schema_text,
     status_json,
+    waiting_for_workspace_json,
+    waiting_for_workspace_text,
     when,
 )
 
@@ -110,7 +112,7 @@ def status(
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Where the outbox is and why, what it holds, and the last flush.
+    """Where the outbox is and why, what it holds, its last flush.
 
     Examples:
       ievents outbox status --json | jq .oldest_pending_age_s
@@ -124,10 +126,12 @@ def status(
         path = outbox_path(outbox, env)
         source = outbox_source(outbox, env)
         summary = None
+        waiting: list[tuple[str | None, int]] = []
         store = open_existing(path, env)  # never creates one: says there is none
         if store is not None:
             with store:
                 summary = store.summary()
+                waiting = store.waiting_for_workspace()
         if quiet:
             return
         if fmt == "prometheus":
@@ -135,23 +139,29 @@ def status(
 
             ui.raw(status_text(summary))
             return
-        print_status(ui, path, summary, source)
+        print_status(ui, path, summary, source, waiting)
 
 
 def short_destination(row: OutboxRow, destinations: Mapping[int, Destination]) -> str:
-    """``api.eu.intercom.io ...f3a2``: host and token ending, for a narrow table cell."""
+    """``abc123xy (Europe)``: workspace and region, for a narrow table cell."""
     destination = destinations.get(row.destination_id) if row.destination_id else None
     if destination is None:
         return "unbound"
-    host = destination.base_url.split("://", 1)[-1]
-    return f"{host} ...{destination.token_hint}"
+    return f"{destination.workspace_id or '?'} ({destination.region})"
 
 
 def print_status(
-    ui: Output, path: OutboxLocation, summary: OutboxSummary | None, source: str = ""
+    ui: Output,
+    path: OutboxLocation,
+    summary: OutboxSummary | None,
+    source: str = "",
+    waiting: list[tuple[str | None, int]] | None = None,
 ) -> None:
-    """``outbox status`` for humans (or ``--json``); ``source`` says why this outbox."""
+    """``outbox status`` for humans (or ``--json``); ``source`` says why this outbox;
+    ``waiting``: SQL-enqueued rows no token can take yet, by workspace."""
     data = status_json(path, summary, source)
+    if summary is not None:
+        data["waiting_for_workspace"] = waiting_for_workspace_json(waiting or [])
     if ui.json_mode:
         ui.json(data)
         return
@@ -195,6 +205,8 @@ def print_status(
         lines.append(f"relay alive   {moment('relay_heartbeat_at')}")
     for destination, count in summary.pending_by_destination:
         lines.append(f"  {count} not delivered for {destination_text(destination)}")
+    for workspace, count in waiting or []:
+        lines.append(f"  {waiting_for_workspace_text(workspace, count)}")
     for line in lines:
         ui.result(line)
 
@@ -222,7 +234,7 @@ def list_rows(
     no_color: NoColorOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List the events in the outbox with their state and last error.
+    """List the outbox's events with their state and last error.
 
     Example:
       ievents outbox list --dead --limit 20
@@ -371,7 +383,7 @@ def export(
     ] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Print the events as NDJSON: one API payload per line, replayable.
+    """Print the events as NDJSON: replayable API payloads.
 
     Example:
       ievents outbox export --dead > dead.ndjson

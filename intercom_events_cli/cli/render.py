@@ -192,23 +192,23 @@ def timing(elapsed_s: float, count_per_s: float, unit: str) -> str:
     return f"{seconds(elapsed_s)}, {count_per_s:.0f} {unit}/s"
 
 
-def destination_json(destination: Destination | None) -> dict[str, str] | None:
-    """A destination without any secret: base URL, API version, the token's last 4."""
+def destination_json(destination: Destination | None) -> dict[str, str | None] | None:
+    """A destination without any secret: base URL, API version, workspace and region."""
     if destination is None:
         return None
     return {
         "base_url": destination.base_url,
         "api_version": destination.api_version,
-        "token_hint": destination.token_hint,
+        "workspace_id": destination.workspace_id,
+        "region": destination.region,
     }
 
 
 def destination_text(destination: Destination | None) -> str:
-    """``https://api.intercom.io (2.14, token ending ...f3a2)``; ``unbound`` for None."""
+    """``workspace abc123xy (Europe)``; ``unbound`` for None. Never the token."""
     if destination is None:
         return "unbound (any configuration that flushes)"
-    version, hint = destination.api_version, destination.token_hint
-    return f"{destination.base_url} ({version}, token ending ...{hint})"
+    return destination.describe()
 
 
 def row_json(
@@ -284,10 +284,29 @@ def stop_cause(reason: StopReason | None) -> str:
 def waiting_elsewhere_text(destination: Destination, count: int) -> str:
     """Events this configuration does not deliver: they were captured for another workspace."""
     return (
-        f"{plural(count, 'event')} {agree(count, 'waits', 'wait')} for another workspace "
-        f"({destination.describe()} "
-        "at capture): run flush with that configuration"
+        f"{plural(count, 'event')} {agree(count, 'waits', 'wait')} for "
+        f"{destination.describe()}: run flush with a token of that workspace, or "
+        "ievents outbox move"
     )
+
+
+def waiting_for_workspace_text(workspace: str | None, count: int) -> str:
+    """SQL-enqueued events no token can take yet: their workspace unseen, or none named."""
+    if workspace is None:
+        return (
+            f"{plural(count, 'event')} enqueued from SQL {agree(count, 'names', 'name')} no "
+            "workspace and the outbox has no default: set one with ievents outbox "
+            "default-workspace --profile NAME"
+        )
+    return (
+        f"{plural(count, 'event')} {agree(count, 'waits', 'wait')} for workspace "
+        f"{workspace}: no flush or check has used a token of it yet"
+    )
+
+
+def waiting_for_workspace_json(waiting: list[tuple[str | None, int]]) -> list[dict[str, Any]]:
+    """``[{"workspace": "abc123xy" or null, "events": 3}]``."""
+    return [{"workspace": workspace, "events": count} for workspace, count in waiting]
 
 
 def setup_cause(outcome: Outcome) -> str:
@@ -437,7 +456,8 @@ def flush_json(
             {
                 "base_url": destination.base_url,
                 "api_version": destination.api_version,
-                "token_hint": destination.token_hint,
+                "workspace_id": destination.workspace_id,
+                "region": destination.region,
                 "events": count,
             }
             for destination, count in report.waiting_elsewhere

@@ -46,7 +46,7 @@ from .pg_session import (  # psycopg is imported there, with a clear error when 
 )
 from .rows import COLUMNS, AddResult, OutboxRow, State
 from .sql_destinations import SqlDestinations
-from .sql_store import ClaimRequest
+from .sql_store import ANYONES, ClaimRequest
 
 if TYPE_CHECKING:
     from psycopg import Cursor
@@ -234,9 +234,7 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
         """Claim skipping rows other claimers hold; rows enqueued from SQL are validated
         on the way (bound by this claim: said so, as the SQLite store does)."""
         only = (
-            ""
-            if want.destination_id is None
-            else ("AND (destination_id = %(dest)s OR destination_id IS NULL) ")
+            "" if want.destination_id is None else f"AND (destination_id = %(dest)s OR {ANYONES}) "
         )
         claimed: list[OutboxRow] = []
         refused: list[OutboxRow] = []

@@ -12,12 +12,16 @@ host's: relays on hosts whose clocks disagree still agree on leases and due time
 Versions: 1, the first; 2 adds ``claim_token`` (each claim's fencing token), makes
 ``claim_session`` the claimer's backend (pid and start, as in ``pg_stat_activity``) rather
 than an advisory-lock key, and an ``enqueue`` that resolves ``created_at: "now"`` and
-refuses events over :data:`MAX_EVENT_BYTES`.
+refuses events over :data:`MAX_EVENT_BYTES`; 3 adds ``destinations.workspace_id``: a
+token's workspace, learned with GET /me, so that every token of a workspace delivers its
+events (rows keep their binding; learning a token's workspace moves them to it), and
+``enqueue(event, workspace)``: a row names its workspace (or takes the schema's default)
+and is never delivered by a relay of another.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # The largest event ``enqueue`` takes, in bytes of JSON: an Intercom event is a name, a
 # contact and at most a few metadata values; anything this large is a mistake, and rows
 # this size would make every claim and inspection hold them in memory.
@@ -36,8 +40,10 @@ CREATE TABLE {s}.destinations (
     failing_since double precision,
     last_failure_at double precision,
     last_success_at double precision,
+    workspace_id text,
     UNIQUE (base_url, api_version, token_fingerprint)
 );
+CREATE TABLE {s}.workspace_names (name text PRIMARY KEY, workspace_id text NOT NULL);
 CREATE TABLE {s}.events (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     dedup_key text NOT NULL UNIQUE,
@@ -59,7 +65,8 @@ CREATE TABLE {s}.events (
     claim_session bigint,
     destination_id bigint REFERENCES {s}.destinations (id),
     validated boolean NOT NULL DEFAULT true,
-    claim_token bigint
+    claim_token bigint,
+    workspace text
 );
 CREATE INDEX events_due ON {s}.events (created, id) WHERE state = 'pending';
 CREATE INDEX events_in_flight ON {s}.events (owner) WHERE state = 'in_flight';
@@ -73,7 +80,7 @@ CREATE INDEX events_by_state ON {s}.events (state, updated);
 # the database's clock at this call, before the de-duplication key is computed: two calls
 # a second apart are two events, whenever they are delivered.
 _ENQUEUE = """
-CREATE OR REPLACE FUNCTION {s}.enqueue(event jsonb) RETURNS bigint
+CREATE OR REPLACE FUNCTION {s}.enqueue(event jsonb, workspace text) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -83,6 +90,8 @@ DECLARE
     size integer;
     key text;
     new_id bigint;
+    wanted text := nullif(btrim(workspace), '');
+    target bigint;
 BEGIN
     IF body IS NULL OR jsonb_typeof(body) <> 'object' THEN
         RAISE EXCEPTION '{s}.enqueue takes a JSON object, got %',
@@ -101,11 +110,24 @@ BEGIN
            AND lower(btrim(body ->> 'created_at')) = 'now') THEN
         body := body || jsonb_build_object('created_at', floor(stamp)::bigint);
     END IF;
+    -- The workspace: the one named (a profile name ievents has seen, or a workspace id),
+    -- else the schema's default (ievents outbox default-workspace). Bound to its
+    -- destination when a token of it is known; else it waits for one, never for anyone.
+    IF wanted IS NULL THEN
+        SELECT m.value INTO wanted FROM {s}.meta AS m WHERE m.key = 'default_workspace';
+    ELSE
+        SELECT coalesce(max(n.workspace_id), wanted) INTO wanted
+        FROM {s}.workspace_names AS n WHERE n.name = wanted;
+    END IF;
+    IF wanted IS NOT NULL THEN
+        SELECT min(d.id) INTO target FROM {s}.destinations AS d WHERE d.workspace_id = wanted;
+    END IF;
     key := 'sql:' || md5(body::text);
     INSERT INTO {s}.events AS e (dedup_key, payload, event_name, state, created, updated,
-                                 next_attempt_at, source, validated)
+                                 next_attempt_at, source, validated, destination_id,
+                                 workspace)
     VALUES (key, body::text, coalesce(body ->> 'event_name', ''), 'pending', stamp, stamp,
-            stamp, 'sql', false)
+            stamp, 'sql', false, target, wanted)
     ON CONFLICT (dedup_key) DO NOTHING
     RETURNING e.id INTO new_id;
     IF new_id IS NULL THEN
@@ -115,6 +137,11 @@ BEGIN
     RETURN new_id;
 END
 $fn$;
+REVOKE ALL ON FUNCTION {s}.enqueue(jsonb, text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION {s}.enqueue(event jsonb) RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT {s}.enqueue(event, NULL) $fn$;
 REVOKE ALL ON FUNCTION {s}.enqueue(jsonb) FROM PUBLIC;
 """
 
@@ -135,6 +162,16 @@ MIGRATIONS: dict[int, list[str]] = {
         + " bytes of JSON', updated = extract(epoch FROM clock_timestamp()) "
         "WHERE state IN ('pending', 'in_flight') AND NOT validated "
         "AND octet_length(payload) > " + str(MAX_EVENT_BYTES),
+        "{enqueue}",
+    ],
+    # 3: the workspace of each token, NULL until a flush, relay or check with that token
+    # learns it; rows stay bound to their token's row until then (and are named so).
+    # The workspace an SQL-enqueued row names (or the schema's default), kept until a
+    # token of it is known; profile names ievents has seen, for enqueue to resolve.
+    3: [
+        "ALTER TABLE {s}.destinations ADD COLUMN workspace_id text",
+        "ALTER TABLE {s}.events ADD COLUMN workspace text",
+        "CREATE TABLE {s}.workspace_names (name text PRIMARY KEY, workspace_id text NOT NULL)",
         "{enqueue}",
     ],
 }
@@ -158,7 +195,7 @@ def create_statements(schema: str) -> list[str]:
 
 
 def enqueue_function(schema: str) -> str:
-    """``CREATE OR REPLACE FUNCTION schema.enqueue(jsonb)`` (one statement block)."""
+    """``schema.enqueue(jsonb, text)`` and ``schema.enqueue(jsonb)`` (one block)."""
     return _ENQUEUE.format(s=schema, channel=CHANNEL_SUFFIX, limit=MAX_EVENT_BYTES)
 
 

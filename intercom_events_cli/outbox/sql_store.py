@@ -75,6 +75,12 @@ def marks(values: Sized) -> str:
     return ", ".join("?" * len(values))
 
 
+# Unbound rows any destination may deliver (and bind): captured by an older ievents. A
+# row enqueued from SQL without a workspace waits for the schema's default instead, and
+# one naming a workspace waits for a token of it: never whichever relay claims first.
+ANYONES = "(destination_id IS NULL AND workspace IS NULL AND coalesce(source, '') <> 'sql')"
+
+
 def pending_for(destination_id: int | None, due: str, stamp: float) -> tuple[str, tuple[Any, ...]]:
     """The condition (and its arguments) for pending rows whose next attempt is ``due``
     (``<= ?`` or ``> ?``) against ``stamp``, bound to ``destination_id`` or unbound (any
@@ -82,7 +88,7 @@ def pending_for(destination_id: int | None, due: str, stamp: float) -> tuple[str
     where = f"state = 'pending' AND next_attempt_at {due}"
     if destination_id is None:
         return where, (stamp,)
-    return f"{where} AND (destination_id = ? OR destination_id IS NULL)", (stamp, destination_id)
+    return f"{where} AND (destination_id = ? OR {ANYONES})", (stamp, destination_id)
 
 
 def meta_number(meta: Mapping[str, str], key: str) -> float | None:
@@ -402,11 +408,11 @@ class SqlStore(Generic[H]):
             meta = dict(self._run(db, "SELECT key, value FROM {s}.meta").fetchall())
             version = self._schema_version(db, meta)
             per_destination = tuple(
-                (Destination(*row[:4]) if row[0] is not None else None, int(row[4]))
+                (Destination(*row[:5]) if row[0] is not None else None, int(row[5]))
                 for row in self._run(
                     db,
                     "SELECT d.base_url, d.api_version, d.token_fingerprint, d.token_hint, "
-                    "count(*) FROM {s}.events e LEFT JOIN {s}.destinations d "
+                    "d.workspace_id, count(*) FROM {s}.events e LEFT JOIN {s}.destinations d "
                     "ON d.id = e.destination_id WHERE e.state IN ('pending', 'in_flight') "
                     "GROUP BY e.destination_id, d.id ORDER BY count(*) DESC, e.destination_id",
                 ).fetchall()

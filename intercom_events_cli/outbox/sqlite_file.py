@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import BUSY_TIMEOUT_ENV
 from ..errors import OutboxError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Where each event is to be delivered (see destination.py). ``failing_since`` set: the last
@@ -32,6 +32,12 @@ _DESTINATIONS = [
     last_success_at REAL,
     UNIQUE (base_url, api_version, token_fingerprint)
 )""",
+]
+# 5: the workspace each token belongs to, learned with GET /me (NULL until then).
+_WORKSPACE = [
+    "ALTER TABLE destinations ADD COLUMN workspace_id TEXT",
+    "ALTER TABLE events ADD COLUMN workspace TEXT",
+    "CREATE TABLE workspace_names (name TEXT PRIMARY KEY, workspace_id TEXT NOT NULL)",
 ]
 _SCHEMA = """
 CREATE TABLE events (
@@ -58,7 +64,7 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_state ON events (state, created);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-""" + "".join(f"{statement};" for statement in _DESTINATIONS)
+""" + "".join(f"{statement};" for statement in [*_DESTINATIONS, *_WORKSPACE])
 # Each step takes a file from the version before it to the next one.
 _MIGRATIONS = {
     # 2: where a row came from (a batch run and its input line), for its rejects file.
@@ -75,6 +81,9 @@ _MIGRATIONS = {
     # 4: each claim's fencing token: a sender's results count only while its row still
     # carries the token of its claim. Rows in flight keep none: their lease still holds.
     4: ["ALTER TABLE events ADD COLUMN claim_token INTEGER"],
+    # 5: a token's workspace, learned by the first flush, relay or check that uses it;
+    # rows bound to a token whose workspace is never learned stay bound to it (named).
+    5: _WORKSPACE,
 }
 
 

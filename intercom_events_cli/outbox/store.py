@@ -118,7 +118,35 @@ class OutboxStore(Protocol):
 
     # destinations (see DESTINATION.md and destination.py)
     def bind(self, settings: Settings) -> int:
-        """The id of the destination ``settings`` deliver to (stored when new)."""
+        """The id of the destination ``settings`` deliver to (stored when new): the
+        token's workspace once learned, else the token's own."""
+        ...
+
+    def token_workspace(self, settings: Settings) -> str | None:
+        """The workspace id learned for the token of ``settings``, or None (not yet)."""
+        ...
+
+    def learn(self, settings: Settings, workspace_id: str, name: str | None = None) -> int:
+        """Bind the token of ``settings`` (and every event of its workspace) to
+        ``workspace_id``, known also as ``name`` (a profile); returns the destination id."""
+        ...
+
+    def set_default_workspace(self, workspace_id: str) -> int:
+        """Where SQL-enqueued rows naming no workspace go; returns the waiting rows taken."""
+        ...
+
+    def default_workspace(self) -> str | None:
+        """The default workspace of SQL-enqueued rows, or None."""
+        ...
+
+    def move(
+        self, from_ids: Sequence[int], to_id: int, state: State, *, dry_run: bool = False
+    ) -> int:
+        """Bind the rows in ``state`` of destinations ``from_ids`` to ``to_id``; a count."""
+        ...
+
+    def waiting_for_workspace(self) -> list[tuple[str | None, int]]:
+        """Undelivered rows no token can take yet, by the workspace they name."""
         ...
 
     def destinations(self) -> dict[int, Destination]:
