@@ -66,6 +66,8 @@ def test_now_and_a_missing_created_at_are_resolved_at_each_enqueue(
     """Before version 2, "now" was stored as is and every call made the same row."""
     env = {"IEVENTS_OUTBOX": pg_uri}
     assert run_cli("flush", env=env).code == 0  # the schema, made by its owner
+    # Rows enqueued without a workspace go to the schema's default only (issue 22).
+    assert run_cli("outbox", "default-workspace", "abc123xy", env=env).code == 0
     grant_enqueue(pg_uri)
     now_event = {"event_name": "ping", "user_id": "7", "created_at": "now"}
     ids: dict[int, int] = {}  # created_at as stored -> the id enqueue returned

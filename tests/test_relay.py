@@ -235,7 +235,7 @@ def test_relay_names_events_captured_for_another_workspace(
         == 0
     )
     wait_for(lambda: len(fake.events_posted()) == 1, what="our event")
-    relay.wait_for_stderr("1 event waits for another workspace")
+    relay.wait_for_stderr("1 event waits for a workspace not yet known")
 
     def recorded() -> bool:
         status = run_cli("outbox", "status", "--json", env={"IEVENTS_OUTBOX": outbox}).json()

@@ -147,7 +147,10 @@ def short_destination(row: OutboxRow, destinations: Mapping[int, Destination]) -
     destination = destinations.get(row.destination_id) if row.destination_id else None
     if destination is None:
         return "unbound"
-    return f"{destination.workspace_id or '?'} ({destination.region})"
+    # A host of one's own (a proxy, a test server) stands without its scheme: the cell is
+    # narrow, and the contact above it must stay whole.
+    region = destination.region.split("://", 1)[-1]
+    return f"{destination.workspace_id or '?'} ({region})"
 
 
 def print_status(

@@ -29,6 +29,7 @@ from .common import (
     outbox_path,
     reporting,
 )
+from .environment import current
 from .outbox import outbox_app
 from .output import Output
 from .render import agree, plural
@@ -130,13 +131,11 @@ def move(
     """
     ui = Output(json_mode=json_output, quiet=quiet)
     with reporting(ui, debug, on_error=json_error(ui)):
-        import sys
-
         from ..config import Settings
         from ..outbox import State
         from ..workspaces import learn_workspace
 
-        if not (dry_run or yes or sys.stdin.isatty()):
+        if not (dry_run or yes or current().stdin_isatty):
             raise UsageError("outbox move changes where events go: add --yes (or --dry-run)")
         env = load_environment(env_file, profile=profile)
         settings = Settings.load(env=env)
