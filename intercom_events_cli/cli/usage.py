@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from ..errors import ExitCode
+from .environment import current
 from .output import Output
 
 
@@ -175,6 +176,7 @@ def report_interrupted(argv: Sequence[str]) -> int:
             }
         )
     ui.error("interrupted")
+    current().interrupt_said = True
     return int(ExitCode.INTERRUPTED)
 
 
@@ -227,4 +229,7 @@ def run(app: typer.Typer, argv: Sequence[str]) -> int:
     except click_exceptions.ClickException as exc:  # a file option that cannot be opened
         Output().error(exc.format_message())
         return int(exc.exit_code)
+    if result == ExitCode.INTERRUPTED and not current().interrupt_said:
+        # typer answers a Ctrl-C that lands while it parses with a bare Exit(130).
+        return report_interrupted(argv)
     return result if isinstance(result, int) else 0
