@@ -391,6 +391,17 @@ class Relay:
             reader.join(5)
 
 
+def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text as ``{(sample name, sorted labels): value}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
 # -- a run measured: wall time and peak memory (the hostile-server and -input tests) ---------
 
 # Peak RSS bound for one CLI process: Python, httpx and rich take ~60 MB; a read of a
