@@ -301,6 +301,7 @@ class Relay:
             ["flush", "--watch", *extra],
             env={**env, "IEVENTS_OUTBOX": outbox},
             cwd=cwd,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -376,6 +377,11 @@ class Relay:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         """Send ``sig`` and wait for the exit; the exit code (output token-checked)."""
         self.process.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60) -> int:
+        """Wait for the exit (of its own accord, or after a signal) and the last of its
+        output; the exit code (output token-checked)."""
         code = self.process.wait(timeout=timeout)
         for reader in self._readers:
             reader.join(timeout)
