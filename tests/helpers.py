@@ -155,6 +155,36 @@ def outbox_states(tmp_path: Path) -> Counter[str]:
         return Counter(row.state.value for row in store.rows(list(State)))
 
 
+def store_states(location: str | Path) -> Counter[str]:
+    """The rows of the outbox at ``location`` (a SQLite file or a PostgreSQL URI), by state."""
+    from intercom_events_cli.outbox.rows import State
+    from intercom_events_cli.outbox.store import open_store
+
+    with open_store(str(location), {}) as store:
+        return Counter(row.state.value for row in store.rows(list(State)))
+
+
+def accepted_bodies(fake: Any) -> Counter[bytes]:
+    """Every POST /events body the fake Intercom answered 202, counted."""
+    return Counter(r.body for r in fake.posts() if r.status == 202)
+
+
+def sql(uri: str, statement: str, params: Any = None) -> list[Any]:
+    """Run ``statement`` on the PostgreSQL database ``uri`` (autocommit); its rows, if any."""
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as db:
+        cursor = db.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def app_uri(pg_uri: str) -> str:
+    """The same database as the password-protected, unprivileged application role."""
+    from pg_server import APP_PASSWORD, APP_USER
+
+    return pg_uri.replace("ievents_test@", f"{APP_USER}:{APP_PASSWORD}@")
+
+
 def seed_fake(fake: Any, count: int, user_id: str = "u-1", name: str = "seeded") -> None:
     """Store ``count`` events straight in the fake Intercom (faster than one CLI run
     each): ``{name}-{i}`` created at ``CREATED + i``; the requests are then forgotten."""

@@ -13,20 +13,10 @@ from typing import Any
 import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom
-from helpers import Relay, wait_for
+from helpers import Relay, app_uri, sql, wait_for
 from pg_server import APP_PASSWORD, APP_USER
 
 psycopg = pytest.importorskip("psycopg")
-
-
-def sql(uri: str, statement: str, params: Any = None) -> list[Any]:
-    with psycopg.connect(uri, autocommit=True) as db:
-        cursor = db.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def app_uri(pg_uri: str) -> str:
-    return pg_uri.replace("ievents_test@", f"{APP_USER}:{APP_PASSWORD}@")
 
 
 def schema_made_by_the_owner(run_cli: RunCli, pg_uri: str) -> None:

@@ -29,8 +29,7 @@ from typing import Any
 
 import pytest
 from fake_intercom import FakeIntercom
-from helpers import Relay, wait_for
-from pg_server import APP_PASSWORD, APP_USER
+from helpers import Relay, app_uri, sql, wait_for
 
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox.store import open_store
@@ -50,12 +49,6 @@ if _shift:
     time.time = lambda: _time() + _shift
     time.time_ns = lambda: _time_ns() + int(_shift * 1e9)
 """
-
-
-def sql(uri: str, statement: str, params: Any = None) -> list[Any]:
-    with psycopg.connect(uri, autocommit=True) as db:
-        cursor = db.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def query(outbox: str, statement: str) -> list[Any]:
@@ -209,8 +202,7 @@ def test_another_role_holding_the_key_does_not_delay_taking_back_a_dead_relays_r
     [(session,)] = sql(
         pg_uri, "SELECT DISTINCT claim_session FROM ievents.events WHERE state = 'in_flight'"
     )
-    app_uri = pg_uri.replace("ievents_test@", f"{APP_USER}:{APP_PASSWORD}@")
-    with psycopg.connect(app_uri, autocommit=True) as app:
+    with psycopg.connect(app_uri(pg_uri), autocommit=True) as app:
         # What any role that can connect could do under schema version 1: wait for the
         # relay's key (held by the relay then), and hold it once the relay is gone.
         locking = threading.Thread(
