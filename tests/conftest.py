@@ -414,6 +414,28 @@ def start_cli(tmp_path: Path, fake: FakeIntercom) -> Iterator[StartCli]:
 
 
 @pytest.fixture
+def start_relay(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[..., Any]]:
+    """Start a relay (``flush --watch EXTRA`` on OUTBOX, a ``helpers.Relay``) against the
+    fake, in the clean environment of :func:`base_env` with ``env`` added (None removes a
+    variable); its output is read as it comes and token-checked on ``stop``. Whatever
+    still runs when the test ends is killed."""
+    import helpers
+
+    relays: list[helpers.Relay] = []
+    workdir = tmp_path / "work"
+
+    def start(outbox: str, *extra: str, **env: str | None) -> helpers.Relay:
+        workdir.mkdir(exist_ok=True)
+        relay = helpers.Relay(cli_env(tmp_path, fake.url, env), workdir, outbox, *extra)
+        relays.append(relay)
+        return relay
+
+    yield start
+    for relay in relays:
+        relay.kill()
+
+
+@pytest.fixture
 def outbox(store_location: str) -> str:
     """The IEVENTS_OUTBOX value of the backend under test (each of ``OUTBOX_BACKENDS`` in
     turn): a SQLite file, or a fresh PostgreSQL database."""

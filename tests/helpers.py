@@ -155,6 +155,36 @@ def outbox_states(tmp_path: Path) -> Counter[str]:
         return Counter(row.state.value for row in store.rows(list(State)))
 
 
+def store_states(location: str | Path) -> Counter[str]:
+    """The rows of the outbox at ``location`` (a SQLite file or a PostgreSQL URI), by state."""
+    from intercom_events_cli.outbox.rows import State
+    from intercom_events_cli.outbox.store import open_store
+
+    with open_store(str(location), {}) as store:
+        return Counter(row.state.value for row in store.rows(list(State)))
+
+
+def accepted_bodies(fake: Any) -> Counter[bytes]:
+    """Every POST /events body the fake Intercom answered 202, counted."""
+    return Counter(r.body for r in fake.posts() if r.status == 202)
+
+
+def sql(uri: str, statement: str, params: Any = None) -> list[Any]:
+    """Run ``statement`` on the PostgreSQL database ``uri`` (autocommit); its rows, if any."""
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as db:
+        cursor = db.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def app_uri(pg_uri: str) -> str:
+    """The same database as the password-protected, unprivileged application role."""
+    from pg_server import APP_PASSWORD, APP_USER
+
+    return pg_uri.replace("ievents_test@", f"{APP_USER}:{APP_PASSWORD}@")
+
+
 def seed_fake(fake: Any, count: int, user_id: str = "u-1", name: str = "seeded") -> None:
     """Store ``count`` events straight in the fake Intercom (faster than one CLI run
     each): ``{name}-{i}`` created at ``CREATED + i``; the requests are then forgotten."""
@@ -301,6 +331,7 @@ class Relay:
             ["flush", "--watch", *extra],
             env={**env, "IEVENTS_OUTBOX": outbox},
             cwd=cwd,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -376,6 +407,11 @@ class Relay:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         """Send ``sig`` and wait for the exit; the exit code (output token-checked)."""
         self.process.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60) -> int:
+        """Wait for the exit (of its own accord, or after a signal) and the last of its
+        output; the exit code (output token-checked)."""
         code = self.process.wait(timeout=timeout)
         for reader in self._readers:
             reader.join(timeout)
@@ -389,6 +425,17 @@ class Relay:
             self.process.wait()
         for reader in self._readers:
             reader.join(5)
+
+
+def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text as ``{(sample name, sorted labels): value}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
 
 
 # -- a run measured: wall time and peak memory (the hostile-server and -input tests) ---------

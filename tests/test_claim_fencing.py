@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import RunCli
+from helpers import event as numbered_event
 
-from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import RowResult, State
 from intercom_events_cli.outbox.sqlite_file import SCHEMA_VERSION
 from intercom_events_cli.outbox.store import OutboxStore, open_store
@@ -36,12 +36,8 @@ def store(request: pytest.FixtureRequest, location: str) -> OutboxStore:
     return opened
 
 
-def event(n: int) -> Event:
-    return Event.create("e", user_id=str(n), created_at=CREATED + n)
-
-
 def test_a_stale_claims_results_are_ignored(store: OutboxStore, location: str) -> None:
-    store.add_many([event(1), event(2)], now=1000.0)
+    store.add_many([numbered_event(1, "e"), numbered_event(2, "e")], now=1000.0)
     first = store.claim("stale", 10, lease_s=10, now=1000.0)
     assert len(first) == 2 and all(row.claim_token is not None for row in first)
     # The lease ran out; another claimer took both rows and delivered the first one.
@@ -72,7 +68,7 @@ def test_a_stale_claims_results_are_ignored(store: OutboxStore, location: str) -
 
 
 def test_a_delivery_is_kept_for_a_row_nobody_holds_any_more(store: OutboxStore) -> None:
-    store.add(event(1), now=1000.0)
+    store.add(numbered_event(1, "e"), now=1000.0)
     [row] = store.claim("slow", 1, lease_s=10, now=1000.0)
     assert store.release("slow") == 1  # pending again, e.g. taken back after the lease
     result = RowResult(row.id, State.DELIVERED, status=202, claim_token=row.claim_token)
@@ -81,7 +77,7 @@ def test_a_delivery_is_kept_for_a_row_nobody_holds_any_more(store: OutboxStore) 
 
 
 def test_renew_names_the_rows_still_held(store: OutboxStore) -> None:
-    store.add_many([event(1), event(2), event(3)], now=1000.0)
+    store.add_many([numbered_event(n, "e") for n in (1, 2, 3)], now=1000.0)
     mine = store.claim("me", 2, lease_s=10, now=1000.0)
     assert sorted(store.renew("me", lease_s=10)) == sorted(row.id for row in mine)
     store.release("me", [mine[0].id])

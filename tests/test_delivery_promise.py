@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import TOKEN, CliResult, RunCli, base_env, make_runner
 from fake_intercom import FakeIntercom, Reply
-from helpers import launch, numbered_ndjson, wait_for
+from helpers import accepted_bodies, launch, numbered_ndjson, store_states, wait_for
 
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import State
@@ -49,19 +49,6 @@ def cli(tmp_path: Path, fake: FakeIntercom, outbox: str) -> RunCli:
         return run(*args, env={"IEVENTS_OUTBOX": outbox, **(env or {})}, **kw)
 
     return on_outbox
-
-
-def states(outbox: str) -> Counter[str]:
-    with open_store(outbox, {}) as store:
-        return Counter(row.state.value for row in store.rows(list(State)))
-
-
-def accepted(fake: FakeIntercom) -> Counter[bytes]:
-    """Every POST /events body answered 202, counted."""
-    return Counter(r.body for r in fake.posts() if r.status == 202)
-
-
-# -- two workspaces, one outbox ------------------------------------------------------------
 
 
 def test_events_go_only_to_the_workspace_they_were_captured_for(
@@ -117,7 +104,7 @@ def test_events_go_only_to_the_workspace_they_were_captured_for(
         assert eu_flush.code == 0, eu_flush
         assert [e["event_name"] for e in eu_fake.events_posted()] == ["eu-event"]
         assert all(r.headers["authorization"] == f"Bearer {EU_TOKEN}" for r in eu_fake.posts())
-    assert states(outbox) == Counter(delivered=4)
+    assert store_states(outbox) == Counter(delivered=4)
 
 
 def test_rows_of_an_older_outbox_go_to_the_first_configuration_that_flushes(
@@ -158,7 +145,7 @@ def test_after_an_outage_the_first_flush_delivers_everything_and_during_it_one_p
     back = cli("flush", "--json")
     assert back.code == 0, back
     assert back.json()["delivered"] == 3
-    assert states(outbox) == Counter(delivered=3)
+    assert store_states(outbox) == Counter(delivered=3)
     assert sorted(e["user_id"] for e in fake.events_posted()) == ["0", "1", "2"]
 
 
@@ -192,10 +179,10 @@ def test_3000_events_through_5xx_and_dropped_connections_are_all_delivered_once(
     assert result.code == 0, result
     body = result.json()
     assert body["ok"] is True and body["delivered"] == 3000 and body["pending"] == 0
-    counts = accepted(fake)
+    counts = accepted_bodies(fake)
     assert len(counts) == 3000 and set(counts.values()) == {1}
     assert fake.stats()["posts"] > 3000  # the faults did happen
-    assert states(outbox) == Counter(delivered=3000)
+    assert store_states(outbox) == Counter(delivered=3000)
 
 
 def test_retry_rounds_bring_an_event_back_within_the_same_run(
@@ -209,7 +196,7 @@ def test_retry_rounds_bring_an_event_back_within_the_same_run(
     result = cli("batch", str(source), "--retries", "0", "-c", "1", "--json")
     assert result.code == 0, result
     assert result.json()["delivered"] == 6 and result.json()["pending"] == 0
-    assert len(accepted(fake)) == 6 and len(fake.posts()) == 8
+    assert len(accepted_bodies(fake)) == 6 and len(fake.posts()) == 8
 
 
 def test_chaos_flush_killed_with_sigkill_then_one_flush_delivers_everything(
@@ -245,8 +232,8 @@ def test_chaos_flush_killed_with_sigkill_then_one_flush_delivers_everything(
     fake.latency = 0.0
     final = cli("flush", "--json")
     assert final.code == 0, final
-    assert states(outbox) == Counter(delivered=300)
-    counts = accepted(fake)
+    assert store_states(outbox) == Counter(delivered=300)
+    counts = accepted_bodies(fake)
     assert set(counts) == {e.body() for e in events}
     # A re-send only for what was on the wire when a flush was killed.
     resent = sum(counts.values()) - 300
@@ -280,7 +267,7 @@ def test_a_202_with_a_body_that_cannot_be_decoded_is_delivered(
     fake.script(broken)
     flushed = cli("flush", "--json")
     assert flushed.code == 0 and flushed.json()["delivered"] == 1, flushed
-    assert states(outbox) == Counter(delivered=1)
+    assert store_states(outbox) == Counter(delivered=1)
 
 
 def test_another_2xx_for_an_event_is_not_a_delivery(
@@ -300,7 +287,7 @@ def test_another_2xx_for_an_event_is_not_a_delivery(
     fake.script(portal)
     flushed = cli("flush", "--retries", "0")
     assert flushed.code == 75, flushed
-    assert states(outbox) == Counter(pending=1)
+    assert store_states(outbox) == Counter(pending=1)
     # check (GET /me) still takes 200 as success.
     assert cli("check").code == 0
 

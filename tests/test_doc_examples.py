@@ -45,6 +45,7 @@ from doc_examples import (
     rewrite_blocks,
 )
 from fake_intercom import FakeIntercom, Reply
+from helpers import ndjson
 
 # The token of the sandbox: it ends like the one the examples show ("token ending …f3a2").
 DOC_TOKEN = "tok_docs_example_7c1d0e9af3a2"
@@ -67,10 +68,6 @@ CSV = (
     "signed-up,271828,,2024-01-31T12:00:00Z,pro\n"
     "invited-friend,,ada@example.org,2024-02-01T08:00:00Z,basic\n"
 )
-
-
-def ndjson(records: list[dict[str, object]]) -> str:
-    return "".join(json.dumps(record) + "\n" for record in records)
 
 
 def sample_files(home: Path, fake: FakeIntercom) -> None:

@@ -26,6 +26,7 @@ from typing import IO
 import pytest
 from conftest import REPO_ROOT, assert_no_token, base_env
 from fake_intercom import FakeIntercom
+from helpers import check_no_token, launch
 
 SEND = ("send", "signed-up", "--user-id", "1", "--dry-run")
 WATCH = ("flush", "--watch")
@@ -36,13 +37,13 @@ class Child:
     """``python -m intercom_events_cli ARGS`` with both streams read as they come."""
 
     def __init__(self, args: tuple[str, ...], env: dict[str, str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "intercom_events_cli", *args],
+        self.proc = launch(
+            args,
+            env=env,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=env,
-            cwd=cwd,
         )
         self.lines: queue.Queue[bytes] = queue.Queue()
         self.out: list[bytes] = []
@@ -194,5 +195,6 @@ def test_an_interrupt_wrapped_by_class_creation_is_an_interrupt(child_env: dict[
         text=True,
         timeout=120,
     )
+    check_no_token(done.stdout, done.stderr)
     check_outcome(SEND, done.returncode, done.stdout, done.stderr)
     assert (done.returncode, done.stderr) == (130, "ievents: error: interrupted\n")

@@ -11,19 +11,19 @@ from pathlib import Path
 
 from conftest import TOKEN, RunCli, assert_no_token, base_env
 from fake_intercom import FakeIntercom, Reply, api_error
-from helpers import launch, outbox_file, outbox_rows, run_process, seed_outbox, wait_for
+from helpers import (
+    accepted_bodies,
+    launch,
+    outbox_file,
+    outbox_rows,
+    run_process,
+    seed_outbox,
+    store_states,
+    wait_for,
+)
 
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import Outbox, State
-
-
-def states(path: Path) -> Counter[str]:
-    return Counter(row.state.value for row in outbox_rows(path))
-
-
-def posted_bodies(fake: FakeIntercom) -> Counter[bytes]:
-    """Every POST /events body the server answered 202, counted."""
-    return Counter(r.body for r in fake.posts() if r.status == 202)
 
 
 def start_flush(tmp_path: Path, fake: FakeIntercom, *args: str) -> subprocess.Popen[bytes]:
@@ -70,7 +70,7 @@ def test_flush_delivers_the_exact_stored_bodies_oldest_first(
     assert sent[0] == Event.create("früh", email="é@example.org", created_at=5).body()
     assert sent[1:] == [e.body() for e in events]
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in fake.posts())
-    assert states(path) == Counter(delivered=6)
+    assert store_states(path) == Counter(delivered=6)
 
 
 def test_flush_output_verbose_and_quiet(run_cli: RunCli, tmp_path: Path) -> None:
@@ -133,8 +133,8 @@ def test_outage_then_recovery_delivers_everything_exactly_once(
     back = run_cli("flush", "--json")
     assert back.code == 0, back
     assert back.json()["delivered"] == 3
-    assert posted_bodies(fake) == Counter(e.body() for e in events)
-    assert states(path) == Counter(delivered=3)
+    assert accepted_bodies(fake) == Counter(e.body() for e in events)
+    assert store_states(path) == Counter(delivered=3)
     again = run_cli("flush", "--now")
     assert again.code == 0 and len(fake.events_posted()) == 3
 
@@ -172,7 +172,7 @@ def test_dead_letters_are_kept_listed_exported_and_retried(
     assert "2 rejected" in result.stdout
     assert "User Not Found" in result.stderr and "parameter_invalid: bad" in result.stderr
     assert "ievents outbox list --dead" in result.stderr
-    assert states(path) == Counter(delivered=2, dead=2)
+    assert store_states(path) == Counter(delivered=2, dead=2)
 
     listed = run_cli("outbox", "list", "--dead", "--json").json_lines()
     assert [(d["event"]["user_id"], d["last_status"]) for d in listed] == [
@@ -185,8 +185,8 @@ def test_dead_letters_are_kept_listed_exported_and_retried(
 
     assert run_cli("outbox", "retry").code == 0
     assert run_cli("flush").code == 0
-    assert states(path) == Counter(delivered=4)
-    assert set(posted_bodies(fake)) == {e.body() for e in events}
+    assert store_states(path) == Counter(delivered=4)
+    assert set(accepted_bodies(fake)) == {e.body() for e in events}
 
 
 # -- the token is rejected --------------------------------------------------------------------
@@ -202,11 +202,11 @@ def test_rejected_token_stops_at_once_and_keeps_everything_pending(
     assert "token was rejected" in wrong.stderr and "every event stays pending" in wrong.stderr
     assert len(fake.posts()) == 1  # stopped at the first 401
     assert "tok_wrong_123" not in wrong.stdout + wrong.stderr
-    assert states(path) == Counter(pending=20)
+    assert store_states(path) == Counter(pending=20)
     # Fixing the token is enough: nothing waits for a backoff.
     fixed = run_cli("flush")
     assert fixed.code == 0, fixed
-    assert states(path) == Counter(delivered=20)
+    assert store_states(path) == Counter(delivered=20)
 
 
 def test_403_is_treated_like_401(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
@@ -216,14 +216,14 @@ def test_403_is_treated_like_401(run_cli: RunCli, fake: FakeIntercom, tmp_path: 
     result = run_cli("flush", "-c", "1", "--json")
     assert result.code == 77, result
     assert result.json()["stopped"] == "auth"
-    assert states(path) == Counter(pending=3)
+    assert store_states(path) == Counter(pending=3)
 
 
 def test_flush_without_token_is_a_configuration_error(run_cli: RunCli, tmp_path: Path) -> None:
     seed_outbox(outbox_file(tmp_path), 1)
     result = run_cli("flush", env={"INTERCOM_ACCESS_TOKEN": None})
     assert result.code == 78, result
-    assert states(outbox_file(tmp_path)) == Counter(pending=1)
+    assert store_states(outbox_file(tmp_path)) == Counter(pending=1)
 
 
 # -- concurrency, crashes and interrupts ----------------------------------------------------------
@@ -245,7 +245,7 @@ def test_two_flushes_at_once_never_send_an_event_twice(fake: FakeIntercom, tmp_p
     assert len(fake.posts()) == 200
     assert set(bodies.values()) == {1}
     assert set(bodies) == {e.body() for e in events}
-    assert states(path) == Counter(delivered=200)
+    assert store_states(path) == Counter(delivered=200)
 
 
 def test_flush_killed_mid_run_loses_nothing(fake: FakeIntercom, tmp_path: Path) -> None:
@@ -264,8 +264,8 @@ def test_flush_killed_mid_run_loses_nothing(fake: FakeIntercom, tmp_path: Path) 
     survivor = run_process(["flush", "--json"], env=env, cwd=tmp_path)
     assert survivor.returncode == 0, survivor
     # Nothing was left for a lease to expire: all 30 delivered by this one run.
-    assert states(path) == Counter(delivered=30)
-    bodies = posted_bodies(fake)
+    assert store_states(path) == Counter(delivered=30)
+    bodies = accepted_bodies(fake)
     assert set(bodies) == {e.body() for e in events}
     # At most the requests that were on the wire at the kill went out twice.
     assert sum(bodies.values()) - 30 <= 4
@@ -283,11 +283,11 @@ def test_ctrl_c_puts_in_flight_events_back_and_exits_130(
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130, (out, err)
     assert b"interrupted" in err and b"Traceback" not in err
-    assert states(path) == Counter(pending=6)
+    assert store_states(path) == Counter(pending=6)
     assert all(r.owner is None for r in outbox_rows(path))
     fake.latency = 0.0
     assert run_cli("flush").code == 0
-    assert set(posted_bodies(fake)) == {e.body() for e in events}
+    assert set(accepted_bodies(fake)) == {e.body() for e in events}
 
 
 def test_max_time_bounds_a_run(run_cli: RunCli, fake: FakeIntercom, tmp_path: Path) -> None:
@@ -302,7 +302,7 @@ def test_max_time_bounds_a_run(run_cli: RunCli, fake: FakeIntercom, tmp_path: Pa
     assert 0 < body["delivered"] < 20
     assert body["remaining"]["in_flight"] == 0
     assert body["remaining"]["pending"] == 20 - body["delivered"]
-    counts = states(path)
+    counts = store_states(path)
     assert counts["delivered"] == body["delivered"] and counts["in_flight"] == 0
 
 
@@ -315,4 +315,4 @@ def test_sigterm_stops_like_ctrl_c(fake: FakeIntercom, tmp_path: Path) -> None:
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130, (out, err)
-    assert states(path) == Counter(pending=4)
+    assert store_states(path) == Counter(pending=4)

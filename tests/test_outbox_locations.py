@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from conftest import CliResult, RunCli
+from helpers import Relay, wait_for
 
 # A password with a percent-escape of its own and the characters a URI must escape.
 SECRET_MARK = "Sekr3t"
@@ -287,47 +289,29 @@ def test_status_json_names_the_missing_location_in_one_object(run_cli: RunCli, p
 
 @pytest.mark.parametrize("reachable", [True, False], ids=["running", "database down"])
 def test_the_relay_logs_and_metrics_show_the_uri_redacted(
-    secret_uri: str, fake: Any, tmp_path: Path, reachable: bool
+    secret_uri: str, start_relay: Callable[..., Relay], reachable: bool
 ) -> None:
     """flush --watch: its stderr lines (watching, reconnect notices) and its metrics page."""
     import re
-    import signal
-    import subprocess
-    import sys
     import urllib.request
 
-    from conftest import REPO_ROOT, base_env
+    from conftest import REPO_ROOT
 
     uri = secret_uri if reachable else secret_uri.rsplit("@", 1)[0] + "@127.0.0.1:1/db"
-    env = {**base_env(tmp_path, fake.url), "IEVENTS_OUTBOX": uri, "PYTHONPATH": str(REPO_ROOT)}
-    (tmp_path / "work").mkdir(exist_ok=True)
-    relay = subprocess.Popen(
-        [sys.executable, "-m", "intercom_events_cli", "flush", "--watch", "-v"]
-        + ["--metrics-port", "127.0.0.1:0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=tmp_path / "work",
-    )
-    assert relay.stderr is not None
-    seen: list[bytes] = []
-    page = ""
-    wanted = b"watching" if reachable else b"trying again"
+    relay = start_relay(uri, "-v", "--metrics-port", "127.0.0.1:0", PYTHONPATH=str(REPO_ROOT))
+    wanted = "watching" if reachable else "trying again"
     try:
-        for line in relay.stderr:  # ends when the relay exits: never waits past it
-            seen.append(line)
-            found = re.search(rb"metrics on (http://\S+)", line)
-            if found:
-                with urllib.request.urlopen(found.group(1).decode(), timeout=30) as answer:
-                    page = answer.read().decode()
-            if wanted in line:
-                break
+        relay.wait_for_stderr(wanted)  # fails at once should the relay exit
+        found = wait_for(
+            lambda: re.search(r"metrics on (http://\S+)", relay.stderr),
+            what="the metrics address on the relay's stderr",
+        )
+        with urllib.request.urlopen(found.group(1), timeout=30) as answer:
+            page = answer.read().decode()
     finally:
-        relay.send_signal(signal.SIGTERM)
-        out, rest = relay.communicate(timeout=60)
-    text = b"".join(seen).decode() + rest.decode() + out.decode()
-    assert relay.returncode == 0, text
-    assert wanted.decode() in text and "# TYPE" in page, (text, page)
+        code = relay.stop()
+    text = relay.stderr + relay.stdout
+    assert code == 0, text
+    assert wanted in text and "# TYPE" in page, (text, page)
     assert redacted(uri) in text
     assert SECRET_MARK not in text + page and quote(PASSWORD, safe="") not in text + page

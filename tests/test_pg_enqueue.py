@@ -18,23 +18,14 @@ from typing import Any
 import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom
-from pg_server import APP_PASSWORD, APP_USER
+from helpers import app_uri, sql
+from pg_server import APP_USER
 
 from intercom_events_cli.outbox.pg_schema import MAX_EVENT_BYTES, SCHEMA_VERSION
 
 psycopg = pytest.importorskip("psycopg")
 
 V1_SQL = Path(__file__).parent / "data" / "pg_outbox_v1.sql"
-
-
-def sql(uri: str, statement: str, params: Any = None) -> list[Any]:
-    with psycopg.connect(uri, autocommit=True) as db:
-        cursor = db.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def app_uri(pg_uri: str) -> str:
-    return pg_uri.replace("ievents_test@", f"{APP_USER}:{APP_PASSWORD}@")
 
 
 def grant_enqueue(pg_uri: str) -> None:

@@ -13,26 +13,12 @@ from typing import Any
 import pytest
 from conftest import REPO_ROOT, RunCli, base_env
 from fake_intercom import FakeIntercom, Reply
-from helpers import run_process
+from helpers import app_uri, run_process, sql
 from pg_server import APP_PASSWORD, APP_USER, free_port
 
 psycopg = pytest.importorskip("psycopg")
 
 CREATED = 1_700_000_000
-
-
-def sql(uri: str, statement: str, params: Any = None) -> list[Any]:
-    with psycopg.connect(uri, autocommit=True) as db:
-        cursor = db.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def app_uri(pg_uri: str) -> str:
-    """The same database as the password-protected, unprivileged application role."""
-    return pg_uri.replace("ievents_test@", f"{APP_USER}:{APP_PASSWORD}@")
-
-
-# -- reaching the database -------------------------------------------------------------------
 
 
 def test_unreachable_database_is_75_naming_the_host_not_the_password(run_cli: RunCli) -> None:

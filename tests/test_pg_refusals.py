@@ -7,62 +7,16 @@ Against the real test server, the real CLI and real relay processes.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import RunCli, base_env
+from conftest import RunCli
 from fake_intercom import FakeIntercom
+from helpers import Relay, app_uri, sql, wait_for
 from pg_server import APP_PASSWORD, APP_USER
 
 psycopg = pytest.importorskip("psycopg")
-
-
-def sql(uri: str, statement: str, params: Any = None) -> list[Any]:
-    with psycopg.connect(uri, autocommit=True) as db:
-        cursor = db.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def app_uri(pg_uri: str) -> str:
-    return pg_uri.replace("ievents_test@", f"{APP_USER}:{APP_PASSWORD}@")
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def relay(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[[str], subprocess.Popen[str]]]:
-    """Start ``flush --watch`` on an outbox; stderr goes to ``tmp_path / relay.err``."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(outbox: str) -> subprocess.Popen[str]:
-        env = base_env(tmp_path, fake.url)
-        env["IEVENTS_OUTBOX"] = outbox
-        err = (tmp_path / "relay.err").open("w")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "intercom_events_cli", "flush", "--watch"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            text=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def schema_made_by_the_owner(run_cli: RunCli, pg_uri: str) -> None:
@@ -99,12 +53,12 @@ def test_a_role_without_usage_on_the_schema_is_78_naming_the_grant(
 
 
 def test_a_relay_without_rights_exits_78_instead_of_retrying(
-    run_cli: RunCli, pg_uri: str, relay: Callable[[str], subprocess.Popen[str]], tmp_path: Path
+    run_cli: RunCli, pg_uri: str, start_relay: Callable[..., Relay]
 ) -> None:
     schema_made_by_the_owner(run_cli, pg_uri)
-    process = relay(app_uri(pg_uri))
-    assert process.wait(timeout=120) == 78
-    err = (tmp_path / "relay.err").read_text()
+    relay = start_relay(app_uri(pg_uri))
+    assert relay.wait(timeout=120) == 78
+    err = relay.stderr
     assert "lacks USAGE on the schema ievents" in err and "went away" not in err
 
 
@@ -142,8 +96,7 @@ def test_a_read_only_database_is_temporary_and_a_relay_waits_it_out(
     fake: FakeIntercom,
     pg_server: Any,
     pg_uri: str,
-    relay: Callable[[str], subprocess.Popen[str]],
-    tmp_path: Path,
+    start_relay: Callable[..., Relay],
 ) -> None:
     env = {"IEVENTS_OUTBOX": pg_uri}
     for user in ("1", "2"):
@@ -154,14 +107,12 @@ def test_a_read_only_database_is_temporary_and_a_relay_waits_it_out(
     queued = run_cli("send", "e", "--user-id", "3", "--queue", env=env)
     assert queued.code == 75, queued
     assert "read-only" in queued.stderr
-    process = relay(pg_uri)
-    err = tmp_path / "relay.err"
-    wait_for(lambda: err.read_text().count("read-only") >= 2, "the relay to retry")
-    assert process.poll() is None, err.read_text()  # still waiting, not exited
+    relay = start_relay(pg_uri)
+    wait_for(lambda: relay.stderr.count("read-only") >= 2, what="the relay to retry")
+    assert relay.process.poll() is None, relay.stderr  # still waiting, not exited
     assert fake.posts() == []
     pg_server.admin(f"ALTER DATABASE {database} SET default_transaction_read_only = off")
-    wait_for(lambda: len(fake.events_posted()) == 2, "the relay to deliver after")
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0
+    wait_for(lambda: len(fake.events_posted()) == 2, what="the relay to deliver after")
+    assert relay.stop(signal.SIGTERM, timeout=60) == 0, relay.stderr
     status = run_cli("outbox", "status", "--json", env=env).json()
     assert (status["delivered"], status["pending"]) == (2, 0)

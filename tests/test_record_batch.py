@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from helpers import event as numbered_event
 
-from intercom_events_cli.event import Event
 from intercom_events_cli.outbox.rows import RowResult, State
 from intercom_events_cli.outbox.store import OutboxStore, open_store
 
@@ -20,15 +20,11 @@ def store(store_location: str) -> Iterator[OutboxStore]:
         yield opened
 
 
-def event(number: int) -> Event:
-    return Event.create("paid", user_id=f"r{number}", created_at=1_700_000_000 + number)
-
-
 def test_one_record_call_settles_every_kind_of_result_each_on_its_own_row(
     store: OutboxStore,
 ) -> None:
     for number in range(12):
-        store.add(event(number))
+        store.add(numbered_event(number, "paid"))
     rows = store.claim("me", 12)
     assert len(rows) == 12
     later = store.now() + 3600
@@ -85,7 +81,7 @@ def test_one_record_call_settles_every_kind_of_result_each_on_its_own_row(
 
 def test_a_batch_of_only_stale_results_changes_nothing_and_says_so(store: OutboxStore) -> None:
     for number in range(5):
-        store.add(event(number))
+        store.add(numbered_event(number, "paid"))
     rows = store.claim("me", 5)
     stale = [
         RowResult(row.id, State.DELIVERED, status=202, claim_token=(row.claim_token or 0) + 1)

@@ -8,30 +8,15 @@ from __future__ import annotations
 import signal
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import RunCli, base_env
+from conftest import RunCli
 from fake_intercom import FakeIntercom, Reply
-from helpers import Relay, numbered_ndjson, wait_for
+from helpers import Relay, numbered_ndjson, parse_metrics, wait_for
 
 CREATED = 1_700_000_000
-
-
-@pytest.fixture
-def start_relay(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[..., Relay]]:
-    relays: list[Relay] = []
-
-    def start(outbox: str, *extra: str) -> Relay:
-        relay = Relay(base_env(tmp_path, fake.url), tmp_path, outbox, *extra)
-        relays.append(relay)
-        return relay
-
-    yield start
-    for relay in relays:
-        relay.kill()
 
 
 def test_watch_delivers_new_events_and_sigterm_exits_0(
@@ -130,21 +115,11 @@ def test_relay_carries_on_through_a_postgresql_restart(
 # -- metrics ---------------------------------------------------------------------------------
 
 
-def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
 def test_status_prometheus_matches_status_json(
     run_cli: RunCli, fake: FakeIntercom, outbox: str
 ) -> None:
     env = {"IEVENTS_OUTBOX": outbox}
-    empty = parse(run_cli("outbox", "status", "--format", "prometheus", env=env).stdout)
+    empty = parse_metrics(run_cli("outbox", "status", "--format", "prometheus", env=env).stdout)
     assert empty[("ievents_outbox_events", (("state", "pending"),))] == 0
     assert empty[("ievents_outbox_last_success_timestamp_seconds", ())] == 0
     assert (
@@ -157,7 +132,7 @@ def test_status_prometheus_matches_status_json(
     prometheus = run_cli("outbox", "status", "--format", "prometheus", env=env)
     status = run_cli("outbox", "status", "--json", env=env).json()
     assert prometheus.code == 0
-    samples = parse(prometheus.stdout)
+    samples = parse_metrics(prometheus.stdout)
     for state in ("pending", "in_flight", "dead", "delivered"):
         assert samples[("ievents_outbox_events", (("state", state),))] == status[state]
     assert (status["dead"], status["pending"], status["delivered"]) == (1, 3, 2)
@@ -184,7 +159,7 @@ def test_relay_serves_metrics_with_delivery_counters(
     def scrape() -> dict[Any, float]:
         url = f"http://127.0.0.1:{port}/metrics"
         with urllib.request.urlopen(url, timeout=30) as answer:
-            return parse(answer.read().decode())
+            return parse_metrics(answer.read().decode())
 
     wait_for(
         lambda: scrape().get(("ievents_relay_deliveries_total", (("result", "delivered"),))) == 5,

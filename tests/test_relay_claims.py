@@ -20,20 +20,16 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import base_env
 from fake_intercom import FakeIntercom
-from pg_server import APP_PASSWORD, APP_USER
+from helpers import Relay, app_uri, sql, wait_for
 
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox.store import open_store
@@ -53,19 +49,6 @@ if _shift:
     time.time = lambda: _time() + _shift
     time.time_ns = lambda: _time_ns() + int(_shift * 1e9)
 """
-
-
-def sql(uri: str, statement: str, params: Any = None) -> list[Any]:
-    with psycopg.connect(uri, autocommit=True) as db:
-        cursor = db.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def query(outbox: str, statement: str) -> list[Any]:
@@ -92,63 +75,30 @@ def duplicates(fake: FakeIntercom) -> int:
     return sum(n - 1 for n in sent.values())
 
 
-class RelayProcess:
-    """``flush --watch -v`` with its stdout and stderr in files (read while it runs)."""
-
-    def __init__(self, tmp_path: Path, fake: FakeIntercom, outbox: str, name: str, **env: str):
-        full = base_env(tmp_path, fake.url)
-        full.update({"IEVENTS_OUTBOX": outbox, **env})
-        skew = tmp_path / "skewed-clock"
-        skew.mkdir(exist_ok=True)
-        (skew / "sitecustomize.py").write_text(SKEWED_CLOCK)
-        full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(skew), full.get("PYTHONPATH")]))
-        self.out = tmp_path / f"{name}.out"
-        self.err = tmp_path / f"{name}.err"
-        with self.out.open("w") as out, self.err.open("w") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "intercom_events_cli", "flush", "--watch", "-v", "-c", "4"],
-                env=full,
-                stdout=out,
-                stderr=err,
-            )
-        wait_for(
-            lambda: "watching" in self.err.read_text() or self.process.poll() is not None,
-            f"{name} to start",
-        )
-        assert self.process.poll() is None, self.err.read_text()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> int:
-        """SIGTERM; the number of events it says it delivered."""
-        self.process.send_signal(signal.SIGTERM)
-        assert self.process.wait(timeout=60) == 0, self.err.read_text()
-        text = self.out.read_text()
-        found = re.search(r"watch stopped: (\d+) delivered", text)
-        assert found, text
-        return int(found.group(1))
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture
-def relays(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[..., RelayProcess]]:
-    started: list[RelayProcess] = []
+def relays(tmp_path: Path, start_relay: Callable[..., Relay]) -> Callable[..., Relay]:
+    """Start ``flush --watch -v -c 4`` on an outbox, its clock shifted by
+    IEVENTS_TEST_CLOCK_SHIFT when ``env`` sets it; returns once it watches. ``name`` only
+    says, where it is started, which relay of the test it is."""
+    skew = tmp_path / "skewed-clock"
+    skew.mkdir(exist_ok=True)
+    (skew / "sitecustomize.py").write_text(SKEWED_CLOCK)
+    python_path = os.pathsep.join(filter(None, [str(skew), os.environ.get("PYTHONPATH")]))
 
-    def start(outbox: str, name: str, **env: str) -> RelayProcess:
-        relay = RelayProcess(tmp_path, fake, outbox, name, **env)
-        started.append(relay)
+    def start(outbox: str, name: str, **env: str) -> Relay:
+        relay = start_relay(outbox, "-v", "-c", "4", PYTHONPATH=python_path, **env)
+        relay.wait_for_stderr("watching", timeout=90)  # fails early should it exit
         return relay
 
-    yield start
-    for relay in started:
-        relay.kill()
+    return start
+
+
+def stop(relay: Relay) -> int:
+    """SIGTERM; the number of events it says it delivered."""
+    assert relay.stop() == 0, relay.stderr
+    found = re.search(r"watch stopped: (\d+) delivered", relay.stdout)
+    assert found, relay.stdout
+    return int(found.group(1))
 
 
 def owned_by(outbox: str, pid: int) -> list[int]:
@@ -157,11 +107,15 @@ def owned_by(outbox: str, pid: int) -> list[int]:
     return [int(row_id) for row_id, owner in found if owner.rsplit(":", 3)[1] == str(pid)]
 
 
-def freeze_holding_rows(outbox: str, relay: RelayProcess) -> None:
+def freeze_holding_rows(outbox: str, relay: Relay) -> None:
     """SIGSTOP the relay while it holds eight rows (four senders: four requests on the wire,
     four rows waiting for a sender), and not in the middle of a SQLite write."""
     for _ in range(50):
-        wait_for(lambda: len(owned_by(outbox, relay.pid)) == 8, "the relay to hold 8 rows")
+        wait_for(
+            lambda: len(owned_by(outbox, relay.process.pid)) == 8,
+            what="the relay to hold 8 rows",
+            timeout=90,
+        )
         relay.process.send_signal(signal.SIGSTOP)
         if outbox.startswith("postgresql://") or not sqlite_write_locked(outbox):
             return
@@ -179,17 +133,9 @@ def sqlite_write_locked(path: str) -> bool:
         return False
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The IEVENTS_OUTBOX of the backend under test."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_uri"))
-    return str(tmp_path / "outbox.sqlite3")
-
-
 @pytest.mark.parametrize("shift", [300, -300])
 def test_a_relay_with_a_skewed_clock_beside_a_normal_one_sends_no_duplicate(
-    fake: FakeIntercom, pg_uri: str, relays: Callable[..., RelayProcess], shift: int
+    fake: FakeIntercom, pg_uri: str, relays: Callable[..., Relay], shift: int
 ) -> None:
     """Before: 300 s ahead took the normal relay's live claims; 300 s behind sent nothing."""
     fake.latency = 0.02  # both relays hold claims at once
@@ -197,8 +143,8 @@ def test_a_relay_with_a_skewed_clock_beside_a_normal_one_sends_no_duplicate(
     normal = relays(pg_uri, "normal")
     skewed = relays(pg_uri, "skewed", IEVENTS_TEST_CLOCK_SHIFT=str(shift))
     queue(pg_uri, 600)
-    wait_for(lambda: delivered(pg_uri) == 600, "600 events delivered", timeout=240)
-    by_normal, by_skewed = normal.stop(), skewed.stop()
+    wait_for(lambda: delivered(pg_uri) == 600, what="600 events delivered", timeout=240)
+    by_normal, by_skewed = stop(normal), stop(skewed)
     dups = duplicates(fake)
     print(f"clock shift {shift:+d} s: {dups} duplicates; delivered {by_normal} + {by_skewed}")
     assert dups == 0
@@ -207,24 +153,27 @@ def test_a_relay_with_a_skewed_clock_beside_a_normal_one_sends_no_duplicate(
 
 
 def test_a_frozen_relay_sends_nothing_another_took_over(
-    fake: FakeIntercom, outbox: str, relays: Callable[..., RelayProcess]
+    fake: FakeIntercom, outbox: str, relays: Callable[..., Relay]
 ) -> None:
     """Before: on SIGCONT the frozen relay sent the rows it had queued (delivered by then)."""
     fake.latency = 0.5  # requests take a while: the relay holds rows on the wire and queued
     frozen = relays(outbox, "frozen", IEVENTS_LEASE_S="3")
     queue(outbox, 40)
     freeze_holding_rows(outbox, frozen)
-    held = owned_by(outbox, frozen.pid)
+    held = owned_by(outbox, frozen.process.pid)
     fake.latency = 0.0
     other = relays(outbox, "other")
     # Its lease (3 s, by the database's clock) runs out; the other relay takes over.
-    wait_for(lambda: delivered(outbox) == 40, "the other relay to deliver everything")
+    wait_for(
+        lambda: delivered(outbox) == 40, what="the other relay to deliver everything", timeout=90
+    )
     posts_before_waking = len(fake.posts())
     frozen.process.send_signal(signal.SIGCONT)
     # It wakes, finds its claims stale, and says what became of each row it held.
     wait_for(
-        lambda: all(f"#{row_id} " in frozen.err.read_text() for row_id in held),
-        "the woken relay to settle the rows it held",
+        lambda: all(f"#{row_id} " in frozen.stderr for row_id in held),
+        what="the woken relay to settle the rows it held",
+        timeout=90,
     )
     sent_after_waking = len(fake.posts()) - posts_before_waking
     dups = duplicates(fake)
@@ -234,23 +183,26 @@ def test_a_frozen_relay_sends_nothing_another_took_over(
     # sender (the other four) never go out from the stale relay.
     assert len(held) == 8 and dups <= 4
     assert delivered(outbox) == 40
-    other.stop()
-    frozen.stop()
+    stop(other)
+    stop(frozen)
 
 
 def test_another_role_holding_the_key_does_not_delay_taking_back_a_dead_relays_rows(
-    fake: FakeIntercom, pg_uri: str, relays: Callable[..., RelayProcess]
+    fake: FakeIntercom, pg_uri: str, relays: Callable[..., Relay]
 ) -> None:
     """Before: the app role's advisory lock on the key kept the rows for the whole lease."""
     fake.latency = 60.0  # the first relay's requests hang: its rows stay in flight
     doomed = relays(pg_uri, "doomed")  # the default lease: 120 s
     queue(pg_uri, 10)
-    wait_for(lambda: len(owned_by(pg_uri, doomed.pid)) == 8, "the relay to hold 8 rows")
+    wait_for(
+        lambda: len(owned_by(pg_uri, doomed.process.pid)) == 8,
+        what="the relay to hold 8 rows",
+        timeout=90,
+    )
     [(session,)] = sql(
         pg_uri, "SELECT DISTINCT claim_session FROM ievents.events WHERE state = 'in_flight'"
     )
-    app_uri = pg_uri.replace("ievents_test@", f"{APP_USER}:{APP_PASSWORD}@")
-    with psycopg.connect(app_uri, autocommit=True) as app:
+    with psycopg.connect(app_uri(pg_uri), autocommit=True) as app:
         # What any role that can connect could do under schema version 1: wait for the
         # relay's key (held by the relay then), and hold it once the relay is gone.
         locking = threading.Thread(
@@ -258,7 +210,9 @@ def test_another_role_holding_the_key_does_not_delay_taking_back_a_dead_relays_r
         )
         locking.start()
         wait_for(
-            lambda: not locking.is_alive() or waiting_for_a_lock(pg_uri), "the app role's lock"
+            lambda: not locking.is_alive() or waiting_for_a_lock(pg_uri),
+            what="the app role's lock",
+            timeout=90,
         )
         doomed.process.kill()
         doomed.process.wait()
@@ -267,8 +221,10 @@ def test_another_role_holding_the_key_does_not_delay_taking_back_a_dead_relays_r
         fake.latency = 0.0
         survivor = relays(pg_uri, "survivor")
         # Far sooner than the 120 s lease: the deadline only bounds a failure.
-        wait_for(lambda: delivered(pg_uri) == 10, "the rows taken back and delivered", 60)
-        assert survivor.stop() == 10
+        wait_for(
+            lambda: delivered(pg_uri) == 10, what="the rows taken back and delivered", timeout=60
+        )
+        assert stop(survivor) == 10
 
 
 def waiting_for_a_lock(pg_uri: str) -> bool:

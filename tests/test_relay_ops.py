@@ -14,115 +14,30 @@ Real relay subprocesses, the fake Intercom, real SQLite files and a real Postgre
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import RunCli, base_env
+from conftest import RunCli
 from fake_intercom import FakeIntercom, Reply
+from helpers import Relay, numbered_ndjson, parse_metrics, wait_for
+from pg_server import free_port
 
 CREATED = 1_700_000_000
+# NDJSON of the events this module queues (helpers.record, named "ops").
+ops_ndjson = functools.partial(numbered_ndjson, name="ops")
 DEAD = ("ievents_relay_deliveries_total", (("result", "dead"),))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The IEVENTS_OUTBOX value of the backend under test."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_uri"))
-    return str(tmp_path / "outbox.sqlite3")
-
-
-class Relay:
-    """A ``flush --watch`` subprocess (stderr to a file: it may say a lot)."""
-
-    def __init__(self, tmp_path: Path, url: str, outbox: str, *extra: str, **env: str) -> None:
-        environ = base_env(tmp_path, url)
-        environ["IEVENTS_OUTBOX"] = outbox
-        environ.update(env)
-        self.err_path = tmp_path / f"relay-{time.monotonic_ns()}.err"
-        self._err = self.err_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "intercom_events_cli", "flush", "--watch", *extra],
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=self._err,
-            text=True,
-        )
-        self.stdout = ""
-
-    @property
-    def stderr(self) -> str:
-        return self.err_path.read_text()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        self.process.send_signal(sig)
-        self.stdout, _ = self.process.communicate(timeout=timeout)
-        self._err.close()
-        return self.process.returncode
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
-        self._err.close()
-
-
-@pytest.fixture
-def start_relay(tmp_path: Path, fake: FakeIntercom) -> Iterator[Callable[..., Relay]]:
-    relays: list[Relay] = []
-
-    def start(outbox: str, *extra: str, **env: str) -> Relay:
-        relay = Relay(tmp_path, fake.url, outbox, *extra, **env)
-        relays.append(relay)
-        return relay
-
-    yield start
-    for relay in relays:
-        relay.kill()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    """Poll until ``condition()`` is truthy (returned); generous, ends as soon as it holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def ndjson(count: int, start: int = 0) -> str:
-    return "".join(
-        json.dumps({"event_name": "ops", "user_id": f"u{n}", "created_at": CREATED + n}) + "\n"
-        for n in range(start, start + count)
-    )
-
-
-def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
 
 
 def scrape(port: int, timeout: float = 30) -> dict[Any, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as answer:
-        return parse(answer.read().decode())
+        return parse_metrics(answer.read().decode())
 
 
 def try_scrape(port: int) -> dict[Any, float]:
@@ -144,13 +59,6 @@ def status(run_cli: RunCli, outbox: str) -> dict[str, Any]:
     return data
 
 
-def free_port() -> int:
-    from pg_server import free_port as pick
-
-    port: int = pick()
-    return port
-
-
 # -- finding 3: scrapes never use the relay's connection -----------------------------------
 
 
@@ -161,7 +69,7 @@ def test_metrics_are_the_outboxs_figures_after_deliveries(
     port = free_port()
     relay = start_relay(outbox, "--metrics-port", str(port))
     fake.script(Reply(status=422, body={"type": "error.list", "errors": [{"code": "bad"}]}))
-    assert run_cli("batch", "-", "--queue", input=ndjson(30), env=env).code == 0
+    assert run_cli("batch", "-", "--queue", input=ops_ndjson(30), env=env).code == 0
     wait_for(lambda: status(run_cli, outbox)["delivered"] == 29, what="29 deliveries recorded")
     truth = status(run_cli, outbox)
 
@@ -179,7 +87,7 @@ def test_metrics_are_the_outboxs_figures_after_deliveries(
     assert samples[("ievents_outbox_last_success_timestamp_seconds", ())] > 0
     assert samples[("ievents_relay_outbox_summary_age_seconds", ())] >= 0
     # More events later: the figures follow.
-    assert run_cli("batch", "-", "--queue", input=ndjson(5, start=100), env=env).code == 0
+    assert run_cli("batch", "-", "--queue", input=ops_ndjson(5, start=100), env=env).code == 0
     wait_for(
         lambda: events(try_scrape(port), "delivered") == 34, what="34 delivered in the metrics"
     )
@@ -195,7 +103,7 @@ def test_a_scrape_answers_while_postgresql_holds_the_outbox_table(
     env = {"IEVENTS_OUTBOX": pg_uri}
     port = free_port()
     relay = start_relay(pg_uri, "--metrics-port", str(port))
-    assert run_cli("batch", "-", "--queue", input=ndjson(5), env=env).code == 0
+    assert run_cli("batch", "-", "--queue", input=ops_ndjson(5), env=env).code == 0
     wait_for(lambda: events(try_scrape(port), "delivered") == 5, what="5 delivered in the metrics")
     with psycopg.connect(pg_uri) as db:
         db.execute("LOCK TABLE ievents.events IN ACCESS EXCLUSIVE MODE")
@@ -215,7 +123,7 @@ def test_a_scrape_answers_while_the_relays_sqlite_connection_waits_for_a_lock(
     env = {"IEVENTS_OUTBOX": outbox}
     port = free_port()
     fake.latency = 0.05
-    assert run_cli("batch", "-", "--queue", input=ndjson(200), env=env).code == 0
+    assert run_cli("batch", "-", "--queue", input=ops_ndjson(200), env=env).code == 0
     relay = start_relay(
         outbox, "-c", "2", "--metrics-port", str(port), IEVENTS_OUTBOX_BUSY_TIMEOUT="600"
     )
@@ -372,7 +280,7 @@ def test_relay_totals_span_reconnects(
     assert run_cli("flush", env=env).code == 0
     port = free_port()
     relay = start_relay(pg_uri, "-c", "4", "--metrics-port", str(port))
-    assert run_cli("batch", "-", "--queue", input=ndjson(300), env=env).code == 0
+    assert run_cli("batch", "-", "--queue", input=ops_ndjson(300), env=env).code == 0
     database = pg_uri.rsplit("/", 1)[1].split("?")[0]
     beat = None
     for already in (60, 150):
@@ -404,7 +312,7 @@ def test_a_running_relay_keeps_a_heartbeat_and_a_clean_stop_is_recorded_as_0(
     env = {"IEVENTS_OUTBOX": outbox}
     port = free_port()
     relay = start_relay(outbox, "--metrics-port", str(port))
-    assert run_cli("batch", "-", "--queue", input=ndjson(3), env=env).code == 0
+    assert run_cli("batch", "-", "--queue", input=ops_ndjson(3), env=env).code == 0
     wait_for(lambda: status(run_cli, outbox)["delivered"] == 3, what="3 deliveries")
     wait_for(lambda: status(run_cli, outbox)["last_flush_at"], what="a last flush, running")
     running = status(run_cli, outbox)
@@ -427,7 +335,9 @@ def test_a_running_relay_keeps_a_heartbeat_and_a_clean_stop_is_recorded_as_0(
     assert relay.stop(signal.SIGTERM) == 0
     after = status(run_cli, outbox)
     assert after["last_flush_exit_code"] == 0
-    prometheus = parse(run_cli("outbox", "status", "--format", "prometheus", env=env).stdout)
+    prometheus = parse_metrics(
+        run_cli("outbox", "status", "--format", "prometheus", env=env).stdout
+    )
     assert prometheus[("ievents_outbox_last_flush_exit_code", ())] == 0
 
 

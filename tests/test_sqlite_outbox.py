@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import event
 
 from intercom_events_cli.errors import ExitCode, OutboxError
 from intercom_events_cli.event import Event
@@ -29,10 +30,6 @@ from intercom_events_cli.outbox import (
 )
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def event(number: int = 1, name: str = "signed-up") -> Event:
-    return Event.create(name, user_id=f"u{number}", created_at=1_700_000_000 + number)
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
+from helpers import event, wait_for
 
 from intercom_events_cli.config import Settings
 from intercom_events_cli.event import Event
@@ -27,32 +27,15 @@ from intercom_events_cli.outbox.owner import new_owner
 from intercom_events_cli.outbox.rows import RowResult, State
 from intercom_events_cli.outbox.store import OutboxStore, open_store, redact_uri
 
-T = TypeVar("T")
 US = Settings(token="tok_us_workspace_1234", base_url="http://127.0.0.1:1")
 EU = Settings(token="tok_eu_workspace_9876", base_url="http://127.0.0.1:2")
 APAC = Settings(token="tok_apac_workspace_5555", base_url="http://127.0.0.1:3")
 FOREIGN = "other-host:1:-:x"  # a claimer on another host: never taken for gone
 
 
-def event(number: int = 1, name: str = "signed-up") -> Event:
-    return Event.create(name, user_id=f"u{number}", created_at=1_700_000_000 + number)
-
-
 def reopen(location: str) -> OutboxStore:
     """Another store on the same outbox (another connection, as another process has)."""
     return open_store(location, {})
-
-
-def eventually(look: Callable[[], T], what: str, timeout: float = 60.0) -> T:
-    """``look()``'s first truthy answer, asked until ``timeout`` (generous: it ends early)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = look()
-        if found:
-            return found
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"after {timeout:.0f} s still not: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -286,7 +269,7 @@ def test_a_live_claim_holds_until_its_lease_ends(store: OutboxStore, store_locat
     with reopen(store_location) as other:
         assert other.claim(FOREIGN, 10) == []
         assert store.renew(alive, lease_s=0) == [added.id]  # the lease ends now
-        taken = eventually(lambda: other.claim(FOREIGN, 10), "the ended lease taken back")
+        taken = wait_for(lambda: other.claim(FOREIGN, 10), what="the ended lease taken back")
     assert [r.dedup_key for r in taken] == [event().dedup_key()]
 
 
@@ -339,7 +322,7 @@ def test_now_is_the_clock_of_the_stores_own_timestamps_and_never_goes_back(
 def test_a_claim_whose_lease_ran_out_is_taken_back(store: OutboxStore) -> None:
     store.add(event())
     assert len(store.claim(FOREIGN, 5, lease_s=0.2)) == 1
-    again = eventually(lambda: store.claim("me", 5), "the expired claim taken back")
+    again = wait_for(lambda: store.claim("me", 5), what="the expired claim taken back")
     assert [r.dedup_key for r in again] == [event().dedup_key()]
 
 
@@ -364,7 +347,7 @@ def test_the_rows_of_a_killed_claimer_are_taken_back_long_before_its_lease_ends(
     )
     assert (done.returncode, done.stdout.strip()) == (-signal.SIGKILL, "3"), done
     assert store.summary().counts[State.IN_FLIGHT] == 3
-    taken = eventually(lambda: store.claim(new_owner(), 10), "the killed claimer's rows back")
+    taken = wait_for(lambda: store.claim(new_owner(), 10), what="the killed claimer's rows back")
     assert len(taken) == 3  # within a minute, where its lease had an hour to go
 
 
