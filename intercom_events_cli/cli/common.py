@@ -243,7 +243,6 @@ def reporting(
     except KeyboardInterrupt:
         _json_error_once(ui, ExitCode.INTERRUPTED, "interrupted", "interrupted")
         ui.error("interrupted")
-        current().interrupt_said = True
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:

@@ -176,7 +176,6 @@ def report_interrupted(argv: Sequence[str]) -> int:
             }
         )
     ui.error("interrupted")
-    current().interrupt_said = True
     return int(ExitCode.INTERRUPTED)
 
 
@@ -229,7 +228,8 @@ def run(app: typer.Typer, argv: Sequence[str]) -> int:
     except click_exceptions.ClickException as exc:  # a file option that cannot be opened
         Output().error(exc.format_message())
         return int(exc.exit_code)
-    if result == ExitCode.INTERRUPTED and not current().interrupt_said:
-        # typer answers a Ctrl-C that lands while it parses with a bare Exit(130).
+    if result == ExitCode.INTERRUPTED and not current().output_written:
+        # typer answers a Ctrl-C that lands while it parses with a bare Exit(130), where
+        # every command that ends 130 has said why (a message, a summary, --json).
         return report_interrupted(argv)
     return result if isinstance(result, int) else 0
