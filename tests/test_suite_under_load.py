@@ -9,9 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
+
+from helpers import wait_for
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "suite-under-load"
 DEADLINE_S = 120.0
@@ -84,15 +85,9 @@ def gone(pid: int) -> bool:
         return True
 
 
-def wait_until_gone(pids: list[int]) -> list[int]:
-    """The pids still running when the deadline passes (ends as soon as none is)."""
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        left = [pid for pid in pids if not gone(pid)]
-        if not left:
-            return []
-        time.sleep(0.05)
-    return left
+def wait_until_gone(pids: list[int]) -> None:
+    """Until every one of ``pids`` has ended (generous deadline, ends as soon as they have)."""
+    wait_for(lambda: all(gone(pid) for pid in pids), timeout=DEADLINE_S, what=f"{pids} all ended")
 
 
 def busy_pids(output: str) -> list[int]:
@@ -125,7 +120,7 @@ def test_each_run_is_reported_and_a_failed_run_fails_the_series(tmp_path: Path) 
         "run03-B.log",
         "run04-A.log",
     ]
-    assert wait_until_gone(busy_pids(out)) == []
+    wait_until_gone(busy_pids(out))
 
 
 def test_all_runs_passing_exit_0(tmp_path: Path) -> None:
@@ -153,17 +148,18 @@ def test_stopped_with_sigterm_it_kills_the_busy_processes_and_the_run(tmp_path: 
     try:
         assert script.stdout is not None
         header = "".join(script.stdout.readline() for _ in range(2))
-        deadline = time.monotonic() + DEADLINE_S
-        while not pid_file.exists() or not pid_file.read_text():
-            assert time.monotonic() < deadline, "the run never started its test"
-            time.sleep(0.05)
+        wait_for(
+            lambda: pid_file.exists() and pid_file.read_text(),
+            timeout=DEADLINE_S,
+            what="the run started its test",
+        )
         script.send_signal(signal.SIGTERM)
         assert script.wait(timeout=DEADLINE_S) == 128 + signal.SIGTERM
     finally:
         if script.poll() is None:
             script.kill()
         script.communicate()
-    assert wait_until_gone([*busy_pids(header), int(pid_file.read_text())]) == []
+    wait_until_gone([*busy_pids(header), int(pid_file.read_text())])
 
 
 def test_counts_are_read_from_pytests_last_summary_line() -> None:

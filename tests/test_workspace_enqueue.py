@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CliResult, RunCli, make_runner
+from conftest import CliResult, RunCli, cli_env, make_runner
 from fake_intercom import FakeIntercom
+from helpers import Relay, wait_for
 
 TA = "tok_workspace_a_token_aaaa1"
 TB = "tok_workspace_b_token_bbbb2"
@@ -108,46 +109,32 @@ def test_default_workspace_refuses_a_missing_or_bad_workspace(cli: RunCli) -> No
 def test_two_relays_of_two_workspaces_on_one_schema_never_split_the_rows(
     cli: RunCli, workspaces: FakeIntercom, pg_uri: str, tmp_path: Path
 ) -> None:
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from conftest import base_env
-
     for token in (TA, TB):
         assert cli("flush", token=token).code == 0
     enqueue(pg_uri, "nobody", one_arg=True)  # waits: no default
-    relays = []
-    for token in (TA, TB):
-        env = {**base_env(tmp_path, workspaces.url), "IEVENTS_OUTBOX": pg_uri}
-        env["INTERCOM_ACCESS_TOKEN"] = token
-        relays.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "intercom_events_cli", "flush", "--watch"],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+    (tmp_path / "work").mkdir(exist_ok=True)
+    relays = [
+        Relay(
+            cli_env(tmp_path, workspaces.url, {"INTERCOM_ACCESS_TOKEN": token}),
+            tmp_path / "work",
+            pg_uri,
         )
+        for token in (TA, TB)
+    ]
     try:
         for n in range(20):
             enqueue(pg_uri, f"a{n}", "ws_a")
             enqueue(pg_uri, f"b{n}", "ws_b")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if len(workspaces.events_for("ws_a")) + len(workspaces.events_for("ws_b")) >= 40:
-                break
-            time.sleep(0.05)  # polling an observable count, ended as soon as it is reached
+        wait_for(
+            lambda: len(workspaces.events_for("ws_a")) + len(workspaces.events_for("ws_b")) >= 40,
+            what="40 events at their workspaces",
+        )
     finally:
-        outputs = []
         for relay in relays:
-            relay.send_signal(signal.SIGTERM)
-            outputs.append(relay.communicate(timeout=30))
+            relay.stop()
     assert names(workspaces, "ws_a") == sorted(f"a{n}" for n in range(20))
     assert names(workspaces, "ws_b") == sorted(f"b{n}" for n in range(20))
-    for _, stderr in outputs:
+    for stderr in (relay.stderr for relay in relays):
         assert "1 event waits enqueued from SQL with no workspace and no default" in stderr
     status = cli("outbox", "status", "--json").json()
     assert status["waiting_for_workspace"] == [{"workspace": None, "events": 1}]
