@@ -249,6 +249,24 @@ def check_no_token(*outputs: str | bytes | None) -> None:
     assert_no_token(*texts)
 
 
+def run_without_module(
+    module: str, args: Sequence[str], *, env: Mapping[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``ievents ARGS`` in a process of its own where importing ``module`` fails, as
+    where an optional extra is not installed (this process may have imported it already,
+    and cannot unimport it); the token checked in its output."""
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from intercom_events_cli.cli import main\n"
+        f"sys.exit(main({list(args)!r}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(env), timeout=timeout
+    )
+    check_no_token(done.stdout, done.stderr)
+    return done
+
+
 def finish(process: subprocess.Popen[bytes], timeout: float = 60) -> tuple[int, str, str]:
     """Wait for a process started with pipes; its code, stdout and stderr (token checked)."""
     out, err = process.communicate(timeout=timeout)

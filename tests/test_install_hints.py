@@ -8,11 +8,11 @@ extra's own requirements.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from conftest import REPO_ROOT, base_env
+from helpers import run_without_module
 
 from intercom_events_cli.extras import (
     Installation,
@@ -90,18 +90,10 @@ def test_this_venv_is_recognised_as_the_clone_it_was_installed_from() -> None:
 
 
 def test_without_prometheus_client_the_hint_is_this_venvs_pip(tmp_path: Path) -> None:
-    # A process of its own: prometheus_client may be imported in this one already.
-    code = (
-        "import sys; sys.modules['prometheus_client'] = None\n"
-        "from intercom_events_cli.cli import main\n"
-        "sys.exit(main(['outbox', 'status', '--format', 'prometheus']))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
+    done = run_without_module(
+        "prometheus_client",
+        ["outbox", "status", "--format", "prometheus"],
         env=base_env(tmp_path, None),
-        timeout=60,
     )
     assert done.returncode == 78, done
     assert f"install it: {Path(sys.prefix) / 'bin' / 'pip'} install -e" in done.stderr, done

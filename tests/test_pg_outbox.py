@@ -6,14 +6,12 @@ Against the real test server (``pg_server`` / ``pg_uri`` in conftest.py) and the
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from conftest import REPO_ROOT, RunCli, base_env
 from fake_intercom import FakeIntercom, Reply
-from helpers import app_uri, run_process, sql
+from helpers import app_uri, run_process, run_without_module, sql
 from pg_server import APP_PASSWORD, APP_USER, free_port
 
 psycopg = pytest.importorskip("psycopg")
@@ -70,18 +68,10 @@ def test_queue_on_failure_never_claims_a_kept_event_when_the_database_is_down(
 
 
 def test_without_psycopg_a_uri_is_one_line_naming_the_extra(tmp_path: Any) -> None:
-    # A process of its own: psycopg is imported in this one (and cannot be unimported).
-    code = (
-        "import sys; sys.modules['psycopg'] = None\n"
-        "from intercom_events_cli.cli import main\n"
-        "sys.exit(main(['outbox', 'status', '--outbox', 'postgresql://h/db']))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
+    done = run_without_module(
+        "psycopg",
+        ["outbox", "status", "--outbox", "postgresql://h/db"],
         env=base_env(tmp_path, None),
-        timeout=60,
     )
     assert done.returncode == 78, done
     assert "pip install -e" in done.stderr and "[postgres]" in done.stderr
