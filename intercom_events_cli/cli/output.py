@@ -100,6 +100,7 @@ class Output:
         stderr: IO[str] | None = None,
     ) -> None:
         env = current()
+        self._env = env  # told when anything is written (Environment.output_written)
         self.environ = env.environ
         self.stdout = stdout or env.stdout
         self.stderr = stderr or env.stderr
@@ -126,7 +127,7 @@ class Output:
         self.json_written = 0  # JSON documents written so far (``--json``: exactly one)
 
     def _emit(self, stream: IO[str], text: str, *, flush: bool = True) -> None:
-        current().output_written = True
+        self._env.output_written = True
         try:
             stream.write(text)
             if flush:
@@ -142,7 +143,7 @@ class Output:
         Bytes, not text through the locale's encoding: with an ASCII locale an escaped
         ``\\xfc`` would make the export invalid JSON.
         """
-        current().output_written = True
+        self._env.output_written = True
         buffer = getattr(self.stdout, "buffer", None)
         if buffer is None:  # a StringIO in tests
             self._emit(self.stdout, text, flush=flush)
