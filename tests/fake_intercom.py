@@ -192,8 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
         reply = fake._take_reply(rec.method, rec.path)
         if reply is None and rec.method == "POST" and rec.path.rstrip("/") == "/events":
             reply = fake._fault()
+        latency = fake.me_latency if rec.path.rstrip("/") == "/me" else fake.latency
         if reply is not None:
-            fake._sleep(fake.latency + reply.delay)
+            fake._sleep(latency + reply.delay)
             if reply.hold is not None:
                 fake._hold(reply.hold)
             if reply.drop:
@@ -201,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status, payload, headers = reply.status, reply.body, dict(reply.headers)
         else:
-            fake._sleep(fake.latency)
+            fake._sleep(latency)
             status, payload, headers = fake._default(rec, split.query)
         self._send(rec, status, payload, headers)
 
@@ -249,7 +250,9 @@ class FakeIntercom(ThreadingHTTPServer):
 
     Configuration attributes (change any time): ``expected_token`` (None: any bearer token
     accepted), ``unknown_contacts`` (user_id/email/id values answered 404), ``latency``
-    (seconds added before every answer), ``app_region`` (GET /me), ``next_page_override``
+    (seconds added before every answer but GET /me's), ``me_latency`` (the same for GET /me:
+    flush, check and the relay ask it once at their start, so a test that slows deliveries
+    does not also stall every start), ``app_region`` (GET /me), ``next_page_override``
     (replaces ``pages.next`` of the first GET /events page), ``workspaces`` (token ->
     workspace id: when not empty only these tokens are accepted, and GET /me answers each
     one's ``app.id_code``; two tokens of one workspace model a rotation), ``revoked``
@@ -273,6 +276,7 @@ class FakeIntercom(ThreadingHTTPServer):
         self.host = host
         self.expected_token = expected_token
         self.latency = latency
+        self.me_latency = 0.0
         self.unknown_contacts: set[str] = set()
         self.app_region = "US"
         self.workspaces: dict[str, str] = {}

@@ -171,7 +171,7 @@ def test_delay_causes_read_timeout(fake: FakeIntercom) -> None:
 def test_latency_is_not_serialised(fake: FakeIntercom) -> None:
     import concurrent.futures
 
-    fake.latency = 1.0
+    fake.me_latency = 1.0
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         codes = list(
