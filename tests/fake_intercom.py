@@ -297,7 +297,7 @@ class FakeIntercom(ThreadingHTTPServer):
         self._conns: set[socket.socket] = set()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
-        self._faults: tuple[float, float, random.Random] | None = None
+        self._faults: tuple[float, float, random.Random, str | None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -460,20 +460,27 @@ class FakeIntercom(ThreadingHTTPServer):
         while not gate.wait(0.05) and not self._stopped.is_set():
             pass
 
-    def set_faults(self, error_rate: float, drop_rate: float, seed: int = 0) -> None:
+    def set_faults(
+        self, error_rate: float, drop_rate: float, seed: int = 0, retry_after: str | None = None
+    ) -> None:
         """Answer this share of POST /events with a random 5xx, and drop that share
-        (before anything is stored); a fixed seed gives the same sequence of draws."""
-        self._faults = (error_rate, drop_rate, random.Random(seed))
+        (before anything is stored); a fixed seed gives the same sequence of draws.
+        ``retry_after`` goes with each 5xx as its ``Retry-After`` (a dropped connection
+        has none, so the client's own backoff still runs for those)."""
+        self._faults = (error_rate, drop_rate, random.Random(seed), retry_after)
 
     def _fault(self) -> Reply | None:
         with self._lock:
             if self._faults is None:
                 return None
-            error_rate, drop_rate, draw = self._faults
+            error_rate, drop_rate, draw, retry_after = self._faults
             roll = draw.random()
             status = draw.choice((500, 501, 502, 503, 504, 505, 507))
         if roll < error_rate:
-            return Reply(status=status, body=_error_body("server_error", "try again"))
+            headers = {} if retry_after is None else {"Retry-After": retry_after}
+            return Reply(
+                status=status, body=_error_body("server_error", "try again"), headers=headers
+            )
         if roll < error_rate + drop_rate:
             return Reply(drop=True)
         return None
