@@ -15,11 +15,18 @@ import importlib
 from types import ModuleType
 from typing import Any
 
+import typer
 from typer.core import TyperCommand, TyperGroup
 
 
 def _click_module(name: str) -> ModuleType:
-    return importlib.import_module(f"typer._click.{name}")
+    try:
+        return importlib.import_module(f"typer._click.{name}")
+    except ImportError as exc:
+        raise ImportError(
+            f"typer {typer.__version__} has no typer._click.{name}: ievents supports the typer "
+            "range pinned in its pyproject.toml; cli/clickshim.py is what to update"
+        ) from exc
 
 
 exceptions: Any = _click_module("exceptions")
