@@ -50,7 +50,7 @@ def test_typers_public_exceptions_are_the_shims_kinds() -> None:
     assert issubclass(clickshim.ClickException, Exception), UPGRADE
 
 
-def test_the_current_context_is_the_running_commands(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_current_context_is_the_running_commands() -> None:
     assert clickshim.current_context() is None, UPGRADE
     seen: list[str] = []
     app = typer.Typer(add_completion=False)

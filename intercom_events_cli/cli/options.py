@@ -5,8 +5,8 @@ argument, ``opts``, which yields the run's :class:`~.output.Output`, its variabl
 its :class:`~intercom_events_cli.config.Settings` (``Settings.load`` is called here and
 nowhere else in the CLI)::
 
-    @shared("outbox", *CONNECTION, *OUTPUT)
-    def send(event_name: ..., opts: Options) -> None:
+    @shared("outbox", *SETTINGS, *OUTPUTS)
+    def send(event_name: ..., *, opts: Options) -> None:
         ui = opts.output()
         settings = opts.settings()
 
@@ -319,6 +319,8 @@ def shared(*names: str, **overrides: Any) -> Callable[[F], F]:
         own = dict(inspect.signature(function, eval_str=True).parameters)
         if own.pop("opts", None) is None:
             raise TypeError(f"{function.__name__} takes no opts: Options")
+        if set(overrides) & set(own):
+            raise TypeError(f"{function.__name__} declares {sorted(set(overrides) & set(own))}")
         offered = frozenset(name for name in names if name in _FIELDS and name not in own)
         placed: dict[str, inspect.Parameter] = {}
         for name in names:
