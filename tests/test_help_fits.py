@@ -12,14 +12,13 @@ import re
 import pytest
 from conftest import RunCli
 
-from intercom_events_cli.cli import app, register_commands
+from intercom_events_cli.cli import app
 
 
 def command_paths() -> list[tuple[str, ...]]:
     """Every command and group of the app, as argv prefixes: (), ("send",), ("outbox", "list")..."""
     import typer
 
-    register_commands()
     root = typer.main.get_command(app)
     paths: list[tuple[str, ...]] = [()]
     for name, command in root.commands.items():  # type: ignore[attr-defined]

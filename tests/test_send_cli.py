@@ -1055,9 +1055,9 @@ def option_names(command: str | None) -> list[str]:
     """Every option name the command declares (so options added later are covered too)."""
     import typer.main
 
-    from intercom_events_cli.cli import register_commands
+    from intercom_events_cli.cli import app
 
-    group = typer.main.get_command(register_commands())
+    group = typer.main.get_command(app)
     target = group.commands[command] if command else group  # type: ignore[attr-defined]
     return [name for param in target.params for name in param.opts if name.startswith("-")]
 

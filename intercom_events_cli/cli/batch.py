@@ -4,38 +4,15 @@ from __future__ import annotations
 
 import threading
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..config import Settings
 from ..errors import ExitCode, UsageError
 from ..outcome import api_error_text, status_text
-from . import app
-from .common import (
-    DELIVERY,
-    OUTPUT,
-    ApiVersionOpt,
-    BaseUrlOpt,
-    DebugOpt,
-    EnvFileOpt,
-    JsonOpt,
-    NoColorOpt,
-    OutboxOpt,
-    ProfileOpt,
-    QuietOpt,
-    RegionOpt,
-    RetriesOpt,
-    TimeoutOpt,
-    TokenFileOpt,
-    finite,
-    load_environment,
-    open_outbox,
-    outbox_path,
-    reporting,
-    stop_on_signals,
-)
+from .common import open_outbox, reporting, stop_on_signals
 from .environment import current
+from .options import DELIVERY, OUTPUT, OUTPUTS, SETTINGS, Options, finite, shared
 from .output import Output
 from .progress import progress_reporting
 from .render import (
@@ -207,7 +184,14 @@ class InputFormat(str, Enum):
     csv = "csv"
 
 
-@app.command(no_args_is_help=False)
+@shared(
+    "outbox",
+    *SETTINGS,
+    *OUTPUTS,
+    verbose=typer.Option(
+        "--verbose", "-v", help="Progress as a line every 10 s on stderr.", rich_help_panel=OUTPUT
+    ),
+)
 def batch(
     file: Annotated[
         str,
@@ -298,28 +282,8 @@ def batch(
             show_default=False,
         ),
     ] = None,
-    outbox: OutboxOpt = None,
-    token_file: TokenFileOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    region: RegionOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_version: ApiVersionOpt = None,
-    timeout: TimeoutOpt = 10.0,
-    retries: RetriesOpt = 4,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose",
-            "-v",
-            help="Progress as a line every 10 s on stderr.",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    opts: Options,
 ) -> None:
     """Send the events of an NDJSON or CSV file or stdin, paced, resumable.
 
@@ -327,12 +291,12 @@ def batch(
       ievents batch events.ndjson.gz --rejects rejects.ndjson
       zcat export.csv.gz | ievents batch - --format csv --json
     """
-    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
+    ui = opts.output()
     from ..batch import BatchMode
 
     mode = BatchMode.DRY_RUN if dry_run else BatchMode.QUEUE if queue else BatchMode.DELIVER
 
-    with reporting(ui, debug):
+    with reporting(ui, opts.debug):
         if dry_run and queue:
             raise UsageError("--dry-run and --queue cannot be combined: choose one")
         if file == "-" and current().stdin_isatty:
@@ -350,17 +314,7 @@ def batch(
             concurrency=concurrency,
             max_rate=max_rate,
             max_time=max_time,
-            outbox=outbox,
-            env_file=env_file,
-            profile=profile,
-            settings_options={
-                "token_file": token_file,
-                "region": region,
-                "base_url": base_url,
-                "api_version": api_version,
-                "timeout": timeout,
-                "retries": retries,
-            },
+            opts=opts,
         )
         if report.exit_code != ExitCode.OK:
             raise typer.Exit(int(report.exit_code))
@@ -393,27 +347,24 @@ def run_batch(
     concurrency: int,
     max_rate: float | None,
     max_time: float | None,
-    outbox: str | None,
-    env_file: str | None,
-    profile: str | None,
-    settings_options: dict[str, Any],
+    opts: Options,
 ) -> BatchReport:
     """Open everything, run the batch with progress and signals, print the summary."""
     from ..batch import BatchMode, BatchRun
     from ..readers import RejectsWriter
 
-    env = load_environment(env_file, profile=profile)
+    env = opts.environment()
     settings = None
     if mode is not BatchMode.DRY_RUN:
         # Configuration is checked before anything is read or stored; capturing needs the
         # token too (each row is bound to its workspace), though --queue sends nothing.
-        settings = Settings.load(env=env, **settings_options)
+        settings = opts.settings()
     with open_batch_input(file, input_format) as source:
         writer = RejectsWriter(rejects, input_path=file) if rejects else None
         try:
             display = BatchDisplay(ui, rejects)
             dry = mode is BatchMode.DRY_RUN
-            store = None if dry else open_outbox(outbox_path(outbox, env), env)
+            store = None if dry else open_outbox(opts.outbox_location(), env)
             try:
                 pacer = None
                 if mode is BatchMode.DELIVER:

@@ -1,26 +1,22 @@
-"""Options shared by several commands, and the one place errors become exit codes."""
+"""Plumbing the commands share: the one place errors become exit codes, opening the
+outbox, stopping on signals. The options they share are in :mod:`.options`."""
 
 from __future__ import annotations
 
-import math
 import re
 import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from enum import Enum
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..config import Environment as Variables
-from ..config import load_environment as _load_environment
 from ..config import redact, set_warning_sink
 from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import status_text
-from .environment import current
 from .output import Output
 from .render import error_hint, failure_json
 
@@ -28,167 +24,8 @@ if TYPE_CHECKING:
     from ..client import AttemptLog
     from ..outbox.store import OutboxLocation, OutboxStore
 
-CONNECTION = "Settings"
-OUTPUT = "Output"
-DELIVERY = "Delivery"
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-TokenFileOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token-file",
-        metavar="PATH",
-        help="File holding the token (INTERCOM_ACCESS_TOKEN_FILE).",
-        rich_help_panel=CONNECTION,
-        show_default=False,
-    ),
-]
-EnvFileOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--env-file",
-        metavar="PATH",
-        help="Read this file instead of ./.env.",
-        rich_help_panel=CONNECTION,
-        show_default=False,
-    ),
-]
-ProfileOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--profile",
-        metavar="NAME",
-        help="Profile in config.toml (IEVENTS_PROFILE).",
-        rich_help_panel=CONNECTION,
-        show_default=False,
-    ),
-]
-
-
-class Region(str, Enum):
-    """The workspace regions (a str, so the core takes it as the region's name)."""
-
-    us = "us"
-    eu = "eu"
-    au = "au"
-
-
-RegionOpt = Annotated[
-    Region | None,
-    typer.Option(
-        "--region",
-        case_sensitive=False,
-        help="Workspace region (INTERCOM_REGION). [default: us]",
-        rich_help_panel=CONNECTION,
-        show_default=False,
-    ),
-]
-BaseUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--base-url",
-        metavar="URL",
-        help="API base URL (INTERCOM_BASE_URL).",
-        rich_help_panel=CONNECTION,
-        show_default=False,
-    ),
-]
-ApiVersionOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--api-version",
-        metavar="VERSION",
-        help="API version (INTERCOM_API_VERSION). [default: 2.14]",
-        rich_help_panel=CONNECTION,
-        show_default=False,
-    ),
-]
-
-
-def finite(value: float | None) -> float | None:
-    """Option callback refusing nan and inf, which pass typer's min/max checks unnoticed."""
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"{value} is not a finite number")
-    return value
-
-
-TimeoutOpt = Annotated[
-    float,
-    typer.Option(
-        "--timeout",
-        metavar="SECONDS",
-        min=0.1,
-        max=3600.0,
-        callback=finite,
-        help="Seconds per attempt, 0.1-3600.",
-        rich_help_panel=CONNECTION,
-    ),
-]
-RetriesOpt = Annotated[
-    int,
-    typer.Option(
-        "--retries",
-        metavar="N",
-        min=0,
-        # Backoff is capped at 30 s: 100 retries already spans most of an hour.
-        max=100,
-        help="Retries of a failed attempt, 0-100.",
-        rich_help_panel=CONNECTION,
-    ),
-]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="One JSON object on stdout.", rich_help_panel=OUTPUT)
-]
-QuietOpt = Annotated[
-    bool,
-    typer.Option(
-        "--quiet", "-q", help="Nothing on success; errors still on stderr.", rich_help_panel=OUTPUT
-    ),
-]
-VerboseOpt = Annotated[
-    bool,
-    typer.Option(
-        "--verbose",
-        "-v",
-        help="One stderr line per HTTP attempt.",
-        rich_help_panel=OUTPUT,
-    ),
-]
-NoColorOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-color", help="No colour (also NO_COLOR, or not a terminal).", rich_help_panel=OUTPUT
-    ),
-]
-DebugOpt = Annotated[
-    bool,
-    typer.Option(
-        "--debug",
-        help="Tracebacks of internal errors (token redacted).",
-        rich_help_panel=OUTPUT,
-    ),
-]
-OUTBOX = "Outbox"
-OutboxOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--outbox",
-        metavar="PATH|URI",
-        help="Outbox file or postgresql:// URI (IEVENTS_OUTBOX). "
-        "[default: $XDG_STATE_HOME/ievents/outbox.sqlite3]",
-        rich_help_panel=CONNECTION,
-        show_default=False,
-    ),
-]
-
-
-def load_environment(env_file: str | None, *, profile: str | None = None) -> Variables:
-    """The run's variables over a profile over ``.env`` (see ``config.load_environment``).
-
-    The variables are the current environment's (:mod:`.environment`), not ``os.environ``.
-    """
-    return _load_environment(env_file, current().environ, profile=profile)
 
 
 def attempt_logger(ui: Output) -> Callable[[AttemptLog], None] | None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import typer
-
 from ..config import (
     API_VERSION_ENV,
     BASE_URL_ENV,
@@ -17,25 +15,8 @@ from ..config import (
     token_tail,
 )
 from ..profiles import config_path
-from . import app
-from .common import (
-    ApiVersionOpt,
-    BaseUrlOpt,
-    DebugOpt,
-    EnvFileOpt,
-    JsonOpt,
-    NoColorOpt,
-    OutboxOpt,
-    ProfileOpt,
-    QuietOpt,
-    RegionOpt,
-    RetriesOpt,
-    TimeoutOpt,
-    TokenFileOpt,
-    load_environment,
-    reporting,
-)
-from .output import Output
+from .common import reporting
+from .options import Options, shared
 
 
 def _source(flag_value: object, flag: str, env: Environment, variable: str) -> str:
@@ -114,57 +95,44 @@ def effective_settings(
     }
 
 
-def _from_command_line(ctx: typer.Context, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name == "COMMANDLINE"
-
-
-@app.command("config")
-def config_command(
-    ctx: typer.Context,
-    profile: ProfileOpt = None,
-    env_file: EnvFileOpt = None,
-    token_file: TokenFileOpt = None,
-    region: RegionOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_version: ApiVersionOpt = None,
-    outbox: OutboxOpt = None,
-    timeout: TimeoutOpt = 10.0,
-    retries: RetriesOpt = 4,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+@shared(
+    "profile",
+    "env_file",
+    "token_file",
+    "region",
+    "base_url",
+    "api_version",
+    "outbox",
+    "timeout",
+    "retries",
+    "json_output",
+    "quiet",
+    "no_color",
+    "debug",
+)
+def config_command(*, opts: Options) -> None:
     """Show every effective setting and where it came from; sends nothing.
 
     Example:
       ievents config --profile eu
     """
-    ui = Output(json_mode=json_output, quiet=quiet, no_color=no_color)
+    ui = opts.output()
 
-    with reporting(ui, debug):
-        env = load_environment(env_file, profile=profile)
-        settings = Settings.load(
-            env=env,
-            token_file=token_file,
-            region=region,
-            base_url=base_url,
-            api_version=api_version,
-            timeout=timeout,
-            retries=retries,
-            require_token=False,
-        )
+    with reporting(ui, opts.debug):
+        env = opts.environment()
+        settings = opts.settings(require_token=False)
         flags = {
-            "region": region,
-            "base_url": base_url,
-            "api_version": api_version,
-            "outbox": outbox,
-            "timeout": _from_command_line(ctx, "timeout"),
-            "retries": _from_command_line(ctx, "retries"),
+            "region": opts.region,
+            "base_url": opts.base_url,
+            "api_version": opts.api_version,
+            "outbox": opts.outbox,
+            "timeout": "timeout" in opts.given,
+            "retries": "retries" in opts.given,
         }
-        table = effective_settings(env, settings, flags=flags, timeout=timeout, retries=retries)
-        if json_output:
+        table = effective_settings(
+            env, settings, flags=flags, timeout=settings.timeout, retries=settings.retries
+        )
+        if ui.json_mode:
             ui.json({"ok": True, "settings": table})
             return
         width = max(len(name) for name in table)

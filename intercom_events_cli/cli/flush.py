@@ -14,32 +14,8 @@ import typer
 from ..config import Settings
 from ..errors import ExitCode, UsageError
 from ..outcome import Outcome, OutcomeKind, api_error_text, status_text
-from . import app
-from .common import (
-    DELIVERY,
-    ApiVersionOpt,
-    BaseUrlOpt,
-    DebugOpt,
-    EnvFileOpt,
-    JsonOpt,
-    NoColorOpt,
-    OutboxOpt,
-    ProfileOpt,
-    QuietOpt,
-    RegionOpt,
-    RetriesOpt,
-    TimeoutOpt,
-    TokenFileOpt,
-    VerboseOpt,
-    attempt_logger,
-    finite,
-    json_error,
-    load_environment,
-    open_outbox,
-    outbox_path,
-    reporting,
-    stop_on_signals,
-)
+from .common import attempt_logger, json_error, open_outbox, reporting, stop_on_signals
+from .options import DELIVERY, OUTPUTS, SETTINGS, Options, finite, shared
 from .output import Output
 from .render import (
     agree,
@@ -180,7 +156,7 @@ def report_failures(ui: Output, report: FlushReport, settings: Settings, pending
         ui.error(f"internal error: {message}", "this is a bug in ievents; the event stays pending")
 
 
-@app.command()
+@shared("outbox", *SETTINGS, *OUTPUTS)
 def flush(
     concurrency: Annotated[
         int,
@@ -232,20 +208,8 @@ def flush(
             show_default=False,
         ),
     ] = None,
-    outbox: OutboxOpt = None,
-    token_file: TokenFileOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    region: RegionOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_version: ApiVersionOpt = None,
-    timeout: TimeoutOpt = 10.0,
-    retries: RetriesOpt = 4,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    opts: Options,
 ) -> None:
     """Deliver the events waiting in the outbox, oldest first.
 
@@ -253,19 +217,12 @@ def flush(
       ievents flush -q --max-time 50 --env-file /etc/ievents/app.env
       ievents flush --watch --metrics-port 9464
     """
-    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
-    with reporting(ui, debug, on_error=json_error(ui)):
-        env = load_environment(env_file, profile=profile)
-        settings = Settings.load(
-            env=env,
-            token_file=token_file,
-            region=region,
-            base_url=base_url,
-            api_version=api_version,
-            timeout=timeout,
-            retries=retries,
-        )
-        path = outbox_path(outbox, env)
+    ui = opts.output()
+    json_output = opts.json_output
+    with reporting(ui, opts.debug, on_error=json_error(ui)):
+        env = opts.environment()
+        settings = opts.settings()
+        path = opts.outbox_location()
         if watch or metrics_port is not None:
             if not watch or max_time is not None or json_output:
                 raise UsageError(

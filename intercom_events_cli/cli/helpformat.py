@@ -5,10 +5,12 @@ and cuts long defaults with "…"; at 80 columns ``flush --help`` ran to 100 lin
 command's help is its usage line, its summary and examples (the docstring), its arguments
 and its options by panel, each option on one line when it fits, wrapped (never cut) when
 not. Examples (indented lines in a docstring) are never wrapped, so they copy as one line.
+The commands and groups of :mod:`.commands` format their help with :func:`render_help`.
 """
 
 from __future__ import annotations
 
+import inspect
 import textwrap
 from typing import Any
 
@@ -19,6 +21,31 @@ MAX_WIDTH = 100
 NAME_COLUMN = 24  # "-m, --metadata KEY=VALUE" fits; longer names put their help below
 # The panel of the options every command shares, and what its heading says about them.
 HEADINGS = {"Settings": "Settings (a flag, else the variable named, a profile, .env)"}
+
+
+def reflow_help(text: str) -> str:
+    """Join a docstring's wrapped lines so that --help wraps them to the terminal.
+
+    typer's rich help keeps every line break, so source lines wrapped at 90 columns
+    break again at 80. A line is joined to the one before unless that one ends a
+    sentence or a label (``.``, ``:``) or the line starts an item (``-``, ``Example``);
+    blank lines still separate paragraphs.
+    """
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.split("\n"):
+            if (
+                lines
+                and not lines[-1].endswith((".", ":"))
+                and not line.startswith(("-", "Example", " "))
+                and not lines[-1].startswith(" ")
+            ):
+                lines[-1] += " " + line
+            else:
+                lines.append(line)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
 
 
 def help_width() -> int:
@@ -158,18 +185,3 @@ def short_command_list(group: Any, ctx: Any) -> str:
     lines += command_list(group, ctx, width)
     lines += ["", f"See '{ctx.command_path} COMMAND --help' for a command's options."]
     return "\n".join(lines) + "\n"
-
-
-def install() -> None:
-    """Make every typer command and group format its help with :func:`render_help`."""
-    from typer.core import TyperCommand, TyperGroup
-
-    if getattr(TyperCommand.format_help, "_ievents_plain", False):
-        return
-
-    def format_help(self: Any, ctx: Any, formatter: Any) -> None:
-        formatter.write(render_help(self, ctx))
-
-    format_help._ievents_plain = True  # type: ignore[attr-defined]
-    TyperCommand.format_help = format_help  # type: ignore[method-assign]
-    TyperGroup.format_help = format_help  # type: ignore[method-assign]

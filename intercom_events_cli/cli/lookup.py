@@ -12,27 +12,8 @@ from ..client import proxy_for
 from ..config import Settings, redact, token_tail
 from ..errors import ApiError, IeventsError, UsageError
 from ..event import format_utc
-from . import app
-from .common import (
-    ApiVersionOpt,
-    BaseUrlOpt,
-    DebugOpt,
-    EnvFileOpt,
-    JsonOpt,
-    NoColorOpt,
-    ProfileOpt,
-    QuietOpt,
-    RegionOpt,
-    RetriesOpt,
-    TimeoutOpt,
-    TokenFileOpt,
-    VerboseOpt,
-    attempt_logger,
-    load_environment,
-    open_existing,
-    outbox_path,
-    reporting,
-)
+from .common import attempt_logger, open_existing, reporting
+from .options import OUTPUT, OUTPUTS, SETTINGS, Options, shared
 from .output import Output
 from .render import failure_json, lookup_hint
 
@@ -51,29 +32,6 @@ def open_client(ui: Output, settings: Settings) -> EventsClient:
     from ..client import EventsClient
 
     return EventsClient(settings, on_attempt=attempt_logger(ui))
-
-
-def load_settings(
-    *,
-    env_file: str | None,
-    profile: str | None,
-    token_file: str | None,
-    region: str | None,
-    base_url: str | None,
-    api_version: str | None,
-    timeout: float,
-    retries: int,
-) -> Settings:
-    """Settings from flags, environment and ``.env``; a token is required."""
-    return Settings.load(
-        env=load_environment(env_file, profile=profile),
-        token_file=token_file,
-        region=region,
-        base_url=base_url,
-        api_version=api_version,
-        timeout=timeout,
-        retries=retries,
-    )
 
 
 def print_owner(ui: Output, owner: TokenOwner, settings: Settings) -> None:
@@ -99,32 +57,18 @@ def print_owner(ui: Output, owner: TokenOwner, settings: Settings) -> None:
         ui.result(f"  proxy:   {proxy} (from the environment: HTTPS_PROXY / HTTP_PROXY)")
 
 
-@app.command()
-def check(
-    token_file: TokenFileOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    region: RegionOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_version: ApiVersionOpt = None,
-    timeout: TimeoutOpt = 10.0,
-    retries: RetriesOpt = 4,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+@shared(*SETTINGS, *OUTPUTS)
+def check(*, opts: Options) -> None:
     """Check the token and region: whose token it is, where ievents sends.
 
     Example:
       ievents check --profile eu
     """
-    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
+    ui = opts.output()
     settings: Settings | None = None
 
     def json_failure(exc: IeventsError) -> None:
-        if json_output:
+        if ui.json_mode:
             ui.json(
                 failure_json(
                     exc,
@@ -135,17 +79,8 @@ def check(
                 )
             )
 
-    with reporting(ui, debug, on_error=json_failure):
-        settings = load_settings(
-            env_file=env_file,
-            profile=profile,
-            token_file=token_file,
-            region=region,
-            base_url=base_url,
-            api_version=api_version,
-            timeout=timeout,
-            retries=retries,
-        )
+    with reporting(ui, opts.debug, on_error=json_failure):
+        settings = opts.settings()
         from ..lookup import get_me
 
         try:
@@ -154,8 +89,8 @@ def check(
         except ApiError as exc:
             exc.hint = exc.hint or lookup_hint(exc, settings)
             raise
-        remember_workspace(env_file, profile, settings, owner.app_id_code)
-        if json_output:
+        remember_workspace(opts, settings, owner.app_id_code)
+        if ui.json_mode:
             ui.json(
                 {
                     **owner.as_json(),
@@ -172,9 +107,7 @@ def check(
             ui.warn(warning)
 
 
-def remember_workspace(
-    env_file: str | None, profile: str | None, settings: Settings, workspace_id: str | None
-) -> None:
+def remember_workspace(opts: Options, settings: Settings, workspace_id: str | None) -> None:
     """Tell an existing outbox which workspace the token belongs to (never creates one):
     events captured under an older token of the workspace then go with this one."""
     if not workspace_id:
@@ -182,8 +115,8 @@ def remember_workspace(
     from ..errors import OutboxError
 
     try:
-        env = load_environment(env_file, profile=profile)
-        store = open_existing(outbox_path(None, env), env)
+        env = opts.environment()
+        store = open_existing(opts.outbox_location(), env)
         if store is not None:
             with store:
                 store.learn(settings, workspace_id)
@@ -280,7 +213,19 @@ def print_table(ui: Output, title: str, headers: list[str], rows: Iterable[list[
     ui.rich_console().print(table)
 
 
-@app.command("list")
+@shared(
+    *SETTINGS,
+    *OUTPUTS,
+    json_output=typer.Option(
+        "--json", help="One JSON object per event (NDJSON).", rich_help_panel=OUTPUT
+    ),
+    quiet=typer.Option(
+        "--quiet",
+        "-q",
+        help="Print nothing; the exit code says if it worked.",
+        rich_help_panel=OUTPUT,
+    ),
+)
 def list_command(
     user_id: Annotated[
         str | None,
@@ -335,57 +280,22 @@ def list_command(
             rich_help_panel=LISTING,
         ),
     ] = DEFAULT_LIMIT,
-    token_file: TokenFileOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    region: RegionOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_version: ApiVersionOpt = None,
-    timeout: TimeoutOpt = 10.0,
-    retries: RetriesOpt = 4,
-    json_output: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help="One JSON object per event (NDJSON).",
-            rich_help_panel="Output",
-        ),
-    ] = False,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet",
-            "-q",
-            help="Print nothing; the exit code says if it worked.",
-            rich_help_panel="Output",
-        ),
-    ] = False,
-    verbose: VerboseOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    opts: Options,
 ) -> None:
     """List a contact's events (Intercom keeps the last 90 days), newest first.
 
     Example:
       ievents list --user-id 314159 --limit 20
     """
-    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
+    ui = opts.output()
     wanted = limit or None  # 0 means all, as in outbox list
-    with reporting(ui, debug):
+    with reporting(ui, opts.debug):
         contact = pick_contact(user_id, email, contact_id)
-        settings = load_settings(
-            env_file=env_file,
-            profile=profile,
-            token_file=token_file,
-            region=region,
-            base_url=base_url,
-            api_version=api_version,
-            timeout=timeout,
-            retries=retries,
-        )
+        settings = opts.settings()
         try:
             with open_client(ui, settings) as client:
-                if quiet:
+                if opts.quiet:
                     from ..lookup import list_events
 
                     next(iter(list_events(client, contact, per_page=per_page, limit=1)), None)

@@ -10,22 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import ExitCode, Interrupted, UsageError
-from .common import (
-    DebugOpt,
-    EnvFileOpt,
-    JsonOpt,
-    OutboxOpt,
-    ProfileOpt,
-    QuietOpt,
-    json_error,
-    load_environment,
-    open_existing,
-    outbox_path,
-    parse_duration,
-    reporting,
-)
+from .common import json_error, open_existing, parse_duration, reporting
 from .environment import current
-from .outbox import SQLITE_MAX_INT, outbox_app
+from .options import OUTBOX_ONLY, Options, shared
+from .outbox import SQLITE_MAX_INT
 from .output import Output
 from .render import agree, plural
 
@@ -34,7 +22,7 @@ if TYPE_CHECKING:
     from ..outbox.store import OutboxLocation
 
 
-@outbox_app.command()
+@shared(*OUTBOX_ONLY, "json_output", "quiet", "debug")
 def retry(
     ids: Annotated[
         list[int] | None,
@@ -45,29 +33,24 @@ def retry(
             show_default=False,
         ),
     ] = None,
-    outbox: OutboxOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    *,
+    opts: Options,
 ) -> None:
     """Move dead letters back to pending, for the next flush.
 
     Example:
       ievents outbox retry 12 13 && ievents flush
     """
-    ui = Output(json_mode=json_output, quiet=quiet)
-    with reporting(ui, debug, on_error=json_error(ui)):
-        env = load_environment(env_file, profile=profile)
-        path = outbox_path(outbox, env)
+    ui = opts.output()
+    with reporting(ui, opts.debug, on_error=json_error(ui)):
+        path = opts.outbox_location()
         moved: list[int] = []
         missing: list[int] = list(ids or [])
-        store = open_existing(path, env)  # no outbox there: nothing to retry, none made
+        store = open_existing(path, opts.environment())  # none there: nothing to retry, none made
         if store is not None:
             with store:
                 moved, missing = store.retry_dead(ids or None)
-        if json_output:
+        if ui.json_mode:
             code = int(ExitCode.USAGE) if missing else 0
             ui.json({"ok": not missing, "exit_code": code, "retried": moved, "not_dead": missing})
         elif moved:
@@ -86,7 +69,7 @@ def retry(
             raise typer.Exit(int(ExitCode.USAGE))
 
 
-@outbox_app.command()
+@shared(*OUTBOX_ONLY, "json_output", "quiet", "debug")
 def purge(
     pending: Annotated[
         bool,
@@ -108,29 +91,24 @@ def purge(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask (required without a terminal).")
     ] = False,
-    outbox: OutboxOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    *,
+    opts: Options,
 ) -> None:
     """Delete events: --pending, --dead or --delivered.
 
     Example:
       ievents outbox purge --delivered --older-than 30d
     """
-    ui = Output(json_mode=json_output, quiet=quiet)
-    with reporting(ui, debug, on_error=json_error(ui)):
+    ui = opts.output()
+    with reporting(ui, opts.debug, on_error=json_error(ui)):
         from ..outbox import State
 
         if sum((pending, dead, delivered)) != 1:
             raise UsageError("choose what to purge: one of --pending, --dead or --delivered")
         state = State.PENDING if pending else State.DEAD if dead else State.DELIVERED
         age_s = parse_duration(older_than) if older_than is not None else None
-        env = load_environment(env_file, profile=profile)
-        path = outbox_path(outbox, env)
-        store = open_existing(path, env)  # no outbox there: nothing to purge, none made
+        path = opts.outbox_location()
+        store = open_existing(path, opts.environment())  # none there: nothing to purge, none made
         if store is None:
             finish_purge(ui, 0, state)
             return

@@ -15,21 +15,10 @@ import typer
 from ..config import outbox_source
 from ..errors import UsageError
 from ..outcome import api_error_text, status_text
-from .common import (
-    DebugOpt,
-    EnvFileOpt,
-    JsonOpt,
-    NoColorOpt,
-    OutboxOpt,
-    ProfileOpt,
-    json_error,
-    load_environment,
-    open_existing,
-    outbox_path,
-    reporting,
-)
+from .common import json_error, open_existing, reporting
 from .environment import current
-from .outbox import SQLITE_MAX_INT, outbox_app
+from .options import OUTBOX_ONLY, OUTPUT, Options, shared
+from .outbox import SQLITE_MAX_INT
 from .output import Output
 from .render import (
     destination_text,
@@ -56,15 +45,9 @@ PendingOpt = Annotated[
     bool, typer.Option("--pending", help="Only events waiting to be delivered (or in flight).")
 ]
 DeadOpt = Annotated[bool, typer.Option("--dead", help="Only dead letters (rejected by Intercom).")]
-ReadQuietOpt = Annotated[
-    bool,
-    typer.Option(
-        "--quiet",
-        "-q",
-        help="Print nothing; exit 0 if the outbox can be read.",
-        rich_help_panel="Output",
-    ),
-]
+READ_QUIET = typer.Option(
+    "--quiet", "-q", help="Print nothing; exit 0 if the outbox can be read.", rich_help_panel=OUTPUT
+)
 
 
 def chosen_states(
@@ -93,24 +76,21 @@ class StatusFormat(str, Enum):
     prometheus = "prometheus"
 
 
-@outbox_app.command()
+@shared(
+    *OUTBOX_ONLY, "json_output", "output_format", "quiet", "no_color", "debug", quiet=READ_QUIET
+)
 def status(
-    outbox: OutboxOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    json_output: JsonOpt = False,
     output_format: Annotated[
         StatusFormat,
         typer.Option(
             "--format",
             case_sensitive=False,
             help="Output format (json: as --json).",
-            rich_help_panel="Output",
+            rich_help_panel=OUTPUT,
         ),
     ] = StatusFormat.text,
-    quiet: ReadQuietOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    opts: Options,
 ) -> None:
     """Where the outbox is and why, what it holds, its last flush.
 
@@ -120,11 +100,11 @@ def status(
     """
     # A choice, like batch's --format: a wrong value is the parser's usage error (exit 2).
     fmt = output_format.value
-    ui = Output(json_mode=json_output or fmt == "json", quiet=quiet, no_color=no_color)
-    with reporting(ui, debug, on_error=json_error(ui)):
-        env = load_environment(env_file, profile=profile)
-        path = outbox_path(outbox, env)
-        source = outbox_source(outbox, env)
+    ui = opts.output(json_mode=opts.json_output or fmt == "json")
+    with reporting(ui, opts.debug, on_error=json_error(ui)):
+        env = opts.environment()
+        path = opts.outbox_location()
+        source = outbox_source(opts.outbox, env)
         summary = None
         waiting: list[tuple[str | None, int]] = []
         store = open_existing(path, env)  # never creates one: says there is none
@@ -132,7 +112,7 @@ def status(
             with store:
                 summary = store.summary()
                 waiting = store.waiting_for_workspace()
-        if quiet:
+        if opts.quiet:
             return
         if fmt == "prometheus":
             from ..metrics import status_text
@@ -214,7 +194,15 @@ def print_status(
         ui.result(line)
 
 
-@outbox_app.command("list")
+@shared(
+    *OUTBOX_ONLY,
+    "json_output",
+    "quiet",
+    "no_color",
+    "debug",
+    json_output=typer.Option("--json", help="One JSON object per line (NDJSON)."),
+    quiet=READ_QUIET,
+)
 def list_rows(
     pending: PendingOpt = False,
     dead: DeadOpt = False,
@@ -227,15 +215,8 @@ def list_rows(
             "--limit", metavar="N", min=0, max=SQLITE_MAX_INT, help="At most this many (0: all)."
         ),
     ] = 50,
-    outbox: OutboxOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="One JSON object per line (NDJSON).")
-    ] = False,
-    quiet: ReadQuietOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    opts: Options,
 ) -> None:
     """List the outbox's events with their state and last error.
 
@@ -244,22 +225,22 @@ def list_rows(
     """
     from ..outbox import State
 
-    ui = Output(json_mode=json_output, quiet=quiet, no_color=no_color)
-    with reporting(ui, debug):
+    ui = opts.output()
+    json_output = opts.json_output
+    with reporting(ui, opts.debug):
         states = chosen_states(
             pending=pending,
             dead=dead,
             delivered=delivered,
             default=[State.PENDING, State.IN_FLIGHT, State.DEAD],
         )
-        env = load_environment(env_file, profile=profile)
-        path = outbox_path(outbox, env)
-        store = open_existing(path, env)  # never creates one: says there is none
+        path = opts.outbox_location()
+        store = open_existing(path, opts.environment())  # never creates one: says there is none
         if store is None:
             ui.info(no_outbox_text(path))
             return
         with store:
-            if quiet:
+            if opts.quiet:
                 return
             destinations = store.destinations()
             # Page by page, as export: --limit 0 on 200,000 rows holds one page at a time.
@@ -368,24 +349,18 @@ def _table(rows: list[OutboxRow], destinations: Mapping[int, Destination], *, he
     return table
 
 
-@outbox_app.command()
-def export(
-    pending: PendingOpt = False,
-    dead: DeadOpt = False,
-    outbox: OutboxOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet",
-            "-q",
-            help="Accepted as everywhere; export writes only the events, errors on stderr.",
-            rich_help_panel="Output",
-        ),
-    ] = False,
-    debug: DebugOpt = False,
-) -> None:
+@shared(
+    *OUTBOX_ONLY,
+    "quiet",
+    "debug",
+    quiet=typer.Option(
+        "--quiet",
+        "-q",
+        help="Accepted as everywhere; export writes only the events, errors on stderr.",
+        rich_help_panel=OUTPUT,
+    ),
+)
+def export(pending: PendingOpt = False, dead: DeadOpt = False, *, opts: Options) -> None:
     """Print the events as NDJSON: replayable API payloads.
 
     Example:
@@ -393,14 +368,13 @@ def export(
     """
     from ..outbox import State
 
-    ui = Output(quiet=quiet)
-    with reporting(ui, debug):
+    ui = opts.output()
+    with reporting(ui, opts.debug):
         states = chosen_states(
             pending=pending, dead=dead, default=[State.PENDING, State.IN_FLIGHT, State.DEAD]
         )
-        env = load_environment(env_file, profile=profile)
-        path = outbox_path(outbox, env)
-        store = open_existing(path, env)  # never creates one: says there is none
+        path = opts.outbox_location()
+        store = open_existing(path, opts.environment())  # never creates one: says there is none
         if store is None:
             ui.info(no_outbox_text(path))
             return

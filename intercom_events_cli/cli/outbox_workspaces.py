@@ -14,23 +14,9 @@ from typing import Annotated
 import typer
 
 from ..errors import OutboxError, UsageError
-from .common import (
-    DebugOpt,
-    EnvFileOpt,
-    JsonOpt,
-    OutboxOpt,
-    ProfileOpt,
-    QuietOpt,
-    attempt_logger,
-    json_error,
-    load_environment,
-    open_existing,
-    open_outbox,
-    outbox_path,
-    reporting,
-)
+from .common import attempt_logger, json_error, open_existing, open_outbox, reporting
 from .environment import current
-from .outbox import outbox_app
+from .options import OUTBOX_ONLY, Options, shared
 from .output import Output
 from .render import agree, plural
 
@@ -38,7 +24,7 @@ from .render import agree, plural
 _WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-@outbox_app.command("default-workspace")
+@shared(*OUTBOX_ONLY, "json_output", "quiet", "debug")
 def default_workspace(
     workspace: Annotated[
         str | None,
@@ -48,12 +34,8 @@ def default_workspace(
             show_default=False,
         ),
     ] = None,
-    outbox: OutboxOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    *,
+    opts: Options,
 ) -> None:
     """Where SQL-enqueued events that name no workspace go.
 
@@ -62,8 +44,9 @@ def default_workspace(
     Example:
       ievents outbox default-workspace --profile eu
     """
-    ui = Output(json_mode=json_output, quiet=quiet)
-    with reporting(ui, debug, on_error=json_error(ui)):
+    ui = opts.output()
+    profile = opts.profile
+    with reporting(ui, opts.debug, on_error=json_error(ui)):
         if (workspace is None) == (profile is None):
             raise UsageError(
                 "name the default workspace: a workspace id, or --profile NAME (not both)"
@@ -73,13 +56,11 @@ def default_workspace(
                 f"{workspace!r} is not a workspace id (letters and digits, as `ievents "
                 "check` shows after id_code)"
             )
-        env = load_environment(env_file, profile=profile)
-        with open_outbox(outbox_path(outbox, env), env) as store:
+        with open_outbox(opts.outbox_location(), opts.environment()) as store:
             if workspace is None:
-                from ..config import Settings
                 from ..workspaces import learn_workspace
 
-                settings = Settings.load(env=env)
+                settings = opts.settings()
                 workspace = learn_workspace(store, settings, attempt_logger(ui), profile)
                 if workspace is None:
                     raise OutboxError(
@@ -87,7 +68,7 @@ def default_workspace(
                         hint=f"run `ievents check --profile {profile}` to see why",
                     )
             taken = store.set_default_workspace(workspace)
-        if json_output:
+        if ui.json_mode:
             ui.json({"ok": True, "default_workspace": workspace, "bound": taken})
         else:
             ui.result(
@@ -96,7 +77,7 @@ def default_workspace(
             )
 
 
-@outbox_app.command()
+@shared(*OUTBOX_ONLY, "json_output", "quiet", "debug")
 def move(
     source: Annotated[
         str,
@@ -114,12 +95,8 @@ def move(
         bool, typer.Option("--dry-run", help="Say how many would move; change nothing.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (scripts).")] = False,
-    outbox: OutboxOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    *,
+    opts: Options,
 ) -> None:
     """Move another workspace's events to the one in use.
 
@@ -129,22 +106,20 @@ def move(
     Example:
       ievents outbox move --from ws_test --profile prod --dry-run
     """
-    ui = Output(json_mode=json_output, quiet=quiet)
-    with reporting(ui, debug, on_error=json_error(ui)):
-        from ..config import Settings
+    ui = opts.output()
+    with reporting(ui, opts.debug, on_error=json_error(ui)):
         from ..outbox import State
         from ..workspaces import learn_workspace
 
         if not (dry_run or yes or current().stdin_isatty):
             raise UsageError("outbox move changes where events go: add --yes (or --dry-run)")
-        env = load_environment(env_file, profile=profile)
-        settings = Settings.load(env=env)
-        store = open_existing(outbox_path(outbox, env), env)
+        settings = opts.settings()
+        store = open_existing(opts.outbox_location(), opts.environment())
         if store is None:
             raise UsageError("there is no outbox here: nothing to move")
         state = State.DEAD if dead else State.PENDING
         with store:
-            learn_workspace(store, settings, attempt_logger(ui), profile)
+            learn_workspace(store, settings, attempt_logger(ui), opts.profile)
             target = store.bind(settings)
             known = store.destinations()
             if source == "unknown":

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from . import _plain_argument_metavars, _reflow_all_help, app, register_commands
+from . import app
 
 
 def _metavar(param: Any, ctx: Any) -> str:
@@ -69,9 +69,6 @@ def _command_section(command: Any, path: list[str], parent: Any) -> list[str]:
 
 def render() -> str:
     """The whole reference as Markdown."""
-    register_commands(None)
-    _plain_argument_metavars()
-    _reflow_all_help(app)
     root = typer.main.get_command(app)
     header = [
         "# ievents command reference",

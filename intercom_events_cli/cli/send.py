@@ -13,27 +13,8 @@ from ..config import Settings
 from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
 from ..outcome import CODE_TLS, Outcome, OutcomeKind, status_text
-from . import app
-from .common import (
-    OUTBOX,
-    ApiVersionOpt,
-    BaseUrlOpt,
-    DebugOpt,
-    EnvFileOpt,
-    JsonOpt,
-    NoColorOpt,
-    OutboxOpt,
-    ProfileOpt,
-    QuietOpt,
-    RegionOpt,
-    RetriesOpt,
-    TimeoutOpt,
-    TokenFileOpt,
-    VerboseOpt,
-    attempt_logger,
-    load_environment,
-    reporting,
-)
+from .common import attempt_logger, reporting
+from .options import OUTBOX, OUTPUTS, SETTINGS, Options, shared
 from .output import Output
 from .render import describe_failure, failure_hint, failure_json, outcome_json
 
@@ -108,7 +89,7 @@ def print_dry_run(ui: Output, event: Event, settings: Settings) -> None:
         ui.info("note: no access token is configured yet; set INTERCOM_ACCESS_TOKEN to send")
 
 
-@app.command()
+@shared("outbox", *SETTINGS, *OUTPUTS)
 def send(
     event_name: Annotated[
         str,
@@ -193,20 +174,8 @@ def send(
             rich_help_panel=OUTBOX,
         ),
     ] = False,
-    outbox: OutboxOpt = None,
-    token_file: TokenFileOpt = None,
-    env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
-    region: RegionOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_version: ApiVersionOpt = None,
-    timeout: TimeoutOpt = 10.0,
-    retries: RetriesOpt = 4,
-    json_output: JsonOpt = False,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    no_color: NoColorOpt = False,
-    debug: DebugOpt = False,
+    *,
+    opts: Options,
 ) -> None:
     """Send one event to Intercom now.
 
@@ -214,10 +183,10 @@ def send(
       ievents send invited-friend --user-id 314159 -m plan=pro -m seats:=3
       ievents send order-placed --email ada@example.com --queue-on-failure
     """
-    ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
+    ui = opts.output()
     built: list[Event] = []  # the event once valid, for the --json object of a failure
-    with reporting(ui, debug, on_error=json_failure(ui, built)):
-        check_queue_options(dry_run, queue, queue_on_failure, outbox)
+    with reporting(ui, opts.debug, on_error=json_failure(ui, built)):
+        check_queue_options(dry_run, queue, queue_on_failure, opts.outbox)
         event = build_event(
             event_name,
             user_id=user_id,
@@ -228,26 +197,16 @@ def send(
             metadata_json=metadata_json,
         )
         built.append(event)
-        env = load_environment(env_file, profile=profile)
-        settings = Settings.load(
-            env=env,
-            token_file=token_file,
-            region=region,
-            base_url=base_url,
-            api_version=api_version,
-            timeout=timeout,
-            retries=retries,
-            require_token=not dry_run,
-        )
+        settings = opts.settings(require_token=not dry_run)
         code = send_or_queue(
             ui,
             event,
             settings,
-            env,
+            opts.environment(),
             dry_run=dry_run,
             queue=queue,
             queue_on_failure=queue_on_failure,
-            outbox=outbox,
+            outbox=opts.outbox,
         )
         if code:
             raise typer.Exit(code)

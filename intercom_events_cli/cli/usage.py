@@ -3,12 +3,11 @@
 typer prints click's usage errors in a rich box: box-drawing characters in cron mail and
 bold that survives ``NO_COLOR``. Here they become the same ``ievents: error: ...`` line
 plus a hint as every other error, and with ``--json`` also one JSON object on stdout.
-rich's boxed help stays for ``--help``.
+``--help`` is :mod:`.helpformat`'s plain text.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -16,23 +15,16 @@ from typing import Any
 import typer
 
 from ..errors import ExitCode
+from .clickshim import (
+    ClickException,
+    NoArgsIsHelpError,
+    NoSuchOption,
+    UsageError,
+    current_context,
+)
+from .commands import COMMANDS, command_path
 from .environment import current
 from .output import Output
-
-
-def _click_exceptions() -> Any:
-    # Recent typer vendors click as typer._click; older releases (>= 0.24 allowed) use click.
-    try:
-        return importlib.import_module("typer._click.exceptions")
-    except ImportError:  # pragma: no cover - older typer
-        return importlib.import_module("click.exceptions")
-
-
-click_exceptions = _click_exceptions()
-
-# Options every command takes; given before the command they get "options go after it".
-_COMMAND_NAMES = ("send", "batch", "flush", "outbox", "check", "list", "config")
-_OUTBOX_COMMANDS = ("status", "list", "export", "retry", "purge")
 
 
 def _before_separator(argv: Sequence[str]) -> list[str]:
@@ -73,25 +65,13 @@ def close_options(given: str, possibilities: Sequence[str]) -> list[str]:
     return [name for score, name in sorted(scored, reverse=True) if score >= SUGGEST_CUTOFF]
 
 
-def _command_path(args: Sequence[str]) -> str:
-    """``ievents outbox list`` for the command a command line names (else ``ievents``)."""
-    path = ["ievents"]
-    command = next((arg for arg in args if arg in _COMMAND_NAMES), None)
-    if command is not None:
-        path.append(command)
-        rest = args[args.index(command) + 1 :]
-        if command == "outbox" and rest and rest[0] in _OUTBOX_COMMANDS:
-            path.append(rest[0])
-    return " ".join(path)
-
-
 def hint_for(exc: Any, argv: Sequence[str]) -> str:
     """The most useful hint for a usage error, given the whole command line."""
     args = _before_separator(argv)
     ctx = exc.ctx
     # An option missing its value is raised without a context: the command line names it.
-    command_path = ctx.command_path if ctx is not None else _command_path(args)
-    help_hint = f"see '{command_path} --help'"
+    named = ctx.command_path if ctx is not None else command_path(args)
+    help_hint = f"see '{named} --help'"
     if any(arg == "--token" or arg.startswith("--token=") for arg in args):
         return (
             "the token is never a flag (it would show in ps and shell history): set "
@@ -104,9 +84,9 @@ def hint_for(exc: Any, argv: Sequence[str]) -> str:
             f"the shell split the JSON of -m {cut!r} at a space; quote the whole option, "
             f'e.g. -m \'{key}:={{"amount": 2999, "currency": "usd"}}\''
         )
-    if isinstance(exc, click_exceptions.NoSuchOption):
+    if isinstance(exc, NoSuchOption):
         is_root = ctx is not None and ctx.parent is None
-        command = next((arg for arg in args if arg in _COMMAND_NAMES), None)
+        command = next((arg for arg in args if arg in COMMANDS), None)
         if is_root and command is not None:
             return f"options go after the command name: ievents {command} {exc.option_name} ..."
         close = close_options(exc.option_name, exc.possibilities or ())
@@ -124,7 +104,7 @@ _NOT_A_NUMBER = (
 
 def _message(exc: Any) -> str:
     # NoSuchOption appends "(Possible options: ...)"; that suggestion goes in the hint.
-    text = exc.message if isinstance(exc, click_exceptions.NoSuchOption) else exc.format_message()
+    text = exc.message if isinstance(exc, NoSuchOption) else exc.format_message()
     text = re.sub(r"\s+", " ", text).strip()
     for pattern, words in _NOT_A_NUMBER:
         text = pattern.sub(words, text)
@@ -133,11 +113,7 @@ def _message(exc: Any) -> str:
 
 def current_help_hint() -> str:
     """``see 'ievents outbox purge --help'`` for the command running now (else ievents)."""
-    try:
-        globals_module = importlib.import_module("typer._click.globals")
-    except ImportError:  # pragma: no cover - older typer
-        globals_module = importlib.import_module("click.globals")
-    ctx = globals_module.get_current_context(silent=True)
+    ctx = current_context()
     return f"see '{ctx.command_path if ctx is not None else 'ievents'} --help'"
 
 
@@ -179,53 +155,23 @@ def report_interrupted(argv: Sequence[str]) -> int:
     return int(ExitCode.INTERRUPTED)
 
 
-def _registered(typer_app: typer.Typer) -> tuple[object, ...]:
-    """What typer would build a command from: the registered functions, groups included."""
-    return (
-        tuple(id(info.callback) for info in typer_app.registered_commands),
-        tuple(
-            (info.name, _registered(info.typer_instance))
-            for info in typer_app.registered_groups
-            if info.typer_instance is not None
-        ),
-    )
-
-
-_built_commands: dict[tuple[object, ...], Any] = {}
-
-
-def click_command(app: typer.Typer) -> Any:
-    """typer's click command for ``app``, built once for each set of registered commands.
-
-    Building reads every command's signature and options (about 1 ms an option). A
-    process that calls ``main()`` more than once (the in-process tests, a program that
-    embeds ievents) builds it once instead of on every call; a new command registered
-    in between gets a new build. The command holds no state of one run: click makes a
-    new context and parser for each call.
-    """
-    key = _registered(app)
-    command = _built_commands.get(key)
-    if command is None:
-        command = _built_commands[key] = typer.main.get_command(app)
-    return command
-
-
-def run(app: typer.Typer, argv: Sequence[str]) -> int:
-    """Run the app on ``argv`` and return its exit code, printing usage errors our way."""
+def run(command: Any, argv: Sequence[str]) -> int:
+    """Run the click ``command`` (the root group) on ``argv`` and return its exit code,
+    printing usage errors our way."""
     try:
-        # As typer's app(...) does, without building the click command again each call.
-        result = click_command(app)(args=list(argv), prog_name="ievents", standalone_mode=False)
-    except click_exceptions.NoArgsIsHelpError as exc:
+        # As typer's app(...) does, with a command built once (cli.command()).
+        result = command(args=list(argv), prog_name="ievents", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
         # A bare group (ievents, ievents outbox): its commands, not the whole help.
         from .helpformat import short_command_list
 
         Output().stderr.write(short_command_list(exc.ctx.command, exc.ctx))
         return int(ExitCode.USAGE)
-    except click_exceptions.UsageError as exc:
+    except UsageError as exc:
         return report_usage_error(exc, argv)
     except (typer.Abort, KeyboardInterrupt):
         return report_interrupted(argv)
-    except click_exceptions.ClickException as exc:  # a file option that cannot be opened
+    except ClickException as exc:  # a file option that cannot be opened
         Output().error(exc.format_message())
         return int(exc.exit_code)
     if result == ExitCode.INTERRUPTED and not current().output_written:
