@@ -247,12 +247,19 @@ def test_chaos_flush_killed_with_sigkill_then_one_flush_delivers_everything(
 
 
 def test_every_5xx_is_retried(run_cli: RunCli, fake: FakeIntercom) -> None:
-    fake.script(Reply(status=501), Reply(status=505), Reply(status=507))
+    # Retry-After: 0, so that the test is about which statuses are retried, not 3.5 s of
+    # backoff (the backoff has its own tests in test_retry.py).
+    now = {"Retry-After": "0"}
+    fake.script(
+        Reply(status=501, headers=now),
+        Reply(status=505, headers=now),
+        Reply(status=507, headers=now),
+    )
     result = run_cli("send", "x", "--user-id", "1", "--retries", "3", "--json")
     assert result.code == 0, result
     assert result.json()["attempts"] == 4
     # Past the retries: temporary (75), kept by --queue-on-failure.
-    fake.script(Reply(status=501), Reply(status=501))
+    fake.script(Reply(status=501, headers=now), Reply(status=501, headers=now))
     failed = run_cli("send", "y", "--user-id", "1", "--retries", "1")
     assert failed.code == 75 and "501 Not Implemented" in failed.stderr, failed
 
