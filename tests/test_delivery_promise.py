@@ -127,7 +127,9 @@ def test_rows_of_an_older_outbox_go_to_the_first_configuration_that_flushes(
 def test_after_an_outage_the_first_flush_delivers_everything_and_during_it_one_probe(
     tmp_path: Path, fake: FakeIntercom, cli: RunCli, outbox: str
 ) -> None:
-    fake.script_repeat(Reply(status=503), 6)
+    # Retry-After: 0 on the failures, so the test is not mostly the backoff's waits.
+    now = {"Retry-After": "0"}
+    fake.script_repeat(Reply(status=503, headers=now), 6)
     for n in range(3):
         kept = cli("send", "x", "--user-id", str(n), "--queue-on-failure", "--retries", "1")
         assert kept.code == 0 and "queued, NOT delivered" in kept.stdout, kept
@@ -135,7 +137,7 @@ def test_after_an_outage_the_first_flush_delivers_everything_and_during_it_one_p
     # Still down: each flush sends one probe (with its retries) and exits 75.
     for _ in range(2):
         before = len(fake.posts())
-        fake.script(Reply(status=502), Reply(drop=True))
+        fake.script(Reply(status=502, headers=now), Reply(drop=True))
         down = cli("flush", "--retries", "1", "--json")
         assert down.code == 75, down
         assert len(fake.posts()) - before == 2  # one event, two attempts
