@@ -2,17 +2,17 @@
 
 The subcommands register on :data:`outbox_app` from their own modules:
 :mod:`.outbox_inspect` (``status``, ``list``, ``export``) and :mod:`.outbox_admin`
-(``retry``, ``purge``). sqlite3 is imported inside the commands, never at startup.
+(``retry``, ``purge``).
 """
 
 from __future__ import annotations
 
 import typer
 
+# The largest outbox id or limit: larger numbers are refused as options (a store would
+# refuse them as parameters).
+from ..outbox.store import MAX_ID as MAX_ID
 from . import app
-
-# Larger numbers cannot be outbox ids or limits: SQLite refuses them with OverflowError.
-SQLITE_MAX_INT = 2**63 - 1
 
 outbox_app = typer.Typer(
     name="outbox",

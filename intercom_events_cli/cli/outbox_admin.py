@@ -25,7 +25,7 @@ from .common import (
     reporting,
 )
 from .environment import current
-from .outbox import SQLITE_MAX_INT, outbox_app
+from .outbox import MAX_ID, outbox_app
 from .output import Output
 from .render import agree, plural
 
@@ -40,7 +40,7 @@ def retry(
         list[int] | None,
         typer.Argument(
             metavar="ID...",
-            max=SQLITE_MAX_INT,
+            max=MAX_ID,
             help="Outbox ids of dead letters (default: all).",
             show_default=False,
         ),

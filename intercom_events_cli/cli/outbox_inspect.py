@@ -29,7 +29,7 @@ from .common import (
     reporting,
 )
 from .environment import current
-from .outbox import SQLITE_MAX_INT, outbox_app
+from .outbox import MAX_ID, outbox_app
 from .output import Output
 from .render import (
     destination_text,
@@ -223,9 +223,7 @@ def list_rows(
     ] = False,
     limit: Annotated[
         int,
-        typer.Option(
-            "--limit", metavar="N", min=0, max=SQLITE_MAX_INT, help="At most this many (0: all)."
-        ),
+        typer.Option("--limit", metavar="N", min=0, max=MAX_ID, help="At most this many (0: all)."),
     ] = 50,
     outbox: OutboxOpt = None,
     env_file: EnvFileOpt = None,
