@@ -13,6 +13,7 @@
     │   └── OutboxMissing (78)   a command that creates nothing found no outbox there
     ├── Interrupted (130)        Ctrl-C or SIGTERM at a moment worth explaining;
     │                            ``outbox_id``: where the interrupted event was kept
+    ├── IncompatibleHttpLibrary (1)  an httpx or httpcore release ievents cannot work with
     └── ApiError                 Intercom (or the network) answered with a failure
                                  exit code from the status: 65, 67, 75 or 77
 
@@ -152,6 +153,13 @@ class Interrupted(IeventsError):
     ) -> None:
         super().__init__(message, hint)
         self.outbox_id = outbox_id
+
+
+class IncompatibleHttpLibrary(IeventsError):
+    """The installed httpx or httpcore lacks an internal ievents relies on (exit 1): the
+    message names both versions, the hint the ones ievents was tested with."""
+
+    code = "incompatible_http_library"
 
 
 class ApiError(IeventsError):
