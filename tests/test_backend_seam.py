@@ -11,6 +11,7 @@ import sys
 import types
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import event
@@ -193,3 +194,48 @@ def test_a_busy_sqlite_file_is_a_typed_outbox_busy(tmp_path: Path) -> None:
     assert isinstance(busy, OutboxError) and busy.exit_code is ExitCode.CONFIG
     assert busy.code == "outbox_error"  # --json keeps the code it always had
     assert str(path) in busy.message and "locked" in busy.message
+
+
+def test_a_relay_waits_out_a_busy_sqlite_file_and_then_delivers(fake: Any, tmp_path: Path) -> None:
+    """In process: the relay meets ``OutboxBusy`` (a tool holds the file's write lock past
+    the busy timeout), says so, tries again, and delivers once the file is free."""
+    import threading
+
+    from conftest import TOKEN
+
+    from intercom_events_cli.config import Settings
+    from intercom_events_cli.relay import Relay
+
+    path = tmp_path / "outbox.sqlite3"
+    env = {"IEVENTS_OUTBOX_BUSY_TIMEOUT": "0.2"}
+    with open_store(str(path), env) as store:
+        store.add(event(1))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # every write of the relay now waits, then gives up
+    stop = threading.Event()
+    notices: list[str] = []
+
+    def on_notice(text: str) -> None:
+        notices.append(text)
+        if holder.in_transaction and "locked" in text:
+            holder.execute("ROLLBACK")  # the file is free for the next try
+
+    relay = Relay(
+        path,
+        Settings(token=TOKEN, base_url=fake.url, retries=0),
+        lambda: open_store(str(path), env),
+        stop=stop,
+        on_notice=on_notice,
+        on_result=lambda delivery: stop.set(),
+        idle_look_s=0.05,
+    )
+    guard = threading.Timer(60, stop.set)  # a relay that never delivered: end the test
+    guard.start()
+    try:
+        report = relay.run()
+    finally:
+        guard.cancel()
+        holder.close()
+    assert any("locked by another process" in text and "trying again" in text for text in notices)
+    assert report.delivered == 1 and report.exit_code is ExitCode.OK
+    assert len(fake.posts()) == 1
