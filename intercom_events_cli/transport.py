@@ -49,9 +49,10 @@ __all__ = [
     "replace_transport",
 ]
 
-# The versions ievents is tested with (pyproject.toml declares the same; a test checks
+# The releases ievents is tested with (pyproject.toml declares the same; a test checks
 # it): the private attributes below are not part of either library's API, so a minor
-# release may move them. httpx 0.29.0 and httpcore 1.0.9 are what the suite ran on.
+# release may move them. The HTTP tests ran on httpx 0.27.0, 0.28.1 and 0.29.0, httpcore
+# 1.0.0 and 1.0.9.
 HTTPX_REQUIREMENT = "httpx>=0.27,<0.30"
 HTTPCORE_REQUIREMENT = "httpcore>=1.0,<2"
 
