@@ -7,6 +7,7 @@ and opening it with the busy timeout of ``IEVENTS_OUTBOX_BUSY_TIMEOUT``. The sto
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,8 +25,9 @@ def locate(text: str, option: str | None, env: Mapping[str, str]) -> Path:
 
 
 def owns(location: object) -> bool:
-    """A SQLite outbox is given by its file path."""
-    return isinstance(location, Path)
+    """A SQLite outbox is given by its file path (a :class:`~pathlib.Path`, or any
+    ``os.PathLike``)."""
+    return isinstance(location, (Path, os.PathLike))
 
 
 def _path(location: OutboxLocation) -> Path:
