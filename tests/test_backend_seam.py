@@ -239,3 +239,27 @@ def test_a_relay_waits_out_a_busy_sqlite_file_and_then_delivers(fake: Any, tmp_p
     assert any("locked by another process" in text and "trying again" in text for text in notices)
     assert report.delivered == 1 and report.exit_code is ExitCode.OK
     assert len(fake.posts()) == 1
+
+
+def test_the_outbox_package_exports_its_names_lazily_and_loads_no_backend_for_the_protocol() -> (
+    None
+):
+    import subprocess
+
+    import intercom_events_cli.outbox as outbox
+
+    assert outbox.__all__ == sorted(outbox._LAZY)
+    for name in outbox.__all__:
+        assert getattr(outbox, name) is not None
+    probe = (
+        "import sys, intercom_events_cli.outbox.store\n"
+        "print(sorted(m for m in sys.modules if m == 'sqlite3' or m.startswith("
+        "'intercom_events_cli.outbox.')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == [
+        "['intercom_events_cli.outbox.location',",
+        "'intercom_events_cli.outbox.store']",
+    ]
