@@ -2,7 +2,9 @@
 
 ``send --queue`` stores an event without sending it; ``send --queue-on-failure`` keeps
 one whose delivery failed temporarily (or on a TLS setup problem), with that attempt
-counted and the engine's reschedule rule (:func:`~.delivery_results.deferred_until`).
+counted and the engine's reschedule rule (:func:`~.delivery_results.deferred_until`);
+which failures it keeps is :func:`kept_after_failure`, and a send interrupted before
+Intercom answered is kept by :func:`capture_interrupted`.
 Either way the same event already in the outbox is not stored twice: the result says
 what that row is (already queued, already delivered, a dead letter) and the exit code
 that follows. Nothing here prints; ``cli/capture.py`` says it.
@@ -16,10 +18,10 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from .delivery_results import deferred_until
-from .errors import ExitCode
+from .errors import ExitCode, Interrupted
 from .event import Event
 from .outbox import OutboxRow, State
-from .outcome import Outcome, OutcomeKind, dead_letter_kind, exit_code_for
+from .outcome import CODE_TLS, Outcome, OutcomeKind, dead_letter_kind, exit_code_for
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -69,6 +71,36 @@ class CaptureResult:
             if self.failure.kind is not OutcomeKind.TEMPORARY:
                 return self.failure.exit_code
         return ExitCode.OK
+
+
+def kept_after_failure(outcome: Outcome) -> bool:
+    """Whether ``send --queue-on-failure`` keeps the event after this failed delivery: a
+    temporary failure (network, timeout, 429, 5xx past the retries), or a TLS setup
+    problem, which a flush delivers once the setup is fixed. An answer about the event
+    itself (400, 404, 422) or the token (401, 403) is not kept: sending it again cannot
+    help. :attr:`CaptureResult.exit_code` says how a kept one exits."""
+    if outcome.delivered:
+        return False
+    return outcome.kind is OutcomeKind.TEMPORARY or outcome.error_code == CODE_TLS
+
+
+def capture_interrupted(store: OutboxStore, event: Event) -> Interrupted:
+    """Keep an event whose send was interrupted before Intercom answered (``send
+    --queue-on-failure`` on Ctrl-C or SIGTERM); returns the :class:`Interrupted` error (130)
+    to raise, carrying the row's ``outbox_id``.
+
+    It may have arrived: a flush sends it again with the same ``created_at``, which
+    Intercom de-duplicates. It is stored unbound: no answer said which workspace took it,
+    so any configuration that flushes delivers it.
+    """
+    kept = capture(store, event, None)
+    return Interrupted(
+        f"interrupted before Intercom answered: {event.event_name} for {event.contact} may "
+        f"or may not have arrived; it was kept in the outbox (id {kept.outbox_id})",
+        hint="ievents flush sends it again (same --created-at "
+        f"{event.created_at}); Intercom de-duplicates the same event, contact and time",
+        outbox_id=kept.outbox_id,
+    )
 
 
 def capture(

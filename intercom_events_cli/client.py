@@ -174,7 +174,7 @@ class EventsClient:
         import httpx
 
         from .connections import connection_shelf, tls_verification
-        from .transport import install_deadlines
+        from .transport import install_deadlines, replace_transport
 
         self.settings = settings
         self._httpx = httpx
@@ -201,11 +201,7 @@ class EventsClient:
         if transport is None:
             # In place of httpx's one pool for all threads (connections.py). Set after the
             # client is made so that httpx still mounts the proxies of the environment.
-            default, self._http._transport = (
-                self._http._transport,
-                connection_shelf(verify, max_connections),
-            )
-            default.close()
+            replace_transport(self._http, connection_shelf(verify, max_connections)).close()
         install_deadlines(self._http)
 
     def __enter__(self) -> EventsClient:

@@ -471,7 +471,7 @@ class Deliverer:
         if kind is not OutcomeKind.TEMPORARY:
             report.note_code(outcome.exit_code)
             self._answered = True
-        if kind in (OutcomeKind.AUTH, OutcomeKind.CONFIG):
+        if outcome.stops_run:
             # The token (or base URL) can be fixed: the row stays due, nothing held against it.
             report.setup_failures += 1
             report.stopped = StopReason.AUTH

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from .config import Settings
 from .outbox import OutboxRow
-from .outcome import Outcome, OutcomeKind
+from .outcome import Outcome
 from .pacing import PacerClosed
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class SenderPool:
                 continue
             try:
                 outcome = self._send(row)
-                if outcome.kind in (OutcomeKind.AUTH, OutcomeKind.CONFIG):
+                if outcome.stops_run:
                     # Stop the other workers now, not when the main thread gets to it.
                     self.halt.set()
                 self.results.put(Done(row, outcome=outcome))

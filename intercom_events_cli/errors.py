@@ -7,9 +7,13 @@
     ├── ValidationError (65)     event data refused locally, before anything is sent
     ├── ConfigError (78)         no token, bad region, plain http off loopback, ...
     │   └── MissingExtra (78)    an extra (postgres, metrics) is not installed
-    ├── OutboxError (78)         the outbox file is locked, unreadable or corrupt
+    ├── OutboxError (78)         the outbox cannot be used: unreadable, corrupt, foreign
+    │   ├── OutboxBusy (78)      another process holds it past the busy timeout
     │   ├── OutboxUnavailable (75)  its database cannot be reached now
     │   └── OutboxMissing (78)   a command that creates nothing found no outbox there
+    ├── Interrupted (130)        Ctrl-C or SIGTERM at a moment worth explaining;
+    │                            ``outbox_id``: where the interrupted event was kept
+    ├── IncompatibleHttpLibrary (1)  an httpx or httpcore release ievents cannot work with
     └── ApiError                 Intercom (or the network) answered with a failure
                                  exit code from the status: 65, 67, 75 or 77
 
@@ -116,6 +120,11 @@ class OutboxError(IeventsError):
     code = "outbox_error"
 
 
+class OutboxBusy(OutboxError):
+    """Another process (an ievents, a SQLite tool) holds the outbox for longer than the
+    busy timeout (exit 78): the same operation may succeed when tried again."""
+
+
 class OutboxUnavailable(OutboxError):
     """The outbox's database cannot be reached now (down, restarting): try later (exit 75)."""
 
@@ -131,10 +140,26 @@ class OutboxMissing(OutboxError):
 
 
 class Interrupted(IeventsError):
-    """Ctrl-C (or SIGTERM) at a moment worth explaining (exit 130)."""
+    """Ctrl-C (or SIGTERM) at a moment worth explaining (exit 130).
+
+    ``outbox_id``: the outbox row the interrupted event was kept in, or None (not kept).
+    """
 
     exit_code = ExitCode.INTERRUPTED
     code = "interrupted"
+
+    def __init__(
+        self, message: str, hint: str | None = None, *, outbox_id: int | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.outbox_id = outbox_id
+
+
+class IncompatibleHttpLibrary(IeventsError):
+    """The installed httpx or httpcore lacks an internal ievents relies on (exit 1): the
+    message names both versions, the hint the ones ievents was tested with."""
+
+    code = "incompatible_http_library"
 
 
 class ApiError(IeventsError):

@@ -191,6 +191,13 @@ class Outcome:
         """The process exit code this outcome calls for."""
         return exit_code_for(self.kind)
 
+    @property
+    def stops_run(self) -> bool:
+        """True when no other event of the run can fare better: the token was rejected
+        (401/403) or the setup cannot work (base URL, TLS). A flush, ``batch`` or relay
+        stops delivering at once and keeps every row pending for after the fix."""
+        return self.kind is OutcomeKind.AUTH or self.kind is OutcomeKind.CONFIG
+
     def error(self) -> dict[str, Any] | None:
         """``{"code", "message"}`` of the failure, or None when delivered."""
         if self.delivered:

@@ -3,12 +3,9 @@
 A relay is the flush engine (:class:`~.delivery.Deliverer`) kept running: when it has
 nothing left to do it waits for a sign of new rows instead of ending.
 
-- PostgreSQL: ``LISTEN <schema>_events`` on a connection of its own; every capture
-  (``send --queue``, ``batch --queue``, ``<schema>.enqueue()``) notifies on commit.
-- SQLite: ``PRAGMA data_version`` of the file, read every :data:`SQLITE_POLL_S`: it
-  changes whenever another connection commits.
-
-Either way it also looks every :data:`IDLE_LOOK_S` without a sign, for rows whose
+The sign comes from the outbox's own :meth:`~.outbox.store.OutboxStore.waker` (PostgreSQL
+``LISTEN``, SQLite's ``PRAGMA data_version``: each backend knows its own). Either way it
+also looks every :data:`IDLE_LOOK_S` without a sign, for rows whose
 retry time has come. Pacing, retries, dead letters and the handling of a rejected token
 are the engine's. Around it, the relay:
 
@@ -23,25 +20,20 @@ Nothing here prints: ``on_notice`` gets a line for each thing worth telling.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from .errors import ExitCode, OutboxError, OutboxUnavailable
-from .outbox.location import PostgresLocation
-from .outbox.store import OutboxLocation
+from .errors import ExitCode, OutboxBusy, OutboxError, OutboxUnavailable
 
 if TYPE_CHECKING:
     from .client import AttemptLog
     from .config import Settings
     from .delivery import Deliverer, Delivery, FlushReport
-    from .outbox.store import OutboxStore
+    from .outbox.store import OutboxLocation, OutboxStore, Waker
 
-SQLITE_POLL_S = 0.1
 IDLE_LOOK_S = 1.0
 # After the engine stopped for Intercom being unavailable (or an internal error), and
 # after the token was rejected (someone has to fix it: no point hammering).
@@ -53,121 +45,6 @@ ENGINE_POLL_S = 0.02
 # A running relay writes its heartbeat (the outbox's last flush, with the exit code of
 # what it did since the last beat, and relay_heartbeat_at) this often.
 HEARTBEAT_S = 5.0
-
-
-class Waker(Protocol):
-    """Something that says when the outbox may have new rows."""
-
-    def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout``; True when something changed (or may have)."""
-        ...
-
-    def close(self) -> None:
-        """Let go of what it holds."""
-        ...
-
-
-class SqliteWaker:
-    """Watches a SQLite outbox's ``PRAGMA data_version`` (other connections' commits)."""
-
-    def __init__(self, path: Path, stop: threading.Event) -> None:
-        self.path = path
-        self.stop = stop
-        self._db: sqlite3.Connection | None = None
-        self._version: int | None = None
-
-    def _read(self) -> int | None:
-        try:
-            if self._db is None:
-                self._db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=1)
-            value = self._db.execute("PRAGMA data_version").fetchone()[0]
-            return int(value)
-        except sqlite3.Error:
-            self.close()
-            return None
-
-    def wait(self, timeout: float) -> bool:
-        """Poll every :data:`SQLITE_POLL_S` until the version changes, a stop, or timeout."""
-        if self._version is None:
-            self._version = self._read()
-        deadline = time.monotonic() + timeout
-        while not self.stop.wait(min(SQLITE_POLL_S, max(0.0, deadline - time.monotonic()))):
-            current = self._read()
-            if current != self._version:
-                self._version = current
-                return True
-            if time.monotonic() >= deadline:
-                return False
-        return True
-
-    def close(self) -> None:
-        """Close the watching connection."""
-        if self._db is not None:
-            self._db.close()
-        self._db = None
-
-
-class PostgresWaker:
-    """``LISTEN`` on the outbox's channel, on a connection of its own (reconnecting)."""
-
-    def __init__(self, location: PostgresLocation, stop: threading.Event) -> None:
-        self.location = location
-        self.stop = stop
-        self._db: Any = None
-
-    def _connect(self) -> bool:
-        import psycopg
-
-        from .outbox.pg_schema import channel
-
-        try:
-            self._db = psycopg.connect(
-                self.location.uri, autocommit=True, connect_timeout=5, application_name="ievents"
-            )
-            self._db.execute(f"LISTEN {channel(self.location.schema)}")
-            return True
-        except psycopg.Error:
-            self.close()
-            return False
-
-    def wait(self, timeout: float) -> bool:
-        """Wait for a notification (in short slices, to see a stop at once)."""
-        import psycopg
-
-        if self._db is None:
-            # Just (re)connected: rows may have arrived while nobody listened.
-            if self._connect():
-                return True
-            self.stop.wait(min(timeout, 1.0))
-            return False
-        deadline = time.monotonic() + timeout
-        while not self.stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            try:
-                for _ in self._db.notifies(timeout=min(left, 0.25), stop_after=1):
-                    return True
-            except psycopg.Error:
-                self.close()
-                return True
-        return True
-
-    def close(self) -> None:
-        """Close the listening connection."""
-        if self._db is not None:
-            try:
-                self._db.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
-        self._db = None
-
-
-def make_waker(location: OutboxLocation, stop: threading.Event) -> Waker:
-    """The waker that suits the outbox."""
-    if isinstance(location, PostgresLocation):
-        return PostgresWaker(location, stop)
-    return SqliteWaker(Path(str(location)), stop)
 
 
 @dataclass
@@ -221,7 +98,7 @@ class Relay:
         self.report = RelayReport()
         self.store: OutboxStore | None = None
         self._backoff = 0.5  # the next wait for the database (doubling to RECONNECT_MAX_S)
-        self._waker = make_waker(location, self.stop)
+        self._waker: Waker | None = None  # the first store opened makes it
         self.heartbeat_s = HEARTBEAT_S
         self._engine: Deliverer | None = None  # the engine running now
         self._last_beat = -float("inf")
@@ -241,7 +118,10 @@ class Relay:
         if self.stop.is_set():
             return False
         self._beat()
-        self._waker.wait(self.idle_look_s)
+        if self._waker is not None:
+            self._waker.wait(self.idle_look_s)
+        else:
+            self.stop.wait(self.idle_look_s)
         return not self.stop.is_set()
 
     def _beat(self, *, final: ExitCode | None = None) -> None:
@@ -266,6 +146,9 @@ class Relay:
 
     def _set_store(self, store: OutboxStore | None) -> None:
         self.store = store
+        if store is not None and self._waker is None:
+            # On a connection of its own: it outlives this store (and reconnections).
+            self._waker = store.waker(self.stop)
         if self.on_store is not None:
             self.on_store(store)
 
@@ -298,7 +181,8 @@ class Relay:
             self.report.exit_code = ExitCode.INTERRUPTED  # a second Ctrl-C: forced
             raise
         finally:
-            self._waker.close()
+            if self._waker is not None:
+                self._waker.close()
             self._last_note()
             self._drop_store()
         return self.report
@@ -360,12 +244,10 @@ class Relay:
             # during a failover) would otherwise be reconnected to in a tight loop.
             self._wait_backoff(exc.message)
             return None
-        except OutboxError as exc:
-            if isinstance(self.location, Path) and "locked" in exc.message:
-                # SQLite busy for longer than the busy timeout: try again.
-                self._wait_backoff(exc.message)
-                return None
-            raise
+        except OutboxBusy as exc:
+            # Another process held the outbox past the busy timeout: try again.
+            self._wait_backoff(exc.message)
+            return None
         finally:
             # Every run counts, the ones the database cut short too: the totals are the
             # relay's whole life (what each run saved to the outbox).

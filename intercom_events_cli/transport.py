@@ -11,6 +11,10 @@ Response bodies are read raw and decompressed here, never by httpx, at most
 :data:`MAX_BODY_BYTES` of decoded bytes: Intercom's error JSON is a few hundred bytes,
 and a gzip bomb or an endless chunked answer must not cost more than that cap.
 
+Both need httpx's and httpcore's internals: three private attributes, reached in one
+function, :func:`private`, which raises :class:`~.errors.IncompatibleHttpLibrary` (naming
+both versions) when an upgrade has taken one away.
+
 Imported only by :mod:`intercom_events_cli.client` and :mod:`.connections`, once httpx is
 needed.
 """
@@ -26,18 +30,31 @@ from typing import TYPE_CHECKING, Any
 
 import httpcore
 
+from .errors import IncompatibleHttpLibrary
+
 if TYPE_CHECKING:
     import ssl
 
     import httpx
 
 __all__ = [
+    "HTTPCORE_REQUIREMENT",
+    "HTTPX_REQUIREMENT",
     "MAX_BODY_BYTES",
     "attempt_deadline",
     "bound_by_deadline",
     "install_deadlines",
+    "private",
     "read_bounded",
+    "replace_transport",
 ]
+
+# The releases ievents is tested with (pyproject.toml declares the same; a test checks
+# it): the private attributes below are not part of either library's API, so a minor
+# release may move them. The HTTP tests ran on httpx 0.27.0, 0.28.1 and 0.29.0, httpcore
+# 1.0.0 and 1.0.9.
+HTTPX_REQUIREMENT = "httpx>=0.27,<0.30"
+HTTPCORE_REQUIREMENT = "httpcore>=1.0,<2"
 
 # The most decoded bytes of a response body ievents reads (64 KiB): far more than any
 # Intercom answer, small enough that a hostile answer costs nothing. The rest is dropped.
@@ -133,27 +150,68 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+# -- httpx's and httpcore's internals: reached here, in private(), and nowhere else ----------
+# httpx.Client._transport     the transport a client made itself (proxies excepted)
+# httpx.Client._mounts        the transports of the proxies in the environment
+# httpx.HTTPTransport._pool   the httpcore connection pool of a transport
+# httpcore.ConnectionPool._network_backend   where that pool opens its sockets
+_KEEP = object()
+
+
+def private(owner: object, name: str, replacement: object = _KEEP) -> Any:
+    """``owner``'s private attribute ``name`` (replaced by ``replacement`` when given: the
+    value before is returned): the one place ievents reaches inside httpx or httpcore.
+
+    Raises :class:`~.errors.IncompatibleHttpLibrary` when the attribute is not there (an
+    httpx or httpcore release that ievents was not tested with), naming both versions.
+    """
+    try:
+        value = getattr(owner, name)
+    except AttributeError:
+        import httpx
+
+        raise IncompatibleHttpLibrary(
+            f"this ievents cannot work with httpx {httpx.__version__} and httpcore "
+            f"{httpcore.__version__}: {type(owner).__module__}.{type(owner).__qualname__} "
+            f"has no {name} any more",
+            hint=f"install the versions it was tested with: pip install "
+            f"'{HTTPX_REQUIREMENT}' '{HTTPCORE_REQUIREMENT}'",
+        ) from None
+    if replacement is not _KEEP:
+        setattr(owner, name, replacement)
+    return value
+
+
+def replace_transport(client: httpx.Client, transport: httpx.BaseTransport) -> httpx.BaseTransport:
+    """Put ``transport`` in place of the one ``client`` made (which is returned); the
+    proxies of the environment, mounted apart, stay."""
+    replaced: httpx.BaseTransport = private(client, "_transport", transport)
+    return replaced
+
+
 def install_deadlines(client: httpx.Client) -> None:
     """Bound the sockets of ``client``'s own transports (and proxy mounts) by the deadline.
 
     A transport given by the caller (a test's MockTransport) has no sockets and is left
     alone.
     """
-    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
-    for transport in transports:
+    mounts: dict[Any, Any] = private(client, "_mounts")
+    for transport in [private(client, "_transport"), *mounts.values()]:
         bound_by_deadline(transport)
 
 
 def bound_by_deadline(transport: object) -> None:
-    """Bound the sockets of one ``httpx.HTTPTransport`` by the thread's deadline.
+    """Bound the sockets of one ``httpx.HTTPTransport`` by the thread's deadline, through
+    its httpcore pool's network backend; anything else (a MockTransport, a
+    :class:`~.connections.ConnectionShelf`, None) is left as it is."""
+    import httpx
 
-    httpcore's pools keep their backend in ``_network_backend`` (httpcore 1.x); anything
-    else (a MockTransport, a :class:`~.connections.ConnectionShelf`) is left as it is.
-    """
-    pool = getattr(transport, "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    if backend is not None and not isinstance(backend, _DeadlineBackend):
-        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    if not isinstance(transport, httpx.HTTPTransport):
+        return
+    pool = private(transport, "_pool")
+    backend = private(pool, "_network_backend")
+    if not isinstance(backend, _DeadlineBackend):
+        private(pool, "_network_backend", _DeadlineBackend(backend))
 
 
 def _decoder(content_encoding: str) -> Any:

@@ -315,8 +315,9 @@ def pg_uri(pg_server: Any) -> str:
 
 # -- every outbox backend -------------------------------------------------------------------
 
-# Each backend as a fresh, empty outbox location (what --outbox / IEVENTS_OUTBOX take). A
-# test that asks for ``store_location`` runs once per entry: a new backend is one more entry.
+# Each backend of the registry (outbox/store.py BACKENDS, by name) as a fresh, empty outbox
+# location (what --outbox / IEVENTS_OUTBOX take). A test that asks for ``store_location``
+# runs once per registered backend: a new backend needs one more entry here.
 # SQLite's is the file base_env() names, so the CLI runs of a test find it by default.
 OUTBOX_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
     "sqlite": lambda request: str(request.getfixturevalue("tmp_path") / "outbox.sqlite3"),
@@ -324,10 +325,24 @@ OUTBOX_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
 }
 
 
-@pytest.fixture(params=list(OUTBOX_BACKENDS))
+def registered_backends() -> list[str]:
+    """The outbox backends of the package's registry (``outbox/store.py`` ``BACKENDS``)."""
+    from intercom_events_cli.outbox.store import BACKENDS
+
+    return [backend.name for backend in BACKENDS]
+
+
+@pytest.fixture(params=registered_backends())
 def store_location(request: pytest.FixtureRequest) -> str:
-    """A fresh outbox location of each backend in turn, for ``open_store`` or the CLI."""
-    return OUTBOX_BACKENDS[request.param](request)
+    """A fresh outbox location of each registered backend in turn, for ``open_store`` or
+    the CLI; a backend registered without an entry in ``OUTBOX_BACKENDS`` fails here."""
+    make = OUTBOX_BACKENDS.get(request.param)
+    if make is None:
+        pytest.fail(
+            f"the outbox backend {request.param!r} (outbox/store.py BACKENDS) has no fresh "
+            "location in tests/conftest.py OUTBOX_BACKENDS: add one"
+        )
+    return make(request)
 
 
 def pytest_configure(config: pytest.Config) -> None:

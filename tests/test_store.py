@@ -9,13 +9,12 @@ import pytest
 from intercom_events_cli.cli.watch import parse_metrics_address
 from intercom_events_cli.config import default_outbox_path, resolve_outbox_path
 from intercom_events_cli.errors import OutboxError, UsageError
-from intercom_events_cli.outbox.store import (
+from intercom_events_cli.outbox.location import (
     PostgresLocation,
     is_postgres_uri,
-    redact_uri,
-    resolve_location,
     valid_schema_name,
 )
+from intercom_events_cli.outbox.store import redact_uri, resolve_location
 
 
 @pytest.mark.parametrize(

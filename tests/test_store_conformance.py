@@ -1,8 +1,10 @@
 """What every outbox backend must do: the ``OutboxStore`` protocol, method by method.
 
-Each test runs once per backend of ``store_location`` (conftest.py: SQLite and PostgreSQL),
-through ``open_store`` and the protocol only, never a backend's class: a new backend is
-tested by adding it there. What only one backend has (a file's modes and header, a
+Each test runs once per backend of the registry (``outbox/store.py`` ``BACKENDS``: SQLite
+and PostgreSQL), through ``open_store`` and the protocol only, never a backend's class. A
+new backend is one module and one line in ``BACKENDS``; ``store_location`` (conftest.py)
+then runs every test here for it too, and fails until ``OUTBOX_BACKENDS`` there says how
+to make a fresh, empty location of it. What only one backend has (a file's modes and header, a
 schema's name, migrations) is in ``test_sqlite_outbox.py`` and ``test_pg_outbox.py``.
 """
 
@@ -14,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -624,6 +627,36 @@ def test_purge_respects_age_state_and_late_arrivals(store: OutboxStore) -> None:
         store.purge_plan(State.IN_FLIGHT)
     with pytest.raises(ValueError):
         store.purge(State.IN_FLIGHT, max_id=10**9, cutoff=float("inf"))
+
+
+# -- change notification -----------------------------------------------------------------
+
+
+def test_the_waker_wakes_on_another_connections_capture_and_on_stop(
+    store: OutboxStore, store_location: str
+) -> None:
+    stop = threading.Event()
+    waker = store.waker(stop)
+    try:
+        waker.wait(0.05)  # the first wait settles in (connects, reads where it starts)
+        while waker.wait(0.05):  # whatever the settling saw, it has said it
+            pass
+        with reopen(store_location) as other:
+            other.add(event(1))
+        # Another connection committed: the waker says so, well before this deadline.
+        assert waker.wait(60.0) is True
+        # And outlives the store it was made from (the relay reconnects under it).
+        store.close()
+        with reopen(store_location) as other:
+            other.add(event(2))
+        assert waker.wait(60.0) is True
+        stop.set()
+        started = time.monotonic()
+        assert waker.wait(60.0) is True  # a stop ends the wait at once
+        assert time.monotonic() - started < 30.0
+    finally:
+        waker.close()
+        waker.close()  # twice: harmless
 
 
 # -- this module covers the protocol, through the protocol --------------------------------

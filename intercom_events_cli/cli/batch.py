@@ -59,10 +59,9 @@ class BatchDisplay:
     def result(self, delivery: Delivery) -> None:
         """A delivery result: dead letters are shown (the first ten)."""
         from ..outbox import State
-        from ..outcome import OutcomeKind
 
         outcome = delivery.outcome
-        if outcome is not None and outcome.kind in (OutcomeKind.AUTH, OutcomeKind.CONFIG):
+        if outcome is not None and outcome.stops_run:
             with self._lock:
                 if not self.delivery_stopped:
                     # Said now, not only in the summary: on a long pipe the run goes on

@@ -8,5 +8,6 @@ Its commands are in :mod:`.outbox_inspect` (``status``, ``list``, ``export``),
 
 from __future__ import annotations
 
-# Larger numbers cannot be outbox ids or limits: SQLite refuses them with OverflowError.
-SQLITE_MAX_INT = 2**63 - 1
+# The largest outbox id or limit: larger numbers are refused as options (a store would
+# refuse them as parameters).
+from ..outbox.store import MAX_ID as MAX_ID

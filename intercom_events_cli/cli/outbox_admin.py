@@ -13,7 +13,7 @@ from ..errors import ExitCode, Interrupted, UsageError
 from .common import json_error, open_existing, parse_duration, reporting
 from .environment import current
 from .options import OUTBOX_ONLY, Options, shared
-from .outbox import SQLITE_MAX_INT
+from .outbox import MAX_ID
 from .output import Output
 from .render import agree, plural
 
@@ -28,7 +28,7 @@ def retry(
         list[int] | None,
         typer.Argument(
             metavar="ID...",
-            max=SQLITE_MAX_INT,
+            max=MAX_ID,
             help="Outbox ids of dead letters (default: all).",
             show_default=False,
         ),

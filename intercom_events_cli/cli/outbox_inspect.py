@@ -18,7 +18,7 @@ from ..outcome import api_error_text, status_text
 from .common import json_error, open_existing, reporting
 from .environment import current
 from .options import OUTBOX_ONLY, OUTPUT, Options, shared
-from .outbox import SQLITE_MAX_INT
+from .outbox import MAX_ID
 from .output import Output
 from .render import (
     destination_text,
@@ -211,9 +211,7 @@ def list_rows(
     ] = False,
     limit: Annotated[
         int,
-        typer.Option(
-            "--limit", metavar="N", min=0, max=SQLITE_MAX_INT, help="At most this many (0: all)."
-        ),
+        typer.Option("--limit", metavar="N", min=0, max=MAX_ID, help="At most this many (0: all)."),
     ] = 50,
     *,
     opts: Options,

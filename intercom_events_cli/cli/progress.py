@@ -8,13 +8,20 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from .output import Output
 
 if TYPE_CHECKING:
     from ..batch import BatchRun
-    from .batch import BatchDisplay
+
+
+class BatchDisplay(Protocol):
+    """What the bars show of ``batch``'s display (``cli/batch.py``, which imports this
+    module: named here by what it offers, not imported back)."""
+
+    failed: int  # events that failed so far
+
 
 # How often -v prints the progress line (a test shortens it).
 VERBOSE_PROGRESS_EVERY_S = 10.0

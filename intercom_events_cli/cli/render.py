@@ -508,10 +508,9 @@ def summary_json(report: BatchReport, rejects: str | None, mode: BatchMode) -> d
 
 def schema_text(path: OutboxLocation, version: int) -> str:
     """``SQLite, schema version 3``: each backend numbers its own schema's versions."""
-    from pathlib import Path
+    from ..outbox.store import backend_label
 
-    backend = "SQLite" if isinstance(path, Path) else "PostgreSQL"
-    return f"{backend}, schema version {version}"
+    return f"{backend_label(path)}, schema version {version}"
 
 
 def status_json(

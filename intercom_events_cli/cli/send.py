@@ -12,7 +12,7 @@ import typer
 from ..config import Settings
 from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
-from ..outcome import CODE_TLS, Outcome, OutcomeKind, status_text
+from ..outcome import Outcome, status_text
 from .common import attempt_logger, reporting
 from .options import OUTBOX, OUTPUTS, SETTINGS, Options, shared
 from .output import Output
@@ -217,7 +217,7 @@ def json_failure(ui: Output, built: list[Event]) -> Callable[[IeventsError], Non
 
     def report(exc: IeventsError) -> None:
         if ui.json_mode:
-            kept: int | None = getattr(exc, "outbox_id", None)  # interrupted, then queued
+            kept = exc.outbox_id if isinstance(exc, Interrupted) else None  # then queued
             ui.json(
                 failure_json(
                     exc,
@@ -266,39 +266,33 @@ def send_or_queue(
             hint=f"send it again with --created-at {event.created_at}: Intercom "
             "de-duplicates the same event, contact and time",
         ) from None
-    if queue_on_failure and (
-        outcome.kind is OutcomeKind.TEMPORARY or outcome.error_code == CODE_TLS
-    ):
-        from .capture import queue_after_failure
+    if queue_on_failure:
+        # Imported only here: a plain send never loads the outbox.
+        from ..capture import kept_after_failure
 
-        return queue_after_failure(ui, outcome, outbox, env, settings)
+        if kept_after_failure(outcome):
+            from .capture import queue_after_failure
+
+            return queue_after_failure(ui, outcome, outbox, env, settings)
     report_outcome(ui, outcome, settings)
     return 0 if outcome.delivered else int(outcome.exit_code)
 
 
 def keep_interrupted(event: Event, outbox: str | None, env: dict[str, str]) -> NoReturn:
-    """``--queue-on-failure`` interrupted (Ctrl-C, SIGTERM): keep the event, then exit 130.
+    """``--queue-on-failure`` interrupted (Ctrl-C, SIGTERM): keep the event
+    (:func:`~intercom_events_cli.capture.capture_interrupted`), then exit 130.
 
-    It may have arrived: flush sends it again with the same created_at, which Intercom
-    de-duplicates. A second signal while the row is written is ignored (a short write).
+    A second signal while the row is written is ignored (a short write).
     """
     import signal
 
-    from ..capture import capture
+    from ..capture import capture_interrupted
     from .common import open_outbox, outbox_path
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     with open_outbox(outbox_path(outbox, env), env) as store:
-        # Unbound: no answer says this workspace took it, any configuration may flush it.
-        kept = capture(store, event, None)
-    interrupted = Interrupted(
-        f"interrupted before Intercom answered: {event.event_name} for {event.contact} may "
-        f"or may not have arrived; it was kept in the outbox (id {kept.outbox_id})",
-        hint="ievents flush sends it again (same --created-at "
-        f"{event.created_at}); Intercom de-duplicates the same event, contact and time",
-    )
-    interrupted.outbox_id = kept.outbox_id  # type: ignore[attr-defined]
+        interrupted = capture_interrupted(store, event)
     raise interrupted
 
 

@@ -1,48 +1,146 @@
 """The outbox: events kept until Intercom has accepted them, behind one storage protocol.
 
 - :mod:`.rows`: what is stored and handed back (``State``, ``OutboxRow``, results);
-- :mod:`.store`: the ``OutboxStore`` protocol every backend meets, and ``open_store``;
+- :mod:`.store`: the ``OutboxStore`` protocol every backend meets, the registry of
+  backends (``BACKENDS``: a URI scheme, or the plain file path, to the module that opens
+  it: :mod:`.sqlite_backend`, :mod:`.pg_backend`) and ``open_store``;
 - :mod:`.sqlite`: the SQLite store (``Outbox``), on the file of :mod:`.sqlite_file`;
 - :mod:`.sql_store`, :mod:`.sql_destinations`: what both stores do alike, written once;
 - :mod:`.owner`: who holds a claim, and whether that process is gone;
 - ``pg_*``: the PostgreSQL store, imported only for a ``postgresql://`` outbox (psycopg).
+
+The names below are imported from their modules when first used (PEP 562): importing one
+module of the package (``outbox.store``, for the protocol) loads no backend.
 """
 
 from __future__ import annotations
 
-from ..config import (
-    BUSY_TIMEOUT_ENV,
-    DEFAULT_BUSY_TIMEOUT_S,
-    busy_timeout_from_env,
-    default_outbox_path,
-    resolve_outbox_path,
-)
-from ..retry import BACKOFF_BASE_S, BACKOFF_CAP_S, retry_delay_s
-from .owner import DEFAULT_LEASE_S, OWNER_HOST_ENV, new_owner, owner_is_gone
-from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State
-from .sqlite import Outbox
-from .sqlite_file import (
-    SCHEMA_VERSION,
-    SQLITE_HEADER,
-    check_owned_by_us,
-    make_private_folders,
-    translate_error,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import (
+        BUSY_TIMEOUT_ENV as BUSY_TIMEOUT_ENV,
+    )
+    from ..config import (
+        DEFAULT_BUSY_TIMEOUT_S as DEFAULT_BUSY_TIMEOUT_S,
+    )
+    from ..config import (
+        busy_timeout_from_env as busy_timeout_from_env,
+    )
+    from ..config import (
+        default_outbox_path as default_outbox_path,
+    )
+    from ..config import (
+        resolve_outbox_path as resolve_outbox_path,
+    )
+    from ..retry import (
+        BACKOFF_BASE_S as BACKOFF_BASE_S,
+    )
+    from ..retry import (
+        BACKOFF_CAP_S as BACKOFF_CAP_S,
+    )
+    from ..retry import (
+        retry_delay_s as retry_delay_s,
+    )
+    from .owner import (
+        DEFAULT_LEASE_S as DEFAULT_LEASE_S,
+    )
+    from .owner import (
+        OWNER_HOST_ENV as OWNER_HOST_ENV,
+    )
+    from .owner import (
+        new_owner as new_owner,
+    )
+    from .owner import (
+        owner_is_gone as owner_is_gone,
+    )
+    from .rows import (
+        AddResult as AddResult,
+    )
+    from .rows import (
+        OutboxRow as OutboxRow,
+    )
+    from .rows import (
+        OutboxSummary as OutboxSummary,
+    )
+    from .rows import (
+        RowResult as RowResult,
+    )
+    from .rows import (
+        State as State,
+    )
+    from .sqlite import (
+        Outbox as Outbox,
+    )
+    from .sqlite_file import (
+        SCHEMA_VERSION as SCHEMA_VERSION,
+    )
+    from .sqlite_file import (
+        SQLITE_HEADER as SQLITE_HEADER,
+    )
+    from .sqlite_file import (
+        check_owned_by_us as check_owned_by_us,
+    )
+    from .sqlite_file import (
+        make_private_folders as make_private_folders,
+    )
+    from .sqlite_file import (
+        translate_error as translate_error,
+    )
+
+# Each name -> the module (relative to this package) it comes from.
+_LAZY = {
+    "BUSY_TIMEOUT_ENV": "..config",
+    "DEFAULT_BUSY_TIMEOUT_S": "..config",
+    "busy_timeout_from_env": "..config",
+    "default_outbox_path": "..config",
+    "resolve_outbox_path": "..config",
+    "BACKOFF_BASE_S": "..retry",
+    "BACKOFF_CAP_S": "..retry",
+    "retry_delay_s": "..retry",
+    "DEFAULT_LEASE_S": ".owner",
+    "OWNER_HOST_ENV": ".owner",
+    "new_owner": ".owner",
+    "owner_is_gone": ".owner",
+    "AddResult": ".rows",
+    "OutboxRow": ".rows",
+    "OutboxSummary": ".rows",
+    "RowResult": ".rows",
+    "State": ".rows",
+    "Outbox": ".sqlite",
+    "SCHEMA_VERSION": ".sqlite_file",
+    "SQLITE_HEADER": ".sqlite_file",
+    "check_owned_by_us": ".sqlite_file",
+    "make_private_folders": ".sqlite_file",
+    "translate_error": ".sqlite_file",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its module on first use, and keep it here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
+    "AddResult",
     "BACKOFF_BASE_S",
     "BACKOFF_CAP_S",
     "BUSY_TIMEOUT_ENV",
     "DEFAULT_BUSY_TIMEOUT_S",
     "DEFAULT_LEASE_S",
     "OWNER_HOST_ENV",
-    "SCHEMA_VERSION",
-    "SQLITE_HEADER",
-    "AddResult",
     "Outbox",
     "OutboxRow",
     "OutboxSummary",
     "RowResult",
+    "SCHEMA_VERSION",
+    "SQLITE_HEADER",
     "State",
     "busy_timeout_from_env",
     "check_owned_by_us",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -125,6 +126,10 @@ class PgSession:
     def path(self) -> PostgresLocation:
         """Where the outbox is (``str()``: the URI without its password)."""
         return self._location
+
+    def waker(self, stop: threading.Event) -> ListenWaker:
+        """``LISTEN`` on this outbox's channel, on a connection of its own."""
+        return ListenWaker(self._location, stop)
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -378,3 +383,55 @@ class PgSession:
     def _notify(self, cursor: Cursor[Any]) -> None:
         # Delivered at commit, and only then: a rolled-back capture wakes nobody.
         cursor.execute("SELECT pg_notify(%s, '')", (self.channel,))
+
+
+class ListenWaker:
+    """``LISTEN`` on the outbox's channel, on a connection of its own (reconnecting): every
+    capture (``send --queue``, ``batch --queue``, ``<schema>.enqueue()``) notifies on
+    commit. See :class:`~.store.Waker`."""
+
+    def __init__(self, location: PostgresLocation, stop: threading.Event) -> None:
+        self.location = location
+        self.stop = stop
+        self._db: Connection[Any] | None = None
+
+    def _connect(self) -> bool:
+        try:
+            self._db = psycopg.connect(
+                self.location.uri, autocommit=True, connect_timeout=5, application_name="ievents"
+            )
+            self._db.execute(f"LISTEN {pg_schema.channel(self.location.schema)}")
+            return True
+        except psycopg.Error:
+            self.close()
+            return False
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for a notification (in short slices, to see a stop at once)."""
+        if self._db is None:
+            # Just (re)connected: rows may have arrived while nobody listened.
+            if self._connect():
+                return True
+            self.stop.wait(min(timeout, 1.0))
+            return False
+        deadline = time.monotonic() + timeout
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                for _ in self._db.notifies(timeout=min(left, 0.25), stop_after=1):
+                    return True
+            except psycopg.Error:
+                self.close()
+                return True
+        return True
+
+    def close(self) -> None:
+        """Close the listening connection."""
+        if self._db is not None:
+            try:
+                self._db.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+        self._db = None

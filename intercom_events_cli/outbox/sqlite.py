@@ -38,6 +38,7 @@ from .sqlite_file import (
     _MIGRATIONS,
     _SCHEMA,
     SCHEMA_VERSION,
+    DataVersionWaker,
     _check_header,
     _create_private_file,
     check_owned_by_us,
@@ -58,6 +59,10 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
         self._db = connection
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
+
+    def waker(self, stop: threading.Event) -> DataVersionWaker:
+        """Wakes on other connections' commits to the file (``PRAGMA data_version``)."""
+        return DataVersionWaker(self.path, stop)
 
     # -- opening --------------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
 """The SQLite outbox file: creating it privately, refusing a foreign or corrupt one, the
-schema and its migrations, and SQLite errors turned into messages that name the path.
+schema and its migrations, SQLite errors turned into messages that name the path (a busy
+file: :class:`~intercom_events_cli.errors.OutboxBusy`), and watching it for other
+connections' commits (:class:`DataVersionWaker`).
 
 The file never gets deleted or rewritten here: anything unexpected raises
 :class:`~intercom_events_cli.errors.OutboxError` naming the path.
@@ -10,10 +12,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
+import time
 from pathlib import Path
 
 from ..config import BUSY_TIMEOUT_ENV
-from ..errors import OutboxError
+from ..errors import OutboxBusy, OutboxError
+
+# How often a relay reads the file's data_version while it waits for new rows.
+DATA_VERSION_POLL_S = 0.1
 
 SCHEMA_VERSION = 5
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -94,10 +101,11 @@ def _reason(exc: BaseException) -> str:
 
 
 def translate_error(exc: sqlite3.Error, path: Path, busy_timeout_s: float) -> OutboxError:
-    """Turn a SQLite error into a message for humans that names the file."""
+    """Turn a SQLite error into a message for humans that names the file; a file another
+    process holds past the busy timeout is :class:`OutboxBusy` (try again)."""
     text = str(exc).lower()
     if "locked" in text or "busy" in text:
-        return OutboxError(
+        return OutboxBusy(
             f"the outbox {str(path)!r} is locked by another process (waited {busy_timeout_s:g} s)",
             hint="another ievents (or a SQLite tool) is holding it; try again, or raise "
             f"{BUSY_TIMEOUT_ENV}",
@@ -226,3 +234,45 @@ def _check_header(path: Path) -> None:
             hint="move it aside (it may still hold undelivered events) and run again to "
             "start a new outbox, or point --outbox / IEVENTS_OUTBOX elsewhere",
         )
+
+
+class DataVersionWaker:
+    """Watches the file's ``PRAGMA data_version``, which changes whenever another connection
+    commits, every :data:`DATA_VERSION_POLL_S`, on a read-only connection of its own. See
+    :class:`~.store.Waker`."""
+
+    def __init__(self, path: Path, stop: threading.Event) -> None:
+        self.path = path
+        self.stop = stop
+        self._db: sqlite3.Connection | None = None
+        self._version: int | None = None
+
+    def _read(self) -> int | None:
+        try:
+            if self._db is None:
+                self._db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=1)
+            value = self._db.execute("PRAGMA data_version").fetchone()[0]
+            return int(value)
+        except sqlite3.Error:
+            self.close()
+            return None
+
+    def wait(self, timeout: float) -> bool:
+        """Poll until the version changes, a stop, or ``timeout``."""
+        if self._version is None:
+            self._version = self._read()
+        deadline = time.monotonic() + timeout
+        while not self.stop.wait(min(DATA_VERSION_POLL_S, max(0.0, deadline - time.monotonic()))):
+            current = self._read()
+            if current != self._version:
+                self._version = current
+                return True
+            if time.monotonic() >= deadline:
+                return False
+        return True
+
+    def close(self) -> None:
+        """Close the watching connection."""
+        if self._db is not None:
+            self._db.close()
+        self._db = None

@@ -1,54 +1,69 @@
-"""The storage protocol behind every outbox command, and the factory that opens one.
+"""The storage protocol behind every outbox command, and the registry that opens one.
 
-Two stores implement :class:`OutboxStore`: the SQLite file (:mod:`.outbox`) and a
-PostgreSQL schema (:mod:`.pg_outbox`). The delivery engine, ``batch`` and the commands
-use only what the protocol names, so they never know which one they hold.
+Two stores implement :class:`OutboxStore`: the SQLite file (:mod:`.sqlite`) and a
+PostgreSQL schema (:mod:`.pg_outbox`). The delivery engine, the relay, ``batch`` and the
+commands use only what the protocol names (change notification included:
+:meth:`OutboxStore.waker`), so they never know which one they hold.
 
-Where the outbox is (``--outbox`` / ``IEVENTS_OUTBOX``): a ``postgresql://`` (or
-``postgres://``) URI opens PostgreSQL, anything else is a file path. psycopg is imported
-only when a URI is opened: the SQLite path never loads it.
+Where the outbox is (``--outbox`` / ``IEVENTS_OUTBOX``) picks its backend from
+:data:`BACKENDS`, one line per backend: a URI's scheme (``postgresql://``,
+``postgres://``) names the backend that takes it; anything else is a plain file path,
+for the backend that has no scheme (SQLite). A backend's module (:class:`BackendModule`)
+is imported only when a location of its own is used: the SQLite path never loads the
+PostgreSQL modules, nor psycopg.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ..errors import OutboxError
 
-# Re-exported: where an outbox is belongs with opening it, for the callers.
-from .location import (
-    DEFAULT_PG_SCHEMA,
-    SCHEMA_ENV,
-    PostgresLocation,
-    is_postgres_uri,
-    refuse_uri_like,
-    valid_schema_name,
-)
-from .location import (
-    POSTGRES_SCHEMES as POSTGRES_SCHEMES,
-)
-from .location import (
-    redact_uri as redact_uri,
-)
+# redact_uri is re-exported: a location as text, safe to print, whatever its backend.
+from .location import redact_uri as redact_uri
+from .location import refuse_uri_like
 
 if TYPE_CHECKING:
+    import threading
+
     from ..config import Settings
     from ..destination import Destination
     from ..event import Event
     from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State
 
 
+# Ids and limits are 64-bit signed integers in every store (SQLite's INTEGER, PostgreSQL's
+# bigint): larger numbers can be no row's id, and a store refuses them as parameters.
+MAX_ID = 2**63 - 1
+
+
 class OutboxLocation(Protocol):
-    """Where an outbox is: a :class:`~pathlib.Path` or a :class:`PostgresLocation`.
+    """Where an outbox is: what :func:`resolve_location` makes of ``--outbox`` (a
+    :class:`~pathlib.Path` for a file; each other backend has a class of its own).
 
     ``str()`` of it is safe to print (a URI shows no password).
     """
 
     def exists(self) -> bool:
         """Whether anything was ever stored there (a URI: assumed so)."""
+        ...
+
+
+class Waker(Protocol):
+    """Says when an outbox may have new rows (another connection's commit), on a
+    connection of its own: :meth:`OutboxStore.waker`."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds (less when the ``stop`` it was made with is
+        set); True when something changed (or may have: after a reconnection)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what it holds."""
         ...
 
 
@@ -62,6 +77,11 @@ class OutboxStore(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+        ...
+
+    def waker(self, stop: threading.Event) -> Waker:
+        """A :class:`Waker` for this outbox (the relay's: PostgreSQL ``LISTEN``, SQLite's
+        ``PRAGMA data_version``), which outlives this store's connection."""
         ...
 
     def __enter__(self) -> OutboxStore: ...
@@ -227,31 +247,89 @@ class OutboxStore(Protocol):
         ...
 
 
-def resolve_location(option: str | None, env: Mapping[str, str]) -> Path | PostgresLocation:
-    """``--outbox`` > ``IEVENTS_OUTBOX`` > the XDG default: a file path or a PostgreSQL URI.
+# -- the registry: one line per backend ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One kind of outbox: the URI schemes it takes, and the module that opens it."""
+
+    name: str  # in tests and logs: "sqlite", "postgres"
+    label: str  # in messages: "SQLite", "PostgreSQL"
+    module: str  # under outbox/: meets BackendModule; imported only when used
+    schemes: tuple[str, ...] = ()  # URI schemes it takes; () for the plain file path
+
+    def load(self) -> BackendModule:
+        """The backend's module (imported now, on first use)."""
+        return cast("BackendModule", importlib.import_module(f"{__package__}.{self.module}"))
+
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend("sqlite", "SQLite", "sqlite_backend"),
+    Backend("postgres", "PostgreSQL", "pg_backend", ("postgresql", "postgres")),
+)
+
+
+class BackendModule(Protocol):
+    """What a backend's module (a :class:`Backend`'s ``module``) offers."""
+
+    def locate(self, text: str, option: str | None, env: Mapping[str, str]) -> OutboxLocation:
+        """The location ``text`` names (``option`` or ``IEVENTS_OUTBOX``; empty: the
+        default); raises :class:`OutboxError` (78) for one it cannot use."""
+        ...
+
+    def owns(self, location: object) -> bool:
+        """Whether ``location`` is one of this backend's."""
+        ...
+
+    def open_store(
+        self, location: OutboxLocation, env: Mapping[str, str], *, create: bool
+    ) -> OutboxStore:
+        """Open (creating it unless ``create`` is false) the outbox at ``location``."""
+        ...
+
+    def open_reader(self, location: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
+        """Another connection, to read, to an outbox this process has open already."""
+        ...
+
+
+def backend_for_text(text: str) -> Backend:
+    """The backend of a location given as text: the one its URI scheme names, else the
+    plain file path's (a text that only looks like a URI is refused later, as a path)."""
+    scheme, sep, _ = text.strip().partition("://")
+    for backend in BACKENDS:
+        if sep and scheme.lower() in backend.schemes:
+            return backend
+    return next(backend for backend in BACKENDS if not backend.schemes)
+
+
+def backend_of(location: OutboxLocation) -> Backend:
+    """The backend a location (from :func:`resolve_location`) belongs to."""
+    for backend in BACKENDS:
+        if backend.load().owns(location):
+            return backend
+    raise OutboxError(f"no outbox backend takes the location {str(location)!r}")
+
+
+def resolve_location(option: str | None, env: Mapping[str, str]) -> OutboxLocation:
+    """``--outbox`` > ``IEVENTS_OUTBOX`` > the XDG default: a file path or a URI whose scheme
+    a backend of :data:`BACKENDS` takes (``postgresql://``).
 
     Anything else that looks like a URI or a connection string (``jdbc:...``,
     ``postgresql+psycopg://...``, ``host=... password=...``) raises :class:`OutboxError`
     (78). The PostgreSQL schema is ``IEVENTS_OUTBOX_SCHEMA`` (default ``ievents``).
     """
-    from ..config import OUTBOX_ENV, resolve_outbox_path
+    from ..config import OUTBOX_ENV
 
     text = option or env.get(OUTBOX_ENV) or ""
-    if text and not is_postgres_uri(text):
+    backend = backend_for_text(text)
+    if text and not backend.schemes:
         # Anything else that looks like a URI or a connection string is refused: it must
         # never become a file named after it (which would hold its password).
         origin_of = getattr(env, "origin", None)
         origin = "--outbox" if option else origin_of(OUTBOX_ENV) if origin_of else OUTBOX_ENV
         refuse_uri_like(text, origin)
-    if text and is_postgres_uri(text):
-        schema = env.get(SCHEMA_ENV, "").strip() or DEFAULT_PG_SCHEMA
-        if not valid_schema_name(schema):
-            raise OutboxError(
-                f"{SCHEMA_ENV}={schema!r} is not a schema name ievents can use",
-                hint="use lower-case letters, digits and underscores, starting with a letter",
-            )
-        return PostgresLocation(text.strip(), schema)
-    return resolve_outbox_path(option, env)
+    return backend.load().locate(text, option, env)
 
 
 def open_store(
@@ -262,10 +340,10 @@ def open_store(
     ``location``: a file path or a ``postgresql://`` URI as text (as ``--outbox`` takes
     it), or what :func:`resolve_location` made of one. ``env`` (default: the process
     environment) gives the busy timeout and the PostgreSQL schema. Raises
-    :class:`OutboxError` (78), or :class:`~.errors.OutboxUnavailable` (75) for a
-    database that cannot be reached now. With ``create=False`` nothing is created (no
-    file, folder, schema or table): a location without an outbox raises
-    :class:`~.errors.OutboxMissing`. Example::
+    :class:`OutboxError` (78), :class:`~.errors.OutboxBusy` (78) for a file another
+    process holds, or :class:`~.errors.OutboxUnavailable` (75) for a database that cannot
+    be reached now. With ``create=False`` nothing is created (no file, folder, schema or
+    table): a location without an outbox raises :class:`~.errors.OutboxMissing`. Example::
 
         with open_store("~/events.sqlite3") as store:
             print(store.summary().counts)
@@ -273,24 +351,22 @@ def open_store(
     environ = os.environ if env is None else env
     if isinstance(location, str):
         location = resolve_location(location, environ)
-    if isinstance(location, PostgresLocation):
-        from .pg_outbox import PostgresOutbox  # imports psycopg: only for a URI
-
-        return PostgresOutbox.open(location, create=create)
-    from ..config import busy_timeout_from_env
-    from .sqlite import Outbox
-
-    path = location if isinstance(location, Path) else Path(str(location))
-    return Outbox.open(path, busy_timeout_s=busy_timeout_from_env(environ), create=create)
+    return backend_of(location).load().open_store(location, environ, create=create)
 
 
 def open_reader(location: OutboxLocation, env: Mapping[str, str]) -> OutboxStore:
     """Another connection, to read (``summary``), to an outbox this process has opened
     with :func:`open_store` (a relay's metrics: never the relay's own connection)."""
-    if isinstance(location, PostgresLocation):
-        return open_store(location, env)
-    from ..config import busy_timeout_from_env
-    from .sqlite import Outbox
+    return backend_of(location).load().open_reader(location, env)
 
-    path = location if isinstance(location, Path) else Path(str(location))
-    return Outbox.open_reader(path, busy_timeout_s=busy_timeout_from_env(env))
+
+def backend_label(location: OutboxLocation) -> str:
+    """The name of the location's kind of outbox, for messages: ``SQLite``, ``PostgreSQL``."""
+    return backend_of(location).label
+
+
+if TYPE_CHECKING:
+    # mypy holds each registered backend's module to BackendModule.
+    from . import pg_backend, sqlite_backend
+
+    _CHECKED: tuple[BackendModule, ...] = (sqlite_backend, pg_backend)
