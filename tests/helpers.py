@@ -38,18 +38,30 @@ T = TypeVar("T")
 
 
 def wait_for(
-    predicate: Callable[[], T], *, timeout: float = 60.0, what: str, interval: float = 0.02
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 60.0,
+    what: str,
+    interval: float = 0.02,
+    alive: subprocess.Popen[Any] | None = None,
 ) -> T:
     """Poll ``predicate`` until it returns something true, and return that.
 
     The deadline is generous (a loaded machine is slow, not broken) and ends early: most
-    waits last milliseconds. At the deadline: an AssertionError naming ``what``.
+    waits last milliseconds. At the deadline: an AssertionError naming ``what``. With
+    ``alive``, the process the wait is about: should it exit first, the wait fails at once
+    (with its exit code) instead of running into the deadline.
     """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
+        if alive is not None and alive.poll() is not None:
+            value = predicate()  # what it did just before it exited counts
+            if value:
+                return value
+            raise AssertionError(f"the process exited ({alive.returncode}) before {what}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)  # a poll interval, not a guess at how long something takes

@@ -164,7 +164,7 @@ def test_a_slow_stream_is_delivered_as_it_arrives(fake: FakeIntercom, tmp_path: 
     os.close(read_end)
     try:
         os.write(write_end, ndjson([order_record(1)]).encode())
-        wait_for(lambda: len(fake.events_posted()) == 1, what="the first record")
+        wait_for(lambda: len(fake.events_posted()) == 1, what="the first record", alive=process)
         os.write(write_end, ndjson([order_record(2)]).encode())
         os.close(write_end)
         write_end = -1
@@ -188,7 +188,7 @@ def test_ctrl_c_on_an_idle_stream_exits_and_keeps_what_was_read(
     try:
         os.write(write_end, ndjson([order_record(1), order_record(2), order_record(3)]).encode())
         # The writer keeps the pipe open and idle (as `tail -f | ievents batch -` would).
-        wait_for(lambda: len(fake.posts()) >= 1, what="the first request")
+        wait_for(lambda: len(fake.posts()) >= 1, what="the first request", alive=process)
         process.send_signal(signal.SIGINT)
         code, _, stderr = finish(process)
     finally:
@@ -259,7 +259,9 @@ def test_sigkill_mid_batch_loses_nothing_and_flush_then_a_rerun_finish_it(
 
     process = start_batch(tmp_path, fake, str(source), "--concurrency", str(concurrency))
     try:
-        wait_for(lambda: len(fake.events_posted()) >= 100, what="a hundred deliveries")
+        wait_for(
+            lambda: len(fake.events_posted()) >= 100, what="a hundred deliveries", alive=process
+        )
         process.kill()
         process.wait(timeout=60)
     finally:
@@ -294,7 +296,7 @@ def test_ctrl_c_mid_batch_exits_130_and_leaves_the_rest_pending(
 
     process = start_batch(tmp_path, fake, str(source), "--concurrency", str(concurrency), "--json")
     try:
-        wait_for(lambda: len(fake.events_posted()) >= 40, what="some deliveries")
+        wait_for(lambda: len(fake.events_posted()) >= 40, what="some deliveries", alive=process)
         process.send_signal(signal.SIGINT)
         code, stdout, stderr = finish(process)
     finally:

@@ -36,8 +36,10 @@ def start_flush(tmp_path: Path, fake: FakeIntercom, *args: str) -> subprocess.Po
     )
 
 
-def wait_for_posts(fake: FakeIntercom, count: int) -> None:
-    wait_for(lambda: len(fake.posts()) >= count, what=f"{count} requests from the flush")
+def wait_for_posts(fake: FakeIntercom, count: int, flush: subprocess.Popen[bytes]) -> None:
+    wait_for(
+        lambda: len(fake.posts()) >= count, what=f"{count} requests from the flush", alive=flush
+    )
 
 
 # -- the simple cases ---------------------------------------------------------------------------
@@ -253,7 +255,7 @@ def test_flush_killed_mid_run_loses_nothing(fake: FakeIntercom, tmp_path: Path) 
     events = seed_outbox(path, 30)
     fake.latency = 1.0
     victim = start_flush(tmp_path, fake, "-c", "4")
-    wait_for_posts(fake, 4)
+    wait_for_posts(fake, 4, victim)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     claimed_by_the_dead = sum(1 for r in outbox_rows(path) if r.state is State.IN_FLIGHT)
@@ -278,7 +280,7 @@ def test_ctrl_c_puts_in_flight_events_back_and_exits_130(
     events = seed_outbox(path, 6)
     fake.latency = 60.0  # no answer before the signal (the fake's stop ends the wait)
     process = start_flush(tmp_path, fake, "-c", "2")
-    wait_for_posts(fake, 1)
+    wait_for_posts(fake, 1, process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130, (out, err)
@@ -311,7 +313,7 @@ def test_sigterm_stops_like_ctrl_c(fake: FakeIntercom, tmp_path: Path) -> None:
     seed_outbox(path, 4)
     fake.latency = 60.0  # no answer before the signal (the fake's stop ends the wait)
     process = start_flush(tmp_path, fake, "-c", "2")
-    wait_for_posts(fake, 1)
+    wait_for_posts(fake, 1, process)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130, (out, err)
