@@ -69,6 +69,10 @@ def reporting(
     except IeventsError as exc:
         if on_error is not None:
             on_error(exc)
+        if debug and exc.__cause__ is not None:
+            # What the expected error was made from (a SQLite error, an OS error): for
+            # a failure the message alone cannot explain.
+            ui.stderr.write(redact("".join(traceback.format_exception(exc.__cause__))))
         hint = error_hint(exc)
         if hint is None and isinstance(exc, UsageError):
             from .usage import current_help_hint

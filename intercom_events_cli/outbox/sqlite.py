@@ -225,7 +225,8 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
             try:
                 yield
             except sqlite3.Error as exc:
-                raise translate_error(exc, self.path, self._busy_timeout_s) from None
+                # Chained: --debug shows the SQLite error an unexpected failure came from.
+                raise translate_error(exc, self.path, self._busy_timeout_s) from exc
 
     def _rollback(self) -> None:
         try:
