@@ -239,8 +239,9 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once (``BEGIN IMMEDIATE``): no upgrade deadlocks."""
         with self._guard():
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: an interrupt just after BEGIN still rolls back.
+                self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
@@ -251,8 +252,8 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
     def _read(self) -> Iterator[sqlite3.Connection]:
         """One read transaction: a consistent snapshot across several queries."""
         with self._guard():
-            self._db.execute("BEGIN")
             try:
+                self._db.execute("BEGIN")
                 yield self._db
             finally:
                 self._rollback()
