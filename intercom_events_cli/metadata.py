@@ -7,6 +7,7 @@ naming the key and the rule.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -100,10 +101,16 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _date_label(key: str) -> str:
+    # Worded for every date value (parse_timestamp takes its name up front): remembered.
+    return f"metadata {as_json(key)}"
+
+
 def validate_metadata_value(key: str, value: object, clock: Clock = time.time) -> MetadataValue:
     """Check one metadata value against Intercom's types and return what is sent."""
     if key.endswith("_date"):
-        return parse_timestamp(value, field_name=f"metadata {as_json(key)}", clock=clock)
+        return parse_timestamp(value, field_name=_date_label(key), clock=clock)
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
             raise ValidationError(
