@@ -30,6 +30,7 @@ from .fields import (
 )
 
 MetadataValue = str | int | float | dict[str, Any]
+LINK = re.compile(r"https?://\S", re.IGNORECASE)
 
 
 def validate_metadata_key(key: object) -> str:
@@ -55,7 +56,7 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
     keys = set(value)
     if keys == {"url", "value"}:
         url, text = value["url"], value["value"]
-        if not isinstance(url, str) or not re.match(r"https?://\S", url, re.IGNORECASE):
+        if not isinstance(url, str) or not LINK.match(url):
             raise ValidationError(
                 f"metadata {as_json(key)}: a rich link needs an http or https 'url', "
                 f"got {describe(url)}",
@@ -68,9 +69,10 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
                 field=f"metadata.{key}",
             )
         for part, part_text in (("url", url), ("value", text)):
-            refuse_surrogates(
-                part_text, f"metadata {as_json(key)}: the rich link's {part}", f"metadata.{key}"
-            )
+            if SURROGATES.search(part_text):  # worded only when needed: this runs for every link
+                refuse_surrogates(
+                    part_text, f"metadata {as_json(key)}: the rich link's {part}", f"metadata.{key}"
+                )
             if len(part_text) > MAX_STRING_LENGTH:
                 raise ValidationError(
                     f"metadata {as_json(key)}: the rich link's {part} is "

@@ -56,6 +56,8 @@ times = (
     st.integers(min_value=-5, max_value=2 * 10**11)
     | st.sampled_from([0, 10**11 - 1, 10**11, 253402300799, 253402300800, -1])
     | st.sampled_from(["2024-01-31T12:00:00Z", "2024-01-31T12:00:00+0100", "now", "1700000000"])
+    | st.from_regex(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", fullmatch=True)
+    | st.sampled_from(["1969-12-31T23:59:59Z", "0000-01-01T00:00:00Z", "2024-02-30T00:00:00Z"])
     | st.floats(allow_nan=True)
     | st.booleans()
     | st.none()
