@@ -22,6 +22,7 @@ INSERT_NEW = (
 )
 LAST_ID = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
 BULK_CACHE_KIB = 32 * 1024
+BULK_CHECKPOINT_PAGES = 10_000  # of 4 KiB: 40 MiB (SQLite's default: 1,000)
 REQUEUE = (
     "UPDATE events SET state = 'pending', attempts = 0, last_status = NULL, "
     "last_error_code = NULL, last_error_message = NULL, request_id = NULL, updated = ?, "
