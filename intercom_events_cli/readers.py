@@ -1,8 +1,9 @@
 """Bulk input: NDJSON and CSV streams (optionally gzip) → records with line numbers.
 
-Memory stays bounded whatever the input size: the input is read one physical line at a
-time, and no line longer than :data:`MAX_LINE_BYTES` is ever held whole (the rest of such a
-line is skipped and the record reported invalid).
+Memory stays bounded whatever the input size: NDJSON is read a block at a time
+(:mod:`.input_ndjson`), CSV one physical line at a time, and no line longer than
+:data:`MAX_LINE_BYTES` is ever held whole (the rest of such a line is skipped and the
+record reported invalid).
 
 Every record comes back as a :class:`Record`: its 1-based line number, the original record
 (a dict, or the raw text of a line that is not a JSON object) and either a validated
