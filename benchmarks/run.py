@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from capture_bench import capture_targets, scenario_capture  # noqa: E402
 from flush_bench import flush_targets, scenario_flush, scenario_window  # noqa: E402
 from harness import (  # noqa: E402
     BENCH_TOKEN,
@@ -72,6 +73,7 @@ class Sizes:
     rl_window: float = 2.0
     rl_latency: float = 0.05
     ndjson_lines: int = 300_000
+    capture_repeat: int = 3  # scenarios 11 and 12: at least 3 runs each, interleaved
     relay_events: int = 200
     scrape_events: int = 3_000
     scrape_ledger: int = 250_000
@@ -96,6 +98,7 @@ SMOKE = Sizes(
     rl_window=1.0,
     rl_latency=0.005,
     ndjson_lines=200,
+    capture_repeat=1,
     relay_events=5,
     scrape_events=30,
     scrape_ledger=1_000,
@@ -357,6 +360,7 @@ def detect(ctx: Context) -> None:
 # -- scenario builders ---------------------------------------------------------------------
 
 SDK_MISSING = "skipped (python-intercom not installed)"
+HTTPX_ONE_SHOT = "bare httpx script"
 
 
 def sample_event(index: int, prefix: str) -> dict[str, Any]:
@@ -384,6 +388,10 @@ def ievents_send(ctx: Context, url: str, index: int, rundir: Path) -> list[str]:
 
 def ievents_send_queue(ctx: Context, url: str, index: int, rundir: Path) -> list[str]:
     return [*ievents_send(ctx, url, index, rundir), "--queue"]
+
+
+def httpx_one(ctx: Context, url: str, index: int, rundir: Path) -> list[str]:
+    return [ctx.python, str(BENCH_DIR / "httpx_send_one.py"), f"cold-{index}"]
 
 
 def sdk_one(ctx: Context, url: str, index: int, rundir: Path) -> list[str]:
@@ -503,8 +511,10 @@ def scenario_cold(ctx: Context, rows: list[Row]) -> None:
         name, "HTTPie", status="ok" if ctx.httpie else "skipped (HTTPie not installed)"
     )
     curl_row = Row(name, "curl", status="ok" if ctx.curl else "skipped (curl not installed)")
+    httpx_row = Row(name, HTTPX_ONE_SHOT)
     contenders = [
         Contender(ievents_row, ievents_send, expect_accepted=1),
+        Contender(httpx_row, httpx_one, expect_accepted=1),
         Contender(sdk_row, sdk_one, expect_accepted=1),
         Contender(httpie_row, httpie_one, expect_accepted=1),
         Contender(curl_row, curl_one, expect_accepted=1),
@@ -672,6 +682,7 @@ SCENARIOS: dict[str, Callable[[Context, list[Row]], None]] = {
     "scrape": scenario_scrape,
     "flush": scenario_flush,
     "window": scenario_window,
+    "capture": scenario_capture,
 }
 
 
@@ -721,6 +732,11 @@ def targets_for(rows: list[Row], sizes: Sizes) -> list[Target]:
         ratio_target(rows, "send / SDK one-shot", send, find(rows, "1.", "SDK one-shot"), 0.85)
     )
     out.append(ratio_target(rows, "send / HTTPie", send, find(rows, "1.", "HTTPie"), 0.85))
+    out.append(
+        ratio_target(
+            rows, "send / bare httpx script (issue 24)", send, find(rows, "1.", HTTPX_ONE_SHOT), 1.2
+        )
+    )
     out.append(
         ratio_target(
             rows,
@@ -809,6 +825,7 @@ def targets_for(rows: list[Row], sizes: Sizes) -> list[Target]:
     out += outbox_targets(rows, sizes)
     out += scrape_targets(rows)
     out += flush_targets(rows)
+    out += capture_targets(rows)
     return out
 
 
@@ -994,7 +1011,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     if args.repeat is not None:
-        sizes = Sizes(**{**asdict(sizes), "cold_repeat": args.repeat, "bulk_repeat": args.repeat})
+        sizes = Sizes(
+            **{
+                **asdict(sizes),
+                "cold_repeat": args.repeat,
+                "bulk_repeat": args.repeat,
+                "capture_repeat": max(args.repeat, sizes.capture_repeat),
+            }
+        )
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     python = sys.executable
     ievents = shlex.split(args.ievents) if args.ievents else default_ievents_command(python)

@@ -34,7 +34,12 @@ def test_benchmark_smoke_run_prints_results_and_targets(tmp_path: Path) -> None:
         "5. ",
         "9. ",
         "10. ",
+        "11. ",
+        "12. ",
     ):
         assert f"| {scenario}" in done.stdout, f"no row for scenario {scenario!r}"
     assert "| ievents send " in done.stdout
+    assert "| bare httpx script " in done.stdout
+    for target in ("batch --queue / its floor", "batch --dry-run / its floor"):
+        assert f"| {target} " in done.stdout, f"no target {target!r}"
     assert results.stat().st_size > 0

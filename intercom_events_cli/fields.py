@@ -33,6 +33,7 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # "\ud800" escape). They cannot be encoded into the request body.
 SURROGATES = re.compile(r"[\ud800-\udfff]")
 WHITESPACE = re.compile(r"\s")
+_DECIMAL = re.compile(r"-?\d+(\.\d+)?")
 
 Clock = Callable[[], float]
 
@@ -82,7 +83,7 @@ def parse_timestamp(value: object, *, field_name: str, clock: Clock = time.time)
         if text.lower() == "now":
             return int(clock())
         try:
-            number = float(text) if re.fullmatch(r"-?\d+(\.\d+)?", text) else None
+            number = float(text) if _DECIMAL.fullmatch(text) else None
         except ValueError:  # pragma: no cover - the regex admits only floats
             number = None
         if number is None:
@@ -112,10 +113,10 @@ def parse_timestamp(value: object, *, field_name: str, clock: Clock = time.time)
 
 
 def _parse_iso8601(text: str, field_name: str) -> int:
-    normalised = text
-    if normalised[-1:] in ("Z", "z"):
-        normalised = normalised[:-1] + "+00:00"
-    normalised = _OFFSET_WITHOUT_COLON.sub(r"\1:\2", normalised)
+    if text[-1:] in ("Z", "z"):
+        normalised = text[:-1] + "+00:00"  # which the offset pattern below cannot match
+    else:
+        normalised = _OFFSET_WITHOUT_COLON.sub(r"\1:\2", text)
     try:
         moment = datetime.fromisoformat(normalised)
     except ValueError:

@@ -32,6 +32,8 @@ class LineReader(Protocol):
 
     def readline(self, size: int = -1, /) -> bytes: ...
 
+    def read1(self, size: int = -1, /) -> bytes: ...
+
 
 class InputError(ValidationError):
     """The input as a whole cannot be read on (bad CSV header, corrupt gzip); exit 65.
@@ -59,6 +61,16 @@ class Record:
         return f"line {self.line}: {self.error.message if self.error else 'ok'}"
 
 
+def valid_record(line: int, original: dict[str, Any], event: Event) -> Record:
+    """``Record(line, original, event=event)``, without the frozen dataclass's ``__init__``
+    (a bulk reader makes one per line)."""
+    record = object.__new__(Record)
+    object.__setattr__(
+        record, "__dict__", {"line": line, "original": original, "event": event, "error": None}
+    )
+    return record
+
+
 def not_valid_json(exc: ValueError | RecursionError) -> ValidationError:
     if isinstance(exc, json.JSONDecodeError):
         detail = f"{exc.msg} at column {exc.colno}"
@@ -84,6 +96,9 @@ def _refuse_constant(name: str) -> Any:
 
 
 DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+# The decoder's scanner: (text, index) -> (value, end), raising StopIteration when no value
+# starts there. ``DECODER.decode`` is this plus whitespace checks, in Python.
+SCAN: Callable[[str, int], tuple[Any, int]] = DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _peekable(stream: IO[bytes]) -> io.BufferedReader:
@@ -175,7 +190,12 @@ def validated(record: object, clock: Clock) -> Event:
     except ValidationError:
         raise
     except Exception as exc:  # noqa: BLE001 - one record's problem, never the run's
-        raise ValidationError(
-            f"the record cannot be used ({type(exc).__name__}); check its text and encoding",
-            field="record",
-        ) from None
+        raise unusable(exc) from None
+
+
+def unusable(exc: Exception) -> ValidationError:
+    """The error of a record whose validation failed unexpectedly (see :func:`validated`)."""
+    return ValidationError(
+        f"the record cannot be used ({type(exc).__name__}); check its text and encoding",
+        field="record",
+    )

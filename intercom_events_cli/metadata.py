@@ -7,6 +7,7 @@ naming the key and the rule.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -29,6 +30,7 @@ from .fields import (
 )
 
 MetadataValue = str | int | float | dict[str, Any]
+LINK = re.compile(r"https?://\S", re.IGNORECASE)
 
 
 def validate_metadata_key(key: object) -> str:
@@ -54,7 +56,7 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
     keys = set(value)
     if keys == {"url", "value"}:
         url, text = value["url"], value["value"]
-        if not isinstance(url, str) or not re.match(r"https?://\S", url, re.IGNORECASE):
+        if not isinstance(url, str) or not LINK.match(url):
             raise ValidationError(
                 f"metadata {as_json(key)}: a rich link needs an http or https 'url', "
                 f"got {describe(url)}",
@@ -67,9 +69,10 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
                 field=f"metadata.{key}",
             )
         for part, part_text in (("url", url), ("value", text)):
-            refuse_surrogates(
-                part_text, f"metadata {as_json(key)}: the rich link's {part}", f"metadata.{key}"
-            )
+            if SURROGATES.search(part_text):  # worded only when needed: this runs for every link
+                refuse_surrogates(
+                    part_text, f"metadata {as_json(key)}: the rich link's {part}", f"metadata.{key}"
+                )
             if len(part_text) > MAX_STRING_LENGTH:
                 raise ValidationError(
                     f"metadata {as_json(key)}: the rich link's {part} is "
@@ -100,10 +103,16 @@ def _validate_object(key: str, value: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _date_label(key: str) -> str:
+    # Worded for every date value (parse_timestamp takes its name up front): remembered.
+    return f"metadata {as_json(key)}"
+
+
 def validate_metadata_value(key: str, value: object, clock: Clock = time.time) -> MetadataValue:
     """Check one metadata value against Intercom's types and return what is sent."""
     if key.endswith("_date"):
-        return parse_timestamp(value, field_name=f"metadata {as_json(key)}", clock=clock)
+        return parse_timestamp(value, field_name=_date_label(key), clock=clock)
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
             raise ValidationError(

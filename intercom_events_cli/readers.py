@@ -1,8 +1,9 @@
 """Bulk input: NDJSON and CSV streams (optionally gzip) → records with line numbers.
 
-Memory stays bounded whatever the input size: the input is read one physical line at a
-time, and no line longer than :data:`MAX_LINE_BYTES` is ever held whole (the rest of such a
-line is skipped and the record reported invalid).
+Memory stays bounded whatever the input size: NDJSON is read a block at a time
+(:mod:`.input_ndjson`), CSV one physical line at a time, and no line longer than
+:data:`MAX_LINE_BYTES` is ever held whole (the rest of such a line is skipped and the
+record reported invalid).
 
 Every record comes back as a :class:`Record`: its 1-based line number, the original record
 (a dict, or the raw text of a line that is not a JSON object) and either a validated
@@ -39,21 +40,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import UsageError, ValidationError
+from .errors import UsageError
 from .input_csv import CSV_COLUMNS, read_csv
+from .input_ndjson import ndjson_batches
 from .input_records import (
-    DECODER,
     MAX_LINE_BYTES,
     Clock,
     InputError,
     LineReader,
     Record,
     decompressed,
-    json_problem,
-    physical_lines,
-    raw_text,
-    too_long_error,
-    validated,
 )
 from .rejects import RejectsWriter
 
@@ -105,38 +101,9 @@ def detect_format(name: str, format: str | None = None) -> str:
 
 
 def read_ndjson(stream: LineReader, clock: Clock) -> Iterator[Record]:
-    decode = DECODER.decode
-    for number, (line, too_long) in enumerate(physical_lines(stream), start=1):
-        if too_long:
-            yield Record(number, raw_text(line), error=too_long_error())
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield Record(
-                number,
-                raw_text(line),
-                error=ValidationError(
-                    f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8",
-                    field="record",
-                ),
-            )
-            continue
-        if not text.strip():
-            continue
-        try:
-            value = decode(text)
-        except (ValueError, RecursionError):
-            stripped = text.rstrip("\r\n")
-            yield Record(number, stripped, error=json_problem(stripped))
-            continue
-        try:
-            event = validated(value, clock)
-        except ValidationError as exc:
-            original = value if isinstance(value, dict) else text.rstrip("\r\n")
-            yield Record(number, original, error=exc)
-            continue
-        yield Record(number, value, event=event)
+    """The records of an NDJSON stream, one by one (see :func:`ndjson_batches`)."""
+    for batch in ndjson_batches(stream, clock):
+        yield from batch
 
 
 def read_records(stream: IO[bytes], format: str, *, clock: Clock = time.time) -> Iterator[Record]:
@@ -158,6 +125,16 @@ def read_records(stream: IO[bytes], format: str, *, clock: Clock = time.time) ->
     except StopIteration:
         return iter(())
     return _chain_first(first, records)
+
+
+def read_record_batches(
+    stream: IO[bytes], format: str, *, clock: Clock = time.time
+) -> Iterator[list[Record]]:
+    """:func:`read_records` in lists, as they come: an NDJSON block's worth at a time
+    (a reader then takes its lock once per block), a CSV record at a time."""
+    if detect_format("-", format) == NDJSON:
+        return ndjson_batches(decompressed(stream), clock)
+    return ([record] for record in read_records(stream, format, clock=clock))
 
 
 def _chain_first(first: Record, rest: Iterator[Record]) -> Iterator[Record]:
@@ -187,6 +164,10 @@ class InputSource:
     def records(self, *, clock: Clock = time.time) -> Iterator[Record]:
         """The records of this input (see :func:`read_records`)."""
         return read_records(self._stream, self.format, clock=clock)
+
+    def record_batches(self, *, clock: Clock = time.time) -> Iterator[list[Record]]:
+        """The records of this input in lists (see :func:`read_record_batches`)."""
+        return read_record_batches(self._stream, self.format, clock=clock)
 
     def position(self) -> int | None:
         """Bytes of the file consumed so far (compressed bytes for gzip), for progress."""

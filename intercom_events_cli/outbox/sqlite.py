@@ -25,7 +25,6 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from ..config import DEFAULT_BUSY_TIMEOUT_S
 from ..errors import OutboxError, OutboxMissing
@@ -33,7 +32,16 @@ from ..event import Event
 from .owner import owner_is_gone
 from .rows import COLUMNS, AddResult, OutboxRow, State
 from .sql_destinations import SqlDestinations
-from .sql_store import IDS_PER_QUERY, ClaimRequest, pending_for
+from .sql_store import ClaimRequest, pending_for
+from .sqlite_bulk import (
+    BULK_CACHE_KIB,
+    BULK_CHECKPOINT_PAGES,
+    INSERT_NEW,
+    LAST_ID,
+    REQUEUE,
+    known_rows,
+    settle_known,
+)
 from .sqlite_file import (
     _MIGRATIONS,
     _SCHEMA,
@@ -59,6 +67,7 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
         self._db = connection
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
+        self._bulk_ready = False
 
     def waker(self, stop: threading.Event) -> DataVersionWaker:
         """Wakes on other connections' commits to the file (``PRAGMA data_version``)."""
@@ -319,7 +328,7 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
         events = list(events)
         keys = [event.dedup_key() for event in events]
         with self._write() as db:
-            known = _known_rows(db, keys)
+            known = known_rows(db, keys)
             inserted: dict[str, int] = {}
             for index, (event, key) in enumerate(zip(events, keys, strict=True)):
                 line = source_lines[index] if source_lines is not None else None
@@ -329,7 +338,7 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
                 row = known.get(key)
                 if row is not None:
                     if resend and row.state in (State.DELIVERED, State.DEAD):
-                        db.execute(_REQUEUE, (stamp, due, source, line, destination_id, row.id))
+                        db.execute(REQUEUE, (stamp, due, source, line, destination_id, row.id))
                         results.append(AddResult(row.id, State.PENDING, True))
                         inserted[key] = row.id
                         continue
@@ -378,34 +387,46 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
         line, so that the run answers for it (see :meth:`count_undelivered`).
         """
         stamp = time.time() if now is None else now
-        keys = [event.dedup_key() for event in events]
-        stored = 0
+        first: dict[str, int] = {}  # each key's first event: a duplicate later is skipped
+        for index, event in enumerate(events):
+            first.setdefault(event.dedup_key(), index)
+        new_rows = [
+            (
+                key,
+                events[index].canonical_json(),
+                events[index].event_name,
+                stamp,
+                source,
+                source_lines[index] if source_lines is not None else None,
+                destination_id,
+            )
+            for key, index in first.items()
+        ]
         with self._write() as db:
-            known = _known_rows(db, keys)
-            seen: set[str] = set()
-            new_rows: list[tuple[Any, ...]] = []
-            for index, (event, key) in enumerate(zip(events, keys, strict=True)):
-                if key in seen:
-                    continue
-                seen.add(key)
-                line = source_lines[index] if source_lines is not None else None
-                row = known.get(key)
-                if row is None:
-                    new_rows.append(
-                        (key, event.body().decode(), event.event_name, 0, None, None, None, None)
-                        + (stamp, stamp, stamp, source, line, destination_id)
-                    )
-                elif row.state in requeue:
-                    db.execute(_REQUEUE, (stamp, stamp, source, line, destination_id, row.id))
-                    stored += 1
-                elif source is not None and row.state in (State.PENDING, State.IN_FLIGHT):
-                    db.execute(
-                        "UPDATE events SET source = ?, source_line = ? WHERE id = ?",
-                        (source, line, row.id),
-                    )
-            db.executemany(_INSERT, new_rows)
-            stored += len(new_rows)
+            self._for_bulk(db)
+            last_id = db.execute(LAST_ID).fetchone()
+            before = last_id[0] if last_id is not None else 0
+            # Stored unless its key is there: one statement, no lookup first. A refused
+            # INSERT would use up an id (AUTOINCREMENT): this one inserts nothing instead.
+            stored = db.executemany(INSERT_NEW, new_rows).rowcount
+            if stored < len(new_rows):
+                stored += settle_known(db, before, stamp, requeue, new_rows)
         return stored, len(events) - stored
+
+    def _for_bulk(self, db: sqlite3.Connection) -> None:
+        """Settings for bulk capture on this connection; neither weakens durability.
+
+        A page cache big enough for the de-duplication index: its keys are random, so
+        each chunk touches most of its pages, which at SQLite's default 2 MiB are read
+        again from the file for every chunk (memory: pages are taken as they are used).
+        Checkpoints every 40 MiB of log rather than 4 MiB: each is two waits for the
+        disk, and with that index one came after nearly every chunk. Every commit still
+        waits for the log to be on disk (``synchronous=FULL``).
+        """
+        if not self._bulk_ready:
+            db.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+            db.execute(f"PRAGMA wal_autocheckpoint = {BULK_CHECKPOINT_PAGES}")
+            self._bulk_ready = True
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -491,26 +512,3 @@ _INSERT = (
     "source, source_line, destination_id) "
     "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_REQUEUE = (
-    "UPDATE events SET state = 'pending', attempts = 0, last_status = NULL, "
-    "last_error_code = NULL, last_error_message = NULL, request_id = NULL, updated = ?, "
-    "next_attempt_at = ?, source = ?, source_line = ?, destination_id = ? WHERE id = ?"
-)
-
-
-def _known_rows(db: sqlite3.Connection, keys: Sequence[str]) -> dict[str, OutboxRow]:
-    """The rows already stored for these keys, by key.
-
-    Looked up first, a chunk of keys per query: a refused INSERT would still use up an id
-    (AUTOINCREMENT), and one query per chunk is much cheaper than one per event.
-    """
-    known: dict[str, OutboxRow] = {}
-    for start in range(0, len(keys), IDS_PER_QUERY):
-        part = keys[start : start + IDS_PER_QUERY]
-        marks = ",".join("?" * len(part))
-        for values in db.execute(
-            f"SELECT {COLUMNS} FROM events WHERE dedup_key IN ({marks})", part
-        ):
-            found = OutboxRow.from_db(values)
-            known[found.dedup_key] = found
-    return known
