@@ -131,8 +131,10 @@ def test_max_rate_caps_the_pace(run_cli: RunCli, fake: FakeIntercom, tmp_path: P
     result = run_cli("batch", str(source), "--max-rate", "20", "--json")
     assert result.code == 0, result
     times = sorted(r.time for r in fake.posts())
-    # 12 requests at 20/s are spread over at least 11 intervals of 50 ms (not a burst).
-    assert times[-1] - times[0] >= 11 * 0.05 * 0.9
+    # 12 requests at 20/s are granted over 11 intervals of 50 ms (0.55 s), not in a burst
+    # (which takes a few ms here). Half of that: a loaded machine may delay the first
+    # request on its way to the fake more than the last, and that is not a burst.
+    assert times[-1] - times[0] >= 11 * 0.05 * 0.5
 
 
 def test_max_time_stores_everything_and_leaves_the_rest_for_flush(
