@@ -16,6 +16,7 @@ from ..errors import ExitCode, UsageError
 from ..outcome import Outcome, OutcomeKind, api_error_text, status_text
 from . import app
 from .common import (
+    CONNECTION,
     DELIVERY,
     ApiVersionOpt,
     BaseUrlOpt,
@@ -24,7 +25,6 @@ from .common import (
     JsonOpt,
     NoColorOpt,
     OutboxOpt,
-    ProfileOpt,
     QuietOpt,
     RegionOpt,
     RetriesOpt,
@@ -40,6 +40,7 @@ from .common import (
     reporting,
     stop_on_signals,
 )
+from .flush_lanes import chosen_profiles, flush_several
 from .output import Output
 from .render import (
     agree,
@@ -235,7 +236,24 @@ def flush(
     outbox: OutboxOpt = None,
     token_file: TokenFileOpt = None,
     env_file: EnvFileOpt = None,
-    profile: ProfileOpt = None,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--profile",
+            metavar="NAME",
+            help="Profile in config.toml (IEVENTS_PROFILE); repeat: each workspace its own.",
+            rich_help_panel=CONNECTION,
+            show_default=False,
+        ),
+    ] = None,
+    all_profiles: Annotated[
+        bool,
+        typer.Option(
+            "--all-profiles",
+            help="Deliver for every profile in config.toml, each with its own token.",
+            rich_help_panel=CONNECTION,
+        ),
+    ] = False,
     region: RegionOpt = None,
     base_url: BaseUrlOpt = None,
     api_version: ApiVersionOpt = None,
@@ -252,10 +270,37 @@ def flush(
     Examples:
       ievents flush -q --max-time 50 --env-file /etc/ievents/app.env
       ievents flush --watch --metrics-port 9464
+      ievents flush --watch --all-profiles
     """
     ui = Output(json_mode=json_output, quiet=quiet, verbose=verbose or debug, no_color=no_color)
     with reporting(ui, debug, on_error=json_error(ui)):
-        env = load_environment(env_file, profile=profile)
+        problem = watch_flags_wrong(watch, metrics_port, max_time, json_output)
+        if problem is not None:
+            raise UsageError(problem)
+        several = chosen_profiles(profile, all_profiles, env_file)
+        if several is not None:
+            code = flush_several(
+                ui,
+                several,
+                watch=watch,
+                metrics_port=metrics_port,
+                report_flush=report_flush,
+                outbox=outbox,
+                env_file=env_file,
+                concurrency=concurrency,
+                max_time=max_time,
+                now=now,
+                token_file=token_file,
+                region=region,
+                base_url=base_url,
+                api_version=api_version,
+                timeout=timeout,
+                retries=retries,
+            )
+            if code != ExitCode.OK:
+                raise typer.Exit(code)
+            return
+        env = load_environment(env_file, profile=profile[0] if profile else None)
         settings = Settings.load(
             env=env,
             token_file=token_file,
@@ -266,13 +311,7 @@ def flush(
             retries=retries,
         )
         path = outbox_path(outbox, env)
-        if watch or metrics_port is not None:
-            if not watch or max_time is not None or json_output:
-                raise UsageError(
-                    "--metrics-port needs --watch"
-                    if not watch
-                    else "--watch runs until stopped: it takes neither --max-time nor --json"
-                )
+        if watch:
             from .watch import run_watch
 
             code = run_watch(
@@ -307,6 +346,17 @@ def flush(
             ui.info(waiting_for_workspace_text(workspace, count))
         if report.exit_code != ExitCode.OK:
             raise typer.Exit(int(report.exit_code))
+
+
+def watch_flags_wrong(
+    watch: bool, metrics_port: str | None, max_time: float | None, json_output: bool
+) -> str | None:
+    """What is wrong with the --watch flags given (None: nothing)."""
+    if metrics_port is not None and not watch:
+        return "--metrics-port needs --watch"
+    if watch and (max_time is not None or json_output):
+        return "--watch runs until stopped: it takes neither --max-time nor --json"
+    return None
 
 
 def run_flush(
