@@ -34,6 +34,8 @@ def test_benchmark_smoke_run_prints_results_and_targets(tmp_path: Path) -> None:
         "5. ",
         "9. ",
         "10. ",
+        "11. ",
+        "12. ",
     ):
         assert f"| {scenario}" in done.stdout, f"no row for scenario {scenario!r}"
     assert "| ievents send " in done.stdout

@@ -15,6 +15,7 @@ pauses or paces another.
   it serves it, the other ends (``served_by``). Rows are never claimed twice anyway (each
   claim is atomic); this keeps one pacer per workspace, as Intercom's limit is.
 - Rows of a workspace no lane serves wait, and are named by workspace and region.
+- ``--concurrency`` is the run's, shared among the lanes (:func:`lane_concurrency`).
 - The run's exit code is the most severe over every lane (78, 77, 65, 67, 75, 0); 130
   when interrupted, 1 for a bug.
 
@@ -73,6 +74,13 @@ class Lane:
     def exit_code(self) -> ExitCode:
         """This lane's code (0 when it did nothing, or another lane served it)."""
         return self.report.exit_code if self.report is not None else ExitCode.OK
+
+
+def lane_concurrency(total: int, lanes: int) -> int:
+    """Requests in flight per lane: ``--concurrency`` is the whole run's, shared evenly
+    among the lanes, at least 2 each (so that one slow workspace holds only its share, and
+    ten workspaces do not mean ten times the threads)."""
+    return max(2, -(-total // max(1, lanes)))
 
 
 def combined_code(codes: Sequence[ExitCode]) -> ExitCode:

@@ -146,12 +146,13 @@ def flush_several(
 ) -> int:
     """Deliver every profile's workspace at once (``watch``: as a relay, until stopped);
     returns the exit code. ``report_flush`` words the totals (the one-profile flush's)."""
-    from ..delivery_lanes import flush_lanes
+    from ..delivery_lanes import flush_lanes, lane_concurrency
     from ..outbox.owner import lease_seconds
     from .common import open_outbox
     from .render import waiting_for_workspace_json, waiting_for_workspace_text
 
     configs, location, env = lane_configs(names, outbox, env_file, **flags)
+    concurrency = lane_concurrency(concurrency, len(configs))
     if watch:
         from .watch import watch_several
 
