@@ -252,11 +252,13 @@ class Relay:
         self.retired = False  # another relay of this process serves the same workspace
         self._learn_tried_at = -float("inf")
         self._learn_wait = LEARN_RETRY_S
+        self._learn_done = False
 
     @property
     def learn_tried(self) -> bool:
-        """Whether this relay has asked GET /me (or found its token's workspace) yet."""
-        return self._learn_tried_at > -float("inf") or self._workspace_known
+        """Whether this relay has had its first answer to GET /me (or found its token's
+        workspace in the outbox), whatever it was."""
+        return self._learn_done
 
     def _notice(self, text: str) -> None:
         self.report.notices.append(text)
@@ -452,6 +454,7 @@ class Relay:
             self.workspace = known
             if known is not None and self.on_learned is not None:
                 self.retired = not self.on_learned(known)
+            self._learn_done = True
 
     def _tell_elsewhere(self, store: OutboxStore) -> None:
         """Once, at the start: events this relay will not deliver (another workspace)."""

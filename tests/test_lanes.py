@@ -262,3 +262,35 @@ def test_a_relay_for_three_workspaces_delivers_one_while_the_others_fail(
     text_status = cli("outbox", "status")
     assert "3 not delivered for workspace ws_b" in text_status.stdout
     assert "1 not delivered for workspace ws_c" in text_status.stdout
+
+
+def test_a_workspace_whose_token_cannot_be_learned_at_start_is_asked_again_and_blocks_nobody(
+    tmp_path: Path, cli: RunCli, fakes: dict[str, FakeIntercom], store_location: str
+) -> None:
+    from intercom_events_cli.outbox.store import open_store
+
+    queue(cli, "b", 2)  # b's token never used by a flush or check: its workspace unknown
+    fakes["b"].script(Reply(503, path="/me"))  # Intercom down for b when the relay starts
+    config = tmp_path / "config" / "config.toml"
+    env = cli_env(tmp_path, None, lane_env(tmp_path, store_location, config))
+    relay = Relay(env, tmp_path, store_location, "--profile", "a", "--profile", "b")
+    try:
+        relay.wait_until_idle()
+        queue(cli, "a", 3)
+        wait_for(lambda: len(fakes["a"].events_posted()) == 3, what="a's events")
+        # b's rows, bound to its token, go with it meanwhile; its workspace is asked again.
+        wait_for(lambda: len(fakes["b"].events_posted()) == 2, what="b's events")
+
+        def b_learned() -> bool:
+            with open_store(store_location, {}) as store:
+                known = {d.workspace_id for d in store.destinations().values()}
+            return "ws_b" in known
+
+        wait_for(b_learned, what="b's workspace, learned on a later GET /me")
+        asked = [r for r in fakes["b"].requests if r.path == "/me"]
+        assert [r.status for r in asked][:2] == [503, 200], asked
+        assert max(r.time for r in fakes["a"].posts()) < asked[1].time
+    finally:
+        code = relay.stop()
+    assert code == 0, relay.stderr
+    no_token(relay.stdout, relay.stderr)
