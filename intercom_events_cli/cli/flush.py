@@ -40,7 +40,7 @@ from .common import (
     reporting,
     stop_on_signals,
 )
-from .flush_lanes import chosen_profiles, flush_several
+from .flush_lanes import chosen_profiles, flush_several, workspaces_json
 from .output import Output
 from .render import (
     agree,
@@ -332,7 +332,7 @@ def flush(
 
             # Once per new token: its workspace, so it delivers what its others captured.
             named = env.profile.name if env.profile else None
-            learn_workspace(store, settings, attempt_logger(ui), named)
+            workspace = learn_workspace(store, settings, attempt_logger(ui), named)
             report = run_flush(ui, store, settings, concurrency, max_time, now, env)
             remaining = store.summary()
             due = store.count_due(store.bind(settings))
@@ -340,6 +340,7 @@ def flush(
         if json_output:
             body = flush_json(report, path, remaining, due)
             body["waiting_for_workspace"] = waiting_for_workspace_json(waiting)
+            body["workspaces"] = workspaces_json(named, settings, workspace, report, remaining)
             ui.json(body)
         report_flush(ui, report, settings, remaining, max_time)
         for workspace, count in waiting:

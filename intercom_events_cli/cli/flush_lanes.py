@@ -16,9 +16,11 @@ from ..config import Settings
 from ..errors import ConfigError, ExitCode, UsageError
 from .common import attempt_logger, load_environment, outbox_path, stop_on_signals
 from .output import Output
-from .render import failure_hint, flush_json, lane_json, lane_label, lane_line
+from .render import failure_hint, flush_json
+from .render_lanes import lane_json, lane_label, lane_line
 
 if TYPE_CHECKING:
+    from ..delivery import FlushReport
     from ..delivery_lanes import Lane, LaneConfig, LanesReport
     from ..outbox import OutboxSummary
     from ..outbox.store import OutboxLocation
@@ -115,6 +117,20 @@ def pending_of(lane: Lane, remaining: OutboxSummary) -> int:
         and lane.workspace is not None
         and destination.workspace_id == lane.workspace
     )
+
+
+def workspaces_json(
+    profile: str | None,
+    settings: Settings,
+    workspace: str | None,
+    report: FlushReport,
+    remaining: OutboxSummary,
+) -> list[dict[str, Any]]:
+    """``workspaces`` of a one-profile ``flush --json``: its one workspace, as with several."""
+    from ..delivery_lanes import Lane
+
+    lane = Lane(profile or "", settings, workspace, report=report)
+    return [lane_json(lane, pending_of(lane, remaining))]
 
 
 def tell_lanes(ui: Output, report: LanesReport, remaining: OutboxSummary) -> None:

@@ -157,12 +157,8 @@ def watch_several(
     from ..early_signals import relay_stop
     from ..outbox.owner import lease_seconds
     from ..outbox.store import open_reader, open_store
-    from .render import (
-        deferred_line,
-        lane_label,
-        waiting_elsewhere_text,
-        waiting_for_workspace_text,
-    )
+    from .render import waiting_elsewhere_text, waiting_for_workspace_text
+    from .render_lanes import deferred_line, lane_label
 
     address = parse_metrics_address(metrics_port) if metrics_port is not None else None
     stop = relay_stop() or threading.Event()
