@@ -175,12 +175,18 @@ def flush_several(
         return watch_several(
             ui, configs, location, env, concurrency=concurrency, metrics_port=metrics_port
         )
+    from ..outbox.location import PostgresLocation
+    from ..outbox.store import open_store
+
     stop = threading.Event()
+    # PostgreSQL: a connection per lane; SQLite: one (writers of one file take turns anyway).
+    own = (lambda: open_store(location, env)) if isinstance(location, PostgresLocation) else None
     with open_outbox(location, env) as store, stop_on_signals(stop):
         report = flush_lanes(
             store,
             configs,
             stop=stop,
+            open_lane_store=own,
             on_attempt=attempt_logger(ui),
             concurrency=concurrency,
             max_time=max_time,

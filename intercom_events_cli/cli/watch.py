@@ -153,7 +153,7 @@ def watch_several(
 ) -> int:
     """``flush --watch`` over several profiles: a relay per workspace, until SIGTERM or
     Ctrl-C (:class:`~intercom_events_cli.delivery_lanes.LaneRelays`); returns 0."""
-    from ..delivery_lanes import LaneRelays
+    from ..delivery_lanes import LaneRelays, shared_store
     from ..early_signals import relay_stop
     from ..outbox.owner import lease_seconds
     from ..outbox.store import open_reader, open_store
@@ -198,13 +198,17 @@ def watch_several(
         if store is not None and cache is not None:
             cache.start()
 
-    # Created, checked and migrated once, here; each lane then opens a connection of its
-    # own without the file checks (which would drop the SQLite locks the others hold).
-    open_store(location, env).close()
+    # SQLite: one connection for every lane (writers of one file take turns anyway; ten
+    # connections would each keep a page cache). PostgreSQL: a connection per lane.
+    from ..outbox.location import PostgresLocation
+
+    shared = None if isinstance(location, PostgresLocation) else open_store(location, env)
     lanes = LaneRelays(
         location,
         configs,
-        lambda: open_reader(location, env),
+        (lambda: shared_store(shared))
+        if shared is not None
+        else (lambda: open_store(location, env)),
         stop=stop,
         on_result=on_result,
         on_notice=on_notice,
@@ -241,6 +245,8 @@ def watch_several(
             metrics.close()
         if cache is not None:
             cache.close()
+        if shared is not None:
+            shared.close()
     released = sum(r.released for r in reports)
     counts = delivery_counts(
         sum(r.delivered for r in reports),
