@@ -45,6 +45,7 @@ from harness import (  # noqa: E402
     run_measured,
     run_quick,
 )
+from lanes_bench import lanes_targets, scenario_lanes, scenario_lanes_window  # noqa: E402
 from outbox_bench import scenario_postgres, scenario_relay  # noqa: E402
 from scrape_bench import scenario_scrape, scrape_targets  # noqa: E402
 
@@ -683,6 +684,8 @@ SCENARIOS: dict[str, Callable[[Context, list[Row]], None]] = {
     "flush": scenario_flush,
     "window": scenario_window,
     "capture": scenario_capture,
+    "lanes": scenario_lanes,
+    "lanes_window": scenario_lanes_window,
 }
 
 
@@ -826,6 +829,7 @@ def targets_for(rows: list[Row], sizes: Sizes) -> list[Target]:
     out += scrape_targets(rows)
     out += flush_targets(rows)
     out += capture_targets(rows)
+    out += lanes_targets(rows)
     return out
 
 

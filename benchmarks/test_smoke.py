@@ -22,7 +22,7 @@ def test_benchmark_smoke_run_prints_results_and_targets(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert "| scenario" in done.stdout and "| target (issue 6, 11)" in done.stdout
@@ -36,6 +36,8 @@ def test_benchmark_smoke_run_prints_results_and_targets(tmp_path: Path) -> None:
         "10. ",
         "11. ",
         "12. ",
+        "13. ",
+        "14. ",
     ):
         assert f"| {scenario}" in done.stdout, f"no row for scenario {scenario!r}"
     assert "| ievents send " in done.stdout

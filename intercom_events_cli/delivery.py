@@ -101,6 +101,7 @@ class Deliverer:
         round_delay_s: float = ROUND_DELAY_S,
         note_flush: bool = True,
         on_tick: Callable[[], None] | None = None,
+        claim_ahead: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -160,6 +161,9 @@ class Deliverer:
         # is not an interrupted flush); on_tick: called on the run's thread between steps.
         self.note_flush = note_flush
         self.on_tick = on_tick
+        # Rows held claimed (in flight or queued for a sender): twice the senders, or more
+        # for a lane of few senders (delivery_lanes), so that it claims in fewer statements.
+        self.claim_ahead = max(claim_ahead or 0, 2 * concurrency)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -263,13 +267,13 @@ class Deliverer:
         # last claim and ended before keep_going was asked.
         last_look = self.keep_going is not None
         while not self._stopping():
-            room = 2 * self.concurrency - len(self._outstanding)
+            room = self.claim_ahead - len(self._outstanding)
             rows: list[OutboxRow] = []
             poll_due = time.monotonic() - last_claim >= self.poll_interval_s
             # A worker may have halted the run (401) before its result reached us.
             may_claim = not self._halt.is_set() and (claimed_last or poll_due)
-            if room >= max(1, self.concurrency // 2) and may_claim:
-                rows = self._claim(min(room, self.concurrency))
+            if room >= max(1, self.claim_ahead // 4) and may_claim:
+                rows = self._claim(min(room, self.claim_ahead // 2))
                 last_claim = time.monotonic()
                 claimed_last = bool(rows)
             if not self._outstanding:

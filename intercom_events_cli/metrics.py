@@ -8,6 +8,8 @@ here only, by those two commands (extra ``metrics``).
 Metrics (gauges unless said)::
 
     ievents_outbox_events{state="pending|in_flight|dead|delivered"}
+    ievents_outbox_workspace_undelivered_events{workspace=...,region=...}
+                                                     pending and in flight, by workspace
     ievents_outbox_oldest_pending_age_seconds        0 when nothing is pending
     ievents_outbox_last_success_timestamp_seconds    0 when nothing was ever delivered
     ievents_outbox_last_flush_timestamp_seconds      absent until a flush has run
@@ -15,6 +17,8 @@ Metrics (gauges unless said)::
     ievents_outbox_relay_heartbeat_timestamp_seconds absent until a relay has run
     ievents_relay_outbox_summary_age_seconds         age of the counts above (relay only)
     ievents_relay_deliveries_total{result=...}       counter (relay only)
+    ievents_relay_workspace_deliveries_total{workspace=...,region=...,result=...}
+                                                     the same by workspace (relay only)
     ievents_relay_delivery_latency_seconds           histogram, capture to 202 (relay only)
 """
 
@@ -54,6 +58,19 @@ def _families(summary: OutboxSummary | None, now: float) -> Iterator[Any]:
     for state in State:
         events.add_metric([state.value], counts.get(state, 0))
     yield events
+    by_workspace = GaugeMetricFamily(
+        "ievents_outbox_workspace_undelivered_events",
+        'Events pending or in flight, by workspace and region (workspace "": not '
+        'learned yet; region "": unbound). Read at each full summary.',
+        labels=["workspace", "region"],
+    )
+    undelivered: dict[tuple[str, str], int] = {}
+    for destination, count in summary.pending_by_destination if summary is not None else ():
+        labels = (destination.workspace_id or "", destination.region) if destination else ("", "")
+        undelivered[labels] = undelivered.get(labels, 0) + count
+    for labels, count in sorted(undelivered.items()):
+        by_workspace.add_metric(list(labels), count)
+    yield by_workspace
     oldest = summary.oldest_pending_created if summary is not None else None
     yield GaugeMetricFamily(
         "ievents_outbox_oldest_pending_age_seconds",
@@ -156,6 +173,13 @@ class RelayMetrics:
         )
         for result in ("delivered", "dead", "deferred", "released"):
             self.deliveries.labels(result)
+        # The same by workspace: a new series, so that the one above stays as it was.
+        self.by_workspace = client.Counter(
+            "ievents_relay_workspace_deliveries",
+            "Delivery results of this relay by workspace and region (never a token).",
+            ["workspace", "region", "result"],
+            registry=self.registry,
+        )
         self.latency = client.Histogram(
             "ievents_relay_delivery_latency_seconds",
             "From capture to Intercom's 202, per delivered event.",
@@ -164,18 +188,29 @@ class RelayMetrics:
         )
         self._server: Any = None
 
-    def observe(self, delivery: Delivery, now: float | None = None) -> None:
-        """Count one result (the relay's ``on_result``)."""
+    def observe(
+        self,
+        delivery: Delivery,
+        now: float | None = None,
+        *,
+        workspace: str | None = None,
+        region: str = "",
+    ) -> None:
+        """Count one result (the relay's ``on_result``); ``workspace`` (learned, with its
+        region) counts it by workspace as well."""
         stamp = time.time() if now is None else now
         if delivery.state is State.DELIVERED:
-            self.deliveries.labels("delivered").inc()
+            result = "delivered"
             self.latency.observe(max(0.0, stamp - delivery.row.created))
         elif delivery.state is State.DEAD:
-            self.deliveries.labels("dead").inc()
+            result = "dead"
         elif delivery.outcome is None:
-            self.deliveries.labels("released").inc()
+            result = "released"
         else:
-            self.deliveries.labels("deferred").inc()
+            result = "deferred"
+        self.deliveries.labels(result).inc()
+        if workspace is not None:
+            self.by_workspace.labels(workspace, region, result).inc()
 
     def serve(self, host: str, port: int) -> int:
         """Serve ``/metrics`` on ``host:port`` (a thread); returns the port bound.

@@ -190,3 +190,13 @@ def load_profile(flag: str | None, env: Mapping[str, str]) -> Profile | None:
         values[variable] = value.strip()
         origins[variable] = origin
     return Profile(chosen, chosen_by, path, values, origins)
+
+
+def profile_names(env: Mapping[str, str]) -> tuple[Path, list[str]]:
+    """The config file and the names of its profiles, in file order (none: no file)."""
+    path = config_path(env)
+    if not path.is_file():
+        return path, []
+    data, text = _parse(path)
+    _check_keys(data, text, path)
+    return path, list(data.get("profiles", {}))

@@ -45,6 +45,10 @@ ENGINE_POLL_S = 0.02
 # A running relay writes its heartbeat (the outbox's last flush, with the exit code of
 # what it did since the last beat, and relay_heartbeat_at) this often.
 HEARTBEAT_S = 5.0
+# A token whose workspace GET /me could not learn (Intercom down at start) is asked again
+# after this long while the relay idles (doubling up to PAUSE_AUTH_S): its workspace's
+# rows wait for the answer, and a revoked token is not asked every few seconds.
+LEARN_RETRY_S = 5.0
 
 
 @dataclass
@@ -69,6 +73,13 @@ class Relay:
     ``open_store`` opens the outbox (called again after the database went away).
     ``engine_options`` go to each :class:`~.delivery.Deliverer` (concurrency, retries,
     timeout, ...). ``on_store`` sees each store opened (for metrics).
+
+    One relay of several (one per workspace, :mod:`.delivery_lanes`): ``profile_name``
+    is the profile its token came from (remembered with the workspace, for SQL enqueue);
+    ``on_learned`` hears the workspace once learned and returns False when another relay
+    of the process serves it already (this one then ends); ``beat_code`` turns this
+    relay's heartbeat code into the process's (the most severe over its relays);
+    ``tell_elsewhere`` False leaves telling of other workspaces' rows to the caller.
     """
 
     def __init__(
@@ -83,6 +94,10 @@ class Relay:
         on_notice: Callable[[str], None] | None = None,
         on_store: Callable[[OutboxStore | None], None] | None = None,
         idle_look_s: float = IDLE_LOOK_S,
+        profile_name: str | None = None,
+        on_learned: Callable[[str], bool] | None = None,
+        beat_code: Callable[[ExitCode], ExitCode] | None = None,
+        tell_elsewhere: bool = True,
         **engine_options: Any,
     ) -> None:
         self.location = location
@@ -106,6 +121,21 @@ class Relay:
         # the heartbeats during the pause after it keep saying.
         self._paused_code: ExitCode | None = None
         self._workspace_known = False  # the token's workspace is in the outbox
+        self.profile_name = profile_name
+        self.on_learned = on_learned
+        self.beat_code = beat_code
+        self.tell_elsewhere = tell_elsewhere
+        self.workspace: str | None = None  # learned (GET /me), or None
+        self.retired = False  # another relay of this process serves the same workspace
+        self._learn_tried_at = -float("inf")
+        self._learn_wait = LEARN_RETRY_S
+        self._learn_done = False
+
+    @property
+    def learn_tried(self) -> bool:
+        """Whether this relay has had its first answer to GET /me (or found its token's
+        workspace in the outbox), whatever it was."""
+        return self._learn_done
 
     def _notice(self, text: str) -> None:
         self.report.notices.append(text)
@@ -118,6 +148,13 @@ class Relay:
         if self.stop.is_set():
             return False
         self._beat()
+        if (
+            not self._workspace_known
+            and self.settings.token
+            and time.monotonic() - self._learn_tried_at >= self._learn_wait
+        ):
+            self._learn_wait = min(self._learn_wait * 2, PAUSE_AUTH_S)
+            return False  # end this run: the next one asks GET /me again first
         if self._waker is not None:
             self._waker.wait(self.idle_look_s)
         else:
@@ -138,6 +175,8 @@ class Relay:
             code = self._paused_code
         if final is not None:
             code = final
+        if self.beat_code is not None:
+            code = self.beat_code(code)
         try:
             store.note_flush(int(code), relay=final is None)
         except OutboxError:
@@ -158,11 +197,11 @@ class Relay:
         self._backoff = 0.5
         told_elsewhere = False
         try:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and not self.retired:
                 if self.store is None and not self._connect():
                     continue
                 assert self.store is not None
-                if not told_elsewhere:
+                if not told_elsewhere and self.tell_elsewhere:
                     told_elsewhere = True
                     self._tell_elsewhere(self.store)
                 flush = self._run_engine(self.store)
@@ -233,6 +272,8 @@ class Relay:
         self._paused_code = None
         try:
             self._learn(store)
+            if self.retired:
+                return None
             flush = engine.run()
         except OutboxUnavailable as exc:
             # Rows this engine held stay in flight under a session that is gone
@@ -289,8 +330,13 @@ class Relay:
         if not self._workspace_known:
             from .workspaces import learn_workspace
 
-            known = learn_workspace(store, self.settings, self.on_attempt)
+            self._learn_tried_at = time.monotonic()
+            known = learn_workspace(store, self.settings, self.on_attempt, self.profile_name)
             self._workspace_known = known is not None
+            self.workspace = known
+            if known is not None and self.on_learned is not None:
+                self.retired = not self.on_learned(known)
+            self._learn_done = True
 
     def _tell_elsewhere(self, store: OutboxStore) -> None:
         """Once, at the start: events this relay will not deliver (another workspace)."""

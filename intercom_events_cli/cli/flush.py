@@ -15,7 +15,8 @@ from ..config import Settings
 from ..errors import ExitCode, UsageError
 from ..outcome import Outcome, OutcomeKind, api_error_text, status_text
 from .common import attempt_logger, json_error, open_outbox, reporting, stop_on_signals
-from .options import DELIVERY, OUTPUTS, SETTINGS, Options, finite, shared
+from .flush_lanes import chosen_profiles, flush_several, workspaces_json
+from .options import CONNECTION, DELIVERY, OUTPUTS, SETTINGS, Options, finite, shared
 from .output import Output
 from .render import (
     agree,
@@ -156,7 +157,12 @@ def report_failures(ui: Output, report: FlushReport, settings: Settings, pending
         ui.error(f"internal error: {message}", "this is a bug in ievents; the event stays pending")
 
 
-@shared("outbox", *SETTINGS, *OUTPUTS)
+# flush declares --profile itself (repeatable), and --all-profiles right after it.
+_AFTER_PROFILE = SETTINGS.index("profile") + 1
+_SETTINGS = (*SETTINGS[:_AFTER_PROFILE], "all_profiles", *SETTINGS[_AFTER_PROFILE:])
+
+
+@shared("outbox", *_SETTINGS, *OUTPUTS)
 def flush(
     concurrency: Annotated[
         int,
@@ -208,6 +214,24 @@ def flush(
             show_default=False,
         ),
     ] = None,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--profile",
+            metavar="NAME",
+            help="Profile in config.toml (IEVENTS_PROFILE); repeat: each workspace its own.",
+            rich_help_panel=CONNECTION,
+            show_default=False,
+        ),
+    ] = None,
+    all_profiles: Annotated[
+        bool,
+        typer.Option(
+            "--all-profiles",
+            help="Deliver for every profile in config.toml, each with its own token.",
+            rich_help_panel=CONNECTION,
+        ),
+    ] = False,
     *,
     opts: Options,
 ) -> None:
@@ -216,20 +240,35 @@ def flush(
     Examples:
       ievents flush -q --max-time 50 --env-file /etc/ievents/app.env
       ievents flush --watch --metrics-port 9464
+      ievents flush --watch --all-profiles
     """
     ui = opts.output()
     json_output = opts.json_output
     with reporting(ui, opts.debug, on_error=json_error(ui)):
+        problem = watch_flags_wrong(watch, metrics_port, max_time, json_output)
+        if problem is not None:
+            raise UsageError(problem)
+        several = chosen_profiles(profile, all_profiles, opts)
+        if several is not None:
+            code = flush_several(
+                ui,
+                several,
+                opts,
+                watch=watch,
+                metrics_port=metrics_port,
+                report_flush=report_flush,
+                concurrency=concurrency,
+                max_time=max_time,
+                now=now,
+            )
+            if code != ExitCode.OK:
+                raise typer.Exit(code)
+            return
+        opts = opts.for_profile(profile[0] if profile else None)
         env = opts.environment()
         settings = opts.settings()
         path = opts.outbox_location()
-        if watch or metrics_port is not None:
-            if not watch or max_time is not None or json_output:
-                raise UsageError(
-                    "--metrics-port needs --watch"
-                    if not watch
-                    else "--watch runs until stopped: it takes neither --max-time nor --json"
-                )
+        if watch:
             from .watch import run_watch
 
             code = run_watch(
@@ -250,7 +289,7 @@ def flush(
 
             # Once per new token: its workspace, so it delivers what its others captured.
             named = env.profile.name if env.profile else None
-            learn_workspace(store, settings, attempt_logger(ui), named)
+            workspace = learn_workspace(store, settings, attempt_logger(ui), named)
             report = run_flush(ui, store, settings, concurrency, max_time, now, env)
             remaining = store.summary()
             due = store.count_due(store.bind(settings))
@@ -258,12 +297,24 @@ def flush(
         if json_output:
             body = flush_json(report, path, remaining, due)
             body["waiting_for_workspace"] = waiting_for_workspace_json(waiting)
+            body["workspaces"] = workspaces_json(named, settings, workspace, report, remaining)
             ui.json(body)
         report_flush(ui, report, settings, remaining, max_time)
         for workspace, count in waiting:
             ui.info(waiting_for_workspace_text(workspace, count))
         if report.exit_code != ExitCode.OK:
             raise typer.Exit(int(report.exit_code))
+
+
+def watch_flags_wrong(
+    watch: bool, metrics_port: str | None, max_time: float | None, json_output: bool
+) -> str | None:
+    """What is wrong with the --watch flags given (None: nothing)."""
+    if metrics_port is not None and not watch:
+        return "--metrics-port needs --watch"
+    if watch and (max_time is not None or json_output):
+        return "--watch runs until stopped: it takes neither --max-time nor --json"
+    return None
 
 
 def run_flush(

@@ -9,10 +9,10 @@ SIGTERM or Ctrl-C (a relay asked to stop has done its job), 130 on a second Ctrl
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ExitCode, UsageError
+from ..errors import ExitCode, IeventsError, UsageError
 from .common import attempt_logger, stop_on_signals
 from .output import Output
 from .render import delivery_counts, plural, refused_line, relay_line
@@ -20,7 +20,9 @@ from .render import delivery_counts, plural, refused_line, relay_line
 if TYPE_CHECKING:
     from ..config import Settings
     from ..delivery import Delivery
+    from ..delivery_lanes import Lane, LaneConfig
     from ..outbox.store import OutboxLocation, OutboxStore
+    from ..relay import Relay
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 # Rows refused as invalid are told one line each up to this many (the final line and the
@@ -54,12 +56,14 @@ def run_watch(
     metrics_port: str | None,
 ) -> int:
     """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
+    from ..destination import Destination
     from ..early_signals import relay_stop
     from ..outbox.owner import lease_seconds
     from ..outbox.store import open_reader, open_store
     from ..relay import Relay
 
     address = parse_metrics_address(metrics_port) if metrics_port is not None else None
+    region = Destination(settings.base_url.rstrip("/"), "", "", "").region
     # The process's own: a signal since the run began has already asked it to stop.
     stop = relay_stop() or threading.Event()
     metrics = None
@@ -73,10 +77,12 @@ def run_watch(
         metrics = RelayMetrics(cache.get, cache.age_s)
     log_lock = threading.Lock()
     told_refused = [0]
+    relays: list[Relay] = []  # the one relay, once made: its workspace labels the metrics
 
     def on_result(delivery: Delivery) -> None:
         if metrics is not None and cache is not None:
-            metrics.observe(delivery)
+            workspace = relays[0].workspace if relays else None
+            metrics.observe(delivery, workspace=workspace, region=region)
             cache.observe(delivery)
         if delivery.outcome is None and delivery.state.value == "dead":
             # Refused as invalid (never sent): said even without -v, the first ones.
@@ -111,6 +117,7 @@ def run_watch(
         concurrency=concurrency,
         lease_s=lease_seconds(env),
     )
+    relays.append(relay)
     if metrics is not None and cache is not None and address is not None:
         port = metrics.serve(*address)
         ui.info(f"metrics on http://{address[0]}:{port}/metrics")
@@ -133,3 +140,135 @@ def run_watch(
     )
     ui.result(f"watch stopped: {counts}")
     return int(ExitCode.OK)
+
+
+def watch_several(
+    ui: Output,
+    configs: Sequence[LaneConfig],
+    location: OutboxLocation,
+    env: Mapping[str, str],
+    *,
+    concurrency: int,
+    metrics_port: str | None,
+) -> int:
+    """``flush --watch`` over several profiles: a relay per workspace, until SIGTERM or
+    Ctrl-C (:class:`~intercom_events_cli.delivery_lanes.LaneRelays`); returns 0."""
+    from ..delivery_lanes import LaneRelays, shared_store
+    from ..early_signals import relay_stop
+    from ..outbox.owner import lease_seconds
+    from ..outbox.store import open_reader, open_store
+    from .render import waiting_elsewhere_text, waiting_for_workspace_text
+    from .render_lanes import deferred_line, lane_label
+
+    address = parse_metrics_address(metrics_port) if metrics_port is not None else None
+    stop = relay_stop() or threading.Event()
+    metrics, cache = _metrics(address, location, env)
+    log_lock = threading.Lock()
+    told_refused = [0]
+    failing: set[str] = set()  # lanes whose last answer was a temporary failure (told)
+
+    def on_result(lane: Lane, delivery: Delivery) -> None:
+        if metrics is not None and cache is not None:
+            metrics.observe(delivery, workspace=lane.workspace or "", region=lane.region)
+            cache.observe(delivery)
+        if delivery.outcome is not None:
+            # Said once per outage, per workspace: why its events wait while others go.
+            temporary = delivery.outcome.kind.value == "temporary"
+            if temporary and lane.profile not in failing:
+                failing.add(lane.profile)
+                with log_lock:
+                    ui.warn(f"{lane_label(lane)}: {deferred_line(delivery.outcome)}")
+            elif not temporary:
+                failing.discard(lane.profile)
+        if delivery.outcome is None and delivery.state.value == "dead":
+            told_refused[0] += 1
+            if told_refused[0] <= MAX_REFUSED_LINES:
+                with log_lock:
+                    ui.warn(f"{lane_label(lane)}: {refused_line(delivery)}")
+            return
+        if ui.verbose:
+            with log_lock:
+                ui.log(f"{lane_label(lane)}: {relay_line(delivery)}")
+
+    def on_notice(lane: Lane, text: str) -> None:
+        with log_lock:
+            ui.warn(f"{lane_label(lane)}: {text}")
+
+    def on_store(store: OutboxStore | None) -> None:
+        if store is not None and cache is not None:
+            cache.start()
+
+    # One connection for every lane where writers take turns anyway (SQLite: ten
+    # connections would each keep a page cache); a connection per lane where they do not.
+    from ..outbox.store import backend_of
+
+    concurrent = backend_of(location).concurrent_writers
+    shared = None if concurrent else open_store(location, env)
+    lanes = LaneRelays(
+        location,
+        configs,
+        (lambda: shared_store(shared))
+        if shared is not None
+        else (lambda: open_store(location, env)),
+        stop=stop,
+        on_result=on_result,
+        on_notice=on_notice,
+        on_store=on_store,
+        on_attempt=attempt_logger(ui),
+        concurrency=concurrency,
+        lease_s=lease_seconds(env),
+    )
+
+    def tell_waiting() -> None:
+        try:
+            with open_reader(location, env) as store:
+                nobody = lanes.waiting_for_nobody(store)
+                unbound = store.waiting_for_workspace()
+        except IeventsError:
+            return  # the lanes meet the same error and say so
+        with log_lock:
+            for destination, count in nobody:
+                ui.warn(waiting_elsewhere_text(destination, count))
+            for workspace, count in unbound:
+                ui.warn(waiting_for_workspace_text(workspace, count))
+
+    if metrics is not None and address is not None:
+        ui.info(f"metrics on http://{address[0]}:{metrics.serve(*address)}/metrics")
+    ui.info(
+        f"watching {location} for new events of {plural(len(configs), 'profile')}; "
+        "SIGTERM or Ctrl-C stops"
+    )
+    try:
+        with stop_on_signals(stop):
+            reports = lanes.run(on_learned=tell_waiting)
+    finally:
+        if metrics is not None:
+            metrics.close()
+        if cache is not None:
+            cache.close()
+        if shared is not None:
+            shared.close()
+    released = sum(r.released for r in reports)
+    counts = delivery_counts(
+        sum(r.delivered for r in reports),
+        sum(r.dead for r in reports),
+        sum(r.deferred for r in reports),
+        plural(released, "event") + " handed back unsent" if released else None,
+        sum(r.refused for r in reports),
+    )
+    ui.result(f"watch stopped: {counts}")
+    return int(ExitCode.OK)
+
+
+def _metrics(
+    address: tuple[str, int] | None, location: OutboxLocation, env: Mapping[str, str]
+) -> tuple[Any, Any]:
+    """The metrics and the summary cache they read (both None without --metrics-port)."""
+    if address is None:
+        return None, None
+    from ..metrics import RelayMetrics
+    from ..outbox.store import open_reader
+    from ..summary_cache import SummaryCache
+
+    cache = SummaryCache(lambda: open_reader(location, env))
+    return RelayMetrics(cache.get, cache.age_s), cache

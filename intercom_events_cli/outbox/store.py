@@ -258,6 +258,9 @@ class Backend:
     label: str  # in messages: "SQLite", "PostgreSQL"
     module: str  # under outbox/: meets BackendModule; imported only when used
     schemes: tuple[str, ...] = ()  # URI schemes it takes; () for the plain file path
+    # Whether writers on several connections run side by side (a connection each pays)
+    # or take turns (one file: one connection shared is as fast, and lighter).
+    concurrent_writers: bool = False
 
     def load(self) -> BackendModule:
         """The backend's module (imported now, on first use)."""
@@ -266,7 +269,7 @@ class Backend:
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("sqlite", "SQLite", "sqlite_backend"),
-    Backend("postgres", "PostgreSQL", "pg_backend", ("postgresql", "postgres")),
+    Backend("postgres", "PostgreSQL", "pg_backend", ("postgresql", "postgres"), True),
 )
 
 
