@@ -46,6 +46,7 @@ MAPPING: dict[str, str] = {
     "input_records": "input.records",
     "input_csv": "input.csv_rows",
     "rejects": "input.rejects",
+    "input_ndjson": "input.ndjson_blocks",
     # config/: settings and where each value came from
     "config": "config.settings",
     "profiles": "config.profiles",
@@ -53,6 +54,7 @@ MAPPING: dict[str, str] = {
     "delivery": "delivery.engine",
     "delivery_workers": "delivery.workers",
     "delivery_results": "delivery.results",
+    "delivery_lanes": "delivery.lanes",
     "batch": "delivery.batch",
     "relay": "delivery.relay",
     "workspaces": "delivery.workspaces",
@@ -163,6 +165,7 @@ KEEP_AT_TOP = {
     "fields",
     "metadata",
     "outcome",
+    "record_check",
     "textsafe",
 }
 
