@@ -72,8 +72,7 @@ __all__ = [
 if TYPE_CHECKING:
     from typing import Any
 
-    from .client import EventsClient
-    from .config import Settings
+    from .config.settings import Settings
     from .errors import (
         ApiError,
         ConfigError,
@@ -85,14 +84,15 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from .event import Event
+    from .http.client import EventsClient
     from .outbox.rows import State
     from .outbox.store import OutboxStore, open_store
     from .outcome import Outcome
 
 # Each public name and the private module that defines it.
 _LAZY = {
-    "EventsClient": "client",
-    "Settings": "config",
+    "EventsClient": "http.client",
+    "Settings": "config.settings",
     "ApiError": "errors",
     "ConfigError": "errors",
     "ExitCode": "errors",

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from .delivery_results import deferred_until
+from .delivery.results import deferred_until
 from .errors import ExitCode, Interrupted
 from .event import Event
 from .outbox import OutboxRow, State
 from .outcome import CODE_TLS, Outcome, OutcomeKind, dead_letter_kind, exit_code_for
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .config.settings import Settings
     from .outbox.store import OutboxStore
 
 

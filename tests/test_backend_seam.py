@@ -203,8 +203,8 @@ def test_a_relay_waits_out_a_busy_sqlite_file_and_then_delivers(fake: Any, tmp_p
 
     from conftest import TOKEN
 
-    from intercom_events_cli.config import Settings
-    from intercom_events_cli.relay import Relay
+    from intercom_events_cli.config.settings import Settings
+    from intercom_events_cli.delivery.relay import Relay
 
     path = tmp_path / "outbox.sqlite3"
     env = {"IEVENTS_OUTBOX_BUSY_TIMEOUT": "0.2"}

@@ -34,8 +34,8 @@ from helpers import (
     write,
 )
 
-from intercom_events_cli.config import Settings
-from intercom_events_cli.delivery import Deliverer
+from intercom_events_cli.config.settings import Settings
+from intercom_events_cli.delivery.engine import Deliverer
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import Outbox, State
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import event
 
 from intercom_events_cli.capture import CaptureState, capture
-from intercom_events_cli.config import Settings
+from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.errors import ExitCode
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import Outbox, RowResult, State

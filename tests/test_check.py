@@ -9,7 +9,7 @@ import pytest
 from conftest import TOKEN, RunCli, make_runner
 from fake_intercom import FakeIntercom, Reply, api_error
 
-from intercom_events_cli.lookup import TokenOwner, region_from_report, region_of_base_url
+from intercom_events_cli.http.lookup import TokenOwner, region_from_report, region_of_base_url
 
 
 def me_requests(fake: FakeIntercom) -> list[str]:

@@ -12,10 +12,10 @@ import pytest
 from fake_intercom import FakeIntercom, Reply  # tests/ is on sys.path (conftest.py)
 
 from intercom_events_cli import __version__
-from intercom_events_cli.client import AttemptLog, EventsClient, events_url
-from intercom_events_cli.config import Settings, register_secret
+from intercom_events_cli.config.settings import Settings, register_secret
 from intercom_events_cli.errors import ApiError, ExitCode
 from intercom_events_cli.event import Event
+from intercom_events_cli.http.client import AttemptLog, EventsClient, events_url
 from intercom_events_cli.outcome import OutcomeKind
 
 TOKEN = "tok_CLIENT_unit_5e6f7a8b9c0d1e2f"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from intercom_events_cli.config import (
+from intercom_events_cli.config.settings import (
     REGION_BASE_URLS,
     Settings,
     is_loopback_host,

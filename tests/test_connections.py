@@ -12,10 +12,10 @@ import pytest
 from conftest import TOKEN
 from fake_intercom import FakeIntercom
 
-from intercom_events_cli.client import EVENTS_PATH, EventsClient
-from intercom_events_cli.config import Settings, register_secret
-from intercom_events_cli.connections import ConnectionShelf
+from intercom_events_cli.config.settings import Settings, register_secret
 from intercom_events_cli.event import Event
+from intercom_events_cli.http.client import EVENTS_PATH, EventsClient
+from intercom_events_cli.http.connections import ConnectionShelf
 
 
 @pytest.fixture(autouse=True)

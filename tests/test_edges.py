@@ -21,7 +21,7 @@ import pytest
 from conftest import RunCli, base_env
 from helpers import launch, wait_for
 
-from intercom_events_cli.config import Settings
+from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.errors import ExitCode
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import Outbox, State
@@ -149,7 +149,7 @@ def _httpx_exception_classes() -> list[type[BaseException]]:
 
 @pytest.mark.parametrize("cls", _httpx_exception_classes(), ids=lambda c: c.__name__)
 def test_every_httpx_exception_maps_to_an_exit_code(cls: type[BaseException]) -> None:
-    from intercom_events_cli.client import EventsClient
+    from intercom_events_cli.http.client import EventsClient
 
     def fail(request: httpx.Request) -> httpx.Response:
         raise cls("boom", request=request)  # type: ignore[call-arg]
@@ -176,7 +176,7 @@ def test_a_certificate_failure_is_configuration_and_a_bug_is_not_classified() ->
 
 
 def test_the_pacer_is_told_even_when_a_bug_escapes() -> None:
-    from intercom_events_cli.client import EventsClient
+    from intercom_events_cli.http.client import EventsClient
 
     class Counting:
         def __init__(self) -> None:
@@ -284,7 +284,7 @@ def test_json_on_an_internal_error_prints_one_object(
     from typer.testing import CliRunner
 
     from intercom_events_cli.cli import app
-    from intercom_events_cli.cli import outbox_inspect as outbox_cli
+    from intercom_events_cli.cli.outbox import inspection as outbox_cli
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")

@@ -16,8 +16,8 @@ from conftest import TOKEN
 from fake_intercom import FakeIntercom, Reply
 from helpers import event, wait_for
 
-from intercom_events_cli.config import Settings
-from intercom_events_cli.delivery import Deliverer, Delivery, StopReason, deliver_pending
+from intercom_events_cli.config.settings import Settings
+from intercom_events_cli.delivery.engine import Deliverer, Delivery, StopReason, deliver_pending
 from intercom_events_cli.errors import ExitCode
 from intercom_events_cli.outbox import Outbox, State
 
@@ -147,8 +147,8 @@ def test_a_bug_in_a_worker_loses_no_row(store: Outbox, settings: Settings) -> No
 def test_nothing_to_send_imports_no_http_stack(tmp_path: Path) -> None:
     script = f"""
 import sys
-from intercom_events_cli.config import Settings
-from intercom_events_cli.delivery import deliver_pending
+from intercom_events_cli.config.settings import Settings
+from intercom_events_cli.delivery.engine import deliver_pending
 from intercom_events_cli.outbox import Outbox
 with Outbox.open({str(tmp_path / "o.sqlite3")!r}) as store:
     report = deliver_pending(store, Settings(token="t", base_url="http://127.0.0.1:9"))
@@ -165,7 +165,7 @@ print("httpx" in sys.modules)
 def test_dead_letters_kept_in_the_report_are_capped_but_all_are_counted(
     store: Outbox, settings: Settings, fake: FakeIntercom, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import intercom_events_cli.delivery as delivery
+    import intercom_events_cli.delivery.engine as delivery
 
     monkeypatch.setattr(delivery, "MAX_DEAD_LETTERS_KEPT", 3)
     fake.unknown_contacts = {f"u{n}" for n in range(8)}

@@ -17,10 +17,10 @@ import pytest
 from packaging.requirements import Requirement
 
 import intercom_events_cli
-from intercom_events_cli import transport as transport_module
-from intercom_events_cli.config import Settings
+from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.errors import ExitCode, IncompatibleHttpLibrary
-from intercom_events_cli.transport import (
+from intercom_events_cli.http import transport as transport_module
+from intercom_events_cli.http.transport import (
     HTTPCORE_REQUIREMENT,
     HTTPX_REQUIREMENT,
     bound_by_deadline,
@@ -157,7 +157,7 @@ def test_no_module_but_transport_py_reaches_a_private_attribute_of_httpx() -> No
 
 
 def test_the_client_works_through_the_fence(monkeypatch: pytest.MonkeyPatch) -> None:
-    from intercom_events_cli.client import EventsClient
+    from intercom_events_cli.http.client import EventsClient
 
     calls: list[str] = []
     real = transport_module.private

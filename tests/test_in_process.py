@@ -99,7 +99,7 @@ def test_in_process_runs_match_real_processes(tmp_path: Path) -> None:
 
 
 def test_a_run_leaves_the_process_as_it_found_it(run_cli: RunCli, tmp_path: Path) -> None:
-    from intercom_events_cli import config
+    from intercom_events_cli.config import settings as config
 
     before_env, before_cwd = dict(os.environ), os.getcwd()
     before_streams = (sys.stdin, sys.stdout, sys.stderr)
@@ -129,7 +129,7 @@ def test_the_run_sees_the_tests_variables_and_working_directory(
 def test_an_exception_escaping_main_ends_the_run_as_the_interpreter_would(
     run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from intercom_events_cli.cli import usage
+    from intercom_events_cli.cli import runner as usage
 
     def escaped(*args: object) -> int:
         raise LookupError("escaped")

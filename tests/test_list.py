@@ -12,7 +12,7 @@ from conftest import TOKEN, RunCli, base_env, make_runner
 from fake_intercom import FakeIntercom, Reply, api_error
 from helpers import run_on_terminal, seed_fake
 
-from intercom_events_cli.lookup import origin_text, same_origin
+from intercom_events_cli.http.lookup import origin_text, same_origin
 
 T0 = 1_700_000_000
 

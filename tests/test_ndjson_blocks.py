@@ -15,9 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intercom_events_cli import input_ndjson, input_records
 from intercom_events_cli.errors import ValidationError
-from intercom_events_cli.input_records import (
+from intercom_events_cli.input import ndjson_blocks as input_ndjson
+from intercom_events_cli.input import records as input_records
+from intercom_events_cli.input.readers import read_records
+from intercom_events_cli.input.records import (
     DECODER,
     InputError,
     Record,
@@ -28,7 +30,6 @@ from intercom_events_cli.input_records import (
     too_long_error,
     validated,
 )
-from intercom_events_cli.readers import read_records
 
 
 def clock() -> float:

@@ -6,7 +6,7 @@ import socket
 
 from conftest import RunCli
 
-from intercom_events_cli.client import host_of, is_dns_failure, transport_message
+from intercom_events_cli.http.client import host_of, is_dns_failure, transport_message
 
 
 def test_unresolvable_host_is_named_and_not_retried(run_cli: RunCli) -> None:

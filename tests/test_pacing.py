@@ -12,10 +12,10 @@ from conftest import TOKEN
 from fake_intercom import FakeIntercom
 from helpers import wait_for
 
-from intercom_events_cli.client import EventsClient
-from intercom_events_cli.config import Settings
+from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.event import Event
-from intercom_events_cli.pacing import (
+from intercom_events_cli.http.client import EventsClient
+from intercom_events_cli.http.pacing import (
     DEFAULT_429_HOLD_S,
     PROBE_AFTER_S,
     RESET_MARGIN_S,

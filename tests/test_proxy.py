@@ -193,7 +193,7 @@ def test_a_plain_http_client_trusts_no_certificate(
     Even a certificate that SSL_CERT_FILE trusts is refused by the http client's context:
     skipping the CA store never means trusting a peer unverified.
     """
-    from intercom_events_cli.connections import tls_verification
+    from intercom_events_cli.http.connections import tls_verification
 
     server, cert = tls_fake
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))

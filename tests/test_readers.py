@@ -20,9 +20,9 @@ from helpers import ndjson_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intercom_events_cli import input_records
 from intercom_events_cli.errors import ExitCode, UsageError, ValidationError
-from intercom_events_cli.readers import (
+from intercom_events_cli.input import records as input_records
+from intercom_events_cli.input.readers import (
     InputError,
     Record,
     RejectsWriter,
@@ -486,7 +486,7 @@ def test_standard_input_defaults_to_ndjson_and_may_be_gzip(
 
 def test_standard_input_through_a_real_pipe() -> None:
     script = (
-        "from intercom_events_cli.readers import open_input\n"
+        "from intercom_events_cli.input.readers import open_input\n"
         "for r in open_input('-', 'csv').records(): print(r.line, r.ok)\n"
     )
     completed = subprocess.run(

@@ -231,11 +231,11 @@ def test_relay_pauses_after_a_rejected_token_and_says_so(
     """In process: the engine stops on a 401; the relay says so and waits before trying again."""
     import threading
 
-    from intercom_events_cli.config import Settings
-    from intercom_events_cli.delivery import StopReason
+    from intercom_events_cli.config.settings import Settings
+    from intercom_events_cli.delivery.engine import StopReason
+    from intercom_events_cli.delivery.relay import Relay as CoreRelay
     from intercom_events_cli.event import Event
     from intercom_events_cli.outbox import Outbox, State
-    from intercom_events_cli.relay import Relay as CoreRelay
 
     path = tmp_path / "outbox.sqlite3"
     with Outbox.open(path) as store:

@@ -147,9 +147,9 @@ def test_a_scrape_answers_while_the_relays_sqlite_connection_waits_for_a_lock(
 
 def test_scrapes_read_the_summary_at_most_once_per_refresh(tmp_path: Path) -> None:
     """Unit: any number of scrapes, one read per refresh period, on a store of its own."""
+    from intercom_events_cli.delivery.summary_cache import SummaryCache
     from intercom_events_cli.outbox import State
     from intercom_events_cli.outbox.store import open_store
-    from intercom_events_cli.summary_cache import SummaryCache
 
     path = tmp_path / "outbox.sqlite3"
     opened: list[Any] = []
@@ -346,7 +346,7 @@ def test_a_running_relay_keeps_a_heartbeat_and_a_clean_stop_is_recorded_as_0(
 
 def test_the_metrics_text_is_rendered_once_for_many_scrapes() -> None:
     """Unit: a storm of scrapes gets the same rendered bytes, not a render each."""
-    from intercom_events_cli.metrics_server import ThrottledMetrics
+    from intercom_events_cli.delivery.metrics_server import ThrottledMetrics
 
     renders: list[int] = []
 

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from intercom_events_cli.outcome import is_retryable
-from intercom_events_cli.retry import (
+from intercom_events_cli.http.retry import (
     BASE_DELAY_S,
     MAX_BACKOFF_S,
     RESET_JITTER_S,
@@ -20,6 +19,7 @@ from intercom_events_cli.retry import (
     parse_retry_after,
     retry_decision,
 )
+from intercom_events_cli.outcome import is_retryable
 
 NOW = 1_700_000_000.0
 
@@ -278,7 +278,7 @@ def test_any_answer_gives_a_sane_decision(
 
 
 def test_rate_limit_limit_is_a_positive_integer_or_none() -> None:
-    from intercom_events_cli.retry import parse_rate_limit_limit
+    from intercom_events_cli.http.retry import parse_rate_limit_limit
 
     assert parse_rate_limit_limit({"x-ratelimit-limit": "10000"}) == 10000
     assert parse_rate_limit_limit({"X-RateLimit-Limit": "166.7"}) == 166
@@ -289,7 +289,7 @@ def test_rate_limit_limit_is_a_positive_integer_or_none() -> None:
 
 def test_retry_delay_grows_and_honours_the_server() -> None:
     """The outbox's wait before the next flush tries an event again (retry_delay_s)."""
-    from intercom_events_cli.retry import retry_delay_s
+    from intercom_events_cli.http.retry import retry_delay_s
 
     assert retry_delay_s(1) == 30
     assert retry_delay_s(2) == 60

@@ -183,7 +183,7 @@ def run_with_broken_client(
     unexpected exception, with the token in its message, the way a careless bug would.
     In-process: ``run_cli`` ends the run as the interpreter would if it escaped ``main``.
     """
-    from intercom_events_cli import client
+    from intercom_events_cli.http import client
 
     def broken(self: client.EventsClient, event: object) -> None:
         raise RuntimeError("bug while holding " + self.settings.token)
@@ -232,7 +232,7 @@ def test_reporting_turns_an_unexpected_exception_into_exit_1() -> None:
 
     from intercom_events_cli.cli.common import reporting
     from intercom_events_cli.cli.output import Output
-    from intercom_events_cli.config import register_secret
+    from intercom_events_cli.config.settings import register_secret
 
     register_secret(TOKEN)
     for debug in (False, True):

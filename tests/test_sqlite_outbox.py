@@ -246,7 +246,7 @@ def test_the_same_event_twice_in_one_call_is_stored_once(tmp_path: Path) -> None
 
 def test_a_version_2_outbox_is_migrated_to_destinations(tmp_path: Path) -> None:
     """Rows of a version-2 file become unbound; the first configuration to claim binds them."""
-    from intercom_events_cli.config import Settings
+    from intercom_events_cli.config.settings import Settings
 
     path = tmp_path / "v2.sqlite3"
     raw = sqlite3.connect(path)

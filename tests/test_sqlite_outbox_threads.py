@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from intercom_events_cli.config import Settings
+from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import Outbox, RowResult, State, new_owner
 

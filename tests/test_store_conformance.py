@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from helpers import event, wait_for
 
-from intercom_events_cli.config import Settings
+from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox.owner import new_owner
 from intercom_events_cli.outbox.rows import RowResult, State

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from intercom_events_cli.pacing import RateLimitPacer
-from intercom_events_cli.retry import (
+from intercom_events_cli.http.pacing import RateLimitPacer
+from intercom_events_cli.http.retry import (
     MAX_SERVER_WAIT_S,
     parse_rate_limit_reset,
     parse_retry_after,

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     caller, such as the tests, passes its own (see :mod:`.environment`).
     """
     from .environment import Environment, activated
-    from .usage import run
+    from .runner import run
 
     args = list(sys.argv[1:] if argv is None else argv)
     with activated(env or Environment.from_process()):

@@ -27,9 +27,9 @@ from .render import (
 )
 
 if TYPE_CHECKING:
-    from ..batch import BatchMode, BatchReport
-    from ..delivery import Delivery
-    from ..readers import InputSource, Record
+    from ..delivery.batch import BatchMode, BatchReport
+    from ..delivery.engine import Delivery
+    from ..input.readers import InputSource, Record
 
 INPUT = "Input"
 MAX_PROBLEM_LINES = 10
@@ -94,7 +94,7 @@ def print_summary(
     ui: Output, report: BatchReport, display: BatchDisplay, rejects: str | None, mode: BatchMode
 ) -> None:
     """Human summary on stderr: what was read, what became of it, what to do next."""
-    from ..batch import BatchMode
+    from ..delivery.batch import BatchMode
 
     print_problems_left(ui, report, display, rejects)
     read = f"read {plural(report.read, 'record')}: {report.valid} valid, {report.invalid} invalid"
@@ -291,7 +291,7 @@ def batch(
       zcat export.csv.gz | ievents batch - --format csv --json
     """
     ui = opts.output()
-    from ..batch import BatchMode
+    from ..delivery.batch import BatchMode
 
     mode = BatchMode.DRY_RUN if dry_run else BatchMode.QUEUE if queue else BatchMode.DELIVER
 
@@ -326,7 +326,7 @@ def open_batch_input(file: str, input_format: str | None) -> InputSource:
     sys.stdin's own buffer, the interpreter would abort at exit (it flushes sys.stdin, whose
     lock the waiting thread holds); a second reader on descriptor 0 avoids that.
     """
-    from ..readers import InputSource, detect_format, open_input
+    from ..input.readers import InputSource, detect_format, open_input
 
     if file != "-":
         return open_input(file, input_format)
@@ -349,8 +349,8 @@ def run_batch(
     opts: Options,
 ) -> BatchReport:
     """Open everything, run the batch with progress and signals, print the summary."""
-    from ..batch import BatchMode, BatchRun
-    from ..readers import RejectsWriter
+    from ..delivery.batch import BatchMode, BatchRun
+    from ..input.readers import RejectsWriter
 
     env = opts.environment()
     settings = None
@@ -367,7 +367,7 @@ def run_batch(
             try:
                 pacer = None
                 if mode is BatchMode.DELIVER:
-                    from ..pacing import RateLimitPacer
+                    from ..http.pacing import RateLimitPacer
 
                     pacer = RateLimitPacer(max_rate=max_rate)
                 stop = threading.Event()

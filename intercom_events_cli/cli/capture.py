@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ..config import Settings
+from ..config.settings import Settings
 from ..errors import IeventsError
 from ..event import Event, format_utc
 from ..outcome import Outcome, api_error_text, status_text

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..config import redact, set_warning_sink
+from ..config.settings import redact, set_warning_sink
 from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import status_text
 from .output import Output
 from .render import error_hint, failure_json
 
 if TYPE_CHECKING:
-    from ..client import AttemptLog
+    from ..http.client import AttemptLog
     from ..outbox.store import OutboxLocation, OutboxStore
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
@@ -75,7 +75,7 @@ def reporting(
             ui.stderr.write(redact("".join(traceback.format_exception(exc.__cause__))))
         hint = error_hint(exc)
         if hint is None and isinstance(exc, UsageError):
-            from .usage import current_help_hint
+            from .runner import current_help_hint
 
             hint = current_help_hint()  # a usage error is always one line plus a hint
         _json_error_once(ui, exc.exit_code, exc.code, exc.message, hint)

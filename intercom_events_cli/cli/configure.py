@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import (
+from ..config.profiles import config_path
+from ..config.settings import (
     API_VERSION_ENV,
     BASE_URL_ENV,
     REGION_ENV,
@@ -14,7 +15,6 @@ from ..config import (
     outbox_source,
     token_tail,
 )
-from ..profiles import config_path
 from .common import reporting
 from .options import Options, shared
 

@@ -1,6 +1,6 @@
 """``ievents flush``: deliver the events waiting in the outbox, and say what became of them.
 
-The engine is :mod:`intercom_events_cli.delivery`; ``--watch`` (the relay) is in
+The engine is :mod:`intercom_events_cli.delivery.engine`; ``--watch`` (the relay) is in
 :mod:`.watch`. httpx is imported only once there is something to send.
 """
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..config import Settings
+from ..config.settings import Settings
 from ..errors import ExitCode, UsageError
 from ..outcome import Outcome, OutcomeKind, api_error_text, status_text
 from .common import attempt_logger, json_error, open_outbox, reporting, stop_on_signals
@@ -37,7 +37,7 @@ from .render import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ..delivery import Delivery, FlushReport
+    from ..delivery.engine import Delivery, FlushReport
     from ..outbox import OutboxSummary
     from ..outbox.store import OutboxStore
 
@@ -61,7 +61,7 @@ def report_flush(
     max_time: float | None,
 ) -> None:
     """The summary (stdout) and what went wrong (stderr)."""
-    from ..delivery import StopReason
+    from ..delivery.engine import StopReason
     from ..outbox import State
 
     pending = remaining.counts[State.PENDING] + remaining.counts[State.IN_FLIGHT]
@@ -277,7 +277,7 @@ def flush(
             raise typer.Exit(code)
         if not path.exists():
             # Nothing was ever queued here: do not create a file just to find it empty.
-            from ..delivery import FlushReport
+            from ..delivery.engine import FlushReport
 
             if json_output:
                 ui.json(flush_json(FlushReport(), path, None))
@@ -285,7 +285,7 @@ def flush(
                 ui.result(f"nothing to flush: no outbox at {path} yet")
             return
         with open_outbox(path, env) as store:
-            from ..workspaces import learn_workspace
+            from ..delivery.workspaces import learn_workspace
 
             # Once per new token: its workspace, so it delivers what its others captured.
             named = env.profile.name if env.profile else None
@@ -327,7 +327,7 @@ def run_flush(
     env: Mapping[str, str],
 ) -> FlushReport:
     """Run the engine with Ctrl-C handling and ``-v`` lines."""
-    from ..delivery import Deliverer
+    from ..delivery.engine import Deliverer
     from ..outbox.owner import lease_seconds
 
     log_lock = threading.Lock()

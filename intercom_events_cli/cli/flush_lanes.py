@@ -1,7 +1,7 @@
 """``ievents flush`` for several workspaces: ``--all-profiles`` or ``--profile`` repeated.
 
 Each profile's workspace is delivered with that profile's token, in a lane of its own
-(:mod:`intercom_events_cli.delivery_lanes`); one ``--profile`` (or none) is the flush of
+(:mod:`intercom_events_cli.delivery.lanes`); one ``--profile`` (or none) is the flush of
 :mod:`.flush`, unchanged. Here: which profiles, their settings, and the words.
 """
 
@@ -19,9 +19,9 @@ from .render import failure_hint, flush_json
 from .render_lanes import lane_json, lane_label, lane_line
 
 if TYPE_CHECKING:
-    from ..config import Settings
-    from ..delivery import FlushReport
-    from ..delivery_lanes import Lane, LaneConfig, LanesReport
+    from ..config.settings import Settings
+    from ..delivery.engine import FlushReport
+    from ..delivery.lanes import Lane, LaneConfig, LanesReport
     from ..outbox import OutboxSummary
     from ..outbox.store import OutboxLocation
     from .options import Options
@@ -39,7 +39,7 @@ def chosen_profiles(
             "use --all-profiles for every profile in config.toml, or name each with --profile",
         )
     if all_profiles:
-        from ..profiles import profile_names
+        from ..config.profiles import profile_names
 
         path, names = profile_names(opts.environment())
         if not names:
@@ -56,7 +56,7 @@ def lane_configs(
 ) -> tuple[list[LaneConfig], OutboxLocation, Any]:
     """Each profile's settings (the flags over each), the one outbox they share, and the
     first profile's variables (for the outbox's options)."""
-    from ..delivery_lanes import LaneConfig
+    from ..delivery.lanes import LaneConfig
 
     if opts.token_file is not None:
         raise UsageError(
@@ -85,7 +85,7 @@ def lane_configs(
 def merged(report: LanesReport) -> Any:
     """The lanes' reports as one (the counts, the codes, the dead letters) for the summary
     line and ``--json``; each lane's own failure is told by :func:`tell_lanes`."""
-    from ..delivery import FlushReport, StopReason
+    from ..delivery.engine import FlushReport, StopReason
 
     total = FlushReport(elapsed_s=report.elapsed_s, waiting_elsewhere=report.waiting_elsewhere)
     for lane in report.lanes:
@@ -128,7 +128,7 @@ def workspaces_json(
     remaining: OutboxSummary,
 ) -> list[dict[str, Any]]:
     """``workspaces`` of a one-profile ``flush --json``: its one workspace, as with several."""
-    from ..delivery_lanes import Lane
+    from ..delivery.lanes import Lane
 
     lane = Lane(profile or "", settings, workspace, report=report)
     return [lane_json(lane, pending_of(lane, remaining))]
@@ -161,7 +161,7 @@ def flush_several(
 ) -> int:
     """Deliver every profile's workspace at once (``watch``: as a relay, until stopped);
     returns the exit code. ``report_flush`` words the totals (the one-profile flush's)."""
-    from ..delivery_lanes import flush_lanes, lane_concurrency
+    from ..delivery.lanes import flush_lanes, lane_concurrency
     from ..outbox.owner import lease_seconds
     from .common import open_outbox
     from .render import waiting_for_workspace_json, waiting_for_workspace_text

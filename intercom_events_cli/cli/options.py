@@ -2,7 +2,7 @@
 
 A command names the shared options it takes with :func:`shared`; they reach it as one
 argument, ``opts``, which yields the run's :class:`~.output.Output`, its variables and
-its :class:`~intercom_events_cli.config.Settings` (``Settings.load`` is called here and
+its :class:`~intercom_events_cli.config.settings.Settings` (``Settings.load`` is called here and
 nowhere else in the CLI)::
 
     @shared("outbox", *SETTINGS, *OUTPUTS)
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
 
 import typer
 
-from ..config import Environment as Variables
-from ..config import Settings, load_environment
+from ..config.settings import Environment as Variables
+from ..config.settings import Settings, load_environment
 from .environment import current
 from .output import Output
 

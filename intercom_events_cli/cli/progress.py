@@ -13,7 +13,7 @@ from typing import IO, TYPE_CHECKING, Protocol, cast
 from .output import Output
 
 if TYPE_CHECKING:
-    from ..batch import BatchRun
+    from ..delivery.batch import BatchRun
 
 
 class BatchDisplay(Protocol):
@@ -47,7 +47,7 @@ def measure(run: BatchRun, started: float) -> Progress:
     size = run.source.size
     position = run.source.position()
     fraction = min(1.0, position / size) if size and position is not None else None
-    from ..batch import BatchMode
+    from ..delivery.batch import BatchMode
 
     if run.mode is BatchMode.DELIVER:
         done, label, target = run.live_delivered, "delivered", report.queued

@@ -23,13 +23,13 @@ from ..outcome import (
 from .environment import current
 
 if TYPE_CHECKING:
-    from ..batch import BatchMode, BatchReport
     from ..capture import CaptureResult
-    from ..config import Settings
-    from ..delivery_results import Delivery, FlushReport, StopReason
-    from ..destination import Destination
+    from ..config.settings import Settings
+    from ..delivery.batch import BatchMode, BatchReport
+    from ..delivery.destination import Destination
+    from ..delivery.results import Delivery, FlushReport, StopReason
     from ..errors import ApiError, IeventsError
-    from ..lookup import Contact
+    from ..http.lookup import Contact
     from ..outbox import OutboxRow, OutboxSummary
     from ..outbox.store import OutboxLocation
 
@@ -118,7 +118,7 @@ def failure_hint(outcome: Outcome, settings: Settings) -> str:
 
 def lookup_hint(exc: ApiError, settings: Settings, contact: Contact | None = None) -> str:
     """What the user can do about a failed GET (``check``, ``list``)."""
-    from ..client import proxy_for
+    from ..http.client import proxy_for
 
     if exc.exit_code is ExitCode.AUTH:
         return token_rejected_hint(settings, "allowed to read admins and events")
@@ -270,7 +270,7 @@ def error_hint(exc: IeventsError) -> str | None:
 
 def stop_cause(reason: StopReason | None) -> str:
     """Why a run left events undelivered, as a batch summary says it."""
-    from ..delivery_results import StopReason
+    from ..delivery.results import StopReason
 
     causes = {
         StopReason.AUTH: "the token was rejected",
@@ -481,7 +481,7 @@ def flush_json(
 
 def summary_json(report: BatchReport, rejects: str | None, mode: BatchMode) -> dict[str, Any]:
     """The ``batch --json`` object."""
-    from ..batch import BatchMode
+    from ..delivery.batch import BatchMode
 
     return {
         "ok": report.exit_code == ExitCode.OK,

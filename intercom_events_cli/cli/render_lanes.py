@@ -9,7 +9,7 @@ from ..outcome import Outcome, api_error_text, status_text
 from .render import delivery_counts, setup_cause
 
 if TYPE_CHECKING:
-    from ..delivery_lanes import Lane
+    from ..delivery.lanes import Lane
 
 
 def lane_label(lane: Lane) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from ..config import Settings
+from ..config.settings import Settings
 from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
 from ..outcome import Outcome, status_text
@@ -72,7 +72,7 @@ def build_event(
 
 def print_dry_run(ui: Output, event: Event, settings: Settings) -> None:
     """Show exactly what would be sent, with the token as ``Bearer ***``."""
-    from ..client import events_url
+    from ..http.client import events_url
 
     url = events_url(settings)
     if ui.json_mode:
@@ -312,7 +312,7 @@ def check_queue_options(
 
 def deliver_now(ui: Output, event: Event, settings: Settings) -> Outcome:
     """Send the event with one client, logging each attempt with ``-v``."""
-    from ..client import EventsClient
+    from ..http.client import EventsClient
 
     with EventsClient(settings, on_attempt=attempt_logger(ui)) as client:
         return client.send(event)

@@ -1,6 +1,6 @@
 """``ievents flush --watch``: the relay on the command line, and its metrics endpoint.
 
-The relay itself is :mod:`intercom_events_cli.relay`; this module turns its notices
+The relay itself is :mod:`intercom_events_cli.delivery.relay`; this module turns its notices
 into stderr lines, serves ``--metrics-port``, and decides the exit code: 0 after
 SIGTERM or Ctrl-C (a relay asked to stop has done its job), 130 on a second Ctrl-C,
 78 for a configuration that cannot work.
@@ -18,11 +18,11 @@ from .output import Output
 from .render import delivery_counts, plural, refused_line, relay_line
 
 if TYPE_CHECKING:
-    from ..config import Settings
-    from ..delivery import Delivery
-    from ..delivery_lanes import Lane, LaneConfig
+    from ..config.settings import Settings
+    from ..delivery.engine import Delivery
+    from ..delivery.lanes import Lane, LaneConfig
+    from ..delivery.relay import Relay
     from ..outbox.store import OutboxLocation, OutboxStore
-    from ..relay import Relay
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 # Rows refused as invalid are told one line each up to this many (the final line and the
@@ -56,11 +56,11 @@ def run_watch(
     metrics_port: str | None,
 ) -> int:
     """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
-    from ..destination import Destination
+    from ..delivery.destination import Destination
+    from ..delivery.relay import Relay
     from ..early_signals import relay_stop
     from ..outbox.owner import lease_seconds
     from ..outbox.store import open_reader, open_store
-    from ..relay import Relay
 
     address = parse_metrics_address(metrics_port) if metrics_port is not None else None
     region = Destination(settings.base_url.rstrip("/"), "", "", "").region
@@ -69,8 +69,8 @@ def run_watch(
     metrics = None
     cache = None
     if address is not None:
-        from ..metrics import RelayMetrics
-        from ..summary_cache import SummaryCache
+        from ..delivery.metrics import RelayMetrics
+        from ..delivery.summary_cache import SummaryCache
 
         # Scrapes read a snapshot kept on a connection of its own: never the relay's.
         cache = SummaryCache(lambda: open_reader(location, env))
@@ -152,8 +152,8 @@ def watch_several(
     metrics_port: str | None,
 ) -> int:
     """``flush --watch`` over several profiles: a relay per workspace, until SIGTERM or
-    Ctrl-C (:class:`~intercom_events_cli.delivery_lanes.LaneRelays`); returns 0."""
-    from ..delivery_lanes import LaneRelays, shared_store
+    Ctrl-C (:class:`~intercom_events_cli.delivery.lanes.LaneRelays`); returns 0."""
+    from ..delivery.lanes import LaneRelays, shared_store
     from ..early_signals import relay_stop
     from ..outbox.owner import lease_seconds
     from ..outbox.store import open_reader, open_store
@@ -266,9 +266,9 @@ def _metrics(
     """The metrics and the summary cache they read (both None without --metrics-port)."""
     if address is None:
         return None, None
-    from ..metrics import RelayMetrics
+    from ..delivery.metrics import RelayMetrics
+    from ..delivery.summary_cache import SummaryCache
     from ..outbox.store import open_reader
-    from ..summary_cache import SummaryCache
 
     cache = SummaryCache(lambda: open_reader(location, env))
     return RelayMetrics(cache.get, cache.age_s), cache

@@ -19,28 +19,28 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..config import (
+    from ..config.settings import (
         BUSY_TIMEOUT_ENV as BUSY_TIMEOUT_ENV,
     )
-    from ..config import (
+    from ..config.settings import (
         DEFAULT_BUSY_TIMEOUT_S as DEFAULT_BUSY_TIMEOUT_S,
     )
-    from ..config import (
+    from ..config.settings import (
         busy_timeout_from_env as busy_timeout_from_env,
     )
-    from ..config import (
+    from ..config.settings import (
         default_outbox_path as default_outbox_path,
     )
-    from ..config import (
+    from ..config.settings import (
         resolve_outbox_path as resolve_outbox_path,
     )
-    from ..retry import (
+    from ..http.retry import (
         BACKOFF_BASE_S as BACKOFF_BASE_S,
     )
-    from ..retry import (
+    from ..http.retry import (
         BACKOFF_CAP_S as BACKOFF_CAP_S,
     )
-    from ..retry import (
+    from ..http.retry import (
         retry_delay_s as retry_delay_s,
     )
     from .owner import (
@@ -91,14 +91,14 @@ if TYPE_CHECKING:
 
 # Each name -> the module (relative to this package) it comes from.
 _LAZY = {
-    "BUSY_TIMEOUT_ENV": "..config",
-    "DEFAULT_BUSY_TIMEOUT_S": "..config",
-    "busy_timeout_from_env": "..config",
-    "default_outbox_path": "..config",
-    "resolve_outbox_path": "..config",
-    "BACKOFF_BASE_S": "..retry",
-    "BACKOFF_CAP_S": "..retry",
-    "retry_delay_s": "..retry",
+    "BUSY_TIMEOUT_ENV": "..config.settings",
+    "DEFAULT_BUSY_TIMEOUT_S": "..config.settings",
+    "busy_timeout_from_env": "..config.settings",
+    "default_outbox_path": "..config.settings",
+    "resolve_outbox_path": "..config.settings",
+    "BACKOFF_BASE_S": "..http.retry",
+    "BACKOFF_CAP_S": "..http.retry",
+    "retry_delay_s": "..http.retry",
     "DEFAULT_LEASE_S": ".owner",
     "OWNER_HOST_ENV": ".owner",
     "new_owner": ".owner",

@@ -10,7 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..destination import Destination
+from ..delivery.destination import Destination
 from ..event import Event
 
 if TYPE_CHECKING:

@@ -12,12 +12,12 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..destination import FINGERPRINT_KEY_BYTES, Destination
+from ..delivery.destination import FINGERPRINT_KEY_BYTES, Destination
 from .rows import State
 from .sql_store import ANYONES, H, SqlStore, pending_for
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ..config.settings import Settings
 
 _UNDELIVERED = "state IN ('pending', 'in_flight')"
 

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
-from ..destination import Destination
+from ..delivery.destination import Destination
 from .owner import DEFAULT_LEASE_S
 from .rows import COLUMNS, OutboxRow, OutboxSummary, RowResult, State, iter_pages
 

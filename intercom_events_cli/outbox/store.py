@@ -30,8 +30,8 @@ from .location import refuse_uri_like
 if TYPE_CHECKING:
     import threading
 
-    from ..config import Settings
-    from ..destination import Destination
+    from ..config.settings import Settings
+    from ..delivery.destination import Destination
     from ..event import Event
     from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State
 
@@ -322,7 +322,7 @@ def resolve_location(option: str | None, env: Mapping[str, str]) -> OutboxLocati
     ``postgresql+psycopg://...``, ``host=... password=...``) raises :class:`OutboxError`
     (78). The PostgreSQL schema is ``IEVENTS_OUTBOX_SCHEMA`` (default ``ievents``).
     """
-    from ..config import OUTBOX_ENV
+    from ..config.settings import OUTBOX_ENV
 
     text = option or env.get(OUTBOX_ENV) or ""
     backend = backend_for_text(text)

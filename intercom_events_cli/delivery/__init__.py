@@ -1,0 +1,2 @@
+"""Delivery: the engine that claims, sends, paces and settles outbox rows (``flush``,
+``batch``, the relay), workspaces, and the metrics of a run."""

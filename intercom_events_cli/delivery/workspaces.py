@@ -1,0 +1,55 @@
+"""Which workspace a token belongs to, learned once per token with GET /me.
+
+Capture stays offline (a queued event is bound to its token); the first flush, relay or
+``check`` that uses a token asks Intercom once, and the outbox remembers the answer
+(see :meth:`~intercom_events_cli.outbox.store.OutboxStore.learn`). From then on every
+token of that workspace delivers the events captured under any of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import IeventsError
+
+if TYPE_CHECKING:
+    from ..config.settings import Settings
+    from ..http.client import AttemptLog
+    from ..outbox.store import OutboxStore
+
+
+def learn_workspace(
+    store: OutboxStore,
+    settings: Settings,
+    on_attempt: Callable[[AttemptLog], None] | None = None,
+    name: str | None = None,
+) -> str | None:
+    """The workspace id of the token of ``settings``: remembered, or asked with one GET
+    /me and remembered (``name``: the profile it was chosen by, which SQL ``enqueue`` may
+    name). None when there is no token or Intercom did not say (a revoked
+    token, an outage): the delivery that follows meets the same failure and reports it,
+    and the next run asks again.
+    """
+    if not settings.token:
+        return None
+    known = store.token_workspace(settings)
+    if known:
+        if name:
+            store.learn(settings, known, name)  # the profile's name, for SQL enqueue
+        return known
+    from ..http.client import EventsClient
+    from ..http.lookup import get_me
+
+    # One attempt: the delivery that follows retries (and reports) the same failure.
+    once = dataclasses.replace(settings, retries=0)
+    try:
+        with EventsClient(once, on_attempt=on_attempt) as client:
+            owner = get_me(client)
+    except IeventsError:
+        return None
+    if not owner.app_id_code:
+        return None
+    store.learn(settings, owner.app_id_code, name)
+    return owner.app_id_code
