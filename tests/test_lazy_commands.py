@@ -17,7 +17,9 @@ import sys
 from intercom_events_cli.cli import main
 code = main(sys.argv[1:])
 loaded = sorted(
-    name.rsplit(".", 1)[1] for name in sys.modules if name.startswith("intercom_events_cli.cli.")
+    name.removeprefix("intercom_events_cli.cli.")
+    for name in sys.modules
+    if name.startswith("intercom_events_cli.cli.")
 )
 sys.stderr.write("\\nloaded: " + " ".join(loaded) + "\\n")
 sys.exit(code)
@@ -27,10 +29,11 @@ COMMAND_MODULES = {
     "batch",
     "flush",
     "outbox",
-    "outbox_inspect",
-    "outbox_admin",
-    "outbox_workspaces",
-    "lookup",
+    "outbox.inspection",
+    "outbox.admin",
+    "outbox.workspaces",
+    "check",
+    "list_events",
     "configure",
 }
 
@@ -59,11 +62,12 @@ def loaded(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
         (("-q", "send", "e"), set()),  # an option before the command: a usage error
         (("flush", "--help"), {"flush"}),
         (("batch", "--help"), {"batch"}),
-        (("check", "--help"), {"lookup"}),
+        (("check", "--help"), {"check"}),
+        (("list", "--help"), {"list_events"}),
         (("config", "--help"), {"configure"}),
-        (("outbox", "status", "--help"), {"outbox", "outbox_inspect"}),
-        (("outbox", "move", "--help"), {"outbox_workspaces"}),
-        (("outbox",), {"outbox", "outbox_inspect", "outbox_admin", "outbox_workspaces"}),
+        (("outbox", "status", "--help"), {"outbox", "outbox.inspection"}),
+        (("outbox", "move", "--help"), {"outbox", "outbox.workspaces"}),
+        (("outbox",), {"outbox", "outbox.inspection", "outbox.admin", "outbox.workspaces"}),
     ],
 )
 def test_a_run_imports_only_the_command_it_names(
@@ -79,7 +83,7 @@ def test_help_loads_every_command(tmp_path: Path) -> None:
     assert code == 0
     # Each command's summary, and the outbox group's own: its commands load with
     # ievents outbox --help.
-    assert modules == {"send", "flush", "batch", "lookup", "configure"}
+    assert modules == {"send", "flush", "batch", "check", "list_events", "configure"}
 
 
 def test_completion_finds_a_command_it_had_not_imported(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ COMMANDS: Mapping[str, str | Group] = {
     "flush": "flush:flush",
     "batch": "batch:batch",
     "check": "check:check",
-    "list": "check:list_command",
+    "list": "list_events:list_command",
     "config": "configure:config_command",
     "outbox": Group(
         "Inspect and manage the outbox, where events wait for Intercom.\n\n"

@@ -21,7 +21,8 @@ from .output import Output
 from .render import error_hint, failure_json
 
 if TYPE_CHECKING:
-    from ..http.client import AttemptLog
+    from ..config.settings import Settings
+    from ..http.client import AttemptLog, EventsClient
     from ..outbox.store import OutboxLocation, OutboxStore
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
@@ -188,3 +189,10 @@ def parse_duration(text: str) -> float:
             "30d, 12h, 90m, 45s or 2w"
         )
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+
+
+def open_client(ui: Output, settings: Settings) -> EventsClient:
+    """One client for the run; with ``-v`` one stderr line per HTTP attempt."""
+    from ..http.client import EventsClient
+
+    return EventsClient(settings, on_attempt=attempt_logger(ui))
