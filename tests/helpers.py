@@ -138,10 +138,10 @@ def seed_outbox(
 ) -> list[Event]:
     """Capture events ``start`` .. ``start + count - 1`` in the SQLite outbox at ``path``
     (or in what ``opener.open(path)`` opens); returns them."""
-    from intercom_events_cli.outbox import Outbox
+    from intercom_events_cli.outbox import SqliteOutbox
 
     events = [event(n, name) for n in range(start, start + count)]
-    with (opener or Outbox).open(path) as store:
+    with (opener or SqliteOutbox).open(path) as store:
         store.add_many(events)
     return events
 
@@ -153,17 +153,17 @@ def outbox_file(tmp_path: Path) -> Path:
 
 def outbox_rows(path: Path) -> list[OutboxRow]:
     """Every row of the SQLite outbox at ``path``, in every state."""
-    from intercom_events_cli.outbox import Outbox, State
+    from intercom_events_cli.outbox import SqliteOutbox, State
 
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         return store.rows(list(State))
 
 
 def outbox_states(tmp_path: Path) -> Counter[str]:
     """The rows of the test's SQLite outbox (``tmp_path/outbox.sqlite3``) by state."""
-    from intercom_events_cli.outbox import Outbox, State
+    from intercom_events_cli.outbox import SqliteOutbox, State
 
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
         return Counter(row.state.value for row in store.rows(list(State)))
 
 

@@ -37,7 +37,7 @@ from helpers import (
 from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.delivery.engine import Deliverer
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox, State
+from intercom_events_cli.outbox import SqliteOutbox, State
 
 
 def start_batch(
@@ -498,7 +498,7 @@ def test_outbox_rows_remember_their_batch_line(
 ) -> None:
     source = write(tmp_path / "in.ndjson", "\n" + ndjson([order_record(1), order_record(2)]))
     assert run_cli("batch", str(source), "--queue").code == 0
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
         rows = store.rows([State.PENDING])
     assert [row.source_line for row in rows] == [2, 3]
     assert all(row.source and row.source.startswith("batch:") for row in rows)
@@ -509,7 +509,7 @@ def test_rows_stored_just_before_the_producer_ends_are_still_delivered(
 ) -> None:
     """The engine looks once more after the producer ends (the race batch runs into)."""
     late = Event.create("late", user_id="u1", created_at=1_700_000_000)
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
 
         def producing() -> bool:
             # The reader stores its last chunk after the engine's claim found nothing,

@@ -12,13 +12,13 @@ from intercom_events_cli.capture import CaptureState, capture
 from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.errors import ExitCode
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox, RowResult, State
+from intercom_events_cli.outbox import RowResult, SqliteOutbox, State
 from intercom_events_cli.outcome import Outcome, OutcomeKind
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Outbox:
-    with Outbox.open(tmp_path / "outbox.sqlite3") as opened:
+def store(tmp_path: Path) -> SqliteOutbox:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as opened:
         yield opened
 
 
@@ -40,7 +40,7 @@ def failure(e: Event, kind: OutcomeKind, status: int | None, retry_after: float 
     )
 
 
-def settle(store: Outbox, state: State, status: int) -> None:
+def settle(store: SqliteOutbox, state: State, status: int) -> None:
     """Claim every row and record ``state`` with ``status``, as a flush would."""
     owner = "test:1:-:x"
     rows = store.claim(owner, 10)
@@ -54,7 +54,7 @@ def settle(store: Outbox, state: State, status: int) -> None:
 
 
 def test_queue_stores_a_pending_row_bound_to_the_destination(
-    store: Outbox, settings: Settings
+    store: SqliteOutbox, settings: Settings
 ) -> None:
     result = capture(store, event(), settings)
     assert result.state is CaptureState.QUEUED and result.stored
@@ -65,14 +65,14 @@ def test_queue_stores_a_pending_row_bound_to_the_destination(
     assert row.attempts == 0
 
 
-def test_without_settings_the_row_is_unbound(store: Outbox) -> None:
+def test_without_settings_the_row_is_unbound(store: SqliteOutbox) -> None:
     result = capture(store, event(), None)
     [row] = store.rows([State.PENDING])
     assert result.stored and row.destination_id is None
 
 
 def test_the_same_event_again_is_already_queued_not_stored_twice(
-    store: Outbox, settings: Settings
+    store: SqliteOutbox, settings: Settings
 ) -> None:
     first = capture(store, event(), settings)
     again = capture(store, event(), settings)
@@ -82,7 +82,7 @@ def test_the_same_event_again_is_already_queued_not_stored_twice(
 
 
 def test_an_event_already_delivered_is_said_so_and_exits_0(
-    store: Outbox, settings: Settings
+    store: SqliteOutbox, settings: Settings
 ) -> None:
     capture(store, event(), settings)
     settle(store, State.DELIVERED, 202)
@@ -101,7 +101,7 @@ def test_an_event_already_delivered_is_said_so_and_exits_0(
     ],
 )
 def test_a_dead_letter_exits_as_it_failed(
-    store: Outbox, settings: Settings, status: int, kind: OutcomeKind, code: ExitCode
+    store: SqliteOutbox, settings: Settings, status: int, kind: OutcomeKind, code: ExitCode
 ) -> None:
     capture(store, event(), settings)
     settle(store, State.DEAD, status)
@@ -113,7 +113,7 @@ def test_a_dead_letter_exits_as_it_failed(
 
 
 def test_a_temporary_failure_is_kept_with_its_attempt_and_the_engines_backoff(
-    store: Outbox, settings: Settings
+    store: SqliteOutbox, settings: Settings
 ) -> None:
     e = event()
     now = time.time()
@@ -126,7 +126,7 @@ def test_a_temporary_failure_is_kept_with_its_attempt_and_the_engines_backoff(
     assert store.is_failing(store.bind(settings))
 
 
-def test_a_server_asked_wait_sets_the_next_attempt(store: Outbox, settings: Settings) -> None:
+def test_a_server_asked_wait_sets_the_next_attempt(store: SqliteOutbox, settings: Settings) -> None:
     e = event()
     now = time.time()
     outcome = failure(e, OutcomeKind.TEMPORARY, 429, retry_after=600.0)
@@ -135,7 +135,9 @@ def test_a_server_asked_wait_sets_the_next_attempt(store: Outbox, settings: Sett
     assert row.next_attempt_at is not None and row.next_attempt_at >= now + 600.0 - 1
 
 
-def test_a_configuration_failure_is_kept_but_exits_78(store: Outbox, settings: Settings) -> None:
+def test_a_configuration_failure_is_kept_but_exits_78(
+    store: SqliteOutbox, settings: Settings
+) -> None:
     e = event()
     result = capture(store, e, settings, failure=failure(e, OutcomeKind.CONFIG, None))
     assert result.stored and result.exit_code == ExitCode.CONFIG
@@ -145,7 +147,7 @@ def test_a_configuration_failure_is_kept_but_exits_78(store: Outbox, settings: S
 
 
 def test_a_failure_captured_again_reports_the_row_already_there(
-    store: Outbox, settings: Settings
+    store: SqliteOutbox, settings: Settings
 ) -> None:
     e = event()
     capture(store, e, settings)

@@ -24,7 +24,7 @@ from helpers import launch, wait_for
 from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.errors import ExitCode
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox, State
+from intercom_events_cli.outbox import SqliteOutbox, State
 from intercom_events_cli.outcome import OutcomeKind, classify_exception, exit_code_for
 
 # -- a TLS server whose certificate nobody trusts --------------------------------------------
@@ -123,14 +123,14 @@ def test_an_untrusted_certificate_is_a_configuration_error(
     kept = run_cli("send", "x", "--user-id", "1", "--queue-on-failure", env=env)
     assert kept.code == 78, kept
     assert "kept in the outbox" in kept.stderr and "SSL_CERT_FILE" in kept.stderr
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
         assert [r.state for r in store.rows(list(State))] == [State.PENDING]
     # flush: stops, keeps it pending, 78.
     flushed = run_cli("flush", "--now", env=env)
     assert flushed.code == 78, flushed
     assert "certificate could not be verified" in flushed.stderr
     assert "SSL_CERT_FILE" in flushed.stderr
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
         assert [r.state for r in store.rows(list(State))] == [State.PENDING]
 
 
@@ -207,7 +207,7 @@ def test_the_pacer_is_told_even_when_a_bug_escapes() -> None:
 
 def _purge_on_a_terminal(tmp_path: Path, answer: bytes | None) -> tuple[int, str]:
     """Run ``outbox purge --dead`` on a pty, wait for the question, answer (None: Ctrl-C)."""
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
         store.add(Event.create("x", user_id="1", created_at=1))
         store.retry_dead()  # nothing dead yet: make one dead by hand
         store._db.execute("UPDATE events SET state = 'dead'")  # noqa: SLF001 - test setup
@@ -271,7 +271,7 @@ def test_purge_prompt_aborted_is_not_an_internal_error(
     code, text = _purge_on_a_terminal(tmp_path, answer)
     assert code == expected, text
     assert "internal error" not in text and "not purged" in text
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
         assert len(store.rows([State.DEAD])) == 1
 
 

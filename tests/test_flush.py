@@ -23,7 +23,7 @@ from helpers import (
 )
 
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox, State
+from intercom_events_cli.outbox import SqliteOutbox, State
 
 
 def start_flush(tmp_path: Path, fake: FakeIntercom, *args: str) -> subprocess.Popen[bytes]:
@@ -61,7 +61,7 @@ def test_flush_delivers_the_exact_stored_bodies_oldest_first(
 ) -> None:
     path = outbox_file(tmp_path)
     events = seed_outbox(path, 5)
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         store.add(Event.create("früh", email="é@example.org", created_at=5), now=0.0)
     result = run_cli("flush", "-c", "1", "--json")
     assert result.code == 0, result

@@ -19,12 +19,12 @@ from helpers import event, wait_for
 from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.delivery.engine import Deliverer, Delivery, StopReason, deliver_pending
 from intercom_events_cli.errors import ExitCode
-from intercom_events_cli.outbox import Outbox, State
+from intercom_events_cli.outbox import SqliteOutbox, State
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Outbox]:
-    with Outbox.open(tmp_path / "outbox.sqlite3") as opened:
+def store(tmp_path: Path) -> Iterator[SqliteOutbox]:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as opened:
         yield opened
 
 
@@ -34,7 +34,7 @@ def settings(fake: FakeIntercom) -> Settings:
 
 
 def test_engine_keeps_going_while_a_producer_adds_rows(
-    store: Outbox, settings: Settings, fake: FakeIntercom
+    store: SqliteOutbox, settings: Settings, fake: FakeIntercom
 ) -> None:
     fake.latency = 0.005
 
@@ -66,7 +66,9 @@ def test_engine_keeps_going_while_a_producer_adds_rows(
     assert store.summary().counts[State.DELIVERED] == 60
 
 
-def test_stop_event_hands_rows_back(store: Outbox, settings: Settings, fake: FakeIntercom) -> None:
+def test_stop_event_hands_rows_back(
+    store: SqliteOutbox, settings: Settings, fake: FakeIntercom
+) -> None:
     store.add_many([event(n, "imported") for n in range(5)])
     fake.latency = 60.0  # no answer before the stop (the fake's stop ends the wait)
     stop = threading.Event()
@@ -84,7 +86,7 @@ def test_stop_event_hands_rows_back(store: Outbox, settings: Settings, fake: Fak
 
 
 def test_retries_and_timeout_override_the_settings(
-    store: Outbox, settings: Settings, fake: FakeIntercom
+    store: SqliteOutbox, settings: Settings, fake: FakeIntercom
 ) -> None:
     store.add(event(1, "imported"))
     fake.script(Reply(status=502))
@@ -94,7 +96,7 @@ def test_retries_and_timeout_override_the_settings(
 
 
 def test_pacer_is_asked_before_every_request(
-    store: Outbox, settings: Settings, fake: FakeIntercom
+    store: SqliteOutbox, settings: Settings, fake: FakeIntercom
 ) -> None:
     store.add_many([event(n, "imported") for n in range(7)])
 
@@ -125,7 +127,7 @@ def test_pacer_is_asked_before_every_request(
     assert pacer.closed
 
 
-def test_a_bug_in_a_worker_loses_no_row(store: Outbox, settings: Settings) -> None:
+def test_a_bug_in_a_worker_loses_no_row(store: SqliteOutbox, settings: Settings) -> None:
     store.add_many([event(n, "imported") for n in range(3)])
 
     class BrokenClient:
@@ -149,8 +151,8 @@ def test_nothing_to_send_imports_no_http_stack(tmp_path: Path) -> None:
 import sys
 from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.delivery.engine import deliver_pending
-from intercom_events_cli.outbox import Outbox
-with Outbox.open({str(tmp_path / "o.sqlite3")!r}) as store:
+from intercom_events_cli.outbox import SqliteOutbox
+with SqliteOutbox.open({str(tmp_path / "o.sqlite3")!r}) as store:
     report = deliver_pending(store, Settings(token="t", base_url="http://127.0.0.1:9"))
 assert report.claimed == 0, report
 print("httpx" in sys.modules)
@@ -163,7 +165,7 @@ print("httpx" in sys.modules)
 
 
 def test_dead_letters_kept_in_the_report_are_capped_but_all_are_counted(
-    store: Outbox, settings: Settings, fake: FakeIntercom, monkeypatch: pytest.MonkeyPatch
+    store: SqliteOutbox, settings: Settings, fake: FakeIntercom, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import intercom_events_cli.delivery.engine as delivery
 
@@ -179,7 +181,7 @@ def test_dead_letters_kept_in_the_report_are_capped_but_all_are_counted(
 
 
 def test_a_lease_is_renewed_while_a_request_is_still_on_the_wire_after_a_stop(
-    store: Outbox, settings: Settings, fake: FakeIntercom, tmp_path: Path
+    store: SqliteOutbox, settings: Settings, fake: FakeIntercom, tmp_path: Path
 ) -> None:
     """--max-time stops the run; the answer still on its way outlives the lease (1.5 s)."""
     store.add(event(1, "imported"))
@@ -194,7 +196,7 @@ def test_a_lease_is_renewed_while_a_request_is_still_on_the_wire_after_a_stop(
         # the first lease is over, with the request still unanswered.
         try:
             wait_for(fake.posts, what="the request on the wire")
-            with Outbox.open(path) as other:
+            with SqliteOutbox.open(path) as other:
                 [row] = other.rows([State.IN_FLIGHT])
                 first_expiry = row.lease_expires_at
                 assert first_expiry is not None
@@ -220,12 +222,12 @@ def test_a_failing_release_never_hides_the_error_that_ended_the_run(
 ) -> None:
     from intercom_events_cli.errors import OutboxError
 
-    class Locked(Outbox):
+    class Locked(SqliteOutbox):
         def release(self, owner: str, ids: Any = None) -> int:
             raise OutboxError("the outbox is locked by another process")
 
     path = tmp_path / "locked.sqlite3"
-    Outbox.open(path).close()
+    SqliteOutbox.open(path).close()
     locked = Locked.open(path)
     try:
         locked.add_many([event(n, "imported") for n in range(4)])

@@ -9,7 +9,7 @@ from conftest import RunCli
 from fake_intercom import FakeIntercom
 
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox
+from intercom_events_cli.outbox import SqliteOutbox
 
 
 def test_flush_over_several_windows_is_never_answered_429(
@@ -18,7 +18,7 @@ def test_flush_over_several_windows_is_never_answered_429(
     # 12 events, 4 a (1-second) window: three windows at least. Two in flight, so the
     # first answers tell the pacer the window before it could overrun it.
     fake.set_rate_limit(4, 1.0)
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
         store.add_many(
             [Event.create("paid", user_id=f"w{n}", created_at=1_700_000_000 + n) for n in range(12)]
         )

@@ -13,7 +13,7 @@ from fake_intercom import FakeIntercom, Reply
 
 from intercom_events_cli.config.settings import redact, register_secret
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox, State
+from intercom_events_cli.outbox import SqliteOutbox, State
 
 
 def echoing_error(status: int, token: str) -> Reply:
@@ -35,7 +35,7 @@ def test_an_echoed_token_is_never_stored_in_the_outbox_or_the_rejects_file(
     # The outbox and the rejects file outlive the run; `outbox list` reads them later
     # without loading the token, so nothing there could be redacted on the way out.
     outbox = tmp_path / "outbox.sqlite3"
-    with Outbox.open(outbox) as store:
+    with SqliteOutbox.open(outbox) as store:
         store.add(Event.create("signed-up", user_id="u1", created_at=1_700_000_000))
     fake.script(echoing_error(422, TOKEN))
     assert run_cli("flush", "--retries", "0").code == 65
@@ -153,7 +153,7 @@ def test_a_rejects_file_that_cannot_be_written_stops_the_batch_and_keeps_what_wa
             result.stderr
         )
         assert "internal error" not in result.stderr
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
         assert store.summary().counts[State.PENDING] == 3
 
 

@@ -24,14 +24,14 @@ from helpers import (
 )
 
 from intercom_events_cli.event import event_from_record
-from intercom_events_cli.outbox import Outbox, RowResult, State
+from intercom_events_cli.outbox import RowResult, SqliteOutbox, State
 
 CREATED = "1700000000"
 
 
 def make_dead(path: Path, status: int = 422) -> None:
     """Turn every pending row into a dead letter, as a flush would."""
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         claimed = store.claim("test-owner", 1000)
         store.record(
             "test-owner",
@@ -412,7 +412,7 @@ def test_purge_delivered_older_than(run_cli: RunCli, tmp_path: Path) -> None:
     path = outbox_file(tmp_path)
     seed_outbox(path, 3)
     now = time.time()
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         claimed = store.claim("t", 10)
         store.record(
             "t", [RowResult(claimed[0].id, State.DELIVERED, status=202)], now=now - 40 * 86400

@@ -51,8 +51,8 @@ def test_the_package_docstring_lists_every_public_name(name: str) -> None:
 def test_version_and_dir() -> None:
     assert isinstance(intercom_events_cli.__version__, str)
     assert set(intercom_events_cli.__all__) <= set(dir(intercom_events_cli))
-    with pytest.raises(AttributeError, match="no attribute 'Outbox'"):
-        intercom_events_cli.Outbox  # noqa: B018 - private: not exported
+    with pytest.raises(AttributeError, match="no attribute 'SqliteOutbox'"):
+        intercom_events_cli.SqliteOutbox  # noqa: B018 - private: not exported
 
 
 def test_importing_the_package_loads_no_http_stack_no_driver_no_cli() -> None:

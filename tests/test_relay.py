@@ -235,10 +235,10 @@ def test_relay_pauses_after_a_rejected_token_and_says_so(
     from intercom_events_cli.delivery.engine import StopReason
     from intercom_events_cli.delivery.relay import Relay as CoreRelay
     from intercom_events_cli.event import Event
-    from intercom_events_cli.outbox import Outbox, State
+    from intercom_events_cli.outbox import SqliteOutbox, State
 
     path = tmp_path / "outbox.sqlite3"
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         store.add(Event.create("signed-up", user_id="u1", created_at=str(CREATED)))
     stop = threading.Event()
     notices: list[str] = []
@@ -250,7 +250,7 @@ def test_relay_pauses_after_a_rejected_token_and_says_so(
     relay = CoreRelay(
         path,
         Settings(token="not-the-token", base_url=fake.url, retries=0),
-        lambda: Outbox.open(path),
+        lambda: SqliteOutbox.open(path),
         stop=stop,
         on_notice=on_notice,
         idle_look_s=0.05,
@@ -264,5 +264,5 @@ def test_relay_pauses_after_a_rejected_token_and_says_so(
     assert notices == ["the token was rejected; every event stays pending; trying again in 60 s"]
     assert report.last_run is not None and report.last_run.stopped is StopReason.AUTH
     assert report.exit_code == 0 and report.runs == 1
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         assert len(store.rows([State.PENDING])) == 1

@@ -1,6 +1,6 @@
 """What only the SQLite outbox has, on real files: the file (modes, header, WAL, locks,
 files that are not an outbox), its migrations, claimers known by their process id, and the
-``Outbox`` class's own ``add_many``.
+``SqliteOutbox`` class's own ``add_many``.
 
 What every backend does alike is ``test_store_conformance.py``'s.
 """
@@ -22,8 +22,8 @@ from intercom_events_cli.errors import ExitCode, OutboxError
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import (
     SCHEMA_VERSION,
-    Outbox,
     RowResult,
+    SqliteOutbox,
     State,
     new_owner,
     owner_is_gone,
@@ -38,8 +38,8 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(path: Path) -> Iterator[Outbox]:
-    with Outbox.open(path) as opened:
+def store(path: Path) -> Iterator[SqliteOutbox]:
+    with SqliteOutbox.open(path) as opened:
         yield opened
 
 
@@ -56,7 +56,7 @@ def dead_pid() -> int:
 # -- creation, modes, schema ------------------------------------------------------------------
 
 
-def test_new_outbox_is_private_and_versioned(store: Outbox, path: Path) -> None:
+def test_new_outbox_is_private_and_versioned(store: SqliteOutbox, path: Path) -> None:
     store.add(event())  # writes, so the WAL and shared-memory files exist while open
     assert mode(path.parent) == 0o700
     assert mode(path) == 0o600
@@ -73,7 +73,7 @@ def test_existing_folder_keeps_its_mode(tmp_path: Path) -> None:
     folder = tmp_path / "shared"
     folder.mkdir(mode=0o755)
     os.chmod(folder, 0o755)
-    Outbox.open(folder / "o.sqlite3").close()
+    SqliteOutbox.open(folder / "o.sqlite3").close()
     assert mode(folder) == 0o755  # not ours to change
     assert mode(folder / "o.sqlite3") == 0o600
 
@@ -86,20 +86,20 @@ def test_garbage_file_is_refused_and_left_alone(path: Path) -> None:
     garbage = b"this is not a database\x00\xff" * 100
     path.write_bytes(garbage)
     with pytest.raises(OutboxError) as caught:
-        Outbox.open(path)
+        SqliteOutbox.open(path)
     assert str(path) in caught.value.message
     assert caught.value.exit_code is ExitCode.CONFIG
     assert path.read_bytes() == garbage
 
 
 def test_damaged_database_is_refused_and_left_alone(path: Path) -> None:
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         store.add_many([event(n) for n in range(50)])
     data = bytearray(path.read_bytes())
     data[100:4096] = b"\xab" * (4096 - 100)  # keep the header, wreck the schema page
     path.write_bytes(bytes(data))
     with pytest.raises(OutboxError) as caught:
-        with Outbox.open(path) as store:
+        with SqliteOutbox.open(path) as store:
             store.summary()
     assert str(path) in caught.value.message
     assert path.read_bytes() == bytes(data)
@@ -113,48 +113,48 @@ def test_foreign_database_is_refused(path: Path) -> None:
     raw.close()
     before = path.read_bytes()
     with pytest.raises(OutboxError, match="not an ievents outbox"):
-        Outbox.open(path)
+        SqliteOutbox.open(path)
     assert path.read_bytes() == before
 
 
 def test_newer_schema_is_refused(path: Path) -> None:
-    Outbox.open(path).close()
+    SqliteOutbox.open(path).close()
     raw = sqlite3.connect(path)
     raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     raw.commit()
     raw.close()
     with pytest.raises(OutboxError, match="newer ievents"):
-        Outbox.open(path)
+        SqliteOutbox.open(path)
 
 
 def test_locked_outbox_gives_a_clear_error(path: Path) -> None:
-    Outbox.open(path).close()
+    SqliteOutbox.open(path).close()
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        with Outbox.open(path, busy_timeout_s=0.2) as store:
+        with SqliteOutbox.open(path, busy_timeout_s=0.2) as store:
             with pytest.raises(OutboxError, match="locked") as caught:
                 store.add(event())
             assert str(path) in caught.value.message
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         assert store.add(event()).added
 
 
 def test_folder_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(OutboxError, match="is a folder"):
-        Outbox.open(tmp_path)
+        SqliteOutbox.open(tmp_path)
 
 
 @pytest.mark.skipif(IS_ROOT, reason="root reads any file")
 def test_unreadable_file_gives_a_clear_error(path: Path) -> None:
-    Outbox.open(path).close()
+    SqliteOutbox.open(path).close()
     os.chmod(path, 0)
     try:
         with pytest.raises(OutboxError, match="cannot read") as caught:
-            Outbox.open(path)
+            SqliteOutbox.open(path)
         assert str(path) in caught.value.message
     finally:
         os.chmod(path, 0o600)
@@ -163,7 +163,7 @@ def test_unreadable_file_gives_a_clear_error(path: Path) -> None:
 # -- claimers known by their process (a claim's owner: host:pid:start:nonce) -------------------
 
 
-def test_claim_of_a_dead_process_is_taken_back_at_once(store: Outbox) -> None:
+def test_claim_of_a_dead_process_is_taken_back_at_once(store: SqliteOutbox) -> None:
     store.add_many([event(n) for n in range(3)])
     gone = f"{new_owner().rsplit(':', 3)[0]}:{dead_pid()}:-:abcd"
     assert owner_is_gone(gone)
@@ -171,7 +171,7 @@ def test_claim_of_a_dead_process_is_taken_back_at_once(store: Outbox) -> None:
     assert len(store.claim(new_owner(), 10)) == 3  # lease far from expired, yet reclaimed
 
 
-def test_reused_pid_is_recognised(store: Outbox) -> None:
+def test_reused_pid_is_recognised(store: SqliteOutbox) -> None:
     host, pid, start, _ = new_owner().rsplit(":", 3)
     if start == "-":
         pytest.skip("process start times are not available here")
@@ -206,7 +206,7 @@ def test_a_version_1_outbox_is_migrated_in_place(tmp_path: Path) -> None:
         """
     )
     raw.close()
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         rows = store.rows([State.PENDING])
         assert [(r.dedup_key, r.source, r.source_line) for r in rows] == [("k1", None, None)]
         event = Event.create("b", user_id="2", created_at=5)
@@ -220,7 +220,7 @@ def test_a_version_1_outbox_is_migrated_in_place(tmp_path: Path) -> None:
 
 def test_resend_makes_a_delivered_event_pending_again(tmp_path: Path) -> None:
     """--resend reuses the ledger row; without it a delivered event is only reported."""
-    with Outbox.open(tmp_path / "o.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "o.sqlite3") as store:
         event = Event.create("a", user_id="1", created_at=5)
         (first,) = store.add_many([event])
         owner = "test-owner"
@@ -235,7 +235,7 @@ def test_resend_makes_a_delivered_event_pending_again(tmp_path: Path) -> None:
 
 
 def test_the_same_event_twice_in_one_call_is_stored_once(tmp_path: Path) -> None:
-    with Outbox.open(tmp_path / "o.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "o.sqlite3") as store:
         one = Event.create("a", user_id="1", created_at=5)
         other = Event.create("a", user_id="2", created_at=5)
         results = store.add_many([one, other, one])
@@ -276,7 +276,7 @@ def test_a_version_2_outbox_is_migrated_to_destinations(tmp_path: Path) -> None:
     raw.close()
     us = Settings(token="tok_us_workspace_1234", base_url="http://127.0.0.1:1")
     eu = Settings(token="tok_eu_workspace_9876", base_url="http://127.0.0.1:2")
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         rows = store.rows([State.PENDING])
         assert [(r.dedup_key, r.source_line, r.destination_id) for r in rows] == [
             ("k1", 3, None),
@@ -329,7 +329,7 @@ def test_processes_opening_a_new_outbox_at_the_same_moment_all_get_it(tmp_path: 
         def open_it(path: Path = path, start: threading.Barrier = start) -> None:
             start.wait()
             try:
-                Outbox.open(path).close()
+                SqliteOutbox.open(path).close()
             except OutboxError as exc:
                 failures.append(exc)
 
@@ -338,6 +338,6 @@ def test_processes_opening_a_new_outbox_at_the_same_moment_all_get_it(tmp_path: 
             opener.start()
         for opener in openers:
             opener.join()
-        with Outbox.open(path) as opened:
+        with SqliteOutbox.open(path) as opened:
             assert opened.summary().schema_version == SCHEMA_VERSION
     assert failures == []

@@ -9,8 +9,8 @@ from ..config.settings import (
     API_VERSION_ENV,
     BASE_URL_ENV,
     REGION_ENV,
-    Environment,
     Settings,
+    Variables,
     base_url_origin,
     outbox_source,
     token_tail,
@@ -19,7 +19,7 @@ from .common import reporting
 from .options import Options, shared
 
 
-def _source(flag_value: object, flag: str, env: Environment, variable: str) -> str:
+def _source(flag_value: object, flag: str, env: Variables, variable: str) -> str:
     if flag_value:
         return flag
     if env.get(variable):
@@ -28,7 +28,7 @@ def _source(flag_value: object, flag: str, env: Environment, variable: str) -> s
 
 
 def effective_settings(
-    env: Environment,
+    env: Variables,
     settings: Settings,
     *,
     flags: dict[str, Any],

@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
 
 import typer
 
-from ..config.settings import Environment as Variables
-from ..config.settings import Settings, load_environment
+from ..config.settings import Settings, Variables, load_environment
 from .environment import current
 from .output import Output
 

@@ -70,7 +70,7 @@ def redact(text: str) -> str:
     return text
 
 
-class Environment(dict[str, str]):
+class Variables(dict[str, str]):
     """The merged variables, plus where each came from and which ``.env`` was looked for."""
 
     def __init__(self, values: Mapping[str, str] = ()) -> None:  # type: ignore[assignment]
@@ -92,7 +92,7 @@ def load_environment(
     environ: Mapping[str, str] | None = None,
     *,
     profile: str | None = None,
-) -> Environment:
+) -> Variables:
     """Merge the process environment over a profile over a ``.env`` file.
 
     Precedence: the environment > the selected profile (``--profile``, ``IEVENTS_PROFILE``
@@ -143,9 +143,9 @@ def load_environment(
     return merged
 
 
-def _merge(layers: list[tuple[dict[str, str], dict[str, str]]]) -> Environment:
+def _merge(layers: list[tuple[dict[str, str], dict[str, str]]]) -> Variables:
     """The layers, lowest first, merged into one environment that knows each value's origin."""
-    merged = Environment()
+    merged = Variables()
     for layer, origins in layers:
         if layer.get(TOKEN_ENV) or layer.get(TOKEN_FILE_ENV):
             hidden = [merged.origin(key) for key in (TOKEN_ENV, TOKEN_FILE_ENV) if key in merged]
@@ -161,7 +161,7 @@ def _merge(layers: list[tuple[dict[str, str], dict[str, str]]]) -> Environment:
     return merged
 
 
-def _warn_hidden(merged: Environment, layer: Mapping[str, str], origins: Mapping[str, str]) -> None:
+def _warn_hidden(merged: Variables, layer: Mapping[str, str], origins: Mapping[str, str]) -> None:
     """Warn when a value from a source the user named is hidden by another source.
 
     The precedence stays (a set variable beats ``--env-file``); it is never silent.
@@ -317,7 +317,7 @@ def validate_base_url(url: str, origin: str) -> str:
 
 
 def _resolve_token(
-    env: Environment, token_file: str | None, *, require_token: bool
+    env: Variables, token_file: str | None, *, require_token: bool
 ) -> tuple[str, str]:
     """(the token, where it came from): ``--token-file`` > the token > a token file.
 
@@ -360,14 +360,12 @@ def _resolve_token(
     return token, token_source
 
 
-def base_url_origin(env: Environment) -> str:
+def base_url_origin(env: Variables) -> str:
     """Where ``INTERCOM_BASE_URL`` came from, named as a variable when from the environment."""
     return env.origins.get(BASE_URL_ENV, f"variable {BASE_URL_ENV}")
 
 
-def _resolve_endpoint(
-    env: Environment, region: str | None, base_url: str | None
-) -> tuple[str, str]:
+def _resolve_endpoint(env: Variables, region: str | None, base_url: str | None) -> tuple[str, str]:
     """(the region, the base URL): flags > the environment > the default region."""
     region_origin = "--region" if region else env.origins.get(REGION_ENV, REGION_ENV)
     region_value = (region or env.get(REGION_ENV) or DEFAULT_REGION).strip().lower()
@@ -447,7 +445,7 @@ class Settings:
         """
         if env is None:
             env = load_environment(env_file)
-        origins = env if isinstance(env, Environment) else Environment(env)
+        origins = env if isinstance(env, Variables) else Variables(env)
         token, token_source = _resolve_token(origins, token_file, require_token=require_token)
         region_value, resolved_url = _resolve_endpoint(origins, region, base_url)
 
@@ -498,7 +496,7 @@ def outbox_source(option: str | None, env: Mapping[str, str]) -> str:
     if option:
         return "--outbox"
     if env.get(OUTBOX_ENV):
-        return env.origin(OUTBOX_ENV) if isinstance(env, Environment) else f"variable {OUTBOX_ENV}"
+        return env.origin(OUTBOX_ENV) if isinstance(env, Variables) else f"variable {OUTBOX_ENV}"
     return f"default: no --outbox, {OUTBOX_ENV} or profile outbox"
 
 

@@ -4,7 +4,7 @@
 - :mod:`.store`: the ``OutboxStore`` protocol every backend meets, the registry of
   backends (``BACKENDS``: a URI scheme, or the plain file path, to the module that opens
   it: :mod:`.sqlite_backend`, :mod:`.pg_backend`) and ``open_store``;
-- :mod:`.sqlite`: the SQLite store (``Outbox``), on the file of :mod:`.sqlite_file`;
+- :mod:`.sqlite`: the SQLite store (``SqliteOutbox``), on the file of :mod:`.sqlite_file`;
 - :mod:`.sql_store`, :mod:`.sql_destinations`: what both stores do alike, written once;
 - :mod:`.owner`: who holds a claim, and whether that process is gone;
 - ``pg_*``: the PostgreSQL store, imported only for a ``postgresql://`` outbox (psycopg).
@@ -71,7 +71,7 @@ if TYPE_CHECKING:
         State as State,
     )
     from .sqlite import (
-        Outbox as Outbox,
+        SqliteOutbox as SqliteOutbox,
     )
     from .sqlite_file import (
         SCHEMA_VERSION as SCHEMA_VERSION,
@@ -108,7 +108,7 @@ _LAZY = {
     "OutboxSummary": ".rows",
     "RowResult": ".rows",
     "State": ".rows",
-    "Outbox": ".sqlite",
+    "SqliteOutbox": ".sqlite",
     "SCHEMA_VERSION": ".sqlite_file",
     "SQLITE_HEADER": ".sqlite_file",
     "check_owned_by_us": ".sqlite_file",
@@ -135,7 +135,7 @@ __all__ = [
     "DEFAULT_BUSY_TIMEOUT_S",
     "DEFAULT_LEASE_S",
     "OWNER_HOST_ENV",
-    "Outbox",
+    "SqliteOutbox",
     "OutboxRow",
     "OutboxSummary",
     "RowResult",

@@ -105,7 +105,7 @@ class OutboxRow:
 
 @dataclass(frozen=True)
 class AddResult:
-    """What :meth:`Outbox.add` did with one event."""
+    """What :meth:`SqliteOutbox.add` did with one event."""
 
     id: int
     state: State
@@ -115,7 +115,7 @@ class AddResult:
 
 @dataclass(frozen=True)
 class RowResult:
-    """The new state of one claimed row, written back by :meth:`Outbox.record`.
+    """The new state of one claimed row, written back by :meth:`SqliteOutbox.record`.
 
     ``counts_attempt`` is False for a row handed back without being sent.
     ``next_attempt_at`` None keeps the row's current value.

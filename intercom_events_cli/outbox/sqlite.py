@@ -54,8 +54,8 @@ from .sqlite_file import (
 )
 
 
-class Outbox(SqlDestinations[sqlite3.Connection]):
-    """The outbox file. Open with :meth:`Outbox.open`; use as a context manager.
+class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
+    """The outbox file. Open with :meth:`SqliteOutbox.open`; use as a context manager.
 
     Settling, inspecting, managing and the destinations are :class:`SqlStore`'s.
     """
@@ -82,7 +82,7 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
         *,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
         create: bool = True,
-    ) -> Outbox:
+    ) -> SqliteOutbox:
         """Open (creating when missing: folder 0700, file 0600) and check the outbox.
 
         Raises :class:`OutboxError` for a locked, unreadable, corrupt or foreign file,
@@ -101,7 +101,7 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
                 str(path),
                 timeout=busy_timeout_s,
                 isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE)
-                check_same_thread=False,  # guarded by Outbox._lock
+                check_same_thread=False,  # guarded by SqliteOutbox._lock
             )
         except sqlite3.Error as exc:
             raise translate_error(exc, path, busy_timeout_s) from None
@@ -116,7 +116,7 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
     @classmethod
     def open_reader(
         cls, path: str | Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
-    ) -> Outbox:
+    ) -> SqliteOutbox:
         """A second connection, to read, to an outbox this process has open already.
 
         No checks of the file: reading it outside SQLite (its header) and closing it
@@ -132,7 +132,7 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
                 uri=True,
                 timeout=busy_timeout_s,
                 isolation_level=None,
-                check_same_thread=False,  # guarded by Outbox._lock
+                check_same_thread=False,  # guarded by SqliteOutbox._lock
             )
         except sqlite3.Error as exc:
             raise translate_error(exc, path, busy_timeout_s) from None
@@ -220,7 +220,7 @@ class Outbox(SqlDestinations[sqlite3.Connection]):
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> Outbox:
+    def __enter__(self) -> SqliteOutbox:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

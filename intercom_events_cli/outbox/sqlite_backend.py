@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config.settings import busy_timeout_from_env, resolve_outbox_path
-from .sqlite import Outbox
+from .sqlite import SqliteOutbox
 
 if TYPE_CHECKING:
     from .store import OutboxLocation
@@ -34,11 +34,13 @@ def _path(location: OutboxLocation) -> Path:
     return location if isinstance(location, Path) else Path(str(location))
 
 
-def open_store(location: OutboxLocation, env: Mapping[str, str], *, create: bool) -> Outbox:
+def open_store(location: OutboxLocation, env: Mapping[str, str], *, create: bool) -> SqliteOutbox:
     """Open (creating it unless ``create`` is false) and check the outbox file."""
-    return Outbox.open(_path(location), busy_timeout_s=busy_timeout_from_env(env), create=create)
+    return SqliteOutbox.open(
+        _path(location), busy_timeout_s=busy_timeout_from_env(env), create=create
+    )
 
 
-def open_reader(location: OutboxLocation, env: Mapping[str, str]) -> Outbox:
-    """A second connection to a file this process has open (see :meth:`Outbox.open_reader`)."""
-    return Outbox.open_reader(_path(location), busy_timeout_s=busy_timeout_from_env(env))
+def open_reader(location: OutboxLocation, env: Mapping[str, str]) -> SqliteOutbox:
+    """A second connection to a file this process has open (:meth:`SqliteOutbox.open_reader`)."""
+    return SqliteOutbox.open_reader(_path(location), busy_timeout_s=busy_timeout_from_env(env))
