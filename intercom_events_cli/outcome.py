@@ -161,7 +161,7 @@ def _tls_verification_failed(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    from .config.settings import redact
+    from .config.redaction import redact
 
     return redact(str(exc) or type(exc).__name__)
 

@@ -100,7 +100,7 @@ def _reset_module_state() -> None:
     A secret registered by an earlier run would be redacted by a later one that forgot to
     register it: the token check would pass where a real process leaks.
     """
-    from intercom_events_cli.config.settings import reset_process_state
+    from intercom_events_cli.config.warning_sink import reset_process_state
 
     reset_process_state()
 

@@ -12,7 +12,8 @@ import pytest
 from fake_intercom import FakeIntercom, Reply  # tests/ is on sys.path (conftest.py)
 
 from intercom_events_cli import __version__
-from intercom_events_cli.config.settings import Settings, register_secret
+from intercom_events_cli.config.redaction import register_secret
+from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.errors import ApiError, ExitCode
 from intercom_events_cli.event import Event
 from intercom_events_cli.http.client import AttemptLog, EventsClient, events_url

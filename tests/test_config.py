@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from intercom_events_cli.config.redaction import redact
 from intercom_events_cli.config.settings import (
     REGION_BASE_URLS,
     Settings,
     is_loopback_host,
-    load_environment,
-    redact,
     validate_base_url,
 )
+from intercom_events_cli.config.variables import load_environment
 from intercom_events_cli.errors import ConfigError, ExitCode
 
 TOKEN = "tok_CONFIG_unit_0a1b2c3d"

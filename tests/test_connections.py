@@ -12,7 +12,8 @@ import pytest
 from conftest import TOKEN
 from fake_intercom import FakeIntercom
 
-from intercom_events_cli.config.settings import Settings, register_secret
+from intercom_events_cli.config.redaction import register_secret
+from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.event import Event
 from intercom_events_cli.http.client import EVENTS_PATH, EventsClient
 from intercom_events_cli.http.connections import ConnectionShelf

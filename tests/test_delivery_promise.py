@@ -354,7 +354,8 @@ def test_queue_on_failure_reports_the_real_attempts_when_the_outbox_fails(
 
 
 def test_settings_built_by_hand_redact_their_token() -> None:
-    from intercom_events_cli.config.settings import Settings, redact
+    from intercom_events_cli.config.redaction import redact
+    from intercom_events_cli.config.settings import Settings
 
     secret = "tok_library_user_built_this_1234"
     Settings(token=secret)

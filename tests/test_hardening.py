@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import TOKEN, RunCli
 from fake_intercom import FakeIntercom, Reply
 
-from intercom_events_cli.config.settings import redact, register_secret
+from intercom_events_cli.config.redaction import redact, register_secret
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import SqliteOutbox, State
 

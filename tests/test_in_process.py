@@ -99,7 +99,7 @@ def test_in_process_runs_match_real_processes(tmp_path: Path) -> None:
 
 
 def test_a_run_leaves_the_process_as_it_found_it(run_cli: RunCli, tmp_path: Path) -> None:
-    from intercom_events_cli.config import settings as config
+    from intercom_events_cli.config import redaction
 
     before_env, before_cwd = dict(os.environ), os.getcwd()
     before_streams = (sys.stdin, sys.stdout, sys.stderr)
@@ -110,7 +110,7 @@ def test_a_run_leaves_the_process_as_it_found_it(run_cli: RunCli, tmp_path: Path
     assert os.getcwd() == before_cwd
     assert (sys.stdin, sys.stdout, sys.stderr) == before_streams
     assert {sig: signal.getsignal(sig) for sig in before_handlers} == before_handlers
-    assert not config._secrets, "a registered secret would hide a later run's leak"
+    assert not redaction._secrets, "a registered secret would hide a later run's leak"
     assert current().process_streams  # no run's environment is left current
 
 

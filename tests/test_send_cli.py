@@ -232,7 +232,7 @@ def test_reporting_turns_an_unexpected_exception_into_exit_1() -> None:
 
     from intercom_events_cli.cli.common import reporting
     from intercom_events_cli.cli.output import Output
-    from intercom_events_cli.config.settings import register_secret
+    from intercom_events_cli.config.redaction import register_secret
 
     register_secret(TOKEN)
     for debug in (False, True):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from intercom_events_cli.cli.watch import parse_metrics_address
-from intercom_events_cli.config.settings import default_outbox_path, resolve_outbox_path
+from intercom_events_cli.config.outbox_path import default_outbox_path, resolve_outbox_path
 from intercom_events_cli.errors import OutboxError, UsageError
 from intercom_events_cli.outbox.location import (
     PostgresLocation,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..config.settings import Settings, token_tail
+from ..config.redaction import token_tail
+from ..config.settings import Settings
 from ..errors import ApiError, IeventsError
 from ..http.client import proxy_for
 from .common import open_client, open_existing, reporting

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..config.settings import redact, set_warning_sink
+from ..config.redaction import redact
+from ..config.warning_sink import set_warning_sink
 from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import status_text
 from .output import Output

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.outbox_path import outbox_source
 from ..config.profiles import config_path
-from ..config.settings import (
-    API_VERSION_ENV,
-    BASE_URL_ENV,
-    REGION_ENV,
-    Settings,
-    Variables,
-    base_url_origin,
-    outbox_source,
-    token_tail,
-)
+from ..config.redaction import token_tail
+from ..config.settings import Settings, base_url_origin
+from ..config.variables import API_VERSION_ENV, BASE_URL_ENV, REGION_ENV, Variables
 from .common import reporting
 from .options import Options, shared
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..config.settings import redact
+from ..config.redaction import redact
 from ..errors import ApiError, UsageError
 from ..event import format_utc
 from .common import open_client, reporting

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
 
 import typer
 
-from ..config.settings import Settings, Variables, load_environment
+from ..config.settings import Settings
+from ..config.variables import Variables, load_environment
 from .environment import current
 from .output import Output
 

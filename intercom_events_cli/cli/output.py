@@ -2,7 +2,7 @@
 
 Colour only when the stream is a terminal, ``NO_COLOR`` is unset, ``TERM`` is not
 ``dumb`` and ``--no-color`` was not given. Every line written passes through
-:func:`~intercom_events_cli.config.settings.redact`, so a token can never reach the screen or a
+:func:`~intercom_events_cli.config.redaction.redact`, so a token can never reach the screen or a
 log, whatever text an error carried. rich is imported only by the commands that draw
 tables or progress bars (:meth:`Output.rich_console`).
 
@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from ..config.settings import redact
+from ..config.redaction import redact
 from ..textsafe import sanitize
 from .environment import current
 

@@ -13,7 +13,7 @@
 A profile is selected by ``--profile NAME``, else ``IEVENTS_PROFILE``, else
 ``default_profile``. Its values become the variables ievents reads anyway
 (``INTERCOM_REGION``, ...), below the environment and above ``.env`` (see
-:func:`~intercom_events_cli.config.settings.load_environment`). An unknown profile or key is a
+:func:`~intercom_events_cli.config.variables.load_environment`). An unknown profile or key is a
 configuration error naming the file and line. The file is read only when it exists or a
 profile is asked for, and tomllib (tomli before Python 3.11) is imported only then.
 """

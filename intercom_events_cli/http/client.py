@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from ..config.settings import Settings, redact
+from ..config.redaction import redact
+from ..config.settings import Settings
 from ..event import Event
 from ..outcome import (
     CODE_CONNECTION,

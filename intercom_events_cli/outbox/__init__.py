@@ -19,19 +19,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..config.settings import (
+    from ..config.outbox_path import (
         BUSY_TIMEOUT_ENV as BUSY_TIMEOUT_ENV,
     )
-    from ..config.settings import (
+    from ..config.outbox_path import (
         DEFAULT_BUSY_TIMEOUT_S as DEFAULT_BUSY_TIMEOUT_S,
     )
-    from ..config.settings import (
+    from ..config.outbox_path import (
         busy_timeout_from_env as busy_timeout_from_env,
     )
-    from ..config.settings import (
+    from ..config.outbox_path import (
         default_outbox_path as default_outbox_path,
     )
-    from ..config.settings import (
+    from ..config.outbox_path import (
         resolve_outbox_path as resolve_outbox_path,
     )
     from ..http.retry import (
@@ -91,11 +91,11 @@ if TYPE_CHECKING:
 
 # Each name -> the module (relative to this package) it comes from.
 _LAZY = {
-    "BUSY_TIMEOUT_ENV": "..config.settings",
-    "DEFAULT_BUSY_TIMEOUT_S": "..config.settings",
-    "busy_timeout_from_env": "..config.settings",
-    "default_outbox_path": "..config.settings",
-    "resolve_outbox_path": "..config.settings",
+    "BUSY_TIMEOUT_ENV": "..config.outbox_path",
+    "DEFAULT_BUSY_TIMEOUT_S": "..config.outbox_path",
+    "busy_timeout_from_env": "..config.outbox_path",
+    "default_outbox_path": "..config.outbox_path",
+    "resolve_outbox_path": "..config.outbox_path",
     "BACKOFF_BASE_S": "..http.retry",
     "BACKOFF_CAP_S": "..http.retry",
     "retry_delay_s": "..http.retry",

@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..config.settings import DEFAULT_BUSY_TIMEOUT_S
+from ..config.outbox_path import DEFAULT_BUSY_TIMEOUT_S
 from ..errors import OutboxError, OutboxMissing
 from ..event import Event
 from .owner import owner_is_gone

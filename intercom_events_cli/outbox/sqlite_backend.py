@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config.settings import busy_timeout_from_env, resolve_outbox_path
+from ..config.outbox_path import busy_timeout_from_env, resolve_outbox_path
 from .sqlite import SqliteOutbox
 
 if TYPE_CHECKING:

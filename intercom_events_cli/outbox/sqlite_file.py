@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..config.settings import BUSY_TIMEOUT_ENV
+from ..config.outbox_path import BUSY_TIMEOUT_ENV
 from ..errors import OutboxBusy, OutboxError
 
 # How often a relay reads the file's data_version while it waits for new rows.

@@ -322,7 +322,7 @@ def resolve_location(option: str | None, env: Mapping[str, str]) -> OutboxLocati
     ``postgresql+psycopg://...``, ``host=... password=...``) raises :class:`OutboxError`
     (78). The PostgreSQL schema is ``IEVENTS_OUTBOX_SCHEMA`` (default ``ievents``).
     """
-    from ..config.settings import OUTBOX_ENV
+    from ..config.variables import OUTBOX_ENV
 
     text = option or env.get(OUTBOX_ENV) or ""
     backend = backend_for_text(text)

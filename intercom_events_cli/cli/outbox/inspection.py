@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ...config.settings import outbox_source
+from ...config.outbox_path import outbox_source
 from ...errors import UsageError
 from ...outcome import api_error_text, status_text
 from ..common import json_error, open_existing, reporting
