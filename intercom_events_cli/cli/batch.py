@@ -15,16 +15,8 @@ from .environment import current
 from .options import DELIVERY, OUTPUT, OUTPUTS, SETTINGS, Options, finite, shared
 from .output import Output
 from .progress import progress_reporting
-from .render import (
-    agree,
-    plural,
-    seconds,
-    setup_cause,
-    stop_cause,
-    summary_json,
-    timing,
-    waiting_elsewhere_text,
-)
+from .render import agree, plural, seconds, setup_cause, stop_cause, timing, waiting_elsewhere_text
+from .render_json import summary_json
 
 if TYPE_CHECKING:
     from ..delivery.batch import BatchMode, BatchReport

@@ -19,7 +19,6 @@ from .common import open_outbox, outbox_path
 from .environment import current
 from .output import Output
 from .render import (
-    capture_json,
     describe_failure,
     error_hint,
     error_json,
@@ -28,6 +27,7 @@ from .render import (
     plural,
     when,
 )
+from .render_json import capture_json
 
 if TYPE_CHECKING:
     from ..capture import CaptureResult

@@ -24,7 +24,6 @@ from .render import (
     delivery_line,
     describe_failure,
     failure_hint,
-    flush_json,
     plural,
     relative,
     setup_cause,
@@ -33,6 +32,7 @@ from .render import (
     waiting_for_workspace_text,
     when,
 )
+from .render_json import flush_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

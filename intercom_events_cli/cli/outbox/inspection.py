@@ -24,12 +24,11 @@ from ..render import (
     no_outbox_text,
     relative,
     row_json,
-    schema_text,
-    status_json,
     waiting_for_workspace_json,
     waiting_for_workspace_text,
     when,
 )
+from ..render_json import schema_text, status_json
 from . import MAX_ID
 
 if TYPE_CHECKING:
