@@ -46,7 +46,7 @@ from .pg_session import (  # psycopg is imported there, with a clear error when 
 )
 from .rows import COLUMNS, AddResult, OutboxRow, State
 from .sql_destinations import SqlDestinations
-from .sql_store import ANYONES, ClaimRequest
+from .sql_parts import ANYONES, ClaimRequest
 
 if TYPE_CHECKING:
     from psycopg import Cursor

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from ..delivery.destination import FINGERPRINT_KEY_BYTES, Destination
 from .rows import State
-from .sql_store import ANYONES, H, SqlStore, pending_for
+from .sql_parts import ANYONES, H, pending_for
+from .sql_store import SqlStore
 
 if TYPE_CHECKING:
     from ..config.settings import Settings

@@ -32,7 +32,7 @@ from ..event import Event
 from .owner import owner_is_gone
 from .rows import COLUMNS, AddResult, OutboxRow, State
 from .sql_destinations import SqlDestinations
-from .sql_store import ClaimRequest, pending_for
+from .sql_parts import ClaimRequest, pending_for
 from .sqlite_bulk import (
     BULK_CACHE_KIB,
     BULK_CHECKPOINT_PAGES,

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from .rows import COLUMNS, OutboxRow, State
-from .sql_store import IDS_PER_QUERY
+from .sql_parts import IDS_PER_QUERY
 
 INSERT_NEW = (
     "INSERT INTO events (dedup_key, payload, event_name, state, attempts, created, updated, "
