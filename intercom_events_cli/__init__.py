@@ -1,13 +1,16 @@
 """ievents: submit Intercom data events, reliably, from scripts and cron jobs.
 
-The data path, a step a line, with its module (CONTRIBUTING.md: the layers and their rules)::
+The data path, a step a line, with the package or module that holds it: each stage is a
+package of its own (CONTRIBUTING.md: the layout, the layers and their rules)::
 
-    input -> Event        readers.py (input_records, input_csv), event.py (fields, metadata)
-    Event -> outbox       capture.py (one event), outbox/ (store.py: the protocol; sql_store.py,
-                          sqlite.py, pg_outbox.py)
-    outbox -> Intercom    delivery.py (the engine), batch.py (a batch run), client.py
-    answer -> Outcome     outcome.py (classification), retry.py (waits and backoff)
-    Outcome -> the user   cli/render.py (words), cli/output.py (streams), errors.py (exit codes)
+    input -> Event        input/ (readers, records, csv_rows, rejects), event.py (fields.py,
+                          metadata.py); config/ the settings every step reads
+    Event -> outbox       capture.py (one event), outbox/ (store.py: the protocol and the
+                          backend registry; sql_store.py, sqlite.py, pg_outbox.py)
+    outbox -> Intercom    delivery/ (engine.py, batch.py, relay.py), http/ (client.py,
+                          transport.py, retry.py: waits and backoff, pacing.py)
+    answer -> Outcome     outcome.py (classification), errors.py (the exception tree)
+    Outcome -> the user   cli/ (render.py: words, output.py: streams, runner.py: a run)
 
 Library use (no typer or rich is imported)::
 
@@ -21,8 +24,8 @@ Library use (no typer or rich is imported)::
 Public names (everything else is private to the package and may change)::
 
     Event               one validated Intercom data event (event.py)
-    EventsClient        sends events over HTTP with the retry policy (client.py)
-    Settings            token, region, base URL and timeouts, resolved (config.py)
+    EventsClient        sends events over HTTP with the retry policy (http/client.py)
+    Settings            token, region, base URL and timeouts, resolved (config/settings.py)
     Outcome             what became of one event sent (outcome.py)
     OutboxStore         the storage protocol every outbox meets (outbox/store.py)
     open_store          opens the outbox at a file path or postgresql:// URI (outbox/store.py)

@@ -60,7 +60,7 @@ class Environment:
         self.stderr_isatty = _isatty(stderr) if stderr_isatty is None else stderr_isatty
         self.process_streams = process_streams
         # Set once the run has written anything through ``Output``: typer turns a Ctrl-C
-        # it meets while parsing into a silent exit 130, still to be said (cli/usage.py).
+        # it meets while parsing into a silent exit 130, still to be said (cli/runner.py).
         self.output_written = False
 
     def __repr__(self) -> str:  # never the variables: they hold the token

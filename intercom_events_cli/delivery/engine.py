@@ -1,8 +1,8 @@
 """The flush engine: deliver the outbox's pending events, several at once.
 
 One :class:`~intercom_events_cli.http.client.EventsClient` (one connection pool) is shared by a
-pool of worker threads (:mod:`.delivery_workers`). The calling thread alone talks to
-SQLite: it claims rows in chunks, hands them to the workers, and writes their results
+pool of worker threads (:mod:`.workers`). The calling thread alone talks to
+the outbox: it claims rows in chunks, hands them to the workers, and writes their results
 back in batched transactions. A producer may keep adding rows while the engine runs
 (``keep_going``): ``ievents batch`` feeds the outbox while a :class:`Deliverer` drains it.
 
@@ -12,12 +12,12 @@ What becomes of a row:
 - 400, 404, 422 and other non-retryable 4xx → dead, with the API error kept;
 - 401/403 → the run stops at once and every claimed row goes back to pending;
 - temporary (network, timeout, 429, 5xx) after the client's retries → pending again,
-  with a later next attempt (:func:`~.delivery_results.deferred_until`);
+  with a later next attempt (:func:`~.results.deferred_until`);
 - a stop (``stop`` event, ``max_time``, Intercom unavailable) → rows not yet sent go
   back to pending untouched.
 
 The report, the stop reasons and the rules that turn an answer into a row's next state
-are in :mod:`.delivery_results`. httpx is imported only once there is something to send.
+are in :mod:`.results`. httpx is imported only once there is something to send.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The relay behind ``ievents flush --watch``: deliver new events as they arrive.
 
-A relay is the flush engine (:class:`~.delivery.Deliverer`) kept running: when it has
+A relay is the flush engine (:class:`~.engine.Deliverer`) kept running: when it has
 nothing left to do it waits for a sign of new rows instead of ending.
 
 The sign comes from the outbox's own :meth:`~.outbox.store.OutboxStore.waker` (PostgreSQL
@@ -71,7 +71,7 @@ class Relay:
     """Run the flush engine until ``stop``, waking on new rows; see the module doc.
 
     ``open_store`` opens the outbox (called again after the database went away).
-    ``engine_options`` go to each :class:`~.delivery.Deliverer` (concurrency, retries,
+    ``engine_options`` go to each :class:`~.engine.Deliverer` (concurrency, retries,
     timeout, ...). ``on_store`` sees each store opened (for metrics).
 
     One relay of several (one per workspace, :mod:`.delivery_lanes`): ``profile_name``

@@ -2,7 +2,7 @@
 and why it stopped (:class:`StopReason`), and the rules that turn an answer into a row's
 next state (:func:`row_result`, :func:`deferred_until`).
 
-The engine (:mod:`.delivery`) applies these rules; ``send --queue-on-failure``
+The engine (:mod:`.engine`) applies these rules; ``send --queue-on-failure``
 (:mod:`.capture`) keeps a failed event by the same reschedule rule.
 """
 

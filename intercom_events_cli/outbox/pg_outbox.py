@@ -1,6 +1,6 @@
 """The outbox in PostgreSQL: shared by every host that can reach the database.
 
-The same rows, states and rules as the SQLite file (:mod:`.outbox`), in a schema of
+The same rows, states and rules as the SQLite file (:mod:`.sqlite`), in a schema of
 its own (:mod:`.pg_schema`). What differs:
 
 - Claims are ``SELECT ... FOR UPDATE SKIP LOCKED``: any number of flushers on any number

@@ -1,5 +1,5 @@
-"""The destinations of an outbox, for both stores (see DESTINATION.md and
-:mod:`..destination`).
+"""The destinations of an outbox, for both stores (see
+:mod:`..delivery.destination`).
 
 Each event is bound at capture to where it is to be delivered; a destination whose last
 attempt failed starts the next run with a probe. The statements are the neutral ones of

@@ -1,6 +1,6 @@
 """The SQLite backend's line in the registry (:data:`.store.BACKENDS`): a plain file path.
 
-Where the file is (``--outbox`` > ``IEVENTS_OUTBOX`` > the XDG default, ``config.py``),
+Where the file is (``--outbox`` > ``IEVENTS_OUTBOX`` > the XDG default, ``config/outbox_path.py``),
 and opening it with the busy timeout of ``IEVENTS_OUTBOX_BUSY_TIMEOUT``. The store is
 :mod:`.sqlite`, its file :mod:`.sqlite_file`.
 """

@@ -25,7 +25,7 @@ DATA_VERSION_POLL_S = 0.1
 SCHEMA_VERSION = 5
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-# Where each event is to be delivered (see destination.py). ``failing_since`` set: the last
+# Where each event is to be delivered (see delivery/destination.py). ``failing_since`` set: the last
 # delivery attempt for it failed temporarily, so the next flush starts with one probe.
 _DESTINATIONS = [
     """CREATE TABLE destinations (

@@ -136,7 +136,7 @@ class OutboxStore(Protocol):
         """Bring pending rows' next attempt forward to now."""
         ...
 
-    # destinations (see DESTINATION.md and destination.py)
+    # destinations (see delivery/destination.py)
     def bind(self, settings: Settings) -> int:
         """The id of the destination ``settings`` deliver to (stored when new): the
         token's workspace once learned, else the token's own."""

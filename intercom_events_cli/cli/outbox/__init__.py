@@ -1,8 +1,8 @@
-"""What the ``ievents outbox`` commands share; the group itself is a line of
-:data:`.commands.COMMANDS`.
+"""The ``ievents outbox`` commands, and what they share; the group itself is a line of
+:data:`..commands.COMMANDS`.
 
-Its commands are in :mod:`.outbox_inspect` (``status``, ``list``, ``export``),
-:mod:`.outbox_admin` (``retry``, ``purge``) and :mod:`.outbox_workspaces`
+Its commands are in :mod:`.inspection` (``status``, ``list``, ``export``),
+:mod:`.admin` (``retry``, ``purge``) and :mod:`.workspaces`
 (``default-workspace``, ``move``). sqlite3 is imported inside the commands, never at startup.
 """
 

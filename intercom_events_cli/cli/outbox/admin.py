@@ -1,6 +1,6 @@
 """``ievents outbox retry`` and ``outbox purge``: change what the outbox holds.
 
-Looking without changing is in :mod:`.outbox_inspect`.
+Looking without changing is in :mod:`.inspection`.
 """
 
 from __future__ import annotations

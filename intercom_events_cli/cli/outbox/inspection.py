@@ -1,6 +1,6 @@
 """``ievents outbox status``, ``outbox list`` and ``outbox export``: look into the outbox.
 
-Nothing here changes the outbox; ``retry`` and ``purge`` are in :mod:`.outbox_admin`.
+Nothing here changes the outbox; ``retry`` and ``purge`` are in :mod:`.admin`.
 """
 
 from __future__ import annotations
