@@ -38,6 +38,7 @@ def reset_process_state() -> None:
 
 
 def warn_once(text: str) -> None:
+    """Hand ``text`` to the sink (or queue it), unless it was already said in this process."""
     if text not in _warned:
         _warned.add(text)
         _warn(text)
