@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, ExitCode, UsageError
 from .common import attempt_logger, stop_on_signals
 from .output import Output
-from .render import failure_hint, flush_json
+from .render import failure_hint
+from .render_json import flush_json
 from .render_lanes import lane_json, lane_label, lane_line
 
 if TYPE_CHECKING:
