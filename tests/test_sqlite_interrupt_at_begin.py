@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from helpers import event
 
-from intercom_events_cli.outbox.sqlite import Outbox
+from intercom_events_cli.outbox.sqlite import SqliteOutbox
 
 
 class InterruptAfterBegin:
@@ -36,7 +36,7 @@ class InterruptAfterBegin:
 def test_an_interrupt_right_after_begin_leaves_no_transaction_open(
     tmp_path: Path, operation: str
 ) -> None:
-    with Outbox.open(tmp_path / "outbox.sqlite3") as outbox:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as outbox:
         real = outbox._db
         outbox._db = InterruptAfterBegin(real)  # type: ignore[assignment]
         with pytest.raises(KeyboardInterrupt):

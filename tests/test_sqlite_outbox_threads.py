@@ -1,4 +1,4 @@
-"""One SQLite ``Outbox`` shared by the threads of a run, as ``ievents batch`` shares it.
+"""One ``SqliteOutbox`` shared by the threads of a run, as ``ievents batch`` shares it.
 
 ``batch`` stores what its reader thread reads (``queue_many``) while the delivery engine,
 on the calling thread, claims, renews, records and releases on the same connection
@@ -6,7 +6,7 @@ on the calling thread, claims, renews, records and releases on the same connecti
 outside that lock would show here as a sqlite3 error (``bad parameter or other API
 misuse``, a row read half-way) or as a row lost or doubled: with the interpreter switching
 threads every microsecond such a race shows within a few rounds (checked by running this
-with ``Outbox._lock`` replaced by a lock that does nothing: it fails at once).
+with ``SqliteOutbox._lock`` replaced by a lock that does nothing: it fails at once).
 
 Bounded by work, not time: it ends when every event is delivered, or at the first error.
 """
@@ -22,7 +22,7 @@ import pytest
 
 from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox, RowResult, State, new_owner
+from intercom_events_cli.outbox import RowResult, SqliteOutbox, State, new_owner
 
 EVENTS = 2000
 CHUNK = 40  # the reader's chunks: many small transactions, so the threads interleave
@@ -50,7 +50,7 @@ def test_a_reader_and_two_engines_sharing_one_outbox_lose_and_double_nothing(
     ]
     failures: list[BaseException] = []
     stored = threading.Event()
-    with Outbox.open(tmp_path / "outbox.sqlite3") as store:
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
         destination = store.bind(Settings(token="tok_threads_0a1b2c3d4e5f"))
 
         def read() -> None:
