@@ -7,8 +7,8 @@ package of its own (CONTRIBUTING.md: the layout, the layers and their rules)::
                           metadata.py); config/ the settings every step reads
     Event -> outbox       capture.py (one event), outbox/ (store.py: the protocol and the
                           backend registry; sql_store.py, sqlite.py, pg_outbox.py)
-    outbox -> Intercom    delivery/ (engine.py, batch.py, relay.py), http/ (client.py,
-                          transport.py, retry.py: waits and backoff, pacing.py)
+    outbox -> Intercom    delivery/ (engine.py, settle.py, batch.py, relay.py), http/
+                          (client.py, transport.py, retry.py: waits and backoff, pacing.py)
     answer -> Outcome     outcome.py (classification), errors.py (the exception tree)
     Outcome -> the user   cli/ (render.py: words, output.py: streams, runner.py: a run)
 

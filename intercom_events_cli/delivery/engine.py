@@ -17,7 +17,9 @@ What becomes of a row:
   back to pending untouched.
 
 The report, the stop reasons and the rules that turn an answer into a row's next state
-are in :mod:`.results`. httpx is imported only once there is something to send.
+are in :mod:`.results`; what each result makes of its row and of the run (the counts,
+another round in this run, the stop when Intercom is unavailable) is the
+:class:`~.settle.Settler`'s. httpx is imported only once there is something to send.
 """
 
 from __future__ import annotations
@@ -31,18 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.settings import Settings
 from ..errors import ExitCode, OutboxError
-from ..http.retry import MAX_SERVER_WAIT_S
 from ..outbox import DEFAULT_LEASE_S, OutboxRow, RowResult, State, new_owner
-from ..outcome import Outcome, OutcomeKind
+from ..outcome import OutcomeKind
 from .results import (
     Delivery,
     FlushReport,
     StopReason,
-    deferred_until,
-    outcome_from_attempt,
     refusal,
-    row_result,
 )
+from .settle import Settler
 from .workers import Done, SenderPool
 
 if TYPE_CHECKING:
@@ -147,15 +146,19 @@ class Deliverer:
         self._outstanding: dict[int, OutboxRow] = {}
         # Row id -> time.monotonic() until which its claim is trusted (see LEASE_TRUST).
         self._held_until: dict[int, float] = {}
-        self._temporary_streak = 0
         # Only rows of this destination (and unbound ones) are claimed; None: bound at run().
         self.destination_id = destination_id
         self.max_rounds = max_rounds
         self.round_delay_s = round_delay_s
-        self._rounds: dict[int, int] = {}  # row id -> rounds used in this run
-        self._awaiting_round: dict[int, float] = {}  # row id -> when it is due again
-        self._probing = False
-        self._answered = False  # Intercom accepted or refused something in this run
+        self._settler = Settler(
+            self.report,
+            halt=self._halt,
+            stop=self.stop,
+            unavailable_after=self.unavailable_after,
+            max_rounds=max_rounds,
+            round_delay_s=round_delay_s,
+            keep_dead_letters=MAX_DEAD_LETTERS_KEPT,
+        )
         self._destination_up: bool | None = None  # as last written to the outbox
         # False: the caller keeps the outbox's flush record itself (the relay, whose stop
         # is not an interrupted flush); on_tick: called on the run's thread between steps.
@@ -173,6 +176,7 @@ class Deliverer:
         if self.max_time is not None:
             self._deadline = started + self.max_time
             self._senders.deadline = self._deadline
+            self._settler.deadline = self._deadline
         failed: BaseException | None = None
         try:
             if self.destination_id is None and self.settings.token:
@@ -186,9 +190,9 @@ class Deliverer:
                     self._probe()
             self._loop()
             self._wind_down()
-            if self._awaiting_round:
+            if self._settler.awaiting_round:
                 # The run stopped before their next round: they wait for a later run.
-                self.report.deferred += len(self._awaiting_round)
+                self.report.deferred += len(self._settler.awaiting_round)
                 self.report.note_code(ExitCode.TEMPORARY)
         except BaseException as exc:
             failed = exc
@@ -241,7 +245,7 @@ class Deliverer:
         if not rows:
             return
         self.report.probed = True
-        self._probing = True
+        self._settler.probing = True
         self.report.claimed += 1
         self._outstanding[rows[0].id] = rows[0]
         self._held_until[rows[0].id] = claimed_at + self.lease_s * LEASE_TRUST
@@ -255,7 +259,7 @@ class Deliverer:
                 self._collect(self.poll_interval_s)
                 last_renewal = self._renew(last_renewal)
         finally:
-            self._probing = False
+            self._settler.probing = False
         if self.report.stopped is None:
             self.store.make_all_due(destination_id=self.destination_id)
 
@@ -280,7 +284,7 @@ class Deliverer:
                 if self.keep_going is not None and self.keep_going():
                     self.stop.wait(self.poll_interval_s)
                     continue
-                if self._awaiting_round and not self._halt.is_set() and not rows:
+                if self._settler.awaiting_round and not self._halt.is_set() and not rows:
                     self._wait_for_round()
                     claimed_last = True
                     continue
@@ -314,7 +318,7 @@ class Deliverer:
         )
         rows = self._refuse_invalid(rows)
         for row in rows:
-            self._awaiting_round.pop(row.id, None)
+            self._settler.awaiting_round.pop(row.id, None)
         self.report.claimed += len(rows)
         for row in rows:
             self._outstanding[row.id] = row
@@ -355,13 +359,13 @@ class Deliverer:
     def _wait_for_round(self) -> None:
         """Events put back for another round: wait until the first is due (then claim)."""
         now = self.store.now()
-        due = min(self._awaiting_round.values())
+        due = min(self._settler.awaiting_round.values())
         if due > now:
             self.stop.wait(min(due - now, self.poll_interval_s))
         else:
             # Due and still not claimed: another flush took them.
-            for row_id in [i for i, at in self._awaiting_round.items() if at <= now]:
-                del self._awaiting_round[row_id]
+            for row_id in [i for i, at in self._settler.awaiting_round.items() if at <= now]:
+                del self._settler.awaiting_round[row_id]
 
     def _renew(self, last_renewal: float) -> float:
         """Renew the claims' lease every third of it; returns when it was last renewed."""
@@ -413,7 +417,7 @@ class Deliverer:
             return
         now = self.store.now()  # the outbox's clock: backoffs are due times on it
         counted = self.report.counts()
-        settled = [self._settle(item, now) for item in done]
+        settled = [self._settler.settle(item, now) for item in done]
         # Each result names its claim: a claim taken back meanwhile makes it stale (ignored).
         fenced = [
             dataclasses.replace(result, claim_token=item.row.claim_token)
@@ -449,98 +453,6 @@ class Deliverer:
     def _tell(self, delivery: Delivery) -> None:
         if self.on_result is not None:
             self.on_result(delivery)
-
-    def _settle(self, item: Done, now: float) -> tuple[RowResult, Delivery]:
-        """A worker's result: count it, and say what becomes of the row."""
-        row, outcome, report = item.row, item.outcome, self.report
-        if item.error is not None:
-            return self._settle_bug(row, item.error, now)
-        if outcome is None and item.last_attempt is not None and not self.stop.is_set():
-            outcome = outcome_from_attempt(row, item.last_attempt)
-        unbind = row.destination_id is None  # bound by this run's claim
-        if outcome is None:
-            report.released += 1
-            result = RowResult(row.id, State.PENDING, counts_attempt=False, unbind=unbind)
-            return result, Delivery(row, State.PENDING, None)
-
-        kind = outcome.kind
-        if kind is OutcomeKind.DELIVERED:
-            report.delivered += 1
-            self._answered = True
-            self._temporary_streak = 0
-            report.note_code(ExitCode.OK)
-            result = row_result(row, State.DELIVERED, outcome)
-            return result, Delivery(row, State.DELIVERED, outcome)
-        report.last_failure = outcome
-        if kind is not OutcomeKind.TEMPORARY:
-            report.note_code(outcome.exit_code)
-            self._answered = True
-        if outcome.stops_run:
-            # The token (or base URL) can be fixed: the row stays due, nothing held against it.
-            report.setup_failures += 1
-            report.stopped = StopReason.AUTH
-            self._halt.set()
-            # Not this configuration's to keep: an unbound row stays unbound.
-            result = dataclasses.replace(row_result(row, State.PENDING, outcome), unbind=unbind)
-            return result, Delivery(row, State.PENDING, outcome)
-        if kind is OutcomeKind.TEMPORARY:
-            return self._settle_temporary(row, outcome, now)
-        report.dead += 1
-        self._temporary_streak = 0
-        delivery = Delivery(row, State.DEAD, outcome)
-        if len(report.dead_letters) < MAX_DEAD_LETTERS_KEPT:
-            report.dead_letters.append(delivery)
-        return row_result(row, State.DEAD, outcome), delivery
-
-    def _settle_bug(self, row: OutboxRow, error: str, now: float) -> tuple[RowResult, Delivery]:
-        """A bug, most likely hitting every row alike: keep the row, stop the run."""
-        report = self.report
-        report.internal_errors.append(error)
-        report.recent_codes.add(ExitCode.INTERNAL)
-        report.released += 1
-        if report.stopped is None:
-            report.stopped = StopReason.INTERNAL
-        self._halt.set()
-        next_at = deferred_until(row.attempts + 1, now)
-        result = RowResult(row.id, State.PENDING, next_attempt_at=next_at, counts_attempt=False)
-        return result, Delivery(row, State.PENDING, None)
-
-    def _settle_temporary(
-        self, row: OutboxRow, outcome: Outcome, now: float
-    ) -> tuple[RowResult, Delivery]:
-        """Retries ran out: another round in this run, or pending for a later one."""
-        report = self.report
-        self._temporary_streak += 1
-        # A server asking for a wait beyond the cap will not take this run's events
-        # sooner: stop now (the rest stays pending) rather than knock on every row.
-        too_long = (outcome.retry_after_s or 0.0) > MAX_SERVER_WAIT_S
-        streak = self._temporary_streak >= self.unavailable_after
-        if (self._probing or streak or too_long) and report.stopped is None:
-            report.stopped = StopReason.UNAVAILABLE
-            self._halt.set()
-        rounds = self._rounds.get(row.id, 0)
-        deadline = self._deadline
-        if (
-            self._answered
-            and report.stopped is None
-            and not self._halt.is_set()
-            and rounds < self.max_rounds
-            and (deadline is None or time.monotonic() + self.round_delay_s < deadline)
-        ):
-            # Intercom is answering other requests: this event gets another round in
-            # this run instead of waiting for the next flush.
-            self._rounds[row.id] = rounds + 1
-            report.retried_in_run += 1
-            next_at = now + self.round_delay_s
-            self._awaiting_round[row.id] = next_at
-        else:
-            report.deferred += 1
-            report.note_code(outcome.exit_code)
-            next_at = deferred_until(row.attempts + 1, now, outcome.retry_after_s)
-            if report.next_attempt_at is None or next_at < report.next_attempt_at:
-                report.next_attempt_at = next_at
-        result = row_result(row, State.PENDING, outcome, next_at)
-        return result, Delivery(row, State.PENDING, outcome)
 
 
 def deliver_pending(store: OutboxStore, settings: Settings, **options: Any) -> FlushReport:

@@ -2,8 +2,9 @@
 and why it stopped (:class:`StopReason`), and the rules that turn an answer into a row's
 next state (:func:`row_result`, :func:`deferred_until`).
 
-The engine (:mod:`.engine`) applies these rules; ``send --queue-on-failure``
-(:mod:`.capture`) keeps a failed event by the same reschedule rule.
+The engine (:mod:`.engine`, its results settled by :mod:`.settle`) applies these rules;
+``send --queue-on-failure`` (:mod:`.capture`) keeps a failed event by the same reschedule
+rule.
 """
 
 from __future__ import annotations
