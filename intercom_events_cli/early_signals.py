@@ -15,10 +15,13 @@ import.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 # Set by a first signal in a relay run; the relay stops when it is set.
 STOP = threading.Event()
@@ -32,14 +35,39 @@ def is_relay(argv: Sequence[str]) -> bool:
     return command == "flush" and "--watch" in args
 
 
+class SignalInterrupt(KeyboardInterrupt):
+    """The ``KeyboardInterrupt`` a handled signal raises; it remembers the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise SignalInterrupt(signum)
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     if STOP.is_set() and signum == signal.SIGINT:
-        raise KeyboardInterrupt
+        raise SignalInterrupt(signum)
     STOP.set()
+
+
+def _unraisable(unraisable: Any) -> None:
+    """A signal that lands while Python runs a callback whose exceptions it cannot raise
+    (a weakref callback, ``__del__``: an import lock freed, say) would be printed as
+    "Exception ignored" with a traceback, and lost. Instead it is sent again, a moment
+    later and from another thread (sent from here, its handler would run here again): the
+    handler then runs once the callback is over, where the interrupt can end the run."""
+    if isinstance(unraisable.exc_value, SignalInterrupt):
+        again = threading.Timer(0.001, os.kill, (os.getpid(), unraisable.exc_value.signum))
+        again.daemon = True
+        again.start()
+        return
+    _previous_unraisable(unraisable)
+
+
+_previous_unraisable = sys.unraisablehook
 
 
 HANDLERS = (_interrupt, _stop)
@@ -53,6 +81,7 @@ def install(argv: Sequence[str]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, handler)
+    sys.unraisablehook = _unraisable
     _installed[:] = ["relay" if relay else "command"]
 
 
