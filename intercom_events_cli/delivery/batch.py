@@ -304,24 +304,31 @@ class BatchRun:
                     return  # stopped: what was read before is stored
                 report.read += len(batch)
                 added = False
-                for record in batch:
-                    event = record.event
-                    if event is None:
-                        self._invalid(record)
-                        continue
-                    report.valid += 1
-                    original = record.original
-                    if isinstance(original, dict):
-                        given = original.get("created_at")
-                        if given is None or (type(given) is not int and _stamped_now(given)):
-                            report.without_created_at += 1
-                    if dry:
-                        continue
-                    self._chunk.append(event)
-                    self._lines.append(record.line)
-                    added = True
-                    if len(self._chunk) >= CHUNK_RECORDS:
-                        self._store_chunk()
+                # Counted here and added to the report once per batch: the lock is held
+                # for the whole batch, so nobody sees the difference.
+                valid = unstamped = 0
+                try:
+                    for record in batch:
+                        event = record.event
+                        if event is None:
+                            self._invalid(record)
+                            continue
+                        valid += 1
+                        original = record.original
+                        if isinstance(original, dict):
+                            given = original.get("created_at")
+                            if given is None or (type(given) is not int and _stamped_now(given)):
+                                unstamped += 1
+                        if dry:
+                            continue
+                        self._chunk.append(event)
+                        self._lines.append(record.line)
+                        added = True
+                        if len(self._chunk) >= CHUNK_RECORDS:
+                            self._store_chunk()
+                finally:
+                    report.valid += valid
+                    report.without_created_at += unstamped
                 if added:
                     self._last_record_at = now = time.monotonic()
                     if not self._stored_any and now - self._chunk_started >= FIRST_CHUNK_S:

@@ -36,10 +36,11 @@ from .sql_parts import ClaimRequest, pending_for
 from .sqlite_bulk import (
     BULK_CACHE_KIB,
     BULK_CHECKPOINT_PAGES,
-    INSERT_NEW,
     LAST_ID,
     REQUEUE,
+    insert_new,
     known_rows,
+    new_rows,
     settle_known,
 )
 from .sqlite_file import (
@@ -387,30 +388,15 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
         line, so that the run answers for it (see :meth:`count_undelivered`).
         """
         stamp = time.time() if now is None else now
-        first: dict[str, int] = {}  # each key's first event: a duplicate later is skipped
-        for index, event in enumerate(events):
-            first.setdefault(event.dedup_key(), index)
-        new_rows = [
-            (
-                key,
-                events[index].canonical_json(),
-                events[index].event_name,
-                stamp,
-                source,
-                source_lines[index] if source_lines is not None else None,
-                destination_id,
-            )
-            for key, index in first.items()
-        ]
+        rows = new_rows(events, stamp, source, source_lines, destination_id)
         with self._write() as db:
             self._for_bulk(db)
             last_id = db.execute(LAST_ID).fetchone()
             before = last_id[0] if last_id is not None else 0
-            # Stored unless its key is there: one statement, no lookup first. A refused
-            # INSERT would use up an id (AUTOINCREMENT): this one inserts nothing instead.
-            stored = db.executemany(INSERT_NEW, new_rows).rowcount
-            if stored < len(new_rows):
-                stored += settle_known(db, before, stamp, requeue, new_rows)
+            # Stored unless its key is there, no lookup first (see insert_new).
+            stored, some_known = insert_new(db, rows)
+            if some_known:
+                stored += settle_known(db, before, stamp, requeue, rows)
         return stored, len(events) - stored
 
     def _for_bulk(self, db: sqlite3.Connection) -> None:
