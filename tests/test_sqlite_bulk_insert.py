@@ -14,7 +14,7 @@ from pathlib import Path
 from helpers import event
 
 from intercom_events_cli.event import Event
-from intercom_events_cli.outbox import Outbox, State
+from intercom_events_cli.outbox import SqliteOutbox, State
 
 
 def ids_by_user(path: Path) -> dict[str, int]:
@@ -35,7 +35,7 @@ def sequence(path: Path) -> int:
 
 def test_a_chunk_of_new_events_is_stored_with_consecutive_ids(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         events = [event(n) for n in range(5)]
         assert store.queue_many(events, source="run", source_lines=[1, 2, 3, 4, 5]) == (5, 0)
         rows = sorted(store.rows([State.PENDING]), key=lambda r: r.id)
@@ -49,7 +49,7 @@ def test_a_stored_key_amid_new_ones_uses_up_no_id_and_keeps_the_stored_row(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "outbox.sqlite3"
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         assert store.queue_many([event(2)], source="run-1", source_lines=[9]) == (1, 0)
         # The stored key comes after new ones: the plain inserts before it are undone.
         chunk = [event(0), event(1), event(2), event(3), event(3)]
@@ -66,7 +66,7 @@ def test_a_stored_key_amid_new_ones_uses_up_no_id_and_keeps_the_stored_row(
 def test_rows_keep_the_events_canonical_body_and_name(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
     unusual = Event.create("café ☕", user_id="ü", created_at=1, metadata={"b": 1, "a": "x"})
-    with Outbox.open(path) as store:
+    with SqliteOutbox.open(path) as store:
         assert store.queue_many([unusual]) == (1, 0)
     with sqlite3.connect(path) as db:
         query = "SELECT dedup_key, payload, event_name FROM events"
