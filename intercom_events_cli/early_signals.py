@@ -44,27 +44,44 @@ class SignalInterrupt(KeyboardInterrupt):
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    if _in_hook:
+        _send_again(signum)  # raised in the hook, it would be lost as well
+        return
     raise SignalInterrupt(signum)
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     if STOP.is_set() and signum == signal.SIGINT:
-        raise SignalInterrupt(signum)
+        _interrupt(signum, frame)
+        return
     STOP.set()
+
+
+# Whether _unraisable runs: a handler that runs meanwhile sends its signal again instead.
+_in_hook = False
 
 
 def _unraisable(unraisable: Any) -> None:
     """A signal that lands while Python runs a callback whose exceptions it cannot raise
     (a weakref callback, ``__del__``: an import lock freed, say) would be printed as
-    "Exception ignored" with a traceback, and lost. Instead it is sent again, a moment
-    later and from another thread (sent from here, its handler would run here again): the
-    handler then runs once the callback is over, where the interrupt can end the run."""
+    "Exception ignored" with a traceback, and lost. Instead it is sent again a moment
+    later, from another thread: its handler then runs once the callback is over, where
+    the interrupt can end the run (should it land in such a callback again, the same)."""
+    global _in_hook
     if isinstance(unraisable.exc_value, SignalInterrupt):
-        again = threading.Timer(0.001, os.kill, (os.getpid(), unraisable.exc_value.signum))
-        again.daemon = True
-        again.start()
+        _in_hook = True
+        try:
+            _send_again(unraisable.exc_value.signum)
+        finally:
+            _in_hook = False
         return
     _previous_unraisable(unraisable)
+
+
+def _send_again(signum: int) -> None:
+    again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+    again.daemon = True
+    again.start()
 
 
 _previous_unraisable = sys.unraisablehook
