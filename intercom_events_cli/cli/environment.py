@@ -59,9 +59,11 @@ class Environment:
         self.stdout_isatty = _isatty(stdout) if stdout_isatty is None else stdout_isatty
         self.stderr_isatty = _isatty(stderr) if stderr_isatty is None else stderr_isatty
         self.process_streams = process_streams
-        # Set once the run has written anything through ``Output``: typer turns a Ctrl-C
-        # it meets while parsing into a silent exit 130, still to be said (cli/runner.py).
-        self.output_written = False
+        # Set once the run has said how it ended (an error line, or its one --json
+        # document): typer turns a Ctrl-C it meets while parsing, or after a command's
+        # result (a dry run's request) was written, into a silent exit 130, still to be
+        # said (cli/runner.py).
+        self.ending_said = False
 
     def __repr__(self) -> str:  # never the variables: they hold the token
         return (

@@ -100,7 +100,7 @@ class Output:
         stderr: IO[str] | None = None,
     ) -> None:
         env = current()
-        self._env = env  # told when anything is written (Environment.output_written)
+        self._env = env  # told when the run's ending is said (Environment.ending_said)
         self.environ = env.environ
         self.stdout = stdout or env.stdout
         self.stderr = stderr or env.stderr
@@ -127,7 +127,6 @@ class Output:
         self.json_written = 0  # JSON documents written so far (``--json``: exactly one)
 
     def _emit(self, stream: IO[str], text: str, *, flush: bool = True) -> None:
-        self._env.output_written = True
         try:
             stream.write(text)
             if flush:
@@ -143,7 +142,6 @@ class Output:
         Bytes, not text through the locale's encoding: with an ASCII locale an escaped
         ``\\xfc`` would make the export invalid JSON.
         """
-        self._env.output_written = True
         buffer = getattr(self.stdout, "buffer", None)
         if buffer is None:  # a StringIO in tests
             self._emit(self.stdout, text, flush=flush)
@@ -186,6 +184,7 @@ class Output:
         except UnicodeEncodeError:  # \u escapes keep it valid JSON; \x escapes would not
             text = json.dumps(value)
         self.json_written += 1
+        self._env.ending_said = True
         self._emit(self.stdout, redact(text) + "\n")
 
     def info(self, text: str, style: str | None = None) -> None:
@@ -207,6 +206,7 @@ class Output:
         """An error on stderr, always shown; ``hint`` says how to fix it."""
         label = self._paint("error:", "red", self.colour_err)
         hint_line = f"  hint: {_safe(hint)}\n" if hint else ""
+        self._env.ending_said = True
         self._emit(self.stderr, f"ievents: {label} {_safe(text)}\n{hint_line}")
 
     def rich_console(self, *, stderr: bool = False) -> Console:

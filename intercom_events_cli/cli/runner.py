@@ -174,8 +174,9 @@ def run(command: Any, argv: Sequence[str]) -> int:
     except ClickException as exc:  # a file option that cannot be opened
         Output().error(exc.format_message())
         return int(exc.exit_code)
-    if result == ExitCode.INTERRUPTED and not current().output_written:
-        # typer answers a Ctrl-C that lands while it parses with a bare Exit(130), where
-        # every command that ends 130 has said why (a message, a summary, --json).
+    if result == ExitCode.INTERRUPTED and not current().ending_said:
+        # typer answers a Ctrl-C that lands while it parses (or after a command's result
+        # was written) with a bare Exit(130), where every command that ends 130 has said
+        # why (an error line, --json).
         return report_interrupted(argv)
     return result if isinstance(result, int) else 0
