@@ -99,13 +99,13 @@ def run_watch(
         )
 
 
-def write_events(path: Path, count: int) -> None:
-    """The floor's events, as NDJSON for ``batch --queue``."""
+def write_events(path: Path, count: int, user_prefix: str = "floor-") -> None:
+    """The floor's events, as NDJSON for ``batch --queue``; user ids ``user_prefix`` + N."""
     with path.open("w", encoding="utf-8") as out:
         for i in range(count):
             record = {
                 "event_name": "floor-event",
-                "user_id": f"floor-{i}",
+                "user_id": f"{user_prefix}{i}",
                 "created_at": 1_700_000_000 + i,
                 "metadata": {"plan": "pro", "source": "benchmark"},
             }
@@ -118,10 +118,11 @@ def _outbox(ctx: Context, server: Any, backend: str, label: str) -> str:
     return str(ctx.fresh_dir(label) / "outbox.sqlite3")
 
 
-def _queue(ctx: Context, env: dict[str, str], events_file: Path) -> None:
-    """Queue the events (not timed), bound to the fake the run delivers to."""
+def _queue(ctx: Context, env: dict[str, str], events_file: Path, *options: str) -> None:
+    """Queue the events (not timed), bound to the fake the run delivers to (``options``:
+    more of batch's, such as ``--profile NAME``)."""
     subprocess.run(
-        [*ctx.ievents, "batch", str(events_file), "--queue", "-q"],
+        [*ctx.ievents, "batch", str(events_file), "--queue", "-q", *options],
         env=env,
         cwd=ctx.workdir,
         check=True,

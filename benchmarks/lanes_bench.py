@@ -18,13 +18,21 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flush_bench import FLOOR, FLUSH_LIMIT, WINDOW_LIMIT, _note, _outbox, run_watch
+from flush_bench import (
+    FLOOR,
+    FLUSH_LIMIT,
+    WINDOW_LIMIT,
+    _note,
+    _outbox,
+    _queue,
+    run_watch,
+    write_events,
+)
 from harness import BENCH_TOKEN, FakeServer, RunResult, run_measured
 from outbox_bench import NO_PG, postgres
 
@@ -51,34 +59,15 @@ def _profiles(ctx: Context, fakes: list[FakeServer]) -> tuple[Path, dict[str, st
 
 
 def _queue_all(ctx: Context, env: dict[str, str], events: int) -> None:
-    """Queue ``events`` in all, spread over the profiles (not timed)."""
+    """Queue ``events`` in all, spread over the profiles (not timed); each workspace's
+    user ids are its own (the outbox keeps one row per distinct event, and the floor sends
+    N distinct ones)."""
     for k in range(WORKSPACES):
         count = events // WORKSPACES + (1 if k < events % WORKSPACES else 0)
         path = ctx.workdir / f"lanes-w{k}.ndjson"
-        _write_events(path, count, k)
-        subprocess.run(
-            [*ctx.ievents, "batch", str(path), "--queue", "-q", "--profile", f"w{k}"],
-            env=env,
-            cwd=ctx.workdir,
-            check=True,
-            timeout=ctx.sizes.timeout,
-            stdout=subprocess.DEVNULL,
-        )
+        write_events(path, count, user_prefix=f"floor-w{k}-")
+        _queue(ctx, env, path, "--profile", f"w{k}")
         path.unlink()
-
-
-def _write_events(path: Path, count: int, workspace: int) -> None:
-    """The floor's events for one workspace (user ids of their own: the outbox keeps one
-    row per distinct event, and the floor sends N distinct ones)."""
-    with path.open("w", encoding="utf-8") as out:
-        for i in range(count):
-            record = {
-                "event_name": "floor-event",
-                "user_id": f"floor-w{workspace}-{i}",
-                "created_at": 1_700_000_000 + i,
-                "metadata": {"plan": "pro", "source": "benchmark"},
-            }
-            out.write(json.dumps(record) + "\n")
 
 
 def one_run(
