@@ -168,6 +168,9 @@ def test_relay_serves_metrics_with_delivery_counters(
     samples = scrape()
     assert samples[("ievents_relay_delivery_latency_seconds_count", ())] == 5
     assert samples[("ievents_outbox_events", (("state", "delivered"),))] == 5
+    # The relay's workspace (learned from GET /me before its first delivery) labels them too.
+    labels = (("region", fake.url), ("result", "delivered"), ("workspace", "abc123xy"))
+    assert samples[("ievents_relay_workspace_deliveries_total", labels)] == 5
     assert relay.stop() == 0
 
 

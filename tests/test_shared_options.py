@@ -18,7 +18,9 @@ from intercom_events_cli.cli.options import (
     DECLARATIONS,
     OUTPUTS,
     SETTINGS,
+    Identity,
     Options,
+    identity_options,
     shared,
 )
 
@@ -191,6 +193,66 @@ def test_every_command_declares_a_shared_option_as_declared_once(path: str, buil
         ), (path, param.name)
         if (path, param.name) not in OWN_HELP:
             assert param.help == same.help, (path, param.name)
+
+
+def test_the_contact_reaches_the_command_as_one_identity_after_its_arguments() -> None:
+    seen: list[tuple[str, Identity, Options]] = []
+
+    @shared("quiet")
+    @identity_options(panel="Who", id_help="The id.")
+    def probe(
+        name: Annotated[str, typer.Argument()],
+        when: Annotated[str | None, typer.Option("--when")] = None,
+        *,
+        identity: Identity,
+        opts: Options,
+    ) -> None:
+        seen.append((name, identity, opts))
+
+    built, *_ = run(probe, "x", "--email", "ada@example.com", "--id", "c1", "-q")
+    assert option_order(built) == ["name", "--user-id", "--email", "--id", "--when", "--quiet"]
+    contact = {param.name: param for param in built.params if param.name in vars(Identity())}
+    assert [(param.metavar, param.rich_help_panel) for param in contact.values()] == [
+        ("ID", "Who"),
+        ("EMAIL", "Who"),
+        ("CONTACT_ID", "Who"),
+    ]
+    assert contact["contact_id"].help == "The id."
+    [(name, identity, opts)] = seen
+    assert name == "x" and opts.quiet is True
+    assert identity == Identity(user_id=None, email="ada@example.com", contact_id="c1")
+
+
+def test_a_command_without_identity_or_with_its_own_user_id_is_refused() -> None:
+    with pytest.raises(TypeError, match="identity"):
+
+        @identity_options(panel="Who", id_help="The id.")
+        def no_identity() -> None:
+            pass
+
+    with pytest.raises(TypeError, match="user_id"):
+
+        @identity_options(panel="Who", id_help="The id.")
+        def own_user_id(
+            user_id: Annotated[str | None, typer.Option("--uid")] = None, *, identity: Identity
+        ) -> None:
+            pass
+
+
+def test_send_and_list_declare_the_contact_alike_but_for_panel_and_id_help() -> None:
+    """One declaration (identity_options): only what it takes as parameters differs."""
+    root = command()
+    declared = {}
+    for name in ("send", "list"):
+        params = root.get_command(None, name).params
+        declared[name] = [
+            (param.opts, param.metavar, param.default, param.type.name, param.help)
+            for param in params
+            if param.name in ("user_id", "email")
+        ]
+        [contact_id] = [param for param in params if param.name == "contact_id"]
+        assert contact_id.opts == ["--id"] and contact_id.metavar == "CONTACT_ID"
+    assert declared["send"] == declared["list"] and len(declared["send"]) == 2
 
 
 def _all_options_app() -> typer.Typer:

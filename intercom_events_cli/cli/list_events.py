@@ -12,7 +12,7 @@ from ..config.redaction import redact
 from ..errors import ApiError, UsageError
 from ..event import format_utc
 from .common import open_client, reporting
-from .options import OUTPUT, OUTPUTS, SETTINGS, Options, shared
+from .options import OUTPUT, OUTPUTS, SETTINGS, Identity, Options, identity_options, shared
 from .output import Output
 from .render import lookup_hint
 
@@ -26,16 +26,16 @@ LISTING = "Listing"
 DEFAULT_LIMIT = 50
 
 
-def pick_contact(user_id: str | None, email: str | None, contact_id: str | None) -> Contact:
+def pick_contact(identity: Identity) -> Contact:
     """Exactly one of the three identifiers, as a :class:`Contact`."""
     from ..http.lookup import Contact
 
     given = [
         (key, value)
         for key, value in (
-            ("user_id", user_id),
-            ("email", email),
-            ("intercom_user_id", contact_id),
+            ("user_id", identity.user_id),
+            ("email", identity.email),
+            ("intercom_user_id", identity.contact_id),
         )
         if value is not None
     ]
@@ -128,31 +128,8 @@ def print_table(ui: Output, title: str, headers: list[str], rows: Iterable[list[
         rich_help_panel=OUTPUT,
     ),
 )
+@identity_options(panel=CONTACT, id_help="Intercom's contact id (for a lead).")
 def list_command(
-    user_id: Annotated[
-        str | None,
-        typer.Option(
-            "--user-id", metavar="ID", help="Your user id for the contact.", rich_help_panel=CONTACT
-        ),
-    ] = None,
-    email: Annotated[
-        str | None,
-        typer.Option(
-            "--email",
-            metavar="EMAIL",
-            help="The contact's e-mail address.",
-            rich_help_panel=CONTACT,
-        ),
-    ] = None,
-    contact_id: Annotated[
-        str | None,
-        typer.Option(
-            "--id",
-            metavar="CONTACT_ID",
-            help="Intercom's contact id (for a lead).",
-            rich_help_panel=CONTACT,
-        ),
-    ] = None,
     summary: Annotated[
         bool,
         typer.Option(
@@ -183,6 +160,7 @@ def list_command(
         ),
     ] = DEFAULT_LIMIT,
     *,
+    identity: Identity,
     opts: Options,
 ) -> None:
     """List a contact's events (Intercom keeps the last 90 days), newest first.
@@ -193,7 +171,7 @@ def list_command(
     ui = opts.output()
     wanted = limit or None  # 0 means all, as in outbox list
     with reporting(ui, opts.debug):
-        contact = pick_contact(user_id, email, contact_id)
+        contact = pick_contact(identity)
         settings = opts.settings()
         try:
             with open_client(ui, settings) as client:

@@ -18,6 +18,13 @@ say), keeping its type and its place in ``opts``:
 declares a shared name itself (a repeatable ``--profile``, a list) owns it: the value is
 its argument, not in ``opts``, and :meth:`Options.for_profile` gives the options of each
 profile it names.
+
+The contact a command is about (``--user-id``, ``--email``, ``--id``) is declared once as
+well, by :func:`identity_options`: ``send`` names the event's contact, ``list`` the contact
+whose events it lists; each gives its own panel and says what ``--id`` is for there::
+
+    @identity_options(panel="Contact", id_help="Intercom's contact id (for a lead).")
+    def list_command(..., *, identity: Identity, opts: Options) -> None:
 """
 
 from __future__ import annotations
@@ -361,3 +368,80 @@ def shared(*names: str, **overrides: Any) -> Callable[[F], F]:
 def _from_command_line(ctx: Any, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The contact named on the command line (None where an identifier is not given)."""
+
+    user_id: str | None = None  # --user-id
+    email: str | None = None  # --email
+    contact_id: str | None = None  # --id
+
+
+_IDENTITY = "identity"
+
+
+def _identity_declarations(panel: str, id_help: str) -> dict[str, Any]:
+    """name -> annotation of ``--user-id``, ``--email`` and ``--id``, in --help order."""
+
+    def option(flag: str, metavar: str, help: str) -> Any:
+        return Annotated[
+            str | None, typer.Option(flag, metavar=metavar, help=help, rich_help_panel=panel)
+        ]
+
+    return {
+        "user_id": option("--user-id", "ID", "Your user id for the contact."),
+        "email": option("--email", "EMAIL", "The contact's e-mail address."),
+        "contact_id": option("--id", "CONTACT_ID", id_help),
+    }
+
+
+def identity_options(*, panel: str, id_help: str) -> Callable[[F], F]:
+    """Give a command ``--user-id``, ``--email`` and ``--id``, as one ``identity``.
+
+    The function declares ``identity: Identity`` and its own parameters; the three options
+    come first among its options (after its arguments), in the --help panel ``panel``;
+    ``id_help`` says what ``--id`` is for in this command. Whether one identifier or
+    exactly one must be given is the command's rule. Goes under :func:`shared`.
+    """
+    declared = _identity_declarations(panel, id_help)
+
+    def decorate(function: F) -> F:
+        own = dict(inspect.signature(function, eval_str=True).parameters)
+        if own.pop(_IDENTITY, None) is None:
+            raise TypeError(f"{function.__name__} takes no identity: Identity")
+        if set(declared) & set(own):
+            raise TypeError(f"{function.__name__} declares {sorted(set(declared) & set(own))}")
+        arguments = list(own.values())
+        # The arguments come first (no default, not keyword-only): the options go after.
+        split = next(
+            (
+                index
+                for index, item in enumerate(arguments)
+                if item.default is not inspect.Parameter.empty
+                or item.kind is inspect.Parameter.KEYWORD_ONLY
+            ),
+            len(arguments),
+        )
+        added = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=None
+            )
+            for name, annotation in declared.items()
+        ]
+        parameters = [
+            item.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for item in [*arguments[:split], *added, *arguments[split:]]
+        ]
+
+        @functools.wraps(function)
+        def command(**kwargs: Any) -> Any:
+            identity = Identity(**{name: kwargs.pop(name) for name in declared})
+            return function(**kwargs, identity=identity)
+
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {item.name: item.annotation for item in parameters}
+        return command  # type: ignore[return-value]
+
+    return decorate

@@ -14,7 +14,7 @@ from ..errors import IeventsError, Interrupted, UsageError
 from ..event import Event, format_utc, merge_metadata, parse_metadata_json
 from ..outcome import Outcome, status_text
 from .common import attempt_logger, reporting
-from .options import OUTBOX, OUTPUTS, SETTINGS, Options, shared
+from .options import OUTBOX, OUTPUTS, SETTINGS, Identity, Options, identity_options, shared
 from .output import Output
 from .render import describe_failure, failure_hint, failure_json, outcome_json
 
@@ -46,15 +46,14 @@ def read_metadata_json(value: str) -> dict[str, Any]:
 
 def build_event(
     event_name: str,
+    identity: Identity,
     *,
-    user_id: str | None,
-    email: str | None,
-    contact_id: str | None,
     created_at: str | None,
     metadata: list[str] | None,
     metadata_json: str | None,
 ) -> Event:
     """Validate the command line into an Event (created_at fixed here, once)."""
+    user_id, email, contact_id = identity.user_id, identity.email, identity.contact_id
     if not (user_id or email or contact_id):
         raise UsageError(
             "no contact: give --user-id, --email or --id (Intercom's contact id, for leads)"
@@ -90,6 +89,7 @@ def print_dry_run(ui: Output, event: Event, settings: Settings) -> None:
 
 
 @shared("outbox", *SETTINGS, *OUTPUTS)
+@identity_options(panel=EVENT, id_help="Intercom's contact id (the way to target a lead).")
 def send(
     event_name: Annotated[
         str,
@@ -97,27 +97,6 @@ def send(
             metavar="EVENT_NAME", help="Event name, e.g. invited-friend.", show_default=False
         ),
     ],
-    user_id: Annotated[
-        str | None,
-        typer.Option(
-            "--user-id", metavar="ID", help="Your user id for the contact.", rich_help_panel=EVENT
-        ),
-    ] = None,
-    email: Annotated[
-        str | None,
-        typer.Option(
-            "--email", metavar="EMAIL", help="The contact's e-mail address.", rich_help_panel=EVENT
-        ),
-    ] = None,
-    contact_id: Annotated[
-        str | None,
-        typer.Option(
-            "--id",
-            metavar="CONTACT_ID",
-            help="Intercom's contact id (the way to target a lead).",
-            rich_help_panel=EVENT,
-        ),
-    ] = None,
     created_at: Annotated[
         str | None,
         typer.Option(
@@ -175,6 +154,7 @@ def send(
         ),
     ] = False,
     *,
+    identity: Identity,
     opts: Options,
 ) -> None:
     """Send one event to Intercom now.
@@ -189,9 +169,7 @@ def send(
         check_queue_options(dry_run, queue, queue_on_failure, opts.outbox)
         event = build_event(
             event_name,
-            user_id=user_id,
-            email=email,
-            contact_id=contact_id,
+            identity,
             created_at=created_at,
             metadata=metadata,
             metadata_json=metadata_json,

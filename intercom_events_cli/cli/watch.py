@@ -9,8 +9,8 @@ SIGTERM or Ctrl-C (a relay asked to stop has done its job), 130 on a second Ctrl
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ExitCode, IeventsError, UsageError
 from .common import attempt_logger, stop_on_signals
@@ -21,13 +21,14 @@ if TYPE_CHECKING:
     from ..config.settings import Settings
     from ..delivery.engine import Delivery
     from ..delivery.lanes import Lane, LaneConfig
-    from ..delivery.relay import Relay
+    from ..delivery.relay import Relay, RelayReport
     from ..outbox.store import OutboxLocation, OutboxStore
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 # Rows refused as invalid are told one line each up to this many (the final line and the
 # metrics count them all).
 MAX_REFUSED_LINES = 10
+T = TypeVar("T")
 
 
 def parse_metrics_address(text: str) -> tuple[str, int]:
@@ -60,86 +61,109 @@ def run_watch(
     from ..delivery.relay import Relay
     from ..early_signals import relay_stop
     from ..outbox.owner import lease_seconds
-    from ..outbox.store import open_reader, open_store
+    from ..outbox.store import open_store
 
     address = parse_metrics_address(metrics_port) if metrics_port is not None else None
     region = Destination(settings.base_url.rstrip("/"), "", "", "").region
     # The process's own: a signal since the run began has already asked it to stop.
     stop = relay_stop() or threading.Event()
-    metrics = None
-    cache = None
-    if address is not None:
-        from ..delivery.metrics import RelayMetrics
-        from ..delivery.summary_cache import SummaryCache
-
-        # Scrapes read a snapshot kept on a connection of its own: never the relay's.
-        cache = SummaryCache(lambda: open_reader(location, env))
-        metrics = RelayMetrics(cache.get, cache.age_s)
-    log_lock = threading.Lock()
-    told_refused = [0]
-    relays: list[Relay] = []  # the one relay, once made: its workspace labels the metrics
-
-    def on_result(delivery: Delivery) -> None:
-        if metrics is not None and cache is not None:
-            workspace = relays[0].workspace if relays else None
-            metrics.observe(delivery, workspace=workspace, region=region)
-            cache.observe(delivery)
-        if delivery.outcome is None and delivery.state.value == "dead":
-            # Refused as invalid (never sent): said even without -v, the first ones.
-            told_refused[0] += 1
-            if told_refused[0] <= MAX_REFUSED_LINES:
-                with log_lock:
-                    ui.warn(refused_line(delivery))
-            return
-        if ui.verbose:
-            with log_lock:
-                ui.log(relay_line(delivery))
-
-    def on_notice(text: str) -> None:
-        with log_lock:
-            ui.warn(text)
-
-    def on_store(store: OutboxStore | None) -> None:
-        if store is not None and cache is not None:
-            # Only once the relay has opened the outbox: opening a SQLite file checks
-            # it outside SQLite, which would drop the locks of a connection open already.
-            cache.start()
-
+    metrics, cache = _metrics(address, location, env)
+    teller = _RelayTeller(ui, metrics, cache, region)
     relay = Relay(
         location,
         settings,
         lambda: open_store(location, env),
         stop=stop,
-        on_result=on_result,
-        on_store=on_store,
+        on_result=teller.on_result,
+        on_store=teller.on_store,
         on_attempt=attempt_logger(ui),
-        on_notice=on_notice,
+        on_notice=teller.on_notice,
         concurrency=concurrency,
         lease_s=lease_seconds(env),
     )
-    relays.append(relay)
-    if metrics is not None and cache is not None and address is not None:
-        port = metrics.serve(*address)
-        ui.info(f"metrics on http://{address[0]}:{port}/metrics")
+    teller.relay = relay
+    _serve_metrics(ui, metrics, address)
     ui.info(f"watching {location} for new events; SIGTERM or Ctrl-C stops")
+    report = _run_until_stopped(relay.run, stop, metrics, cache)
+    _tell_stopped(ui, [report])
+    return int(ExitCode.OK)
+
+
+class _RelayTeller:
+    """What the one relay of ``run_watch`` hears, told: each delivery into the metrics,
+    refused rows and notices as stderr lines, each delivery with ``-v``."""
+
+    def __init__(self, ui: Output, metrics: Any, cache: Any, region: str) -> None:
+        self.ui = ui
+        self.metrics = metrics  # None without --metrics-port, and so is the cache
+        self.cache = cache
+        self.region = region
+        # Set once the relay is made (it takes these callbacks when made): its
+        # workspace, once learned, labels the metrics.
+        self.relay: Relay | None = None
+        # Lines come from the relay's delivery threads: one at a time, never interleaved.
+        self.log_lock = threading.Lock()
+        self.told_refused = 0
+
+    def on_result(self, delivery: Delivery) -> None:
+        """One delivery: counted in the metrics; told if refused (the first ones) or -v."""
+        if self.metrics is not None and self.cache is not None:
+            workspace = self.relay.workspace if self.relay is not None else None
+            self.metrics.observe(delivery, workspace=workspace, region=self.region)
+            self.cache.observe(delivery)
+        if delivery.outcome is None and delivery.state.value == "dead":
+            # Refused as invalid (never sent): said even without -v, the first ones.
+            self.told_refused += 1
+            if self.told_refused <= MAX_REFUSED_LINES:
+                with self.log_lock:
+                    self.ui.warn(refused_line(delivery))
+            return
+        if self.ui.verbose:
+            with self.log_lock:
+                self.ui.log(relay_line(delivery))
+
+    def on_notice(self, text: str) -> None:
+        """A relay notice (outbox down, delivery paused, events waiting): a warning line."""
+        with self.log_lock:
+            self.ui.warn(text)
+
+    def on_store(self, store: OutboxStore | None) -> None:
+        """The relay opened the outbox: the metrics' summary cache may start reading."""
+        if store is not None and self.cache is not None:
+            # Only once the relay has opened the outbox: opening a SQLite file checks
+            # it outside SQLite, which would drop the locks of a connection open already.
+            self.cache.start()
+
+
+def _serve_metrics(ui: Output, metrics: Any, address: tuple[str, int] | None) -> None:
+    """Serve ``--metrics-port`` (nothing without it) and say where."""
+    if metrics is not None and address is not None:
+        ui.info(f"metrics on http://{address[0]}:{metrics.serve(*address)}/metrics")
+
+
+def _run_until_stopped(run: Callable[[], T], stop: threading.Event, *closing: Any) -> T:
+    """``run()`` until SIGTERM or Ctrl-C sets ``stop``; then close what ``closing`` names
+    (the metrics server, its cache, a shared store: None where there is none), in order."""
     try:
         with stop_on_signals(stop):
-            report = relay.run()
+            return run()
     finally:
-        if metrics is not None:
-            metrics.close()
-        if cache is not None:
-            cache.close()
-    released = plural(report.released, "event") + " handed back unsent"
+        for resource in closing:
+            if resource is not None:
+                resource.close()
+
+
+def _tell_stopped(ui: Output, reports: Sequence[RelayReport]) -> None:
+    """The last line of a watch: what its relays did, summed over them."""
+    released = sum(r.released for r in reports)
     counts = delivery_counts(
-        report.delivered,
-        report.dead,
-        report.deferred,
-        released if report.released else None,
-        report.refused,
+        sum(r.delivered for r in reports),
+        sum(r.dead for r in reports),
+        sum(r.deferred for r in reports),
+        plural(released, "event") + " handed back unsent" if released else None,
+        sum(r.refused for r in reports),
     )
     ui.result(f"watch stopped: {counts}")
-    return int(ExitCode.OK)
 
 
 def watch_several(
@@ -232,31 +256,15 @@ def watch_several(
             for workspace, count in unbound:
                 ui.warn(waiting_for_workspace_text(workspace, count))
 
-    if metrics is not None and address is not None:
-        ui.info(f"metrics on http://{address[0]}:{metrics.serve(*address)}/metrics")
+    _serve_metrics(ui, metrics, address)
     ui.info(
         f"watching {location} for new events of {plural(len(configs), 'profile')}; "
         "SIGTERM or Ctrl-C stops"
     )
-    try:
-        with stop_on_signals(stop):
-            reports = lanes.run(on_learned=tell_waiting)
-    finally:
-        if metrics is not None:
-            metrics.close()
-        if cache is not None:
-            cache.close()
-        if shared is not None:
-            shared.close()
-    released = sum(r.released for r in reports)
-    counts = delivery_counts(
-        sum(r.delivered for r in reports),
-        sum(r.dead for r in reports),
-        sum(r.deferred for r in reports),
-        plural(released, "event") + " handed back unsent" if released else None,
-        sum(r.refused for r in reports),
+    reports = _run_until_stopped(
+        lambda: lanes.run(on_learned=tell_waiting), stop, metrics, cache, shared
     )
-    ui.result(f"watch stopped: {counts}")
+    _tell_stopped(ui, reports)
     return int(ExitCode.OK)
 
 
