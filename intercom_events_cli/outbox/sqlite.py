@@ -124,9 +124,10 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
         would drop every SQLite lock this process holds on it (POSIX locks belong to the
         process), and another connection could then delete the WAL under the first one.
         Not ``mode=ro`` either, which behaved as badly with a WAL file: ``rw``, which
-        never creates the file.
+        never creates the file. The path is made absolute, as a ``file:`` URI must be:
+        a relative one is taken from the current directory, as the first connection's was.
         """
-        path = Path(path).expanduser()
+        path = Path(path).expanduser().absolute()
         try:
             connection = sqlite3.connect(
                 f"{path.as_uri()}?mode=rw",

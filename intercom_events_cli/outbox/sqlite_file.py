@@ -242,7 +242,9 @@ class DataVersionWaker:
     :class:`~.store.Waker`."""
 
     def __init__(self, path: Path, stop: threading.Event) -> None:
-        self.path = path
+        # Absolute, as a file: URI must be (``--outbox outbox.sqlite3`` is relative to the
+        # directory the store was opened in, which is this one).
+        self.path = path.absolute()
         self.stop = stop
         self._db: sqlite3.Connection | None = None
         self._version: int | None = None
