@@ -213,10 +213,16 @@ def _row_text(cells: list[str]) -> str:
     return buffer.getvalue()
 
 
+def _reader(lines: Iterator[str]) -> Iterator[list[str]]:
+    # A space after the comma belongs to the delimiter, not the cell: 'a, "b"' is the cell b
+    # (else ' "b"', quotes and all, would be sent as a user id). The header reads the same.
+    return csv.reader(lines, skipinitialspace=True)
+
+
 def read_csv(stream: LineReader, clock: Clock) -> Iterator[Record]:
     lines = _CsvLines(stream)
     lines.start_record()
-    reader = csv.reader(lines)
+    reader = _reader(lines)
     try:
         header = next(reader)
     except StopIteration:
@@ -235,7 +241,7 @@ def read_csv(stream: LineReader, clock: Clock) -> Iterator[Record]:
 def _csv_rows(
     lines: _CsvLines, columns: list[_Column], width: int, clock: Clock
 ) -> Iterator[Record]:
-    reader = csv.reader(lines)
+    reader = _reader(lines)
     while True:
         lines.start_record()
         error: str | None = None
@@ -262,7 +268,7 @@ def _csv_rows(
         if error is not None:
             number, raw = lines.resume_after_first()
             yield Record(number, raw, error=ValidationError(error, field="record"))
-            reader = csv.reader(lines)  # the old one may be mid-field: a fresh start
+            reader = _reader(lines)  # the old one may be mid-field: a fresh start
             continue
         start = lines.record_start
         line_problem = lines.problem()
