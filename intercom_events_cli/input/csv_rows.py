@@ -219,6 +219,19 @@ def _reader(lines: Iterator[str]) -> Iterator[list[str]]:
     return csv.reader(lines, skipinitialspace=True)
 
 
+def _csv_error(exc: csv.Error) -> str:
+    """The csv module's complaint, in the user's words where Python's would puzzle them."""
+    if "new-line character seen in unquoted field" in str(exc):
+        # A bare CR (classic Mac line endings, Excel's "CSV (Macintosh)"): lines are split
+        # at LF only, so the csv module sees a line break inside a cell.
+        return (
+            "a carriage return (CR) ends a line or sits inside an unquoted cell; lines must "
+            "end with LF or CRLF: convert the file with tr '\\r' '\\n' < IN.csv > OUT.csv, "
+            "or quote a cell that holds a line break"
+        )
+    return str(exc)
+
+
 def read_csv(stream: LineReader, clock: Clock) -> Iterator[Record]:
     lines = _CsvLines(stream)
     lines.start_record()
@@ -228,7 +241,7 @@ def read_csv(stream: LineReader, clock: Clock) -> Iterator[Record]:
     except StopIteration:
         return
     except (csv.Error, _RunawayRecord) as exc:
-        detail = exc if isinstance(exc, csv.Error) else "a quoted name is never closed"
+        detail = _csv_error(exc) if isinstance(exc, csv.Error) else "a quoted name is never closed"
         raise InputError(
             f"line 1: the CSV header cannot be read: {detail}", field="header"
         ) from None
@@ -256,7 +269,7 @@ def _csv_rows(
                 "reading goes on with the next line"
             )
         except csv.Error as exc:
-            error = f"not valid CSV: {exc}"
+            error = f"not valid CSV: {_csv_error(exc)}"
         else:
             if len(lines.record_lines) > 1 and len(cells) != width:
                 # A quoted cell spanning lines and a wrong cell count: a stray quote that
