@@ -26,6 +26,7 @@ from .records import (
     InputError,
     LineReader,
     Record,
+    array_hint,
     json_problem,
     raw_text,
     too_long_error,
@@ -98,12 +99,12 @@ class _Lines:
             value = DECODER.decode(text)
         except (ValueError, RecursionError):
             stripped = text.rstrip("\r\n")
-            return Record(number, stripped, error=json_problem(stripped))
+            return Record(number, stripped, error=array_hint(stripped, json_problem(stripped)))
         try:
             return Record(number, value, event=input_records.validated(value, self.clock))
         except ValidationError as exc:
             original = value if isinstance(value, dict) else text.rstrip("\r\n")
-            return Record(number, original, error=exc)
+            return Record(number, original, error=array_hint(text, exc))
 
     def lines(self, lines: list[bytes], limit: int, *, first: bool = False) -> list[Record]:
         """Line by line, as bytes: over-long lines, UTF-8 errors, the first line's BOM."""

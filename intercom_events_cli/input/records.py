@@ -90,6 +90,18 @@ def json_problem(line: str) -> ValidationError:
     return ValidationError("not valid JSON", field="record")  # pragma: no cover
 
 
+def array_hint(text: str, error: ValidationError) -> ValidationError:
+    """``error``, saying how to convert when the NDJSON line opens a JSON array (an export
+    as one array, on one line or pretty-printed, rather than one object per line)."""
+    if not text.lstrip(" \t\r\n").startswith("["):
+        return error
+    return ValidationError(
+        f"{error.message}; the input looks like a JSON array, and batch reads one JSON "
+        "object per line (NDJSON): convert it with jq -c '.[]' FILE | ievents batch -",
+        field=error.field,
+    )
+
+
 def _refuse_constant(name: str) -> Any:
     # Python's json reads NaN and Infinity, which are not JSON and which Intercom refuses.
     raise ValueError(f"{name} is not allowed")
