@@ -30,6 +30,7 @@ from .records import (
     json_problem,
     raw_text,
     too_long_error,
+    unreadable,
     unusable,
     valid_record,
 )
@@ -163,6 +164,8 @@ def ndjson_batches(stream: LineReader, clock: Clock) -> Iterator[list[Record]]:
             data = read(BLOCK_BYTES)
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise _broken(state.number, exc) from None
+        except OSError as exc:  # after BadGzipFile, an OSError too: a read that failed
+            raise unreadable(state.number, exc) from None
         if not data:
             break
         if skipping:

@@ -139,7 +139,11 @@ class _RawAdapter(io.RawIOBase):
 def decompressed(stream: IO[bytes]) -> LineReader:
     """The data of ``stream``, decompressed on the fly when it starts with the gzip magic."""
     buffered = _peekable(stream)
-    if buffered.peek(len(GZIP_MAGIC))[: len(GZIP_MAGIC)] != GZIP_MAGIC:
+    try:
+        head = buffered.peek(len(GZIP_MAGIC))[: len(GZIP_MAGIC)]
+    except OSError as exc:
+        raise unreadable(0, exc) from None
+    if head != GZIP_MAGIC:
         return buffered
     # GzipFile buffers internally: readline on it is fast and bounded by the limit given.
     return gzip.GzipFile(fileobj=buffered, mode="rb")
@@ -173,11 +177,23 @@ def physical_lines(stream: LineReader) -> Iterator[tuple[bytes, bool]]:
                 field="input",
                 hint="records before that line were read; check the file is complete",
             ) from None
+        except OSError as exc:
+            raise unreadable(number, exc) from None
         if first:
             first = False
             if line.startswith(_BOM):
                 line = line[len(_BOM) :]
         yield line, too_long
+
+
+def unreadable(number: int, exc: OSError) -> InputError:
+    """The input failed while read (EIO from a failing disk or a network mount)."""
+    where = f"after line {number}" if number else "from its start"
+    return InputError(
+        f"the input cannot be read {where}: {exc.strerror or exc}",
+        field="input",
+        hint="records before that line were read; check the file, disk or mount, then run again",
+    )
 
 
 def too_long_error() -> ValidationError:
