@@ -152,11 +152,15 @@ class _CsvLines:
         self._number = 0
         self.record_lines: list[tuple[int, str, ValidationError | None]] = []
         self._record_bytes = 0
+        # Set when the csv module asked for a line past the end of the input: a record
+        # it still returns then was cut off inside a quoted cell (a quote never closed).
+        self.ran_out = False
 
     def start_record(self) -> None:
         """The next line starts a new record."""
         self.record_lines = []
         self._record_bytes = 0
+        self.ran_out = False
 
     @property
     def record_start(self) -> int:
@@ -177,12 +181,17 @@ class _CsvLines:
         first, *rest = self.record_lines
         self._pushed_back[:0] = rest
         self.record_lines = []
+        self.ran_out = False
         return first[0], first[1].rstrip("\r\n")
 
     def _next(self) -> tuple[int, str, ValidationError | None]:
         if self._pushed_back:
             return self._pushed_back.pop(0)
-        line, too_long = next(self._physical)
+        try:
+            line, too_long = next(self._physical)
+        except StopIteration:
+            self.ran_out = True
+            raise
         self._number += 1
         if too_long:
             return self._number, "\n", too_long_error()
@@ -271,7 +280,14 @@ def _csv_rows(
         except csv.Error as exc:
             error = f"not valid CSV: {_csv_error(exc)}"
         else:
-            if len(lines.record_lines) > 1 and len(cells) != width:
+            if lines.ran_out:
+                # The input ended inside a quoted cell: the csv module gives the record
+                # anyway, every line after the quote in its last cell (rows lost unseen).
+                error = (
+                    "a quoted field opened on this line is never closed (a stray quote?); "
+                    "the line is skipped and reading goes on with the next line"
+                )
+            elif len(lines.record_lines) > 1 and len(cells) != width:
                 # A quoted cell spanning lines and a wrong cell count: a stray quote that
                 # swallowed the lines after it (up to the end of the input, say).
                 error = (
