@@ -41,10 +41,23 @@ def test_a_quote_never_closed_is_refused_and_the_rows_after_it_are_sent(
     assert reject["_line"] == 3 and "never closed" in reject["_error"], reject
 
 
+def test_a_stray_quote_closed_by_a_later_rows_quote_is_refused_too(
+    run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
+) -> None:
+    # The stray quote is "closed" by the opening quote of row 5's cell; the cell count
+    # comes out right, and rows 4 and 5 were inside row 3's last cell.
+    text = CSV_TEXT.replace("ordered,u4,1700000003,ok", 'ordered,u4,1700000003,"ok"')
+    text += "paid,u5,1700000004,ok\n"
+    result = run_cli("batch", str(write(tmp_path / "stray.csv", text)), "--json")
+    assert result.code == 65, result
+    assert sorted(body["user_id"] for body in fake.events_posted()) == ["u1", "u3", "u4", "u5"]
+    assert "line 3:" in result.stderr, result.stderr
+
+
 def test_a_quoted_cell_closed_on_a_later_line_is_still_one_cell(
     run_cli: RunCli, fake: FakeIntercom, tmp_path: Path
 ) -> None:
-    text = 'event_name,user_id,created_at,metadata.note\nnoted,u1,1700000000,"one\ntwo"\n'
+    text = 'event_name,user_id,created_at,metadata.note\nnoted,u1,1700000000, "say ""one""\ntwo"\n'
     result = run_cli("batch", str(write(tmp_path / "multi.csv", text)))
     assert result.code == 0, result
-    assert fake.events_posted()[0]["metadata"] == {"note": "one\ntwo"}
+    assert fake.events_posted()[0]["metadata"] == {"note": 'say "one"\ntwo'}

@@ -216,6 +216,19 @@ class _CsvLines:
         return entry[1]
 
 
+def _quotes_close_cells(record_lines: list[tuple[int, str, ValidationError | None]]) -> bool:
+    """Whether every quote that ends a cell of this multi-line record is followed by a comma
+    or the line's end, as in a real quoted cell; a stray quote closed by a later row's
+    quote ('e,5,"ok"') is not, and it swallowed the rows between."""
+    try:
+        lines = (text for _, text, _ in record_lines)
+        for _ in csv.reader(lines, skipinitialspace=True, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
+
+
 def _row_text(cells: list[str]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(cells)
@@ -287,7 +300,9 @@ def _csv_rows(
                     "a quoted field opened on this line is never closed (a stray quote?); "
                     "the line is skipped and reading goes on with the next line"
                 )
-            elif len(lines.record_lines) > 1 and len(cells) != width:
+            elif len(lines.record_lines) > 1 and (
+                len(cells) != width or not _quotes_close_cells(lines.record_lines)
+            ):
                 # A quoted cell spanning lines and a wrong cell count: a stray quote that
                 # swallowed the lines after it (up to the end of the input, say).
                 error = (
