@@ -63,11 +63,13 @@ def load_environment(
     """
     base = {key: value for key, value in (os.environ if environ is None else environ).items()}
     path = Path(env_file) if env_file is not None else Path(".env")
-    if env_file is not None and not path.is_file():
+    if env_file is not None and (path.is_dir() or not path.exists()):
         problem = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ConfigError(f"env file {str(path)!r} {problem}; check --env-file")
+    # A named file may be a pipe (--env-file <(sops -d prod.env)): read once, as it is.
+    readable = path.exists() if env_file is not None else path.is_file()
     from_file: dict[str, str] = {}
-    if path.is_file():
+    if readable:
         try:
             values = _read_env_file(path)
         except (OSError, UnicodeDecodeError) as exc:
@@ -92,7 +94,7 @@ def load_environment(
     for layer, origins in explicit:
         _warn_hidden(merged, layer, origins)
     merged.env_path = path.absolute()
-    merged.env_file_used = bool(from_file) or path.is_file()
+    merged.env_file_used = bool(from_file) or readable
     merged.profile = chosen
     return merged
 
