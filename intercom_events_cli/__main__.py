@@ -43,8 +43,22 @@ def _interrupted(argv: list[str]) -> int:
     return INTERRUPTED
 
 
+def _stand_in_for_closed_streams() -> None:
+    """Give a stream to a descriptor the process was started without (``>&-``).
+
+    Python leaves ``sys.stdout`` / ``sys.stderr`` None then, and the first write would end
+    a run (an event already delivered, say) in an internal error, exit 1. What would be
+    written there goes nowhere, as to a closed pipe; the exit code still says how the run
+    ended.
+    """
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+
+
 def run() -> None:
     """Run ievents on ``sys.argv`` and exit with its code (the console script's entry)."""
+    _stand_in_for_closed_streams()
     argv = sys.argv[1:]
     code = INTERRUPTED
     try:

@@ -23,6 +23,7 @@ from intercom_events_cli.input.records import (
     DECODER,
     InputError,
     Record,
+    array_hint,
     decompressed,
     json_problem,
     physical_lines,
@@ -54,13 +55,13 @@ def line_by_line(data: bytes) -> Iterator[Record]:
             value = DECODER.decode(text)
         except (ValueError, RecursionError):
             stripped = text.rstrip("\r\n")
-            yield Record(number, stripped, error=json_problem(stripped))
+            yield Record(number, stripped, error=array_hint(stripped, json_problem(stripped)))
             continue
         try:
             event = validated(value, clock)
         except ValidationError as exc:
             original = value if isinstance(value, dict) else text.rstrip("\r\n")
-            yield Record(number, original, error=exc)
+            yield Record(number, original, error=array_hint(text, exc))
             continue
         yield Record(number, value, event=event)
 

@@ -37,7 +37,8 @@ def read_metadata_json(value: str) -> dict[str, Any]:
                     f"{MAX_METADATA_FILE_BYTES // 1024} KiB; event metadata is a few keys: "
                     "check the file name",
                 )
-            value = data.decode("utf-8")
+            # utf-8-sig: a file saved with a byte-order mark (Notepad) reads as NDJSON does.
+            value = data.decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
             raise UsageError(f"cannot read --metadata-json file {str(path)!r}: {reason}") from None

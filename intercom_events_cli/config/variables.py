@@ -9,6 +9,7 @@ about (:mod:`.warning_sink`).
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,15 +63,15 @@ def load_environment(
     """
     base = {key: value for key, value in (os.environ if environ is None else environ).items()}
     path = Path(env_file) if env_file is not None else Path(".env")
-    if env_file is not None and not path.is_file():
+    if env_file is not None and (path.is_dir() or not path.exists()):
         problem = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ConfigError(f"env file {str(path)!r} {problem}; check --env-file")
+    # A named file may be a pipe (--env-file <(sops -d prod.env)): read once, as it is.
+    readable = path.exists() if env_file is not None else path.is_file()
     from_file: dict[str, str] = {}
-    if path.is_file():
+    if readable:
         try:
-            from dotenv import dotenv_values
-
-            values = dotenv_values(path)
+            values = _read_env_file(path)
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read env file {str(path)!r}: {exc}") from None
         from_file = {key: value for key, value in values.items() if value}
@@ -93,9 +94,40 @@ def load_environment(
     for layer, origins in explicit:
         _warn_hidden(merged, layer, origins)
     merged.env_path = path.absolute()
-    merged.env_file_used = bool(from_file) or path.is_file()
+    merged.env_file_used = bool(from_file) or readable
     merged.profile = chosen
     return merged
+
+
+def _drop_record(record: object) -> bool:
+    return False
+
+
+def _read_env_file(path: Path) -> dict[str, str | None]:
+    """The values of a ``.env`` file; a line python-dotenv cannot parse is warned about.
+
+    python-dotenv skips such a line and logs a line of its own (no file, no ievents
+    format): that record is dropped, and the warning names the file and the line instead.
+    """
+    import logging
+
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    text = path.read_text(encoding="utf-8")
+    dotenv_logger = logging.getLogger("dotenv.main")
+    dotenv_logger.addFilter(_drop_record)
+    try:
+        values = dotenv_values(stream=io.StringIO(text))
+    finally:
+        dotenv_logger.removeFilter(_drop_record)
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            warn_once(
+                f"{path.absolute()} line {binding.original.line} cannot be parsed and is ignored; "
+                "write it as NAME=value (closing any quote you open)"
+            )
+    return values
 
 
 def _merge(layers: list[tuple[dict[str, str], dict[str, str]]]) -> Variables:

@@ -152,11 +152,15 @@ class _CsvLines:
         self._number = 0
         self.record_lines: list[tuple[int, str, ValidationError | None]] = []
         self._record_bytes = 0
+        # Set when the csv module asked for a line past the end of the input: a record
+        # it still returns then was cut off inside a quoted cell (a quote never closed).
+        self.ran_out = False
 
     def start_record(self) -> None:
         """The next line starts a new record."""
         self.record_lines = []
         self._record_bytes = 0
+        self.ran_out = False
 
     @property
     def record_start(self) -> int:
@@ -177,12 +181,17 @@ class _CsvLines:
         first, *rest = self.record_lines
         self._pushed_back[:0] = rest
         self.record_lines = []
+        self.ran_out = False
         return first[0], first[1].rstrip("\r\n")
 
     def _next(self) -> tuple[int, str, ValidationError | None]:
         if self._pushed_back:
             return self._pushed_back.pop(0)
-        line, too_long = next(self._physical)
+        try:
+            line, too_long = next(self._physical)
+        except StopIteration:
+            self.ran_out = True
+            raise
         self._number += 1
         if too_long:
             return self._number, "\n", too_long_error()
@@ -207,22 +216,54 @@ class _CsvLines:
         return entry[1]
 
 
+def _quotes_close_cells(record_lines: list[tuple[int, str, ValidationError | None]]) -> bool:
+    """Whether every quote that ends a cell of this multi-line record is followed by a comma
+    or the line's end, as in a real quoted cell; a stray quote closed by a later row's
+    quote ('e,5,"ok"') is not, and it swallowed the rows between."""
+    try:
+        lines = (text for _, text, _ in record_lines)
+        for _ in csv.reader(lines, skipinitialspace=True, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
+
+
 def _row_text(cells: list[str]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(cells)
     return buffer.getvalue()
 
 
+def _reader(lines: Iterator[str]) -> Iterator[list[str]]:
+    # A space after the comma belongs to the delimiter, not the cell: 'a, "b"' is the cell b
+    # (else ' "b"', quotes and all, would be sent as a user id). The header reads the same.
+    return csv.reader(lines, skipinitialspace=True)
+
+
+def _csv_error(exc: csv.Error) -> str:
+    """The csv module's complaint, in the user's words where Python's would puzzle them."""
+    if "new-line character seen in unquoted field" in str(exc):
+        # A bare CR (classic Mac line endings, Excel's "CSV (Macintosh)"): lines are split
+        # at LF only, so the csv module sees a line break inside a cell.
+        return (
+            "a carriage return (CR) ends a line or sits inside an unquoted cell; lines must "
+            "end with LF or CRLF: convert the file with tr '\\r' '\\n' < IN.csv > OUT.csv, "
+            "or quote a cell that holds a line break"
+        )
+    return str(exc)
+
+
 def read_csv(stream: LineReader, clock: Clock) -> Iterator[Record]:
     lines = _CsvLines(stream)
     lines.start_record()
-    reader = csv.reader(lines)
+    reader = _reader(lines)
     try:
         header = next(reader)
     except StopIteration:
         return
     except (csv.Error, _RunawayRecord) as exc:
-        detail = exc if isinstance(exc, csv.Error) else "a quoted name is never closed"
+        detail = _csv_error(exc) if isinstance(exc, csv.Error) else "a quoted name is never closed"
         raise InputError(
             f"line 1: the CSV header cannot be read: {detail}", field="header"
         ) from None
@@ -235,7 +276,7 @@ def read_csv(stream: LineReader, clock: Clock) -> Iterator[Record]:
 def _csv_rows(
     lines: _CsvLines, columns: list[_Column], width: int, clock: Clock
 ) -> Iterator[Record]:
-    reader = csv.reader(lines)
+    reader = _reader(lines)
     while True:
         lines.start_record()
         error: str | None = None
@@ -250,9 +291,18 @@ def _csv_rows(
                 "reading goes on with the next line"
             )
         except csv.Error as exc:
-            error = f"not valid CSV: {exc}"
+            error = f"not valid CSV: {_csv_error(exc)}"
         else:
-            if len(lines.record_lines) > 1 and len(cells) != width:
+            if lines.ran_out:
+                # The input ended inside a quoted cell: the csv module gives the record
+                # anyway, every line after the quote in its last cell (rows lost unseen).
+                error = (
+                    "a quoted field opened on this line is never closed (a stray quote?); "
+                    "the line is skipped and reading goes on with the next line"
+                )
+            elif len(lines.record_lines) > 1 and (
+                len(cells) != width or not _quotes_close_cells(lines.record_lines)
+            ):
                 # A quoted cell spanning lines and a wrong cell count: a stray quote that
                 # swallowed the lines after it (up to the end of the input, say).
                 error = (
@@ -262,7 +312,7 @@ def _csv_rows(
         if error is not None:
             number, raw = lines.resume_after_first()
             yield Record(number, raw, error=ValidationError(error, field="record"))
-            reader = csv.reader(lines)  # the old one may be mid-field: a fresh start
+            reader = _reader(lines)  # the old one may be mid-field: a fresh start
             continue
         start = lines.record_start
         line_problem = lines.problem()

@@ -26,9 +26,11 @@ from .records import (
     InputError,
     LineReader,
     Record,
+    array_hint,
     json_problem,
     raw_text,
     too_long_error,
+    unreadable,
     unusable,
     valid_record,
 )
@@ -98,12 +100,12 @@ class _Lines:
             value = DECODER.decode(text)
         except (ValueError, RecursionError):
             stripped = text.rstrip("\r\n")
-            return Record(number, stripped, error=json_problem(stripped))
+            return Record(number, stripped, error=array_hint(stripped, json_problem(stripped)))
         try:
             return Record(number, value, event=input_records.validated(value, self.clock))
         except ValidationError as exc:
             original = value if isinstance(value, dict) else text.rstrip("\r\n")
-            return Record(number, original, error=exc)
+            return Record(number, original, error=array_hint(text, exc))
 
     def lines(self, lines: list[bytes], limit: int, *, first: bool = False) -> list[Record]:
         """Line by line, as bytes: over-long lines, UTF-8 errors, the first line's BOM."""
@@ -162,6 +164,8 @@ def ndjson_batches(stream: LineReader, clock: Clock) -> Iterator[list[Record]]:
             data = read(BLOCK_BYTES)
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise _broken(state.number, exc) from None
+        except OSError as exc:  # after BadGzipFile, an OSError too: a read that failed
+            raise unreadable(state.number, exc) from None
         if not data:
             break
         if skipping:

@@ -133,8 +133,15 @@ def read_record_batches(
     """:func:`read_records` in lists, as they come: an NDJSON block's worth at a time
     (a reader then takes its lock once per block), a CSV record at a time."""
     if detect_format("-", format) == NDJSON:
-        return ndjson_batches(decompressed(stream), clock)
+        return _ndjson_batches_on_first_use(stream, clock)
     return ([record] for record in read_records(stream, format, clock=clock))
+
+
+def _ndjson_batches_on_first_use(stream: IO[bytes], clock: Clock) -> Iterator[list[Record]]:
+    # NDJSON has no header to check up front: its first read (the look for gzip's magic
+    # bytes) waits for the first byte, so it is left to whoever iterates (batch's reader
+    # thread), where a stop does not wait on a pipe that is still silent.
+    yield from ndjson_batches(decompressed(stream), clock)
 
 
 def _chain_first(first: Record, rest: Iterator[Record]) -> Iterator[Record]:

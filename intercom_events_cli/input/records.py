@@ -90,6 +90,18 @@ def json_problem(line: str) -> ValidationError:
     return ValidationError("not valid JSON", field="record")  # pragma: no cover
 
 
+def array_hint(text: str, error: ValidationError) -> ValidationError:
+    """``error``, saying how to convert when the NDJSON line opens a JSON array (an export
+    as one array, on one line or pretty-printed, rather than one object per line)."""
+    if not text.lstrip(" \t\r\n").startswith("["):
+        return error
+    return ValidationError(
+        f"{error.message}; the input looks like a JSON array, and batch reads one JSON "
+        "object per line (NDJSON): convert it with jq -c '.[]' FILE | ievents batch -",
+        field=error.field,
+    )
+
+
 def _refuse_constant(name: str) -> Any:
     # Python's json reads NaN and Infinity, which are not JSON and which Intercom refuses.
     raise ValueError(f"{name} is not allowed")
@@ -127,7 +139,11 @@ class _RawAdapter(io.RawIOBase):
 def decompressed(stream: IO[bytes]) -> LineReader:
     """The data of ``stream``, decompressed on the fly when it starts with the gzip magic."""
     buffered = _peekable(stream)
-    if buffered.peek(len(GZIP_MAGIC))[: len(GZIP_MAGIC)] != GZIP_MAGIC:
+    try:
+        head = buffered.peek(len(GZIP_MAGIC))[: len(GZIP_MAGIC)]
+    except OSError as exc:
+        raise unreadable(0, exc) from None
+    if head != GZIP_MAGIC:
         return buffered
     # GzipFile buffers internally: readline on it is fast and bounded by the limit given.
     return gzip.GzipFile(fileobj=buffered, mode="rb")
@@ -161,11 +177,23 @@ def physical_lines(stream: LineReader) -> Iterator[tuple[bytes, bool]]:
                 field="input",
                 hint="records before that line were read; check the file is complete",
             ) from None
+        except OSError as exc:
+            raise unreadable(number, exc) from None
         if first:
             first = False
             if line.startswith(_BOM):
                 line = line[len(_BOM) :]
         yield line, too_long
+
+
+def unreadable(number: int, exc: OSError) -> InputError:
+    """The input failed while read (EIO from a failing disk or a network mount)."""
+    where = f"after line {number}" if number else "from its start"
+    return InputError(
+        f"the input cannot be read {where}: {exc.strerror or exc}",
+        field="input",
+        hint="records before that line were read; check the file, disk or mount, then run again",
+    )
 
 
 def too_long_error() -> ValidationError:
