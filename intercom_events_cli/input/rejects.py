@@ -83,9 +83,11 @@ class RejectsWriter:
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             raise UsageError(f"cannot write the rejects file {str(path)!r}: {reason}") from None
-        # An existing file keeps its mode on open: tighten it.
+        # An existing file keeps its mode on open: tighten it. A regular file's only: a
+        # device or pipe (--rejects /dev/null, run as root) is everybody's.
         try:
-            os.fchmod(descriptor, 0o600)
+            if stat.S_ISREG(os.fstat(descriptor).st_mode):
+                os.fchmod(descriptor, 0o600)
         except OSError:  # pragma: no cover - e.g. a file owned by someone else
             pass
         # Binary: UTF-8 bytes whatever the locale (a rejects file is data, not terminal text).
