@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..config.outbox_path import BUSY_TIMEOUT_ENV
-from ..errors import OutboxBusy, OutboxError
+from ..errors import OutboxBusy, OutboxError, OutboxUnavailable
 
 # How often a relay reads the file's data_version while it waits for new rows.
 DATA_VERSION_POLL_S = 0.1
@@ -236,6 +236,50 @@ def _check_header(path: Path) -> None:
         )
 
 
+def switch_to_wal(db: sqlite3.Connection, busy_timeout_s: float) -> str:
+    """``PRAGMA journal_mode=WAL``, tried again while another process opens the file.
+
+    Changing the journal mode needs the file to itself, and SQLite answers "database
+    is locked" at once rather than waiting (its busy timeout does not apply): two
+    ``send --queue`` starting together on a new outbox would fail one of them.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+FileIdentity = tuple[int, int]
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    """The file at ``path`` now (device, inode), or None when there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def check_same_file(path: Path, opened: FileIdentity | None) -> None:
+    """Raise :class:`OutboxUnavailable` when ``path`` no longer names the file opened.
+
+    SQLite keeps using the file it opened: one moved aside, deleted or replaced (a
+    restore) under a running relay would be watched for ever, while every new capture
+    went into the new file at the path. Unavailable, so that the relay opens it again.
+    """
+    if opened is not None and file_identity(path) != opened:
+        raise OutboxUnavailable(
+            f"the outbox {str(path)!r} was moved, removed or replaced while in use; what "
+            "the old file held stays in it",
+            hint="run again: the outbox now at that path is used",
+        )
+
+
 class DataVersionWaker:
     """Watches the file's ``PRAGMA data_version``, which changes whenever another connection
     commits, every :data:`DATA_VERSION_POLL_S`, on a read-only connection of its own. See
@@ -247,11 +291,15 @@ class DataVersionWaker:
         self.path = path.absolute()
         self.stop = stop
         self._db: sqlite3.Connection | None = None
+        self._identity: FileIdentity | None = None  # the file self._db has open
         self._version: int | None = None
 
     def _read(self) -> int | None:
+        if self._db is not None and file_identity(self.path) != self._identity:
+            self.close()  # another file at the path now (see check_same_file): watch it
         try:
             if self._db is None:
+                self._identity = file_identity(self.path)
                 self._db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=1)
             value = self._db.execute("PRAGMA data_version").fetchone()[0]
             return int(value)
