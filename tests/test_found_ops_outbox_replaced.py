@@ -106,3 +106,47 @@ def test_the_metrics_count_the_new_file(
         alive=relay.process,
     )
     assert relay.stop() == 0, relay.stderr
+
+
+def test_a_relay_for_several_profiles_follows_the_new_file(
+    run_cli: RunCli,
+    fake: FakeIntercom,
+    tmp_path: Path,
+    start_relay: Callable[..., Relay],
+) -> None:
+    # Its profiles share one connection to a SQLite outbox (lanes.py): reopened once, for
+    # all of them, rather than each lane reconnecting to the old file for ever.
+    from conftest import TOKEN
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "".join(
+            f'[profiles.{name}]\nbase_url = "{fake.url}"\ntoken_env = "LANE_TOKEN"\n\n'
+            for name in ("a", "b")
+        )
+    )
+    outbox = tmp_path / "work" / "outbox.sqlite3"
+    env: dict[str, str | None] = {
+        "IEVENTS_OUTBOX": str(outbox),
+        "IEVENTS_CONFIG": str(config),
+        "INTERCOM_ACCESS_TOKEN": None,
+        "INTERCOM_BASE_URL": None,
+        "LANE_TOKEN": TOKEN,
+    }
+    relay = start_relay(str(outbox), "--all-profiles", **env)
+    relay.wait_for_stderr("watching ")
+    assert (
+        run_cli("send", "before", "--user-id", "1", "--queue", "--profile", "a", env=env).code == 0
+    )
+    wait_for(lambda: len(fake.events_posted()) == 1, what="the first delivery", alive=relay.process)
+    _move_aside(outbox, tmp_path / "aside.sqlite3")
+    assert (
+        run_cli("send", "after", "--user-id", "2", "--queue", "--profile", "b", env=env).code == 0
+    )
+    wait_for(
+        lambda: [e["event_name"] for e in fake.events_posted()] == ["before", "after"],
+        what=f"the event captured into the new file (relay stderr: {relay.stderr!r})",
+        alive=relay.process,
+    )
+    assert relay.stop() == 0, relay.stderr
+    assert "internal error" not in relay.stderr

@@ -75,6 +75,10 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
         # Claims and reads check that the path still names this file (check_same_file).
         self._identity = file_identity(path)
 
+    def replaced(self) -> bool:
+        """Whether the path names another file now than the one opened (moved, replaced)."""
+        return self._identity is not None and file_identity(self.path) != self._identity
+
     def waker(self, stop: threading.Event) -> DataVersionWaker:
         """Wakes on other connections' commits to the file (``PRAGMA data_version``)."""
         return DataVersionWaker(self.path, stop)
