@@ -51,6 +51,7 @@ from .sqlite_file import (
     _check_header,
     _create_private_file,
     check_owned_by_us,
+    check_regular_file,
     check_same_file,
     file_identity,
     switch_to_wal,
@@ -102,6 +103,7 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
         path = Path(path).expanduser()
         if not create and not path.exists():
             raise OutboxMissing(f"there is no outbox file {str(path)!r}")
+        check_regular_file(path)
         check_owned_by_us(path)  # before creating anything in a folder someone else controls
         _create_private_file(path)
         check_owned_by_us(path)

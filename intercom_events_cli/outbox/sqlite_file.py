@@ -150,6 +150,26 @@ def make_private_folders(folder: Path) -> None:
         os.chmod(created, 0o700)  # mkdir's mode is filtered by the umask
 
 
+def check_regular_file(path: Path) -> None:
+    """Refuse a location that exists but is not a regular file (a folder, a FIFO, a device).
+
+    Reading a FIFO's header would wait for ever, and a device's mode is no advice to act
+    on (``chmod 600 /dev/null`` breaks every other program of the machine).
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # missing (created later) or unreadable (opening says so)
+    if stat.S_ISDIR(mode):
+        raise OutboxError(f"the outbox {str(path)!r} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or special file"
+        raise OutboxError(
+            f"the outbox {str(path)!r} is not a regular file ({kind})",
+            hint="point --outbox / IEVENTS_OUTBOX at a file (it is created when missing)",
+        )
+
+
 def check_owned_by_us(path: Path) -> None:
     """Refuse an outbox whose file, journal or folder another user owns or can write.
 
