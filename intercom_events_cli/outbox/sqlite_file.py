@@ -214,6 +214,13 @@ def _create_private_file(path: Path) -> None:
         if path.is_dir():
             raise OutboxError(f"the outbox {str(path)!r} is a folder, not a file")
         return
+    if path.is_symlink():  # exists() followed it: a link to nothing
+        raise OutboxError(
+            f"the outbox {str(path)!r} is a symbolic link to {os.readlink(path)!r}, which "
+            "does not exist; ievents creates no outbox through a link",
+            hint="point --outbox / IEVENTS_OUTBOX at the target itself (created there), or "
+            "remove the link",
+        )
     folder = path.parent
     try:
         make_private_folders(folder)
