@@ -54,6 +54,7 @@ from .sqlite_file import (
     check_regular_file,
     check_same_file,
     file_identity,
+    moved_from,
     switch_to_wal,
     translate_error,
 )
@@ -78,7 +79,7 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
 
     def replaced(self) -> bool:
         """Whether the path names another file now than the one opened (moved, replaced)."""
-        return self._identity is not None and file_identity(self.path) != self._identity
+        return moved_from(self.path, self._identity)
 
     def waker(self, stop: threading.Event) -> DataVersionWaker:
         """Wakes on other connections' commits to the file (``PRAGMA data_version``)."""

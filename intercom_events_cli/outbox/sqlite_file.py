@@ -284,12 +284,26 @@ FileIdentity = tuple[int, int]
 
 
 def file_identity(path: Path) -> FileIdentity | None:
-    """The file at ``path`` now (device, inode), or None when there is none."""
+    """The file at ``path`` now (device, inode), or None when it cannot be told."""
     try:
         info = os.stat(path)
     except OSError:
         return None
     return info.st_dev, info.st_ino
+
+
+def moved_from(path: Path, opened: FileIdentity | None) -> bool:
+    """Whether ``path`` names no file now, or another one than ``opened``; False when it
+    cannot be told (a folder made unreadable: the file in hand is kept)."""
+    if opened is None:
+        return False
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return (info.st_dev, info.st_ino) != opened
 
 
 def check_same_file(path: Path, opened: FileIdentity | None) -> None:
@@ -299,7 +313,7 @@ def check_same_file(path: Path, opened: FileIdentity | None) -> None:
     restore) under a running relay would be watched for ever, while every new capture
     went into the new file at the path. Unavailable, so that the relay opens it again.
     """
-    if opened is not None and file_identity(path) != opened:
+    if moved_from(path, opened):
         raise OutboxUnavailable(
             f"the outbox {str(path)!r} was moved, removed or replaced while in use; what "
             "the old file held stays in it",
@@ -322,7 +336,7 @@ class DataVersionWaker:
         self._version: int | None = None
 
     def _read(self) -> int | None:
-        if self._db is not None and file_identity(self.path) != self._identity:
+        if self._db is not None and moved_from(self.path, self._identity):
             self.close()  # another file at the path now (see check_same_file): watch it
         try:
             if self._db is None:
