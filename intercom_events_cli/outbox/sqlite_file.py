@@ -122,7 +122,16 @@ def translate_error(exc: sqlite3.Error, path: Path, busy_timeout_s: float) -> Ou
             f"the outbox {str(path)!r} is read-only ({exc})",
             hint="check the permissions of the file and its folder",
         )
-    if "unable to open" in text or "disk i/o" in text or "permission" in text:
+    if "disk is full" in text or "disk i/o" in text:
+        # A full file system, the file-size limit (ulimit -f), a failing disk: not a
+        # question of permissions, and temporary (75): nothing was committed by the failed
+        # statement, and a relay waits and tries again rather than end.
+        return OutboxUnavailable(
+            f"the outbox {str(path)!r} could not be written ({exc})",
+            hint=f"free space on the file system of {str(path.absolute().parent)!r} (and "
+            "check its disk and the file-size limit), then run again",
+        )
+    if "unable to open" in text or "permission" in text:
         return OutboxError(
             f"cannot open the outbox {str(path)!r} ({exc})",
             hint="check the permissions of the file and its folder",
