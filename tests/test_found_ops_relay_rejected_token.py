@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom
 from helpers import Relay, wait_for
@@ -36,5 +37,22 @@ def test_a_relay_whose_token_is_rejected_says_so_and_records_77(
     assert relay.stop() == 0, relay.stderr
     assert relay.stderr.count("rejected") == 1, relay.stderr  # said once, not every retry
     assert WRONG not in relay.stderr + relay.stdout
+    assert run_cli("outbox", "status", "--json").json()["last_flush_exit_code"] == 77
+    assert fake.events_posted() == []
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_a_flush_whose_token_is_rejected_exits_77_not_nothing_to_flush(
+    run_cli: RunCli, fake: FakeIntercom, json_output: bool
+) -> None:
+    # The cron-timer variant: "nothing to flush", exit 0, every run, for ever.
+    assert run_cli("send", "queued", "--user-id", "1", "--queue").code == 0
+    extra = ("--json",) if json_output else ()
+    result = run_cli("flush", *extra, env={"INTERCOM_ACCESS_TOKEN": WRONG})
+    assert result.code == 77, result
+    assert "rejected" in result.stderr
+    assert WRONG not in result.stdout + result.stderr
+    if json_output:
+        assert result.json()["exit_code"] == 77 and result.json()["ok"] is False
     assert run_cli("outbox", "status", "--json").json()["last_flush_exit_code"] == 77
     assert fake.events_posted() == []
