@@ -703,3 +703,23 @@ def test_this_module_reaches_a_store_only_through_the_protocol() -> None:
         "intercom_events_cli.outbox.rows",
         "intercom_events_cli.outbox.store",
     }
+
+
+def test_a_store_says_when_its_location_names_another_outbox_now(
+    store: OutboxStore, store_location: str
+) -> None:
+    # Other connections' writes change nothing: the store still has the outbox there.
+    with reopen(store_location) as other:
+        other.add(event(1))
+    store.add(event(2))
+    assert store.replaced() is False
+    file = Path(store_location)
+    if not file.is_file():
+        return  # a database: what is at its URI stays the same one
+    # A file moved aside (a relay keeps it open): the path names a new one once created.
+    file.rename(file.with_name("aside.sqlite3"))
+    for suffix in ("-wal", "-shm"):
+        Path(f"{file}{suffix}").unlink(missing_ok=True)
+    with reopen(store_location) as fresh:
+        assert store.replaced() is True
+        assert fresh.replaced() is False

@@ -177,7 +177,7 @@ def watch_several(
 ) -> int:
     """``flush --watch`` over several profiles: a relay per workspace, until SIGTERM or
     Ctrl-C (:class:`~intercom_events_cli.delivery.lanes.LaneRelays`); returns 0."""
-    from ..delivery.lanes import LaneRelays, shared_store
+    from ..delivery.lanes import LaneRelays, SharedStore
     from ..early_signals import relay_stop
     from ..outbox.owner import lease_seconds
     from ..outbox.store import open_reader, open_store
@@ -227,13 +227,11 @@ def watch_several(
     from ..outbox.store import backend_of
 
     concurrent = backend_of(location).concurrent_writers
-    shared = None if concurrent else open_store(location, env)
+    shared = None if concurrent else SharedStore(lambda: open_store(location, env))
     lanes = LaneRelays(
         location,
         configs,
-        (lambda: shared_store(shared))
-        if shared is not None
-        else (lambda: open_store(location, env)),
+        shared.open if shared is not None else (lambda: open_store(location, env)),
         stop=stop,
         on_result=on_result,
         on_notice=on_notice,

@@ -342,10 +342,31 @@ class _Unclosed:
         """Nothing: the store's opener closes it once every lane has ended."""
 
 
-def shared_store(store: OutboxStore) -> OutboxStore:
-    """``store`` for several lanes' relays at once (it serialises its own use); closing it
-    through one of them does nothing."""
-    return cast("OutboxStore", _Unclosed(store))
+class SharedStore:
+    """One store for every lane's relay (where writers take turns anyway: SQLite).
+
+    :meth:`open` is each lane's opener: the same store, unless its location names another
+    outbox now (a SQLite file moved aside or replaced): then a new one, once for all the
+    lanes (each meets the old one's OutboxUnavailable and opens again). :meth:`close`
+    closes every store it opened, once every lane has ended.
+    """
+
+    def __init__(self, open_store: Callable[[], OutboxStore]) -> None:
+        self._open_store = open_store
+        self._lock = threading.Lock()
+        self._stores = [open_store()]
+
+    def open(self) -> OutboxStore:
+        """The store in use, wrapped so that a lane letting go of it does not close it."""
+        with self._lock:
+            if self._stores[-1].replaced():
+                self._stores.append(self._open_store())
+            return cast("OutboxStore", _Unclosed(self._stores[-1]))
+
+    def close(self) -> None:
+        """Close every store opened."""
+        for store in self._stores:
+            store.close()
 
 
 def _bound(callback: Callable[[Lane, Any], None] | None, lane: Lane) -> Any:

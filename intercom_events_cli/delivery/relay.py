@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ExitCode, OutboxBusy, OutboxError, OutboxUnavailable
+from ..errors import ExitCode, IeventsError, OutboxBusy, OutboxError, OutboxUnavailable
 
 if TYPE_CHECKING:
     from ..config.settings import Settings
@@ -130,6 +130,8 @@ class Relay:
         self._learn_tried_at = -float("inf")
         self._learn_wait = LEARN_RETRY_S
         self._learn_done = False
+        self._told_learn_failure = False  # said once until the workspace is learned
+        self._learn_failure: IeventsError | None = None  # GET /me's refusal, if any
 
     @property
     def learn_tried(self) -> bool:
@@ -147,6 +149,7 @@ class Relay:
         # Called by the engine when it has nothing in hand: wait for a sign, then look.
         if self.stop.is_set():
             return False
+        self._tell_learn_failure()
         self._beat()
         if (
             not self._workspace_known
@@ -331,12 +334,42 @@ class Relay:
             from .workspaces import learn_workspace
 
             self._learn_tried_at = time.monotonic()
-            known = learn_workspace(store, self.settings, self.on_attempt, self.profile_name)
+            known = learn_workspace(
+                store, self.settings, self.on_attempt, self.profile_name, self._learn_failed
+            )
             self._workspace_known = known is not None
+            if known is not None:
+                self._told_learn_failure, self._learn_failure = False, None
             self.workspace = known
             if known is not None and self.on_learned is not None:
                 self.retired = not self.on_learned(known)
             self._learn_done = True
+
+    def _learn_failed(self, exc: IeventsError) -> None:
+        """GET /me refused the token (or the base URL is not Intercom's): no event goes
+        with it. Its code goes into the heartbeats while it lasts; it is told at the
+        engine's first idle moment (:meth:`_tell_learn_failure`)."""
+        if exc.exit_code in (ExitCode.AUTH, ExitCode.CONFIG):
+            self._paused_code = exc.exit_code
+            self._learn_failure = exc
+        # else an outage: asked again; deliveries meet it and say so
+
+    def _tell_learn_failure(self) -> None:
+        """Once, when the engine idles with the learning failed: none of the rows was its
+        token's, so no delivery met the refusal and said so (one that did, said it)."""
+        exc = self._learn_failure
+        if exc is None or self._told_learn_failure:
+            return
+        self._told_learn_failure = True
+        what = (
+            "the token was rejected when asking Intercom which workspace it belongs to"
+            if exc.exit_code == ExitCode.AUTH
+            else "asking Intercom which workspace the token belongs to failed"
+        )
+        self._notice(
+            f"{what} ({exc.message}); no event is delivered with it; asked again every "
+            f"{PAUSE_AUTH_S:g} s at most"
+        )
 
     def _tell_elsewhere(self, store: OutboxStore) -> None:
         """Once, at the start: events this relay will not deliver (another workspace)."""

@@ -25,12 +25,14 @@ def learn_workspace(
     settings: Settings,
     on_attempt: Callable[[AttemptLog], None] | None = None,
     name: str | None = None,
+    on_failure: Callable[[IeventsError], None] | None = None,
 ) -> str | None:
     """The workspace id of the token of ``settings``: remembered, or asked with one GET
     /me and remembered (``name``: the profile it was chosen by, which SQL ``enqueue`` may
     name). None when there is no token or Intercom did not say (a revoked
     token, an outage): the delivery that follows meets the same failure and reports it,
-    and the next run asks again.
+    and the next run asks again. ``on_failure`` hears why GET /me failed (a relay whose
+    token has no rows of its own to deliver has no delivery to report it).
     """
     if not settings.token:
         return None
@@ -47,7 +49,9 @@ def learn_workspace(
     try:
         with EventsClient(once, on_attempt=on_attempt) as client:
             owner = get_me(client)
-    except IeventsError:
+    except IeventsError as exc:
+        if on_failure is not None:
+            on_failure(exc)
         return None
     if not owner.app_id_code:
         return None

@@ -218,6 +218,16 @@ class PgSession:
                 f"the PostgreSQL outbox at {where} is read-only for now: {reason}",
                 hint="a standby or a failover in progress; try again (a relay waits for it)",
             )
+        if isinstance(exc, (pg_errors.QueryCanceled, pg_errors.LockNotAvailable)):
+            # Nothing went away: a statement_timeout or lock_timeout (or an administrator)
+            # ended it. Temporary: the same statement may pass later (a relay tries again).
+            self._drop()
+            return OutboxUnavailable(
+                f"the PostgreSQL outbox at {where} cancelled a statement: {reason}",
+                hint="a statement_timeout or lock_timeout (of the role, the database or the "
+                "URI's options) shorter than ievents' statements or a lock held meanwhile; "
+                "raise it for ievents' role",
+            )
         if isinstance(exc, psycopg.OperationalError) or not self._usable():
             self._drop()
             return OutboxUnavailable(

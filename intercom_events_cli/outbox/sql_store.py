@@ -48,6 +48,10 @@ class SqlStore(Generic[H]):
     # What a SELECT adds to lock the rows it reads until the end of the transaction.
     _LOCK_ROWS = ""
 
+    def replaced(self) -> bool:
+        """Whether the location names another outbox now (a database stays the same one)."""
+        return False
+
     # -- hooks ------------------------------------------------------------------------------
 
     def _q(self, sql: str) -> str:

@@ -51,6 +51,11 @@ from .sqlite_file import (
     _check_header,
     _create_private_file,
     check_owned_by_us,
+    check_regular_file,
+    check_same_file,
+    file_identity,
+    moved_from,
+    switch_to_wal,
     translate_error,
 )
 
@@ -69,6 +74,12 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._bulk_ready = False
+        # Claims and reads check that the path still names this file (check_same_file).
+        self._identity = file_identity(path)
+
+    def replaced(self) -> bool:
+        """Whether the path names another file now than the one opened (moved, replaced)."""
+        return moved_from(self.path, self._identity)
 
     def waker(self, stop: threading.Event) -> DataVersionWaker:
         """Wakes on other connections' commits to the file (``PRAGMA data_version``)."""
@@ -93,6 +104,7 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
         path = Path(path).expanduser()
         if not create and not path.exists():
             raise OutboxMissing(f"there is no outbox file {str(path)!r}")
+        check_regular_file(path)
         check_owned_by_us(path)  # before creating anything in a folder someone else controls
         _create_private_file(path)
         check_owned_by_us(path)
@@ -158,7 +170,7 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
             if version == 0 and tables:
                 raise self._foreign()
             # Only now is the file known to be ours and may be changed.
-            mode = self._switch_to_wal()
+            mode = switch_to_wal(self._db, self._busy_timeout_s)
             if str(mode).lower() != "wal":
                 raise OutboxError(
                     f"the outbox {str(self.path)!r} cannot use a WAL journal (got {mode!r})",
@@ -186,22 +198,6 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
             except BaseException:
                 self._rollback()
                 raise
-
-    def _switch_to_wal(self) -> str:
-        """``PRAGMA journal_mode=WAL``, tried again while another process opens the file.
-
-        Changing the journal mode needs the file to itself, and SQLite answers "database
-        is locked" at once rather than waiting (its busy timeout does not apply): two
-        ``send --queue`` starting together on a new outbox would fail one of them.
-        """
-        deadline = time.monotonic() + self._busy_timeout_s
-        while True:
-            try:
-                return str(self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
 
     def _refuse_foreign(self) -> None:
         tables = self._db.execute(
@@ -262,6 +258,7 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """One read transaction: a consistent snapshot across several queries."""
+        check_same_file(self.path, self._identity)
         with self._guard():
             try:
                 self._db.execute("BEGIN")
@@ -420,6 +417,7 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
     def _claim(self, want: ClaimRequest) -> list[OutboxRow]:
         """Claim atomically (``BEGIN IMMEDIATE``), after taking back abandoned claims."""
         destination_id = want.destination_id
+        check_same_file(self.path, self._identity)
         with self._write() as db:
             stamp, lease_until, due_until = want.times(self._clock(db))
             where, args = pending_for(destination_id, "<= ?", due_until)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..config.outbox_path import BUSY_TIMEOUT_ENV
-from ..errors import OutboxBusy, OutboxError
+from ..errors import OutboxBusy, OutboxError, OutboxUnavailable
 
 # How often a relay reads the file's data_version while it waits for new rows.
 DATA_VERSION_POLL_S = 0.1
@@ -122,7 +122,16 @@ def translate_error(exc: sqlite3.Error, path: Path, busy_timeout_s: float) -> Ou
             f"the outbox {str(path)!r} is read-only ({exc})",
             hint="check the permissions of the file and its folder",
         )
-    if "unable to open" in text or "disk i/o" in text or "permission" in text:
+    if "disk is full" in text or "disk i/o" in text:
+        # A full file system, the file-size limit (ulimit -f), a failing disk: not a
+        # question of permissions, and temporary (75): nothing was committed by the failed
+        # statement, and a relay waits and tries again rather than end.
+        return OutboxUnavailable(
+            f"the outbox {str(path)!r} could not be written ({exc})",
+            hint=f"free space on the file system of {str(path.absolute().parent)!r} (and "
+            "check its disk and the file-size limit), then run again",
+        )
+    if "unable to open" in text or "permission" in text:
         return OutboxError(
             f"cannot open the outbox {str(path)!r} ({exc})",
             hint="check the permissions of the file and its folder",
@@ -148,6 +157,26 @@ def make_private_folders(folder: Path) -> None:
         except FileExistsError:
             continue  # another process made it just now
         os.chmod(created, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse a location that exists but is not a regular file (a folder, a FIFO, a device).
+
+    Reading a FIFO's header would wait for ever, and a device's mode is no advice to act
+    on (``chmod 600 /dev/null`` breaks every other program of the machine).
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # missing (created later) or unreadable (opening says so)
+    if stat.S_ISDIR(mode):
+        raise OutboxError(f"the outbox {str(path)!r} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or special file"
+        raise OutboxError(
+            f"the outbox {str(path)!r} is not a regular file ({kind})",
+            hint="point --outbox / IEVENTS_OUTBOX at a file (it is created when missing)",
+        )
 
 
 def check_owned_by_us(path: Path) -> None:
@@ -194,6 +223,13 @@ def _create_private_file(path: Path) -> None:
         if path.is_dir():
             raise OutboxError(f"the outbox {str(path)!r} is a folder, not a file")
         return
+    if path.is_symlink():  # exists() followed it: a link to nothing
+        raise OutboxError(
+            f"the outbox {str(path)!r} is a symbolic link to {os.readlink(path)!r}, which "
+            "does not exist; ievents creates no outbox through a link",
+            hint="point --outbox / IEVENTS_OUTBOX at the target itself (created there), or "
+            "remove the link",
+        )
     folder = path.parent
     try:
         make_private_folders(folder)
@@ -236,6 +272,64 @@ def _check_header(path: Path) -> None:
         )
 
 
+def switch_to_wal(db: sqlite3.Connection, busy_timeout_s: float) -> str:
+    """``PRAGMA journal_mode=WAL``, tried again while another process opens the file.
+
+    Changing the journal mode needs the file to itself, and SQLite answers "database
+    is locked" at once rather than waiting (its busy timeout does not apply): two
+    ``send --queue`` starting together on a new outbox would fail one of them.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+FileIdentity = tuple[int, int]
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    """The file at ``path`` now (device, inode), or None when it cannot be told."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def moved_from(path: Path, opened: FileIdentity | None) -> bool:
+    """Whether ``path`` names no file now, or another one than ``opened``; False when it
+    cannot be told (a folder made unreadable: the file in hand is kept)."""
+    if opened is None:
+        return False
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return (info.st_dev, info.st_ino) != opened
+
+
+def check_same_file(path: Path, opened: FileIdentity | None) -> None:
+    """Raise :class:`OutboxUnavailable` when ``path`` no longer names the file opened.
+
+    SQLite keeps using the file it opened: one moved aside, deleted or replaced (a
+    restore) under a running relay would be watched for ever, while every new capture
+    went into the new file at the path. Unavailable, so that the relay opens it again.
+    """
+    if moved_from(path, opened):
+        raise OutboxUnavailable(
+            f"the outbox {str(path)!r} was moved, removed or replaced while in use; what "
+            "the old file held stays in it",
+            hint="run again: the outbox now at that path is used",
+        )
+
+
 class DataVersionWaker:
     """Watches the file's ``PRAGMA data_version``, which changes whenever another connection
     commits, every :data:`DATA_VERSION_POLL_S`, on a read-only connection of its own. See
@@ -247,11 +341,15 @@ class DataVersionWaker:
         self.path = path.absolute()
         self.stop = stop
         self._db: sqlite3.Connection | None = None
+        self._identity: FileIdentity | None = None  # the file self._db has open
         self._version: int | None = None
 
     def _read(self) -> int | None:
+        if self._db is not None and moved_from(self.path, self._identity):
+            self.close()  # another file at the path now (see check_same_file): watch it
         try:
             if self._db is None:
+                self._identity = file_identity(self.path)
                 self._db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=1)
             value = self._db.execute("PRAGMA data_version").fetchone()[0]
             return int(value)

@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
-from ..errors import OutboxError
+from ..errors import OutboxError, UsageError
 
 # redact_uri is re-exported: a location as text, safe to print, whatever its backend.
 from .location import redact_uri as redact_uri
@@ -82,6 +82,11 @@ class OutboxStore(Protocol):
     def waker(self, stop: threading.Event) -> Waker:
         """A :class:`Waker` for this outbox (the relay's: PostgreSQL ``LISTEN``, SQLite's
         ``PRAGMA data_version``), which outlives this store's connection."""
+        ...
+
+    def replaced(self) -> bool:
+        """Whether the location names another outbox now than the one this store opened
+        (a SQLite file moved aside or replaced): opening it again gets that one."""
         ...
 
     def __enter__(self) -> OutboxStore: ...
@@ -324,6 +329,17 @@ def resolve_location(option: str | None, env: Mapping[str, str]) -> OutboxLocati
     """
     from ..config.variables import OUTBOX_ENV
 
+    if option is not None and not option.strip():
+        # ``--outbox "$OUTBOX"`` with the variable unset: never the default in its place.
+        raise UsageError(
+            "--outbox is empty; give the outbox's path or postgresql:// URI, or leave the "
+            "option out for the default"
+        )
+    if env.get(OUTBOX_ENV) and not env[OUTBOX_ENV].strip():
+        raise OutboxError(
+            f"{OUTBOX_ENV} is blank (only spaces); give the outbox's path or postgresql:// "
+            "URI, or unset it for the default"
+        )
     text = option or env.get(OUTBOX_ENV) or ""
     backend = backend_for_text(text)
     if text and not backend.schemes:
