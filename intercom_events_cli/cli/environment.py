@@ -28,24 +28,6 @@ def _isatty(stream: TextIO | None) -> bool:
         return False
 
 
-_discard: list[TextIO] = []  # one /dev/null writer, for every closed stdout and stderr
-
-
-def _or_discard(stream: TextIO | None) -> TextIO:
-    """``stream``, or a writer to /dev/null where the process started with it closed.
-
-    A process started with descriptor 1 or 2 closed (``ievents flush --watch >&-``, a
-    supervisor closing what it does not use) has ``sys.stdout`` or ``sys.stderr`` None:
-    what it would say is dropped, as for a reader gone (output.py), not an AttributeError
-    and exit 1 after its events were delivered.
-    """
-    if stream is not None:
-        return stream
-    if not _discard:
-        _discard.append(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - kept
-    return _discard[0]
-
-
 class Environment:
     """One run's view of the process: streams, whether each is a terminal, variables, clock.
 
@@ -94,8 +76,9 @@ class Environment:
         """The real process: ``sys`` streams, ``os.environ``, ``time.time``."""
         return cls(
             stdin=sys.stdin,
-            stdout=_or_discard(sys.stdout),
-            stderr=_or_discard(sys.stderr),
+            # Never None: __main__ gives a descriptor closed at start a stand-in.
+            stdout=sys.stdout,
+            stderr=sys.stderr,
             environ=os.environ,
             process_streams=True,
         )
