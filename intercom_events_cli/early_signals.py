@@ -1,13 +1,18 @@
-"""Ctrl-C and SIGTERM answered the same way from a run's first moment.
+"""Ctrl-C, SIGTERM and SIGHUP answered the same way from a run's first moment.
 
 ``python -m intercom_events_cli`` and the ``ievents`` script install these handlers
 before anything heavy is imported (typer, rich and the command take ~100 ms to load):
 a signal then never ends a run with a traceback or a bare ``-15``.
 
-- Every command but the relay: SIGINT or SIGTERM raises ``KeyboardInterrupt``, which the
-  command line turns into "interrupted" and exit 130 (as once a command runs).
-- The relay (``flush --watch``): the first SIGINT or SIGTERM asks it to stop (:data:`STOP`,
-  which the relay watches: exit 0, as documented); a second Ctrl-C forces the stop (130).
+- Every command but the relay: SIGINT, SIGTERM or SIGHUP raises ``KeyboardInterrupt``,
+  which the command line turns into "interrupted" and exit 130 (as once a command runs).
+- The relay (``flush --watch``): the first SIGINT, SIGTERM or SIGHUP asks it to stop
+  (:data:`STOP`, which the relay watches: exit 0, as documented); a second Ctrl-C forces
+  the stop (130).
+
+SIGHUP (the terminal a relay was started from closes, or ``kill -HUP``) is SIGTERM's
+twin: by default it killed the process (129) with rows claimed and no summary. A process
+started with SIGHUP ignored (``nohup``) keeps ignoring it.
 
 Nothing here prints or exits; only the entry point uses :func:`install`, never a library
 import.
@@ -90,12 +95,19 @@ _previous_unraisable = sys.unraisablehook
 HANDLERS = (_interrupt, _stop)
 
 
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a run: SIGINT, SIGTERM and, where there is one (not on
+    Windows), SIGHUP."""
+    hangup = getattr(signal, "SIGHUP", None)
+    return (signal.SIGINT, signal.SIGTERM) + ((hangup,) if hangup is not None else ())
+
+
 def install(argv: Sequence[str]) -> None:
-    """Handle SIGINT and SIGTERM for the run of ``argv`` (a signal its parent made the
-    process ignore, as ``nohup`` does, stays ignored)."""
+    """Handle SIGINT, SIGTERM and SIGHUP for the run of ``argv`` (a signal its parent made
+    the process ignore, as ``nohup`` does, stays ignored)."""
     relay = is_relay(argv)
     handler = _stop if relay else _interrupt
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in stop_signals():
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, handler)
     sys.unraisablehook = _unraisable
@@ -110,5 +122,5 @@ def relay_stop() -> threading.Event | None:
 
 def settle() -> None:
     """The run is over and its exit code decided: from now on a signal changes nothing."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in stop_signals():
         signal.signal(sig, signal.SIG_IGN)

@@ -150,7 +150,9 @@ def open_existing(path: OutboxLocation, env: Mapping[str, str]) -> OutboxStore |
 
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C or SIGTERM asks the run to stop cleanly; a second Ctrl-C forces it."""
+    """Ctrl-C, SIGTERM or SIGHUP asks the run to stop cleanly; a second Ctrl-C forces it.
+    A SIGHUP the process was started ignoring (``nohup``) stays ignored."""
+    from ..early_signals import stop_signals
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if stop.is_set() and signum == signal.SIGINT:
@@ -160,7 +162,12 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    hangup = getattr(signal, "SIGHUP", None)
+    previous = {
+        sig: signal.signal(sig, handle)
+        for sig in stop_signals()
+        if sig != hangup or signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:

@@ -15,7 +15,13 @@ from ..config.settings import Settings
 from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import Outcome, OutcomeKind, api_error_text, status_text
 from .common import attempt_logger, json_error, open_outbox, reporting, stop_on_signals
-from .flush_lanes import chosen_profiles, flush_several, workspaces_json
+from .flush_lanes import (
+    chosen_profiles,
+    flush_several,
+    refused_hint,
+    refused_text,
+    workspaces_json,
+)
 from .options import CONNECTION, DELIVERY, OUTPUTS, SETTINGS, Options, finite, shared
 from .output import Output
 from .render import (
@@ -35,7 +41,7 @@ from .render import (
 from .render_json import flush_json
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
     from ..delivery.engine import Delivery, FlushReport
     from ..outbox import OutboxSummary
@@ -292,6 +298,8 @@ def flush(
             failures: list[IeventsError] = []
             workspace = learn_workspace(store, settings, attempt_logger(ui), named, failures.append)
             report = run_flush(ui, store, settings, concurrency, max_time, now, env)
+            from ..delivery.lanes import refused_token
+
             refused = refused_token(failures, report)
             if refused is not None:
                 # Nothing of this token's was tried, so nothing met the refusal: say it,
@@ -308,28 +316,11 @@ def flush(
             ui.json(body)
         report_flush(ui, report, settings, remaining, max_time)
         if refused is not None:
-            what = (
-                "the token was rejected when asking Intercom which workspace it belongs to"
-                if refused.exit_code == ExitCode.AUTH
-                else "asking Intercom which workspace the token belongs to failed"
-            )
-            ui.error(
-                f"{what}: {refused.message}; none of its events was delivered",
-                hint=refused.hint or "check the token (and the base URL), e.g. ievents check",
-            )
+            ui.error(refused_text(refused), hint=refused_hint(refused, named))
         for workspace, count in waiting:
             ui.info(waiting_for_workspace_text(workspace, count))
         if report.exit_code != ExitCode.OK:
             raise typer.Exit(int(report.exit_code))
-
-
-def refused_token(failures: Sequence[IeventsError], report: FlushReport) -> IeventsError | None:
-    """GET /me's refusal of the token (77, or 78 for a base URL that is not Intercom's)
-    when the run tried none of its events (else the delivery said it already)."""
-    for failure in failures:
-        if failure.exit_code in (ExitCode.AUTH, ExitCode.CONFIG) and not report.claimed:
-            return failure
-    return None
 
 
 def watch_flags_wrong(

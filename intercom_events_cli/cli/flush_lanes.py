@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, ExitCode, UsageError
+from ..errors import ConfigError, ExitCode, IeventsError, UsageError
 from .common import attempt_logger, stop_on_signals
 from .output import Output
 from .render import failure_hint
@@ -135,13 +135,48 @@ def workspaces_json(
     return [lane_json(lane, pending_of(lane, remaining))]
 
 
+def refused_text(refused: IeventsError) -> str:
+    """A token refused by GET /me while none of its events was tried (nothing else says it)."""
+    what = (
+        "the token was rejected when asking Intercom which workspace it belongs to"
+        if refused.exit_code == ExitCode.AUTH
+        else "asking Intercom which workspace the token belongs to failed"
+    )
+    return f"{what}: {refused.message}; none of its events was delivered"
+
+
+def refused_hint(refused: IeventsError, profile: str | None) -> str:
+    """How to look into a refused token (``profile``: the one it came from)."""
+    check = f"ievents check --profile {profile}" if profile else "ievents check"
+    return refused.hint or f"check the token (and the base URL), e.g. {check}"
+
+
+def lanes_json(report: LanesReport, remaining: OutboxSummary) -> list[dict[str, Any]]:
+    """``workspaces`` of ``flush --json`` over several: each lane, and why it failed."""
+    lanes = []
+    for lane in report.lanes:
+        body = lane_json(lane, pending_of(lane, remaining))
+        if lane.refused is not None:
+            body["why"] = refused_text(lane.refused)
+        lanes.append(body)
+    return lanes
+
+
 def tell_lanes(ui: Output, report: LanesReport, remaining: OutboxSummary) -> None:
     """One line per workspace (stdout); a failing one also on stderr, with its hint."""
     for lane in report.lanes:
         text, failure = lane_line(lane, pending_of(lane, remaining))
         if not ui.json_mode:
             ui.result(f"  {text}")
-        if failure is not None:
+        if lane.refused is not None:
+            # Not learned, the label is the profile's already: it is not said twice.
+            label = lane_label(lane)
+            label += f" [profile {lane.profile}]" if lane.workspace else ""
+            ui.error(
+                f"{label}: {refused_text(lane.refused)}",
+                hint=refused_hint(lane.refused, lane.profile),
+            )
+        elif failure is not None:
             ui.error(
                 f"{lane_label(lane)}: {text.partition(': ')[2]}",
                 failure_hint(failure, lane.settings),
@@ -201,7 +236,7 @@ def flush_several(
         body = flush_json(total, location, remaining)
         body["exit_code"] = int(report.exit_code)
         body["ok"] = report.exit_code == ExitCode.OK
-        body["workspaces"] = [lane_json(lane, pending_of(lane, remaining)) for lane in report.lanes]
+        body["workspaces"] = lanes_json(report, remaining)
         body["waiting_for_workspace"] = waiting_for_workspace_json(waiting)
         ui.json(body)
     first = dataclasses.replace(configs[0].settings)

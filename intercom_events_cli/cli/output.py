@@ -13,6 +13,7 @@ event never reports exit 1 (which a cron job would answer by sending it again).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Mapping
@@ -59,6 +60,12 @@ def _isatty(stream: IO[str]) -> bool:
         return bool(method and method())
     except (OSError, ValueError):  # a closed stream is not a terminal
         return False
+
+
+def _reader_gone(exc: OSError) -> bool:
+    """Whether a write failed because nobody reads any more: a closed pipe, or a terminal
+    that hung up (EIO: the window a relay was started from closed, its SIGHUP handled)."""
+    return isinstance(exc, BrokenPipeError) or exc.errno == errno.EIO
 
 
 def _discard_further_writes(stream: IO[str]) -> None:
@@ -131,7 +138,9 @@ class Output:
             stream.write(text)
             if flush:
                 stream.flush()
-        except BrokenPipeError:
+        except OSError as exc:
+            if not _reader_gone(exc):
+                raise
             _discard_further_writes(stream)
             if stream is self.stdout:
                 self.reader_gone = True
@@ -151,7 +160,9 @@ class Output:
             buffer.write(text.encode("utf-8", "backslashreplace"))
             if flush:
                 buffer.flush()
-        except BrokenPipeError:
+        except OSError as exc:
+            if not _reader_gone(exc):
+                raise
             _discard_further_writes(self.stdout)
             self.reader_gone = True
 
@@ -162,7 +173,9 @@ class Output:
         if buffer is not None and not self.reader_gone:
             try:
                 buffer.flush()
-            except BrokenPipeError:
+            except OSError as exc:
+                if not _reader_gone(exc):
+                    raise
                 _discard_further_writes(self.stdout)
                 self.reader_gone = True
 

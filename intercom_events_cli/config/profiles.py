@@ -11,8 +11,9 @@
     outbox = "~/.local/state/ievents/eu.sqlite3" # optional
 
 A profile is selected by ``--profile NAME``, else ``IEVENTS_PROFILE``, else
-``default_profile``. Its values become the variables ievents reads anyway
-(``INTERCOM_REGION``, ...), below the environment and above ``.env`` (see
+``default_profile``. A relative ``outbox`` or ``token_file`` is relative to this file's
+folder (:func:`beside`), whatever the working directory. Its values become the variables
+ievents reads anyway (``INTERCOM_REGION``, ...), below the environment and above ``.env`` (see
 :func:`~intercom_events_cli.config.variables.load_environment`). An unknown profile or key is a
 configuration error naming the file and line. The file is read only when it exists or a
 profile is asked for, and tomllib (tomli before Python 3.11) is imported only then.
@@ -20,6 +21,7 @@ profile is asked for, and tomllib (tomli before Python 3.11) is imported only th
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +42,27 @@ PROFILE_KEYS = {
     "token_file": "INTERCOM_ACCESS_TOKEN_FILE",
     "token_env": "",  # read from the named variable into INTERCOM_ACCESS_TOKEN
 }
+
+
+# Keys naming a file: a relative one is relative to the config file's folder.
+FILE_KEYS = ("outbox", "token_file")
+# ``postgresql://...``, ``jdbc:...``: not a path (a URI-like text is refused, or taken by
+# its backend, where the outbox is resolved).
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def beside(config: Path, value: str) -> str:
+    """``value`` (a profile's ``outbox`` or ``token_file``) as an absolute path when it is
+    a relative one: relative to the folder of ``config``, the file that names it, and not
+    to the working directory of whichever command reads it (a relay started by systemd
+    in ``/`` and the application capturing from its own folder must reach one file).
+    ``~`` is expanded; a URI, or anything with ``=`` (a connection string), is kept."""
+    if _SCHEME.match(value) or "=" in value:
+        return value
+    expanded = Path(value).expanduser()
+    if expanded.is_absolute():
+        return value
+    return str(config.expanduser().absolute().parent / expanded)
 
 
 def config_path(env: Mapping[str, str]) -> Path:
@@ -187,7 +210,7 @@ def load_profile(flag: str | None, env: Mapping[str, str]) -> Profile | None:
             origins["INTERCOM_ACCESS_TOKEN"] = f"variable {value} via {origin}"
             continue
         variable = PROFILE_KEYS[key]
-        values[variable] = value.strip()
+        values[variable] = beside(path, value.strip()) if key in FILE_KEYS else value.strip()
         origins[variable] = origin
     return Profile(chosen, chosen_by, path, values, origins)
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import ExitCode, most_severe
+from ..errors import ExitCode, IeventsError, most_severe
 from .destination import Destination
 
 if TYPE_CHECKING:
@@ -63,6 +63,9 @@ class Lane:
     workspace: str | None = None
     served_by: str | None = None  # another profile's lane serves the same workspace
     report: FlushReport | None = None
+    # GET /me's refusal of the token (77, or 78 for a base URL that is not Intercom's)
+    # when the lane claimed nothing: no delivery met it, so nothing else says it.
+    refused: IeventsError | None = None
 
     @property
     def base_url(self) -> str:
@@ -176,7 +179,10 @@ def flush_lanes(
     started = time.monotonic()
 
     def run_lane(lane: Lane) -> None:
-        lane.workspace = learn_workspace(store, lane.settings, on_attempt, lane.profile)
+        failures: list[IeventsError] = []
+        lane.workspace = learn_workspace(
+            store, lane.settings, on_attempt, lane.profile, failures.append
+        )
         lane.served_by = registry.claim(_key(store, lane), lane.profile)
         if lane.served_by is not None:
             return
@@ -193,6 +199,11 @@ def flush_lanes(
                 **engine_options,
             )
             lane.report = engine.run()
+            lane.refused = refused_token(failures, lane.report)
+            if lane.refused is not None:
+                # The engine saw no row of this token's, so it noted 0: the lane's code
+                # (and the run's, and the outbox's flush record) is the refusal's.
+                lane.report.note_code(lane.refused.exit_code)
         finally:
             if own is not None:
                 own.close()
@@ -209,6 +220,17 @@ def flush_lanes(
     except OutboxError:
         pass  # the heartbeat is not worth failing a run whose results are saved
     return report
+
+
+def refused_token(failures: Sequence[IeventsError], report: FlushReport) -> IeventsError | None:
+    """GET /me's refusal of the token (77, or 78 for a base URL that is not Intercom's)
+    when the run tried none of its events (else the delivery met it and said it)."""
+    if report.claimed:
+        return None
+    for failure in failures:
+        if failure.exit_code in (ExitCode.AUTH, ExitCode.CONFIG):
+            return failure
+    return None
 
 
 def _key(store: OutboxStore, lane: Lane) -> tuple[str, str]:
