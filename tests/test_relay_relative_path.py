@@ -41,6 +41,13 @@ def test_a_relay_on_a_relative_outbox_path_waits_and_delivers_what_comes_later(
             what=f"delivery {n} (stderr so far: {relay.stderr!r})",
             alive=relay.process,
         )
+
+    def recorded() -> bool:
+        # The fake counts a POST when it arrives; a stop before the relay has read the
+        # answer would hand that event back (correctly, but not what is tested here).
+        return run_cli("outbox", "status", "--json", env=env).json()["delivered"] == 2
+
+    wait_for(recorded, what="both deliveries recorded", alive=relay.process)
     assert relay.stop() == 0, relay.stderr
     assert "internal error" not in relay.stderr
     assert "watch stopped: 2 delivered" in relay.stdout
