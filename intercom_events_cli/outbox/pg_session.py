@@ -332,7 +332,18 @@ class PgSession:
         found = db.execute(
             f"SELECT value FROM {self.schema}.meta WHERE key = 'schema_version'"
         ).fetchone()
-        return int(found[0]) if found else 0
+        if not found:
+            return 0
+        try:
+            return int(found[0])
+        except ValueError:
+            # Written by hand or by something else: neither migrated nor used as a version.
+            raise OutboxError(
+                f"the PostgreSQL outbox at {self._describe()} (schema {self.schema}) has an "
+                f"unreadable schema version {found[0]!r} in {self.schema}.meta; it was left "
+                "untouched",
+                hint="put back the version the ievents that made it wrote (a whole number)",
+            ) from None
 
     def _create(self, db: Connection[Any], has_schema: bool) -> None:
         """The schema and its tables, refusing a schema that holds anything else."""
