@@ -17,6 +17,7 @@ never the password.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -40,6 +41,12 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 if TYPE_CHECKING:
     from psycopg import Connection, Cursor
+
+# psycopg logs a warning when it cannot end a pipeline whose connection was cut ("error
+# ignored terminating <psycopg.Pipeline [BAD] at 0x...>: ..."), then raises the error this
+# module turns into a message. Without a handler of its own that warning reached stderr
+# through logging's last resort, before that message: it is the same failure, told twice.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 __all__ = ["PgSession", "pg_errors", "psycopg"]
 
