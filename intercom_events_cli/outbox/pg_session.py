@@ -235,6 +235,19 @@ class PgSession:
                 "URI's options) shorter than ievents' statements or a lock held meanwhile; "
                 "raise it for ievents' role",
             )
+        if (
+            isinstance(exc, (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName))
+            and self._tables_gone()
+        ):
+            # Dropped (or restored without it) while in use: gone, not broken. A new
+            # connection makes it anew where this command may create it, as a relay whose
+            # SQLite file was deleted goes on with the new file at its path.
+            self._drop()
+            return OutboxUnavailable(
+                f"the PostgreSQL outbox at {where} (schema {self.schema}) was dropped while in use",
+                hint="it is made anew when a command that captures or flushes opens it (a "
+                "relay does so itself); restore it from a backup if its events are needed",
+            )
         if isinstance(exc, psycopg.OperationalError) or not self._usable():
             self._drop()
             return OutboxUnavailable(
@@ -242,6 +255,19 @@ class PgSession:
                 hint="the database went away (restart, network); try again",
             )
         return OutboxError(f"the PostgreSQL outbox at {where} failed: {reason}")
+
+    def _tables_gone(self) -> bool:
+        """Whether this schema's ``events`` table is missing now (asked after an error)."""
+        if not self._usable():
+            return False
+        assert self._db is not None
+        try:
+            found = self._db.execute(
+                "SELECT to_regclass(%s) IS NULL", (f"{self.schema}.events",)
+            ).fetchone()
+        except psycopg.Error:
+            return False
+        return bool(found and found[0])
 
     def _usable(self) -> bool:
         return self._db is not None and not self._db.closed and not self._db.broken
