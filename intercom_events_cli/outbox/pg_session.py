@@ -368,7 +368,10 @@ class PgSession:
         if not found:
             return 0
         try:
-            return int(found[0])
+            version = int(found[0])
+            if version < 0:
+                raise ValueError(version)
+            return version
         except ValueError:
             # Written by hand or by something else: neither migrated nor used as a version.
             raise OutboxError(
