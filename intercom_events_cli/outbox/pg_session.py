@@ -218,6 +218,15 @@ class PgSession:
         if isinstance(exc, pg_errors.InsufficientPrivilege) and self._usable():
             return self._privilege_error(reason)
         if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            if self._read_only_by_client():
+                # Asked for by this connection itself (?options=-c ..., PGOPTIONS): it stays
+                # so on every new connection, so waiting for it would be for ever.
+                return OutboxError(
+                    f"the PostgreSQL outbox at {where} is read-only: the connection's "
+                    f"options set default_transaction_read_only ({reason})",
+                    hint="remove default_transaction_read_only from the URI's options "
+                    "(or PGOPTIONS): ievents writes to its outbox",
+                )
             # A standby, or default_transaction_read_only during a failover: temporary. A
             # new connection is needed to see the database writable again.
             self._drop()
@@ -256,18 +265,17 @@ class PgSession:
             )
         return OutboxError(f"the PostgreSQL outbox at {where} failed: {reason}")
 
+    def _read_only_by_client(self) -> bool:
+        """Whether this session is read-only by its own connection options."""
+        from .pg_diagnose import read_only_by_client
+
+        return self._db is not None and self._usable() and read_only_by_client(self._db)
+
     def _tables_gone(self) -> bool:
         """Whether this schema's ``events`` table is missing now (asked after an error)."""
-        if not self._usable():
-            return False
-        assert self._db is not None
-        try:
-            found = self._db.execute(
-                "SELECT to_regclass(%s) IS NULL", (f"{self.schema}.events",)
-            ).fetchone()
-        except psycopg.Error:
-            return False
-        return bool(found and found[0])
+        from .pg_diagnose import tables_gone
+
+        return self._db is not None and self._usable() and tables_gone(self._db, self.schema)
 
     def _usable(self) -> bool:
         return self._db is not None and not self._db.closed and not self._db.broken
