@@ -56,7 +56,10 @@ def is_postgres_uri(text: str) -> bool:
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]+):")
 # What may precede a URI's user name: up to two schemes (``jdbc:postgresql:``) and slashes.
 _PREFIX = re.compile(r"^\s*(?:[A-Za-z][A-Za-z0-9+.-]*:){0,2}/*")
+# In a URI's query a parameter ends at ``&`` (or ``;``); in a libpq keyword string (no
+# ``://``) an unquoted value runs to the next blank, ``&`` and ``;`` included.
 _PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&;]*)")
+_KEYWORD_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
 _LIBPQ_KEYWORDS = re.compile(
     r"^\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode|"
     r"connect_timeout|application_name|options|target_session_attrs)\s*=",
@@ -73,7 +76,8 @@ def redact_uri(text: str) -> str:
     a password, it hides both. A password's raw and percent-decoded forms are both gone,
     since the whole part is replaced.
     """
-    text = _PASSWORD_PARAM.sub(r"\1***", text)
+    pattern = _PASSWORD_PARAM if "://" in text else _KEYWORD_PASSWORD
+    text = pattern.sub(r"\1***", text)
     head, at, tail = text.rpartition("@")
     if not at:
         return text

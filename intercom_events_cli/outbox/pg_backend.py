@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import OutboxError
 from .location import DEFAULT_PG_SCHEMA, SCHEMA_ENV, PostgresLocation, valid_schema_name
+from .pg_schema import RESERVED_WORDS
 
 if TYPE_CHECKING:
     from .pg_outbox import PostgresOutbox
@@ -27,6 +28,14 @@ def locate(text: str, option: str | None, env: Mapping[str, str]) -> PostgresLoc
         raise OutboxError(
             f"{SCHEMA_ENV}={schema!r} is not a schema name ievents can use",
             hint="use lower-case letters, digits and underscores, starting with a letter",
+        )
+    if schema in RESERVED_WORDS or schema.startswith("pg_"):
+        # Else the first statement fails with "syntax error at or near ..." (a reserved
+        # word) or "unacceptable schema name" (pg_ is the system's), with no hint.
+        kind = "a reserved word of SQL" if schema in RESERVED_WORDS else "reserved by PostgreSQL"
+        raise OutboxError(
+            f"{SCHEMA_ENV}={schema!r} is {kind}, not a schema name ievents can use",
+            hint=f"choose another name, e.g. {SCHEMA_ENV}=ievents_{schema.removeprefix('pg_')}",
         )
     return PostgresLocation(text.strip(), schema)
 

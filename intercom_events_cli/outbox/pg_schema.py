@@ -26,6 +26,22 @@ SCHEMA_VERSION = 3
 # contact and at most a few metadata values; anything this large is a mistake, and rows
 # this size would make every claim and inspection hold them in memory.
 MAX_EVENT_BYTES = 65536
+# PostgreSQL's reserved words (pg_get_keywords(), categories R and T, PostgreSQL 15): not
+# usable unquoted as a schema name, and ievents writes its schema's name unquoted.
+RESERVED_WORDS = frozenset(
+    """
+    all analyse analyze and any array as asc asymmetric authorization binary both
+    case cast check collate collation column concurrently constraint create cross
+    current_catalog current_date current_role current_schema current_time
+    current_timestamp current_user default deferrable desc distinct do else end
+    except false fetch for foreign freeze from full grant group having ilike in
+    initially inner intersect into is isnull join lateral leading left like limit
+    localtime localtimestamp natural not notnull null offset on only or order outer
+    overlaps placing primary references returning right select session_user similar
+    some symmetric table tablesample then to trailing true union unique user using
+    variadic verbose when where window with
+    """.split()
+)
 # The NOTIFY channel is the schema's name plus this: relays LISTEN on it.
 CHANNEL_SUFFIX = "_events"
 

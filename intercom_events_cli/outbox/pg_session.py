@@ -17,6 +17,7 @@ never the password.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -40,6 +41,12 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 if TYPE_CHECKING:
     from psycopg import Connection, Cursor
+
+# psycopg logs a warning when it cannot end a pipeline whose connection was cut ("error
+# ignored terminating <psycopg.Pipeline [BAD] at 0x...>: ..."), then raises the error this
+# module turns into a message. Without a handler of its own that warning reached stderr
+# through logging's last resort, before that message: it is the same failure, told twice.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 __all__ = ["PgSession", "pg_errors", "psycopg"]
 
@@ -211,6 +218,15 @@ class PgSession:
         if isinstance(exc, pg_errors.InsufficientPrivilege) and self._usable():
             return self._privilege_error(reason)
         if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            if self._read_only_by_client():
+                # Asked for by this connection itself (?options=-c ..., PGOPTIONS): it stays
+                # so on every new connection, so waiting for it would be for ever.
+                return OutboxError(
+                    f"the PostgreSQL outbox at {where} is read-only: the connection's "
+                    f"options set default_transaction_read_only ({reason})",
+                    hint="remove default_transaction_read_only from the URI's options "
+                    "(or PGOPTIONS): ievents writes to its outbox",
+                )
             # A standby, or default_transaction_read_only during a failover: temporary. A
             # new connection is needed to see the database writable again.
             self._drop()
@@ -228,6 +244,19 @@ class PgSession:
                 "URI's options) shorter than ievents' statements or a lock held meanwhile; "
                 "raise it for ievents' role",
             )
+        if (
+            isinstance(exc, (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName))
+            and self._tables_gone()
+        ):
+            # Dropped (or restored without it) while in use: gone, not broken. A new
+            # connection makes it anew where this command may create it, as a relay whose
+            # SQLite file was deleted goes on with the new file at its path.
+            self._drop()
+            return OutboxUnavailable(
+                f"the PostgreSQL outbox at {where} (schema {self.schema}) was dropped while in use",
+                hint="it is made anew when a command that captures or flushes opens it (a "
+                "relay does so itself); restore it from a backup if its events are needed",
+            )
         if isinstance(exc, psycopg.OperationalError) or not self._usable():
             self._drop()
             return OutboxUnavailable(
@@ -235,6 +264,18 @@ class PgSession:
                 hint="the database went away (restart, network); try again",
             )
         return OutboxError(f"the PostgreSQL outbox at {where} failed: {reason}")
+
+    def _read_only_by_client(self) -> bool:
+        """Whether this session is read-only by its own connection options."""
+        from .pg_diagnose import read_only_by_client
+
+        return self._db is not None and self._usable() and read_only_by_client(self._db)
+
+    def _tables_gone(self) -> bool:
+        """Whether this schema's ``events`` table is missing now (asked after an error)."""
+        from .pg_diagnose import tables_gone
+
+        return self._db is not None and self._usable() and tables_gone(self._db, self.schema)
 
     def _usable(self) -> bool:
         return self._db is not None and not self._db.closed and not self._db.broken
@@ -332,7 +373,21 @@ class PgSession:
         found = db.execute(
             f"SELECT value FROM {self.schema}.meta WHERE key = 'schema_version'"
         ).fetchone()
-        return int(found[0]) if found else 0
+        if not found:
+            return 0
+        try:
+            version = int(found[0])
+            if version < 0:
+                raise ValueError(version)
+            return version
+        except ValueError:
+            # Written by hand or by something else: neither migrated nor used as a version.
+            raise OutboxError(
+                f"the PostgreSQL outbox at {self._describe()} (schema {self.schema}) has an "
+                f"unreadable schema version {found[0]!r} in {self.schema}.meta; it was left "
+                "untouched",
+                hint="put back the version the ievents that made it wrote (a whole number)",
+            ) from None
 
     def _create(self, db: Connection[Any], has_schema: bool) -> None:
         """The schema and its tables, refusing a schema that holds anything else."""

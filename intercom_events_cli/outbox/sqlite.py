@@ -57,6 +57,7 @@ from .sqlite_file import (
     moved_from,
     switch_to_wal,
     translate_error,
+    unknown_version,
 )
 
 
@@ -160,13 +161,8 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
                 "SELECT (SELECT user_version FROM pragma_user_version),"
                 " (SELECT count(*) FROM sqlite_master WHERE type = 'table')"
             ).fetchone()
-            if version > SCHEMA_VERSION:
-                raise OutboxError(
-                    f"the outbox {str(self.path)!r} has schema version {version}, made by a "
-                    f"newer ievents (this one knows version {SCHEMA_VERSION}); it was left "
-                    "untouched",
-                    hint="upgrade ievents, or point --outbox / IEVENTS_OUTBOX elsewhere",
-                )
+            if not 0 <= version <= SCHEMA_VERSION:
+                raise unknown_version(self.path, version)
             if version == 0 and tables:
                 raise self._foreign()
             # Only now is the file known to be ours and may be changed.

@@ -376,3 +376,20 @@ class DataVersionWaker:
         if self._db is not None:
             self._db.close()
         self._db = None
+
+
+def unknown_version(path: Path, version: int) -> OutboxError:
+    """The error for a file whose schema version this ievents cannot open: a newer one's,
+    or a negative one (set by hand or another program: no version ievents ever wrote)."""
+    if version > SCHEMA_VERSION:
+        return OutboxError(
+            f"the outbox {str(path)!r} has schema version {version}, made by a newer "
+            f"ievents (this one knows version {SCHEMA_VERSION}); it was left untouched",
+            hint="upgrade ievents, or point --outbox / IEVENTS_OUTBOX elsewhere",
+        )
+    return OutboxError(
+        f"the outbox {str(path)!r} has an unreadable schema version ({version}); it was "
+        "left untouched",
+        hint="put back the version the ievents that made it wrote, or point --outbox / "
+        "IEVENTS_OUTBOX elsewhere",
+    )
