@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 if TYPE_CHECKING:
     from psycopg import Connection, Cursor
+
+    from .pg_waker import ListenWaker
 
 # psycopg logs a warning when it cannot end a pipeline whose connection was cut ("error
 # ignored terminating <psycopg.Pipeline [BAD] at 0x...>: ..."), then raises the error this
@@ -136,6 +137,8 @@ class PgSession:
 
     def waker(self, stop: threading.Event) -> ListenWaker:
         """``LISTEN`` on this outbox's channel, on a connection of its own."""
+        from .pg_waker import ListenWaker
+
         return ListenWaker(self._location, stop)
 
     # -- connecting -------------------------------------------------------------------------
@@ -448,55 +451,3 @@ class PgSession:
     def _notify(self, cursor: Cursor[Any]) -> None:
         # Delivered at commit, and only then: a rolled-back capture wakes nobody.
         cursor.execute("SELECT pg_notify(%s, '')", (self.channel,))
-
-
-class ListenWaker:
-    """``LISTEN`` on the outbox's channel, on a connection of its own (reconnecting): every
-    capture (``send --queue``, ``batch --queue``, ``<schema>.enqueue()``) notifies on
-    commit. See :class:`~.store.Waker`."""
-
-    def __init__(self, location: PostgresLocation, stop: threading.Event) -> None:
-        self.location = location
-        self.stop = stop
-        self._db: Connection[Any] | None = None
-
-    def _connect(self) -> bool:
-        try:
-            self._db = psycopg.connect(
-                self.location.uri, autocommit=True, connect_timeout=5, application_name="ievents"
-            )
-            self._db.execute(f"LISTEN {pg_schema.channel(self.location.schema)}")
-            return True
-        except psycopg.Error:
-            self.close()
-            return False
-
-    def wait(self, timeout: float) -> bool:
-        """Wait for a notification (in short slices, to see a stop at once)."""
-        if self._db is None:
-            # Just (re)connected: rows may have arrived while nobody listened.
-            if self._connect():
-                return True
-            self.stop.wait(min(timeout, 1.0))
-            return False
-        deadline = time.monotonic() + timeout
-        while not self.stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            try:
-                for _ in self._db.notifies(timeout=min(left, 0.25), stop_after=1):
-                    return True
-            except psycopg.Error:
-                self.close()
-                return True
-        return True
-
-    def close(self) -> None:
-        """Close the listening connection."""
-        if self._db is not None:
-            try:
-                self._db.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
-        self._db = None
