@@ -225,9 +225,13 @@ def test_a_relay_for_three_workspaces_delivers_one_while_the_others_fail(
         # From a's last capture to its fake: under 0.1 s here (the issue asks for a second);
         # the bound is 10x that second, so a loaded machine passes and a stall does not.
         assert last_a - captured < 10, last_a - captured
-        # The down workspace's backoff (15 s from its first failure) had not elapsed: its
-        # failures did not hold a's events back until its next attempt.
-        assert last_a < first_b + 15, (last_a, first_b)
+        # The down workspace's failures did not hold a's events back until its next
+        # attempt (15 s after its first): a retry of b's after a's capture comes after
+        # a's last delivery. Compared by order, not by the 15 s: a loaded machine may
+        # take longer than that to capture a's events (seen: 16.5 s).
+        b_retries = [r.time for r in fakes["b"].posts() if r.time > first_b + 1]
+        after_capture = [t for t in b_retries if t > captured]
+        assert not after_capture or last_a < min(after_capture), (last_a, b_retries)
         assert all(r.status == 503 for r in fakes["b"].posts())
         # A revoked token is not hammered: one 401, then a pause.
         assert [r.status for r in fakes["c"].posts()] == [401]
