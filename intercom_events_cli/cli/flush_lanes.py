@@ -137,12 +137,9 @@ def workspaces_json(
 
 def refused_text(refused: IeventsError) -> str:
     """A token refused by GET /me while none of its events was tried (nothing else says it)."""
-    what = (
-        "the token was rejected when asking Intercom which workspace it belongs to"
-        if refused.exit_code == ExitCode.AUTH
-        else "asking Intercom which workspace the token belongs to failed"
-    )
-    return f"{what}: {refused.message}; none of its events was delivered"
+    from ..delivery.workspaces import refusal_text
+
+    return f"{refusal_text(refused)}: {refused.message}; none of its events was delivered"
 
 
 def refused_hint(refused: IeventsError, profile: str | None) -> str:

@@ -225,12 +225,11 @@ def flush_lanes(
 def refused_token(failures: Sequence[IeventsError], report: FlushReport) -> IeventsError | None:
     """GET /me's refusal of the token (77, or 78 for a base URL that is not Intercom's)
     when the run tried none of its events (else the delivery met it and said it)."""
+    from .workspaces import token_refused
+
     if report.claimed:
         return None
-    for failure in failures:
-        if failure.exit_code in (ExitCode.AUTH, ExitCode.CONFIG):
-            return failure
-    return None
+    return next((failure for failure in failures if token_refused(failure)), None)
 
 
 def _key(store: OutboxStore, lane: Lane) -> tuple[str, str]:

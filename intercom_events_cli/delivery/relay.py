@@ -349,7 +349,9 @@ class Relay:
         """GET /me refused the token (or the base URL is not Intercom's): no event goes
         with it. Its code goes into the heartbeats while it lasts; it is told at the
         engine's first idle moment (:meth:`_tell_learn_failure`)."""
-        if exc.exit_code in (ExitCode.AUTH, ExitCode.CONFIG):
+        from .workspaces import token_refused
+
+        if token_refused(exc):
             self._paused_code = exc.exit_code
             self._learn_failure = exc
         # else an outage: asked again; deliveries meet it and say so
@@ -361,14 +363,11 @@ class Relay:
         if exc is None or self._told_learn_failure:
             return
         self._told_learn_failure = True
-        what = (
-            "the token was rejected when asking Intercom which workspace it belongs to"
-            if exc.exit_code == ExitCode.AUTH
-            else "asking Intercom which workspace the token belongs to failed"
-        )
+        from .workspaces import refusal_text
+
         self._notice(
-            f"{what} ({exc.message}); no event is delivered with it; asked again every "
-            f"{PAUSE_AUTH_S:g} s at most"
+            f"{refusal_text(exc)} ({exc.message}); no event is delivered with it; asked "
+            f"again every {PAUSE_AUTH_S:g} s at most"
         )
 
     def _tell_elsewhere(self, store: OutboxStore) -> None:

@@ -12,12 +12,25 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import IeventsError
+from ..errors import ExitCode, IeventsError
 
 if TYPE_CHECKING:
     from ..config.settings import Settings
     from ..http.client import AttemptLog
     from ..outbox.store import OutboxStore
+
+
+def token_refused(exc: IeventsError) -> bool:
+    """Whether GET /me's failure refuses the token itself (77), or the base URL is not
+    Intercom's (78), rather than an outage a later try may get past."""
+    return exc.exit_code in (ExitCode.AUTH, ExitCode.CONFIG)
+
+
+def refusal_text(exc: IeventsError) -> str:
+    """What a refused GET /me means, for a token none of whose events met the refusal."""
+    if exc.exit_code == ExitCode.AUTH:
+        return "the token was rejected when asking Intercom which workspace it belongs to"
+    return "asking Intercom which workspace the token belongs to failed"
 
 
 def learn_workspace(
