@@ -218,10 +218,9 @@ def check_owned_by_us(path: Path) -> None:
 
 
 def _create_private_file(path: Path) -> None:
-    """Create the folder (0700) and an empty file (0600) when missing; never truncate."""
+    """Create the folder (0700) and an empty file (0600) when missing; never truncate.
+    What is there already was checked to be a file (:func:`check_regular_file`)."""
     if path.exists():
-        if path.is_dir():
-            raise OutboxError(f"the outbox {str(path)!r} is a folder, not a file")
         return
     if path.is_symlink():  # exists() followed it: a link to nothing
         raise OutboxError(
