@@ -468,6 +468,14 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     return samples
 
 
+def scrape(port: int, timeout: float = 30) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The metrics a relay serves on 127.0.0.1:``port``, parsed (:func:`parse_metrics`)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as answer:
+        return parse_metrics(answer.read().decode())
+
+
 # -- a run measured: wall time and peak memory (the hostile-server and -input tests) ---------
 
 # Peak RSS bound for one CLI process: Python, httpx and rich take ~60 MB; a read of a

@@ -9,14 +9,13 @@ with the relay running, saying nothing, and "relay alive" missing from ``outbox 
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom
-from helpers import Relay, parse_metrics, wait_for
+from helpers import Relay, scrape, wait_for
 
 
 def _move_aside(outbox: Path, to: Path) -> None:
@@ -88,9 +87,7 @@ def test_the_metrics_count_the_new_file(
     wait_for(lambda: len(fake.events_posted()) == 2, what="the deliveries", alive=relay.process)
 
     def delivered() -> float | None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
-            samples = parse_metrics(answer.read().decode())
-        return samples.get(("ievents_outbox_events", (("state", "delivered"),)))
+        return scrape(port).get(("ievents_outbox_events", (("state", "delivered"),)))
 
     wait_for(
         lambda: delivered() == 2, what="the old file's rows in the metrics", alive=relay.process

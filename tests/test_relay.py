@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import signal
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from conftest import RunCli
 from fake_intercom import FakeIntercom, Reply
-from helpers import Relay, numbered_ndjson, parse_metrics, wait_for
+from helpers import Relay, numbered_ndjson, parse_metrics, scrape, wait_for
 
 CREATED = 1_700_000_000
 
@@ -156,16 +155,13 @@ def test_relay_serves_metrics_with_delivery_counters(
     )
     wait_for(lambda: len(fake.events_posted()) == 5, what="5 deliveries")
 
-    def scrape() -> dict[Any, float]:
-        url = f"http://127.0.0.1:{port}/metrics"
-        with urllib.request.urlopen(url, timeout=30) as answer:
-            return parse_metrics(answer.read().decode())
-
     wait_for(
-        lambda: scrape().get(("ievents_relay_deliveries_total", (("result", "delivered"),))) == 5,
+        lambda: (
+            scrape(port).get(("ievents_relay_deliveries_total", (("result", "delivered"),))) == 5
+        ),
         what="the counter",
     )
-    samples = scrape()
+    samples = scrape(port)
     assert samples[("ievents_relay_delivery_latency_seconds_count", ())] == 5
     assert samples[("ievents_outbox_events", (("state", "delivered"),))] == 5
     # The relay's workspace (learned from GET /me before its first delivery) labels them too.

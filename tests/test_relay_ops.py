@@ -19,25 +19,19 @@ import json
 import re
 import signal
 import sqlite3
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from conftest import RunCli
 from fake_intercom import FakeIntercom, Reply
-from helpers import Relay, numbered_ndjson, parse_metrics, wait_for
+from helpers import Relay, numbered_ndjson, parse_metrics, scrape, wait_for
 from pg_server import free_port
 
 CREATED = 1_700_000_000
 # NDJSON of the events this module queues (helpers.record, named "ops").
 ops_ndjson = functools.partial(numbered_ndjson, name="ops")
 DEAD = ("ievents_relay_deliveries_total", (("result", "dead"),))
-
-
-def scrape(port: int, timeout: float = 30) -> dict[Any, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as answer:
-        return parse_metrics(answer.read().decode())
 
 
 def try_scrape(port: int) -> dict[Any, float]:

@@ -9,14 +9,13 @@ expressed as a file URI" the first time it had nothing to do.
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import RunCli
 from fake_intercom import FakeIntercom
-from helpers import Relay, parse_metrics, wait_for
+from helpers import Relay, scrape, wait_for
 
 
 @pytest.mark.parametrize("given", ["outbox.sqlite3", "./data/../outbox.sqlite3"])
@@ -70,9 +69,7 @@ def test_a_relay_on_a_relative_outbox_path_serves_its_metrics(
     wait_for(lambda: len(fake.events_posted()) == 1, what="the delivery", alive=relay.process)
 
     def delivered() -> float | None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
-            samples = parse_metrics(answer.read().decode())
-        return samples.get(("ievents_outbox_events", (("state", "delivered"),)))
+        return scrape(port).get(("ievents_outbox_events", (("state", "delivered"),)))
 
     wait_for(lambda: delivered() == 1, what="the delivered row in the metrics", alive=relay.process)
     assert relay.stop() == 0, relay.stderr
