@@ -27,7 +27,7 @@ from helpers import event, wait_for
 from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox.owner import new_owner
-from intercom_events_cli.outbox.rows import RowResult, State
+from intercom_events_cli.outbox.rows import RowResult, State, bulk_row
 from intercom_events_cli.outbox.store import OutboxStore, open_store, redact_uri
 
 US = Settings(token="tok_us_workspace_1234", base_url="http://127.0.0.1:1")
@@ -161,6 +161,26 @@ def test_bulk_capture_binds_new_rows_and_stamps_them(store: OutboxStore) -> None
     rows = store.rows([State.PENDING])
     assert {(r.destination_id, r.created) for r in rows} == {(dest, stamp)}
     assert store.count_due(dest) == 2
+
+
+def test_bulk_capture_of_rows_stores_each_key_once_in_their_order(store: OutboxStore) -> None:
+    """``queue_rows``: what a batch run hands the store (rows made as each record is
+    read). Their order is the ids' order; a key twice keeps its first line; a stored
+    key is skipped; key and body are the Event's own."""
+    assert store.queue_many([event(5)], source="run-1", source_lines=[1]) == (1, 0)
+    rows = [bulk_row(event(n), line) for line, n in ((10, 3), (11, 1), (12, 3), (13, 5), (14, 2))]
+    assert store.queue_rows(rows, source="run-2") == (3, 2)
+    stored = sorted(store.rows([State.PENDING]), key=lambda r: r.id)
+    assert [(r.payload["user_id"], r.source_line) for r in stored] == [
+        ("u5", 13),  # adopted by run-2, at its line there
+        ("u3", 10),
+        ("u1", 11),
+        ("u2", 14),
+    ]
+    assert [r.dedup_key for r in stored[1:]] == [event(n).dedup_key() for n in (3, 1, 2)]
+    assert [r.payload_text for r in stored[1:]] == [event(n).canonical_json() for n in (3, 1, 2)]
+    assert {r.source for r in stored} == {"run-2"}
+    assert store.queue_rows([]) == (0, 0)
 
 
 def test_bulk_capture_adopts_undelivered_rows_for_its_run(store: OutboxStore) -> None:

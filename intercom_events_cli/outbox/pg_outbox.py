@@ -44,7 +44,7 @@ from .pg_session import (  # psycopg is imported there, with a clear error when 
     PgSession,
     pg_errors,
 )
-from .rows import COLUMNS, AddResult, OutboxRow, State
+from .rows import COLUMNS, AddResult, BulkRow, OutboxRow, State
 from .sql_destinations import SqlDestinations
 from .sql_parts import ANYONES, ClaimRequest
 
@@ -154,23 +154,18 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
         with self._tx():  # each add nests in it (a savepoint)
             return [self.add(event, **options) for event in events]
 
-    def queue_many(
+    def queue_rows(
         self,
-        events: Sequence[Event],
+        rows: Sequence[BulkRow],
         *,
         source: str | None = None,
-        source_lines: Sequence[int] | None = None,
         requeue: Collection[State] = (),
         now: float | None = None,
         destination_id: int | None = None,
     ) -> tuple[int, int]:
-        """Bulk capture with COPY in one transaction: returns (stored, skipped).
-
-        An event already here is skipped unless its state is in ``requeue`` (then made
-        pending again, for ``destination_id``). One already pending or in flight is adopted
-        by ``source``: its row names this source and line, so that the run answers for it.
-        """
-        if not events:
+        """Bulk capture with COPY in one transaction: (stored, skipped), as
+        :meth:`queue_many` says."""
+        if not rows:
             return 0, 0
         with self._tx() as cur:
             stamp = self._clock(cur) if now is None else now
@@ -183,13 +178,11 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
                 self._temp_ready = True
             seen: set[str] = set()
             with cur.copy(f"COPY ievents_incoming {_COPY_COLUMNS} FROM STDIN") as copy:
-                for index, event in enumerate(events):
-                    key = event.dedup_key()
+                for index, (key, body, name, line) in enumerate(rows):
                     if key in seen:
                         continue
                     seen.add(key)
-                    line = source_lines[index] if source_lines is not None else None
-                    copy.write_row((index, key, event.body().decode(), event.event_name, line))
+                    copy.write_row((index, key, body, name, line))
             stored = 0
             if requeue:
                 cur.execute(
@@ -226,7 +219,7 @@ class PostgresOutbox(PgSession, SqlDestinations["Cursor[Any]"]):
             stored += max(cur.rowcount, 0)
             if stored:
                 self._notify(cur)
-        return stored, len(events) - stored
+        return stored, len(rows) - stored
 
     # -- claiming ---------------------------------------------------------------------------
 

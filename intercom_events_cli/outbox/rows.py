@@ -3,6 +3,7 @@ capture, settlement and inspection. Shared by every storage backend."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..delivery.destination import Destination
-from ..event import Event
+from ..event import Event, canonical_json
 
 if TYPE_CHECKING:
     from .store import OutboxLocation
@@ -23,6 +24,27 @@ COLUMNS = (
     "last_error_message, request_id, created, updated, next_attempt_at, owner, lease_expires_at, "
     "source, source_line, destination_id, claim_token"
 )
+
+
+# One event as bulk capture hands it to a store: (de-duplication key, body, event name,
+# input line). Plain tuples, made as each record is read: a run keeps tens of thousands
+# of them waiting for their transaction, where Event objects would cost several times the
+# memory and the time to make and free.
+BulkRow = tuple[str, str, str, "int | None"]
+
+
+def bulk_row(event: Event, line: int | None = None) -> BulkRow:
+    """``event`` as a :data:`BulkRow`: its key is :meth:`Event.dedup_key`, its body
+    :meth:`Event.canonical_json`, both from the one serialisation made here."""
+    body = canonical_json(event.payload())
+    return hashlib.sha256(body.encode()).hexdigest(), body, event.event_name, line
+
+
+def bulk_rows(events: Sequence[Event], lines: Sequence[int] | None = None) -> list[BulkRow]:
+    """:func:`bulk_row` of each event, with its line from ``lines`` (same order) if given."""
+    if lines is None:
+        return [bulk_row(event) for event in events]
+    return [bulk_row(event, line) for event, line in zip(events, lines, strict=True)]
 
 
 class State(str, Enum):

@@ -13,13 +13,22 @@ destinations are :mod:`.sql_destinations`'.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, cast
 
 from ..delivery.destination import Destination
 from .owner import DEFAULT_LEASE_S
-from .rows import COLUMNS, OutboxRow, OutboxSummary, RowResult, State, iter_pages
+from .rows import (
+    COLUMNS,
+    BulkRow,
+    OutboxRow,
+    OutboxSummary,
+    RowResult,
+    State,
+    bulk_rows,
+    iter_pages,
+)
 from .sql_parts import (
     ClaimRequest,
     H,
@@ -32,6 +41,7 @@ from .sql_parts import (
 )
 
 if TYPE_CHECKING:
+    from ..event import Event
     from .store import OutboxLocation
 
 # How every statement that records a delivery begins (its first parameter: the time).
@@ -115,6 +125,45 @@ class SqlStore(Generic[H]):
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    # -- capture ----------------------------------------------------------------------------
+
+    def queue_many(
+        self,
+        events: Sequence[Event],
+        *,
+        source: str | None = None,
+        source_lines: Sequence[int] | None = None,
+        requeue: Collection[State] = (),
+        now: float | None = None,
+        destination_id: int | None = None,
+    ) -> tuple[int, int]:
+        """Bulk capture in one transaction: (stored, skipped), no row ids.
+
+        An event already here is skipped unless its state is in ``requeue`` (then made
+        pending again, for ``destination_id``). One already pending or in flight is adopted
+        by ``source``: its row names this source and line, so that the run answers for it.
+        The same event twice in ``events`` is stored once (its first line).
+        """
+        return self.queue_rows(
+            bulk_rows(events, source_lines),
+            source=source,
+            requeue=requeue,
+            now=now,
+            destination_id=destination_id,
+        )
+
+    def queue_rows(
+        self,
+        rows: Sequence[BulkRow],
+        *,
+        source: str | None = None,
+        requeue: Collection[State] = (),
+        now: float | None = None,
+        destination_id: int | None = None,
+    ) -> tuple[int, int]:
+        """:meth:`queue_many` of rows already made (each store writes its own)."""
+        raise NotImplementedError
 
     # -- delivery ---------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from ..config.outbox_path import DEFAULT_BUSY_TIMEOUT_S
 from ..errors import OutboxError, OutboxMissing
 from ..event import Event
 from .owner import owner_is_gone
-from .rows import COLUMNS, AddResult, OutboxRow, State
+from .rows import COLUMNS, AddResult, BulkRow, OutboxRow, State
 from .sql_destinations import SqlDestinations
 from .sql_parts import ClaimRequest, pending_for
 from .sqlite_bulk import (
@@ -38,9 +38,9 @@ from .sqlite_bulk import (
     BULK_CHECKPOINT_PAGES,
     LAST_ID,
     REQUEUE,
+    first_of_each_key,
     insert_new,
     known_rows,
-    new_rows,
     settle_known,
 )
 from .sqlite_file import (
@@ -363,35 +363,30 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
                 results.append(AddResult(cursor.lastrowid, State.PENDING, True))
         return results
 
-    def queue_many(
+    def queue_rows(
         self,
-        events: Sequence[Event],
+        rows: Sequence[BulkRow],
         *,
         source: str | None = None,
-        source_lines: Sequence[int] | None = None,
         requeue: Collection[State] = (),
         now: float | None = None,
         destination_id: int | None = None,
     ) -> tuple[int, int]:
-        """Bulk capture in one transaction: returns (stored, skipped), no row ids.
-
-        Like :meth:`add_many` for pending events, but with one ``executemany`` for the
-        new rows, which is what makes a big batch fast. An event already here is skipped,
-        unless its state is in ``requeue``: then its row is made pending again. One already
-        pending (or in flight) is adopted by ``source``: its row now names this source and
-        line, so that the run answers for it (see :meth:`count_undelivered`).
-        """
+        """Bulk capture in one transaction and one statement (see :mod:`.sqlite_bulk`):
+        (stored, skipped), as :meth:`queue_many` says."""
+        if not rows:
+            return 0, 0
         stamp = time.time() if now is None else now
-        rows = new_rows(events, stamp, source, source_lines, destination_id)
+        unique = first_of_each_key(rows)
         with self._write() as db:
             self._for_bulk(db)
             last_id = db.execute(LAST_ID).fetchone()
             before = last_id[0] if last_id is not None else 0
             # Stored unless its key is there, no lookup first (see insert_new).
-            stored, some_known = insert_new(db, rows)
+            stored, some_known = insert_new(db, unique, stamp, source, destination_id)
             if some_known:
-                stored += settle_known(db, before, stamp, requeue, rows)
-        return stored, len(events) - stored
+                stored += settle_known(db, before, stamp, requeue, unique, source, destination_id)
+        return stored, len(rows) - stored
 
     def _for_bulk(self, db: sqlite3.Connection) -> None:
         """Settings for bulk capture on this connection; neither weakens durability.

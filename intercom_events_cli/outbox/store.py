@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..config.settings import Settings
     from ..delivery.destination import Destination
     from ..event import Event
-    from .rows import AddResult, OutboxRow, OutboxSummary, RowResult, State
+    from .rows import AddResult, BulkRow, OutboxRow, OutboxSummary, RowResult, State
 
 
 # Ids and limits are 64-bit signed integers in every store (SQLite's INTEGER, PostgreSQL's
@@ -121,6 +121,18 @@ class OutboxStore(Protocol):
         destination_id: int | None = None,
     ) -> tuple[int, int]:
         """Bulk capture: (stored, skipped); pending rows already there are adopted."""
+        ...
+
+    def queue_rows(
+        self,
+        rows: Sequence[BulkRow],
+        *,
+        source: str | None = None,
+        requeue: Collection[State] = (),
+        now: float | None = None,
+        destination_id: int | None = None,
+    ) -> tuple[int, int]:
+        """:meth:`queue_many` of rows made by :func:`~.rows.bulk_row` (each with its line)."""
         ...
 
     # delivery
