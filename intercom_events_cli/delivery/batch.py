@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING
 
 from ..config.settings import Settings
 from ..errors import ExitCode, IeventsError, most_severe
-from ..event import Event
 from ..input.readers import InputError, InputSource, Record, RejectsWriter
 from ..outbox import State
+from ..outbox.rows import BulkRow, bulk_row
 from ..outcome import api_error_text
+from .chunk_writer import ChunkWriter
 
 if TYPE_CHECKING:
     from ..http.client import AttemptLog, Pacer
@@ -160,11 +161,11 @@ class BatchRun:
         # The reader thread and the tender share the chunk being filled.
         self._lock = threading.Lock()
         self._closed = False  # reading ended by a stop: records read later are not taken
-        self._chunk: list[Event] = []
-        self._lines: list[int] = []
+        self._chunk: list[BulkRow] = []
         self._chunk_started = time.monotonic()
         self._last_record_at = self._chunk_started
         self._stored_any = False
+        self._writer: ChunkWriter | None = None  # storing on a thread of its own
         self._destination_id: int | None = None
         self._failed_ids: set[int] = set()
 
@@ -186,6 +187,8 @@ class BatchRun:
         ):
             # Every row this run stores is bound to the workspace it runs for.
             self._destination_id = self.store.bind(self.settings)
+        if self.mode is not BatchMode.DRY_RUN:
+            self._writer = ChunkWriter(self._store, self._store_failed)
         try:
             with fewer_collections():
                 if self.mode is BatchMode.DELIVER:
@@ -194,6 +197,8 @@ class BatchRun:
                     reader.start()
                     self._tend(reader)
         finally:
+            if self._writer is not None:
+                self._writer.close()
             self.report.elapsed_s = time.monotonic() - started
             if self.store is not None and self.mode is not BatchMode.DRY_RUN:
                 self._count_undelivered()
@@ -243,7 +248,7 @@ class BatchRun:
 
         The reader alone would store a partial chunk only when the next record arrives,
         which on a slow stream (``tail -f | ievents batch -``) may be never, and a stop
-        would wait for input that does not come.
+        would wait for input that does not come. Returns once what was read is stored.
         """
         while reader.is_alive():
             reader.join(CHUNK_SECONDS)
@@ -255,6 +260,7 @@ class BatchRun:
                     self._store_chunk()
                 # A file reader finishes its record at once; one waiting on a pipe is left.
                 reader.join(CHUNK_SECONDS)
+                self._wait_stored()
                 return
             with self._lock:
                 now = time.monotonic()
@@ -263,6 +269,11 @@ class BatchRun:
                     or now - self._chunk_started >= CHUNK_MAX_AGE_S
                 ):
                     self._store_chunk()
+        self._wait_stored()
+
+    def _wait_stored(self) -> None:
+        if self._writer is not None:
+            self._writer.wait()
 
     def _tend_guarded(self, reader: threading.Thread) -> None:
         try:
@@ -321,8 +332,7 @@ class BatchRun:
                                 unstamped += 1
                         if dry:
                             continue
-                        self._chunk.append(event)
-                        self._lines.append(record.line)
+                        self._chunk.append(bulk_row(event, record.line))
                         added = True
                         if len(self._chunk) >= CHUNK_RECORDS:
                             self._store_chunk()
@@ -346,28 +356,35 @@ class BatchRun:
             self.on_invalid(record)
 
     def _store_chunk(self) -> None:
-        """Store the records read since the last chunk (call with ``_lock`` held)."""
-        if self._chunk:
-            self._store(self._chunk, self._lines)
+        """Hand the records read since the last chunk to the writing thread (call with
+        ``_lock`` held)."""
+        if self._chunk and self._writer is not None:
+            self._writer.hand(self._chunk)
             self._stored_any = True
-        self._chunk, self._lines = [], []
+        self._chunk = []
         self._chunk_started = time.monotonic()
 
-    def _store(self, events: list[Event], lines: list[int]) -> None:
+    def _store(self, rows: list[BulkRow]) -> None:
         assert self.store is not None
         # Only what is delivered or pending is skipped. A dead letter (a contact that did
         # not exist yet, say) is sent again: replaying its rejects file after the fix must
         # not be a silent no-op. Its row is reused and now points at this run's line.
         requeue = (State.DEAD, State.DELIVERED) if self.resend else (State.DEAD,)
-        stored, skipped = self.store.queue_many(
-            events,
+        stored, skipped = self.store.queue_rows(
+            rows,
             source=self.run_id,
-            source_lines=lines,
             requeue=requeue,
             destination_id=self._destination_id,
         )
         self.report.queued += stored
         self.report.skipped += skipped
+
+    def _store_failed(self, exc: BaseException) -> None:
+        """The outbox failed storing a chunk (full disk, lost database): the run ends
+        with that error; what was stored stays."""
+        if self._reader_error is None:
+            self._reader_error = exc
+        self.stop.set()
 
     def _delivered(self, delivery: Delivery) -> None:
         row = delivery.row

@@ -1,0 +1,100 @@
+"""Bulk capture stores on a thread of its own (``delivery/chunk_writer.py``, issue 24
+part 6): chunks stored in their order, a run that waits for what it handed, and a store
+that fails ending the run with its error, what was stored before it kept."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from conftest import RunCli
+from helpers import event, numbered_ndjson, outbox_file, write
+
+from intercom_events_cli.delivery.chunk_writer import ChunkWriter
+from intercom_events_cli.outbox.rows import BulkRow, bulk_row
+
+
+def chunk(first: int, count: int = 3) -> list[BulkRow]:
+    return [bulk_row(event(n), n) for n in range(first, first + count)]
+
+
+def test_chunks_are_stored_in_their_order_on_another_thread() -> None:
+    stored: list[tuple[list[BulkRow], int]] = []
+    errors: list[BaseException] = []
+    writer = ChunkWriter(lambda rows: stored.append((rows, threading.get_ident())), errors.append)
+    chunks = [chunk(n * 3) for n in range(6)]
+    for rows in chunks:
+        writer.hand(rows)
+    writer.close()
+    assert [rows for rows, _ in stored] == chunks
+    assert {thread for _, thread in stored} != {threading.get_ident()}
+    assert errors == []
+
+
+def test_wait_returns_once_the_chunks_handed_are_stored() -> None:
+    gate = threading.Event()
+    stored: list[list[BulkRow]] = []
+
+    def store(rows: list[BulkRow]) -> None:
+        if stored:
+            gate.wait(60)  # the second chunk's store ends only when the timer below fires
+        stored.append(rows)
+
+    writer = ChunkWriter(store, lambda exc: None)
+    first, second = chunk(0), chunk(3)
+    writer.hand(first)
+    writer.hand(second)  # returns once the first is stored and this one taken
+    releaser = threading.Timer(0.2, gate.set)
+    releaser.start()
+    writer.wait()
+    assert stored == [first, second]
+    writer.close()
+    releaser.join()
+
+
+def test_a_failing_store_is_told_once_and_the_chunks_after_it_are_dropped() -> None:
+    stored: list[list[BulkRow]] = []
+    errors: list[BaseException] = []
+    refused = OSError("disk full")
+
+    def store(rows: list[BulkRow]) -> None:
+        if len(stored) == 1:
+            raise refused
+        stored.append(rows)
+
+    writer = ChunkWriter(store, errors.append)
+    chunks = [chunk(n * 3) for n in range(4)]
+    for rows in chunks:
+        writer.hand(rows)
+    writer.wait()
+    writer.close()
+    assert stored == chunks[:1]
+    assert errors == [refused]
+
+
+def test_batch_queue_whose_outbox_fails_at_the_second_chunk_keeps_the_first(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    """A real refusal from SQLite (a trigger refusing one event) while the second chunk
+    of 10,000 is stored: the run ends with the outbox's error (78), the first chunk
+    stays stored, nothing after it is."""
+    outbox = outbox_file(tmp_path)
+    seeded = run_cli("send", "seed", "--user-id", "s", "--queue", "--outbox", str(outbox))
+    assert seeded.code == 0, seeded
+    with sqlite3.connect(outbox) as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.event_name = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+        )
+    lines = numbered_ndjson(25_000).splitlines()
+    lines[15_000] = '{"event_name": "boom", "user_id": "u-boom", "created_at": 1700000000}'
+    source = write(tmp_path / "in.ndjson", "\n".join(lines) + "\n")
+    result = run_cli("batch", str(source), "--queue", "--outbox", str(outbox))
+    assert result.code == 78, result
+    assert "boom refused" in result.stderr
+    with sqlite3.connect(outbox) as db:
+        names = dict(db.execute("SELECT event_name, count(*) FROM events GROUP BY 1").fetchall())
+        last_line = db.execute("SELECT max(source_line) FROM events").fetchone()[0]
+    assert names == {"seed": 1, "event": 10_000}
+    assert last_line == 10_000
