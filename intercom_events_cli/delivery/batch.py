@@ -20,7 +20,7 @@ import gc
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -282,7 +282,7 @@ class BatchRun:
             self._reader_error = exc
             self.stop.set()
 
-    def _read_guarded(self, stream: Iterator[list[Record]]) -> None:
+    def _read_guarded(self, stream: Iterator[Iterable[Record]]) -> None:
         try:
             self._read(stream)
         except InputError as exc:
@@ -301,7 +301,7 @@ class BatchRun:
             self._reader_error = exc
             self.stop.set()
 
-    def _read(self, batches: Iterator[list[Record]]) -> None:
+    def _read(self, batches: Iterator[Iterable[Record]]) -> None:
         """Validate every record; store the valid ones in chunks (not in a dry run).
 
         The lock is taken once per batch (an NDJSON block, or one CSV record): the tender
@@ -313,13 +313,13 @@ class BatchRun:
             with self._lock:
                 if self._closed:
                     return  # stopped: what was read before is stored
-                report.read += len(batch)
                 added = False
                 # Counted here and added to the report once per batch: the lock is held
                 # for the whole batch, so nobody sees the difference.
-                valid = unstamped = 0
+                read = valid = unstamped = 0
                 try:
                     for record in batch:
+                        read += 1
                         event = record.event
                         if event is None:
                             self._invalid(record)
@@ -337,6 +337,7 @@ class BatchRun:
                         if len(self._chunk) >= CHUNK_RECORDS:
                             self._store_chunk()
                 finally:
+                    report.read += read
                     report.valid += valid
                     report.without_created_at += unstamped
                 if added:

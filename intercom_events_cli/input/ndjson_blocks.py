@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import ValidationError
@@ -48,7 +48,7 @@ class _Lines:
         self.number = 0
         self.first = True
 
-    def block(self, complete: bytes, limit: int) -> list[Record]:
+    def block(self, complete: bytes, limit: int) -> Iterable[Record]:
         """The records of ``complete``: whole lines, without the last line's ``\\n``."""
         if self.first:
             self.first = False
@@ -65,34 +65,36 @@ class _Lines:
                 return self.texts(text.split("\n"))
         return self.lines(complete.split(b"\n"), limit)
 
-    def texts(self, lines: list[str]) -> list[Record]:
-        records: list[Record] = []
-        append = records.append
+    def texts(self, lines: list[str]) -> Iterator[Record]:
+        """Each line's record, made as it is asked for: the caller is done with one
+        before the next is made, so a block's records are never all alive at once (making
+        them all first, then handing them over, cost a third more: more memory touched,
+        and all of it freed at once)."""
         clock = self.clock
         number = self.number
         for text in lines:
             number += 1
+            self.number = number
             if text[:1] != "{":
                 if not text.strip():
                     continue
-                append(self.parsed(number, text))
+                yield self.parsed(number, text)
                 continue
             try:
                 value, end = SCAN(text, 0)
             except (StopIteration, ValueError, RecursionError):
-                append(self.parsed(number, text))
+                yield self.parsed(number, text)
                 continue
             if end != len(text) and text[end:].strip(_JSON_SPACE):
-                append(self.parsed(number, text))  # "Extra data", worded by the decoder
+                yield self.parsed(number, text)  # "Extra data", worded by the decoder
                 continue
             try:
-                append(valid_record(number, value, event_from_record(value, clock)))
+                record = valid_record(number, value, event_from_record(value, clock))
             except ValidationError as exc:
-                append(Record(number, value, error=exc))
+                record = Record(number, value, error=exc)
             except Exception as exc:  # noqa: BLE001 - one record's problem, never the run's
-                append(Record(number, value, error=unusable(exc)))
-        self.number = number
-        return records
+                record = Record(number, value, error=unusable(exc))
+            yield record
 
     def parsed(self, number: int, text: str) -> Record:
         """One line (a str, without ``\\n``) through the full JSON decoder and the rules."""
@@ -147,8 +149,9 @@ class _Lines:
         return [self.parsed(self.number, text)]
 
 
-def ndjson_batches(stream: LineReader, clock: Clock) -> Iterator[list[Record]]:
-    """The records of an NDJSON stream, a block's worth at a time (never an empty list).
+def ndjson_batches(stream: LineReader, clock: Clock) -> Iterator[Iterable[Record]]:
+    """The records of an NDJSON stream, a block's worth at a time (perhaps none, for a
+    block of blank lines). Take each batch's records before asking for the next batch.
 
     Memory stays bounded: a line longer than ``MAX_LINE_BYTES`` is reported from its
     first ``MAX_LINE_BYTES`` bytes and the rest of it skipped. A corrupt or truncated
@@ -184,9 +187,7 @@ def ndjson_batches(stream: LineReader, clock: Clock) -> Iterator[list[Record]]:
                 carry, skipping = b"", True
             continue
         carry = buffer[end + 1 :]
-        records = state.block(buffer[:end], limit)
-        if records:
-            yield records
+        yield state.block(buffer[:end], limit)
     if carry:  # the last line, without a newline
         records = state.last(carry, input_records.MAX_LINE_BYTES)
         if records:

@@ -36,7 +36,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -129,15 +129,15 @@ def read_records(stream: IO[bytes], format: str, *, clock: Clock = time.time) ->
 
 def read_record_batches(
     stream: IO[bytes], format: str, *, clock: Clock = time.time
-) -> Iterator[list[Record]]:
-    """:func:`read_records` in lists, as they come: an NDJSON block's worth at a time
+) -> Iterator[Iterable[Record]]:
+    """:func:`read_records` in batches, as they come: an NDJSON block's worth at a time
     (a reader then takes its lock once per block), a CSV record at a time."""
     if detect_format("-", format) == NDJSON:
         return _ndjson_batches_on_first_use(stream, clock)
     return ([record] for record in read_records(stream, format, clock=clock))
 
 
-def _ndjson_batches_on_first_use(stream: IO[bytes], clock: Clock) -> Iterator[list[Record]]:
+def _ndjson_batches_on_first_use(stream: IO[bytes], clock: Clock) -> Iterator[Iterable[Record]]:
     # NDJSON has no header to check up front: its first read (the look for gzip's magic
     # bytes) waits for the first byte, so it is left to whoever iterates (batch's reader
     # thread), where a stop does not wait on a pipe that is still silent.
@@ -172,8 +172,8 @@ class InputSource:
         """The records of this input (see :func:`read_records`)."""
         return read_records(self._stream, self.format, clock=clock)
 
-    def record_batches(self, *, clock: Clock = time.time) -> Iterator[list[Record]]:
-        """The records of this input in lists (see :func:`read_record_batches`)."""
+    def record_batches(self, *, clock: Clock = time.time) -> Iterator[Iterable[Record]]:
+        """The records of this input in batches (see :func:`read_record_batches`)."""
         return read_record_batches(self._stream, self.format, clock=clock)
 
     def position(self) -> int | None:
