@@ -1,6 +1,6 @@
 """One ``SqliteOutbox`` shared by the threads of a run, as ``ievents batch`` shares it.
 
-``batch`` stores what its reader thread reads (``queue_many``) while the delivery engine,
+``batch`` stores what it reads (``queue_rows``, on its writing thread) while the delivery engine,
 on the calling thread, claims, renews, records and releases on the same connection
 (``check_same_thread=False``, one lock around it). Any call that reached the connection
 outside that lock would show here as a sqlite3 error (``bad parameter or other API

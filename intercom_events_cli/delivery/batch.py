@@ -2,8 +2,8 @@
 
 The shape is a pipeline, not read-all-then-send::
 
-    reader thread: records ──validate──► outbox (chunks, one transaction each)
-                                │
+    reader thread: records ──validate──► rows ──► writer thread ──► outbox
+                                │                (chunks, one transaction each)
                                 └─ invalid ──► rejects (or the first ten on stderr)
     calling thread: Deliverer (the flush engine) ──► Intercom, paced by X-RateLimit-*
 
