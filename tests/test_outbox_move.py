@@ -1,6 +1,7 @@
 """``ievents outbox move`` (issue 22, part 2): events of another workspace to the one in
 use, with ``--dry-run``, a prompt on a terminal (a real pty), ``--yes``, and a refusal
-without a terminal. Real processes, a fake Intercom with two workspaces, each backend."""
+without a terminal. The prompt in a real process on a pty, the other runs in-process; a
+fake Intercom with two workspaces, each backend."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def env_of(tmp_path: Path, workspaces: FakeIntercom, store_location: str) -> Any
 
 @pytest.fixture
 def cli(tmp_path: Path, workspaces: FakeIntercom, store_location: str) -> RunCli:
-    run = make_runner(tmp_path, workspaces.url, process=True)
+    run = make_runner(tmp_path, workspaces.url)
 
     def on_outbox(*args: str, token: str = PROD, **kw: Any) -> CliResult:
         result = run(

@@ -2,7 +2,8 @@
 workspace)``, the one-argument form, and the schema's default set by ``ievents outbox
 default-workspace``. Two workspaces in one PostgreSQL schema: every event reaches its own
 workspace only; an event naming none waits for the default and is reported meanwhile.
-Real processes, a fake Intercom with one token per workspace, real PostgreSQL."""
+Relays as real processes, the other commands in-process; a fake Intercom with one token
+per workspace, real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def workspaces() -> Iterator[FakeIntercom]:
 
 @pytest.fixture
 def cli(tmp_path: Path, workspaces: FakeIntercom, pg_uri: str) -> RunCli:
-    run = make_runner(tmp_path, workspaces.url, process=True)
+    run = make_runner(tmp_path, workspaces.url)
 
     def on_outbox(*args: str, token: str = TA, **kw: Any) -> CliResult:
         result = run(*args, env={"IEVENTS_OUTBOX": pg_uri, "INTERCOM_ACCESS_TOKEN": token}, **kw)

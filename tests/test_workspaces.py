@@ -1,7 +1,7 @@
 """A destination is a workspace, not a token (issue 22, part 1): a rotated token delivers
 what the old one captured; rows of a token whose workspace was never learned wait and are
 named by workspace and region, never by token; the migrations from the previous schema
-version keep every row. Real processes, fake workspaces on loopback, each backend."""
+version keep every row. The CLI in-process, fake workspaces on loopback, each backend."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def workspaces() -> Iterator[FakeIntercom]:
 
 @pytest.fixture
 def cli(tmp_path: Path, workspaces: FakeIntercom, store_location: str) -> RunCli:
-    """The real CLI as a process, on ``store_location``; ``token=`` picks the token."""
-    run = make_runner(tmp_path, workspaces.url, process=True)
+    """The real CLI (in-process), on ``store_location``; ``token=`` picks the token."""
+    run = make_runner(tmp_path, workspaces.url)
 
     def on_outbox(*args: str, token: str, **kw: Any) -> CliResult:
         result = run(
