@@ -332,6 +332,10 @@ def test_a_running_relay_keeps_a_heartbeat_and_a_clean_stop_is_recorded_as_0(
     assert relay.stop(signal.SIGTERM) == 0
     after = status(run_cli, outbox)
     assert after["last_flush_exit_code"] == 0
+    # Stopped, and said so: not "alive" with the time of its last beat.
+    assert after["relay_stopped_at"] is not None
+    stopped_text = run_cli("outbox", "status", env=env).stdout
+    assert "relay stopped " in stopped_text and "relay alive" not in stopped_text
     prometheus = parse_metrics(
         run_cli("outbox", "status", "--format", "prometheus", env=env).stdout
     )

@@ -288,6 +288,20 @@ def waiting_elsewhere_text(destination: Destination, count: int) -> str:
     )
 
 
+# A relay beats every 5 s (delivery/relay.py HEARTBEAT_S); a minute without a beat is the
+# alert the monitoring page suggests: status says so rather than "alive".
+RELAY_SILENT_S = 60.0
+
+
+def relay_silent_text(last_beat: str) -> str:
+    """``outbox status`` when the last relay's heartbeat is old and it never said it
+    stopped (killed, frozen, or its host gone)."""
+    return (
+        f"no heartbeat since {last_beat}; a running relay beats every 5 s: check that it "
+        "runs (a relay killed or frozen says nothing)"
+    )
+
+
 def waiting_for_workspace_text(workspace: str | None, count: int) -> str:
     """SQL-enqueued events no token can take yet: their workspace unseen, or none named."""
     if workspace is None:

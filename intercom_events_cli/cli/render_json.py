@@ -167,6 +167,7 @@ def status_json(
     last_flush = summary.last_flush_at if summary else None
     last_success = summary.last_success_at if summary else None
     heartbeat = summary.relay_heartbeat_at if summary else None
+    stopped = summary.relay_stopped_at if summary and summary.relay_stopped else None
     return {
         "path": str(path),
         "source": source,
@@ -187,6 +188,8 @@ def status_json(
         # A running relay (flush --watch) beats every few seconds; null: none ever ran.
         "relay_heartbeat_at": when(heartbeat),
         "relay_heartbeat_age_s": age(heartbeat),
+        # When the relay that spoke last stopped cleanly; null: it runs (or none ran).
+        "relay_stopped_at": when(stopped),
         # Pending and in-flight events per destination; unbound (an older outbox): null.
         "pending_by_destination": [
             {"destination": destination_json(destination), "events": count}

@@ -181,7 +181,7 @@ class Relay:
         if self.beat_code is not None:
             code = self.beat_code(code)
         try:
-            store.note_flush(int(code), relay=final is None)
+            store.note_flush(int(code), relay=final is None, relay_stopped=final is not None)
         except OutboxError:
             return  # the database is away: the engine meets it and the relay reconnects
         self._last_beat = now

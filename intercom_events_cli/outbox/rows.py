@@ -173,6 +173,14 @@ class OutboxSummary:
     pending_by_destination: tuple[tuple[Destination | None, int], ...] = ()
     # When a relay (flush --watch) last said it was alive; None: no relay ever ran.
     relay_heartbeat_at: float | None = None
+    # When a relay last stopped cleanly (SIGTERM, Ctrl-C); None: none did.
+    relay_stopped_at: float | None = None
+
+    @property
+    def relay_stopped(self) -> bool:
+        """Whether the last relay to say anything said it stopped (no beat since)."""
+        stopped, beat = self.relay_stopped_at, self.relay_heartbeat_at
+        return stopped is not None and (beat is None or stopped >= beat)
 
 
 # -- the outbox ------------------------------------------------------------------------------

@@ -330,16 +330,26 @@ class SqlStore(Generic[H]):
             ),
         )
 
-    def note_flush(self, exit_code: int, *, now: float | None = None, relay: bool = False) -> None:
+    def note_flush(
+        self,
+        exit_code: int,
+        *,
+        now: float | None = None,
+        relay: bool = False,
+        relay_stopped: bool = False,
+    ) -> None:
         """Remember when a flush last finished and how (the heartbeat of ``status``).
 
-        ``relay``: a running relay's heartbeat (``flush --watch``), also kept on its own.
+        ``relay``: a running relay's heartbeat (``flush --watch``), also kept on its own;
+        ``relay_stopped``: a relay's clean stop, so that ``status`` does not call it alive.
         """
         with self._write() as db:
             stamp = self._clock(db) if now is None else now
             values = {"last_flush_at": repr(stamp), "last_flush_exit_code": str(exit_code)}
             if relay:
                 values["relay_heartbeat_at"] = repr(stamp)
+            if relay_stopped:
+                values["relay_stopped_at"] = repr(stamp)
             self._set_meta(db, values)
 
     def take_refused(self) -> list[OutboxRow]:
@@ -394,6 +404,7 @@ class SqlStore(Generic[H]):
             last_success_at=meta_number(meta, "last_success_at"),
             pending_by_destination=per_destination,
             relay_heartbeat_at=meta_number(meta, "relay_heartbeat_at"),
+            relay_stopped_at=meta_number(meta, "relay_stopped_at"),
         )
 
     def rows(

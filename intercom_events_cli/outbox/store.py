@@ -226,8 +226,16 @@ class OutboxStore(Protocol):
         """Write delivery results back."""
         ...
 
-    def note_flush(self, exit_code: int, *, now: float | None = None, relay: bool = False) -> None:
-        """Remember when a flush finished and how (``relay``: a relay's heartbeat)."""
+    def note_flush(
+        self,
+        exit_code: int,
+        *,
+        now: float | None = None,
+        relay: bool = False,
+        relay_stopped: bool = False,
+    ) -> None:
+        """Remember when a flush finished and how (``relay``: a relay's heartbeat;
+        ``relay_stopped``: a relay's clean stop)."""
         ...
 
     def take_refused(self) -> list[OutboxRow]:

@@ -20,9 +20,11 @@ from ..environment import current
 from ..options import OUTBOX_ONLY, OUTPUT, Options, shared
 from ..output import Output
 from ..render import (
+    RELAY_SILENT_S,
     destination_text,
     no_outbox_text,
     relative,
+    relay_silent_text,
     row_json,
     waiting_for_workspace_json,
     waiting_for_workspace_text,
@@ -183,8 +185,13 @@ def print_status(
         f"last flush    {flush_line}",
         f"last success  {moment('last_success_at')}",
     ]
-    if summary.relay_heartbeat_at is not None:
-        lines.append(f"relay alive   {moment('relay_heartbeat_at')}")
+    if summary.relay_stopped:
+        lines.append(f"relay stopped {moment('relay_stopped_at')}")
+    elif summary.relay_heartbeat_at is not None:
+        if current().clock() - summary.relay_heartbeat_at > RELAY_SILENT_S:
+            lines.append(f"relay silent  {relay_silent_text(moment('relay_heartbeat_at'))}")
+        else:
+            lines.append(f"relay alive   {moment('relay_heartbeat_at')}")
     for destination, count in summary.pending_by_destination:
         lines.append(f"  {count} not delivered for {destination_text(destination)}")
     for workspace, count in waiting or []:
