@@ -8,7 +8,7 @@
     ├── ConfigError (78)         no token, bad region, plain http off loopback, ...
     │   └── MissingExtra (78)    an extra (postgres, metrics) is not installed
     ├── OutboxError (78)         the outbox cannot be used: unreadable, corrupt, foreign
-    │   ├── OutboxBusy (78)      another process holds it past the busy timeout
+    │   ├── OutboxBusy (75)      another process holds it past the busy timeout
     │   ├── OutboxUnavailable (75)  its database cannot be reached now
     │   └── OutboxMissing (78)   a command that creates nothing found no outbox there
     ├── Interrupted (130)        Ctrl-C or SIGTERM at a moment worth explaining;
@@ -114,7 +114,7 @@ class MissingExtra(ConfigError):
 
 
 class OutboxError(IeventsError):
-    """The outbox file cannot be used: locked, unreadable, corrupt (exit 78)."""
+    """The outbox file cannot be used: unreadable, corrupt (exit 78)."""
 
     exit_code = ExitCode.CONFIG
     code = "outbox_error"
@@ -122,7 +122,10 @@ class OutboxError(IeventsError):
 
 class OutboxBusy(OutboxError):
     """Another process (an ievents, a SQLite tool) holds the outbox for longer than the
-    busy timeout (exit 78): the same operation may succeed when tried again."""
+    busy timeout: the same operation may succeed when tried again (exit 75, as for any
+    temporary failure; ``--json`` keeps the code ``outbox_error``)."""
+
+    exit_code = ExitCode.TEMPORARY
 
 
 class OutboxUnavailable(OutboxError):

@@ -191,7 +191,7 @@ def test_a_busy_sqlite_file_is_a_typed_outbox_busy(tmp_path: Path) -> None:
         holder.execute("ROLLBACK")
         holder.close()
     busy = caught.value
-    assert isinstance(busy, OutboxError) and busy.exit_code is ExitCode.CONFIG
+    assert isinstance(busy, OutboxError) and busy.exit_code is ExitCode.TEMPORARY
     assert busy.code == "outbox_error"  # --json keeps the code it always had
     assert str(path) in busy.message and "locked" in busy.message
 

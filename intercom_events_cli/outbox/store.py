@@ -379,7 +379,7 @@ def open_store(
     ``location``: a file path or a ``postgresql://`` URI as text (as ``--outbox`` takes
     it), or what :func:`resolve_location` made of one. ``env`` (default: the process
     environment) gives the busy timeout and the PostgreSQL schema. Raises
-    :class:`OutboxError` (78), :class:`~.errors.OutboxBusy` (78) for a file another
+    :class:`OutboxError` (78), :class:`~.errors.OutboxBusy` (75) for a file another
     process holds, or :class:`~.errors.OutboxUnavailable` (75) for a database that cannot
     be reached now. With ``create=False`` nothing is created (no file, folder, schema or
     table): a location without an outbox raises :class:`~.errors.OutboxMissing`. Example::
