@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
 from conftest import RunCli
 from helpers import event, numbered_ndjson, outbox_file, write
 
@@ -98,3 +99,59 @@ def test_batch_queue_whose_outbox_fails_at_the_second_chunk_keeps_the_first(
         last_line = db.execute("SELECT max(source_line) FROM events").fetchone()[0]
     assert names == {"seed": 1, "event": 10_000}
     assert last_line == 10_000
+
+
+def test_a_chunk_handed_after_close_is_stored_on_the_callers_thread() -> None:
+    """A forced stop can end the run (close) while the reader still hands a chunk: it
+    was left waiting for a thread that had ended, and the chunk was never stored."""
+    stored: list[tuple[list[BulkRow], int]] = []
+    writer = ChunkWriter(lambda rows: stored.append((rows, threading.get_ident())), print)
+    writer.close()
+    late = chunk(0)
+    writer.hand(late)
+    assert stored == [(late, threading.get_ident())]
+
+
+def test_a_store_failure_ends_the_reading_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader went on reading (and, from a pipe, consuming) until the tending thread
+    next looked, its chunks dropped: 51,090 of 60,000 records read, 10,000 stored, in a
+    review's run. It stops at its next batch now: at most the chunk it was filling."""
+    from intercom_events_cli.config.settings import Settings
+    from intercom_events_cli.delivery import batch
+    from intercom_events_cli.errors import OutboxError
+    from intercom_events_cli.input.readers import InputSource
+    from intercom_events_cli.outbox import SqliteOutbox
+
+    # The tending thread would stop the reading too, when it next looks: not for a minute.
+    monkeypatch.setattr(batch, "CHUNK_SECONDS", 60.0)
+    source = write(tmp_path / "in.ndjson", numbered_ndjson(60_000))
+    calls: list[int] = []
+
+    class RefusingSecondChunk:
+        def __init__(self, inner: SqliteOutbox) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def queue_rows(self, rows: list[BulkRow], **options: object) -> tuple[int, int]:
+            calls.append(len(rows))
+            if len(calls) == 2:
+                raise OutboxError("the disk is full (for this test)")
+            return self.inner.queue_rows(rows, **options)  # type: ignore[arg-type]
+
+    settings = Settings(token="tok_test_chunk_writer_1234", base_url="http://127.0.0.1:9")
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store, source.open("rb") as stream:
+        run = batch.BatchRun(
+            InputSource(str(source), "ndjson", stream, owned=False),
+            mode=batch.BatchMode.QUEUE,
+            store=RefusingSecondChunk(store),  # type: ignore[arg-type]
+            settings=settings,
+        )
+        with pytest.raises(OutboxError, match="disk is full"):
+            run.run()
+        assert store.count_undelivered(run.run_id) == (10_000, 0)
+    assert run.report.queued == 10_000
+    assert run.report.read <= 3 * batch.CHUNK_RECORDS + 5_000, run.report.read

@@ -255,7 +255,7 @@ class BatchRun:
             if self.stop.is_set():
                 with self._lock:
                     self._closed = True
-                    if not self.report.reading_done:
+                    if not self.report.reading_done and self._reader_error is None:
                         self.report.interrupted = True
                     self._store_chunk()
                 # A file reader finishes its record at once; one waiting on a pipe is left.
@@ -382,9 +382,11 @@ class BatchRun:
 
     def _store_failed(self, exc: BaseException) -> None:
         """The outbox failed storing a chunk (full disk, lost database): the run ends
-        with that error; what was stored stays."""
+        with that error; what was stored stays. Reading ends at once (the reader looks at
+        ``_closed`` before each batch): what it read after this would not be stored."""
         if self._reader_error is None:
             self._reader_error = exc
+        self._closed = True
         self.stop.set()
 
     def _delivered(self, delivery: Delivery) -> None:

@@ -1,10 +1,11 @@
 """Bulk capture's writing thread: chunks of rows stored in order while reading goes on.
 
 A ``batch`` run reads and validates records (Python, holding the interpreter's lock) and
-stores them in chunks (SQLite or PostgreSQL, which need the lock only to start and end a
-statement: see :mod:`..outbox.sqlite_bulk`). On one thread the two take turns; here the
-store works on one chunk while the reader fills the next, so a big file takes about the
-longer of the two rather than their sum.
+stores them in chunks. SQLite stores a chunk in one statement that runs without that
+lock from its first row to its last (see :mod:`..outbox.sqlite_bulk`); PostgreSQL's COPY
+formats the rows in Python but waits for the server without it. On one thread reading
+and storing take turns; here the store works on one chunk while the reader fills the
+next, so a big file takes about the longer of the two rather than their sum.
 
 A chunk is handed over only once the one before is stored: at most two are in memory
 (one being stored, one being filled), and a reader faster than the disk is held back
@@ -35,15 +36,29 @@ class ChunkWriter:
         self._on_error = on_error
         self._chunks: queue.Queue[list[BulkRow] | None] = queue.Queue(maxsize=1)
         self._taken = threading.Semaphore(0)
+        # Held by a hand-over until the thread has taken it, and by close: a chunk handed
+        # after close (a forced stop ends the run while the reader still reads) is stored
+        # on the caller's thread rather than waiting for a thread that has ended.
+        self._handing = threading.Lock()
+        self._closed = False
         self._failed = False
         self._thread = threading.Thread(target=self._run, name="ievents-batch-writer", daemon=True)
         self._thread.start()
 
-    def hand(self, rows: list[BulkRow] | None) -> None:
+    def hand(self, rows: list[BulkRow]) -> None:
         """Have ``rows`` stored after those handed before; waits until the chunk before
-        is stored."""
-        self._chunks.put(rows)
-        self._taken.acquire()
+        is stored (after :meth:`close`: stores them now, on this thread)."""
+        with self._handing:
+            if not self._closed:
+                self._chunks.put(rows)
+                self._taken.acquire()
+                return
+        if not self._failed:
+            try:
+                self._store(rows)
+            except BaseException as exc:  # noqa: BLE001 - told as the thread's errors are
+                self._failed = True
+                self._on_error(exc)
 
     def wait(self) -> None:
         """Return once every chunk handed so far is stored (or dropped after an error)."""
@@ -51,7 +66,10 @@ class ChunkWriter:
 
     def close(self) -> None:
         """Store what was handed, then end the thread."""
-        self.hand(None)
+        with self._handing:
+            self._closed = True
+            self._chunks.put(None)
+            self._taken.acquire()
         self._thread.join()
 
     def _run(self) -> None:
