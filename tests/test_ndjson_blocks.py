@@ -139,3 +139,18 @@ def test_a_pipe_gives_each_line_as_it_comes_without_waiting_for_a_block() -> Non
     batches = input_ndjson.ndjson_batches(io.BufferedReader(Trickle([line, line])), clock)
     assert [r.line for r in next(batches)] == [1]
     assert [r.line for r in next(batches)] == [2]
+
+
+def test_line_numbers_do_not_depend_on_when_a_batch_is_taken() -> None:
+    """A block's records are made as they are taken; its lines are counted when the
+    block is read, so batches collected first and taken later keep their numbers."""
+    ok = b'{"event_name":"a","user_id":"1","created_at":5}'
+    data = b"\xef\xbb\xbf" + ok + b"\n\n\n" + ok + b"\nnot json\n" + ok  # no last \n
+    stream = io.BufferedReader(io.BytesIO(data))
+    batches = list(input_ndjson.ndjson_batches(stream, clock))
+    assert [(r.line, r.ok) for batch in batches for r in batch] == [
+        (1, True),
+        (4, True),
+        (5, False),
+        (6, True),
+    ]

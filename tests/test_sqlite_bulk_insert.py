@@ -1,4 +1,6 @@
-"""SQLite bulk capture's two paths (``outbox/sqlite_bulk.py`` ``insert_new``).
+"""SQLite bulk capture's two paths (``outbox/sqlite_bulk.py`` ``insert_new``), each in
+both forms (a chunk as one JSON array, or a row at a time where SQLite has no JSON
+functions).
 
 A chunk of new events goes in with plain inserts; a chunk holding a key already stored
 fails that way, is undone to a savepoint and goes again skipping stored keys. The
@@ -11,10 +13,32 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from helpers import event
 
 from intercom_events_cli.event import Event
 from intercom_events_cli.outbox import SqliteOutbox, State
+
+
+@pytest.fixture(autouse=True, params=["json", "rows"])
+def insert_form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test with a chunk as one statement over a JSON array (SQLite's JSON
+    functions), then a row at a time (a SQLite built without them)."""
+    if request.param == "rows":
+        monkeypatch.setattr("intercom_events_cli.outbox.sqlite.json_functions", lambda db: False)
+    return str(request.param)
+
+
+def test_this_sqlite_has_its_json_functions_and_bulk_capture_uses_them(
+    tmp_path: Path, insert_form: str
+) -> None:
+    from intercom_events_cli.outbox.sqlite_bulk import json_functions
+
+    with sqlite3.connect(":memory:") as db:
+        assert json_functions(db)
+    with SqliteOutbox.open(tmp_path / "outbox.sqlite3") as store:
+        assert store.queue_many([event(1)]) == (1, 0)
+        assert store._json_chunks is (insert_form == "json")
 
 
 def ids_by_user(path: Path) -> dict[str, int]:

@@ -69,12 +69,16 @@ class _Lines:
         """Each line's record, made as it is asked for: the caller is done with one
         before the next is made, so a block's records are never all alive at once (making
         them all first, then handing them over, cost a third more: more memory touched,
-        and all of it freed at once)."""
+        and all of it freed at once). The lines are counted now, so that the numbers are
+        right whenever the records are taken."""
+        start = self.number
+        self.number += len(lines)
+        return self._records(lines, start)
+
+    def _records(self, lines: list[str], number: int) -> Iterator[Record]:
         clock = self.clock
-        number = self.number
         for text in lines:
             number += 1
-            self.number = number
             if text[:1] != "{":
                 if not text.strip():
                     continue

@@ -40,6 +40,7 @@ from .sqlite_bulk import (
     REQUEUE,
     first_of_each_key,
     insert_new,
+    json_functions,
     known_rows,
     settle_known,
 )
@@ -75,6 +76,7 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._bulk_ready = False
+        self._json_chunks = True  # SQLite's JSON functions, checked at the first bulk capture
         # Claims and reads check that the path still names this file (check_same_file).
         self._identity = file_identity(path)
 
@@ -372,8 +374,8 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
         now: float | None = None,
         destination_id: int | None = None,
     ) -> tuple[int, int]:
-        """Bulk capture in one transaction and one statement (see :mod:`.sqlite_bulk`):
-        (stored, skipped), as :meth:`queue_many` says."""
+        """Bulk capture in one transaction (one statement for a chunk of new events; see
+        :mod:`.sqlite_bulk`): (stored, skipped), as :meth:`queue_many` says."""
         if not rows:
             return 0, 0
         stamp = time.time() if now is None else now
@@ -383,7 +385,9 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
             last_id = db.execute(LAST_ID).fetchone()
             before = last_id[0] if last_id is not None else 0
             # Stored unless its key is there, no lookup first (see insert_new).
-            stored, some_known = insert_new(db, unique, stamp, source, destination_id)
+            stored, some_known = insert_new(
+                db, unique, stamp, source, destination_id, as_json=self._json_chunks
+            )
             if some_known:
                 stored += settle_known(db, before, stamp, requeue, unique, source, destination_id)
         return stored, len(rows) - stored
@@ -399,6 +403,7 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
         waits for the log to be on disk (``synchronous=FULL``).
         """
         if not self._bulk_ready:
+            self._json_chunks = json_functions(db)
             db.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
             db.execute(f"PRAGMA wal_autocheckpoint = {BULK_CHECKPOINT_PAGES}")
             self._bulk_ready = True

@@ -36,6 +36,14 @@ INSERT_NEW = (
     f"INSERT INTO events ({_COLUMNS}) {_FROM_JSON} WHERE NOT EXISTS "
     "(SELECT 1 FROM events WHERE dedup_key = json_extract(value, '$[0]'))"
 )
+# The same two statements a row at a time (``executemany``), for a SQLite built without
+# its JSON functions (before 3.38 they were a build option; see json_functions).
+_VALUES = "VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4, ?5, ?6, ?7)"
+INSERT_PLAIN_ROWS = f"INSERT INTO events ({_COLUMNS}) {_VALUES}"
+INSERT_NEW_ROWS = (
+    f"INSERT INTO events ({_COLUMNS}) SELECT ?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4, ?5, ?6, ?7 "
+    "WHERE NOT EXISTS (SELECT 1 FROM events WHERE dedup_key = ?1)"
+)
 LAST_ID = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
 BULK_CACHE_KIB = 24 * 1024
 BULK_CHECKPOINT_PAGES = 10_000  # of 4 KiB: 40 MiB (SQLite's default: 1,000)
@@ -55,12 +63,24 @@ def first_of_each_key(rows: Sequence[BulkRow]) -> list[BulkRow]:
     return list(unique.values()) if len(unique) < len(rows) else list(rows)
 
 
+def json_functions(db: sqlite3.Connection) -> bool:
+    """Whether this SQLite has ``json_each`` and ``json_extract`` (built in since 3.38,
+    a build option before: Python's own builds and the usual distributions have them)."""
+    try:
+        db.execute("SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')").fetchall()
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
 def insert_new(
     db: sqlite3.Connection,
     rows: Sequence[BulkRow],
     stamp: float,
     source: str | None,
     destination_id: int | None,
+    *,
+    as_json: bool = True,
 ) -> tuple[int, bool]:
     """Insert the rows whose key is not stored yet (inside the caller's transaction;
     ``rows`` hold each key once).
@@ -69,17 +89,33 @@ def insert_new(
     common case, goes in with plain inserts. When one of its keys is stored, the insert
     fails: the savepoint undoes the rows before it (and the ids they took), and the chunk
     goes again with :data:`INSERT_NEW`, which skips stored keys without using up an id
-    (AUTOINCREMENT): the outcome is INSERT_NEW's alone.
+    (AUTOINCREMENT): the outcome is INSERT_NEW's alone. ``as_json`` False: a row at a
+    time, for a SQLite without JSON functions (:func:`json_functions`).
     """
-    chunk = json.dumps(rows, ensure_ascii=False, separators=(",", ":"), check_circular=False)
-    args = (chunk, stamp, source, destination_id)
+    if as_json:
+        chunk = json.dumps(rows, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+        args = (chunk, stamp, source, destination_id)
+
+        def insert(statement: str) -> int:
+            return db.execute(statement, args).rowcount
+
+        plain, new = INSERT_PLAIN, INSERT_NEW
+    else:
+        params = [
+            (key, body, name, stamp, source, line, destination_id) for key, body, name, line in rows
+        ]
+
+        def insert(statement: str) -> int:
+            return db.executemany(statement, params).rowcount
+
+        plain, new = INSERT_PLAIN_ROWS, INSERT_NEW_ROWS
     db.execute("SAVEPOINT bulk_plain")
     try:
-        inserted = db.execute(INSERT_PLAIN, args).rowcount
+        inserted = insert(plain)
     except sqlite3.IntegrityError:
         db.execute("ROLLBACK TO bulk_plain")
         db.execute("RELEASE bulk_plain")
-        inserted = db.execute(INSERT_NEW, args).rowcount
+        inserted = insert(new)
         return inserted, inserted < len(rows)
     db.execute("RELEASE bulk_plain")
     return inserted, False
