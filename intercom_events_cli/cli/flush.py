@@ -278,7 +278,13 @@ def flush(
             from .watch import run_watch
 
             code = run_watch(
-                ui, path, env, settings, concurrency=concurrency, metrics_port=metrics_port
+                ui,
+                path,
+                env,
+                settings,
+                concurrency=concurrency,
+                metrics_port=metrics_port,
+                reload_settings=opts.settings,
             )
             raise typer.Exit(code)
         if not path.exists():

@@ -78,7 +78,7 @@ def lane_configs(
             )
         if location is None:
             location, first_env = here, lane.environment()
-        configs.append(LaneConfig(name, lane.settings()))
+        configs.append(LaneConfig(name, lane.settings(), lane.settings))
     assert location is not None
     return configs, location, first_env
 

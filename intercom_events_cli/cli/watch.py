@@ -55,8 +55,10 @@ def run_watch(
     *,
     concurrency: int,
     metrics_port: str | None,
+    reload_settings: Callable[[], Settings] | None = None,
 ) -> int:
-    """Run the relay until SIGTERM / Ctrl-C; returns the exit code."""
+    """Run the relay until SIGTERM / Ctrl-C; returns the exit code. ``reload_settings``
+    makes the settings again (a token file read anew: a rotation)."""
     from ..delivery.destination import Destination
     from ..delivery.relay import Relay
     from ..early_signals import relay_stop
@@ -80,6 +82,7 @@ def run_watch(
         on_notice=teller.on_notice,
         concurrency=concurrency,
         lease_s=lease_seconds(env),
+        reload_settings=reload_settings,
     )
     teller.relay = relay
     _serve_metrics(ui, metrics, address)

@@ -125,15 +125,18 @@ def validate_base_url(url: str, origin: str) -> str:
 
 def _resolve_token(
     env: Variables, token_file: str | None, *, require_token: bool
-) -> tuple[str, str]:
-    """(the token, where it came from): ``--token-file`` > the token > a token file.
+) -> tuple[str, str, str | None]:
+    """(the token, where it came from, the file it was read from or None):
+    ``--token-file`` > the token > a token file.
 
     Warns about a token file or ``.env`` others can read; refuses a token that cannot be
     sent, and a missing one when ``require_token``.
     """
     token = ""
     token_source = ""
+    read_from: str | None = None
     if token_file:
+        read_from = token_file
         token = _read_token_file(token_file, "--token-file")
         token_source = f"file {token_file} (from --token-file)"
         warn_if_readable_by_others(token_file)
@@ -144,7 +147,8 @@ def _resolve_token(
             warn_if_readable_by_others(env.env_path)
     elif env.get(TOKEN_FILE_ENV):
         source = env.origin(TOKEN_FILE_ENV)
-        token = _read_token_file(env[TOKEN_FILE_ENV], source)
+        read_from = env[TOKEN_FILE_ENV]
+        token = _read_token_file(read_from, source)
         token_source = f"file {env[TOKEN_FILE_ENV]} (from {source})"
         warn_if_readable_by_others(env[TOKEN_FILE_ENV])
     if token and not token_file and env.token_overrides:
@@ -164,7 +168,7 @@ def _resolve_token(
             f"point --token-file / {TOKEN_FILE_ENV} at a file holding it, or choose a "
             "profile (--profile NAME); from cron, give --env-file or --profile explicitly",
         )
-    return token, token_source
+    return token, token_source, read_from
 
 
 def base_url_origin(env: Variables) -> str:
@@ -211,6 +215,9 @@ class Settings:
     retries: int = DEFAULT_RETRIES
     # Where the token came from ("variable INTERCOM_ACCESS_TOKEN", "file ... (from ...)").
     token_source: str = field(default="", compare=False)
+    # The file the token was read from (--token-file, INTERCOM_ACCESS_TOKEN_FILE, a
+    # profile's token_file), or None: a long-running relay reads it again (a rotation).
+    token_file: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # Whoever builds Settings (Settings.load, a library user, dataclasses.replace):
@@ -253,7 +260,9 @@ class Settings:
         if env is None:
             env = load_environment(env_file)
         origins = env if isinstance(env, Variables) else Variables(env)
-        token, token_source = _resolve_token(origins, token_file, require_token=require_token)
+        token, token_source, read_from = _resolve_token(
+            origins, token_file, require_token=require_token
+        )
         region_value, resolved_url = _resolve_endpoint(origins, region, base_url)
 
         version = (api_version or env.get(API_VERSION_ENV) or DEFAULT_API_VERSION).strip()
@@ -268,4 +277,5 @@ class Settings:
             timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
             retries=DEFAULT_RETRIES if retries is None else retries,
             token_source=token_source,
+            token_file=read_from,
         )

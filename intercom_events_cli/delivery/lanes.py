@@ -52,6 +52,8 @@ class LaneConfig:
 
     profile: str
     settings: Settings
+    # Makes the settings again: a relay reads its token file anew (a rotation).
+    reload: Callable[[], Settings] | None = None
 
 
 @dataclass
@@ -281,7 +283,7 @@ class LaneRelays:
         self._codes: dict[int, ExitCode] = {}
         self._codes_lock = threading.Lock()
         self.relays: list[Relay] = []
-        for number, lane in enumerate(self.lanes):
+        for number, (lane, config) in enumerate(zip(self.lanes, configs, strict=True)):
             self.relays.append(
                 Relay(
                     location,
@@ -295,6 +297,7 @@ class LaneRelays:
                     beat_code=self._beat_code(number),
                     tell_elsewhere=False,
                     claim_ahead=LANE_CLAIM_AHEAD,
+                    reload_settings=config.reload,
                     **relay_options,
                 )
             )

@@ -49,6 +49,8 @@ HEARTBEAT_S = 5.0
 # after this long while the relay idles (doubling up to PAUSE_AUTH_S): its workspace's
 # rows wait for the answer, and a revoked token is not asked every few seconds.
 LEARN_RETRY_S = 5.0
+# How often a relay whose token came from a file reads the file again (a rotation).
+TOKEN_LOOK_S = 5.0
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Relay:
         on_learned: Callable[[str], bool] | None = None,
         beat_code: Callable[[ExitCode], ExitCode] | None = None,
         tell_elsewhere: bool = True,
+        reload_settings: Callable[[], Settings] | None = None,
         **engine_options: Any,
     ) -> None:
         self.location = location
@@ -125,6 +128,10 @@ class Relay:
         self.on_learned = on_learned
         self.beat_code = beat_code
         self.tell_elsewhere = tell_elsewhere
+        # How the settings were made (the command line's options): made again to read a
+        # token file anew (settings.token_file), every TOKEN_LOOK_S, for a rotation.
+        self.reload_settings = reload_settings
+        self._token_looked_at = time.monotonic()
         self.workspace: str | None = None  # learned (GET /me), or None
         self.retired = False  # another relay of this process serves the same workspace
         self._learn_tried_at = -float("inf")
@@ -151,6 +158,8 @@ class Relay:
             return False
         self._tell_learn_failure()
         self._beat()
+        if self._new_token():
+            return False  # end this run: the next one delivers (and learns) with it
         if (
             not self._workspace_known
             and self.settings.token
@@ -305,11 +314,14 @@ class Relay:
         from .engine import StopReason
 
         if flush.stopped is StopReason.AUTH:
+            if self._new_token(at_once=True):
+                return  # rotated: the rejected token was the old one
+            again = "when the token file changes, or " if self._token_from_file() else ""
             self._notice(
-                f"the token was rejected; every event stays pending; trying again in "
+                f"the token was rejected; every event stays pending; trying again {again}in "
                 f"{PAUSE_AUTH_S:g} s"
             )
-            self._pause(PAUSE_AUTH_S)
+            self._pause(PAUSE_AUTH_S, until=self._new_token)
         elif flush.stopped is not None:
             self._notice(
                 f"delivery paused ({flush.stopped.value}); trying again in "
@@ -317,15 +329,46 @@ class Relay:
             )
             self._pause(PAUSE_UNAVAILABLE_S)
 
-    def _pause(self, seconds: float) -> None:
-        """Wait ``seconds`` (or a stop), beating meanwhile: a paused relay is alive."""
+    def _pause(self, seconds: float, until: Callable[[], bool] | None = None) -> None:
+        """Wait ``seconds`` (or a stop, or ``until`` true), beating meanwhile: a paused
+        relay is alive."""
         deadline = time.monotonic() + seconds
         while not self.stop.is_set():
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or (until is not None and until()):
                 return
             self._beat()
             self.stop.wait(min(left, self.heartbeat_s))
+
+    def _token_from_file(self) -> bool:
+        return self.reload_settings is not None and self.settings.token_file is not None
+
+    def _new_token(self, *, at_once: bool = False) -> bool:
+        """Whether the token file holds another token now (a rotation: the old one may be
+        revoked at any moment); if so the relay takes it, and learns its workspace before
+        delivering with it. Looked at every :data:`TOKEN_LOOK_S` (``at_once``: now)."""
+        if not self._token_from_file():
+            return False
+        now = time.monotonic()
+        if not at_once and now - self._token_looked_at < TOKEN_LOOK_S:
+            return False
+        self._token_looked_at = now
+        assert self.reload_settings is not None
+        try:
+            fresh = self.reload_settings()
+        except IeventsError:
+            return False  # mid-rotation (the file emptied or moved): the next look sees it
+        if fresh.token == self.settings.token:
+            return False
+        self.settings = fresh
+        self._workspace_known = False
+        self._learn_failure, self._told_learn_failure = None, False
+        self._learn_tried_at, self._learn_wait = -float("inf"), LEARN_RETRY_S
+        self._paused_code = None
+        self._notice(
+            f"the token file {fresh.token_file} holds a new token: delivering with it from now"
+        )
+        return True
 
     def _learn(self, store: OutboxStore) -> None:
         """Once per new token: its workspace (GET /me), so that it delivers the rows every
