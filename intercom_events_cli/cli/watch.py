@@ -86,7 +86,7 @@ def run_watch(
     )
     teller.relay = relay
     _serve_metrics(ui, metrics, address)
-    ui.info(f"watching {location} for new events; SIGTERM or Ctrl-C stops")
+    ui.info(f"watching {location} for new events; SIGTERM, SIGHUP or Ctrl-C stops")
     report = _run_until_stopped(relay.run, stop, metrics, cache)
     _tell_stopped(ui, [report])
     return int(ExitCode.OK)
@@ -260,7 +260,7 @@ def watch_several(
     _serve_metrics(ui, metrics, address)
     ui.info(
         f"watching {location} for new events of {plural(len(configs), 'profile')}; "
-        "SIGTERM or Ctrl-C stops"
+        "SIGTERM, SIGHUP or Ctrl-C stops"
     )
     reports = _run_until_stopped(
         lambda: lanes.run(on_learned=tell_waiting), stop, metrics, cache, shared
