@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 # events are on their way at once; later ones when full, when the input has been quiet
 # for QUIET_S (a slow pipe), or when CHUNK_MAX_AGE_S old.
 CHUNK_RECORDS = 10_000
+# ... or once its bodies hold CHUNK_CHARS characters: a chunk is alive several times over
+# while it is stored (its rows, their JSON array, SQLite's copy of it), and two chunks at
+# once (one stored, one filled). 10,000 of the largest events (10 metadata values of 255
+# characters) made a batch --queue peak at 1 GiB; small events still fill CHUNK_RECORDS.
+CHUNK_CHARS = 4_000_000
 FIRST_CHUNK_S = 0.1
 QUIET_S = 0.1
 CHUNK_MAX_AGE_S = 1.0
@@ -162,6 +167,7 @@ class BatchRun:
         self._lock = threading.Lock()
         self._closed = False  # reading ended by a stop: records read later are not taken
         self._chunk: list[BulkRow] = []
+        self._chunk_chars = 0  # the length of the chunk's bodies
         self._chunk_started = time.monotonic()
         self._last_record_at = self._chunk_started
         self._stored_any = False
@@ -332,9 +338,11 @@ class BatchRun:
                                 unstamped += 1
                         if dry:
                             continue
-                        self._chunk.append(bulk_row(event, record.line))
+                        row = bulk_row(event, record.line)
+                        self._chunk.append(row)
+                        self._chunk_chars += len(row[1])
                         added = True
-                        if len(self._chunk) >= CHUNK_RECORDS:
+                        if len(self._chunk) >= CHUNK_RECORDS or self._chunk_chars >= CHUNK_CHARS:
                             self._store_chunk()
                 finally:
                     report.read += read
@@ -363,6 +371,7 @@ class BatchRun:
             self._writer.hand(self._chunk)
             self._stored_any = True
         self._chunk = []
+        self._chunk_chars = 0
         self._chunk_started = time.monotonic()
 
     def _store(self, rows: list[BulkRow]) -> None:

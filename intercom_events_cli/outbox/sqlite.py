@@ -380,6 +380,10 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
             return 0, 0
         stamp = time.time() if now is None else now
         unique = first_of_each_key(rows)
+        # A batch runs for long: a file removed or moved aside meanwhile would take every
+        # chunk after it, and the run would say they were stored. Checked before (nothing
+        # more goes in) and after (this chunk went into the old file, not the path's).
+        check_same_file(self.path, self._identity)
         with self._write() as db:
             self._for_bulk(db)
             last_id = db.execute(LAST_ID).fetchone()
@@ -390,6 +394,7 @@ class SqliteOutbox(SqlDestinations[sqlite3.Connection]):
             )
             if some_known:
                 stored += settle_known(db, before, stamp, requeue, unique, source, destination_id)
+        check_same_file(self.path, self._identity)
         return stored, len(rows) - stored
 
     def _for_bulk(self, db: sqlite3.Connection) -> None:
