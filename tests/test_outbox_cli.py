@@ -284,7 +284,7 @@ def test_locked_outbox_is_a_clear_error_and_left_intact(run_cli: RunCli, tmp_pat
         holder.execute("ROLLBACK")
         holder.close()
     for outcome in (result, flushed):
-        assert outcome.code == 78, outcome
+        assert outcome.code == 75, outcome  # a temporary failure: try again later
         assert "locked" in outcome.stderr and str(path) in outcome.stderr
         assert "Traceback" not in outcome.stderr
     assert [r.state for r in outbox_rows(path)] == [State.PENDING, State.PENDING]
