@@ -152,6 +152,9 @@ def test_a_store_failure_ends_the_reading_at_once(
         )
         with pytest.raises(OutboxError, match="disk is full"):
             run.run()
-        assert store.count_undelivered(run.run_id) == (10_000, 0)
-    assert run.report.queued == 10_000
-    assert run.report.read <= 3 * batch.CHUNK_RECORDS + 5_000, run.report.read
+        # The first chunk may be cut short by its age (a loaded machine reads slowly).
+        assert store.count_undelivered(run.run_id) == (calls[0], 0)
+    assert run.report.queued == calls[0]
+    # Read at most: the chunk stored, the one refused, the one being filled, a block.
+    most = calls[0] + calls[1] + batch.CHUNK_RECORDS + 5_000
+    assert run.report.read <= most < 60_000, (run.report.read, calls)

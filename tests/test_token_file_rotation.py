@@ -69,6 +69,21 @@ def run_rotation(
     assert sent.code == 0, sent
     env = cli_env(tmp_path, workspace.url, {"INTERCOM_ACCESS_TOKEN": None, **env_extra})
     relay = Relay(env, tmp_path, store_location, *relay_args)
+    try:
+        rotate_under(relay, run, workspace, token_file, capture_env)
+    except BaseException:
+        relay.kill()
+        raise
+    return relay
+
+
+def rotate_under(
+    relay: Relay,
+    run: Callable[..., Any],
+    workspace: FakeIntercom,
+    token_file: Path,
+    capture_env: dict[str, str],
+) -> None:
     relay.wait_until_idle()
     wait_for(lambda: tokens_used(workspace) == [OLD], what="the first event, with the old token")
     # The rotation: the new token in the file, the old one revoked at once.
@@ -86,7 +101,6 @@ def run_rotation(
         )
         assert queued.code == 0, queued
     wait_for(lambda: len(tokens_used(workspace)) == 3, timeout=120, what="both later events")
-    return relay
 
 
 def test_a_relay_reads_its_token_file_again_after_a_rotation(
