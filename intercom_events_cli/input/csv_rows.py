@@ -45,8 +45,9 @@ def _suggest(name: str) -> str:
     return f" (did you mean {as_json(close[0])}?)" if close else ""
 
 
-def _csv_header(cells: list[str]) -> list[_Column]:
-    """Classify the header's columns, refusing anything that would mis-send records."""
+def _csv_header(cells: list[str], at: int = 1) -> list[_Column]:
+    """Classify the header's columns (on line ``at``), refusing anything that would
+    mis-send records."""
     columns: list[_Column] = []
     seen: set[str] = set()
     allowed = (
@@ -56,7 +57,7 @@ def _csv_header(cells: list[str]) -> list[_Column]:
     for index, raw_name in enumerate(cells):
         name = raw_name.strip()
         if name in seen:
-            raise InputError(f"line 1: CSV column {as_json(name)} appears twice", field=name)
+            raise InputError(f"line {at}: CSV column {as_json(name)} appears twice", field=name)
         seen.add(name)
         if name in CSV_COLUMNS:
             columns.append(_Column(index, "field", name))
@@ -68,26 +69,27 @@ def _csv_header(cells: list[str]) -> list[_Column]:
                 validate_metadata_key(key)
             except ValidationError as exc:
                 raise InputError(
-                    f"line 1: CSV column {as_json(name)}: {exc.message}", field=name
+                    f"line {at}: CSV column {as_json(name)}: {exc.message}", field=name
                 ) from None
             columns.append(_Column(index, "metadata_key", key))
         elif name.startswith("_"):
             columns.append(_Column(index, "ignored", name))
         elif not name:
             raise InputError(
-                f"line 1: CSV column {index + 1} has no name; {allowed}", field="header"
+                f"line {at}: CSV column {index + 1} has no name; {allowed}", field="header"
             )
         else:
             raise InputError(
-                f"line 1: unknown CSV column {as_json(name)}{_suggest(name)}; {allowed}", field=name
+                f"line {at}: unknown CSV column {as_json(name)}{_suggest(name)}; {allowed}",
+                field=name,
             )
     if "event_name" not in seen:
         raise InputError(
-            "line 1: the CSV header has no event_name column; " + allowed, field="event_name"
+            f"line {at}: the CSV header has no event_name column; " + allowed, field="event_name"
         )
     if not seen & {"user_id", "email", "id"}:
         raise InputError(
-            "line 1: the CSV header has no user_id, email or id column; every event needs a "
+            f"line {at}: the CSV header has no user_id, email or id column; every event needs a "
             "contact",
             field="user_id",
         )
@@ -256,21 +258,29 @@ def _csv_error(exc: csv.Error) -> str:
 
 def read_csv(stream: LineReader, clock: Clock) -> Iterator[Record]:
     lines = _CsvLines(stream)
-    lines.start_record()
     reader = _reader(lines)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    except (csv.Error, _RunawayRecord) as exc:
-        detail = _csv_error(exc) if isinstance(exc, csv.Error) else "a quoted name is never closed"
-        raise InputError(
-            f"line 1: the CSV header cannot be read: {detail}", field="header"
-        ) from None
+    header: list[str] = []
+    # Blank lines before the header are skipped, as blank lines between rows are: a file
+    # of blank lines holds no record, as an empty file does.
+    while not header:
+        lines.start_record()
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, _RunawayRecord) as exc:
+            detail = (
+                _csv_error(exc) if isinstance(exc, csv.Error) else "a quoted name is never closed"
+            )
+            raise InputError(
+                f"line {lines.record_start}: the CSV header cannot be read: {detail}",
+                field="header",
+            ) from None
+    at = lines.record_start
     problem = lines.problem()
     if problem is not None:
-        raise InputError(f"line 1: the CSV header is {problem.message}", field="header")
-    yield from _csv_rows(lines, _csv_header(header), len(header), clock)
+        raise InputError(f"line {at}: the CSV header is {problem.message}", field="header")
+    yield from _csv_rows(lines, _csv_header(header, at), len(header), clock)
 
 
 def _csv_rows(
