@@ -167,7 +167,7 @@ class Event:
 
     def dedup_key(self) -> str:
         """SHA-256 of the canonical body: the same event always has the same key."""
-        return hashlib.sha256(self._canonical).hexdigest()
+        return key_of_body(self._canonical)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Event:
@@ -208,6 +208,11 @@ def _canonical_encoder() -> Callable[[Any], str]:
 
 
 _encode = _canonical_encoder()
+
+
+def key_of_body(body: bytes) -> str:
+    """The de-duplication key of a canonical body (:meth:`Event.dedup_key`): its SHA-256."""
+    return hashlib.sha256(body).hexdigest()
 
 
 def canonical_json(value: Any) -> str:

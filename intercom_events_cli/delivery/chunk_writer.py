@@ -53,12 +53,7 @@ class ChunkWriter:
                 self._chunks.put(rows)
                 self._taken.acquire()
                 return
-        if not self._failed:
-            try:
-                self._store(rows)
-            except BaseException as exc:  # noqa: BLE001 - told as the thread's errors are
-                self._failed = True
-                self._on_error(exc)
+        self._store_unless_failed(rows)
 
     def wait(self) -> None:
         """Return once every chunk handed so far is stored (or dropped after an error)."""
@@ -79,10 +74,16 @@ class ChunkWriter:
             try:
                 if rows is None:
                     return
-                if not self._failed:
-                    self._store(rows)
-            except BaseException as exc:  # noqa: BLE001 - handed to the run, which raises it
-                self._failed = True
-                self._on_error(exc)
+                self._store_unless_failed(rows)
             finally:
                 self._chunks.task_done()
+
+    def _store_unless_failed(self, rows: list[BulkRow]) -> None:
+        """``store(rows)``, unless a store failed before; its first error to ``on_error``."""
+        if self._failed:
+            return
+        try:
+            self._store(rows)
+        except BaseException as exc:  # noqa: BLE001 - handed to the run, which raises it
+            self._failed = True
+            self._on_error(exc)

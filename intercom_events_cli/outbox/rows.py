@@ -3,7 +3,6 @@ capture, settlement and inspection. Shared by every storage backend."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..delivery.destination import Destination
-from ..event import Event, canonical_json
+from ..event import Event, canonical_json, key_of_body
 
 if TYPE_CHECKING:
     from .store import OutboxLocation
@@ -37,7 +36,7 @@ def bulk_row(event: Event, line: int | None = None) -> BulkRow:
     """``event`` as a :data:`BulkRow`: its key is :meth:`Event.dedup_key`, its body
     :meth:`Event.canonical_json`, both from the one serialisation made here."""
     body = canonical_json(event.payload())
-    return hashlib.sha256(body.encode()).hexdigest(), body, event.event_name, line
+    return key_of_body(body.encode()), body, event.event_name, line
 
 
 def bulk_rows(events: Sequence[Event], lines: Sequence[int] | None = None) -> list[BulkRow]:

@@ -38,10 +38,10 @@ INSERT_NEW = (
 )
 # The same two statements a row at a time (``executemany``), for a SQLite built without
 # its JSON functions (before 3.38 they were a build option; see json_functions).
-_VALUES = "VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4, ?5, ?6, ?7)"
-INSERT_PLAIN_ROWS = f"INSERT INTO events ({_COLUMNS}) {_VALUES}"
+_ROW = "?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4, ?5, ?6, ?7"
+INSERT_PLAIN_ROWS = f"INSERT INTO events ({_COLUMNS}) VALUES ({_ROW})"
 INSERT_NEW_ROWS = (
-    f"INSERT INTO events ({_COLUMNS}) SELECT ?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4, ?5, ?6, ?7 "
+    f"INSERT INTO events ({_COLUMNS}) SELECT {_ROW} "
     "WHERE NOT EXISTS (SELECT 1 FROM events WHERE dedup_key = ?1)"
 )
 LAST_ID = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
@@ -54,13 +54,13 @@ REQUEUE = (
 )
 
 
-def first_of_each_key(rows: Sequence[BulkRow]) -> list[BulkRow]:
+def first_of_each_key(rows: Sequence[BulkRow]) -> Sequence[BulkRow]:
     """``rows`` without a key's later repeats (the first line of an event stays)."""
     unique: dict[str, BulkRow] = {}
     for row in rows:
         if row[0] not in unique:
             unique[row[0]] = row
-    return list(unique.values()) if len(unique) < len(rows) else list(rows)
+    return list(unique.values()) if len(unique) < len(rows) else rows
 
 
 def json_functions(db: sqlite3.Connection) -> bool:
