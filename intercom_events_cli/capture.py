@@ -13,13 +13,13 @@ that follows. Nothing here prints; ``cli/capture.py`` says it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
 from .delivery.results import deferred_until
 from .errors import ExitCode, Interrupted
 from .event import Event
+from .frozen import frozen
 from .outbox import OutboxRow, State
 from .outcome import CODE_TLS, Outcome, OutcomeKind, dead_letter_kind, exit_code_for
 
@@ -37,7 +37,7 @@ class CaptureState(str, Enum):
     DEAD_LETTER = "dead_letter"  # the same event was rejected by Intercom
 
 
-@dataclass(frozen=True)
+@frozen
 class CaptureResult:
     """The outcome of one capture, and the exit code it calls for."""
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cached_property
 from typing import Any
 
@@ -32,6 +32,7 @@ from .fields import (
     validate_event_name,
     validate_identity,
 )
+from .frozen import frozen
 from .metadata import (
     MetadataValue,
     merge_metadata,
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@frozen
 class Event:
     """One Intercom data event, validated, with ``created_at`` fixed.
 

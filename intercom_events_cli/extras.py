@@ -21,9 +21,10 @@ import json
 import re
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from .frozen import frozen
 
 DISTRIBUTION = "intercom-events-cli"
 # pyproject.toml's extras, for a source tree run without its metadata installed.
@@ -34,7 +35,7 @@ FALLBACK = {
 _EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 
 
-@dataclass(frozen=True)
+@frozen
 class Installation:
     """How this ievents was installed: what :func:`extra_install_command` decides on."""
 

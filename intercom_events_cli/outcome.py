@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from enum import Enum
 from http import HTTPStatus
 from typing import Any
 
 from .errors import ApiError, ExitCode
 from .event import Event
+from .frozen import frozen
 
 
 class OutcomeKind(str, Enum):
@@ -100,7 +100,7 @@ CODE_BAD_URL = "invalid_url"
 CODE_UNEXPECTED = "unexpected_response"
 
 
-@dataclass(frozen=True)
+@frozen
 class Failure:
     """How a request that got no usable answer failed: the kind, error code and message."""
 
@@ -166,7 +166,7 @@ def _reason(exc: BaseException) -> str:
     return redact(str(exc) or type(exc).__name__)
 
 
-@dataclass(frozen=True)
+@frozen
 class Outcome:
     """The result of sending one event (after every retry)."""
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 import typer
 
+from ..frozen import frozen
 from .clickshim import TyperCommand, TyperGroup
 from .helpformat import reflow_help, render_help
 
 
-@dataclass(frozen=True)
+@frozen
 class Group:
     """A command group: its help (a summary and an example) and its own table."""
 

@@ -33,7 +33,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
 
@@ -41,6 +41,7 @@ import typer
 
 from ..config.settings import Settings
 from ..config.variables import Variables, load_environment
+from ..frozen import frozen
 from .environment import current
 from .output import Output
 
@@ -230,7 +231,7 @@ OUTPUTS = ("json_output", "quiet", "verbose", "no_color", "debug")
 OUTBOX_ONLY = ("outbox", "env_file", "profile")
 
 
-@dataclass(frozen=True)
+@frozen
 class Options:
     """The shared options of one run, as given (None or the default where not given)."""
 
@@ -370,7 +371,7 @@ def _from_command_line(ctx: Any, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-@dataclass(frozen=True)
+@frozen
 class Identity:
     """The contact named on the command line (None where an identifier is not given)."""
 

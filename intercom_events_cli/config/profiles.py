@@ -24,11 +24,11 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..frozen import frozen
 
 PROFILE_ENV = "IEVENTS_PROFILE"
 CONFIG_ENV = "IEVENTS_CONFIG"
@@ -73,7 +73,7 @@ def config_path(env: Mapping[str, str]) -> Path:
     return Path(base).expanduser() / "ievents" / "config.toml"
 
 
-@dataclass(frozen=True)
+@frozen
 class Profile:
     """The selected profile: its values as variables, and where each came from."""
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import __version__
 from ..errors import ConfigError
+from ..frozen import frozen
 from .redaction import register_secret
 from .variables import (
     API_VERSION_ENV,
@@ -203,7 +204,7 @@ def _resolve_endpoint(env: Variables, region: str | None, base_url: str | None) 
     return region_value, resolved_url
 
 
-@dataclass(frozen=True)
+@frozen
 class Settings:
     """Everything needed to talk to Intercom. ``token`` is hidden from ``repr``."""
 

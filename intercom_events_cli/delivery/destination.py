@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..config.settings import Settings
+from ..frozen import frozen
 
 FINGERPRINT_KEY_BYTES = 32
 FINGERPRINT_HEX_CHARS = 32
@@ -31,7 +31,7 @@ _REGIONS = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class Destination:
     """One token's destination; ``workspace_id`` None until a flush or check learns it."""
 

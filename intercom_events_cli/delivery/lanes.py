@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ExitCode, IeventsError, most_severe
+from ..frozen import frozen
 from .destination import Destination
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ JOIN_SLICE_S = 0.2
 LANE_CLAIM_AHEAD = 32
 
 
-@dataclass(frozen=True)
+@frozen
 class LaneConfig:
     """One profile's delivery settings, as named on the command line."""
 

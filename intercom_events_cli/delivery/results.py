@@ -15,6 +15,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..errors import ExitCode, most_severe
+from ..frozen import frozen
 from ..outbox import OutboxRow, RowResult, State, retry_delay_s
 from ..outcome import CODE_CONNECTION, Outcome, classify_status, status_text
 
@@ -33,7 +34,7 @@ class StopReason(str, Enum):
     INTERNAL = "internal_error"  # a bug in ievents
 
 
-@dataclass(frozen=True)
+@frozen
 class Delivery:
     """What became of one claimed row (passed to ``on_result``)."""
 

@@ -6,19 +6,21 @@ paths that send nothing (``--dry-run``, ``--queue``) never pay for it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random as _random
 import re
 import socket
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from ..config.redaction import redact
 from ..config.settings import Settings
 from ..event import Event
+from ..frozen import frozen
 from ..outcome import (
     CODE_CONNECTION,
     CODE_TIMEOUT,
@@ -40,7 +42,7 @@ EVENTS_ACCEPTED = frozenset({202})
 _MAX_ERROR_TEXT = 200
 
 
-@dataclass(frozen=True)
+@frozen
 class AttemptLog:
     """One HTTP attempt, for ``--verbose`` logs (never holds the token)."""
 
@@ -68,7 +70,7 @@ class Pacer(Protocol):
         """Refuse further requests and wake every waiting thread (the run is stopping)."""
 
 
-@dataclass
+@frozen
 class Exchange:
     """The final answer to a request after retries (or the network failure)."""
 
@@ -276,9 +278,10 @@ class EventsClient:
             )
             if not decision.retry:
                 if finished.kind is OutcomeKind.TEMPORARY:
-                    finished.retry_after_s = server_requested_delay(
+                    delay = server_requested_delay(
                         finished.status, finished.headers, self._clock(), lambda: 0.0
                     )
+                    return dataclasses.replace(finished, retry_after_s=delay)
                 return finished
             self._sleep(decision.delay_s)
 

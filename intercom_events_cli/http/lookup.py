@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.settings import REGION_BASE_URLS, Settings
 from ..errors import ApiError, ExitCode
+from ..frozen import frozen
 from ..outcome import OutcomeKind, exit_code_for, status_text
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-@dataclass(frozen=True)
+@frozen
 class TokenOwner:
     """The admin and workspace (app) behind the token, as GET /me reports them.
 
@@ -250,7 +251,7 @@ def get_me(client: EventsClient) -> TokenOwner:
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class Contact:
     """Which contact to list: ``key`` is user_id, email or intercom_user_id."""
 

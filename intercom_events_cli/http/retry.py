@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
+from ..frozen import frozen
 from ..outcome import is_retryable
 
 BASE_DELAY_S = 0.5
@@ -97,7 +97,7 @@ def parse_rate_limit_remaining(headers: Mapping[str, str]) -> int | None:
     return int(number) if number is not None else None
 
 
-@dataclass(frozen=True)
+@frozen
 class RetryDecision:
     """Whether to try again, and after how many seconds."""
 

@@ -8,11 +8,11 @@ import csv
 import difflib
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ValidationError
 from ..event import as_json, validate_metadata_key
+from ..frozen import frozen
 from .records import (
     DECODER,
     MAX_LINE_BYTES,
@@ -32,7 +32,7 @@ METADATA_COLUMN = "metadata"
 METADATA_PREFIX = "metadata."
 
 
-@dataclass(frozen=True)
+@frozen
 class _Column:
     index: int
     kind: str  # "field", "metadata", "metadata_key" or "ignored"

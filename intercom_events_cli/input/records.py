@@ -11,11 +11,11 @@ import io
 import json
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from ..errors import ValidationError
 from ..event import Event, event_from_record
+from ..frozen import frozen
 
 # Far above any valid event (ten metadata values of 255 characters), far below a problem.
 MAX_LINE_BYTES = 1024 * 1024
@@ -42,7 +42,7 @@ class InputError(ValidationError):
     """
 
 
-@dataclass(frozen=True)
+@frozen
 class Record:
     """One input record: where it was, what it said, and the Event or the reason not."""
 

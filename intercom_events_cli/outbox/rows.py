@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..delivery.destination import Destination
 from ..event import Event, canonical_json, key_of_body
+from ..frozen import frozen
 
 if TYPE_CHECKING:
     from .store import OutboxLocation
@@ -55,7 +55,7 @@ class State(str, Enum):
     DEAD = "dead"
 
 
-@dataclass(frozen=True)
+@frozen
 class OutboxRow:
     """One event in the outbox, as stored."""
 
@@ -124,7 +124,7 @@ class OutboxRow:
         return {"code": self.last_error_code, "message": self.last_error_message}
 
 
-@dataclass(frozen=True)
+@frozen
 class AddResult:
     """What :meth:`SqliteOutbox.add` did with one event."""
 
@@ -134,7 +134,7 @@ class AddResult:
     row: OutboxRow | None = None  # the existing row, when ``added`` is False
 
 
-@dataclass(frozen=True)
+@frozen
 class RowResult:
     """The new state of one claimed row, written back by :meth:`SqliteOutbox.record`.
 
@@ -156,7 +156,7 @@ class RowResult:
     claim_token: int | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class OutboxSummary:
     """Counts and heartbeat times, for ``outbox status``."""
 

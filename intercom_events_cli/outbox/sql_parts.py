@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence, Sized
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+from ..frozen import frozen
 
 # Ids named per statement (old SQLite allows 999 parameters).
 IDS_PER_QUERY = 500
@@ -86,7 +87,7 @@ def new_claim_token() -> int:
     return int.from_bytes(os.urandom(8), "big") >> 1
 
 
-@dataclass(frozen=True)
+@frozen
 class ClaimRequest:
     """One claim as :meth:`SqlStore.claim` asked for it, for a store's ``_claim``.
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
 from ..errors import OutboxError, UsageError
+from ..frozen import frozen
 
 # redact_uri is re-exported: a location as text, safe to print, whatever its backend.
 from .location import redact_uri as redact_uri
@@ -275,7 +275,7 @@ class OutboxStore(Protocol):
 # -- the registry: one line per backend ---------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Backend:
     """One kind of outbox: the URI schemes it takes, and the module that opens it."""
 
