@@ -31,6 +31,9 @@ from fake_intercom import FakeIntercom  # noqa: E402
 
 TOKEN = "tok_TEST_s3cr3t_9f8e7d6c5b4a"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Set to 1 (as .ci/run does, in a step of its own) to run the tests that install from
+# the package index: README's quick start, pipx install and inject. Skipped otherwise.
+INSTALLS_FROM_THE_INDEX = "IEVENTS_TEST_INSTALLS"
 
 
 @dataclass

@@ -4,7 +4,7 @@ Kept cheap: the wheel is built by flit_core (a test dependency) without an isola
 environment, and the fresh venv has no pip of its own: it sees this test venv's packages
 through a ``.pth`` file, and this venv's pip installs only the wheel into it (no index, no
 dependencies). The package, its ``ievents`` entry point and its metadata all come from the
-wheel. ``python -m build`` and ``twine check`` run in .ci/run. With IEVENTS_TEST_PIPX=1 and
+wheel. ``python -m build`` and ``twine check`` run in .ci/run. With IEVENTS_TEST_INSTALLS=1 and
 pipx installed (.ci/run does both, in a step of its own), ``pipx install .`` and ``pipx
 inject`` of an extra are run for real under a temporary PIPX_HOME.
 """
@@ -20,7 +20,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, TOKEN, base_env
+from conftest import INSTALLS_FROM_THE_INDEX, REPO_ROOT, TOKEN, base_env
 
 from intercom_events_cli import __version__
 
@@ -114,7 +114,7 @@ def pipx() -> list[str] | None:
 
 
 @pytest.mark.skipif(
-    os.environ.get("IEVENTS_TEST_PIPX") != "1",
+    os.environ.get(INSTALLS_FROM_THE_INDEX) != "1",
     reason="installs from the package index (~10 s of CPU): .ci/run runs it as its own step",
 )
 @pytest.mark.skipif(pipx() is None, reason="pipx is not installed (.ci/run installs it)")
