@@ -205,6 +205,7 @@ def test_a_relay_waits_out_a_busy_sqlite_file_and_then_delivers(fake: Any, tmp_p
 
     from intercom_events_cli.config.settings import Settings
     from intercom_events_cli.delivery.relay import Relay
+    from intercom_events_cli.delivery.timings import RelayTimings
 
     path = tmp_path / "outbox.sqlite3"
     env = {"IEVENTS_OUTBOX_BUSY_TIMEOUT": "0.2"}
@@ -227,7 +228,7 @@ def test_a_relay_waits_out_a_busy_sqlite_file_and_then_delivers(fake: Any, tmp_p
         stop=stop,
         on_notice=on_notice,
         on_result=lambda delivery: stop.set(),
-        idle_look_s=0.05,
+        timings=RelayTimings(idle_look_s=0.05),
     )
     guard = threading.Timer(60, stop.set)  # a relay that never delivered: end the test
     guard.start()

@@ -80,7 +80,10 @@ def test_the_metrics_count_the_new_file(
     port = free_port()
     outbox = tmp_path / "work" / "outbox.sqlite3"
     env = {"IEVENTS_OUTBOX": str(outbox)}
-    relay = start_relay(str(outbox), "--metrics-port", str(port))
+    # The outbox's figures read again every half second (5 s by default).
+    relay = start_relay(
+        str(outbox), "--metrics-port", str(port), IEVENTS_RELAY_TIMINGS="summary_refresh_s=0.5"
+    )
     relay.wait_for_stderr("watching ")
     for n in (1, 2):
         assert run_cli("send", "old", "--user-id", str(n), "--queue", env=env).code == 0

@@ -209,7 +209,14 @@ def test_a_relay_for_three_workspaces_delivers_one_while_the_others_fail(
     config = tmp_path / "config" / "config.toml"
     write_profiles(tmp_path, fakes, ("a", "b", "c"))
     env = cli_env(tmp_path, None, lane_env(tmp_path, store_location, config))
-    relay = Relay(env, tmp_path, store_location, "--all-profiles", "--metrics-port", "0")
+    # The metrics' figures and the heartbeat every half second (5 s by default); the
+    # pauses after b's and c's failures stay 15 s and 60 s (the order checked below).
+    env["IEVENTS_RELAY_TIMINGS"] = "summary_refresh_s=0.5,heartbeat_s=0.5"
+    # One retry: b's first answers (503) are told after ~0.5 s of backoff, not ~8 s of
+    # three; a's capture below comes after that either way.
+    relay = Relay(
+        env, tmp_path, store_location, "--all-profiles", "--metrics-port", "0", "--retries", "1"
+    )
     try:
         relay.wait_until_idle()
         # The first run's rows: a delivers its own while b and c fail.
@@ -294,6 +301,7 @@ def test_a_workspace_whose_token_cannot_be_learned_at_start_is_asked_again_and_b
     fakes["b"].script(Reply(503, path="/me"))  # Intercom down for b when the relay starts
     config = tmp_path / "config" / "config.toml"
     env = cli_env(tmp_path, None, lane_env(tmp_path, store_location, config))
+    env["IEVENTS_RELAY_TIMINGS"] = "learn_retry_s=0.5"  # asked again after 0.5 s, not 5
     relay = Relay(env, tmp_path, store_location, "--profile", "a", "--profile", "b")
     try:
         relay.wait_until_idle()

@@ -233,6 +233,7 @@ def test_relay_pauses_after_a_rejected_token_and_says_so(
     from intercom_events_cli.config.settings import Settings
     from intercom_events_cli.delivery.engine import StopReason
     from intercom_events_cli.delivery.relay import Relay as CoreRelay
+    from intercom_events_cli.delivery.timings import RelayTimings
     from intercom_events_cli.event import Event
     from intercom_events_cli.outbox import SqliteOutbox, State
 
@@ -252,7 +253,7 @@ def test_relay_pauses_after_a_rejected_token_and_says_so(
         lambda: SqliteOutbox.open(path),
         stop=stop,
         on_notice=on_notice,
-        idle_look_s=0.05,
+        timings=RelayTimings(idle_look_s=0.05),
     )
     guard = threading.Timer(30, stop.set)  # no notice would mean a 60 s pause, looping
     guard.start()

@@ -61,7 +61,9 @@ def test_metrics_are_the_outboxs_figures_after_deliveries(
 ) -> None:
     env = {"IEVENTS_OUTBOX": outbox}
     port = free_port()
-    relay = start_relay(outbox, "--metrics-port", str(port))
+    relay = start_relay(
+        outbox, "--metrics-port", str(port), IEVENTS_RELAY_TIMINGS="summary_refresh_s=0.5"
+    )
     fake.script(Reply(status=422, body={"type": "error.list", "errors": [{"code": "bad"}]}))
     assert run_cli("batch", "-", "--queue", input=ops_ndjson(30), env=env).code == 0
     wait_for(lambda: status(run_cli, outbox)["delivered"] == 29, what="29 deliveries recorded")
@@ -273,7 +275,9 @@ def test_relay_totals_span_reconnects(
     fake.latency = 0.01
     assert run_cli("flush", env=env).code == 0
     port = free_port()
-    relay = start_relay(pg_uri, "-c", "4", "--metrics-port", str(port))
+    # A beat, a reconnect and the metrics' figures every half second, not every 5-10 s.
+    quick = "heartbeat_s=0.5,idle_look_s=0.5,reconnect_max_s=1,summary_refresh_s=0.5"
+    relay = start_relay(pg_uri, "-c", "4", "--metrics-port", str(port), IEVENTS_RELAY_TIMINGS=quick)
     assert run_cli("batch", "-", "--queue", input=ops_ndjson(300), env=env).code == 0
     database = pg_uri.rsplit("/", 1)[1].split("?")[0]
     beat = None
@@ -308,7 +312,9 @@ def test_a_running_relay_keeps_a_heartbeat_and_a_clean_stop_is_recorded_as_0(
     """Before: "last flush: never" while it ran, and exit 130 recorded after a SIGTERM."""
     env = {"IEVENTS_OUTBOX": outbox}
     port = free_port()
-    relay = start_relay(outbox, "--metrics-port", str(port))
+    # A beat and the metrics' figures every half second (5 s by default).
+    quick = "heartbeat_s=0.5,idle_look_s=0.5,summary_refresh_s=0.5"
+    relay = start_relay(outbox, "--metrics-port", str(port), IEVENTS_RELAY_TIMINGS=quick)
     assert run_cli("batch", "-", "--queue", input=ops_ndjson(3), env=env).code == 0
     wait_for(lambda: status(run_cli, outbox)["delivered"] == 3, what="3 deliveries")
     wait_for(lambda: status(run_cli, outbox)["last_flush_at"], what="a last flush, running")
@@ -316,7 +322,7 @@ def test_a_running_relay_keeps_a_heartbeat_and_a_clean_stop_is_recorded_as_0(
     assert running["last_flush_exit_code"] == 0 and running["last_success_at"] is not None
     first = running["relay_heartbeat_at"]
     assert first is not None
-    # It keeps beating (every 5 s), and the metrics show it.
+    # It keeps beating, and the metrics show it.
     wait_for(lambda: status(run_cli, outbox)["relay_heartbeat_at"] != first, what="the next beat")
     samples = wait_for(
         lambda: (

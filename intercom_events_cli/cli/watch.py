@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..delivery.timings import TIMINGS_ENV, RelayTimings, timings_from_text
 from ..errors import ExitCode, IeventsError, UsageError
 from .common import attempt_logger, stop_on_signals
 from .output import Output
@@ -67,9 +68,10 @@ def run_watch(
 
     address = parse_metrics_address(metrics_port) if metrics_port is not None else None
     region = Destination(settings.base_url.rstrip("/"), "", "", "").region
+    timings = timings_from_text(env.get(TIMINGS_ENV))
     # The process's own: a signal since the run began has already asked it to stop.
     stop = relay_stop() or threading.Event()
-    metrics, cache = _metrics(address, location, env)
+    metrics, cache = _metrics(address, location, env, timings)
     teller = _RelayTeller(ui, metrics, cache, region)
     relay = Relay(
         location,
@@ -83,6 +85,7 @@ def run_watch(
         concurrency=concurrency,
         lease_s=lease_seconds(env),
         reload_settings=reload_settings,
+        timings=timings,
     )
     teller.relay = relay
     _serve_metrics(ui, metrics, address)
@@ -188,8 +191,9 @@ def watch_several(
     from .render_lanes import deferred_line, lane_label
 
     address = parse_metrics_address(metrics_port) if metrics_port is not None else None
+    timings = timings_from_text(env.get(TIMINGS_ENV))
     stop = relay_stop() or threading.Event()
-    metrics, cache = _metrics(address, location, env)
+    metrics, cache = _metrics(address, location, env, timings)
     log_lock = threading.Lock()
     told_refused = [0]
     failing: set[str] = set()  # lanes whose last answer was a temporary failure (told)
@@ -242,6 +246,7 @@ def watch_several(
         on_attempt=attempt_logger(ui),
         concurrency=concurrency,
         lease_s=lease_seconds(env),
+        timings=timings,
     )
 
     def tell_waiting() -> None:
@@ -270,7 +275,10 @@ def watch_several(
 
 
 def _metrics(
-    address: tuple[str, int] | None, location: OutboxLocation, env: Mapping[str, str]
+    address: tuple[str, int] | None,
+    location: OutboxLocation,
+    env: Mapping[str, str],
+    timings: RelayTimings,
 ) -> tuple[Any, Any]:
     """The metrics and the summary cache they read (both None without --metrics-port)."""
     if address is None:
@@ -279,5 +287,6 @@ def _metrics(
     from ..delivery.summary_cache import SummaryCache
     from ..outbox.store import open_reader
 
-    cache = SummaryCache(lambda: open_reader(location, env))
-    return RelayMetrics(cache.get, cache.age_s), cache
+    cache = SummaryCache(lambda: open_reader(location, env), refresh_s=timings.summary_refresh_s)
+    metrics = RelayMetrics(cache.get, cache.age_s, render_every_s=timings.metrics_render_s)
+    return metrics, cache

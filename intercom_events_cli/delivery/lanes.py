@@ -10,7 +10,7 @@ pauses or paces another.
 
 - A lane's workspace is learned with GET /me (:func:`~.workspaces.learn_workspace`) on
   its own thread, so a workspace whose Intercom is down at start does not hold up the
-  others; a relay's lane asks again while it idles (:data:`~.relay.LEARN_RETRY_S`).
+  others; a relay's lane asks again while it idles (:data:`~.timings.LEARN_RETRY_S`).
 - Two profiles of one workspace (or with one token) share one lane: the first to learn
   it serves it, the other ends (``served_by``). Rows are never claimed twice anyway (each
   claim is atomic); this keeps one pacer per workspace, as Intercom's limit is.

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, IeventsError, MissingExtra
 from ..outbox import OutboxSummary, State
+from .timings import METRICS_RENDER_S
 
 if TYPE_CHECKING:
     from .engine import Delivery
@@ -160,7 +161,10 @@ class RelayMetrics:
         self,
         summary: Callable[[], OutboxSummary | None],
         age: Callable[[], float | None] | None = None,
+        *,
+        render_every_s: float = METRICS_RENDER_S,
     ) -> None:
+        self.render_every_s = render_every_s
         client = _prometheus()
         self.registry = client.CollectorRegistry(auto_describe=False)
         self.registry.register(_OutboxCollector(summary, age))
@@ -220,7 +224,10 @@ class RelayMetrics:
         from .metrics_server import ThrottledMetrics, serve
 
         client = _prometheus()
-        text = ThrottledMetrics(lambda: bytes(client.generate_latest(self.registry)))
+        text = ThrottledMetrics(
+            lambda: bytes(client.generate_latest(self.registry)),
+            render_every_s=self.render_every_s,
+        )
         try:
             server = serve(host, port, text, client.CONTENT_TYPE_LATEST)
         except OSError as exc:

@@ -22,7 +22,9 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-RENDER_EVERY_S = 1.0
+from .timings import METRICS_RENDER_S
+
+RENDER_EVERY_S = METRICS_RENDER_S
 MIN_INTERVAL_S = 0.01  # at most 100 answers a second
 
 

@@ -5,7 +5,7 @@ nothing left to do it waits for a sign of new rows instead of ending.
 
 The sign comes from the outbox's own :meth:`~.outbox.store.OutboxStore.waker` (PostgreSQL
 ``LISTEN``, SQLite's ``PRAGMA data_version``: each backend knows its own). Either way it
-also looks every :data:`IDLE_LOOK_S` without a sign, for rows whose
+also looks every :data:`~.timings.IDLE_LOOK_S` without a sign, for rows whose
 retry time has come. Pacing, retries, dead letters and the handling of a rejected token
 are the engine's. Around it, the relay:
 
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExitCode, IeventsError, OutboxBusy, OutboxError, OutboxUnavailable
+from .timings import RelayTimings
 
 if TYPE_CHECKING:
     from ..config.settings import Settings
@@ -34,23 +35,8 @@ if TYPE_CHECKING:
     from ..outbox.store import OutboxLocation, OutboxStore, Waker
     from .engine import Deliverer, Delivery, FlushReport
 
-IDLE_LOOK_S = 1.0
-# After the engine stopped for Intercom being unavailable (or an internal error), and
-# after the token was rejected (someone has to fix it: no point hammering).
-PAUSE_UNAVAILABLE_S = 15.0
-PAUSE_AUTH_S = 60.0
-# Waiting for the database to come back: 0.5 s, doubling, at most this.
-RECONNECT_MAX_S = 10.0
+# The engine's look at its senders while a relay runs (not one of the relay's timings).
 ENGINE_POLL_S = 0.02
-# A running relay writes its heartbeat (the outbox's last flush, with the exit code of
-# what it did since the last beat, and relay_heartbeat_at) this often.
-HEARTBEAT_S = 5.0
-# A token whose workspace GET /me could not learn (Intercom down at start) is asked again
-# after this long while the relay idles (doubling up to PAUSE_AUTH_S): its workspace's
-# rows wait for the answer, and a revoked token is not asked every few seconds.
-LEARN_RETRY_S = 5.0
-# How often a relay whose token came from a file reads the file again (a rotation).
-TOKEN_LOOK_S = 5.0
 
 
 @dataclass
@@ -95,7 +81,7 @@ class Relay:
         on_attempt: Callable[[AttemptLog], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
         on_store: Callable[[OutboxStore | None], None] | None = None,
-        idle_look_s: float = IDLE_LOOK_S,
+        timings: RelayTimings | None = None,
         profile_name: str | None = None,
         on_learned: Callable[[str], bool] | None = None,
         beat_code: Callable[[ExitCode], ExitCode] | None = None,
@@ -111,13 +97,15 @@ class Relay:
         self.on_attempt = on_attempt
         self.on_notice = on_notice
         self.on_store = on_store
-        self.idle_look_s = idle_look_s
+        self.timings = timings or RelayTimings()
+        self.idle_look_s = self.timings.idle_look_s
         self.engine_options = engine_options
         self.report = RelayReport()
         self.store: OutboxStore | None = None
-        self._backoff = 0.5  # the next wait for the database (doubling to RECONNECT_MAX_S)
+        # The next wait for the database (doubling to timings.reconnect_max_s).
+        self._backoff = min(0.5, self.timings.reconnect_max_s)
         self._waker: Waker | None = None  # the first store opened makes it
-        self.heartbeat_s = HEARTBEAT_S
+        self.heartbeat_s = self.timings.heartbeat_s
         self._engine: Deliverer | None = None  # the engine running now
         self._last_beat = -float("inf")
         # A run the engine ended (token rejected, Intercom unavailable): its code, which
@@ -129,13 +117,13 @@ class Relay:
         self.beat_code = beat_code
         self.tell_elsewhere = tell_elsewhere
         # How the settings were made (the command line's options): made again to read a
-        # token file anew (settings.token_file), every TOKEN_LOOK_S, for a rotation.
+        # token file anew (settings.token_file), every timings.token_look_s, for a rotation.
         self.reload_settings = reload_settings
         self._token_looked_at = time.monotonic()
         self.workspace: str | None = None  # learned (GET /me), or None
         self.retired = False  # another relay of this process serves the same workspace
         self._learn_tried_at = -float("inf")
-        self._learn_wait = LEARN_RETRY_S
+        self._learn_wait = self.timings.learn_retry_s
         self._learn_done = False
         self._told_learn_failure = False  # said once until the workspace is learned
         self._learn_failure: IeventsError | None = None  # GET /me's refusal, if any
@@ -165,7 +153,7 @@ class Relay:
             and self.settings.token
             and time.monotonic() - self._learn_tried_at >= self._learn_wait
         ):
-            self._learn_wait = min(self._learn_wait * 2, PAUSE_AUTH_S)
+            self._learn_wait = min(self._learn_wait * 2, self.timings.pause_auth_s)
             return False  # end this run: the next one asks GET /me again first
         if self._waker is not None:
             self._waker.wait(self.idle_look_s)
@@ -260,7 +248,7 @@ class Relay:
     def _wait_backoff(self, message: str) -> None:
         self._notice(f"{message}; trying again in {self._backoff:g} s")
         self.stop.wait(self._backoff)
-        self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
+        self._backoff = min(self._backoff * 2, self.timings.reconnect_max_s)
 
     def _run_engine(self, store: OutboxStore) -> FlushReport | None:
         """One engine run until it has nothing to do; None when the outbox failed under it
@@ -319,15 +307,15 @@ class Relay:
             again = "when the token file changes, or " if self._token_from_file() else ""
             self._notice(
                 f"the token was rejected; every event stays pending; trying again {again}in "
-                f"{PAUSE_AUTH_S:g} s"
+                f"{self.timings.pause_auth_s:g} s"
             )
-            self._pause(PAUSE_AUTH_S, until=self._new_token)
+            self._pause(self.timings.pause_auth_s, until=self._new_token)
         elif flush.stopped is not None:
             self._notice(
                 f"delivery paused ({flush.stopped.value}); trying again in "
-                f"{PAUSE_UNAVAILABLE_S:g} s"
+                f"{self.timings.pause_unavailable_s:g} s"
             )
-            self._pause(PAUSE_UNAVAILABLE_S)
+            self._pause(self.timings.pause_unavailable_s)
 
     def _pause(self, seconds: float, until: Callable[[], bool] | None = None) -> None:
         """Wait ``seconds`` (or a stop, or ``until`` true), beating meanwhile: a paused
@@ -346,11 +334,11 @@ class Relay:
     def _new_token(self, *, at_once: bool = False) -> bool:
         """Whether the token file holds another token now (a rotation: the old one may be
         revoked at any moment); if so the relay takes it, and learns its workspace before
-        delivering with it. Looked at every :data:`TOKEN_LOOK_S` (``at_once``: now)."""
+        delivering with it. Looked at every ``timings.token_look_s`` (``at_once``: now)."""
         if not self._token_from_file():
             return False
         now = time.monotonic()
-        if not at_once and now - self._token_looked_at < TOKEN_LOOK_S:
+        if not at_once and now - self._token_looked_at < self.timings.token_look_s:
             return False
         self._token_looked_at = now
         assert self.reload_settings is not None
@@ -363,7 +351,7 @@ class Relay:
         self.settings = fresh
         self._workspace_known = False
         self._learn_failure, self._told_learn_failure = None, False
-        self._learn_tried_at, self._learn_wait = -float("inf"), LEARN_RETRY_S
+        self._learn_tried_at, self._learn_wait = -float("inf"), self.timings.learn_retry_s
         self._paused_code = None
         self._notice(
             f"the token file {fresh.token_file} holds a new token: delivering with it from now"
@@ -410,7 +398,7 @@ class Relay:
 
         self._notice(
             f"{refusal_text(exc)} ({exc.message}); no event is delivered with it; asked "
-            f"again every {PAUSE_AUTH_S:g} s at most"
+            f"again every {self.timings.pause_auth_s:g} s at most"
         )
 
     def _tell_elsewhere(self, store: OutboxStore) -> None:

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING
 
 from ..errors import IeventsError
 from ..outbox import OutboxSummary, State
+from .timings import SUMMARY_REFRESH_S
 
 if TYPE_CHECKING:
     from ..outbox.store import OutboxStore
     from .engine import Delivery
 
 # The full summary is read at most this often (and only when scraped).
-REFRESH_S = 5.0
+REFRESH_S = SUMMARY_REFRESH_S
 
 
 class SummaryCache:
