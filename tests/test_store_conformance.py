@@ -198,9 +198,10 @@ def test_bulk_capture_adopts_undelivered_rows_for_its_run(store: OutboxStore) ->
         ("run-2", 8),
         ("run-2", 9),
     ]
-    assert store.count_undelivered("run-2") == (3, 0)
+    # (undelivered, of which in flight): run-2's u0 is held by "a".
+    assert store.count_undelivered("run-2") == (3, 1)
     assert store.count_undelivered("run-1") == (1, 0)
-    # One of run-2's comes back for later, one is delivered: (undelivered, of which later).
+    # One of run-2's comes back for later, one is delivered; run-1's is taken by "b".
     claimed = {r.payload["user_id"]: r.id for r in store.claim("b", 3)}
     assert set(claimed) == {"u1", "u2", "u3"}
     later = time.time() + 3600
@@ -211,8 +212,8 @@ def test_bulk_capture_adopts_undelivered_rows_for_its_run(store: OutboxStore) ->
             RowResult(claimed["u2"], State.DELIVERED, status=202),
         ],
     )
-    assert store.count_undelivered("run-2") == (2, 1)
-    assert store.count_undelivered("run-1") == (1, 0)
+    assert store.count_undelivered("run-2") == (2, 1)  # u0 (in flight, "a") and u3 (later)
+    assert store.count_undelivered("run-1") == (1, 1)
     assert store.count_undelivered("nobody") == (0, 0)
 
 

@@ -158,10 +158,15 @@ def print_not_delivered(ui: Output, report: BatchReport) -> None:
                 else f"{report.not_due} not sent: not due yet (an earlier attempt failed) "
                 "or waiting for another workspace"
             )
+        if report.elsewhere:
+            parts.append(f"{report.elsewhere} being sent by another ievents process")
+        only_elsewhere = report.elsewhere == report.pending
         ui.error(
             f"{plural(report.pending, 'event')} not delivered yet ({'; '.join(parts)}); "
             f"{agree(report.pending, 'it is', 'they are')} safe in the outbox",
-            f"deliver {agree(report.pending, 'it', 'them')} later with: ievents flush",
+            "see them delivered with: ievents outbox status"
+            if only_elsewhere
+            else f"deliver {agree(report.pending, 'it', 'them')} later with: ievents flush",
         )
     if flush is not None:
         for destination, count in flush.waiting_elsewhere:

@@ -136,6 +136,7 @@ def summary_json(report: BatchReport, rejects: str | None, mode: BatchMode) -> d
         "pending": report.pending,
         "failed": report.failed,
         "not_due": report.not_due,
+        "in_flight_elsewhere": report.elsewhere,
         "elapsed_s": round(report.elapsed_s, 3),
         "events_per_s": round(report.events_per_s, 1),
         "rejects": rejects,

@@ -84,6 +84,7 @@ class BatchReport:
     pending: int = 0  # events of this run (stored or already there) not delivered at the end
     failed: int = 0  # of those: delivery failed in this run
     not_due: int = 0  # of those: not sent, waiting for the next attempt of an earlier failure
+    elsewhere: int = 0  # of those: being sent by another process (in flight at the end)
     elapsed_s: float = 0.0
     interrupted: bool = False
     reading_done: bool = False
@@ -424,15 +425,17 @@ class BatchRun:
             self.on_result(delivery)
 
     def _count_undelivered(self) -> None:
-        """How many events of this run are not delivered: failed now, or not due yet."""
+        """How many events of this run are not delivered: failed now, being sent by another
+        process (another batch or a relay took them first), or not due yet."""
         assert self.store is not None
         try:
-            total, _later = self.store.count_undelivered(self.run_id)
+            total, in_flight = self.store.count_undelivered(self.run_id)
         except IeventsError:
             return
         self.report.pending = total
-        self.report.failed = min(total, len(self._failed_ids))
-        self.report.not_due = total - self.report.failed
+        self.report.elsewhere = in_flight
+        self.report.failed = min(total - in_flight, len(self._failed_ids))
+        self.report.not_due = total - in_flight - self.report.failed
 
 
 @contextmanager

@@ -215,13 +215,13 @@ class SqlDestinations(SqlStore[H]):
         return [(Destination(*r[:5]), int(r[5])) for r in found]
 
     def count_undelivered(self, source: str) -> tuple[int, int]:
-        """(pending or in flight, of which due later) among the rows of ``source``."""
+        """(pending or in flight, of which in flight) among the rows of ``source``."""
         with self._read() as db:
             found = self._run(
                 db,
-                "SELECT count(*), coalesce(sum(CASE WHEN next_attempt_at > ? THEN 1 ELSE 0 "
+                "SELECT count(*), coalesce(sum(CASE WHEN state = 'in_flight' THEN 1 ELSE 0 "
                 f"END), 0) FROM {{s}}.events WHERE source = ? AND {_UNDELIVERED}",
-                (self._clock(db), source),
+                (source,),
             ).fetchone()
         return int(found[0]), int(found[1])
 

@@ -195,7 +195,10 @@ class OutboxStore(Protocol):
         ...
 
     def count_undelivered(self, source: str) -> tuple[int, int]:
-        """(pending or in flight, of which due later) among the rows of ``source``."""
+        """(pending or in flight, of which in flight) among the rows of ``source``.
+
+        At the end of a batch run its own claims are settled: what is still in flight is
+        held by another process (another batch, a relay)."""
         ...
 
     def count_due(self, destination_id: int | None, *, now: float | None = None) -> int:
