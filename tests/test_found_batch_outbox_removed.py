@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -63,3 +64,10 @@ def test_an_outbox_removed_while_batch_reads_a_pipe_is_an_error_not_a_success(
     assert "moved, removed or replaced" in stderr
     assert "Traceback" not in stderr
     assert fake.requests == []
+    # What it had done by then is said, before the error (it said nothing of it before).
+    said = re.search(
+        r"stopped by the error below after reading (\d+) records \((\d+) stored", stderr
+    )
+    assert said is not None, stderr
+    assert int(said.group(1)) >= 50 and int(said.group(2)) == 50, stderr
+    assert stderr.index("stopped by the error below") < stderr.index("moved, removed or replaced")

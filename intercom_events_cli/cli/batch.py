@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import ExitCode, UsageError
+from ..errors import ExitCode, IeventsError, UsageError
 from ..outcome import api_error_text, status_text
 from .common import open_outbox, reporting, stop_on_signals
 from .environment import current
@@ -118,6 +118,22 @@ def print_summary(
             f"{'it' if one else 'them'} again; give created_at to make re-runs safe"
         )
     print_not_delivered(ui, report)
+
+
+def print_before_error(ui: Output, report: BatchReport, mode: BatchMode) -> None:
+    """What a run that an error ends (the outbox lost, a full disk) had done by then:
+    which of the records read are stored, so that nobody has to guess."""
+    from ..delivery.batch import BatchMode
+
+    if not report.read:
+        return
+    done = f"{report.queued} stored, {report.skipped} already in the outbox"
+    if mode is BatchMode.DELIVER:
+        done += f", {report.delivered} delivered"
+    ui.warn(
+        f"batch: stopped by the error below after reading {plural(report.read, 'record')} "
+        f"({done}); running the same batch again skips what is stored"
+    )
 
 
 def print_problems_left(
@@ -383,7 +399,11 @@ def run_batch(
                     on_result=display.result,
                 )
                 with stop_on_signals(stop), progress_reporting(ui, run, display):
-                    report = run.run()
+                    try:
+                        report = run.run()
+                    except IeventsError:
+                        print_before_error(ui, run.report, mode)
+                        raise
             finally:
                 if store is not None:
                     store.close()
