@@ -9,6 +9,7 @@ directly: a terminal, NO_COLOR and the clock come from it, not from the process.
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 import re
@@ -92,7 +93,15 @@ def test_in_process_runs_match_real_processes(tmp_path: Path) -> None:
         outcomes[-1].append((0, repr(posted), ""))
     in_process, real = outcomes
     for invocation, ours, theirs in zip(INVOCATIONS, in_process, real, strict=False):
-        assert ours == theirs, invocation
+        if ours != theirs:  # the lines that differ, not pytest's cut-off repr
+            diff = difflib.unified_diff(
+                "\n".join(map(str, theirs)).splitlines(),
+                "\n".join(map(str, ours)).splitlines(),
+                "real process",
+                "in process",
+                lineterm="",
+            )
+            raise AssertionError(f"{invocation}:\n" + "\n".join(diff))
     assert in_process[-1] == real[-1] and "paid" in in_process[-1][1]
     codes = {code for code, _, _ in real}
     assert {0, 2, 65, 67, 77, 78} <= codes  # the invocations do reach each exit path
