@@ -60,6 +60,9 @@ def frozen(cls: type[_T]) -> type[_T]:
     made.__hash__ = _hash
     made.__setattr__ = _setattr
     made.__delattr__ = _delattr
+    # What dataclasses itself reads of a class (a dataclass subclass must be frozen too).
+    made.__dataclass_params__.frozen = True
+    made.__dataclass_params__.eq = True
     return cls
 
 

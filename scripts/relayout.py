@@ -163,6 +163,7 @@ KEEP_AT_TOP = {
     "event",
     "extras",
     "fields",
+    "frozen",
     "metadata",
     "outcome",
     "record_check",

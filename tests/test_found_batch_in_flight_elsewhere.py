@@ -2,7 +2,7 @@
 "26 events not delivered yet (26 not sent: not due yet (an earlier attempt failed) or
 waiting for another workspace)" with the hint "deliver them later with: ievents flush",
 while no attempt had failed: the other batch had taken those events and was sending them
-(all were delivered). It now says they are being sent by another ievents process, counts
+(all were delivered). It now says they are claimed by another ievents process, counts
 them apart in ``--json`` (``in_flight_elsewhere``), and points at ``outbox status``. The
 exit code stays 75: they are not delivered when the run ends.
 
@@ -47,11 +47,11 @@ def test_events_another_process_is_sending_are_said_so(
         again = run_cli("batch", str(source), "--json", env={"IEVENTS_OUTBOX": outbox})
     assert result.code == 75, result
     assert len(fake.events_posted()) == 3  # its own three; the two held are not sent twice
-    assert "2 events not delivered yet (2 being sent by another ievents process)" in (
+    assert "2 events not delivered yet (2 claimed by another ievents process)" in (result.stderr), (
         result.stderr
-    ), result.stderr
+    )
     assert "an earlier attempt failed" not in result.stderr
-    assert "ievents outbox status" in result.stderr
+    assert "see where they are with: ievents outbox status" in result.stderr
     assert "deliver them later with: ievents flush" not in result.stderr
     body = json.loads(again.stdout)
     assert (body["pending"], body["in_flight_elsewhere"], body["failed"], body["not_due"]) == (
@@ -78,5 +78,5 @@ def test_held_and_failed_events_are_counted_apart(
     assert (body["pending"], body["in_flight_elsewhere"], body["failed"]) == (2, 1, 1), body
     assert result.code == 75
     # The failed one waits for its next attempt; the other is the other process's.
-    assert "1 not sent: not due yet" in text and "1 being sent by another ievents process" in text
+    assert "1 not sent: not due yet" in text and "1 claimed by another ievents process" in text
     assert "deliver them later with: ievents flush" in text  # one of them is its to flush

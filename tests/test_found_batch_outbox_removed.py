@@ -66,7 +66,7 @@ def test_an_outbox_removed_while_batch_reads_a_pipe_is_an_error_not_a_success(
     assert fake.requests == []
     # What it had done by then is said, before the error (it said nothing of it before).
     said = re.search(
-        r"stopped by the error below after reading (\d+) records \((\d+) stored", stderr
+        r"stopped by the error below after reading (\d+) records: \d+ valid \((\d+) stored", stderr
     )
     assert said is not None, stderr
     assert int(said.group(1)) >= 50 and int(said.group(2)) == 50, stderr

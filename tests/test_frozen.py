@@ -161,6 +161,18 @@ class Picklable:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def test_dataclasses_sees_a_frozen_dataclass(value_class: type[Any]) -> None:
+    params = value_class.__dataclass_params__  # what dataclasses reads of a base class
+    assert params.frozen is True and params.eq is True
+    # A frozen dataclass may subclass it; a mutable one is refused when defined.
+    sub = dataclass(frozen=True)(
+        type("Sub", (value_class,), {"__annotations__": {"z": "int"}, "z": 0})
+    )
+    assert sub("a").z == 0
+    with pytest.raises(TypeError, match="frozen"):
+        dataclass(type("Mutable", (value_class,), {"__annotations__": {"z": "int"}, "z": 0}))
+
+
 def test_unsupported_features_are_refused_when_the_class_is_defined() -> None:
     with pytest.raises(TypeError, match="init=False"):
         frozen(type("A", (), {"__annotations__": {"x": "int"}, "x": field(init=False)}))

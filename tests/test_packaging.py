@@ -115,7 +115,7 @@ def pipx() -> list[str] | None:
 
 @pytest.mark.skipif(
     os.environ.get(INSTALLS_FROM_THE_INDEX) != "1",
-    reason="installs from the package index (~10 s of CPU): .ci/run runs it as its own step",
+    reason="installs from the package index: .ci/run runs it as its own step",
 )
 @pytest.mark.skipif(pipx() is None, reason="pipx is not installed (.ci/run installs it)")
 def test_pipx_install_and_inject_an_extra_as_the_docs_say(tmp_path: Path) -> None:

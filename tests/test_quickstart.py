@@ -72,7 +72,7 @@ def test_quick_start_has_two_commands_through_scripts_dev() -> None:
 
 @pytest.mark.skipif(
     os.environ.get(INSTALLS_FROM_THE_INDEX) != "1",
-    reason="installs from the package index (~12 s of CPU, 25 s): .ci/run runs it as its own step",
+    reason="installs from the package index: .ci/run runs it as its own step",
 )
 @pytest.mark.skipif(
     shutil.which("git") is None or not (REPO_ROOT / ".git").exists(),

@@ -15,6 +15,7 @@ import stat
 import threading
 from pathlib import Path
 
+import pytest
 from conftest import RunCli
 from helpers import ndjson
 
@@ -50,3 +51,14 @@ def test_a_regular_rejects_file_is_still_tightened_to_0600(run_cli: RunCli, tmp_
     )
     assert result.code == 65, result.stderr
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_dry_run_that_an_error_ends_claims_nothing_was_stored(run_cli: RunCli) -> None:
+    """A batch an error ends says what it had stored (a9e56e0); a dry run stores nothing
+    and has no outbox, so it says nothing of storing: only the error."""
+    records = [{"event_name": "ok", "user_id": "1"}, {"event_name": "no-contact"}]
+    result = run_cli("batch", "-", "--dry-run", "--rejects", "/dev/full", input=ndjson(records))
+    assert result.code != 0, result
+    assert "stored" not in result.stderr and "stopped by the error" not in result.stderr
+    assert "Traceback" not in result.stderr

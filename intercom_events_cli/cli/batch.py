@@ -125,14 +125,14 @@ def print_before_error(ui: Output, report: BatchReport, mode: BatchMode) -> None
     which of the records read are stored, so that nobody has to guess."""
     from ..delivery.batch import BatchMode
 
-    if not report.read:
+    if not report.read or mode is BatchMode.DRY_RUN:
         return
     done = f"{report.queued} stored, {report.skipped} already in the outbox"
     if mode is BatchMode.DELIVER:
         done += f", {report.delivered} delivered"
     ui.warn(
-        f"batch: stopped by the error below after reading {plural(report.read, 'record')} "
-        f"({done}); running the same batch again skips what is stored"
+        f"batch: stopped by the error below after reading {plural(report.read, 'record')}: "
+        f"{report.valid} valid ({done}), {report.invalid} invalid"
     )
 
 
@@ -175,12 +175,13 @@ def print_not_delivered(ui: Output, report: BatchReport) -> None:
                 "or waiting for another workspace"
             )
         if report.elsewhere:
-            parts.append(f"{report.elsewhere} being sent by another ievents process")
+            parts.append(f"{report.elsewhere} claimed by another ievents process")
         only_elsewhere = report.elsewhere == report.pending
         ui.error(
             f"{plural(report.pending, 'event')} not delivered yet ({'; '.join(parts)}); "
             f"{agree(report.pending, 'it is', 'they are')} safe in the outbox",
-            "see them delivered with: ievents outbox status"
+            "see where they are with: ievents outbox status (a claim whose process died "
+            "lapses with its lease; ievents flush then takes them)"
             if only_elsewhere
             else f"deliver {agree(report.pending, 'it', 'them')} later with: ievents flush",
         )

@@ -288,7 +288,7 @@ def waiting_elsewhere_text(destination: Destination, count: int) -> str:
     )
 
 
-# A relay beats every 5 s (delivery/relay.py HEARTBEAT_S); a minute without a beat is the
+# A relay beats every 5 s (delivery/timings.py HEARTBEAT_S); a minute without a beat is the
 # alert the monitoring page suggests: status says so rather than "alive".
 RELAY_SILENT_S = 60.0
 
@@ -296,9 +296,12 @@ RELAY_SILENT_S = 60.0
 def relay_silent_text(last_beat: str) -> str:
     """``outbox status`` when the last relay's heartbeat is old and it never said it
     stopped (killed, frozen, or its host gone)."""
+    # Here, not at the top: render.py is on every command's start-up path.
+    from ..delivery.timings import HEARTBEAT_S
+
     return (
-        f"no heartbeat since {last_beat}; a running relay beats every 5 s: check that it "
-        "runs (a relay killed or frozen says nothing)"
+        f"no heartbeat since {last_beat}; a running relay beats every {HEARTBEAT_S:g} s: "
+        "check that it runs (a relay killed or frozen says nothing)"
     )
 
 

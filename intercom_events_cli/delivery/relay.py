@@ -103,7 +103,7 @@ class Relay:
         self.report = RelayReport()
         self.store: OutboxStore | None = None
         # The next wait for the database (doubling to timings.reconnect_max_s).
-        self._backoff = min(0.5, self.timings.reconnect_max_s)
+        self._backoff = self._first_backoff()
         self._waker: Waker | None = None  # the first store opened makes it
         self.heartbeat_s = self.timings.heartbeat_s
         self._engine: Deliverer | None = None  # the engine running now
@@ -194,7 +194,7 @@ class Relay:
     def run(self) -> RelayReport:
         """Deliver until ``stop``; returns the totals (exit 0, or 78 for a configuration
         that cannot work, such as a wrong database password)."""
-        self._backoff = 0.5
+        self._backoff = self._first_backoff()
         told_elsewhere = False
         try:
             while not self.stop.is_set() and not self.retired:
@@ -207,7 +207,7 @@ class Relay:
                 flush = self._run_engine(self.store)
                 if flush is None:
                     continue
-                self._backoff = 0.5  # the database worked through a run
+                self._backoff = self._first_backoff()  # the database worked through a run
                 if self.stop.is_set():
                     break
                 self._pause_after(flush)
@@ -244,6 +244,9 @@ class Relay:
             self._wait_backoff(exc.message)
             return False
         return True
+
+    def _first_backoff(self) -> float:
+        return min(0.5, self.timings.reconnect_max_s)
 
     def _wait_backoff(self, message: str) -> None:
         self._notice(f"{message}; trying again in {self._backoff:g} s")
