@@ -21,6 +21,7 @@ import.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
 import threading
@@ -59,7 +60,45 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     if STOP.is_set() and signum == signal.SIGINT:
         _interrupt(signum, frame)
         return
-    STOP.set()
+    set_from_handler(STOP)
+
+
+# Events a signal handler asked to set, and the thread that sets them (started before a
+# handler that uses it is installed: starting a thread takes locks as well).
+_to_set: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
+_setter: list[threading.Thread] = []
+_setter_lock = threading.Lock()
+
+
+def start_setter() -> None:
+    """Start the thread :func:`set_from_handler` hands its events to (once a process)."""
+    with _setter_lock:
+        if not _setter:
+            thread = threading.Thread(target=_set_each, name="ievents-signal-setter", daemon=True)
+            thread.start()
+            _setter.append(thread)
+
+
+def _set_each() -> None:
+    while True:
+        _to_set.get().set()
+
+
+def set_from_handler(event: threading.Event) -> None:
+    """Set ``event`` from a signal handler, without deadlocking.
+
+    ``Event.set()`` takes the event's lock, and a handler runs on the main thread between
+    two of its instructions: should those be inside ``event.wait()``, which holds the same
+    lock for a moment, ``set()`` waits for a lock its own thread holds, for ever (a relay
+    that a Ctrl-C froze instead of stopping, seen once in three suite runs). The event is
+    handed to the setter thread instead (a ``SimpleQueue`` put is safe in a handler), which
+    sets it as soon as the main thread lets go of the lock. Without a setter thread (none
+    was started), it is set here, as before.
+    """
+    if _setter:
+        _to_set.put(event)
+    else:
+        event.set()
 
 
 # Whether _unraisable runs: a handler that runs meanwhile sends its signal again instead.
@@ -107,6 +146,8 @@ def install(argv: Sequence[str]) -> None:
     the process ignore, as ``nohup`` does, stays ignored)."""
     relay = is_relay(argv)
     handler = _stop if relay else _interrupt
+    if relay:
+        start_setter()
     for sig in stop_signals():
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, handler)

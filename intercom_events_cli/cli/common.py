@@ -152,16 +152,17 @@ def open_existing(path: OutboxLocation, env: Mapping[str, str]) -> OutboxStore |
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """Ctrl-C, SIGTERM or SIGHUP asks the run to stop cleanly; a second Ctrl-C forces it.
     A SIGHUP the process was started ignoring (``nohup``) stays ignored."""
-    from ..early_signals import stop_signals
+    from ..early_signals import set_from_handler, start_setter, stop_signals
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        stop.set()
+        set_from_handler(stop)
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    start_setter()
     hangup = getattr(signal, "SIGHUP", None)
     previous = {
         sig: signal.signal(sig, handle)
