@@ -98,14 +98,12 @@ class Relay:
         self.on_notice = on_notice
         self.on_store = on_store
         self.timings = timings or RelayTimings()
-        self.idle_look_s = self.timings.idle_look_s
         self.engine_options = engine_options
         self.report = RelayReport()
         self.store: OutboxStore | None = None
         # The next wait for the database (doubling to timings.reconnect_max_s).
         self._backoff = self._first_backoff()
         self._waker: Waker | None = None  # the first store opened makes it
-        self.heartbeat_s = self.timings.heartbeat_s
         self._engine: Deliverer | None = None  # the engine running now
         self._last_beat = -float("inf")
         # A run the engine ended (token rejected, Intercom unavailable): its code, which
@@ -156,18 +154,18 @@ class Relay:
             self._learn_wait = min(self._learn_wait * 2, self.timings.pause_auth_s)
             return False  # end this run: the next one asks GET /me again first
         if self._waker is not None:
-            self._waker.wait(self.idle_look_s)
+            self._waker.wait(self.timings.idle_look_s)
         else:
-            self.stop.wait(self.idle_look_s)
+            self.stop.wait(self.timings.idle_look_s)
         return not self.stop.is_set()
 
     def _beat(self, *, final: ExitCode | None = None) -> None:
-        """Every :attr:`heartbeat_s` (and at the end, with ``final``): record in the outbox
+        """Every ``timings.heartbeat_s`` (and at the end, with ``final``): record in the outbox
         that this relay is alive, as a flush with the code of what it did since the last
         beat. Runs on the engine's thread, the only one using the store."""
         now = time.monotonic()
         store = self.store
-        if store is None or (final is None and now - self._last_beat < self.heartbeat_s):
+        if store is None or (final is None and now - self._last_beat < self.timings.heartbeat_s):
             return
         engine = self._engine
         code = engine.report.take_recent_code() if engine is not None else ExitCode.OK
@@ -329,7 +327,7 @@ class Relay:
             if left <= 0 or (until is not None and until()):
                 return
             self._beat()
-            self.stop.wait(min(left, self.heartbeat_s))
+            self.stop.wait(min(left, self.timings.heartbeat_s))
 
     def _token_from_file(self) -> bool:
         return self.reload_settings is not None and self.settings.token_file is not None
