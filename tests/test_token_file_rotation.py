@@ -71,6 +71,14 @@ def run_rotation(
     relay = Relay(env, tmp_path, store_location, *relay_args)
     try:
         rotate_under(relay, run, workspace, token_file, capture_env)
+    except AssertionError as exc:
+        relay.kill()
+        names = {f"Bearer {OLD}": "old", f"Bearer {NEW}": "new"}
+        seen = [
+            (r.method, r.path, r.status, names.get(r.headers.get("authorization", ""), "?"))
+            for r in workspace.requests
+        ]
+        raise AssertionError(f"{exc}\nthe relay said:\n{relay.stderr}\nrequests: {seen}") from None
     except BaseException:
         relay.kill()
         raise
