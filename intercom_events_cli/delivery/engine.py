@@ -70,10 +70,13 @@ class Deliverer:
     ``settings`` carry the retries and timeout of each event's delivery. ``stop`` set
     from another thread (or a signal handler) ends the run promptly: rows not answered
     yet go back to pending. ``keep_going`` returning True keeps the engine polling for new
-    rows while a producer adds them. ``on_result`` sees every row's result, on the calling
-    thread; ``on_attempt`` every HTTP attempt, on a worker thread. An injected ``client``
-    is used as it is (no ``on_attempt``, and its retry waits cannot be cut short).
-    One :meth:`run` per instance.
+    rows while a producer adds them; once it returns False the engine claims once more,
+    for the rows the producer stored after the last claim (not with ``last_look=False``:
+    a caller that ends the run to start another with new settings, a new token say).
+    ``on_result`` sees every row's result, on the calling thread; ``on_attempt`` every
+    HTTP attempt, on a worker thread. An injected ``client`` is used as it is (no
+    ``on_attempt``, and its retry waits cannot be cut short). One :meth:`run` per
+    instance.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class Deliverer:
         on_attempt: Callable[[AttemptLog], None] | None = None,
         stop: threading.Event | None = None,
         keep_going: Callable[[], bool] | None = None,
+        last_look: bool = True,
         pacer: Pacer | None = None,
         client: EventsClient | None = None,
         lease_s: float = DEFAULT_LEASE_S,
@@ -117,6 +121,7 @@ class Deliverer:
         self.on_attempt = on_attempt
         self.stop = stop or threading.Event()
         self.keep_going = keep_going
+        self.last_look = last_look
         if pacer is None and client is None:
             from ..http.pacing import RateLimitPacer
 
@@ -269,7 +274,7 @@ class Deliverer:
         last_claim = 0.0
         # Once the producer is done, one more claim: it may have stored rows after the
         # last claim and ended before keep_going was asked.
-        last_look = self.keep_going is not None
+        last_look = self.keep_going is not None and self.last_look
         while not self._stopping():
             room = self.claim_ahead - len(self._outstanding)
             rows: list[OutboxRow] = []

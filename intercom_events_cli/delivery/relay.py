@@ -263,6 +263,9 @@ class Relay:
             on_attempt=self.on_attempt,
             stop=self.stop,
             keep_going=self._keep_going,
+            # _keep_going ends a run to begin the next with what changed (a new token, a
+            # workspace to ask again): one more claim would send with the old settings.
+            last_look=False,
             poll_interval_s=ENGINE_POLL_S,
             # The relay keeps the flush record (_beat): a stop is no interrupted flush.
             note_flush=False,
