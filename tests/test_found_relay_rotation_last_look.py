@@ -1,90 +1,160 @@
 """Found by a suite run (test_token_file_rotation timed out once in ten runs): a relay that
-noticed its token file's new token while idle ended its engine run, but the engine first
-took one more look, with the old token: events captured at that moment went out with the
-revoked token, came back 401, and the relay paused for a minute saying "the token was
-rejected", although the token it now held had never been tried.
+noticed its token file's new token while idle ended its engine run, but the engine went
+on a little with the old token: one more look for new rows, or another round for a row
+a 503 had put back. Those events went out with the revoked token, came back 401, and the
+relay paused for a minute saying "the token was rejected", although the token it now
+held had never been tried.
 
 Made certain here, in process (the moment is a few microseconds wide in a real relay):
-the token file is read again at every idle moment, and reading it is when the new events
-arrive. Each outbox backend, a real fake Intercom on loopback.
+the token file is read again at every idle moment. Each outbox backend, a real fake
+Intercom on loopback, the relay's own engine and HTTP client.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from fake_intercom import FakeIntercom
+from fake_intercom import FakeIntercom, Reply
 from helpers import event
 
 from intercom_events_cli.config.settings import Settings
-from intercom_events_cli.delivery.relay import Relay
+from intercom_events_cli.delivery.engine import Delivery
+from intercom_events_cli.delivery.relay import Relay, RelayReport
 from intercom_events_cli.delivery.timings import RelayTimings
-from intercom_events_cli.outbox.store import open_store
+from intercom_events_cli.outbox import State
+from intercom_events_cli.outbox.store import OutboxStore, open_store
 
 OLD = "tok_LASTLOOK_old_token_of_ws_l1"
 NEW = "tok_LASTLOOK_new_token_of_ws_l1"
 
 
-def test_a_token_rotated_while_idle_is_the_one_every_later_request_carries(
-    tmp_path: Path, store_location: str
-) -> None:
+def rotate(token_file: Path, fake: FakeIntercom) -> None:
+    """The new token in the file, and the old one revoked at once."""
+    token_file.write_text(NEW + "\n")
+    fake.revoked.add(OLD)
+
+
+def run_relay(
+    tmp_path: Path,
+    store_location: str,
+    fake: FakeIntercom,
+    *,
+    on_reload: Callable[[str], None] = lambda token: None,
+    on_attempt: Callable[[Any], None] | None = None,
+    accepted: int,
+    **engine_options: Any,
+) -> tuple[RelayReport, list[str], int]:
+    """A relay with OLD in its token file, until the fake accepted ``accepted`` events (or
+    it paused on a rejected token); its report, its notices, and how many requests the
+    fake had seen when it took the new token."""
     token_file = tmp_path / "intercom.token"
     token_file.write_text(OLD + "\n")
     stop = threading.Event()
     notices: list[str] = []
+    switched_at: list[int] = []
 
     def on_notice(text: str) -> None:
         notices.append(text)
+        if "holds a new token" in text:
+            switched_at.append(len(fake.requests))
         if "rejected" in text:
             stop.set()  # the relay pauses now: what the test is about has happened
 
-    switched_at: list[int] = []  # how many requests the fake had seen at the switch
+    def settings(token: str) -> Settings:
+        return Settings(token=token, base_url=fake.url, retries=0, token_file=str(token_file))
 
+    def reload_settings() -> Settings:
+        token = token_file.read_text().strip()
+        on_reload(token)
+        return settings(token)
+
+    delivered: list[Delivery] = []
+
+    def on_result(delivery: Delivery) -> None:
+        if delivery.state is State.DELIVERED:
+            delivered.append(delivery)
+        if len(delivered) == accepted:
+            stop.set()
+
+    relay = Relay(
+        store_location,
+        settings(OLD),
+        lambda: open_store(store_location),
+        stop=stop,
+        on_notice=on_notice,
+        on_result=on_result,
+        on_attempt=on_attempt if on_attempt is not None else (lambda attempt: None),
+        reload_settings=reload_settings,
+        # The file read at every idle moment; a rejected token would pause 10 minutes.
+        timings=RelayTimings(idle_look_s=0.05, token_look_s=0.001, pause_auth_s=600),
+        **engine_options,
+    )
+    guard = threading.Timer(120, stop.set)  # a relay that never delivered: end the test
+    guard.start()
+    try:
+        report = relay.run()
+    finally:
+        guard.cancel()
+    assert switched_at, notices
+    return report, notices, switched_at[0]
+
+
+def check_only_the_new_token_after(
+    fake: FakeIntercom, switched_at: int, notices: list[str], accepted: int
+) -> None:
+    carried = [r.headers.get("authorization") for r in fake.requests[switched_at:]]
+    assert carried and set(carried) == {f"Bearer {NEW}"}, (carried, notices)
+    assert not any("rejected" in text for text in notices), notices
+    assert sum(r.status == 202 for r in fake.posts()) == accepted
+
+
+def test_events_captured_as_the_relay_takes_the_new_token_go_with_it(
+    tmp_path: Path, store_location: str
+) -> None:
+    """Its last look for new rows, after the run was ended for the new token."""
     with FakeIntercom() as fake, open_store(store_location) as capture:
         fake.workspaces = {OLD: "ws_l1", NEW: "ws_l1"}
         capture.add(event(1))
+        arrived: list[OutboxStore] = []
 
-        def settings(token: str) -> Settings:
-            return Settings(token=token, base_url=fake.url, retries=0, token_file=str(token_file))
-
-        def reload_settings() -> Settings:
-            token = token_file.read_text().strip()
-            if token == NEW and not switched_at:
+        def on_reload(token: str) -> None:
+            if token == NEW and not arrived:
                 # Captured by apps just as the relay looks at its file again.
                 capture.add(event(2))
                 capture.add(event(3))
-                switched_at.append(len(fake.requests))
-            return settings(token)
+                arrived.append(capture)
 
-        def on_result(delivery: object) -> None:
-            if len(fake.events_posted()) == 1:  # the first event, with the old token
-                token_file.write_text(NEW + "\n")  # the rotation...
-                fake.revoked.add(OLD)  # ...and the old token revoked at once
-            if sum(r.status == 202 for r in fake.posts()) == 3:
-                stop.set()
+        def on_attempt(attempt: Any) -> None:
+            if attempt.status == 202 and len(fake.posts()) == 1:  # the first, with OLD
+                rotate(tmp_path / "intercom.token", fake)
 
-        relay = Relay(
-            store_location,
-            settings(OLD),
-            lambda: open_store(store_location),
-            stop=stop,
-            on_notice=on_notice,
-            on_result=on_result,
-            reload_settings=reload_settings,
-            # The file read at every idle moment; a rejected token would pause 10 minutes.
-            timings=RelayTimings(idle_look_s=0.05, token_look_s=0.001, pause_auth_s=600),
+        report, notices, switched_at = run_relay(
+            tmp_path, store_location, fake, on_reload=on_reload, on_attempt=on_attempt, accepted=3
         )
-        guard = threading.Timer(120, stop.set)  # a relay that never delivered: end the test
-        guard.start()
-        try:
-            report = relay.run()
-        finally:
-            guard.cancel()
-        requests = list(fake.requests)
-
-    assert switched_at, notices
-    carried = [r.headers.get("authorization") for r in requests[switched_at[0] :]]
-    assert carried and set(carried) == {f"Bearer {NEW}"}, (carried, notices)
-    assert not any("rejected" in text for text in notices), notices
+        check_only_the_new_token_after(fake, switched_at, notices, accepted=3)
     assert report.delivered == 3
+
+
+def test_an_event_put_back_for_another_round_goes_with_the_new_token(
+    tmp_path: Path, store_location: str
+) -> None:
+    """Another round for an event a 503 put back, in the run ended for the new token."""
+    with FakeIntercom() as fake, open_store(store_location) as capture:
+        fake.workspaces = {OLD: "ws_l1", NEW: "ws_l1"}
+        capture.add(event(1))
+        capture.add(event(2))
+        # One at a time: 1 accepted (Intercom answers), 2 put back for a round by a 503.
+        fake.script(Reply(202), Reply(503))
+
+        def on_attempt(attempt: Any) -> None:
+            if attempt.status == 503:
+                rotate(tmp_path / "intercom.token", fake)
+
+        report, notices, switched_at = run_relay(
+            tmp_path, store_location, fake, on_attempt=on_attempt, accepted=2, concurrency=1
+        )
+        check_only_the_new_token_after(fake, switched_at, notices, accepted=2)
+    assert report.delivered == 2

@@ -71,12 +71,11 @@ class Deliverer:
     from another thread (or a signal handler) ends the run promptly: rows not answered
     yet go back to pending. ``keep_going`` returning True keeps the engine polling for new
     rows while a producer adds them; once it returns False the engine claims once more,
-    for the rows the producer stored after the last claim (not with ``last_look=False``:
-    a caller that ends the run to start another with new settings, a new token say).
-    ``on_result`` sees every row's result, on the calling thread; ``on_attempt`` every
-    HTTP attempt, on a worker thread. An injected ``client`` is used as it is (no
-    ``on_attempt``, and its retry waits cannot be cut short). One :meth:`run` per
-    instance.
+    for the rows the producer stored after the last claim. :meth:`finish` ends the run
+    without another claim. ``on_result`` sees every row's result, on the calling thread;
+    ``on_attempt`` every HTTP attempt, on a worker thread. An injected ``client`` is used
+    as it is (no ``on_attempt``, and its retry waits cannot be cut short). One
+    :meth:`run` per instance.
     """
 
     def __init__(
@@ -93,7 +92,6 @@ class Deliverer:
         on_attempt: Callable[[AttemptLog], None] | None = None,
         stop: threading.Event | None = None,
         keep_going: Callable[[], bool] | None = None,
-        last_look: bool = True,
         pacer: Pacer | None = None,
         client: EventsClient | None = None,
         lease_s: float = DEFAULT_LEASE_S,
@@ -121,7 +119,6 @@ class Deliverer:
         self.on_attempt = on_attempt
         self.stop = stop or threading.Event()
         self.keep_going = keep_going
-        self.last_look = last_look
         if pacer is None and client is None:
             from ..http.pacing import RateLimitPacer
 
@@ -232,6 +229,13 @@ class Deliverer:
             pass  # the heartbeat is not worth failing a run whose results are saved
         return self.report
 
+    def finish(self) -> None:
+        """End the run without claiming another row: the rows in hand are answered and
+        recorded, rows waiting for another round stay pending for a later run. For a
+        caller that ends a run to start the next with new settings (the relay, when its
+        token file holds a new token): a claim after this would send with the old ones."""
+        self._halt.set()
+
     def _probe(self) -> None:
         """The destination failed last time: send its oldest pending event first, alone.
 
@@ -274,7 +278,7 @@ class Deliverer:
         last_claim = 0.0
         # Once the producer is done, one more claim: it may have stored rows after the
         # last claim and ended before keep_going was asked.
-        last_look = self.keep_going is not None and self.last_look
+        last_look = self.keep_going is not None
         while not self._stopping():
             room = self.claim_ahead - len(self._outstanding)
             rows: list[OutboxRow] = []

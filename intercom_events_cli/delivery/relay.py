@@ -105,6 +105,7 @@ class Relay:
         self._backoff = self._first_backoff()
         self._waker: Waker | None = None  # the first store opened makes it
         self._engine: Deliverer | None = None  # the engine running now
+        self._ending = False  # _end_run ended the engine's run: it claims nothing more
         self._last_beat = -float("inf")
         # A run the engine ended (token rejected, Intercom unavailable): its code, which
         # the heartbeats during the pause after it keep saying.
@@ -140,24 +141,33 @@ class Relay:
 
     def _keep_going(self) -> bool:
         # Called by the engine when it has nothing in hand: wait for a sign, then look.
-        if self.stop.is_set():
+        if self.stop.is_set() or self._ending:
             return False
         self._tell_learn_failure()
         self._beat()
         if self._new_token():
-            return False  # end this run: the next one delivers (and learns) with it
+            return self._end_run()  # the next run delivers (and learns) with it
         if (
             not self._workspace_known
             and self.settings.token
             and time.monotonic() - self._learn_tried_at >= self._learn_wait
         ):
             self._learn_wait = min(self._learn_wait * 2, self.timings.pause_auth_s)
-            return False  # end this run: the next one asks GET /me again first
+            return self._end_run()  # the next run asks GET /me again first
         if self._waker is not None:
             self._waker.wait(self.timings.idle_look_s)
         else:
             self.stop.wait(self.timings.idle_look_s)
         return not self.stop.is_set()
+
+    def _end_run(self) -> bool:
+        """End the engine's run at once, for the next to begin with what changed: neither
+        its last look for new rows nor another round of retries, which would go out with
+        the old token (revoked, perhaps: a 401, and a pause, for a token never tried)."""
+        self._ending = True  # until the next run: the engine may ask once more
+        if self._engine is not None:
+            self._engine.finish()
+        return False
 
     def _beat(self, *, final: ExitCode | None = None) -> None:
         """Every ``timings.heartbeat_s`` (and at the end, with ``final``): record in the outbox
@@ -263,9 +273,6 @@ class Relay:
             on_attempt=self.on_attempt,
             stop=self.stop,
             keep_going=self._keep_going,
-            # _keep_going ends a run to begin the next with what changed (a new token, a
-            # workspace to ask again): one more claim would send with the old settings.
-            last_look=False,
             poll_interval_s=ENGINE_POLL_S,
             # The relay keeps the flush record (_beat): a stop is no interrupted flush.
             note_flush=False,
@@ -273,6 +280,7 @@ class Relay:
             **self.engine_options,
         )
         self._engine = engine
+        self._ending = False
         self._paused_code = None
         try:
             self._learn(store)
