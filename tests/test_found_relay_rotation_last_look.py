@@ -21,7 +21,7 @@ from fake_intercom import FakeIntercom, Reply
 from helpers import event
 
 from intercom_events_cli.config.settings import Settings
-from intercom_events_cli.delivery.engine import Delivery
+from intercom_events_cli.delivery.engine import Deliverer, Delivery
 from intercom_events_cli.delivery.relay import Relay, RelayReport
 from intercom_events_cli.delivery.timings import RelayTimings
 from intercom_events_cli.outbox import State
@@ -44,7 +44,9 @@ def run_relay(
     *,
     on_reload: Callable[[str], None] = lambda token: None,
     on_attempt: Callable[[Any], None] | None = None,
+    on_notice_extra: Callable[[str], None] = lambda text: None,
     accepted: int,
+    timings: dict[str, float] | None = None,
     **engine_options: Any,
 ) -> tuple[RelayReport, list[str], int]:
     """A relay with OLD in its token file, until the fake accepted ``accepted`` events (or
@@ -58,6 +60,7 @@ def run_relay(
 
     def on_notice(text: str) -> None:
         notices.append(text)
+        on_notice_extra(text)
         if "holds a new token" in text:
             switched_at.append(len(fake.requests))
         if "rejected" in text:
@@ -89,7 +92,9 @@ def run_relay(
         on_attempt=on_attempt if on_attempt is not None else (lambda attempt: None),
         reload_settings=reload_settings,
         # The file read at every idle moment; a rejected token would pause 10 minutes.
-        timings=RelayTimings(idle_look_s=0.05, token_look_s=0.001, pause_auth_s=600),
+        timings=RelayTimings(
+            **{"idle_look_s": 0.05, "token_look_s": 0.001, "pause_auth_s": 600, **(timings or {})}
+        ),
         **engine_options,
     )
     guard = threading.Timer(120, stop.set)  # a relay that never delivered: end the test
@@ -158,3 +163,91 @@ def test_an_event_put_back_for_another_round_goes_with_the_new_token(
         )
         check_only_the_new_token_after(fake, switched_at, notices, accepted=2)
     assert report.delivered == 2
+
+
+def test_a_busy_relay_takes_the_new_token_within_its_run(
+    tmp_path: Path, store_location: str
+) -> None:
+    """A relay that always has rows in hand never idles: it looks at its token file
+    between steps too, and sends the rest with the new token (the old one not revoked:
+    before, it went on with the old token until it ran dry)."""
+    with FakeIntercom() as fake, open_store(store_location) as capture:
+        fake.workspaces = {OLD: "ws_l1", NEW: "ws_l1"}
+        for n in range(1, 31):
+            capture.add(event(n))
+        fake.script_repeat(Reply(202, delay=0.01), 30)  # a little time in hand for each
+
+        def on_attempt(attempt: Any) -> None:
+            if attempt.status == 202 and len(fake.posts()) == 1:
+                (tmp_path / "intercom.token").write_text(NEW + "\n")  # rotated, not revoked
+
+        report, notices, switched_at = run_relay(
+            tmp_path, store_location, fake, on_attempt=on_attempt, accepted=30, concurrency=1
+        )
+        carried = [r.headers.get("authorization") for r in fake.requests[switched_at:]]
+        # One at a time: the request on the wire as the relay took the new token, at most.
+        assert carried.count(f"Bearer {OLD}") <= 1, (carried, notices)
+        assert carried.count(f"Bearer {NEW}") >= 20, (carried, notices)
+        assert sorted(body["user_id"] for body in fake.events_posted()) == sorted(
+            f"u{n}" for n in range(1, 31)
+        )
+    assert report.delivered == 30
+
+
+def test_a_token_rotated_during_a_pause_is_the_one_the_next_run_starts_with(
+    tmp_path: Path, store_location: str
+) -> None:
+    """Intercom unavailable, the relay pauses; meanwhile the token rotates and an event
+    is captured: the next run sends it with the new token."""
+    with FakeIntercom() as fake, open_store(store_location) as capture:
+        fake.workspaces = {OLD: "ws_l1", NEW: "ws_l1"}
+        for n in (1, 2, 3):
+            capture.add(event(n))
+        fake.script_repeat(Reply(503), 3)  # three in a row: the run stops, unavailable
+        rotated_at: list[int] = []
+
+        def on_notice_extra(text: str) -> None:
+            if "delivery paused" in text and not rotated_at:
+                rotated_at.append(len(fake.requests))
+                rotate(tmp_path / "intercom.token", fake)
+                capture.add(event(4))  # due at once, whatever becomes of 1-3
+
+        report, notices, _ = run_relay(
+            tmp_path,
+            store_location,
+            fake,
+            accepted=1,
+            concurrency=1,
+            on_notice_extra=on_notice_extra,
+            timings={"pause_unavailable_s": 0.05},
+        )
+        carried = [r.headers.get("authorization") for r in fake.requests[rotated_at[0] :]]
+        assert carried and set(carried) == {f"Bearer {NEW}"}, (carried, notices)
+    assert report.delivered == 1
+
+
+def test_finish_ends_a_run_without_another_claim_or_question(
+    tmp_path: Path, store_location: str
+) -> None:
+    """The engine's side: after finish(), called from keep_going, nothing is claimed (a
+    row stored at that moment stays pending) and keep_going is not asked again (the
+    relay's asking waits for a sign, and may end a run for another reason)."""
+    with FakeIntercom() as fake, open_store(store_location) as store:
+        store.add(event(1))
+        asked: list[int] = []
+        engine: list[Deliverer] = []
+
+        def keep_going() -> bool:
+            asked.append(1)
+            if len(asked) == 1:
+                store.add(event(2))  # arrives as the caller decides to end the run
+                engine[0].finish()
+            return False
+
+        engine.append(
+            Deliverer(store, Settings(token=OLD, base_url=fake.url), keep_going=keep_going)
+        )
+        report = engine[0].run()
+        assert (len(asked), report.delivered) == (1, 1)
+        assert [body["user_id"] for body in fake.events_posted()] == ["u1"]
+        assert [row.state for row in store.rows(list(State))] == [State.DELIVERED, State.PENDING]

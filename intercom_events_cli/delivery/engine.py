@@ -231,9 +231,11 @@ class Deliverer:
 
     def finish(self) -> None:
         """End the run without claiming another row: the rows in hand are answered and
-        recorded, rows waiting for another round stay pending for a later run. For a
-        caller that ends a run to start the next with new settings (the relay, when its
-        token file holds a new token): a claim after this would send with the old ones."""
+        recorded, rows waiting for another round stay pending for a later run, and
+        ``keep_going`` is not asked again. For a caller that ends a run to start the next
+        with new settings (the relay, when its token file holds a new token): a claim
+        after this would send with the old ones. Safe from ``keep_going`` and ``on_tick``
+        (the run's thread); the rows a worker has not sent yet go back unsent."""
         self._halt.set()
 
     def _probe(self) -> None:
@@ -290,6 +292,8 @@ class Deliverer:
                 last_claim = time.monotonic()
                 claimed_last = bool(rows)
             if not self._outstanding:
+                if self._halt.is_set():
+                    return  # finish(): nothing in hand, and nothing more is asked or claimed
                 if self.keep_going is not None and self.keep_going():
                     self.stop.wait(self.poll_interval_s)
                     continue

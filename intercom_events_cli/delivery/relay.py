@@ -105,7 +105,6 @@ class Relay:
         self._backoff = self._first_backoff()
         self._waker: Waker | None = None  # the first store opened makes it
         self._engine: Deliverer | None = None  # the engine running now
-        self._ending = False  # _end_run ended the engine's run: it claims nothing more
         self._last_beat = -float("inf")
         # A run the engine ended (token rejected, Intercom unavailable): its code, which
         # the heartbeats during the pause after it keep saying.
@@ -141,7 +140,7 @@ class Relay:
 
     def _keep_going(self) -> bool:
         # Called by the engine when it has nothing in hand: wait for a sign, then look.
-        if self.stop.is_set() or self._ending:
+        if self.stop.is_set():
             return False
         self._tell_learn_failure()
         self._beat()
@@ -160,11 +159,18 @@ class Relay:
             self.stop.wait(self.timings.idle_look_s)
         return not self.stop.is_set()
 
+    def _tick(self) -> None:
+        """Between the engine's steps while it has rows in hand: beat, and look at the
+        token file (a busy relay never idles): a new token ends the run, the rows in
+        flight are answered, and the next run sends the rest with it."""
+        self._beat()
+        if self._new_token():
+            self._end_run()
+
     def _end_run(self) -> bool:
         """End the engine's run at once, for the next to begin with what changed: neither
         its last look for new rows nor another round of retries, which would go out with
         the old token (revoked, perhaps: a 401, and a pause, for a token never tried)."""
-        self._ending = True  # until the next run: the engine may ask once more
         if self._engine is not None:
             self._engine.finish()
         return False
@@ -266,6 +272,9 @@ class Relay:
         (the database went away, or SQLite stayed busy) and the loop should try again."""
         from .engine import Deliverer
 
+        # A rotation during a pause or a reconnection: not even the probe goes with the
+        # old token.
+        self._new_token(at_once=True)
         engine = Deliverer(
             store,
             self.settings,
@@ -276,11 +285,10 @@ class Relay:
             poll_interval_s=ENGINE_POLL_S,
             # The relay keeps the flush record (_beat): a stop is no interrupted flush.
             note_flush=False,
-            on_tick=self._beat,
+            on_tick=self._tick,
             **self.engine_options,
         )
         self._engine = engine
-        self._ending = False
         self._paused_code = None
         try:
             self._learn(store)
