@@ -106,6 +106,7 @@ class Relay:
         self._waker: Waker | None = None  # the first store opened makes it
         self._engine: Deliverer | None = None  # the engine running now
         self._last_beat = -float("inf")
+        self._rebound_at = -float("inf")  # when _rebind last looked
         # A run the engine ended (token rejected, Intercom unavailable): its code, which
         # the heartbeats during the pause after it keep saying.
         self._paused_code: ExitCode | None = None
@@ -144,6 +145,7 @@ class Relay:
             return False
         self._tell_learn_failure()
         self._beat()
+        self._rebind()
         if self._new_token():
             return self._end_run()  # the next run delivers (and learns) with it
         if (
@@ -158,6 +160,22 @@ class Relay:
         else:
             self.stop.wait(self.timings.idle_look_s)
         return not self.stop.is_set()
+
+    def _rebind(self) -> None:
+        """Every ``timings.heartbeat_s`` while idle: bind to the workspace what a capture
+        bound to one of its tokens as the workspace was learned (bound, then stored: the
+        learn between the two steps missed it), which nothing would claim otherwise."""
+        now = time.monotonic()
+        store, workspace = self.store, self.workspace
+        if store is None or workspace is None or not self._workspace_known:
+            return
+        if now - self._rebound_at < self.timings.heartbeat_s:
+            return
+        self._rebound_at = now
+        try:
+            store.learn(self.settings, workspace, self.profile_name)
+        except OutboxError:
+            return  # the database is away: the engine meets it and the relay reconnects
 
     def _tick(self) -> None:
         """Between the engine's steps while it has rows in hand: beat, and look at the

@@ -51,8 +51,9 @@ def learn_workspace(
         return None
     known = store.token_workspace(settings)
     if known:
-        if name:
-            store.learn(settings, known, name)  # the profile's name, for SQL enqueue
+        # Again: it binds to the workspace what a capture bound to one of its tokens just
+        # as the workspace was learned (and the profile's name, for SQL enqueue).
+        store.learn(settings, known, name)
         return known
     from ..http.client import EventsClient
     from ..http.lookup import get_me
