@@ -371,6 +371,11 @@ class FakeIntercom(ThreadingHTTPServer):
     def script_repeat(self, reply: Reply, times: int) -> None:
         self.script(*(replace(reply, headers=dict(reply.headers)) for _ in range(times)))
 
+    def clear_script(self) -> None:
+        """Drop the scripted replies not consumed yet (the defaults answer from now)."""
+        with self._lock:
+            self._script.clear()
+
     def pending_script(self) -> list[Reply]:
         """Scripted replies not consumed yet."""
         with self._lock:
