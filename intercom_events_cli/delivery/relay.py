@@ -144,7 +144,7 @@ class Relay:
         if self.stop.is_set():
             return False
         self._tell_learn_failure()
-        self._beat()
+        self._beat(raising=True)
         self._rebind()
         if self._new_token():
             return self._end_run()  # the next run delivers (and learns) with it
@@ -172,16 +172,15 @@ class Relay:
         if now - self._rebound_at < self.timings.heartbeat_s:
             return
         self._rebound_at = now
-        try:
-            store.learn(self.settings, workspace, self.profile_name)
-        except OutboxError:
-            return  # the database is away: the engine meets it and the relay reconnects
+        # Its errors are the engine's (raised through keep_going): a database gone or an
+        # outbox dropped is told and reconnected to as when a claim meets it.
+        store.learn(self.settings, workspace, self.profile_name)
 
     def _tick(self) -> None:
         """Between the engine's steps while it has rows in hand: beat, and look at the
         token file (a busy relay never idles): a new token ends the run, the rows in
         flight are answered, and the next run sends the rest with it."""
-        self._beat()
+        self._beat(raising=True)
         if self._new_token():
             self._end_run()
 
@@ -193,10 +192,15 @@ class Relay:
             self._engine.finish()
         return False
 
-    def _beat(self, *, final: ExitCode | None = None) -> None:
+    def _beat(self, *, final: ExitCode | None = None, raising: bool = False) -> None:
         """Every ``timings.heartbeat_s`` (and at the end, with ``final``): record in the outbox
         that this relay is alive, as a flush with the code of what it did since the last
-        beat. Runs on the engine's thread, the only one using the store."""
+        beat. Runs on the engine's thread, the only one using the store.
+
+        ``raising`` (from the engine's run): an outbox error goes up as a claim's would,
+        to be told and reconnected to. Otherwise (a pause, the end) it is left for the
+        next run to meet: a session the error dropped is opened again by the next
+        statement, which for a dropped schema makes it anew without a word."""
         now = time.monotonic()
         store = self.store
         if store is None or (final is None and now - self._last_beat < self.timings.heartbeat_s):
@@ -212,7 +216,9 @@ class Relay:
         try:
             store.note_flush(int(code), relay=final is None, relay_stopped=final is not None)
         except OutboxError:
-            return  # the database is away: the engine meets it and the relay reconnects
+            if raising:
+                raise
+            return  # the database is away: the next run meets it and the relay reconnects
         self._last_beat = now
 
     def _set_store(self, store: OutboxStore | None) -> None:
