@@ -153,17 +153,39 @@ class PostgresServer:
         if self._user is not None:
             os.chown(hba, self._user.pw_uid, self._user.pw_gid)
 
+    def start_first(self) -> None:
+        """The first start: on another free port when another process took this one
+        between :func:`free_port` and the server's bind (seen once under load)."""
+        for attempt in range(1, 4):
+            try:
+                self.start()
+                return
+            except RuntimeError as exc:
+                if attempt == 3 or "already in use" not in str(exc):
+                    raise
+                self.port = free_port()
+
     def start(self) -> None:
-        """Start (or start again) the server on the same port; waits until it answers."""
+        """Start (or start again) the server on the same port; waits until it answers.
+        Raises RuntimeError with the end of the server's log when it does not start."""
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
             f"-c unix_socket_directories={self.root} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
-        self._run(
-            ["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"],
-            timeout=60,
-        )
+        try:
+            self._run(
+                ["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"],
+                timeout=60,
+            )
+        except subprocess.CalledProcessError as exc:
+            try:
+                log = self.log.read_text(errors="replace").strip().splitlines()[-5:]
+            except OSError:
+                log = []
+            raise RuntimeError(
+                f"pg_ctl start failed ({exc.returncode}); the server's log ends: " + " | ".join(log)
+            ) from exc
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``fast`` ends every session, as a restart does)."""
@@ -253,11 +275,11 @@ class PostgresServer:
                 if self._user is not None:
                     for path in [self.data, *self.data.rglob("*")]:
                         os.chown(path, self._user.pw_uid, self._user.pw_gid, follow_symlinks=False)
-        self.start()
+        self.start_first()
 
     def _set_up_fresh(self) -> None:
         self.initdb()
-        self.start()
+        self.start_first()
         self.admin(f"CREATE DATABASE {DATABASE}")
         self.admin(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
         self.admin(f"GRANT CREATE ON DATABASE {DATABASE} TO {APP_USER}")
