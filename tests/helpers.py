@@ -67,6 +67,18 @@ def wait_for(
         time.sleep(interval)  # a poll interval, not a guess at how long something takes
 
 
+def run_guarded(run: Callable[[], T], stop: threading.Event, seconds: float = 120) -> T:
+    """``run()`` (an in-process relay's ``run``), with ``stop`` set after ``seconds`` should
+    it not end by itself: a guard that ends a test whose relay never got there (what it
+    awaited is then missing from what the test checks), not a deadline it measures."""
+    guard = threading.Timer(seconds, stop.set)
+    guard.start()
+    try:
+        return run()
+    finally:
+        guard.cancel()
+
+
 # -- NDJSON and events -----------------------------------------------------------------------
 
 

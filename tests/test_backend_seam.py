@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import event
+from helpers import event, run_guarded
 
 import intercom_events_cli
 from intercom_events_cli.errors import ExitCode, OutboxBusy, OutboxError
@@ -230,12 +230,9 @@ def test_a_relay_waits_out_a_busy_sqlite_file_and_then_delivers(fake: Any, tmp_p
         on_result=lambda delivery: stop.set(),
         timings=RelayTimings(idle_look_s=0.05),
     )
-    guard = threading.Timer(60, stop.set)  # a relay that never delivered: end the test
-    guard.start()
     try:
-        report = relay.run()
+        report = run_guarded(relay.run, stop, 60)  # a relay that never delivered: ends
     finally:
-        guard.cancel()
         holder.close()
     assert any("locked by another process" in text and "trying again" in text for text in notices)
     assert report.delivered == 1 and report.exit_code is ExitCode.OK

@@ -13,12 +13,13 @@ Intercom on loopback, the relay's own engine and HTTP client.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fake_intercom import FakeIntercom, Reply
-from helpers import event
+from helpers import event, run_guarded
 
 from intercom_events_cli.config.settings import Settings
 from intercom_events_cli.delivery.engine import Deliverer, Delivery
@@ -29,6 +30,21 @@ from intercom_events_cli.outbox.store import OutboxStore, open_store
 
 OLD = "tok_LASTLOOK_old_token_of_ws_l1"
 NEW = "tok_LASTLOOK_new_token_of_ws_l1"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeIntercom]:
+    """A fake Intercom where both tokens belong to one workspace."""
+    with FakeIntercom() as server:
+        server.workspaces = {OLD: "ws_l1", NEW: "ws_l1"}
+        yield server
+
+
+@pytest.fixture
+def capture(store_location: str) -> Iterator[OutboxStore]:
+    """The outbox, as the apps that capture events open it."""
+    with open_store(store_location) as store:
+        yield store
 
 
 def rotate(token_file: Path, fake: FakeIntercom) -> None:
@@ -97,12 +113,7 @@ def run_relay(
         ),
         **engine_options,
     )
-    guard = threading.Timer(120, stop.set)  # a relay that never delivered: end the test
-    guard.start()
-    try:
-        report = relay.run()
-    finally:
-        guard.cancel()
+    report = run_guarded(relay.run, stop)  # a relay that never delivered: ends
     assert switched_at, notices
     return report, notices, switched_at[0]
 
@@ -117,112 +128,104 @@ def check_only_the_new_token_after(
 
 
 def test_events_captured_as_the_relay_takes_the_new_token_go_with_it(
-    tmp_path: Path, store_location: str
+    tmp_path: Path, store_location: str, fake: FakeIntercom, capture: OutboxStore
 ) -> None:
     """Its last look for new rows, after the run was ended for the new token."""
-    with FakeIntercom() as fake, open_store(store_location) as capture:
-        fake.workspaces = {OLD: "ws_l1", NEW: "ws_l1"}
-        capture.add(event(1))
-        arrived: list[OutboxStore] = []
+    capture.add(event(1))
+    arrived: list[OutboxStore] = []
 
-        def on_reload(token: str) -> None:
-            if token == NEW and not arrived:
-                # Captured by apps just as the relay looks at its file again.
-                capture.add(event(2))
-                capture.add(event(3))
-                arrived.append(capture)
+    def on_reload(token: str) -> None:
+        if token == NEW and not arrived:
+            # Captured by apps just as the relay looks at its file again.
+            capture.add(event(2))
+            capture.add(event(3))
+            arrived.append(capture)
 
-        def on_attempt(attempt: Any) -> None:
-            if attempt.status == 202 and len(fake.posts()) == 1:  # the first, with OLD
-                rotate(tmp_path / "intercom.token", fake)
+    def on_attempt(attempt: Any) -> None:
+        if attempt.status == 202 and len(fake.posts()) == 1:  # the first, with OLD
+            rotate(tmp_path / "intercom.token", fake)
 
-        report, notices, switched_at = run_relay(
-            tmp_path, store_location, fake, on_reload=on_reload, on_attempt=on_attempt, accepted=3
-        )
-        check_only_the_new_token_after(fake, switched_at, notices, accepted=3)
+    report, notices, switched_at = run_relay(
+        tmp_path, store_location, fake, on_reload=on_reload, on_attempt=on_attempt, accepted=3
+    )
+    check_only_the_new_token_after(fake, switched_at, notices, accepted=3)
     assert report.delivered == 3
 
 
 def test_an_event_put_back_for_another_round_goes_with_the_new_token(
-    tmp_path: Path, store_location: str
+    tmp_path: Path, store_location: str, fake: FakeIntercom, capture: OutboxStore
 ) -> None:
     """Another round for an event a 503 put back, in the run ended for the new token."""
-    with FakeIntercom() as fake, open_store(store_location) as capture:
-        fake.workspaces = {OLD: "ws_l1", NEW: "ws_l1"}
-        capture.add(event(1))
-        capture.add(event(2))
-        # One at a time: 1 accepted (Intercom answers), 2 put back for a round by a 503.
-        fake.script(Reply(202), Reply(503))
+    capture.add(event(1))
+    capture.add(event(2))
+    # One at a time: 1 accepted (Intercom answers), 2 put back for a round by a 503.
+    fake.script(Reply(202), Reply(503))
 
-        def on_attempt(attempt: Any) -> None:
-            if attempt.status == 503:
-                rotate(tmp_path / "intercom.token", fake)
+    def on_attempt(attempt: Any) -> None:
+        if attempt.status == 503:
+            rotate(tmp_path / "intercom.token", fake)
 
-        report, notices, switched_at = run_relay(
-            tmp_path, store_location, fake, on_attempt=on_attempt, accepted=2, concurrency=1
-        )
-        check_only_the_new_token_after(fake, switched_at, notices, accepted=2)
+    report, notices, switched_at = run_relay(
+        tmp_path, store_location, fake, on_attempt=on_attempt, accepted=2, concurrency=1
+    )
+    check_only_the_new_token_after(fake, switched_at, notices, accepted=2)
     assert report.delivered == 2
 
 
 def test_a_busy_relay_takes_the_new_token_within_its_run(
-    tmp_path: Path, store_location: str
+    tmp_path: Path, store_location: str, fake: FakeIntercom, capture: OutboxStore
 ) -> None:
     """A relay that always has rows in hand never idles: it looks at its token file
     between steps too, and sends the rest with the new token (the old one not revoked:
     before, it went on with the old token until it ran dry)."""
-    with FakeIntercom() as fake, open_store(store_location) as capture:
-        fake.workspaces = {OLD: "ws_l1", NEW: "ws_l1"}
-        for n in range(1, 31):
-            capture.add(event(n))
-        fake.script_repeat(Reply(202, delay=0.01), 30)  # a little time in hand for each
+    for n in range(1, 31):
+        capture.add(event(n))
+    fake.script_repeat(Reply(202, delay=0.01), 30)  # a little time in hand for each
 
-        def on_attempt(attempt: Any) -> None:
-            if attempt.status == 202 and len(fake.posts()) == 1:
-                (tmp_path / "intercom.token").write_text(NEW + "\n")  # rotated, not revoked
+    def on_attempt(attempt: Any) -> None:
+        if attempt.status == 202 and len(fake.posts()) == 1:
+            (tmp_path / "intercom.token").write_text(NEW + "\n")  # rotated, not revoked
 
-        report, notices, switched_at = run_relay(
-            tmp_path, store_location, fake, on_attempt=on_attempt, accepted=30, concurrency=1
-        )
-        carried = [r.headers.get("authorization") for r in fake.requests[switched_at:]]
-        # One at a time: the request on the wire as the relay took the new token, at most.
-        assert carried.count(f"Bearer {OLD}") <= 1, (carried, notices)
-        assert carried.count(f"Bearer {NEW}") >= 20, (carried, notices)
-        assert sorted(body["user_id"] for body in fake.events_posted()) == sorted(
-            f"u{n}" for n in range(1, 31)
-        )
+    report, notices, switched_at = run_relay(
+        tmp_path, store_location, fake, on_attempt=on_attempt, accepted=30, concurrency=1
+    )
+    carried = [r.headers.get("authorization") for r in fake.requests[switched_at:]]
+    # One at a time: the request on the wire as the relay took the new token, at most.
+    assert carried.count(f"Bearer {OLD}") <= 1, (carried, notices)
+    assert carried.count(f"Bearer {NEW}") >= 20, (carried, notices)
+    assert sorted(body["user_id"] for body in fake.events_posted()) == sorted(
+        f"u{n}" for n in range(1, 31)
+    )
     assert report.delivered == 30
 
 
 def test_a_token_rotated_during_a_pause_is_the_one_the_next_run_starts_with(
-    tmp_path: Path, store_location: str
+    tmp_path: Path, store_location: str, fake: FakeIntercom, capture: OutboxStore
 ) -> None:
     """Intercom unavailable, the relay pauses; meanwhile the token rotates and an event
     is captured: the next run sends it with the new token."""
-    with FakeIntercom() as fake, open_store(store_location) as capture:
-        fake.workspaces = {OLD: "ws_l1", NEW: "ws_l1"}
-        for n in (1, 2, 3):
-            capture.add(event(n))
-        fake.script_repeat(Reply(503), 3)  # three in a row: the run stops, unavailable
-        rotated_at: list[int] = []
+    for n in (1, 2, 3):
+        capture.add(event(n))
+    fake.script_repeat(Reply(503), 3)  # three in a row: the run stops, unavailable
+    rotated_at: list[int] = []
 
-        def on_notice_extra(text: str) -> None:
-            if "delivery paused" in text and not rotated_at:
-                rotated_at.append(len(fake.requests))
-                rotate(tmp_path / "intercom.token", fake)
-                capture.add(event(4))  # due at once, whatever becomes of 1-3
+    def on_notice_extra(text: str) -> None:
+        if "delivery paused" in text and not rotated_at:
+            rotated_at.append(len(fake.requests))
+            rotate(tmp_path / "intercom.token", fake)
+            capture.add(event(4))  # due at once, whatever becomes of 1-3
 
-        report, notices, _ = run_relay(
-            tmp_path,
-            store_location,
-            fake,
-            accepted=1,
-            concurrency=1,
-            on_notice_extra=on_notice_extra,
-            timings={"pause_unavailable_s": 0.05},
-        )
-        carried = [r.headers.get("authorization") for r in fake.requests[rotated_at[0] :]]
-        assert carried and set(carried) == {f"Bearer {NEW}"}, (carried, notices)
+    report, notices, _ = run_relay(
+        tmp_path,
+        store_location,
+        fake,
+        accepted=1,
+        concurrency=1,
+        on_notice_extra=on_notice_extra,
+        timings={"pause_unavailable_s": 0.05},
+    )
+    carried = [r.headers.get("authorization") for r in fake.requests[rotated_at[0] :]]
+    assert carried and set(carried) == {f"Bearer {NEW}"}, (carried, notices)
     assert report.delivered == 1
 
 
