@@ -179,8 +179,10 @@ class Relay:
     def _tick(self) -> None:
         """Between the engine's steps while it has rows in hand: beat, and look at the
         token file (a busy relay never idles): a new token ends the run, the rows in
-        flight are answered, and the next run sends the rest with it."""
-        self._beat(raising=True)
+        flight are answered, and the next run sends the rest with it. Its heartbeat keeps
+        an outbox error to itself: raised here it would end the run with requests on the
+        wire, whose rows would be sent again; the engine's next statement meets it."""
+        self._beat()
         if self._new_token():
             self._end_run()
 
@@ -197,10 +199,10 @@ class Relay:
         that this relay is alive, as a flush with the code of what it did since the last
         beat. Runs on the engine's thread, the only one using the store.
 
-        ``raising`` (from the engine's run): an outbox error goes up as a claim's would,
-        to be told and reconnected to. Otherwise (a pause, the end) it is left for the
-        next run to meet: a session the error dropped is opened again by the next
-        statement, which for a dropped schema makes it anew without a word."""
+        ``raising`` (the engine idle, asking keep_going): an outbox error goes up as a
+        claim's would, to be told and reconnected to. Otherwise (a pause, the end, a busy
+        run) it is left for the next statement to meet: one the error dropped the session
+        of opens a new one, which for a dropped schema makes it anew without a word."""
         now = time.monotonic()
         store = self.store
         if store is None or (final is None and now - self._last_beat < self.timings.heartbeat_s):
