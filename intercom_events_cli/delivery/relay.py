@@ -106,7 +106,6 @@ class Relay:
         self._waker: Waker | None = None  # the first store opened makes it
         self._engine: Deliverer | None = None  # the engine running now
         self._last_beat = -float("inf")
-        self._rebound_at = -float("inf")  # when _rebind last looked
         # A run the engine ended (token rejected, Intercom unavailable): its code, which
         # the heartbeats during the pause after it keep saying.
         self._paused_code: ExitCode | None = None
@@ -144,17 +143,19 @@ class Relay:
         if self.stop.is_set():
             return False
         self._tell_learn_failure()
-        self._beat(raising=True)
-        self._rebind()
+        if self._beat(raising=True):
+            self._rebind()
         if self._new_token():
-            return self._end_run()  # the next run delivers (and learns) with it
+            self._end_run()  # the next run delivers (and learns) with it
+            return False
         if (
             not self._workspace_known
             and self.settings.token
             and time.monotonic() - self._learn_tried_at >= self._learn_wait
         ):
             self._learn_wait = min(self._learn_wait * 2, self.timings.pause_auth_s)
-            return self._end_run()  # the next run asks GET /me again first
+            self._end_run()  # the next run asks GET /me again first
+            return False
         if self._waker is not None:
             self._waker.wait(self.timings.idle_look_s)
         else:
@@ -162,16 +163,12 @@ class Relay:
         return not self.stop.is_set()
 
     def _rebind(self) -> None:
-        """Every ``timings.heartbeat_s`` while idle: bind to the workspace what a capture
-        bound to one of its tokens as the workspace was learned (bound, then stored: the
-        learn between the two steps missed it), which nothing would claim otherwise."""
-        now = time.monotonic()
+        """With each heartbeat while idle: bind to the workspace what a capture bound to
+        one of its tokens as the workspace was learned (bound, then stored: the learn
+        between the two steps missed it), which nothing would claim otherwise."""
         store, workspace = self.store, self.workspace
         if store is None or workspace is None or not self._workspace_known:
             return
-        if now - self._rebound_at < self.timings.heartbeat_s:
-            return
-        self._rebound_at = now
         # Its errors are the engine's (raised through keep_going): a database gone or an
         # outbox dropped is told and reconnected to as when a claim meets it.
         store.learn(self.settings, workspace, self.profile_name)
@@ -186,18 +183,17 @@ class Relay:
         if self._new_token():
             self._end_run()
 
-    def _end_run(self) -> bool:
+    def _end_run(self) -> None:
         """End the engine's run at once, for the next to begin with what changed: neither
         its last look for new rows nor another round of retries, which would go out with
         the old token (revoked, perhaps: a 401, and a pause, for a token never tried)."""
         if self._engine is not None:
             self._engine.finish()
-        return False
 
-    def _beat(self, *, final: ExitCode | None = None, raising: bool = False) -> None:
+    def _beat(self, *, final: ExitCode | None = None, raising: bool = False) -> bool:
         """Every ``timings.heartbeat_s`` (and at the end, with ``final``): record in the outbox
         that this relay is alive, as a flush with the code of what it did since the last
-        beat. Runs on the engine's thread, the only one using the store.
+        beat; whether it did. Runs on the engine's thread, the only one using the store.
 
         ``raising`` (the engine idle, asking keep_going): an outbox error goes up as a
         claim's would, to be told and reconnected to. Otherwise (a pause, the end, a busy
@@ -206,7 +202,7 @@ class Relay:
         now = time.monotonic()
         store = self.store
         if store is None or (final is None and now - self._last_beat < self.timings.heartbeat_s):
-            return
+            return False
         engine = self._engine
         code = engine.report.take_recent_code() if engine is not None else ExitCode.OK
         if self._paused_code is not None:
@@ -220,8 +216,9 @@ class Relay:
         except OutboxError:
             if raising:
                 raise
-            return  # the database is away: the next run meets it and the relay reconnects
+            return False  # the database is away: the next run meets it, the relay reconnects
         self._last_beat = now
+        return True
 
     def _set_store(self, store: OutboxStore | None) -> None:
         self.store = store
